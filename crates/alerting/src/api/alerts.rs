@@ -1,0 +1,333 @@
+//! Handlers of `/api/v1/alerts`: each parses its request, calls the alerting core and shapes the answer.
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{AlertId, JsonBody, OptionalJsonBody};
+use crate::model::{Alert, AlertFilter, AlertPage, AuditEntry, Change, NewAlert};
+use crate::service::Alerting;
+
+/// Page size when `limit` is not given.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// Largest page size.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// Body of acknowledge and resolve (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ByRequest {
+    /// Who does it; defaults to the API token's name.
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// Body of assign.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    /// The new owner.
+    pub assigned_to: String,
+    /// Why; kept in the audit trail.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// An alert's audit trail.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ActionList {
+    /// Oldest first.
+    pub actions: Vec<AuditEntry>,
+}
+
+/// Query parameters of the listing.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ListParams {
+    /// firing, acknowledged or resolved.
+    status: Option<String>,
+    /// P1, P2, P3 or P4.
+    severity: Option<String>,
+    /// Exact namespace.
+    namespace: Option<String>,
+    /// Exact source.
+    source: Option<String>,
+    /// `key=value`; repeat for several labels (all must match).
+    label: Option<Vec<String>>,
+    /// RFC 3339; alerts created at or after.
+    since: Option<DateTime<Utc>>,
+    /// RFC 3339; alerts created before.
+    until: Option<DateTime<Utc>>,
+    /// Page size, default 100, at most 1000.
+    limit: Option<u32>,
+    /// Alerts to skip.
+    offset: Option<u64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+fn parse_param<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|error| ApiError::bad_request(format!("query parameter `{name}`: {error}")))
+}
+
+fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|error| {
+            ApiError::bad_request(format!(
+                "query parameter `{name}`: {value:?} is not an RFC 3339 time: {error}"
+            ))
+        })
+}
+
+/// Reads the listing's query string into a filter; 400 naming the parameter when a value is invalid.
+pub fn parse_filter(query: Option<&str>) -> Result<AlertFilter, ApiError> {
+    let mut filter = AlertFilter {
+        limit: DEFAULT_LIMIT,
+        ..AlertFilter::default()
+    };
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "status" => filter.status = Some(parse_param(&name, &value)?),
+            "severity" => filter.severity = Some(parse_param(&name, &value)?),
+            "namespace" => filter.namespace = Some(value.into_owned()),
+            "source" => filter.source = Some(value.into_owned()),
+            "label" => {
+                let (key, wanted) = value.split_once('=').ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "query parameter `label`: {value:?} is not key=value"
+                    ))
+                })?;
+                filter.labels.push((key.to_owned(), wanted.to_owned()));
+            }
+            "since" => filter.since = Some(parse_time(&name, &value)?),
+            "until" => filter.until = Some(parse_time(&name, &value)?),
+            "limit" => {
+                let limit: u32 = parse_param(&name, &value)?;
+                if limit == 0 || limit > MAX_LIMIT {
+                    return Err(ApiError::bad_request(format!(
+                        "query parameter `limit`: {limit} is outside 1..={MAX_LIMIT}"
+                    )));
+                }
+                filter.limit = limit;
+            }
+            "offset" => filter.offset = parse_param(&name, &value)?,
+            "cursor" => filter.after = Some(parse_param(&name, &value)?),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{other}`: expected status, severity, namespace, source, label, \
+                     since, until, limit, offset or cursor"
+                )));
+            }
+        }
+    }
+    Ok(filter)
+}
+
+/// Create an alert, or return the open alert with the same fingerprint.
+#[utoipa::path(post, path = "/api/v1/alerts", tag = "alerts", request_body = NewAlert,
+    responses(
+        (status = 201, description = "Created", body = Alert),
+        (status = 200, description = "An open alert with the same fingerprint exists; it is returned", body = Alert),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(core): State<Alerting>,
+    Caller(caller): Caller,
+    JsonBody(new): JsonBody<NewAlert>,
+) -> Result<(StatusCode, HeaderMap, Json<Alert>), ApiError> {
+    let (alert, created) = core.create(new, caller).await?;
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/alerts/{}", alert.id)) {
+        headers.insert(header::LOCATION, location);
+    }
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, headers, Json(alert)))
+}
+
+/// List alerts, newest first.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(ListParams),
+    responses(
+        (status = 200, description = "A page of alerts", body = AlertPage),
+        (status = 400, description = "Invalid query parameter", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn list(
+    State(core): State<Alerting>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<AlertPage>, ApiError> {
+    let filter = parse_filter(query.as_deref())?;
+    Ok(Json(core.list(&filter).await?))
+}
+
+/// One alert.
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts",
+    params(("id" = uuid::Uuid, Path, description = "Alert id")),
+    responses(
+        (status = 200, description = "The alert", body = Alert),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 404, description = "No such alert", body = ErrorBody),
+    ))]
+pub async fn get(
+    State(core): State<Alerting>,
+    AlertId(id): AlertId,
+) -> Result<Json<Alert>, ApiError> {
+    Ok(Json(core.get(id).await?))
+}
+
+/// Acknowledge a firing alert.
+#[utoipa::path(put, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts",
+    params(("id" = uuid::Uuid, Path, description = "Alert id")),
+    request_body(content = Option<ByRequest>, description = "Optional; no body is fine"),
+    responses(
+        (status = 200, description = "Acknowledged", body = Alert),
+        (status = 404, description = "No such alert", body = ErrorBody),
+        (status = 409, description = "The alert is not firing", body = ErrorBody),
+    ))]
+pub async fn acknowledge(
+    State(core): State<Alerting>,
+    AlertId(id): AlertId,
+    Caller(caller): Caller,
+    OptionalJsonBody(body): OptionalJsonBody<ByRequest>,
+) -> Result<Json<Alert>, ApiError> {
+    let by = body.unwrap_or_default().by;
+    Ok(Json(
+        core.change(id, Change::Acknowledge { by }, caller).await?,
+    ))
+}
+
+/// Resolve an alert.
+#[utoipa::path(put, path = "/api/v1/alerts/{id}/resolve", tag = "alerts",
+    params(("id" = uuid::Uuid, Path, description = "Alert id")),
+    request_body(content = Option<ByRequest>, description = "Optional; no body is fine"),
+    responses(
+        (status = 200, description = "Resolved", body = Alert),
+        (status = 404, description = "No such alert", body = ErrorBody),
+        (status = 409, description = "Already resolved", body = ErrorBody),
+    ))]
+pub async fn resolve(
+    State(core): State<Alerting>,
+    AlertId(id): AlertId,
+    Caller(caller): Caller,
+    OptionalJsonBody(body): OptionalJsonBody<ByRequest>,
+) -> Result<Json<Alert>, ApiError> {
+    let by = body.unwrap_or_default().by;
+    Ok(Json(core.change(id, Change::Resolve { by }, caller).await?))
+}
+
+/// Assign an alert to someone.
+#[utoipa::path(put, path = "/api/v1/alerts/{id}/assign", tag = "alerts",
+    params(("id" = uuid::Uuid, Path, description = "Alert id")),
+    request_body = AssignRequest,
+    responses(
+        (status = 200, description = "Assigned", body = Alert),
+        (status = 404, description = "No such alert", body = ErrorBody),
+        (status = 409, description = "The alert is resolved", body = ErrorBody),
+        (status = 422, description = "assigned_to missing or too long", body = ErrorBody),
+    ))]
+pub async fn assign(
+    State(core): State<Alerting>,
+    AlertId(id): AlertId,
+    Caller(caller): Caller,
+    JsonBody(body): JsonBody<AssignRequest>,
+) -> Result<Json<Alert>, ApiError> {
+    let change = Change::Assign {
+        assigned_to: body.assigned_to,
+        note: body.note,
+    };
+    Ok(Json(core.change(id, change, caller).await?))
+}
+
+/// Delete an alert (its audit trail is kept, with a copy of it).
+#[utoipa::path(delete, path = "/api/v1/alerts/{id}", tag = "alerts",
+    params(("id" = uuid::Uuid, Path, description = "Alert id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such alert", body = ErrorBody),
+    ))]
+pub async fn delete(
+    State(core): State<Alerting>,
+    AlertId(id): AlertId,
+    Caller(caller): Caller,
+) -> Result<StatusCode, ApiError> {
+    core.delete(id, caller).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An alert's audit trail.
+#[utoipa::path(get, path = "/api/v1/alerts/{id}/actions", tag = "alerts",
+    params(("id" = uuid::Uuid, Path, description = "Alert id")),
+    responses(
+        (status = 200, description = "Every change, oldest first", body = ActionList),
+        (status = 404, description = "No such alert", body = ErrorBody),
+    ))]
+pub async fn actions(
+    State(core): State<Alerting>,
+    AlertId(id): AlertId,
+) -> Result<Json<ActionList>, ApiError> {
+    Ok(Json(ActionList {
+        actions: core.actions(id).await?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Severity, Status};
+
+    #[test]
+    fn filter_reads_every_parameter() {
+        let filter = parse_filter(Some(
+            "status=firing&severity=P1&namespace=monitoring&source=api&label=app%3Dkafka&label=tier=db\
+             &since=2026-01-01T00:00:00Z&limit=5&offset=10",
+        ))
+        .expect("valid");
+        assert_eq!(filter.status, Some(Status::Firing));
+        assert_eq!(filter.severity, Some(Severity::P1));
+        assert_eq!(
+            filter.labels,
+            vec![("app".into(), "kafka".into()), ("tier".into(), "db".into())]
+        );
+        assert_eq!((filter.limit, filter.offset), (5, 10));
+        assert!(filter.since.is_some());
+    }
+
+    #[test]
+    fn filter_rejects_bad_values_naming_the_parameter() {
+        for (query, name) in [
+            ("limit=0", "limit"),
+            ("limit=1001", "limit"),
+            ("severity=P7", "severity"),
+            ("since=yesterday", "since"),
+            ("label=novalue", "label"),
+            ("cursor=zzz", "cursor"),
+            ("colour=red", "colour"),
+        ] {
+            let error = parse_filter(Some(query)).expect_err(query);
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+            assert!(
+                format!("{error:?}").contains(&format!("`{name}`")),
+                "{query}: {error:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Configuration of `gomon alerting` (the `alerting:` section of the configuration file).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The alerting service's configuration. Every field has a default, so an empty section is valid.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP API listens on. Default: `0.0.0.0:8080` when API tokens are configured, otherwise
+    /// `127.0.0.1:8080`, so that an unauthenticated API is never exposed by accident.
+    pub listen: Option<SocketAddr>,
+    /// Longest time one HTTP request may take before it is answered with 408.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Where alerts are stored.
+    pub database: DatabaseConfig,
+    /// Who may call the API.
+    pub auth: AuthConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            request_timeout: Duration::from_secs(30),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+/// Port the API listens on when `listen` is not set.
+pub const DEFAULT_PORT: u16 = 8080;
+
+impl Config {
+    /// The address to listen on, following the rule documented on [`Config::listen`].
+    pub fn listen_addr(&self, authenticated: bool) -> SocketAddr {
+        self.listen.unwrap_or_else(|| {
+            let ip = if authenticated {
+                [0, 0, 0, 0]
+            } else {
+                [127, 0, 0, 1]
+            };
+            SocketAddr::from((ip, DEFAULT_PORT))
+        })
+    }
+}
+
+/// The alert store: PostgreSQL when `url` is set, otherwise SQLite in `data_dir`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// PostgreSQL connection URL (`postgres://user:password@host:5432/alerting`). Unset: embedded SQLite.
+    pub url: Option<String>,
+    /// File holding the PostgreSQL URL (a mounted Kubernetes Secret); used when `url` is unset.
+    pub url_file: Option<PathBuf>,
+    /// Directory of the embedded SQLite database (`alerting.db`), created when missing.
+    pub data_dir: PathBuf,
+    /// Most connections the pool opens (PostgreSQL; SQLite uses one writer connection).
+    pub max_connections: u32,
+    /// How long a request waits for a free or new connection before the API answers 503.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// Longest time one SQL statement may run (PostgreSQL `statement_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            url_file: None,
+            data_dir: PathBuf::from("gomon-data"),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &self.url.as_ref().map(|_| "<redacted>"))
+            .field("url_file", &self.url_file)
+            .field("data_dir", &self.data_dir)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
+}
+
+/// API authentication. With no token configured every request is allowed (and the API binds loopback).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Tokens accepted in `Authorization: Bearer <token>`.
+    pub tokens: Vec<ApiToken>,
+    /// YAML file with more tokens in the same form (a mounted Kubernetes Secret).
+    pub tokens_file: Option<PathBuf>,
+}
+
+/// One API token and what it may do.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Who holds it: recorded as the actor of the changes it makes.
+    pub name: String,
+    /// The secret itself.
+    pub token: String,
+    /// `read` (GET only) or `write` (everything).
+    pub access: Access,
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("token", &"<redacted>")
+            .field("access", &self.access)
+            .finish()
+    }
+}
+
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Read alerts only.
+    Read,
+    /// Read, create and change alerts.
+    Write,
+}
+
+impl AuthConfig {
+    /// Every configured token: the inline ones, then those of `tokens_file`.
+    pub fn load_tokens(&self) -> anyhow::Result<Vec<ApiToken>> {
+        let mut tokens = self.tokens.clone();
+        if let Some(path) = &self.tokens_file {
+            let text = std::fs::read_to_string(path).map_err(|error| {
+                anyhow::anyhow!(
+                    "alerting.auth.tokens_file: cannot read {}: {error}",
+                    path.display()
+                )
+            })?;
+            let more: Vec<ApiToken> = serde_yaml_list(&text).map_err(|error| {
+                anyhow::anyhow!("alerting.auth.tokens_file {}: {error}", path.display())
+            })?;
+            tokens.extend(more);
+        }
+        if let Some(empty) = tokens.iter().find(|t| t.token.trim().is_empty()) {
+            anyhow::bail!("alerting.auth.tokens: token `{}` is empty", empty.name);
+        }
+        Ok(tokens)
+    }
+}
+
+/// Parses a YAML (or JSON) list of tokens.
+fn serde_yaml_list(text: &str) -> Result<Vec<ApiToken>, serde_yaml::Error> {
+    serde_yaml::from_str(text)
+}
+
+impl DatabaseConfig {
+    /// The PostgreSQL URL from `url` or `url_file`, if any.
+    pub fn postgres_url(&self) -> anyhow::Result<Option<String>> {
+        if let Some(url) = &self.url {
+            return Ok(Some(url.clone()));
+        }
+        match &self.url_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|text| Some(text.trim().to_owned()))
+                .map_err(|error| {
+                    anyhow::anyhow!(
+                        "alerting.database.url_file: cannot read {}: {error}",
+                        path.display()
+                    )
+                }),
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! GoMon's alerting service: a REST API over a PostgreSQL or SQLite store, with deduplication, a lifecycle
+//! (firing -> acknowledged -> resolved) and an audit trail.
+//!
+//! Data flows one way: [`api`] handlers call the [`service`] core, which validates, applies the lifecycle rules of
+//! [`model`] and persists through [`store`]. Nothing downstream knows what is upstream.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod service;
+pub mod store;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use gomon_runtime::shutdown::Shutdown;
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+
+pub use config::Config;
+pub use service::Alerting;
+pub use store::Store;
+
+/// Opens the store, retrying while the database cannot be reached, until `shutdown` fires.
+pub async fn open_store(
+    config: &config::DatabaseConfig,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<Store>> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match Store::open(config).await {
+            Ok(store) => return Ok(Some(store)),
+            Err(error) if is_unreachable(&error) => {
+                tracing::warn!(%error, retry_in = ?delay, "database unreachable, retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.clone().wait() => return Ok(None),
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+fn is_unreachable(error: &anyhow::Error) -> bool {
+    let sqlx_error = error.downcast_ref::<sqlx::Error>().or_else(|| {
+        match error.downcast_ref::<sqlx::migrate::MigrateError>() {
+            Some(sqlx::migrate::MigrateError::Execute(inner)) => Some(inner),
+            _ => None,
+        }
+    });
+    matches!(
+        sqlx_error.map(|e| error::Error::from(clone_kind(e))),
+        Some(error::Error::Unavailable(_))
+    )
+}
+
+/// `sqlx::Error` is not `Clone`; keep what the classification needs.
+fn clone_kind(error: &sqlx::Error) -> sqlx::Error {
+    match error {
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
+        sqlx::Error::Tls(tls) => sqlx::Error::Tls(tls.to_string().into()),
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
+/// Runs the alerting service until `shutdown` fires: binds its listener, opens the store, serves the API, then
+/// stops accepting, finishes in-flight requests and closes the pool.
+pub async fn run(config: Config, registry: Registry, shutdown: Shutdown) -> anyhow::Result<()> {
+    let auth = api::Auth::new(config.auth.load_tokens()?);
+    let address = config.listen_addr(auth.enabled());
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|error| anyhow::anyhow!("alerting.listen: cannot listen on {address}: {error}"))?;
+    if auth.enabled() {
+        tracing::info!(%address, "API tokens configured: every /api request needs a bearer token");
+    } else {
+        tracing::warn!(
+            %address,
+            "no API tokens configured: the API is open to anyone who can reach it (bound to loopback unless \
+             alerting.listen says otherwise)"
+        );
+    }
+    let Some(store) = open_store(&config.database, &shutdown).await? else {
+        return Ok(());
+    };
+    let core = Alerting::new(store.clone(), &registry);
+    if let Err(error) = core.refresh_gauges().await {
+        tracing::warn!(%error, "alerting_active_alerts not initialised");
+    }
+    let router = api::router(core, registry, auth).layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        config.request_timeout,
+    ));
+    tracing::info!(address = %listener.local_addr()?, store = store.describe(), "alerting API listening");
+    let served = gomon_runtime::http::serve(listener, router, shutdown).await;
+    store.close().await;
+    tracing::info!("alerting service stopped");
+    Ok(served?)
+}

@@ -1,0 +1,577 @@
+//! The alert model and its lifecycle rules: pure data and pure functions, no I/O.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// Longest `title`, in characters.
+pub const MAX_TITLE: usize = 255;
+/// Longest `source`, in characters.
+pub const MAX_SOURCE: usize = 50;
+/// Longest `namespace`, in characters.
+pub const MAX_NAMESPACE: usize = 100;
+/// Longest actor name (`acknowledged_by`, `assigned_to`), in characters.
+pub const MAX_ACTOR: usize = 100;
+/// Longest `jaeger_trace_id`, in characters.
+pub const MAX_TRACE_ID: usize = 255;
+
+/// How urgent an alert is: P1 (page now) to P4 (informational).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+pub enum Severity {
+    /// Critical: someone acts now.
+    P1,
+    /// High.
+    P2,
+    /// Medium.
+    #[default]
+    P3,
+    /// Low, informational.
+    P4,
+}
+
+impl Severity {
+    /// Every severity, most urgent first.
+    pub const ALL: [Severity; 4] = [Severity::P1, Severity::P2, Severity::P3, Severity::P4];
+
+    /// The name used in JSON, SQL and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::P1 => "P1",
+            Severity::P2 => "P2",
+            Severity::P3 => "P3",
+            Severity::P4 => "P4",
+        }
+    }
+}
+
+/// Where an alert is in its lifecycle: firing -> acknowledged -> resolved, or firing -> resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Open and nobody has taken it.
+    Firing,
+    /// Open and someone is on it.
+    Acknowledged,
+    /// Closed.
+    Resolved,
+}
+
+impl Status {
+    /// The name used in JSON and SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Acknowledged => "acknowledged",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
+macro_rules! parse_by_name {
+    ($type:ty, $what:literal, [$($variant:expr),+]) => {
+        impl FromStr for $type {
+            type Err = String;
+            fn from_str(text: &str) -> std::result::Result<Self, String> {
+                [$($variant),+]
+                    .into_iter()
+                    .find(|value| value.as_str() == text)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = [$($variant.as_str()),+].to_vec();
+                        format!("unknown {} {text:?}, expected one of {}", $what, names.join(", "))
+                    })
+            }
+        }
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+parse_by_name!(
+    Severity,
+    "severity",
+    [Severity::P1, Severity::P2, Severity::P3, Severity::P4]
+);
+parse_by_name!(
+    Status,
+    "status",
+    [Status::Firing, Status::Acknowledged, Status::Resolved]
+);
+
+/// A stored alert. Field names are the columns of the `alerts_active` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Alert {
+    /// Unique id.
+    pub id: Uuid,
+    /// The same for every alert of one fingerprint, across re-fires.
+    pub alert_group_id: Uuid,
+    /// Hash of (source, namespace, title, labels) that identifies repeats of the same alert.
+    pub fingerprint: String,
+    /// What raised it (`api`, `kubernetes`, `vmalert`, ...).
+    pub source: String,
+    /// How urgent it is.
+    pub severity: Severity,
+    /// Where it is in its lifecycle.
+    pub status: Status,
+    /// One line saying what is wrong.
+    pub title: String,
+    /// More detail.
+    pub description: Option<String>,
+    /// Kubernetes namespace concerned, if any.
+    pub namespace: Option<String>,
+    /// Identifying labels (part of the fingerprint).
+    pub labels: BTreeMap<String, String>,
+    /// Non-identifying annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Incident this alert belongs to, if any.
+    pub incident_id: Option<Uuid>,
+    /// Trace that created or concerns it.
+    pub jaeger_trace_id: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was acknowledged.
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    /// Who acknowledged it.
+    pub acknowledged_by: Option<String>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When it was resolved.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Who owns it.
+    pub assigned_to: Option<String>,
+}
+
+/// An alert as submitted, before it is stored.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAlert {
+    /// What raised it; at most 50 characters.
+    pub source: String,
+    /// P1, P2, P3 or P4.
+    pub severity: Severity,
+    /// One line saying what is wrong; at most 255 characters.
+    pub title: String,
+    /// More detail.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Kubernetes namespace; at most 100 characters.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Identifying labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Non-identifying annotations.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Trace id, stored as `jaeger_trace_id`.
+    #[serde(default, alias = "jaeger_trace_id")]
+    pub trace_id: Option<String>,
+}
+
+/// Current time at the precision both stores keep (microseconds), so a stored alert reads back identical.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Namespace of the v5 UUIDs that name alert groups.
+const GROUP_NAMESPACE: Uuid = Uuid::from_u128(0x6c0f_5a6e_9b1d_4e0b_a4a5_2f3c_1d7e_8b90);
+
+fn check_length(field: &str, value: &str, max: usize) -> Result<()> {
+    let length = value.chars().count();
+    if length > max {
+        return Err(Error::invalid(
+            field,
+            format!("is {length} characters long, at most {max} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_required(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    check_length(field, value, max)
+}
+
+impl NewAlert {
+    /// Checks every field, naming the first invalid one.
+    pub fn validate(&self) -> Result<()> {
+        check_required("source", &self.source, MAX_SOURCE)?;
+        check_required("title", &self.title, MAX_TITLE)?;
+        if let Some(namespace) = &self.namespace {
+            check_length("namespace", namespace, MAX_NAMESPACE)?;
+        }
+        if let Some(trace_id) = &self.trace_id {
+            check_length("trace_id", trace_id, MAX_TRACE_ID)?;
+        }
+        if self.labels.keys().any(|key| key.is_empty()) {
+            return Err(Error::invalid("labels", "label names must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// Identity of this alert for deduplication: SHA-256 over (source, namespace, title, sorted labels).
+    pub fn fingerprint(&self) -> String {
+        let identity = serde_json::json!([self.source, self.namespace, self.title, self.labels]);
+        let digest = Sha256::digest(identity.to_string().as_bytes());
+        digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    /// The alert this submission becomes, firing, created at `at`.
+    pub fn into_alert(self, at: DateTime<Utc>) -> Alert {
+        let fingerprint = self.fingerprint();
+        Alert {
+            id: Uuid::new_v4(),
+            alert_group_id: Uuid::new_v5(&GROUP_NAMESPACE, fingerprint.as_bytes()),
+            fingerprint,
+            source: self.source,
+            severity: self.severity,
+            status: Status::Firing,
+            title: self.title,
+            description: self.description,
+            namespace: self.namespace,
+            labels: self.labels,
+            annotations: self.annotations,
+            incident_id: None,
+            jaeger_trace_id: self.trace_id,
+            created_at: at,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            updated_at: at,
+            resolved_at: None,
+            assigned_to: None,
+        }
+    }
+}
+
+/// A change to an existing alert.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// Someone takes it: firing -> acknowledged.
+    Acknowledge {
+        /// Who; recorded as `acknowledged_by`.
+        by: Option<String>,
+    },
+    /// It is over: firing or acknowledged -> resolved.
+    Resolve {
+        /// Who resolved it.
+        by: Option<String>,
+    },
+    /// Someone owns it (status unchanged; not allowed once resolved).
+    Assign {
+        /// New owner.
+        assigned_to: String,
+        /// Why, kept in the audit trail.
+        note: Option<String>,
+    },
+}
+
+/// One row of an alert's audit trail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    /// The alert concerned.
+    pub alert_id: Uuid,
+    /// `created`, `acknowledged`, `resolved`, `assigned` or `deleted`.
+    pub action: String,
+    /// Who did it (the `by` of the request, else the API token's name).
+    pub actor: Option<String>,
+    /// What changed.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+impl AuditEntry {
+    /// An entry for `alert`, now.
+    pub fn new(
+        alert: &Alert,
+        action: &str,
+        actor: Option<String>,
+        details: serde_json::Value,
+    ) -> Self {
+        AuditEntry {
+            alert_id: alert.id,
+            action: action.to_owned(),
+            actor,
+            details,
+            created_at: alert.updated_at,
+        }
+    }
+}
+
+impl Change {
+    /// Checks the change's own fields.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Change::Acknowledge { by } | Change::Resolve { by } => {
+                if let Some(by) = by {
+                    check_length("by", by, MAX_ACTOR)?;
+                }
+            }
+            Change::Assign { assigned_to, .. } => {
+                check_required("assigned_to", assigned_to, MAX_ACTOR)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the change to `alert` at `at`, or says why it is not allowed.
+    ///
+    /// `actor` is the caller's identity when the change names none. Returns the changed alert and its audit entry.
+    pub fn apply(
+        &self,
+        mut alert: Alert,
+        actor: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Result<(Alert, AuditEntry)> {
+        let from = alert.status;
+        let (action, actor, details) = match self {
+            Change::Acknowledge { by } => {
+                if from != Status::Firing {
+                    return Err(Error::Conflict(format!(
+                        "alert {} is {from}: only a firing alert can be acknowledged",
+                        alert.id
+                    )));
+                }
+                let by = by.clone().or(actor);
+                alert.status = Status::Acknowledged;
+                alert.acknowledged_at = Some(at);
+                alert.acknowledged_by.clone_from(&by);
+                (
+                    "acknowledged",
+                    by,
+                    serde_json::json!({"from": from, "to": alert.status}),
+                )
+            }
+            Change::Resolve { by } => {
+                if from == Status::Resolved {
+                    return Err(Error::Conflict(format!(
+                        "alert {} is already resolved",
+                        alert.id
+                    )));
+                }
+                alert.status = Status::Resolved;
+                alert.resolved_at = Some(at);
+                (
+                    "resolved",
+                    by.clone().or(actor),
+                    serde_json::json!({"from": from, "to": alert.status}),
+                )
+            }
+            Change::Assign { assigned_to, note } => {
+                if from == Status::Resolved {
+                    return Err(Error::Conflict(format!(
+                        "alert {} is resolved: a resolved alert cannot be assigned",
+                        alert.id
+                    )));
+                }
+                let previous = alert.assigned_to.replace(assigned_to.clone());
+                (
+                    "assigned",
+                    actor,
+                    serde_json::json!({"assigned_to": assigned_to, "previous": previous, "note": note}),
+                )
+            }
+        };
+        alert.updated_at = at;
+        let entry = AuditEntry::new(&alert, action, actor, details);
+        Ok((alert, entry))
+    }
+}
+
+/// Which alerts a listing returns, and which page of them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AlertFilter {
+    /// Only alerts in this state.
+    pub status: Option<Status>,
+    /// Only alerts of this severity.
+    pub severity: Option<Severity>,
+    /// Only alerts of this namespace.
+    pub namespace: Option<String>,
+    /// Only alerts from this source.
+    pub source: Option<String>,
+    /// Only alerts carrying every one of these labels with these values.
+    pub labels: Vec<(String, String)>,
+    /// Only alerts created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only alerts created before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Page size.
+    pub limit: u32,
+    /// Alerts of the filtered list to skip.
+    pub offset: u64,
+    /// Resume after this alert (from a previous page's `next_cursor`).
+    pub after: Option<Cursor>,
+}
+
+/// Position in the newest-first order: the last alert of a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    /// Creation time of that alert.
+    pub created_at: DateTime<Utc>,
+    /// Its id, which breaks ties.
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// The cursor just past `alert`.
+    pub fn after(alert: &Alert) -> Self {
+        Cursor {
+            created_at: alert.created_at,
+            id: alert.id,
+        }
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}_{}",
+            self.created_at.timestamp_micros(),
+            self.id.simple()
+        )
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        let invalid = || format!("invalid cursor {text:?}: use the next_cursor of a previous page");
+        let (micros, id) = text.split_once('_').ok_or_else(invalid)?;
+        let micros: i64 = micros.parse().map_err(|_| invalid())?;
+        Ok(Cursor {
+            created_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
+            id: Uuid::parse_str(id).map_err(|_| invalid())?,
+        })
+    }
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AlertPage {
+    /// The alerts of this page, newest first.
+    pub alerts: Vec<Alert>,
+    /// How many alerts match the filter, across all pages.
+    pub total: u64,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_alert() -> NewAlert {
+        NewAlert {
+            source: "api".into(),
+            severity: Severity::P2,
+            title: "Database Connection Slow".into(),
+            namespace: Some("monitoring".into()),
+            labels: BTreeMap::from([("app".into(), "db".into())]),
+            ..NewAlert::default()
+        }
+    }
+
+    #[test]
+    fn fingerprint_ignores_description_annotations_and_severity() {
+        let a = new_alert();
+        let mut b = new_alert();
+        b.description = Some("other".into());
+        b.severity = Severity::P1;
+        b.annotations.insert("runbook".into(), "x".into());
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        b.labels.insert("pod".into(), "p-1".into());
+        assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn group_id_is_stable_across_refires() {
+        let first = new_alert().into_alert(now());
+        let second = new_alert().into_alert(now());
+        assert_ne!(first.id, second.id);
+        assert_eq!(first.alert_group_id, second.alert_group_id);
+    }
+
+    #[test]
+    fn lifecycle_allows_only_forward_changes() {
+        let alert = new_alert().into_alert(now());
+        let ack = Change::Acknowledge {
+            by: Some("ann".into()),
+        };
+        let resolve = Change::Resolve { by: None };
+        let (acked, entry) = ack.apply(alert.clone(), None, now()).expect("ack firing");
+        assert_eq!(acked.status, Status::Acknowledged);
+        assert_eq!(acked.acknowledged_by.as_deref(), Some("ann"));
+        assert_eq!(entry.action, "acknowledged");
+        assert!(matches!(
+            ack.apply(acked.clone(), None, now()),
+            Err(Error::Conflict(_))
+        ));
+        let (resolved, _) = resolve.apply(acked, None, now()).expect("resolve acked");
+        assert!(matches!(
+            resolve.apply(resolved.clone(), None, now()),
+            Err(Error::Conflict(_))
+        ));
+        assert!(matches!(
+            ack.apply(resolved.clone(), None, now()),
+            Err(Error::Conflict(_))
+        ));
+        let assign = Change::Assign {
+            assigned_to: "bob".into(),
+            note: None,
+        };
+        assert!(matches!(
+            assign.apply(resolved, None, now()),
+            Err(Error::Conflict(_))
+        ));
+        let (direct, _) = resolve.apply(alert, None, now()).expect("resolve firing");
+        assert_eq!(direct.status, Status::Resolved);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut alert = new_alert();
+        alert.title = "x".repeat(MAX_TITLE + 1);
+        match alert.validate() {
+            Err(Error::Invalid { field, .. }) => assert_eq!(field, "title"),
+            other => panic!("expected invalid title, got {other:?}"),
+        }
+        let mut alert = new_alert();
+        alert.source = " ".into();
+        assert!(matches!(alert.validate(), Err(Error::Invalid { field, .. }) if field == "source"));
+    }
+
+    #[test]
+    fn cursor_round_trips() {
+        let alert = new_alert().into_alert(now());
+        let cursor = Cursor::after(&alert);
+        assert_eq!(cursor.to_string().parse::<Cursor>(), Ok(cursor));
+        assert!("garbage".parse::<Cursor>().is_err());
+    }
+}

@@ -1,0 +1,224 @@
+//! Where alerts live: PostgreSQL in production, SQLite embedded. Both speak the same SQL (written once, in
+//! [`sql`]) and behave the same; the store knows nothing of HTTP.
+
+mod sql;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use uuid::Uuid;
+
+use crate::config::DatabaseConfig;
+use crate::error::{Error, Result};
+use crate::model::{Alert, AlertFilter, AlertPage, AuditEntry, Severity};
+
+pub use sql::{PostgresStore, SqliteStore};
+
+/// The alert store, on one of the two databases.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// PostgreSQL (`alerting.database.url` set).
+    Postgres(PostgresStore),
+    /// Embedded SQLite in the data directory.
+    Sqlite(SqliteStore),
+}
+
+/// Calls the same method on whichever database the store uses.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Postgres(store) => store.$method($($arg),*).await,
+            Store::Sqlite(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the store `config` names and brings its schema up to date.
+    pub async fn open(config: &DatabaseConfig) -> anyhow::Result<Store> {
+        match config.postgres_url()? {
+            Some(url) => {
+                let options = PgConnectOptions::from_str(&url)
+                    .map_err(|error| anyhow::anyhow!("alerting.database.url: {error}"))?
+                    .application_name("gomon-alerting")
+                    .options([(
+                        "statement_timeout",
+                        format!("{}", config.statement_timeout.as_millis()),
+                    )]);
+                let pool = PgPoolOptions::new()
+                    .max_connections(config.max_connections.max(1))
+                    .acquire_timeout(config.acquire_timeout)
+                    .connect_with(options)
+                    .await?;
+                sqlx::migrate!("migrations/postgres").run(&pool).await?;
+                Ok(Store::Postgres(PostgresStore::new(pool)))
+            }
+            None => {
+                std::fs::create_dir_all(&config.data_dir).map_err(|error| {
+                    anyhow::anyhow!(
+                        "alerting.database.data_dir: cannot create {}: {error}",
+                        config.data_dir.display()
+                    )
+                })?;
+                let options = SqliteConnectOptions::new()
+                    .filename(config.data_dir.join("alerting.db"))
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true);
+                // One connection: SQLite has one writer, and transactions never wait on each other.
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(config.acquire_timeout)
+                    .connect_with(options)
+                    .await?;
+                sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+                Ok(Store::Sqlite(SqliteStore::new(pool)))
+            }
+        }
+    }
+
+    /// A short description for logs: which database, never its credentials.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Store::Postgres(_) => "postgresql",
+            Store::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Stores `alert` unless an open alert has its fingerprint; returns the stored or existing alert, and
+    /// whether it was created. `entry` is written in the same transaction when it is.
+    pub async fn insert_or_get_open(
+        &self,
+        alert: &Alert,
+        entry: &AuditEntry,
+    ) -> Result<(Alert, bool)> {
+        dispatch!(self.insert_or_get_open(alert, entry))
+    }
+
+    /// The alert with `id`, if any.
+    pub async fn get(&self, id: Uuid) -> Result<Option<Alert>> {
+        dispatch!(self.get(id))
+    }
+
+    /// The page of alerts `filter` selects, and how many match in all.
+    pub async fn list(&self, filter: &AlertFilter) -> Result<AlertPage> {
+        dispatch!(self.list(filter))
+    }
+
+    /// Changes alert `id` atomically: `change` gets the current alert and returns the new one and the audit
+    /// entry to write, or an error that aborts the transaction.
+    pub async fn update<F>(&self, id: Uuid, change: F) -> Result<Alert>
+    where
+        F: FnOnce(Alert) -> Result<(Alert, AuditEntry)> + Send,
+    {
+        dispatch!(self.update(id, change))
+    }
+
+    /// Deletes alert `id`, recording `entry` (built from the deleted alert) in the audit trail.
+    pub async fn delete<F>(&self, id: Uuid, entry: F) -> Result<Alert>
+    where
+        F: FnOnce(&Alert) -> AuditEntry + Send,
+    {
+        dispatch!(self.delete(id, entry))
+    }
+
+    /// The audit trail of alert `id`, oldest first.
+    pub async fn actions(&self, id: Uuid) -> Result<Vec<AuditEntry>> {
+        dispatch!(self.actions(id))
+    }
+
+    /// How many alerts are not resolved, per severity (severities with none are absent).
+    pub async fn open_by_severity(&self) -> Result<Vec<(Severity, i64)>> {
+        dispatch!(self.open_by_severity())
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        dispatch!(self.ping())
+    }
+
+    /// Waits for the connections in use to be returned, then closes them all.
+    pub async fn close(&self) {
+        dispatch!(self.close())
+    }
+}
+
+/// A row of `alerts_active`, as both databases return it.
+#[derive(sqlx::FromRow)]
+struct AlertRow {
+    id: Uuid,
+    alert_group_id: Uuid,
+    fingerprint: String,
+    source: String,
+    severity: String,
+    status: String,
+    title: String,
+    description: Option<String>,
+    namespace: Option<String>,
+    labels: sqlx::types::Json<std::collections::BTreeMap<String, String>>,
+    annotations: sqlx::types::Json<std::collections::BTreeMap<String, String>>,
+    incident_id: Option<Uuid>,
+    jaeger_trace_id: Option<String>,
+    created_at: DateTime<Utc>,
+    acknowledged_at: Option<DateTime<Utc>>,
+    acknowledged_by: Option<String>,
+    updated_at: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+    assigned_to: Option<String>,
+}
+
+impl TryFrom<AlertRow> for Alert {
+    type Error = Error;
+    fn try_from(row: AlertRow) -> Result<Alert> {
+        let corrupt =
+            |what: String| Error::Internal(format!("alert {} in the store: {what}", row.id));
+        Ok(Alert {
+            severity: row.severity.parse().map_err(corrupt)?,
+            status: row.status.parse().map_err(corrupt)?,
+            id: row.id,
+            alert_group_id: row.alert_group_id,
+            fingerprint: row.fingerprint,
+            source: row.source,
+            title: row.title,
+            description: row.description,
+            namespace: row.namespace,
+            labels: row.labels.0,
+            annotations: row.annotations.0,
+            incident_id: row.incident_id,
+            jaeger_trace_id: row.jaeger_trace_id,
+            created_at: row.created_at,
+            acknowledged_at: row.acknowledged_at,
+            acknowledged_by: row.acknowledged_by,
+            updated_at: row.updated_at,
+            resolved_at: row.resolved_at,
+            assigned_to: row.assigned_to,
+        })
+    }
+}
+
+/// A row of `alert_actions`.
+#[derive(sqlx::FromRow)]
+struct ActionRow {
+    alert_id: Uuid,
+    action: String,
+    actor: Option<String>,
+    details: sqlx::types::Json<serde_json::Value>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<ActionRow> for AuditEntry {
+    fn from(row: ActionRow) -> Self {
+        AuditEntry {
+            alert_id: row.alert_id,
+            action: row.action,
+            actor: row.actor,
+            details: row.details.0,
+            created_at: row.created_at,
+        }
+    }
+}

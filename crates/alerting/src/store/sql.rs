@@ -1,0 +1,304 @@
+//! The SQL of the store, written once and compiled for PostgreSQL and for SQLite.
+//!
+//! The two differ only in how a timestamp is bound (PostgreSQL `timestamptz`; SQLite fixed-width RFC 3339 text,
+//! whose text order is time order), how a label filter is written, and row locking (`FOR UPDATE`; SQLite's
+//! single writer connection needs none).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{Postgres, QueryBuilder, Sqlite};
+use uuid::Uuid;
+
+use super::{ActionRow, AlertRow};
+use crate::error::{Error, Result};
+use crate::model::{Alert, AlertFilter, AlertPage, AuditEntry, Cursor, Severity};
+
+const SELECT_ALERT: &str = "SELECT id, alert_group_id, fingerprint, source, severity, status, title, description, \
+     namespace, labels, annotations, incident_id, jaeger_trace_id, created_at, acknowledged_at, acknowledged_by, \
+     updated_at, resolved_at, assigned_to FROM alerts_active";
+
+const INSERT_ALERT: &str = "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, status, \
+     title, description, namespace, labels, annotations, incident_id, jaeger_trace_id, created_at, acknowledged_at, \
+     acknowledged_by, updated_at, resolved_at, assigned_to) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+     ON CONFLICT (fingerprint) WHERE status <> 'resolved' DO NOTHING";
+
+const UPDATE_ALERT: &str = "UPDATE alerts_active SET status = $2, acknowledged_at = $3, acknowledged_by = $4, \
+     updated_at = $5, resolved_at = $6, assigned_to = $7, incident_id = $8 WHERE id = $1";
+
+const INSERT_ACTION: &str = "INSERT INTO alert_actions (alert_id, action, actor, details, created_at) VALUES ($1, $2, $3, $4, $5)";
+
+const SELECT_ACTIONS: &str = "SELECT alert_id, action, actor, details, created_at FROM alert_actions \
+     WHERE alert_id = $1 ORDER BY id";
+
+const OPEN_BY_SEVERITY: &str =
+    "SELECT severity, COUNT(*) FROM alerts_active WHERE status <> 'resolved' GROUP BY severity";
+
+/// How many times an insert that lost a race with a resolution is tried again.
+const INSERT_ATTEMPTS: usize = 3;
+
+fn pg_time(time: DateTime<Utc>) -> DateTime<Utc> {
+    time
+}
+
+/// Fixed-width UTC text (microseconds, `Z`), so that SQLite compares times as text correctly.
+fn sqlite_time(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn pg_label_filter(builder: &mut QueryBuilder<'_, Postgres>, key: &str, value: &str) {
+    let wanted = BTreeMap::from([(key.to_owned(), value.to_owned())]);
+    builder.push(" AND labels @> ").push_bind(Json(wanted));
+}
+
+fn sqlite_label_filter(builder: &mut QueryBuilder<'_, Sqlite>, key: &str, value: &str) {
+    builder
+        .push(" AND EXISTS (SELECT 1 FROM json_each(alerts_active.labels) WHERE json_each.key = ")
+        .push_bind(key.to_owned())
+        .push(" AND json_each.value = ")
+        .push_bind(value.to_owned())
+        .push(")");
+}
+
+macro_rules! sql_store {
+    ($(#[$doc:meta])* $name:ident, $db:ty, time: $time:path, label_filter: $label_filter:path, lock: $lock:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug)]
+        pub struct $name {
+            pool: sqlx::Pool<$db>,
+        }
+
+        impl $name {
+            /// A store on `pool`, whose schema is already migrated.
+            pub fn new(pool: sqlx::Pool<$db>) -> Self {
+                Self { pool }
+            }
+
+            pub(super) async fn insert_or_get_open(
+                &self,
+                alert: &Alert,
+                entry: &AuditEntry,
+            ) -> Result<(Alert, bool)> {
+                for _ in 0..INSERT_ATTEMPTS {
+                    let mut tx = self.pool.begin().await?;
+                    let inserted = sqlx::query(INSERT_ALERT)
+                        .bind(alert.id)
+                        .bind(alert.alert_group_id)
+                        .bind(&alert.fingerprint)
+                        .bind(&alert.source)
+                        .bind(alert.severity.as_str())
+                        .bind(alert.status.as_str())
+                        .bind(&alert.title)
+                        .bind(&alert.description)
+                        .bind(&alert.namespace)
+                        .bind(Json(&alert.labels))
+                        .bind(Json(&alert.annotations))
+                        .bind(alert.incident_id)
+                        .bind(&alert.jaeger_trace_id)
+                        .bind($time(alert.created_at))
+                        .bind(alert.acknowledged_at.map($time))
+                        .bind(&alert.acknowledged_by)
+                        .bind($time(alert.updated_at))
+                        .bind(alert.resolved_at.map($time))
+                        .bind(&alert.assigned_to)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if inserted == 1 {
+                        Self::insert_action(&mut tx, entry).await?;
+                        tx.commit().await?;
+                        return Ok((alert.clone(), true));
+                    }
+                    let open = sqlx::query_as::<_, AlertRow>(&format!(
+                        "{SELECT_ALERT} WHERE fingerprint = $1 AND status <> 'resolved'"
+                    ))
+                    .bind(&alert.fingerprint)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    tx.rollback().await?;
+                    if let Some(row) = open {
+                        return Ok((Alert::try_from(row)?, false));
+                    }
+                    // The open duplicate was resolved between the insert and the select: insert again.
+                }
+                Err(Error::Conflict(format!(
+                    "alert with fingerprint {} changed concurrently, try again",
+                    alert.fingerprint
+                )))
+            }
+
+            async fn insert_action(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                entry: &AuditEntry,
+            ) -> Result<()> {
+                sqlx::query(INSERT_ACTION)
+                    .bind(entry.alert_id)
+                    .bind(&entry.action)
+                    .bind(&entry.actor)
+                    .bind(Json(&entry.details))
+                    .bind($time(entry.created_at))
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            pub(super) async fn get(&self, id: Uuid) -> Result<Option<Alert>> {
+                sqlx::query_as::<_, AlertRow>(&format!("{SELECT_ALERT} WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(Alert::try_from)
+                    .transpose()
+            }
+
+            fn push_filter(builder: &mut QueryBuilder<'_, $db>, filter: &AlertFilter) {
+                builder.push(" WHERE 1 = 1");
+                if let Some(status) = filter.status {
+                    builder.push(" AND status = ").push_bind(status.as_str());
+                }
+                if let Some(severity) = filter.severity {
+                    builder.push(" AND severity = ").push_bind(severity.as_str());
+                }
+                if let Some(namespace) = &filter.namespace {
+                    builder.push(" AND namespace = ").push_bind(namespace.clone());
+                }
+                if let Some(source) = &filter.source {
+                    builder.push(" AND source = ").push_bind(source.clone());
+                }
+                for (key, value) in &filter.labels {
+                    $label_filter(builder, key, value);
+                }
+                if let Some(since) = filter.since {
+                    builder.push(" AND created_at >= ").push_bind($time(since));
+                }
+                if let Some(until) = filter.until {
+                    builder.push(" AND created_at < ").push_bind($time(until));
+                }
+            }
+
+            pub(super) async fn list(&self, filter: &AlertFilter) -> Result<AlertPage> {
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM alerts_active");
+                Self::push_filter(&mut count, filter);
+                let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+
+                let mut page = QueryBuilder::<$db>::new(SELECT_ALERT);
+                Self::push_filter(&mut page, filter);
+                if let Some(Cursor { created_at, id }) = filter.after {
+                    page.push(" AND (created_at, id) < (")
+                        .push_bind($time(created_at))
+                        .push(", ")
+                        .push_bind(id)
+                        .push(")");
+                }
+                page.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                    .push_bind(i64::from(filter.limit) + 1)
+                    .push(" OFFSET ")
+                    .push_bind(i64::try_from(filter.offset).unwrap_or(i64::MAX));
+                let rows: Vec<AlertRow> = page.build_query_as().fetch_all(&self.pool).await?;
+                let mut alerts = rows
+                    .into_iter()
+                    .map(Alert::try_from)
+                    .collect::<Result<Vec<_>>>()?;
+                let limit = usize::try_from(filter.limit).unwrap_or(usize::MAX);
+                let next_cursor = if alerts.len() > limit {
+                    alerts.truncate(limit);
+                    alerts.last().map(|last| Cursor::after(last).to_string())
+                } else {
+                    None
+                };
+                Ok(AlertPage {
+                    alerts,
+                    total: u64::try_from(total).unwrap_or_default(),
+                    next_cursor,
+                })
+            }
+
+            async fn lock(tx: &mut sqlx::Transaction<'_, $db>, id: Uuid) -> Result<Alert> {
+                let row = sqlx::query_as::<_, AlertRow>(&format!("{SELECT_ALERT} WHERE id = $1{}", $lock))
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .ok_or(Error::NotFound(id))?;
+                Alert::try_from(row)
+            }
+
+            pub(super) async fn update<F>(&self, id: Uuid, change: F) -> Result<Alert>
+            where
+                F: FnOnce(Alert) -> Result<(Alert, AuditEntry)> + Send,
+            {
+                let mut tx = self.pool.begin().await?;
+                let current = Self::lock(&mut tx, id).await?;
+                let (alert, entry) = change(current)?;
+                sqlx::query(UPDATE_ALERT)
+                    .bind(alert.id)
+                    .bind(alert.status.as_str())
+                    .bind(alert.acknowledged_at.map($time))
+                    .bind(&alert.acknowledged_by)
+                    .bind($time(alert.updated_at))
+                    .bind(alert.resolved_at.map($time))
+                    .bind(&alert.assigned_to)
+                    .bind(alert.incident_id)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::insert_action(&mut tx, &entry).await?;
+                tx.commit().await?;
+                Ok(alert)
+            }
+
+            pub(super) async fn delete<F>(&self, id: Uuid, entry: F) -> Result<Alert>
+            where
+                F: FnOnce(&Alert) -> AuditEntry + Send,
+            {
+                let mut tx = self.pool.begin().await?;
+                let alert = Self::lock(&mut tx, id).await?;
+                sqlx::query("DELETE FROM alerts_active WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::insert_action(&mut tx, &entry(&alert)).await?;
+                tx.commit().await?;
+                Ok(alert)
+            }
+
+            pub(super) async fn actions(&self, id: Uuid) -> Result<Vec<AuditEntry>> {
+                let rows: Vec<ActionRow> = sqlx::query_as(SELECT_ACTIONS)
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(AuditEntry::from).collect())
+            }
+
+            pub(super) async fn open_by_severity(&self) -> Result<Vec<(Severity, i64)>> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(OPEN_BY_SEVERITY).fetch_all(&self.pool).await?;
+                rows.into_iter()
+                    .map(|(severity, count)| {
+                        let severity = severity
+                            .parse()
+                            .map_err(|error: String| Error::Internal(format!("alerts_active.severity: {error}")))?;
+                        Ok((severity, count))
+                    })
+                    .collect()
+            }
+
+            pub(super) async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            pub(super) async fn close(&self) {
+                self.pool.close().await;
+            }
+        }
+    };
+}
+
+sql_store!(
+    /// The store on PostgreSQL.
+    PostgresStore, Postgres, time: pg_time, label_filter: pg_label_filter, lock: " FOR UPDATE"
+);
+sql_store!(
+    /// The store on embedded SQLite.
+    SqliteStore, Sqlite, time: sqlite_time, label_filter: sqlite_label_filter, lock: ""
+);

@@ -1,0 +1,71 @@
+//! `gomon`: one binary, a subcommand per role.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gomon_runtime::shutdown::Shutdown;
+use serde::{Deserialize, Serialize};
+
+/// GoMon: collect, ship, store and alert on Kubernetes metrics.
+#[derive(Debug, Parser)]
+#[command(name = "gomon", version, about)]
+struct Cli {
+    /// YAML configuration file; every key can also be set by a GOMON_... environment variable.
+    #[arg(long, short, global = true, env = "GOMON_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// The alerting service: REST API over PostgreSQL (or embedded SQLite), with /metrics and health endpoints.
+    Alerting,
+}
+
+/// The whole configuration file: one section per role.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Config {
+    /// `gomon alerting`.
+    alerting: gomon_alerting::Config,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(error) = gomon_runtime::logging::init() {
+        eprintln!("gomon: {error}");
+        return ExitCode::from(2);
+    }
+    let config: Config = match gomon_runtime::config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            eprintln!("gomon: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("gomon: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let shutdown = Shutdown::on_signal();
+        let registry = gomon_runtime::metrics::registry();
+        match cli.role {
+            Role::Alerting => gomon_alerting::run(config.alerting, registry, shutdown).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "stopped with an error");
+            eprintln!("gomon: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Layered configuration: built-in defaults, then an optional YAML file, then `GOMON_...` environment variables.
+//!
+//! A nested key maps to an environment variable by upper-casing it and joining the levels with `__`:
+//! `alerting.database.url` is `GOMON_ALERTING__DATABASE__URL`. `GOMON_LOG` is the log filter, not a key.
+
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Yaml};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Prefix of every configuration environment variable.
+pub const ENV_PREFIX: &str = "GOMON_";
+
+/// Environment variables with the prefix that are not configuration keys.
+const NOT_KEYS: &[&str] = &["LOG", "CONFIG"];
+
+/// Why the configuration could not be loaded; the message names the offending key and where it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+/// Loads `T` from its defaults, the YAML file at `path` (when given) and the `GOMON_` environment.
+///
+/// A file that is named but missing is an error; an unknown key, a value of the wrong type or an
+/// out-of-range value is an error naming the key.
+pub fn load<T>(path: Option<&Path>) -> Result<T, ConfigError>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
+    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    if let Some(path) = path {
+        if !path.is_file() {
+            return Err(ConfigError(format!(
+                "configuration file {} does not exist",
+                path.display()
+            )));
+        }
+        figment = figment.merge(Yaml::file_exact(path));
+    }
+    figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(NOT_KEYS).split("__"));
+    figment.extract().map_err(|errors| {
+        let messages: Vec<String> = errors.into_iter().map(describe).collect();
+        ConfigError(messages.join("; "))
+    })
+}
+
+/// One figment error as "key `a.b` (from SOURCE): what is wrong".
+fn describe(error: figment::Error) -> String {
+    let key = error.path.join(".");
+    let source = error
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(source) => format!("{} {source}", m.name),
+            None => m.name.to_string(),
+        })
+        .unwrap_or_else(|| "defaults".to_string());
+    let kind = error.kind.to_string();
+    if key.is_empty() {
+        format!("{kind} (from {source})")
+    } else {
+        format!(
+            "key `{key}` (environment variable {}{}, from {source}): {kind}",
+            ENV_PREFIX,
+            key.to_uppercase().replace('.', "__")
+        )
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure type
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Inner {
+        port: u16,
+        name: String,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Root {
+        inner: Inner,
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.yaml", "inner:\n  port: 80\n  name: file\n")?;
+            jail.set_env("GOMON_INNER__NAME", "env");
+            let root: Root = load(Some(Path::new("c.yaml"))).map_err(|e| e.to_string())?;
+            assert_eq!(root.inner.port, 80);
+            assert_eq!(root.inner.name, "env");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_value_names_key_and_variable() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GOMON_INNER__PORT", "not-a-port");
+            let error = load::<Root>(None).expect_err("must fail").to_string();
+            assert!(error.contains("`inner.port`"), "{error}");
+            assert!(error.contains("GOMON_INNER__PORT"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_an_error() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.yaml", "inner:\n  prot: 80\n")?;
+            let error = load::<Root>(Some(Path::new("c.yaml")))
+                .expect_err("must fail")
+                .to_string();
+            assert!(error.contains("prot"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let error = load::<Root>(Some(Path::new("/nonexistent/gomon.yaml")))
+            .expect_err("must fail")
+            .to_string();
+        assert!(error.contains("does not exist"), "{error}");
+    }
+}

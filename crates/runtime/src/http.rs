@@ -1,0 +1,75 @@
+//! HTTP serving shared by the roles: request metrics by route template, and graceful shutdown.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use prometheus::{HistogramOpts, HistogramVec, Registry};
+use tokio::net::TcpListener;
+
+use crate::metrics::must;
+use crate::shutdown::Shutdown;
+
+/// Latency buckets in seconds, fine-grained below 10 ms where an API should live.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Records `{prefix}_http_request_duration_seconds{method,route,status}` for every request.
+///
+/// `route` is the matched route template (`/api/v1/alerts/{id}`), never the raw path; requests that match no
+/// route are recorded as `unmatched`.
+#[derive(Clone)]
+pub struct RequestMetrics {
+    duration: HistogramVec,
+}
+
+impl RequestMetrics {
+    /// Creates the histogram and registers it in `registry`.
+    pub fn new(registry: &Registry, prefix: &str) -> Self {
+        let duration = must(HistogramVec::new(
+            HistogramOpts::new(
+                format!("{prefix}_http_request_duration_seconds"),
+                "Time to answer an HTTP request, by method, route template and status code.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["method", "route", "status"],
+        ));
+        must(registry.register(Box::new(duration.clone())));
+        Self { duration }
+    }
+
+    /// Wraps `router` so that every request is measured.
+    pub fn layer<S: Clone + Send + Sync + 'static>(self, router: Router<S>) -> Router<S> {
+        router.layer(middleware::from_fn_with_state(self, measure))
+    }
+}
+
+async fn measure(State(metrics): State<RequestMetrics>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    metrics
+        .duration
+        .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Serves `router` on `listener` until `shutdown` fires, then stops accepting and finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.wait())
+        .await
+}

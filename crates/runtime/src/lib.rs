@@ -1,0 +1,11 @@
+//! Shared plumbing for every GoMon role.
+//!
+//! Each role (alerting, and later agent and aggregator) uses the same pieces: layered configuration
+//! ([`config`]), JSON logs ([`logging`]), a Prometheus registry with process metrics ([`metrics`]),
+//! HTTP serving with request metrics and graceful shutdown ([`http`], [`shutdown`]).
+
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod shutdown;
