@@ -186,3 +186,34 @@ impl DatabaseConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unauthenticated_api_binds_loopback_by_default() {
+        let config = Config::default();
+        assert_eq!(config.listen_addr(false).to_string(), "127.0.0.1:8080");
+        assert_eq!(config.listen_addr(true).to_string(), "0.0.0.0:8080");
+        let explicit = Config {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 9000))),
+            ..Config::default()
+        };
+        assert_eq!(explicit.listen_addr(false).to_string(), "0.0.0.0:9000");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let token = ApiToken {
+            name: "ci".into(),
+            token: "hunter2".into(),
+            access: Access::Write,
+        };
+        let database = DatabaseConfig {
+            url: Some("postgres://user:hunter2@db/alerting".into()),
+            ..DatabaseConfig::default()
+        };
+        assert!(!format!("{token:?}{database:?}").contains("hunter2"));
+    }
+}

@@ -35,29 +35,41 @@ impl Error {
     }
 }
 
+/// Whether `error` means the database is away (unreachable, shutting down, overloaded, timed out) rather than a
+/// bug: such errors are answered with 503 and retried, never reported as internal errors.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    use sqlx::Error as E;
+    match error {
+        // A connection refused, cut or closed mid-handshake (Protocol) is the database being away.
+        E::PoolTimedOut
+        | E::PoolClosed
+        | E::Io(_)
+        | E::Tls(_)
+        | E::Protocol(_)
+        | E::WorkerCrashed => true,
+        // 08xxx connection exceptions, 57xxx operator intervention (shutdown, statement timeout),
+        // 53xxx insufficient resources; SQLite 5/6 busy/locked.
+        E::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            ["08", "57", "53"]
+                .iter()
+                .any(|class| code.starts_with(class))
+                || code == "5"
+                || code == "6"
+        }
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
-        use sqlx::Error as E;
-        match &error {
-            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
-                Error::Unavailable(error.to_string())
+        if is_unavailable(&error) {
+            match &error {
+                sqlx::Error::Database(db) => Error::Unavailable(db.message().to_owned()),
+                _ => Error::Unavailable(error.to_string()),
             }
-            E::Database(db) => {
-                let code = db.code().unwrap_or_default();
-                // 08xxx connection exceptions, 57xxx operator intervention (shutdown, statement timeout),
-                // 53xxx insufficient resources; SQLite 5/6 busy/locked.
-                if code.starts_with("08")
-                    || code.starts_with("57")
-                    || code.starts_with("53")
-                    || code == "5"
-                    || code == "6"
-                {
-                    Error::Unavailable(db.message().to_owned())
-                } else {
-                    Error::Internal(error.to_string())
-                }
-            }
-            _ => Error::Internal(error.to_string()),
+        } else {
+            Error::Internal(error.to_string())
         }
     }
 }

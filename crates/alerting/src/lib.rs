@@ -52,21 +52,7 @@ fn is_unreachable(error: &anyhow::Error) -> bool {
             _ => None,
         }
     });
-    matches!(
-        sqlx_error.map(|e| error::Error::from(clone_kind(e))),
-        Some(error::Error::Unavailable(_))
-    )
-}
-
-/// `sqlx::Error` is not `Clone`; keep what the classification needs.
-fn clone_kind(error: &sqlx::Error) -> sqlx::Error {
-    match error {
-        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
-        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
-        sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
-        sqlx::Error::Tls(tls) => sqlx::Error::Tls(tls.to_string().into()),
-        other => sqlx::Error::Protocol(other.to_string()),
-    }
+    sqlx_error.is_some_and(error::is_unavailable)
 }
 
 /// Runs the alerting service until `shutdown` fires: binds its listener, opens the store, serves the API, then

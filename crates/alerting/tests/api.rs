@@ -1,0 +1,785 @@
+//! The API suite, run against both stores: every test here runs once on SQLite and once on PostgreSQL.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use gomon_alerting::config::{Access, ApiToken};
+use serde_json::{Value, json};
+use support::{Backend, Database, Server, alert};
+
+/// Runs each listed test once per backend.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Postgres).await })*
+        }
+    };
+}
+
+on_both_stores!(
+    create_returns_the_stored_alert,
+    duplicates_return_the_open_alert,
+    concurrent_duplicates_collapse_into_one,
+    listing_filters_and_counts,
+    listing_pages_by_offset_and_cursor,
+    lifecycle_and_audit_trail,
+    illegal_changes_are_conflicts,
+    delete_keeps_the_audit_trail,
+    bad_input_is_refused_clearly,
+    tokens_guard_the_api,
+    metrics_count_alerts_and_requests,
+    active_gauge_is_true_after_restart,
+    health_endpoints_answer,
+);
+
+async fn start(backend: Backend) -> (Database, Server) {
+    let database = Database::new(backend).await;
+    let server = Server::start(&database.config, Vec::new()).await;
+    (database, server)
+}
+
+async fn create_returns_the_stored_alert(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    let (status, created) = server
+        .post(
+            "/api/v1/alerts",
+            json!({
+                "source": "api", "severity": "P2", "title": "Database Connection Slow",
+                "description": "Connection pool exhaustion detected", "namespace": "monitoring",
+                "labels": {"app": "postgres"}, "annotations": {"runbook": "https://runbooks/db"},
+                "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    for field in ["id", "alert_group_id", "created_at", "updated_at"] {
+        assert!(created[field].is_string(), "{field} missing: {created}");
+    }
+    assert_eq!(created["status"], "firing");
+    assert_eq!(created["severity"], "P2");
+    assert_eq!(created["namespace"], "monitoring");
+    assert_eq!(created["labels"], json!({"app": "postgres"}));
+    assert_eq!(created["annotations"]["runbook"], "https://runbooks/db");
+    assert_eq!(
+        created["jaeger_trace_id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    for field in [
+        "acknowledged_at",
+        "acknowledged_by",
+        "resolved_at",
+        "assigned_to",
+        "incident_id",
+    ] {
+        assert!(
+            created[field].is_null(),
+            "{field} should be null: {created}"
+        );
+    }
+    let id = created["id"].as_str().expect("id");
+    let (status, fetched) = server.get(&format!("/api/v1/alerts/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(fetched, created, "a stored alert reads back identical");
+    server.stop().await;
+}
+
+async fn duplicates_return_the_open_alert(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    let body = json!({"source": "kubernetes", "severity": "P1", "title": "Pod crash looping",
+                      "namespace": "monitoring", "labels": {"pod": "kafka-0"}});
+    let (status, first) = server.post("/api/v1/alerts", body.clone()).await;
+    assert_eq!(status, 201);
+    let (status, again) = server.post("/api/v1/alerts", body.clone()).await;
+    assert_eq!(status, 200, "a repeat is not a new alert");
+    assert_eq!(again["id"], first["id"]);
+    // Another label set is another alert, in another group.
+    let mut other = body.clone();
+    other["labels"]["pod"] = json!("kafka-1");
+    let (status, different) = server.post("/api/v1/alerts", other).await;
+    assert_eq!(status, 201);
+    assert_ne!(different["alert_group_id"], first["alert_group_id"]);
+    // Once resolved, the same fingerprint fires a new alert in the same group.
+    let (status, _) = server
+        .put_empty(&format!(
+            "/api/v1/alerts/{}/resolve",
+            first["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let (status, refired) = server.post("/api/v1/alerts", body).await;
+    assert_eq!(status, 201);
+    assert_ne!(refired["id"], first["id"]);
+    assert_eq!(refired["alert_group_id"], first["alert_group_id"]);
+    server.stop().await;
+}
+
+async fn concurrent_duplicates_collapse_into_one(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let request = server
+            .client
+            .post(server.url("/api/v1/alerts"))
+            .json(&alert("same alert, many senders"));
+        senders.spawn(async move { support::read(request.send().await.expect("POST")).await });
+    }
+    let answers = senders.join_all().await;
+    let created = answers.iter().filter(|(status, _)| *status == 201).count();
+    let ids: BTreeSet<String> = answers
+        .iter()
+        .map(|(_, body)| body["id"].to_string())
+        .collect();
+    assert_eq!(created, 1, "exactly one creation: {answers:?}");
+    assert_eq!(ids.len(), 1, "every sender sees the same alert: {ids:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(status, _)| *status == 201 || *status == 200)
+    );
+    server.stop().await;
+}
+
+async fn listing_filters_and_counts(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    let specs = [
+        (
+            "api",
+            "P1",
+            "monitoring",
+            json!({"app": "kafka", "tier": "queue"}),
+        ),
+        (
+            "api",
+            "P2",
+            "monitoring",
+            json!({"app": "postgres", "tier": "db"}),
+        ),
+        (
+            "kubernetes",
+            "P1",
+            "kube-system",
+            json!({"app": "kafka", "tier": "db"}),
+        ),
+        ("kubernetes", "P3", "ingress-nginx", json!({})),
+    ];
+    let mut ids = Vec::new();
+    for (i, (source, severity, namespace, labels)) in specs.iter().enumerate() {
+        let (status, body) = server
+            .post(
+                "/api/v1/alerts",
+                json!({"source": source, "severity": severity, "title": format!("alert {i}"),
+                                            "namespace": namespace, "labels": labels}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        ids.push(body["id"].as_str().expect("id").to_owned());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let middle = {
+        let (_, body) = server.get(&format!("/api/v1/alerts/{}", ids[2])).await;
+        body["created_at"].as_str().expect("created_at").to_owned()
+    };
+    server
+        .put_empty(&format!("/api/v1/alerts/{}/acknowledge", ids[0]))
+        .await;
+
+    let titles = |body: &Value| -> Vec<String> {
+        body["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .map(|a| a["title"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let (status, all) = server.get("/api/v1/alerts").await;
+    assert_eq!(status, 200);
+    assert_eq!(all["total"], 4);
+    assert_eq!(
+        titles(&all),
+        ["alert 3", "alert 2", "alert 1", "alert 0"],
+        "newest first"
+    );
+    for (query, expected) in [
+        ("severity=P1", vec!["alert 2", "alert 0"]),
+        ("status=acknowledged", vec!["alert 0"]),
+        (
+            "status=firing&source=kubernetes",
+            vec!["alert 3", "alert 2"],
+        ),
+        ("namespace=monitoring", vec!["alert 1", "alert 0"]),
+        ("label=app=kafka", vec!["alert 2", "alert 0"]),
+        ("label=app=kafka&label=tier=db", vec!["alert 2"]),
+        ("label=app=nothing", vec![]),
+    ] {
+        let (status, body) = server.get(&format!("/api/v1/alerts?{query}")).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        assert_eq!(titles(&body), expected, "{query}");
+        assert_eq!(body["total"], expected.len(), "{query}");
+    }
+    let since = form_encode(&middle);
+    let (_, body) = server.get(&format!("/api/v1/alerts?since={since}")).await;
+    assert_eq!(titles(&body), ["alert 3", "alert 2"], "since is inclusive");
+    let (_, body) = server.get(&format!("/api/v1/alerts?until={since}")).await;
+    assert_eq!(titles(&body), ["alert 1", "alert 0"], "until is exclusive");
+    server.stop().await;
+}
+
+fn form_encode(value: &str) -> String {
+    value.replace('+', "%2B").replace(':', "%3A")
+}
+
+async fn listing_pages_by_offset_and_cursor(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    for i in 0..7 {
+        let (status, _) = server
+            .post("/api/v1/alerts", alert(&format!("page {i}")))
+            .await;
+        assert_eq!(status, 201);
+    }
+    let (_, page) = server.get("/api/v1/alerts?limit=3&offset=3").await;
+    assert_eq!(page["total"], 7, "total counts every match, not the page");
+    assert_eq!(page["alerts"].as_array().expect("alerts").len(), 3);
+    assert_eq!(page["alerts"][0]["title"], "page 3");
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..5 {
+        let query = match &cursor {
+            Some(c) => format!("/api/v1/alerts?limit=3&cursor={c}"),
+            None => "/api/v1/alerts?limit=3".to_owned(),
+        };
+        let (status, page) = server.get(&query).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["total"], 7);
+        for alert in page["alerts"].as_array().expect("alerts") {
+            seen.push(alert["title"].as_str().expect("title").to_owned());
+        }
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let expected: Vec<String> = (0..7).rev().map(|i| format!("page {i}")).collect();
+    assert_eq!(
+        seen, expected,
+        "the cursor walks every alert once, newest first"
+    );
+    server.stop().await;
+}
+
+async fn lifecycle_and_audit_trail(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    let (_, created) = server
+        .post("/api/v1/alerts", alert("Disk almost full"))
+        .await;
+    let id = created["id"].as_str().expect("id");
+
+    // The seed's curl sends no body and no content type.
+    let (status, acked) = server
+        .put_empty(&format!("/api/v1/alerts/{id}/acknowledge"))
+        .await;
+    assert_eq!(status, 200, "{acked}");
+    assert_eq!(acked["status"], "acknowledged");
+    assert!(acked["acknowledged_at"].is_string());
+    assert_ne!(acked["updated_at"], created["updated_at"]);
+
+    let (status, assigned) = server
+        .put(
+            &format!("/api/v1/alerts/{id}/assign"),
+            json!({"assigned_to": "alice", "note": "on call"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{assigned}");
+    assert_eq!(assigned["assigned_to"], "alice");
+    assert_eq!(assigned["status"], "acknowledged");
+
+    let (status, resolved) = server
+        .put(
+            &format!("/api/v1/alerts/{id}/resolve"),
+            json!({"by": "bob"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resolved}");
+    assert_eq!(resolved["status"], "resolved");
+    assert!(resolved["resolved_at"].is_string());
+
+    let (status, trail) = server.get(&format!("/api/v1/alerts/{id}/actions")).await;
+    assert_eq!(status, 200);
+    let actions: Vec<&str> = trail["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .map(|a| a["action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(actions, ["created", "acknowledged", "assigned", "resolved"]);
+    assert_eq!(trail["actions"][2]["details"]["note"], "on call");
+    assert_eq!(trail["actions"][3]["actor"], "bob");
+
+    // Acknowledge with a name.
+    let (_, second) = server.post("/api/v1/alerts", alert("Second")).await;
+    let second_id = second["id"].as_str().expect("id");
+    let (status, acked) = server
+        .put(
+            &format!("/api/v1/alerts/{second_id}/acknowledge"),
+            json!({"by": "carol"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(acked["acknowledged_by"], "carol");
+    server.stop().await;
+}
+
+async fn illegal_changes_are_conflicts(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    let (_, created) = server.post("/api/v1/alerts", alert("Flapping")).await;
+    let id = created["id"].as_str().expect("id");
+    let (status, _) = server
+        .put_empty(&format!("/api/v1/alerts/{id}/resolve"))
+        .await;
+    assert_eq!(status, 200);
+    for action in ["resolve", "acknowledge"] {
+        let (status, body) = server
+            .put_empty(&format!("/api/v1/alerts/{id}/{action}"))
+            .await;
+        assert_eq!(status, 409, "{action}: {body}");
+        assert!(
+            body["error"].as_str().expect("error").contains("resolved"),
+            "{body}"
+        );
+    }
+    let (status, body) = server
+        .put(
+            &format!("/api/v1/alerts/{id}/assign"),
+            json!({"assigned_to": "x"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    // A second acknowledge of a firing alert's acknowledgement is a conflict too.
+    let (_, other) = server.post("/api/v1/alerts", alert("Other")).await;
+    let other_id = other["id"].as_str().expect("id");
+    assert_eq!(
+        server
+            .put_empty(&format!("/api/v1/alerts/{other_id}/acknowledge"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        server
+            .put_empty(&format!("/api/v1/alerts/{other_id}/acknowledge"))
+            .await
+            .0,
+        409
+    );
+    server.stop().await;
+}
+
+async fn delete_keeps_the_audit_trail(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    let (_, created) = server.post("/api/v1/alerts", alert("Delete me")).await;
+    let id = created["id"].as_str().expect("id");
+    let response = server
+        .client
+        .delete(server.url(&format!("/api/v1/alerts/{id}")))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(response.status().as_u16(), 204);
+    assert_eq!(server.get(&format!("/api/v1/alerts/{id}")).await.0, 404);
+    let response = server
+        .client
+        .delete(server.url(&format!("/api/v1/alerts/{id}")))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(response.status().as_u16(), 404);
+    let (status, trail) = server.get(&format!("/api/v1/alerts/{id}/actions")).await;
+    assert_eq!(status, 200);
+    assert_eq!(trail["actions"][1]["action"], "deleted");
+    assert_eq!(trail["actions"][1]["details"]["title"], "Delete me");
+    server.stop().await;
+}
+
+async fn bad_input_is_refused_clearly(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    let post_raw = |body: Vec<u8>, content_type: Option<&'static str>| {
+        let mut request = server.client.post(server.url("/api/v1/alerts")).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        async move { support::read(request.send().await.expect("POST")).await }
+    };
+    let json_type = Some("application/json");
+
+    let (status, body) = post_raw(b"{\"source\": \"api\", ".to_vec(), json_type).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("malformed JSON"),
+        "{body}"
+    );
+
+    let (status, body) = post_raw(br#"{"severity":"P1","title":"t"}"#.to_vec(), json_type).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["details"]["field"], "source", "{body}");
+
+    let (status, body) = post_raw(
+        br#"{"source":"a","severity":"P5","title":"t"}"#.to_vec(),
+        json_type,
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["details"]["field"], "severity", "{body}");
+
+    for (field, length) in [("title", 256), ("source", 51), ("namespace", 101)] {
+        let mut body = alert("t");
+        body[field] = json!("x".repeat(length));
+        let (status, answer) = server.post("/api/v1/alerts", body).await;
+        assert_eq!(status, 422, "{field}: {answer}");
+        assert_eq!(answer["details"]["field"], field, "{answer}");
+    }
+    let mut at_limit = alert(&"x".repeat(255));
+    at_limit["namespace"] = json!("n".repeat(100));
+    assert_eq!(
+        server.post("/api/v1/alerts", at_limit).await.0,
+        201,
+        "limits are inclusive"
+    );
+
+    let huge = format!(
+        r#"{{"source":"a","severity":"P1","title":"t","description":"{}"}}"#,
+        "x".repeat(1024 * 1024 + 1)
+    );
+    let (status, body) = post_raw(huge.into_bytes(), json_type).await;
+    assert_eq!(status, 413, "{body}");
+
+    let (status, body) = post_raw(
+        br#"{"source":"a","severity":"P1","title":"t"}"#.to_vec(),
+        Some("text/plain"),
+    )
+    .await;
+    assert_eq!(status, 415, "{body}");
+
+    let (status, body) = post_raw(Vec::new(), json_type).await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, body) = server.get("/api/v1/alerts/not-a-uuid").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = server
+        .get(&format!("/api/v1/alerts/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = server.get("/api/v1/alerts?limit=5000").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = server.get("/api/v1/nothing-here").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].is_string());
+    let (status, body) = server
+        .put(
+            &format!("/api/v1/alerts/{}/assign", uuid::Uuid::new_v4()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["details"]["field"], "assigned_to");
+    server.stop().await;
+}
+
+async fn tokens_guard_the_api(backend: Backend) {
+    let database = Database::new(backend).await;
+    let tokens = vec![
+        ApiToken {
+            name: "grafana".into(),
+            token: "read-secret".into(),
+            access: Access::Read,
+        },
+        ApiToken {
+            name: "oncall-bot".into(),
+            token: "write-secret".into(),
+            access: Access::Write,
+        },
+    ];
+    let server = Server::start(&database.config, tokens).await;
+    let send = |method: reqwest::Method, path: &str, token: Option<&str>| {
+        let mut request = server.client.request(method.clone(), server.url(path));
+        if method == reqwest::Method::POST {
+            request = request.json(&alert("guarded"));
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.expect("request") }
+    };
+    let response = send(reqwest::Method::GET, "/api/v1/alerts", None).await;
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    assert_eq!(
+        send(reqwest::Method::GET, "/api/v1/alerts", Some("wrong"))
+            .await
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        send(reqwest::Method::GET, "/api/v1/alerts", Some("read-secret"))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        send(reqwest::Method::POST, "/api/v1/alerts", Some("read-secret"))
+            .await
+            .status()
+            .as_u16(),
+        403
+    );
+    let (status, created) = support::read(
+        send(
+            reqwest::Method::POST,
+            "/api/v1/alerts",
+            Some("write-secret"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let id = created["id"].as_str().expect("id");
+    let response = send(
+        reqwest::Method::PUT,
+        &format!("/api/v1/alerts/{id}/acknowledge"),
+        Some("write-secret"),
+    )
+    .await;
+    let (_, acked) = support::read(response).await;
+    assert_eq!(
+        acked["acknowledged_by"], "oncall-bot",
+        "the token's name is the actor"
+    );
+    for open in [
+        "/health/live",
+        "/health/ready",
+        "/health/database",
+        "/metrics",
+        "/api/v1/openapi.json",
+    ] {
+        assert_eq!(
+            send(reqwest::Method::GET, open, None)
+                .await
+                .status()
+                .as_u16(),
+            200,
+            "{open}"
+        );
+    }
+    server.stop().await;
+}
+
+async fn metrics_count_alerts_and_requests(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    for i in 0..3 {
+        server
+            .post(
+                "/api/v1/alerts",
+                json!({"source": "api", "severity": "P1", "title": format!("m{i}")}),
+            )
+            .await;
+    }
+    server
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P1", "title": "m0"}),
+        )
+        .await; // duplicate
+    let (_, one) = server
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "kubernetes", "severity": "P3", "title": "k"}),
+        )
+        .await;
+    server
+        .put_empty(&format!(
+            "/api/v1/alerts/{}/resolve",
+            one["id"].as_str().expect("id")
+        ))
+        .await;
+    server
+        .get(&format!("/api/v1/alerts/{}", uuid::Uuid::new_v4()))
+        .await;
+
+    let text = server.metrics().await;
+    assert!(
+        text.contains(r#"alerting_alerts_created_total{severity="P1",source="api"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"alerting_alerts_created_total{severity="P3",source="kubernetes"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"alerting_active_alerts{severity="P1"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"alerting_active_alerts{severity="P3"} 0"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"alerting_http_request_duration_seconds_count{method="GET",route="/api/v1/alerts/{id}",status="404"} 1"#),
+        "route templates, not raw paths: {text}"
+    );
+    assert!(
+        !text.contains("route=\"/api/v1/alerts/0"),
+        "no raw ids in labels"
+    );
+    assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    promtool_accepts(&text);
+    server.stop().await;
+}
+
+/// `promtool check metrics` finds nothing to say about `text`.
+fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is required (apt-get install prometheus; scripts/test.sh installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write metrics");
+    let output = child.wait_with_output().expect("promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {said}"
+    );
+}
+
+async fn active_gauge_is_true_after_restart(backend: Backend) {
+    let database = Database::new(backend).await;
+    let server = Server::start(&database.config, Vec::new()).await;
+    for (i, severity) in ["P1", "P1", "P2"].iter().enumerate() {
+        server
+            .post(
+                "/api/v1/alerts",
+                json!({"source": "api", "severity": severity, "title": format!("r{i}")}),
+            )
+            .await;
+    }
+    server.stop().await;
+    let restarted = Server::start(&database.config, Vec::new()).await;
+    let text = restarted.metrics().await;
+    assert!(
+        text.contains(r#"alerting_active_alerts{severity="P1"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"alerting_active_alerts{severity="P2"} 1"#),
+        "{text}"
+    );
+    let (_, list) = restarted.get("/api/v1/alerts").await;
+    assert_eq!(list["total"], 3, "alerts survive a restart");
+    restarted.stop().await;
+}
+
+async fn health_endpoints_answer(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    for path in ["/health/live", "/health/ready", "/health/database"] {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(body["status"], "ok", "{path}");
+    }
+    server.stop().await;
+}
+
+/// PostgreSQL going away: the API answers 503 with a clear error, and recovers by itself when it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_is_503_then_recovers() {
+    let database = Database::new(Backend::Postgres).await;
+    let real_url = database.config.url.clone().expect("postgres url");
+    let address = real_url
+        .trim_start_matches("postgres://")
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("host:port")
+        .to_owned();
+    let proxy = support::Proxy::start(address.clone()).await;
+    let mut config = database.config.clone();
+    config.url = Some(real_url.replace(&address, &format!("127.0.0.1:{}", proxy.port)));
+    config.acquire_timeout = Duration::from_secs(1);
+    let server = Server::start(&config, Vec::new()).await;
+    assert_eq!(server.post("/api/v1/alerts", alert("before")).await.0, 201);
+
+    proxy.cut();
+    let (status, body) = server.post("/api/v1/alerts", alert("during")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("database unavailable"),
+        "{body}"
+    );
+    let (status, body) = server.get("/health/database").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable");
+
+    proxy.restore();
+    let mut recovered = false;
+    for _ in 0..50 {
+        if server.post("/api/v1/alerts", alert("after")).await.0 == 201 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(recovered, "the API recovers once the database is back");
+    assert_eq!(server.get("/health/database").await.0, 200);
+    let (_, list) = server.get("/api/v1/alerts").await;
+    assert_eq!(list["total"], 2, "nothing half-written during the outage");
+    server.stop().await;
+}
+
+/// The OpenAPI document served is the one kept in docs/ (set BLESS=1 to rewrite docs/openapi.json).
+#[test]
+fn openapi_document_is_current() {
+    let generated = gomon_alerting::api::openapi_json();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(&path, &generated).expect("write docs/openapi.json");
+    }
+    let kept = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        kept, generated,
+        "docs/openapi.json is stale: run BLESS=1 cargo test -p gomon-alerting openapi"
+    );
+    let document: Value = serde_json::from_str(&generated).expect("valid JSON");
+    for path in [
+        "/api/v1/alerts",
+        "/api/v1/alerts/{id}",
+        "/api/v1/alerts/{id}/acknowledge",
+        "/api/v1/alerts/{id}/actions",
+    ] {
+        assert!(document["paths"][path].is_object(), "{path} documented");
+    }
+}

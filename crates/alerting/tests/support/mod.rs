@@ -1,0 +1,225 @@
+//! Test harness: the alerting API served on a free local port over a fresh SQLite file or a fresh PostgreSQL
+//! database (on the server `scripts/test.sh` starts and names in `TEST_POSTGRES_URL`).
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use gomon_alerting::api::{self, Auth};
+use gomon_alerting::config::{ApiToken, DatabaseConfig};
+use gomon_alerting::{Alerting, Store};
+use gomon_runtime::shutdown::{Shutdown, Trigger};
+use tempfile::TempDir;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server the tests use; a test fails (never skips) without one.
+pub fn postgres_server() -> String {
+    std::env::var("TEST_POSTGRES_URL").expect(
+        "TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh, which starts PostgreSQL",
+    )
+}
+
+/// A database of the test's own: a new SQLite directory, or a new PostgreSQL database.
+pub struct Database {
+    pub config: DatabaseConfig,
+    _dir: TempDir,
+}
+
+impl Database {
+    pub async fn new(backend: Backend) -> Database {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut config = DatabaseConfig {
+            data_dir: dir.path().to_path_buf(),
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(2),
+            ..DatabaseConfig::default()
+        };
+        if let Backend::Postgres = backend {
+            let server = postgres_server();
+            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let admin = sqlx::PgPool::connect(&format!("{server}/postgres"))
+                .await
+                .expect("connect to the test PostgreSQL server");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await
+                .expect("create test database");
+            admin.close().await;
+            config.url = Some(format!("{server}/{name}"));
+        }
+        Database { config, _dir: dir }
+    }
+}
+
+/// A running alerting API.
+pub struct Server {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub registry: prometheus::Registry,
+    store: Store,
+    trigger: Trigger,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Serves the API over `config`'s database with `tokens`.
+    pub async fn start(config: &DatabaseConfig, tokens: Vec<ApiToken>) -> Server {
+        let store = Store::open(config).await.expect("open store");
+        let registry = gomon_runtime::metrics::registry();
+        let core = Alerting::new(store.clone(), &registry);
+        let router = api::router(core, registry.clone(), Auth::new(tokens));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let (trigger, shutdown) = Shutdown::new();
+        let task = tokio::spawn(async move {
+            gomon_runtime::http::serve(listener, router, shutdown)
+                .await
+                .expect("serve");
+        });
+        Server {
+            base,
+            client: reqwest::Client::new(),
+            registry,
+            store,
+            trigger,
+            task,
+        }
+    }
+
+    /// Stops serving and closes the store.
+    pub async fn stop(self) {
+        self.trigger.fire();
+        self.task.await.expect("server task");
+        self.store.close().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs `body` as JSON to `path`; returns status and parsed body.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        read(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self.client.get(self.url(path)).send().await.expect("GET");
+        read(response).await
+    }
+
+    /// PUT with no body and no content type, as the seed's curl calls send.
+    pub async fn put_empty(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self.client.put(self.url(path)).send().await.expect("PUT");
+        read(response).await
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .put(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT");
+        read(response).await
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+}
+
+/// Status and JSON body (Null when empty).
+pub async fn read(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text)
+            .unwrap_or_else(|error| panic!("non-JSON body {text:?}: {error}"))
+    };
+    (status, body)
+}
+
+/// A minimal alert body.
+pub fn alert(title: &str) -> serde_json::Value {
+    serde_json::json!({"source": "api", "severity": "P2", "title": title})
+}
+
+/// A TCP proxy in front of a server that can be cut (every connection dropped, new ones refused) and restored,
+/// to see what the service does when its database goes away.
+pub struct Proxy {
+    pub port: u16,
+    up: Arc<AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Proxy {
+    pub async fn start(target: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let up = Arc::new(AtomicBool::new(true));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let generation = Arc::new(generation);
+        let (accept_up, accept_generation) = (up.clone(), generation.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !accept_up.load(Ordering::SeqCst) {
+                    continue; // dropped: connection refused in effect
+                }
+                let target = target.clone();
+                let mut cut = accept_generation.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            port,
+            up,
+            generation,
+        }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}

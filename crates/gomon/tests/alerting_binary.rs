@@ -1,0 +1,275 @@
+//! `gomon alerting` as a user runs it: the built binary as a separate process, configured by environment.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A `gomon alerting` process whose stdout lines are collected.
+struct Gomon {
+    child: Child,
+    base: String,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("free port")
+}
+
+impl Gomon {
+    fn start(env: &[(&str, String)]) -> Gomon {
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gomon"));
+        command
+            .arg("alerting")
+            .env("GOMON_ALERTING__LISTEN", format!("127.0.0.1:{port}"))
+            .env("GOMON_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn gomon");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("stdout");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().expect("lines").push(line);
+            }
+        });
+        let gomon = Gomon {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            lines,
+        };
+        gomon.wait_ready();
+        gomon
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let ready = Command::new("curl")
+                .args(["-sf", &format!("{}/health/ready", self.base)])
+                .output()
+                .is_ok_and(|output| output.status.success());
+            if ready {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "gomon alerting not ready in 30 s; log: {:?}",
+            self.lines.lock().expect("lines")
+        );
+    }
+
+    /// SIGTERM, then the exit status and every log line.
+    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                std::thread::sleep(Duration::from_millis(100)); // let the reader drain
+                return (status, self.lines.lock().expect("lines").clone());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gomon did not stop within 15 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Runs `script` in bash with `$BASE` set, returning its stdout; fails on a non-zero exit.
+fn bash(base: &str, script: &str) -> String {
+    let output = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .env("BASE", base)
+        .output()
+        .expect("bash");
+    assert!(
+        output.status.success(),
+        "script failed: {script}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The seed README's curl calls, unchanged but for the host.
+fn seed_curl_calls_work(base: &str) {
+    let id = bash(
+        base,
+        r#"curl -s -X POST $BASE/api/v1/alerts \
+  -H "Content-Type: application/json" \
+  -d '{
+    "source":"api",
+    "severity":"P2",
+    "title":"Database Connection Slow",
+    "description":"Connection pool exhaustion detected"
+  }' | jq -r '.id'"#,
+    );
+    let id = id.trim();
+    assert_eq!(id.len(), 36, "an id came back: {id:?}");
+    let listed = bash(base, "curl -s $BASE/api/v1/alerts | jq");
+    assert!(listed.contains("Database Connection Slow"), "{listed}");
+    let acked = bash(
+        base,
+        &format!("curl -s -X PUT $BASE/api/v1/alerts/{id}/acknowledge"),
+    );
+    assert!(acked.contains(r#""status":"acknowledged""#), "{acked}");
+    let resolved = bash(
+        base,
+        &format!("curl -s -X PUT $BASE/api/v1/alerts/{id}/resolve"),
+    );
+    assert!(resolved.contains(r#""status":"resolved""#), "{resolved}");
+    let created = bash(
+        base,
+        r#"for i in 1 2 3; do
+  curl -s -o /dev/null -w '%{http_code}\n' -X POST $BASE/api/v1/alerts \
+    -H "Content-Type: application/json" \
+    -d '{
+      "source":"kubernetes",
+      "severity":"P1",
+      "title":"Test Alert '$i'",
+      "namespace":"test"
+    }'
+done"#,
+    );
+    assert_eq!(
+        created.split_whitespace().collect::<Vec<_>>(),
+        ["201", "201", "201"]
+    );
+    let metrics = bash(
+        base,
+        "curl -s $BASE/metrics | grep alerting_alerts_created_total",
+    );
+    assert!(
+        metrics.contains(r#"alerting_alerts_created_total{severity="P1",source="kubernetes"} 3"#),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn serves_the_seed_api_on_sqlite_logs_json_and_stops_on_sigterm() {
+    let data = tempfile::tempdir().expect("data dir");
+    let gomon = Gomon::start(&[(
+        "GOMON_ALERTING__DATABASE__DATA_DIR",
+        data.path().display().to_string(),
+    )]);
+    seed_curl_calls_work(&gomon.base);
+    let (status, lines) = gomon.terminate();
+    assert!(status.success(), "exit status {status}: {lines:?}");
+    assert!(data.path().join("alerting.db").exists());
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let parsed: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("log line is not JSON ({error}): {line}"));
+        assert!(
+            parsed["level"].is_string() && parsed["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+    let text = lines.join("\n");
+    assert!(
+        text.contains("no API tokens configured"),
+        "the open API is said at start: {text}"
+    );
+    assert!(text.contains("alerting service stopped"), "{text}");
+}
+
+#[test]
+fn serves_the_seed_api_on_postgres() {
+    let server = std::env::var("TEST_POSTGRES_URL")
+        .expect("TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh, which starts PostgreSQL");
+    let database = format!("cli_{}_{}", std::process::id(), free_port());
+    let created = Command::new("psql")
+        .args([
+            &format!("{server}/postgres"),
+            "-qc",
+            &format!("CREATE DATABASE {database}"),
+        ])
+        .status()
+        .expect("psql (installed with postgresql)");
+    assert!(created.success());
+    let gomon = Gomon::start(&[(
+        "GOMON_ALERTING__DATABASE__URL",
+        format!("{server}/{database}"),
+    )]);
+    seed_curl_calls_work(&gomon.base);
+    let (status, _) = gomon.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn an_invalid_value_stops_start_up_naming_the_key() {
+    let output = Command::new(env!("CARGO_BIN_EXE_gomon"))
+        .arg("alerting")
+        .env("GOMON_ALERTING__LISTEN", "not-an-address")
+        .output()
+        .expect("run gomon");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("alerting.listen"), "{stderr}");
+    assert!(stderr.contains("GOMON_ALERTING__LISTEN"), "{stderr}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("gomon.yaml");
+    std::fs::write(&file, "alerting:\n  databse:\n    url: postgres://x\n").expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_gomon"))
+        .args(["--config", file.to_str().expect("path"), "alerting"])
+        .output()
+        .expect("run gomon");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("databse"),
+        "a misspelt key is named: {stderr}"
+    );
+}
+
+#[test]
+fn tokens_from_a_file_guard_the_api() {
+    let dir = tempfile::tempdir().expect("dir");
+    let tokens = dir.path().join("tokens.yaml");
+    std::fs::write(
+        &tokens,
+        "- name: ci\n  token: s3cret-token\n  access: write\n",
+    )
+    .expect("write tokens");
+    let gomon = Gomon::start(&[
+        (
+            "GOMON_ALERTING__DATABASE__DATA_DIR",
+            dir.path().display().to_string(),
+        ),
+        (
+            "GOMON_ALERTING__AUTH__TOKENS_FILE",
+            tokens.display().to_string(),
+        ),
+    ]);
+    let denied = bash(
+        &gomon.base,
+        "curl -s -o /dev/null -w '%{http_code}' $BASE/api/v1/alerts",
+    );
+    assert_eq!(denied, "401");
+    let allowed = bash(
+        &gomon.base,
+        "curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer s3cret-token' $BASE/api/v1/alerts",
+    );
+    assert_eq!(allowed, "200");
+    let (status, lines) = gomon.terminate();
+    assert!(status.success());
+    assert!(
+        !lines.join("\n").contains("s3cret-token"),
+        "the token never appears in logs"
+    );
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The test command. On a fresh machine it installs what the tests need (as root), starts the services they use
+# (PostgreSQL on a free port in a temporary directory), then runs the format and lint checks and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=(postgresql)
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v curl >/dev/null || missing+=(curl)
+command -v jq >/dev/null || missing+=(jq)
+command -v python3 >/dev/null || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Debian package may start a cluster of its own; the tests use their own server and leave it alone.
+
+. scripts/lib/postgres.sh
+trap stop_postgres EXIT
+start_postgres
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace 2>&1 | tee target/test-output.log
+# cargo test's own summary is per test binary; print one line for the whole run.
+awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
+     END { printf "tests: %d passed, %d failed\n", passed, failed; if (ignored > 0) exit 1 }' \
+  target/test-output.log
