@@ -1,5 +1,6 @@
 # Starts a throw-away PostgreSQL server on a free local port in a temporary directory, and stops it on exit.
 # Source this file, then call start_postgres; it exports TEST_POSTGRES_URL (postgres://postgres@127.0.0.1:PORT).
+# PG_SETTINGS overrides the server settings: the default trades durability for speed, as tests may.
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -34,7 +35,7 @@ start_postgres() {
   as_postgres "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres -A trust --no-sync >"$PG_DIR/initdb.log" 2>&1 \
     || { cat "$PG_DIR/initdb.log" >&2; return 1; }
   as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
-    -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off" \
+    -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 ${PG_SETTINGS--c fsync=off -c synchronous_commit=off}" \
     start >/dev/null || { cat "$PG_DIR/server.log" >&2; return 1; }
   export TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port"
   echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on $TEST_POSTGRES_URL ($PG_DIR)"

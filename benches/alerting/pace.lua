@@ -1,0 +1,30 @@
+-- Fixed-rate pacing for wrk: each thread keeps a schedule of RATE/threads requests per second and delay()
+-- returns the time to the next free slot, so latency is measured at a steady offered load.
+local ffi = require("ffi")
+ffi.cdef [[
+  typedef struct { long tv_sec; long tv_nsec; } gomon_timespec;
+  int clock_gettime(int clock_id, gomon_timespec *tp);
+]]
+local ts = ffi.new("gomon_timespec")
+local pace = {}
+
+function pace.now_ms()
+  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+
+-- interval_ms: time between two requests of this thread; 0 means no pacing.
+function pace.new(interval_ms)
+  local next_slot = nil
+  return function()
+    if interval_ms <= 0 then return 0 end
+    local now = pace.now_ms()
+    if next_slot == nil or next_slot < now - 1000 then next_slot = now end
+    local wait = next_slot - now
+    next_slot = next_slot + interval_ms
+    if wait < 0 then return 0 end
+    return math.floor(wait)
+  end
+end
+
+return pace
