@@ -1,7 +1,7 @@
 //! The one error type of the alerting core; the API maps each kind to a status code.
 
 /// What went wrong with an alerting operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// No alert with that id.
     #[error("alert {0} not found")]

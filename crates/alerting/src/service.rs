@@ -70,7 +70,7 @@ impl Alerting {
             actor,
             serde_json::json!({"severity": alert.severity, "source": alert.source}),
         );
-        let (alert, created) = self.store.insert_or_get_open(&alert, &entry).await?;
+        let (alert, created) = self.store.insert_or_get_open(alert, entry).await?;
         if created {
             self.metrics
                 .created

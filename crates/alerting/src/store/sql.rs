@@ -76,13 +76,28 @@ macro_rules! sql_store {
                 Self { pool }
             }
 
-            pub(super) async fn insert_or_get_open(
+            /// Stores each alert of `batch` unless an open alert has its fingerprint, in one transaction (one
+            /// commit for the whole batch). Per alert: the stored or existing alert, and whether it was created.
+            /// The caller orders the batch by fingerprint, so concurrent batches lock rows in the same order.
+            pub(super) async fn create_batch(
                 &self,
+                batch: &[(&Alert, &AuditEntry)],
+            ) -> Result<Vec<Result<(Alert, bool)>>> {
+                let mut tx = self.pool.begin().await?;
+                let mut results = Vec::with_capacity(batch.len());
+                for (alert, entry) in batch {
+                    results.push(Self::insert_or_get_open(&mut tx, alert, entry).await?);
+                }
+                tx.commit().await?;
+                Ok(results)
+            }
+
+            async fn insert_or_get_open(
+                tx: &mut sqlx::Transaction<'_, $db>,
                 alert: &Alert,
                 entry: &AuditEntry,
-            ) -> Result<(Alert, bool)> {
+            ) -> Result<Result<(Alert, bool)>> {
                 for _ in 0..INSERT_ATTEMPTS {
-                    let mut tx = self.pool.begin().await?;
                     let inserted = sqlx::query(INSERT_ALERT)
                         .bind(alert.id)
                         .bind(alert.alert_group_id)
@@ -103,30 +118,28 @@ macro_rules! sql_store {
                         .bind($time(alert.updated_at))
                         .bind(alert.resolved_at.map($time))
                         .bind(&alert.assigned_to)
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await?
                         .rows_affected();
                     if inserted == 1 {
-                        Self::insert_action(&mut tx, entry).await?;
-                        tx.commit().await?;
-                        return Ok((alert.clone(), true));
+                        Self::insert_action(tx, entry).await?;
+                        return Ok(Ok(((*alert).clone(), true)));
                     }
                     let open = sqlx::query_as::<_, AlertRow>(&format!(
                         "{SELECT_ALERT} WHERE fingerprint = $1 AND status <> 'resolved'"
                     ))
                     .bind(&alert.fingerprint)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut **tx)
                     .await?;
-                    tx.rollback().await?;
                     if let Some(row) = open {
-                        return Ok((Alert::try_from(row)?, false));
+                        return Ok(Alert::try_from(row).map(|alert| (alert, false)));
                     }
                     // The open duplicate was resolved between the insert and the select: insert again.
                 }
-                Err(Error::Conflict(format!(
+                Ok(Err(Error::Conflict(format!(
                     "alert with fingerprint {} changed concurrently, try again",
                     alert.fingerprint
-                )))
+                ))))
             }
 
             async fn insert_action(
@@ -302,3 +315,121 @@ sql_store!(
     /// The store on embedded SQLite.
     SqliteStore, Sqlite, time: sqlite_time, label_filter: sqlite_label_filter, lock: ""
 );
+
+/// Every alert of a batch and its `created` audit row in one PostgreSQL statement: the batch travels as arrays,
+/// so the statement (prepared once) is the same whatever the batch size. Returns the ids it inserted; an alert
+/// whose fingerprint already has an open alert (in the table, or earlier in the batch) is skipped.
+const PG_BULK_CREATE: &str = "WITH new AS ( \
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+         $8::text[], $9::jsonb[], $10::jsonb[], $11::text[], $12::timestamptz[], $13::text[], $14::jsonb[]) \
+       AS t(id, alert_group_id, fingerprint, source, severity, title, description, namespace, labels, annotations, \
+         jaeger_trace_id, created_at, actor, details) \
+     ), inserted AS ( \
+       INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, status, title, description, \
+         namespace, labels, annotations, jaeger_trace_id, created_at, updated_at) \
+       SELECT id, alert_group_id, fingerprint, source, severity, 'firing', title, description, namespace, labels, \
+         annotations, jaeger_trace_id, created_at, created_at FROM new \
+       ON CONFLICT (fingerprint) WHERE status <> 'resolved' DO NOTHING \
+       RETURNING id \
+     ), audit AS ( \
+       INSERT INTO alert_actions (alert_id, action, actor, details, created_at) \
+       SELECT new.id, 'created', new.actor, new.details, new.created_at FROM new JOIN inserted USING (id) \
+     ) \
+     SELECT id FROM inserted";
+
+impl PostgresStore {
+    /// Stores a batch of new alerts in one statement (see [`PG_BULK_CREATE`]). Alerts it skipped as duplicates
+    /// are looked up; the rare one whose duplicate was resolved in between goes through the transactional path.
+    pub(super) async fn create_batch_bulk(
+        &self,
+        batch: &[(&Alert, &AuditEntry)],
+    ) -> Result<Vec<Result<(Alert, bool)>>> {
+        let fresh = batch.iter().all(|(alert, entry)| {
+            alert.status == crate::model::Status::Firing
+                && alert.created_at == alert.updated_at
+                && entry.alert_id == alert.id
+                && entry.created_at == alert.created_at
+                && entry.action == "created"
+        });
+        if !fresh {
+            return self.create_batch(batch).await;
+        }
+        let column =
+            |f: fn(&Alert) -> Option<String>| batch.iter().map(|(a, _)| f(a)).collect::<Vec<_>>();
+        let inserted: Vec<Uuid> = sqlx::query_scalar(PG_BULK_CREATE)
+            .bind(batch.iter().map(|(a, _)| a.id).collect::<Vec<_>>())
+            .bind(
+                batch
+                    .iter()
+                    .map(|(a, _)| a.alert_group_id)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(column(|a| Some(a.fingerprint.clone())))
+            .bind(column(|a| Some(a.source.clone())))
+            .bind(column(|a| Some(a.severity.as_str().to_owned())))
+            .bind(column(|a| Some(a.title.clone())))
+            .bind(column(|a| a.description.clone()))
+            .bind(column(|a| a.namespace.clone()))
+            .bind(
+                batch
+                    .iter()
+                    .map(|(a, _)| Json(&a.labels))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|(a, _)| Json(&a.annotations))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(column(|a| a.jaeger_trace_id.clone()))
+            .bind(batch.iter().map(|(a, _)| a.created_at).collect::<Vec<_>>())
+            .bind(
+                batch
+                    .iter()
+                    .map(|(_, e)| e.actor.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|(_, e)| Json(&e.details))
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_all(&self.pool)
+            .await?;
+        let skipped: Vec<String> = batch
+            .iter()
+            .filter(|(alert, _)| !inserted.contains(&alert.id))
+            .map(|(alert, _)| alert.fingerprint.clone())
+            .collect();
+        let open: Vec<Alert> = if skipped.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as::<_, AlertRow>(&format!(
+                "{SELECT_ALERT} WHERE fingerprint = ANY($1) AND status <> 'resolved'"
+            ))
+            .bind(&skipped)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(Alert::try_from)
+            .collect::<Result<_>>()?
+        };
+        let mut results = Vec::with_capacity(batch.len());
+        for item @ (alert, _) in batch {
+            if inserted.contains(&alert.id) {
+                results.push(Ok(((*alert).clone(), true)));
+            } else if let Some(existing) = open.iter().find(|o| o.fingerprint == alert.fingerprint)
+            {
+                results.push(Ok((existing.clone(), false)));
+            } else {
+                let mut one = self.create_batch(std::slice::from_ref(item)).await?;
+                results.push(one.pop().unwrap_or_else(|| {
+                    Err(Error::Internal("empty result for a one-alert batch".into()))
+                }));
+            }
+        }
+        Ok(results)
+    }
+}
