@@ -38,6 +38,33 @@ impl Default for Config {
 pub const DEFAULT_PORT: u16 = 8080;
 
 impl Config {
+    /// Checks what types alone cannot: values in range, and that the files named can be read. The message names
+    /// the key.
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.auth.load_tokens()?;
+        self.database.postgres_url()?;
+        let positive = [
+            ("alerting.request_timeout", self.request_timeout),
+            (
+                "alerting.database.acquire_timeout",
+                self.database.acquire_timeout,
+            ),
+            (
+                "alerting.database.statement_timeout",
+                self.database.statement_timeout,
+            ),
+        ];
+        for (key, value) in positive {
+            if value < Duration::from_millis(1) {
+                anyhow::bail!("{key}: must be at least 1ms, not {value:?}");
+            }
+        }
+        if self.database.max_connections == 0 {
+            anyhow::bail!("alerting.database.max_connections: must be at least 1");
+        }
+        Ok(())
+    }
+
     /// The address to listen on, following the rule documented on [`Config::listen`].
     pub fn listen_addr(&self, authenticated: bool) -> SocketAddr {
         self.listen.unwrap_or_else(|| {
@@ -201,6 +228,25 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(explicit.listen_addr(false).to_string(), "0.0.0.0:9000");
+    }
+
+    #[test]
+    fn check_refuses_out_of_range_values_naming_the_key() {
+        assert!(Config::default().check().is_ok());
+        let mut config = Config::default();
+        config.database.statement_timeout = Duration::from_micros(10);
+        let error = config.check().expect_err("too short").to_string();
+        assert!(
+            error.contains("alerting.database.statement_timeout"),
+            "{error}"
+        );
+        let mut config = Config::default();
+        config.database.max_connections = 0;
+        assert!(config.check().is_err());
+        let mut config = Config::default();
+        config.auth.tokens_file = Some(PathBuf::from("/nonexistent/tokens.yaml"));
+        let error = config.check().expect_err("missing file").to_string();
+        assert!(error.contains("alerting.auth.tokens_file"), "{error}");
     }
 
     #[test]

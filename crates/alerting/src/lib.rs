@@ -13,11 +13,12 @@ pub mod store;
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use std::sync::Arc;
+
+use gomon_runtime::http::SharedListener;
 use gomon_runtime::shutdown::Shutdown;
 use prometheus::Registry;
 use tokio::net::TcpListener;
-use tower_http::timeout::TimeoutLayer;
 
 pub use config::Config;
 pub use service::Alerting;
@@ -55,14 +56,16 @@ fn is_unreachable(error: &anyhow::Error) -> bool {
     sqlx_error.is_some_and(error::is_unavailable)
 }
 
-/// Runs the alerting service until `shutdown` fires: binds its listener, opens the store, serves the API, then
-/// stops accepting, finishes in-flight requests and closes the pool.
+/// Runs the alerting service until `shutdown` fires: binds its listener, opens the store (answering
+/// `/health/live` meanwhile, and 503 to everything else), serves the API, then stops accepting, finishes in-flight
+/// requests and closes the pool.
 pub async fn run(config: Config, registry: Registry, shutdown: Shutdown) -> anyhow::Result<()> {
     let auth = api::Auth::new(config.auth.load_tokens()?);
     let address = config.listen_addr(auth.enabled());
     let listener = TcpListener::bind(address)
         .await
         .map_err(|error| anyhow::anyhow!("alerting.listen: cannot listen on {address}: {error}"))?;
+    let listener = SharedListener(Arc::new(listener));
     if auth.enabled() {
         tracing::info!(%address, "API tokens configured: every /api request needs a bearer token");
     } else {
@@ -72,18 +75,24 @@ pub async fn run(config: Config, registry: Registry, shutdown: Shutdown) -> anyh
              alerting.listen says otherwise)"
         );
     }
-    let Some(store) = open_store(&config.database, &shutdown).await? else {
+    let (stop_starting, starting_done) = Shutdown::new();
+    let starting = tokio::spawn(gomon_runtime::http::serve(
+        listener.clone(),
+        api::starting_router(),
+        starting_done,
+    ));
+    let opened = open_store(&config.database, &shutdown).await;
+    stop_starting.fire();
+    starting.await??;
+    let Some(store) = opened? else {
         return Ok(());
     };
     let core = Alerting::new(store.clone(), &registry);
     if let Err(error) = core.refresh_gauges().await {
         tracing::warn!(%error, "alerting_active_alerts not initialised");
     }
-    let router = api::router(core, registry, auth).layer(TimeoutLayer::with_status_code(
-        StatusCode::REQUEST_TIMEOUT,
-        config.request_timeout,
-    ));
-    tracing::info!(address = %listener.local_addr()?, store = store.describe(), "alerting API listening");
+    let router = api::router(core, registry, auth, config.request_timeout);
+    tracing::info!(address = %listener.0.local_addr()?, store = store.describe(), "alerting API listening");
     let served = gomon_runtime::http::serve(listener, router, shutdown).await;
     store.close().await;
     tracing::info!("alerting service stopped");

@@ -464,8 +464,13 @@ impl FromStr for Cursor {
         let invalid = || format!("invalid cursor {text:?}: use the next_cursor of a previous page");
         let (micros, id) = text.split_once('_').ok_or_else(invalid)?;
         let micros: i64 = micros.parse().map_err(|_| invalid())?;
+        let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
+        // Both stores keep years 1 to 9999; a cursor outside them was not made by a listing.
+        if !(1..=9999).contains(&chrono::Datelike::year(&created_at)) {
+            return Err(invalid());
+        }
         Ok(Cursor {
-            created_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
+            created_at,
             id: Uuid::parse_str(id).map_err(|_| invalid())?,
         })
     }
@@ -573,5 +578,7 @@ mod tests {
         let cursor = Cursor::after(&alert);
         assert_eq!(cursor.to_string().parse::<Cursor>(), Ok(cursor));
         assert!("garbage".parse::<Cursor>().is_err());
+        let far_past = format!("{}_{}", i64::MIN / 2, uuid::Uuid::nil().simple());
+        assert!(far_past.parse::<Cursor>().is_err());
     }
 }

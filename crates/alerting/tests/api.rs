@@ -760,6 +760,43 @@ async fn postgres_outage_is_503_then_recovers() {
     server.stop().await;
 }
 
+/// A request that outlasts `request_timeout` is answered 408 in the JSON error format, and measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_time_out_with_a_json_408() {
+    use sqlx::Connection;
+    let database = Database::new(Backend::Sqlite).await;
+    let server =
+        Server::start_with_timeout(&database.config, Vec::new(), Duration::from_millis(300)).await;
+    // Another process holds SQLite's write lock: the service's write waits for it.
+    let file = database.config.data_dir.join("alerting.db");
+    let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .expect("second connection");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .expect("lock");
+    let (status, body) = server.post("/api/v1/alerts", alert("stuck")).await;
+    assert_eq!(status, 408, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("longer than"),
+        "{body}"
+    );
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("unlock");
+    let text = server.metrics().await;
+    assert!(
+        text.contains(r#"alerting_http_request_duration_seconds_count{method="POST",route="/api/v1/alerts",status="408"} 1"#),
+        "{text}"
+    );
+    server.stop().await;
+}
+
 /// The OpenAPI document served is the one kept in docs/ (set BLESS=1 to rewrite docs/openapi.json).
 #[test]
 fn openapi_document_is_current() {

@@ -46,6 +46,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let checked = match cli.role {
+        Role::Alerting => config.alerting.check(),
+    };
+    if let Err(error) = checked {
+        tracing::error!(error = format!("{error:#}"), "cannot start");
+        eprintln!("gomon: invalid configuration: {error:#}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

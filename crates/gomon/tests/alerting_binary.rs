@@ -21,6 +21,12 @@ fn free_port() -> u16 {
 
 impl Gomon {
     fn start(env: &[(&str, String)]) -> Gomon {
+        let gomon = Self::spawn(env);
+        gomon.wait_ready();
+        gomon
+    }
+
+    fn spawn(env: &[(&str, String)]) -> Gomon {
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_gomon"));
         command
@@ -41,20 +47,22 @@ impl Gomon {
                 sink.lock().expect("lines").push(line);
             }
         });
-        let gomon = Gomon {
+        Gomon {
             child,
             base: format!("http://127.0.0.1:{port}"),
             lines,
-        };
-        gomon.wait_ready();
-        gomon
+        }
     }
 
     fn wait_ready(&self) {
+        self.wait_for("/health/ready");
+    }
+
+    fn wait_for(&self, path: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let ready = Command::new("curl")
-                .args(["-sf", &format!("{}/health/ready", self.base)])
+                .args(["-sf", &format!("{}{path}", self.base)])
                 .output()
                 .is_ok_and(|output| output.status.success());
             if ready {
@@ -222,6 +230,18 @@ fn an_invalid_value_stops_start_up_naming_the_key() {
     assert!(stderr.contains("alerting.listen"), "{stderr}");
     assert!(stderr.contains("GOMON_ALERTING__LISTEN"), "{stderr}");
 
+    let output = Command::new(env!("CARGO_BIN_EXE_gomon"))
+        .arg("alerting")
+        .env(
+            "GOMON_ALERTING__AUTH__TOKENS_FILE",
+            "/nonexistent/tokens.yaml",
+        )
+        .output()
+        .expect("run gomon");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("alerting.auth.tokens_file"), "{stderr}");
+
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("gomon.yaml");
     std::fs::write(&file, "alerting:\n  databse:\n    url: postgres://x\n").expect("write config");
@@ -271,5 +291,28 @@ fn tokens_from_a_file_guard_the_api() {
     assert!(
         !lines.join("\n").contains("s3cret-token"),
         "the token never appears in logs"
+    );
+}
+
+#[test]
+fn while_the_database_is_unreachable_it_is_alive_not_ready_and_still_stops() {
+    let nobody = free_port();
+    let gomon = Gomon::spawn(&[(
+        "GOMON_ALERTING__DATABASE__URL",
+        format!("postgres://postgres@127.0.0.1:{nobody}/alerting"),
+    )]);
+    gomon.wait_for("/health/live");
+    let ready = bash(
+        &gomon.base,
+        "curl -s -o /dev/null -w '%{http_code}' $BASE/health/ready",
+    );
+    assert_eq!(ready, "503");
+    let api = bash(&gomon.base, "curl -s $BASE/api/v1/alerts");
+    assert!(api.contains("waiting for the database"), "{api}");
+    let (status, lines) = gomon.terminate();
+    assert!(status.success(), "{lines:?}");
+    assert!(
+        lines.join("\n").contains("database unreachable, retrying"),
+        "{lines:?}"
     );
 }

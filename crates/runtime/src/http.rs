@@ -1,13 +1,15 @@
 //! HTTP serving shared by the roles: request metrics by route template, and graceful shutdown.
 
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use prometheus::{HistogramOpts, HistogramVec, Registry};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::metrics::must;
 use crate::shutdown::Shutdown;
@@ -63,9 +65,36 @@ async fn measure(State(metrics): State<RequestMetrics>, request: Request, next: 
     response
 }
 
+/// A listener that several servers can use one after the other (a start-up router, then the real one), so the
+/// port stays bound throughout.
+#[derive(Clone, Debug)]
+pub struct SharedListener(pub Arc<TcpListener>);
+
+impl axum::serve::Listener for SharedListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            match self.0.accept().await {
+                Ok(accepted) => return accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait rather than spin; the listener stays usable.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` fires, then stops accepting and finishes in-flight requests.
 pub async fn serve(
-    listener: TcpListener,
+    listener: SharedListener,
     router: Router,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {

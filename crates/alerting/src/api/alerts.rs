@@ -140,6 +140,7 @@ pub fn parse_filter(query: Option<&str>) -> Result<AlertFilter, ApiError> {
     responses(
         (status = 201, description = "Created", body = Alert),
         (status = 200, description = "An open alert with the same fingerprint exists; it is returned", body = Alert),
+        (status = 409, description = "The same alert changed concurrently; send again", body = ErrorBody),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),

@@ -99,15 +99,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         match inner.classify() {
             serde_json::error::Category::Data => {
                 let message = inner.to_string();
-                let field = named_field(&message)
-                    .map(|name| {
-                        if path == "." {
-                            name.to_owned()
-                        } else {
-                            format!("{path}.{name}")
-                        }
-                    })
-                    .unwrap_or(path);
+                // serde_path_to_error's path ends at an unknown field already, but stops before a missing one.
+                let field = match named_field(&message) {
+                    Some(name) if path == "." => name.to_owned(),
+                    Some(name) if path != name && !path.ends_with(&format!(".{name}")) => {
+                        format!("{path}.{name}")
+                    }
+                    _ => path,
+                };
                 ApiError::invalid_field(&field, strip_position(&message))
             }
             _ => ApiError::bad_request(format!("malformed JSON: {inner}")),
@@ -168,6 +167,11 @@ mod tests {
         )
         .expect_err("number label");
         assert!(format!("{error:?}").contains("labels.a"), "{error:?}");
+        let error =
+            parse_json::<NewAlert>(br#"{"source":"a","severity":"P1","title":"t","priority":1}"#)
+                .expect_err("unknown field");
+        let debug = format!("{error:?}");
+        assert!(debug.contains(r#""field": String("priority")"#), "{debug}");
     }
 
     #[test]

@@ -6,8 +6,12 @@ mod error;
 mod extract;
 mod health;
 
-use axum::extract::{DefaultBodyLimit, FromRef};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router, middleware};
 use prometheus::Registry;
@@ -37,27 +41,88 @@ impl FromRef<AppState> for Alerting {
 #[openapi(
     info(title = "GoMon alerting API", description = "Alerts: create, list, acknowledge, assign, resolve."),
     paths(alerts::create, alerts::list, alerts::get, alerts::acknowledge, alerts::resolve, alerts::assign,
-          alerts::delete, alerts::actions, health::live, health::ready, health::database, health::metrics),
-    modifiers(&BearerAuth),
-    security(("bearer" = [])),
+          alerts::delete, alerts::actions, health::live, health::ready, health::database, health::metrics,
+          openapi),
+    modifiers(&GuardedRoutes),
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
+/// Declares what every `/api/v1/alerts` route has in common: the bearer token, and the answers any of them can
+/// give (401, 403, 408, 503).
+struct GuardedRoutes;
 
-impl utoipa::Modify for BearerAuth {
+impl utoipa::Modify for GuardedRoutes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityRequirement;
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+        let common = [
+            (
+                "401",
+                "Missing or invalid bearer token (when tokens are configured)",
+            ),
+            ("403", "Read-only token on a write"),
+            (
+                "408",
+                "The request took longer than alerting.request_timeout",
+            ),
+            (
+                "503",
+                "Database unavailable; retry after Retry-After seconds",
+            ),
+        ];
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/v1/alerts") {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation.security = Some(vec![SecurityRequirement::new(
+                    "bearer",
+                    Vec::<String>::new(),
+                )]);
+                for (status, description) in common {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(
+                                    "application/json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                        .build(),
+                                )
+                                .build()
+                                .into()
+                        });
+                }
+            }
+        }
     }
 }
 
 /// The OpenAPI document as pretty JSON, as served at `/api/v1/openapi.json` and kept in `docs/openapi.json`.
 pub fn openapi_json() -> String {
     ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "health",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
 }
 
 async fn not_found() -> ApiError {
@@ -74,8 +139,32 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request took longer than {} ms", limit.as_millis()),
+        )
+        .into_response(),
+    }
+}
+
+/// What the listener serves while the store opens: alive, not ready.
+pub fn starting_router() -> Router {
+    Router::new()
+        .route("/health/live", get(health::live))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "starting: waiting for the database",
+            )
+        })
+}
+
 /// The complete router: the authenticated `/api/v1/alerts` routes, and the open health, metrics and OpenAPI routes.
-pub fn router(core: Alerting, registry: Registry, auth: Auth) -> Router {
+/// A request that takes longer than `request_timeout` is answered 408.
+pub fn router(core: Alerting, registry: Registry, auth: Auth, request_timeout: Duration) -> Router {
     let http_metrics = gomon_runtime::http::RequestMetrics::new(&registry, "alerting");
     let state = AppState { core, registry };
     let api = Router::new()
@@ -103,15 +192,13 @@ pub fn router(core: Alerting, registry: Registry, auth: Auth) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/health/database", get(health::database))
         .route("/metrics", get(health::metrics))
-        .route(
-            "/api/v1/openapi.json",
-            get(|| async { Json(ApiDoc::openapi()) }),
-        );
+        .route("/api/v1/openapi.json", get(openapi));
     let router = api
         .merge(open)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(request_timeout, time_limit))
         .with_state(state);
     http_metrics.layer(router)
 }

@@ -70,12 +70,9 @@ impl Store {
                         "statement_timeout",
                         format!("{}", config.statement_timeout.as_millis()),
                     )]);
-                // No ping before each use: a connection the server dropped fails its query, is discarded, and
-                // the request is answered 503 like any other outage.
                 let pool = PgPoolOptions::new()
-                    .max_connections(config.max_connections.max(1))
+                    .max_connections(config.max_connections)
                     .acquire_timeout(config.acquire_timeout)
-                    .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
                 sqlx::migrate!("migrations/postgres").run(&pool).await?;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use gomon_alerting::api::{self, Auth};
 use gomon_alerting::config::{ApiToken, DatabaseConfig};
 use gomon_alerting::{Alerting, Store};
+use gomon_runtime::http::SharedListener;
 use gomon_runtime::shutdown::{Shutdown, Trigger};
 use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
@@ -74,15 +75,24 @@ pub struct Server {
 impl Server {
     /// Serves the API over `config`'s database with `tokens`.
     pub async fn start(config: &DatabaseConfig, tokens: Vec<ApiToken>) -> Server {
+        Self::start_with_timeout(config, tokens, Duration::from_secs(30)).await
+    }
+
+    /// Serves the API answering 408 to requests that take longer than `request_timeout`.
+    pub async fn start_with_timeout(
+        config: &DatabaseConfig,
+        tokens: Vec<ApiToken>,
+        request_timeout: Duration,
+    ) -> Server {
         let store = Store::open(config).await.expect("open store");
         let registry = gomon_runtime::metrics::registry();
         let core = Alerting::new(store.clone(), &registry);
-        let router = api::router(core, registry.clone(), Auth::new(tokens));
+        let router = api::router(core, registry.clone(), Auth::new(tokens), request_timeout);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let (trigger, shutdown) = Shutdown::new();
         let task = tokio::spawn(async move {
-            gomon_runtime::http::serve(listener, router, shutdown)
+            gomon_runtime::http::serve(SharedListener(Arc::new(listener)), router, shutdown)
                 .await
                 .expect("serve");
         });
