@@ -16,6 +16,7 @@ use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
 use crate::model::{Alert, AlertFilter, AlertPage, AuditEntry, Severity};
 
+use sql::PgWriter;
 pub use sql::{PostgresStore, SqliteStore};
 
 /// The alert store, on one of the two databases.
@@ -70,13 +71,19 @@ impl Store {
                         "statement_timeout",
                         format!("{}", config.statement_timeout.as_millis()),
                     )]);
+                let options_for_writer = options.clone();
                 let pool = PgPoolOptions::new()
                     .max_connections(config.max_connections)
                     .acquire_timeout(config.acquire_timeout)
                     .connect_with(options)
                     .await?;
                 sqlx::migrate!("migrations/postgres").run(&pool).await?;
-                Ok(Store::new(Database::Postgres(PostgresStore::new(pool))))
+                let store = PostgresStore::new(pool);
+                let writer = Writer::Postgres(
+                    store.clone(),
+                    PgWriter::new(options_for_writer, config.acquire_timeout),
+                );
+                Ok(Store::new(Database::Postgres(store), writer))
             }
             None => {
                 std::fs::create_dir_all(&config.data_dir).map_err(|error| {
@@ -99,14 +106,18 @@ impl Store {
                     .connect_with(options)
                     .await?;
                 sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-                Ok(Store::new(Database::Sqlite(SqliteStore::new(pool))))
+                let store = SqliteStore::new(pool);
+                Ok(Store::new(
+                    Database::Sqlite(store.clone()),
+                    Writer::Sqlite(store),
+                ))
             }
         }
     }
 
-    fn new(database: Database) -> Store {
+    fn new(database: Database, writer: Writer) -> Store {
         let (creations, queue) = mpsc::channel(MAX_BATCH * 8);
-        tokio::spawn(write_creations(database.clone(), queue));
+        tokio::spawn(write_creations(writer, queue));
         Store {
             database,
             creations,
@@ -187,21 +198,28 @@ impl Store {
     }
 }
 
-impl Database {
+/// What the creation writer stores batches with. On PostgreSQL it keeps a connection of its own (outside the pool),
+/// so a batch costs one round trip: no checkout, no ping. SQLite's single pooled connection is shared with reads.
+enum Writer {
+    Postgres(PostgresStore, PgWriter),
+    Sqlite(SqliteStore),
+}
+
+impl Writer {
     async fn create_batch(
-        &self,
+        &mut self,
         batch: &[(&Alert, &AuditEntry)],
     ) -> Result<Vec<Result<(Alert, bool)>>> {
         match self {
-            Database::Postgres(store) => store.create_batch_bulk(batch).await,
-            Database::Sqlite(store) => store.create_batch(batch).await,
+            Writer::Postgres(store, connection) => store.create_batch_bulk(connection, batch).await,
+            Writer::Sqlite(store) => store.create_batch(batch).await,
         }
     }
 }
 
 /// The writer task: takes every creation waiting (up to [`MAX_BATCH`]) and stores them together, until the queue
 /// closes.
-async fn write_creations(database: Database, mut queue: mpsc::Receiver<Creation>) {
+async fn write_creations(mut writer: Writer, mut queue: mpsc::Receiver<Creation>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
@@ -211,13 +229,13 @@ async fn write_creations(database: Database, mut queue: mpsc::Receiver<Creation>
         batch.sort_by(|a, b| a.alert.fingerprint.cmp(&b.alert.fingerprint));
         let items: Vec<(&Alert, &AuditEntry)> =
             batch.iter().map(|c| (&c.alert, &c.entry)).collect();
-        let results = match database.create_batch(&items).await {
+        let results = match writer.create_batch(&items).await {
             Ok(results) => results,
             Err(error) if batch.len() > 1 && !matches!(error, Error::Unavailable(_)) => {
                 // One alert spoiled the batch: store each alone, so that only it fails.
                 let mut results = Vec::with_capacity(batch.len());
                 for item in &items {
-                    let result = database.create_batch(std::slice::from_ref(item)).await;
+                    let result = writer.create_batch(std::slice::from_ref(item)).await;
                     results.push(
                         result.and_then(|mut one| one.pop().unwrap_or_else(|| Err(error.clone()))),
                     );

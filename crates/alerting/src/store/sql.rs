@@ -5,10 +5,12 @@
 //! single writer connection needs none).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::types::Json;
-use sqlx::{Postgres, QueryBuilder, Sqlite};
+use sqlx::{Connection, Postgres, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use super::{ActionRow, AlertRow};
@@ -337,11 +339,43 @@ const PG_BULK_CREATE: &str = "WITH new AS ( \
      ) \
      SELECT id FROM inserted";
 
+/// The creation writer's own PostgreSQL connection, opened on first use and after any error.
+pub(super) struct PgWriter {
+    options: PgConnectOptions,
+    connect_timeout: Duration,
+    connection: Option<PgConnection>,
+}
+
+impl PgWriter {
+    pub(super) fn new(options: PgConnectOptions, connect_timeout: Duration) -> Self {
+        Self {
+            options,
+            connect_timeout,
+            connection: None,
+        }
+    }
+
+    async fn connection(&mut self) -> Result<&mut PgConnection> {
+        if self.connection.is_none() {
+            let connect = PgConnection::connect_with(&self.options);
+            let connection = tokio::time::timeout(self.connect_timeout, connect)
+                .await
+                .map_err(|_| Error::Unavailable("timed out connecting to the database".into()))??;
+            self.connection = Some(connection);
+        }
+        self.connection
+            .as_mut()
+            .ok_or_else(|| Error::Internal("writer connection missing".into()))
+    }
+}
+
 impl PostgresStore {
-    /// Stores a batch of new alerts in one statement (see [`PG_BULK_CREATE`]). Alerts it skipped as duplicates
-    /// are looked up; the rare one whose duplicate was resolved in between goes through the transactional path.
+    /// Stores a batch of new alerts in one statement (see [`PG_BULK_CREATE`]) on the writer's connection. Alerts
+    /// it skipped as duplicates are looked up; the rare one whose duplicate was resolved in between goes through
+    /// the transactional path.
     pub(super) async fn create_batch_bulk(
         &self,
+        writer: &mut PgWriter,
         batch: &[(&Alert, &AuditEntry)],
     ) -> Result<Vec<Result<(Alert, bool)>>> {
         let fresh = batch.iter().all(|(alert, entry)| {
@@ -356,7 +390,7 @@ impl PostgresStore {
         }
         let column =
             |f: fn(&Alert) -> Option<String>| batch.iter().map(|(a, _)| f(a)).collect::<Vec<_>>();
-        let inserted: Vec<Uuid> = sqlx::query_scalar(PG_BULK_CREATE)
+        let inserted = sqlx::query_scalar::<_, Uuid>(PG_BULK_CREATE)
             .bind(batch.iter().map(|(a, _)| a.id).collect::<Vec<_>>())
             .bind(
                 batch
@@ -396,8 +430,16 @@ impl PostgresStore {
                     .map(|(_, e)| Json(&e.details))
                     .collect::<Vec<_>>(),
             )
-            .fetch_all(&self.pool)
-            .await?;
+            .fetch_all(writer.connection().await?)
+            .await;
+        let inserted = match inserted {
+            Ok(inserted) => inserted,
+            Err(error) => {
+                // Whatever went wrong, a fresh connection is the safe next step.
+                writer.connection = None;
+                return Err(error.into());
+            }
+        };
         let skipped: Vec<String> = batch
             .iter()
             .filter(|(alert, _)| !inserted.contains(&alert.id))
