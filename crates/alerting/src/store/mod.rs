@@ -81,7 +81,7 @@ impl Store {
                 let store = PostgresStore::new(pool);
                 let writer = Writer::Postgres(
                     store.clone(),
-                    PgWriter::new(options_for_writer, config.acquire_timeout),
+                    Box::new(PgWriter::new(options_for_writer, config.acquire_timeout)),
                 );
                 Ok(Store::new(Database::Postgres(store), writer))
             }
@@ -201,7 +201,7 @@ impl Store {
 /// What the creation writer stores batches with. On PostgreSQL it keeps a connection of its own (outside the pool),
 /// so a batch costs one round trip: no checkout, no ping. SQLite's single pooled connection is shared with reads.
 enum Writer {
-    Postgres(PostgresStore, PgWriter),
+    Postgres(PostgresStore, Box<PgWriter>),
     Sqlite(SqliteStore),
 }
 
