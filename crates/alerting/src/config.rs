@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::notify::dispatcher::OutboxConfig;
+use crate::notify::slack::SlackConfig;
+
 /// The alerting service's configuration. Every field has a default, so an empty section is valid.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -21,6 +24,10 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Who may call the API.
     pub auth: AuthConfig,
+    /// Where notifications go: Slack by incoming webhook or Web API, routed by severity, behind a circuit breaker.
+    pub slack: SlackConfig,
+    /// How the notification outbox is delivered and retried.
+    pub outbox: OutboxConfig,
 }
 
 impl Default for Config {
@@ -30,6 +37,8 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
+            slack: SlackConfig::default(),
+            outbox: OutboxConfig::default(),
         }
     }
 }
@@ -43,6 +52,8 @@ impl Config {
     pub fn check(&self) -> anyhow::Result<()> {
         self.auth.load_tokens()?;
         self.database.postgres_url()?;
+        self.slack.check()?;
+        self.outbox.check()?;
         let positive = [
             ("alerting.request_timeout", self.request_timeout),
             (

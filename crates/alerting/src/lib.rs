@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod notify;
 pub mod service;
 pub mod store;
 
@@ -87,13 +88,53 @@ pub async fn run(config: Config, registry: Registry, shutdown: Shutdown) -> anyh
     let Some(store) = opened? else {
         return Ok(());
     };
-    let core = Alerting::new(store.clone(), &registry);
+    let notify_metrics = notify::dispatcher::NotifyMetrics::new(&registry);
+    let mut core = Alerting::new(store.clone(), &registry);
+    let dispatcher = match notify::slack::SlackClient::new(&config.slack)? {
+        Some(client) => {
+            let wake = Arc::new(tokio::sync::Notify::new());
+            let severities: Vec<model::Severity> = model::Severity::ALL
+                .into_iter()
+                .filter(|severity| config.slack.channel_for(*severity).is_some())
+                .collect();
+            tracing::info!(
+                via = if client.uses_web_api() { "web API (chat.postMessage)" } else { "incoming webhook" },
+                severities = ?severities,
+                "Slack notifications on: written to the outbox with each alert change, delivered in the background"
+            );
+            core = core.with_notifications(service::Notifications::new(severities, wake.clone()));
+            let dispatcher = notify::dispatcher::Dispatcher::new(
+                store.clone(),
+                client,
+                config.slack.clone(),
+                config.outbox.clone(),
+                notify_metrics,
+                wake,
+            );
+            // Owned by this future: if it is dropped, the dispatcher stops with it.
+            let mut tasks = tokio::task::JoinSet::new();
+            tasks.spawn(dispatcher.run(shutdown.clone()));
+            Some(tasks)
+        }
+        None => {
+            tracing::info!(
+                "no Slack destination configured (alerting.slack.webhook_url or bot_token): alert changes are only \
+                 logged"
+            );
+            None
+        }
+    };
     if let Err(error) = core.refresh_gauges().await {
         tracing::warn!(%error, "alerting_active_alerts not initialised");
     }
     let router = api::router(core, registry, auth, config.request_timeout);
     tracing::info!(address = %listener.0.local_addr()?, store = store.describe(), "alerting API listening");
     let served = gomon_runtime::http::serve(listener, router, shutdown).await;
+    if let Some(mut dispatcher) = dispatcher {
+        while let Some(stopped) = dispatcher.join_next().await {
+            stopped?;
+        }
+    }
     store.close().await;
     tracing::info!("alerting service stopped");
     Ok(served?)

@@ -324,6 +324,23 @@ impl AuditEntry {
 }
 
 impl Change {
+    /// The notification event this change causes.
+    pub fn event(&self) -> &'static str {
+        match self {
+            Change::Acknowledge { .. } => "acknowledged",
+            Change::Resolve { .. } => "resolved",
+            Change::Assign { .. } => "assigned",
+        }
+    }
+
+    /// The note that goes with the change, if any.
+    pub fn note(&self) -> Option<&str> {
+        match self {
+            Change::Assign { note, .. } => note.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Checks the change's own fields.
     pub fn validate(&self) -> Result<()> {
         match self {
@@ -401,6 +418,99 @@ impl Change {
         let entry = AuditEntry::new(&alert, action, actor, details);
         Ok((alert, entry))
     }
+}
+
+/// Where a notification is in the outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationStatus {
+    /// Waiting for delivery (or being delivered).
+    Pending,
+    /// Slack accepted it.
+    Sent,
+    /// Given up: a permanent error after the allowed tries, or too old.
+    Failed,
+}
+
+impl NotificationStatus {
+    /// The name used in JSON and SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationStatus::Pending => "pending",
+            NotificationStatus::Sent => "sent",
+            NotificationStatus::Failed => "failed",
+        }
+    }
+}
+
+parse_by_name!(
+    NotificationStatus,
+    "notification status",
+    [
+        NotificationStatus::Pending,
+        NotificationStatus::Sent,
+        NotificationStatus::Failed
+    ]
+);
+
+/// A notification to write to the outbox together with the alert change that causes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewNotification {
+    /// The alert concerned.
+    pub alert_id: Uuid,
+    /// `created`, `acknowledged`, `assigned` or `resolved`.
+    pub event: &'static str,
+    /// What the message is made from: `{"alert": <the alert after the change>, "actor": ..., "note": ...}`.
+    pub payload: serde_json::Value,
+    /// When the change happened (the delivery latency is measured from here).
+    pub created_at: DateTime<Utc>,
+}
+
+impl NewNotification {
+    /// The notification of `event` on `alert` (as it is after the change), by `actor`, with `note`.
+    pub fn new(
+        alert: &Alert,
+        event: &'static str,
+        actor: Option<&str>,
+        note: Option<&str>,
+    ) -> Self {
+        NewNotification {
+            alert_id: alert.id,
+            event,
+            payload: serde_json::json!({"alert": alert, "actor": actor, "note": note}),
+            created_at: alert.updated_at,
+        }
+    }
+}
+
+/// A row of the notification outbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Notification {
+    /// Outbox sequence number: delivery follows it for any one alert.
+    pub id: i64,
+    /// The alert concerned.
+    pub alert_id: Uuid,
+    /// `created`, `acknowledged`, `assigned` or `resolved`.
+    pub event: String,
+    /// pending, sent or failed.
+    pub status: NotificationStatus,
+    /// What the message is made from.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// Delivery attempts so far.
+    pub attempts: i32,
+    /// When it is (or was) next due; while a dispatcher holds it, the end of its lease.
+    pub next_attempt_at: DateTime<Utc>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the alert change happened.
+    pub created_at: DateTime<Utc>,
+    /// When Slack accepted it.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Channel Slack posted it in (Web API).
+    pub slack_channel: Option<String>,
+    /// Slack's message timestamp (Web API): follow-ups are threaded under the `created` message's.
+    pub slack_ts: Option<String>,
 }
 
 /// Which alerts a listing returns, and which page of them.

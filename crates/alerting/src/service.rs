@@ -2,12 +2,18 @@
 //!
 //! Every way an alert arrives (the REST API today; the pod watcher and webhooks later) goes through here.
 
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use std::sync::Arc;
+
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::model::{self, Alert, AlertFilter, AlertPage, AuditEntry, Change, NewAlert, Severity};
-use crate::store::Store;
+use crate::model::Notification;
+use crate::model::{
+    self, Alert, AlertFilter, AlertPage, AuditEntry, Change, NewAlert, NewNotification, Severity,
+};
+use crate::store::{NotificationFilter, Store};
 use gomon_runtime::metrics::must;
 
 /// The metrics the core keeps; their names are a contract with the dashboards and alert rules.
@@ -15,6 +21,7 @@ use gomon_runtime::metrics::must;
 struct Metrics {
     created: IntCounterVec,
     active: IntGaugeVec,
+    outbox_pending: IntGauge,
 }
 
 impl Metrics {
@@ -33,9 +40,44 @@ impl Metrics {
             ),
             &["severity"],
         ));
+        let outbox_pending = must(IntGauge::new(
+            "alerting_notification_outbox_pending",
+            "Notifications waiting in the outbox for delivery, as counted in the store.",
+        ));
         must(registry.register(Box::new(created.clone())));
         must(registry.register(Box::new(active.clone())));
-        Self { created, active }
+        must(registry.register(Box::new(outbox_pending.clone())));
+        Self {
+            created,
+            active,
+            outbox_pending,
+        }
+    }
+}
+
+/// Which changes are notified (by severity), and the dispatcher to wake when a notification is written.
+#[derive(Clone, Debug)]
+pub struct Notifications {
+    severities: Vec<Severity>,
+    wake: Arc<Notify>,
+}
+
+impl Notifications {
+    /// Notify changes of alerts of `severities`; `wake` is signalled after each notification written.
+    pub fn new(severities: Vec<Severity>, wake: Arc<Notify>) -> Self {
+        Self { severities, wake }
+    }
+
+    fn of(
+        &self,
+        alert: &Alert,
+        event: &'static str,
+        actor: Option<&str>,
+        note: Option<&str>,
+    ) -> Option<NewNotification> {
+        self.severities
+            .contains(&alert.severity)
+            .then(|| NewNotification::new(alert, event, actor, note))
     }
 }
 
@@ -44,6 +86,7 @@ impl Metrics {
 pub struct Alerting {
     store: Store,
     metrics: Metrics,
+    notifications: Option<Notifications>,
 }
 
 impl Alerting {
@@ -52,6 +95,31 @@ impl Alerting {
         Self {
             store,
             metrics: Metrics::new(registry),
+            notifications: None,
+        }
+    }
+
+    /// The same core, writing a notification to the outbox with every change `notifications` selects.
+    pub fn with_notifications(mut self, notifications: Notifications) -> Self {
+        self.notifications = Some(notifications);
+        self
+    }
+
+    fn notification(
+        &self,
+        alert: &Alert,
+        event: &'static str,
+        entry: &AuditEntry,
+        note: Option<&str>,
+    ) -> Option<NewNotification> {
+        self.notifications
+            .as_ref()
+            .and_then(|n| n.of(alert, event, entry.actor.as_deref(), note))
+    }
+
+    fn wake_dispatcher(&self) {
+        if let Some(notifications) = &self.notifications {
+            notifications.wake.notify_one();
         }
     }
 
@@ -70,8 +138,16 @@ impl Alerting {
             actor,
             serde_json::json!({"severity": alert.severity, "source": alert.source}),
         );
-        let (alert, created) = self.store.insert_or_get_open(alert, entry).await?;
+        let notification = self.notification(&alert, "created", &entry, None);
+        let notify = notification.is_some();
+        let (alert, created) = self
+            .store
+            .insert_or_get_open(alert, entry, notification)
+            .await?;
         if created {
+            if notify {
+                self.wake_dispatcher();
+            }
             self.metrics
                 .created
                 .with_label_values(&[alert.severity.as_str(), alert.source.as_str()])
@@ -97,8 +173,13 @@ impl Alerting {
         change.validate()?;
         let alert = self
             .store
-            .update(id, |current| change.apply(current, actor, model::now()))
+            .update(id, |current| {
+                let (alert, entry) = change.apply(current, actor, model::now())?;
+                let notification = self.notification(&alert, change.event(), &entry, change.note());
+                Ok((alert, entry, notification))
+            })
             .await?;
+        self.wake_dispatcher();
         tracing::info!(alert_id = %alert.id, status = %alert.status, ?change, "alert changed");
         Ok(alert)
     }
@@ -131,8 +212,20 @@ impl Alerting {
         Ok(actions)
     }
 
-    /// Sets `alerting_active_alerts` from the store's count, so it is true after a restart too.
+    /// The outbox rows `filter` selects, newest first, and how many match.
+    pub async fn notifications(
+        &self,
+        filter: &NotificationFilter,
+    ) -> Result<(Vec<Notification>, u64)> {
+        self.store.notifications(filter).await
+    }
+
+    /// Sets `alerting_active_alerts` and `alerting_notification_outbox_pending` from the store's counts, so they
+    /// are true after a restart too.
     pub async fn refresh_gauges(&self) -> Result<()> {
+        self.metrics
+            .outbox_pending
+            .set(self.store.pending_notifications().await?);
         let counts = self.store.open_by_severity().await?;
         for severity in Severity::ALL {
             let count = counts

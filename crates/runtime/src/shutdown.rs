@@ -64,6 +64,11 @@ impl Shutdown {
         shutdown
     }
 
+    /// Whether shutdown was triggered (or its trigger dropped).
+    pub fn is_triggered(&self) -> bool {
+        *self.receiver.borrow() || self.receiver.has_changed().is_err()
+    }
+
     /// Completes once shutdown was triggered (or its trigger dropped).
     pub async fn wait(mut self) {
         // An error means the trigger is gone, which also means stop.

@@ -72,7 +72,7 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
-fn parse_param<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ApiError>
+pub(super) fn parse_param<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ApiError>
 where
     T::Err: std::fmt::Display,
 {

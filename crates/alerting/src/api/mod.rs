@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod extract;
 mod health;
+mod notifications;
 
 use std::time::Duration;
 
@@ -42,7 +43,7 @@ impl FromRef<AppState> for Alerting {
     info(title = "GoMon alerting API", description = "Alerts: create, list, acknowledge, assign, resolve."),
     paths(alerts::create, alerts::list, alerts::get, alerts::acknowledge, alerts::resolve, alerts::assign,
           alerts::delete, alerts::actions, health::live, health::ready, health::database, health::metrics,
-          openapi),
+          notifications::list, openapi),
     modifiers(&GuardedRoutes),
 )]
 pub struct ApiDoc;
@@ -76,7 +77,7 @@ impl utoipa::Modify for GuardedRoutes {
             ),
         ];
         for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/api/v1/alerts") {
+            if !path.starts_with("/api/v1/alerts") && !path.starts_with("/api/v1/notifications") {
                 continue;
             }
             let operations = [
@@ -186,6 +187,7 @@ pub fn router(core: Alerting, registry: Registry, auth: Auth, request_timeout: D
             axum::routing::put(alerts::assign),
         )
         .route("/api/v1/alerts/{id}/actions", get(alerts::actions))
+        .route("/api/v1/notifications", get(notifications::list))
         .route_layer(middleware::from_fn_with_state(auth, auth::authenticate));
     let open = Router::new()
         .route("/health/live", get(health::live))

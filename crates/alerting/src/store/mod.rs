@@ -14,7 +14,10 @@ use uuid::Uuid;
 
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
-use crate::model::{Alert, AlertFilter, AlertPage, AuditEntry, Severity};
+use crate::model::{
+    Alert, AlertFilter, AlertPage, AuditEntry, NewNotification, Notification, NotificationStatus,
+    Severity,
+};
 
 use sql::PgWriter;
 pub use sql::{PostgresStore, SqliteStore};
@@ -42,10 +45,14 @@ enum Database {
 /// Most creations one transaction stores.
 const MAX_BATCH: usize = 128;
 
+/// One alert to create: the alert, its audit entry, and the notification to write with it.
+type Item<'a> = (&'a Alert, &'a AuditEntry, Option<&'a NewNotification>);
+
 /// One alert waiting to be stored, and where its result goes.
 struct Creation {
     alert: Alert,
     entry: AuditEntry,
+    notification: Option<NewNotification>,
     reply: oneshot::Sender<Result<(Alert, bool)>>,
 }
 
@@ -138,11 +145,13 @@ impl Store {
         &self,
         alert: Alert,
         entry: AuditEntry,
+        notification: Option<NewNotification>,
     ) -> Result<(Alert, bool)> {
         let (reply, result) = oneshot::channel();
         let creation = Creation {
             alert,
             entry,
+            notification,
             reply,
         };
         let stopped = || Error::Unavailable("the store is shutting down".into());
@@ -164,7 +173,7 @@ impl Store {
     /// entry to write, or an error that aborts the transaction.
     pub async fn update<F>(&self, id: Uuid, change: F) -> Result<Alert>
     where
-        F: FnOnce(Alert) -> Result<(Alert, AuditEntry)> + Send,
+        F: FnOnce(Alert) -> Result<(Alert, AuditEntry, Option<NewNotification>)> + Send,
     {
         dispatch!(self.update(id, change))
     }
@@ -187,6 +196,40 @@ impl Store {
         dispatch!(self.open_by_severity())
     }
 
+    /// Takes up to `limit` due notifications for delivery, the oldest first and never one whose alert has an
+    /// earlier one pending; they are leased until `lease_until` (due again then if not finished).
+    pub async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Notification>> {
+        dispatch!(self.claim_due(now, lease_until, limit))
+    }
+
+    /// Records what became of notification `id`.
+    pub async fn finish_notification(&self, id: i64, outcome: &Delivery) -> Result<()> {
+        dispatch!(self.finish_notification(id, outcome))
+    }
+
+    /// Channel and Slack timestamp of the delivered `created` notification of `alert_id`, to thread follow-ups.
+    pub async fn thread_of(&self, alert_id: Uuid) -> Result<Option<(String, String)>> {
+        dispatch!(self.thread_of(alert_id))
+    }
+
+    /// The outbox rows `filter` selects, newest first, and how many match in all.
+    pub async fn notifications(
+        &self,
+        filter: &NotificationFilter,
+    ) -> Result<(Vec<Notification>, u64)> {
+        dispatch!(self.notifications(filter))
+    }
+
+    /// How many notifications wait for delivery.
+    pub async fn pending_notifications(&self) -> Result<i64> {
+        dispatch!(self.pending_notifications())
+    }
+
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<()> {
         dispatch!(self.ping())
@@ -206,10 +249,7 @@ enum Writer {
 }
 
 impl Writer {
-    async fn create_batch(
-        &mut self,
-        batch: &[(&Alert, &AuditEntry)],
-    ) -> Result<Vec<Result<(Alert, bool)>>> {
+    async fn create_batch(&mut self, batch: &[Item<'_>]) -> Result<Vec<Result<(Alert, bool)>>> {
         match self {
             Writer::Postgres(store, connection) => store.create_batch_bulk(connection, batch).await,
             Writer::Sqlite(store) => store.create_batch(batch).await,
@@ -227,8 +267,10 @@ async fn write_creations(mut writer: Writer, mut queue: mpsc::Receiver<Creation>
         }
         // Same lock order in every transaction: concurrent batches never deadlock on each other's rows.
         batch.sort_by(|a, b| a.alert.fingerprint.cmp(&b.alert.fingerprint));
-        let items: Vec<(&Alert, &AuditEntry)> =
-            batch.iter().map(|c| (&c.alert, &c.entry)).collect();
+        let items: Vec<Item<'_>> = batch
+            .iter()
+            .map(|c| (&c.alert, &c.entry, c.notification.as_ref()))
+            .collect();
         let results = match writer.create_batch(&items).await {
             Ok(results) => results,
             Err(error) if batch.len() > 1 && !matches!(error, Error::Unavailable(_)) => {
@@ -300,6 +342,89 @@ impl TryFrom<AlertRow> for Alert {
             updated_at: row.updated_at,
             resolved_at: row.resolved_at,
             assigned_to: row.assigned_to,
+        })
+    }
+}
+
+/// What became of one delivery attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Delivery {
+    /// Slack accepted it.
+    Sent {
+        /// When.
+        at: DateTime<Utc>,
+        /// Channel it went to (Web API).
+        channel: Option<String>,
+        /// Slack's message timestamp (Web API).
+        ts: Option<String>,
+    },
+    /// It failed; try again at `at`.
+    Retry {
+        /// When it is due again.
+        at: DateTime<Utc>,
+        /// Why it failed.
+        error: String,
+    },
+    /// Given up.
+    Failed {
+        /// Why.
+        error: String,
+    },
+    /// Not attempted (the circuit breaker is open, or shutdown): due again at `at`, no attempt counted.
+    Released {
+        /// When it is due again.
+        at: DateTime<Utc>,
+    },
+}
+
+/// Which outbox rows a listing returns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NotificationFilter {
+    /// Only rows in this state.
+    pub status: Option<NotificationStatus>,
+    /// Only rows of this alert.
+    pub alert_id: Option<Uuid>,
+    /// Page size.
+    pub limit: u32,
+    /// Rows to skip.
+    pub offset: u64,
+}
+
+/// A row of `notifications`.
+#[derive(sqlx::FromRow)]
+struct NotificationRow {
+    id: i64,
+    alert_id: Uuid,
+    event: String,
+    status: String,
+    payload: sqlx::types::Json<serde_json::Value>,
+    attempts: i32,
+    next_attempt_at: DateTime<Utc>,
+    last_error: Option<String>,
+    created_at: DateTime<Utc>,
+    sent_at: Option<DateTime<Utc>>,
+    slack_channel: Option<String>,
+    slack_ts: Option<String>,
+}
+
+impl TryFrom<NotificationRow> for Notification {
+    type Error = Error;
+    fn try_from(row: NotificationRow) -> Result<Notification> {
+        Ok(Notification {
+            status: row.status.parse().map_err(|error: String| {
+                Error::Internal(format!("notification {} in the store: {error}", row.id))
+            })?,
+            id: row.id,
+            alert_id: row.alert_id,
+            event: row.event,
+            payload: row.payload.0,
+            attempts: row.attempts,
+            next_attempt_at: row.next_attempt_at,
+            last_error: row.last_error,
+            created_at: row.created_at,
+            sent_at: row.sent_at,
+            slack_channel: row.slack_channel,
+            slack_ts: row.slack_ts,
         })
     }
 }

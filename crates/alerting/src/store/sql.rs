@@ -13,9 +13,11 @@ use sqlx::types::Json;
 use sqlx::{Connection, Postgres, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
-use super::{ActionRow, AlertRow};
+use super::{ActionRow, AlertRow, Delivery, Item, NotificationFilter, NotificationRow};
 use crate::error::{Error, Result};
-use crate::model::{Alert, AlertFilter, AlertPage, AuditEntry, Cursor, Severity};
+use crate::model::{
+    Alert, AlertFilter, AlertPage, AuditEntry, Cursor, NewNotification, Notification, Severity,
+};
 
 const SELECT_ALERT: &str = "SELECT id, alert_group_id, fingerprint, source, severity, status, title, description, \
      namespace, labels, annotations, incident_id, jaeger_trace_id, created_at, acknowledged_at, acknowledged_by, \
@@ -34,6 +36,12 @@ const INSERT_ACTION: &str = "INSERT INTO alert_actions (alert_id, action, actor,
 
 const SELECT_ACTIONS: &str = "SELECT alert_id, action, actor, details, created_at FROM alert_actions \
      WHERE alert_id = $1 ORDER BY id";
+
+const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (alert_id, event, status, payload, attempts, \
+     next_attempt_at, created_at) VALUES ($1, $2, 'pending', $3, 0, $4, $4)";
+
+const NOTIFICATION_COLUMNS: &str = "id, alert_id, event, status, payload, attempts, next_attempt_at, last_error, \
+     created_at, sent_at, slack_channel, slack_ts";
 
 const OPEN_BY_SEVERITY: &str =
     "SELECT severity, COUNT(*) FROM alerts_active WHERE status <> 'resolved' GROUP BY severity";
@@ -65,7 +73,8 @@ fn sqlite_label_filter(builder: &mut QueryBuilder<'_, Sqlite>, key: &str, value:
 }
 
 macro_rules! sql_store {
-    ($(#[$doc:meta])* $name:ident, $db:ty, time: $time:path, label_filter: $label_filter:path, lock: $lock:expr) => {
+    ($(#[$doc:meta])* $name:ident, $db:ty, time: $time:path, label_filter: $label_filter:path, lock: $lock:expr,
+     skip_locked: $skip_locked:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug)]
         pub struct $name {
@@ -83,12 +92,12 @@ macro_rules! sql_store {
             /// The caller orders the batch by fingerprint, so concurrent batches lock rows in the same order.
             pub(super) async fn create_batch(
                 &self,
-                batch: &[(&Alert, &AuditEntry)],
+                batch: &[Item<'_>],
             ) -> Result<Vec<Result<(Alert, bool)>>> {
                 let mut tx = self.pool.begin().await?;
                 let mut results = Vec::with_capacity(batch.len());
-                for (alert, entry) in batch {
-                    results.push(Self::insert_or_get_open(&mut tx, alert, entry).await?);
+                for (alert, entry, notification) in batch {
+                    results.push(Self::insert_or_get_open(&mut tx, alert, entry, *notification).await?);
                 }
                 tx.commit().await?;
                 Ok(results)
@@ -98,6 +107,7 @@ macro_rules! sql_store {
                 tx: &mut sqlx::Transaction<'_, $db>,
                 alert: &Alert,
                 entry: &AuditEntry,
+                notification: Option<&NewNotification>,
             ) -> Result<Result<(Alert, bool)>> {
                 for _ in 0..INSERT_ATTEMPTS {
                     let inserted = sqlx::query(INSERT_ALERT)
@@ -125,6 +135,9 @@ macro_rules! sql_store {
                         .rows_affected();
                     if inserted == 1 {
                         Self::insert_action(tx, entry).await?;
+                        if let Some(notification) = notification {
+                            Self::insert_notification(tx, notification).await?;
+                        }
                         return Ok(Ok(((*alert).clone(), true)));
                     }
                     let open = sqlx::query_as::<_, AlertRow>(&format!(
@@ -157,6 +170,125 @@ macro_rules! sql_store {
                     .execute(&mut **tx)
                     .await?;
                 Ok(())
+            }
+
+            async fn insert_notification(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                notification: &NewNotification,
+            ) -> Result<()> {
+                sqlx::query(INSERT_NOTIFICATION)
+                    .bind(notification.alert_id)
+                    .bind(notification.event)
+                    .bind(Json(&notification.payload))
+                    .bind($time(notification.created_at))
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            pub(super) async fn claim_due(
+                &self,
+                now: DateTime<Utc>,
+                lease_until: DateTime<Utc>,
+                limit: u32,
+            ) -> Result<Vec<Notification>> {
+                let mut rows: Vec<NotificationRow> = sqlx::query_as(&format!(
+                    "UPDATE notifications SET next_attempt_at = $2 WHERE id IN ( \
+                       SELECT n.id FROM notifications n \
+                       WHERE n.status = 'pending' AND n.next_attempt_at <= $1 \
+                         AND NOT EXISTS (SELECT 1 FROM notifications p \
+                           WHERE p.alert_id = n.alert_id AND p.status = 'pending' AND p.id < n.id) \
+                       ORDER BY n.id LIMIT $3{}) \
+                     RETURNING {NOTIFICATION_COLUMNS}",
+                    $skip_locked
+                ))
+                .bind($time(now))
+                .bind($time(lease_until))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.sort_by_key(|row| row.id);
+                rows.into_iter().map(Notification::try_from).collect()
+            }
+
+            pub(super) async fn finish_notification(&self, id: i64, outcome: &Delivery) -> Result<()> {
+                let query = match outcome {
+                    Delivery::Sent { at, channel, ts } => sqlx::query(
+                        "UPDATE notifications SET status = 'sent', attempts = attempts + 1, sent_at = $2, \
+                         slack_channel = $3, slack_ts = $4, last_error = NULL WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind($time(*at))
+                    .bind(channel.clone())
+                    .bind(ts.clone()),
+                    Delivery::Retry { at, error } => sqlx::query(
+                        "UPDATE notifications SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 \
+                         WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind($time(*at))
+                    .bind(error.clone()),
+                    Delivery::Failed { error } => sqlx::query(
+                        "UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = $2 \
+                         WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(error.clone()),
+                    Delivery::Released { at } => sqlx::query(
+                        "UPDATE notifications SET next_attempt_at = $2 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind($time(*at)),
+                };
+                query.execute(&self.pool).await?;
+                Ok(())
+            }
+
+            pub(super) async fn thread_of(&self, alert_id: Uuid) -> Result<Option<(String, String)>> {
+                let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+                    "SELECT slack_channel, slack_ts FROM notifications \
+                     WHERE alert_id = $1 AND event = 'created' AND status = 'sent' ORDER BY id LIMIT 1",
+                )
+                .bind(alert_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.and_then(|(channel, ts)| Some((channel?, ts?))))
+            }
+
+            pub(super) async fn notifications(
+                &self,
+                filter: &NotificationFilter,
+            ) -> Result<(Vec<Notification>, u64)> {
+                let push_filter = |builder: &mut QueryBuilder<'_, $db>| {
+                    builder.push(" WHERE 1 = 1");
+                    if let Some(status) = filter.status {
+                        builder.push(" AND status = ").push_bind(status.as_str());
+                    }
+                    if let Some(alert_id) = filter.alert_id {
+                        builder.push(" AND alert_id = ").push_bind(alert_id);
+                    }
+                };
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM notifications");
+                push_filter(&mut count);
+                let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+                let mut page = QueryBuilder::<$db>::new(format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications"));
+                push_filter(&mut page);
+                page.push(" ORDER BY id DESC LIMIT ")
+                    .push_bind(i64::from(filter.limit))
+                    .push(" OFFSET ")
+                    .push_bind(i64::try_from(filter.offset).unwrap_or(i64::MAX));
+                let rows: Vec<NotificationRow> = page.build_query_as().fetch_all(&self.pool).await?;
+                let notifications = rows
+                    .into_iter()
+                    .map(Notification::try_from)
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((notifications, u64::try_from(total).unwrap_or_default()))
+            }
+
+            pub(super) async fn pending_notifications(&self) -> Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE status = 'pending'")
+                    .fetch_one(&self.pool)
+                    .await?)
             }
 
             pub(super) async fn get(&self, id: Uuid) -> Result<Option<Alert>> {
@@ -241,11 +373,11 @@ macro_rules! sql_store {
 
             pub(super) async fn update<F>(&self, id: Uuid, change: F) -> Result<Alert>
             where
-                F: FnOnce(Alert) -> Result<(Alert, AuditEntry)> + Send,
+                F: FnOnce(Alert) -> Result<(Alert, AuditEntry, Option<NewNotification>)> + Send,
             {
                 let mut tx = self.pool.begin().await?;
                 let current = Self::lock(&mut tx, id).await?;
-                let (alert, entry) = change(current)?;
+                let (alert, entry, notification) = change(current)?;
                 sqlx::query(UPDATE_ALERT)
                     .bind(alert.id)
                     .bind(alert.status.as_str())
@@ -258,6 +390,9 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await?;
                 Self::insert_action(&mut tx, &entry).await?;
+                if let Some(notification) = &notification {
+                    Self::insert_notification(&mut tx, notification).await?;
+                }
                 tx.commit().await?;
                 Ok(alert)
             }
@@ -311,11 +446,13 @@ macro_rules! sql_store {
 
 sql_store!(
     /// The store on PostgreSQL.
-    PostgresStore, Postgres, time: pg_time, label_filter: pg_label_filter, lock: " FOR UPDATE"
+    PostgresStore, Postgres, time: pg_time, label_filter: pg_label_filter, lock: " FOR UPDATE",
+    skip_locked: " FOR UPDATE SKIP LOCKED"
 );
 sql_store!(
     /// The store on embedded SQLite.
-    SqliteStore, Sqlite, time: sqlite_time, label_filter: sqlite_label_filter, lock: ""
+    SqliteStore, Sqlite, time: sqlite_time, label_filter: sqlite_label_filter, lock: "",
+    skip_locked: ""
 );
 
 /// Every alert of a batch and its `created` audit row in one PostgreSQL statement: the batch travels as arrays,
@@ -323,9 +460,10 @@ sql_store!(
 /// whose fingerprint already has an open alert (in the table, or earlier in the batch) is skipped.
 const PG_BULK_CREATE: &str = "WITH new AS ( \
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-         $8::text[], $9::jsonb[], $10::jsonb[], $11::text[], $12::timestamptz[], $13::text[], $14::jsonb[]) \
+         $8::text[], $9::jsonb[], $10::jsonb[], $11::text[], $12::timestamptz[], $13::text[], $14::jsonb[], \
+         $15::jsonb[]) \
        AS t(id, alert_group_id, fingerprint, source, severity, title, description, namespace, labels, annotations, \
-         jaeger_trace_id, created_at, actor, details) \
+         jaeger_trace_id, created_at, actor, details, notification) \
      ), inserted AS ( \
        INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, status, title, description, \
          namespace, labels, annotations, jaeger_trace_id, created_at, updated_at) \
@@ -336,6 +474,10 @@ const PG_BULK_CREATE: &str = "WITH new AS ( \
      ), audit AS ( \
        INSERT INTO alert_actions (alert_id, action, actor, details, created_at) \
        SELECT new.id, 'created', new.actor, new.details, new.created_at FROM new JOIN inserted USING (id) \
+     ), outbox AS ( \
+       INSERT INTO notifications (alert_id, event, status, payload, attempts, next_attempt_at, created_at) \
+       SELECT new.id, 'created', 'pending', new.notification, 0, new.created_at, new.created_at \
+       FROM new JOIN inserted USING (id) WHERE new.notification IS NOT NULL \
      ) \
      SELECT id FROM inserted";
 
@@ -376,26 +518,33 @@ impl PostgresStore {
     pub(super) async fn create_batch_bulk(
         &self,
         writer: &mut PgWriter,
-        batch: &[(&Alert, &AuditEntry)],
+        batch: &[Item<'_>],
     ) -> Result<Vec<Result<(Alert, bool)>>> {
-        let fresh = batch.iter().all(|(alert, entry)| {
+        // The statement writes what a new alert has; anything else takes the general path.
+        let fresh = batch.iter().all(|(alert, entry, notification)| {
             alert.status == crate::model::Status::Firing
                 && alert.created_at == alert.updated_at
                 && entry.alert_id == alert.id
                 && entry.created_at == alert.created_at
                 && entry.action == "created"
+                && notification.is_none_or(|n| {
+                    n.alert_id == alert.id
+                        && n.event == "created"
+                        && n.created_at == alert.created_at
+                })
         });
         if !fresh {
             return self.create_batch(batch).await;
         }
-        let column =
-            |f: fn(&Alert) -> Option<String>| batch.iter().map(|(a, _)| f(a)).collect::<Vec<_>>();
+        let column = |f: fn(&Alert) -> Option<String>| {
+            batch.iter().map(|(a, _, _)| f(a)).collect::<Vec<_>>()
+        };
         let inserted = sqlx::query_scalar::<_, Uuid>(PG_BULK_CREATE)
-            .bind(batch.iter().map(|(a, _)| a.id).collect::<Vec<_>>())
+            .bind(batch.iter().map(|(a, _, _)| a.id).collect::<Vec<_>>())
             .bind(
                 batch
                     .iter()
-                    .map(|(a, _)| a.alert_group_id)
+                    .map(|(a, _, _)| a.alert_group_id)
                     .collect::<Vec<_>>(),
             )
             .bind(column(|a| Some(a.fingerprint.clone())))
@@ -407,27 +556,38 @@ impl PostgresStore {
             .bind(
                 batch
                     .iter()
-                    .map(|(a, _)| Json(&a.labels))
+                    .map(|(a, _, _)| Json(&a.labels))
                     .collect::<Vec<_>>(),
             )
             .bind(
                 batch
                     .iter()
-                    .map(|(a, _)| Json(&a.annotations))
+                    .map(|(a, _, _)| Json(&a.annotations))
                     .collect::<Vec<_>>(),
             )
             .bind(column(|a| a.jaeger_trace_id.clone()))
-            .bind(batch.iter().map(|(a, _)| a.created_at).collect::<Vec<_>>())
             .bind(
                 batch
                     .iter()
-                    .map(|(_, e)| e.actor.clone())
+                    .map(|(a, _, _)| a.created_at)
                     .collect::<Vec<_>>(),
             )
             .bind(
                 batch
                     .iter()
-                    .map(|(_, e)| Json(&e.details))
+                    .map(|(_, e, _)| e.actor.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|(_, e, _)| Json(&e.details))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|(_, _, n)| n.map(|n| Json(&n.payload)))
                     .collect::<Vec<_>>(),
             )
             .fetch_all(writer.connection().await?)
@@ -442,8 +602,8 @@ impl PostgresStore {
         };
         let skipped: Vec<String> = batch
             .iter()
-            .filter(|(alert, _)| !inserted.contains(&alert.id))
-            .map(|(alert, _)| alert.fingerprint.clone())
+            .filter(|(alert, _, _)| !inserted.contains(&alert.id))
+            .map(|(alert, _, _)| alert.fingerprint.clone())
             .collect();
         let open: Vec<Alert> = if skipped.is_empty() {
             Vec::new()
@@ -459,7 +619,7 @@ impl PostgresStore {
             .collect::<Result<_>>()?
         };
         let mut results = Vec::with_capacity(batch.len());
-        for item @ (alert, _) in batch {
+        for item @ (alert, _, _) in batch {
             if inserted.contains(&alert.id) {
                 results.push(Ok(((*alert).clone(), true)));
             } else if let Some(existing) = open.iter().find(|o| o.fingerprint == alert.fingerprint)

@@ -67,9 +67,10 @@ pub struct Server {
     pub base: String,
     pub client: reqwest::Client,
     pub registry: prometheus::Registry,
-    store: Store,
+    store: Option<Store>,
     trigger: Trigger,
     task: JoinHandle<()>,
+    service: Option<tokio::task::AbortHandle>,
 }
 
 impl Server {
@@ -100,17 +101,64 @@ impl Server {
             base,
             client: reqwest::Client::new(),
             registry,
-            store,
+            store: Some(store),
             trigger,
             task,
+            service: None,
         }
     }
 
-    /// Stops serving and closes the store.
+    /// Runs the whole service as `gomon alerting` does (`gomon_alerting::run`: store, API, outbox dispatcher)
+    /// on a free local port, and waits until it is ready.
+    pub async fn start_service(mut config: gomon_alerting::Config) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("free port")
+            .port();
+        config.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        let registry = gomon_runtime::metrics::registry();
+        let (trigger, shutdown) = Shutdown::new();
+        let service = tokio::spawn(gomon_alerting::run(config, registry.clone(), shutdown));
+        let abort = service.abort_handle();
+        let task = tokio::spawn(async move {
+            match service.await {
+                Ok(result) => result.expect("service"),
+                Err(error) => assert!(error.is_cancelled(), "service task: {error}"),
+            }
+        });
+        let server = Server {
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            registry,
+            store: None,
+            trigger,
+            task,
+            service: Some(abort),
+        };
+        for _ in 0..200 {
+            let response = server.client.get(server.url("/health/ready")).send().await;
+            if response.is_ok_and(|response| response.status().is_success()) {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the service did not become ready");
+    }
+
+    /// Stops serving (the dispatcher finishes its delivery under way) and closes the store.
     pub async fn stop(self) {
         self.trigger.fire();
         self.task.await.expect("server task");
-        self.store.close().await;
+        if let Some(store) = self.store {
+            store.close().await;
+        }
+    }
+
+    /// Kills the service at once, as a crash would: nothing is finished or recorded.
+    pub fn kill(self) {
+        if let Some(service) = self.service {
+            service.abort();
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -233,3 +281,4 @@ impl Proxy {
         self.up.store(true, Ordering::SeqCst);
     }
 }
+pub mod slack;

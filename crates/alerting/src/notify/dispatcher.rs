@@ -1,0 +1,380 @@
+//! The dispatcher: delivers the notification outbox to Slack, through the circuit breaker, in order for any one
+//! alert, with exponential backoff and jitter, honouring Slack's `Retry-After`.
+//!
+//! Several replicas may run it on one PostgreSQL: each claims due rows with `FOR UPDATE SKIP LOCKED` and leases
+//! them (`outbox.lease`), so a row is delivered by one replica, and by another if the first dies holding it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gomon_runtime::metrics::must;
+use gomon_runtime::shutdown::Shutdown;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use super::breaker::CircuitBreaker;
+use super::slack::{Event, Outcome, SlackClient, SlackConfig, render};
+use crate::model::{self, Alert, Notification};
+use crate::store::{Delivery, Store};
+
+/// How the outbox is delivered and retried (`alerting.outbox`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Tries before a notification that Slack refuses for good (invalid token, unknown channel) is marked failed.
+    pub max_attempts: u32,
+    /// A notification still undelivered this long after its alert change is marked failed (Slack down that long).
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Wait before the first retry; doubled on each further one, with jitter.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// Longest wait between two tries.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// How long a dispatcher holds a claimed notification before another replica may take it.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often the outbox is checked when nothing wakes the dispatcher (rows written by other replicas).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Most notifications claimed at once.
+    pub batch_size: u32,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            max_age: Duration::from_secs(24 * 3600),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            batch_size: 16,
+        }
+    }
+}
+
+impl OutboxConfig {
+    /// Checks values types cannot: each message names the key.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let positive = [
+            ("alerting.outbox.max_age", self.max_age),
+            ("alerting.outbox.backoff_initial", self.backoff_initial),
+            ("alerting.outbox.backoff_max", self.backoff_max),
+            ("alerting.outbox.lease", self.lease),
+            ("alerting.outbox.poll_interval", self.poll_interval),
+        ];
+        for (key, value) in positive {
+            if value < Duration::from_millis(1) {
+                anyhow::bail!("{key}: must be at least 1ms, not {value:?}");
+            }
+        }
+        if self.max_attempts == 0 {
+            anyhow::bail!("alerting.outbox.max_attempts: must be at least 1");
+        }
+        if self.batch_size == 0 {
+            anyhow::bail!("alerting.outbox.batch_size: must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Wait before try `attempt + 1` after `attempt` failed ones: exponential, capped, with jitter in [50%, 100%].
+    fn backoff(&self, attempts: i32) -> Duration {
+        let exponent = u32::try_from(attempts.saturating_sub(1))
+            .unwrap_or(0)
+            .min(20);
+        let full = self
+            .backoff_initial
+            .saturating_mul(1 << exponent)
+            .min(self.backoff_max);
+        full.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    }
+}
+
+/// The notification metrics. Registered whether or not Slack is configured, so dashboards always find them.
+#[derive(Clone, Debug)]
+pub struct NotifyMetrics {
+    breaker_state: IntGauge,
+    slack: IntCounterVec,
+    failed: IntCounter,
+    delivery: Histogram,
+}
+
+impl NotifyMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        let breaker_state = must(IntGauge::new(
+            "alerting_circuit_breaker_state",
+            "State of the Slack circuit breaker: 0 closed, 1 open, 2 half-open.",
+        ));
+        let slack = must(IntCounterVec::new(
+            Opts::new(
+                "alerting_slack_notifications_total",
+                "Slack delivery attempts, by outcome (success or failure).",
+            ),
+            &["status"],
+        ));
+        let failed = must(IntCounter::new(
+            "alerting_notifications_failed_total",
+            "Notifications given up on (marked failed in the outbox).",
+        ));
+        let delivery = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "alerting_notification_delivery_seconds",
+                "Time from the alert change to Slack's acceptance of its notification.",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+            ]),
+        ));
+        must(registry.register(Box::new(breaker_state.clone())));
+        must(registry.register(Box::new(slack.clone())));
+        must(registry.register(Box::new(failed.clone())));
+        must(registry.register(Box::new(delivery.clone())));
+        for status in ["success", "failure"] {
+            slack.with_label_values(&[status]);
+        }
+        Self {
+            breaker_state,
+            slack,
+            failed,
+            delivery,
+        }
+    }
+}
+
+/// What a notification's payload holds (see [`crate::model::NewNotification::new`]).
+#[derive(Deserialize)]
+struct Payload {
+    alert: Alert,
+    actor: Option<String>,
+    note: Option<String>,
+}
+
+/// Delivers the outbox until shutdown.
+pub struct Dispatcher {
+    store: Store,
+    client: SlackClient,
+    slack: SlackConfig,
+    outbox: OutboxConfig,
+    breaker: CircuitBreaker,
+    metrics: NotifyMetrics,
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    /// A dispatcher delivering `store`'s outbox with `client`; `wake` is signalled when a notification is written.
+    pub fn new(
+        store: Store,
+        client: SlackClient,
+        slack: SlackConfig,
+        outbox: OutboxConfig,
+        metrics: NotifyMetrics,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let breaker =
+            CircuitBreaker::new(slack.circuit_breaker.clone(), metrics.breaker_state.clone());
+        Self {
+            store,
+            client,
+            slack,
+            outbox,
+            breaker,
+            metrics,
+            wake,
+        }
+    }
+
+    /// Waits for `pause`, a wake-up, or shutdown.
+    async fn idle(&self, pause: Duration, shutdown: &Shutdown) {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = self.wake.notified() => {}
+            () = shutdown.clone().wait() => {}
+        }
+    }
+
+    /// Delivers until `shutdown` fires; a delivery under way is finished first.
+    pub async fn run(mut self, shutdown: Shutdown) {
+        let lease = chrono::Duration::from_std(self.outbox.lease).unwrap_or(chrono::Duration::MAX);
+        while !shutdown.is_triggered() {
+            let now = model::now();
+            let claimed = match self
+                .store
+                .claim_due(now, now + lease, self.outbox.batch_size)
+                .await
+            {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::warn!(%error, "outbox: cannot claim notifications");
+                    self.idle(self.outbox.poll_interval, &shutdown).await;
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                self.idle(self.outbox.poll_interval, &shutdown).await;
+                continue;
+            }
+            let mut rows = claimed.into_iter();
+            while let Some(row) = rows.next() {
+                let blocked = if shutdown.is_triggered() {
+                    Some(Duration::ZERO)
+                } else {
+                    self.breaker.try_acquire(Instant::now()).err()
+                };
+                if let Some(wait) = blocked {
+                    // Not attempted: give this row and the rest back, due at once, no attempt counted.
+                    for unsent in std::iter::once(row).chain(rows.by_ref()) {
+                        self.finish(&unsent, Delivery::Released { at: model::now() })
+                            .await;
+                    }
+                    if !shutdown.is_triggered() {
+                        tokio::select! {
+                            () = tokio::time::sleep(wait.min(self.outbox.backoff_max)) => {}
+                            () = shutdown.clone().wait() => {}
+                        }
+                    }
+                    break;
+                }
+                let delivery = self.deliver(&row).await;
+                self.finish(&row, delivery).await;
+            }
+        }
+        tracing::info!("outbox dispatcher stopped");
+    }
+
+    /// Sends one notification and says what became of it.
+    async fn deliver(&mut self, row: &Notification) -> Delivery {
+        let payload: Payload = match serde_json::from_value(row.payload.clone()) {
+            Ok(payload) => payload,
+            Err(error) => return self.give_up(row, format!("unreadable payload: {error}")),
+        };
+        let event: Event =
+            match serde_json::from_value(serde_json::Value::String(row.event.clone())) {
+                Ok(event) => event,
+                Err(_) => return self.give_up(row, format!("unknown event {:?}", row.event)),
+            };
+        let alert = &payload.alert;
+        let Some(route) = self.slack.channel_for(alert.severity) else {
+            return self.give_up(
+                row,
+                format!("severity {} is not routed to any channel", alert.severity),
+            );
+        };
+        let message = render(
+            alert,
+            event,
+            payload.actor.as_deref(),
+            payload.note.as_deref(),
+            &self.slack,
+        );
+        let thread = if self.client.uses_web_api() && event != Event::Created {
+            self.store.thread_of(alert.id).await.ok().flatten()
+        } else {
+            None
+        };
+        let (channel, thread_ts) = match thread {
+            Some((channel, ts)) => (channel, Some(ts)),
+            None => (route.to_owned(), None),
+        };
+        let outcome = self
+            .client
+            .send(&message, &channel, thread_ts.as_deref())
+            .await;
+        let at = model::now();
+        let age = (at - row.created_at).to_std().unwrap_or_default();
+        let attempts = row.attempts + 1;
+        match outcome {
+            Outcome::Accepted { ts, channel } => {
+                self.breaker.on_success(Instant::now());
+                self.metrics.slack.with_label_values(&["success"]).inc();
+                self.metrics.delivery.observe(age.as_secs_f64());
+                tracing::info!(alert_id = %alert.id, notification = row.id, event = %row.event, "notification sent");
+                Delivery::Sent { at, channel, ts }
+            }
+            Outcome::Transient {
+                reason,
+                retry_after,
+            } => {
+                self.breaker.on_failure(Instant::now());
+                self.metrics.slack.with_label_values(&["failure"]).inc();
+                if age > self.outbox.max_age {
+                    return self.give_up(
+                        row,
+                        format!("{reason} (undelivered after {:?})", self.outbox.max_age),
+                    );
+                }
+                let wait = self
+                    .outbox
+                    .backoff(attempts)
+                    .max(retry_after.unwrap_or_default());
+                tracing::warn!(alert_id = %alert.id, notification = row.id, attempts, %reason, retry_in = ?wait,
+                    "Slack delivery failed, will retry");
+                Delivery::Retry {
+                    at: at + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
+                    error: reason,
+                }
+            }
+            Outcome::Permanent { reason } => {
+                // Slack answered: it is up, and the fault is ours (configuration or message).
+                self.breaker.on_success(Instant::now());
+                self.metrics.slack.with_label_values(&["failure"]).inc();
+                if attempts >= i32::try_from(self.outbox.max_attempts).unwrap_or(i32::MAX) {
+                    return self.give_up(row, reason);
+                }
+                let wait = self.outbox.backoff(attempts);
+                tracing::warn!(alert_id = %alert.id, notification = row.id, attempts, %reason, retry_in = ?wait,
+                    "Slack refused the notification, will retry");
+                Delivery::Retry {
+                    at: at + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
+                    error: reason,
+                }
+            }
+        }
+    }
+
+    fn give_up(&self, row: &Notification, error: String) -> Delivery {
+        self.metrics.failed.inc();
+        tracing::error!(alert_id = %row.alert_id, notification = row.id, %error, "notification failed for good");
+        Delivery::Failed { error }
+    }
+
+    /// Records `delivery`, retrying a few times: a sent row that stays pending would be sent again.
+    async fn finish(&self, row: &Notification, delivery: Delivery) {
+        for attempt in 1..=5 {
+            match self.store.finish_notification(row.id, &delivery).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(notification = row.id, attempt, %error, "outbox: cannot record delivery");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered() {
+        let config = OutboxConfig {
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(10),
+            ..OutboxConfig::default()
+        };
+        for attempts in 1..=8 {
+            let full = Duration::from_secs(1 << (attempts - 1)).min(Duration::from_secs(10));
+            let wait = config.backoff(attempts);
+            assert!(
+                wait >= full / 2 && wait <= full,
+                "attempt {attempts}: {wait:?} vs {full:?}"
+            );
+        }
+        assert!(config.backoff(1_000) <= Duration::from_secs(10));
+    }
+}
