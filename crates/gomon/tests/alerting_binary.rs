@@ -316,3 +316,60 @@ fn while_the_database_is_unreachable_it_is_alive_not_ready_and_still_stops() {
         "{lines:?}"
     );
 }
+
+/// The seed README's "Test Circuit Breaker Pattern" loop, run as written against a webhook that fails (its
+/// connections are refused): the breaker opens, `/metrics` says so, and the log says `CIRCUIT BREAKER`.
+#[test]
+fn the_seed_circuit_breaker_loop_opens_the_breaker() {
+    let data = tempfile::tempdir().expect("data dir");
+    let refused = free_port();
+    let gomon = Gomon::start(&[
+        (
+            "GOMON_ALERTING__DATABASE__DATA_DIR",
+            data.path().display().to_string(),
+        ),
+        (
+            "GOMON_ALERTING__SLACK__WEBHOOK_URL",
+            format!("http://127.0.0.1:{refused}/services/T000/B000/XXXX"),
+        ),
+    ]);
+    bash(
+        &gomon.base,
+        r#"for i in {1..10}; do
+  curl -X POST $BASE/api/v1/alerts \
+    -H "Content-Type: application/json" \
+    -d '{
+      "source":"kubernetes",
+      "severity":"P1",
+      "title":"Test Alert '$i'",
+      "namespace":"test"
+    }'
+  sleep 1
+done"#,
+    );
+    let state = bash(
+        &gomon.base,
+        "curl -s $BASE/metrics | grep circuit_breaker_state",
+    );
+    assert!(
+        state.contains("alerting_circuit_breaker_state 1"),
+        "{state}"
+    );
+    let pending = bash(
+        &gomon.base,
+        r#"curl -s "$BASE/api/v1/notifications?status=pending" | jq .total"#,
+    );
+    assert_eq!(
+        pending.trim(),
+        "10",
+        "every notification waits in the outbox"
+    );
+    let (status, lines) = gomon.terminate();
+    assert!(status.success());
+    let log = lines.join("\n");
+    assert!(log.contains("CIRCUIT BREAKER"), "{log}");
+    assert!(
+        !log.contains("XXXX"),
+        "the webhook URL is a secret and never logged"
+    );
+}
