@@ -54,6 +54,13 @@ impl Config {
         self.database.postgres_url()?;
         self.slack.check()?;
         self.outbox.check()?;
+        if self.outbox.lease <= self.slack.timeout {
+            anyhow::bail!(
+                "alerting.outbox.lease: must be longer than alerting.slack.timeout ({:?}), not {:?}",
+                self.slack.timeout,
+                self.outbox.lease
+            );
+        }
         let positive = [
             ("alerting.request_timeout", self.request_timeout),
             (

@@ -179,7 +179,13 @@ impl Alerting {
                 Ok((alert, entry, notification))
             })
             .await?;
-        self.wake_dispatcher();
+        if self
+            .notifications
+            .as_ref()
+            .is_some_and(|n| n.severities.contains(&alert.severity))
+        {
+            self.wake_dispatcher();
+        }
         tracing::info!(alert_id = %alert.id, status = %alert.status, ?change, "alert changed");
         Ok(alert)
     }

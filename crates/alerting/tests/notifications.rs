@@ -34,7 +34,76 @@ on_both_stores!(
     a_restart_during_an_outage_loses_and_repeats_nothing,
     a_permanent_error_fails_without_blocking_others,
     retry_after_is_honoured,
+    an_expired_lease_fences_the_old_holder_out,
 );
+
+/// A dispatcher whose lease ran out can neither renew nor record: the row belongs to whoever claimed it next.
+async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
+    use gomon_alerting::model::{NewAlert, Severity, now};
+    use gomon_alerting::service::Notifications;
+    use gomon_alerting::store::Delivery;
+    let database = Database::new(backend).await;
+    let store = gomon_alerting::Store::open(&database.config)
+        .await
+        .expect("store");
+    let core = gomon_alerting::Alerting::new(store.clone(), &prometheus::Registry::new())
+        .with_notifications(Notifications::new(
+            Severity::ALL.to_vec(),
+            std::sync::Arc::new(tokio::sync::Notify::new()),
+        ));
+    let new = NewAlert {
+        source: "api".into(),
+        severity: Severity::P1,
+        title: "leased".into(),
+        ..NewAlert::default()
+    };
+    core.create(new, None).await.expect("create");
+    let start = now();
+    let first = store
+        .claim_due(start, start + chrono::Duration::milliseconds(1), 10)
+        .await
+        .expect("claim");
+    assert_eq!(first.len(), 1);
+    let held_first = first[0].next_attempt_at;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let later = now();
+    let second = store
+        .claim_due(later, later + chrono::Duration::seconds(30), 10)
+        .await
+        .expect("claim again");
+    assert_eq!(second.len(), 1, "the expired lease made the row due again");
+    let held_second = second[0].next_attempt_at;
+    let sent = Delivery::Sent {
+        at: now(),
+        channel: None,
+        ts: None,
+    };
+    assert!(
+        !store
+            .renew_lease(first[0].id, held_first, now())
+            .await
+            .expect("renew")
+    );
+    assert!(
+        !store
+            .finish_notification(first[0].id, held_first, &sent)
+            .await
+            .expect("finish")
+    );
+    assert!(
+        store
+            .finish_notification(second[0].id, held_second, &sent)
+            .await
+            .expect("finish")
+    );
+    assert!(
+        !store
+            .finish_notification(second[0].id, held_second, &sent)
+            .await
+            .expect("finish twice")
+    );
+    store.close().await;
+}
 
 /// A configuration for tests: fast retries and a breaker that opens after 3 failures for 300 ms.
 fn config(database: &Database, fake: &FakeSlack, web_api: bool) -> Config {

@@ -166,7 +166,7 @@ pub async fn create(
 }
 
 /// List alerts, newest first.
-#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(ListParams),
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", operation_id = "list_alerts", params(ListParams),
     responses(
         (status = 200, description = "A page of alerts", body = AlertPage),
         (status = 400, description = "Invalid query parameter", body = ErrorBody),

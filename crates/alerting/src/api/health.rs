@@ -61,7 +61,7 @@ pub async fn ready(state: State<AppState>) -> (StatusCode, Json<Health>) {
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Err(error) = state.core.refresh_gauges().await {
-        tracing::warn!(%error, "alerting_active_alerts not refreshed");
+        tracing::warn!(%error, "alerting_active_alerts and alerting_notification_outbox_pending not refreshed");
     }
     (
         [(header::CONTENT_TYPE, gomon_runtime::metrics::CONTENT_TYPE)],

@@ -65,7 +65,8 @@ fn parse_filter(query: Option<&str>) -> Result<NotificationFilter, ApiError> {
 }
 
 /// The notification outbox, newest first.
-#[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications", params(NotificationParams),
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications", operation_id = "list_notifications",
+    params(NotificationParams),
     responses(
         (status = 200, description = "A page of the outbox", body = NotificationList),
         (status = 400, description = "Invalid query parameter", body = ErrorBody),

@@ -163,13 +163,14 @@ impl CircuitBreaker {
         match self.state {
             BreakerState::Closed => {
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-                if self.consecutive_failures >= self.config.failure_threshold.max(1) {
+                let failures = self.consecutive_failures;
+                if failures >= self.config.failure_threshold.max(1) {
                     self.opened_at = now;
                     self.transition(BreakerState::Open);
                     tracing::warn!(
                         from = "CLOSED",
                         to = "OPEN",
-                        consecutive_failures = self.consecutive_failures,
+                        consecutive_failures = failures,
                         retry_in = ?self.config.timeout_duration,
                         "CIRCUIT BREAKER opened: Slack notifications paused"
                     );

@@ -22,9 +22,11 @@ use crate::store::{Delivery, Store};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutboxConfig {
-    /// Tries before a notification that Slack refuses for good (invalid token, unknown channel) is marked failed.
+    /// A notification Slack refuses for good (invalid token, unknown channel) is marked failed once it has been
+    /// tried this many times (every try counts, whatever its outcome).
     pub max_attempts: u32,
-    /// A notification still undelivered this long after its alert change is marked failed (Slack down that long).
+    /// A notification whose try fails when it is older than this (counted from its alert change) is marked failed.
+    /// While the circuit breaker is open nothing is tried, so a notification waits without ageing out.
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
     /// Wait before the first retry; doubled on each further one, with jitter.
@@ -219,7 +221,7 @@ impl Dispatcher {
                 continue;
             }
             let mut rows = claimed.into_iter();
-            while let Some(row) = rows.next() {
+            while let Some(mut row) = rows.next() {
                 let blocked = if shutdown.is_triggered() {
                     Some(Duration::ZERO)
                 } else {
@@ -238,6 +240,27 @@ impl Dispatcher {
                         }
                     }
                     break;
+                }
+                // Renew the lease right before sending: a batch may outlast the lease of its claim, and a row
+                // whose lease ran out may have been taken by another dispatcher.
+                let until = model::now() + lease;
+                match self
+                    .store
+                    .renew_lease(row.id, row.next_attempt_at, until)
+                    .await
+                {
+                    Ok(true) => row.next_attempt_at = until,
+                    Ok(false) => {
+                        tracing::warn!(
+                            notification = row.id,
+                            "outbox: lease lost, another dispatcher has the row"
+                        );
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(notification = row.id, %error, "outbox: cannot renew the lease");
+                        continue;
+                    }
                 }
                 let delivery = self.deliver(&row).await;
                 self.finish(&row, delivery).await;
@@ -272,7 +295,18 @@ impl Dispatcher {
             &self.slack,
         );
         let thread = if self.client.uses_web_api() && event != Event::Created {
-            self.store.thread_of(alert.id).await.ok().flatten()
+            match self.store.thread_of(alert.id).await {
+                Ok(thread) => thread,
+                Err(error) => {
+                    // Try again later rather than post the follow-up outside its thread.
+                    let wait = self.outbox.backoff(row.attempts + 1);
+                    return Delivery::Retry {
+                        at: model::now()
+                            + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
+                        error: format!("cannot find the thread of the first message: {error}"),
+                    };
+                }
+            }
         } else {
             None
         };
@@ -345,8 +379,19 @@ impl Dispatcher {
     /// Records `delivery`, retrying a few times: a sent row that stays pending would be sent again.
     async fn finish(&self, row: &Notification, delivery: Delivery) {
         for attempt in 1..=5 {
-            match self.store.finish_notification(row.id, &delivery).await {
-                Ok(()) => return,
+            match self
+                .store
+                .finish_notification(row.id, row.next_attempt_at, &delivery)
+                .await
+            {
+                Ok(true) => return,
+                Ok(false) => {
+                    tracing::warn!(
+                        notification = row.id,
+                        "outbox: lease lost before the delivery was recorded"
+                    );
+                    return;
+                }
                 Err(error) => {
                     tracing::warn!(notification = row.id, attempt, %error, "outbox: cannot record delivery");
                     tokio::time::sleep(Duration::from_millis(200 * attempt)).await;

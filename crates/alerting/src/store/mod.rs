@@ -207,9 +207,26 @@ impl Store {
         dispatch!(self.claim_due(now, lease_until, limit))
     }
 
-    /// Records what became of notification `id`.
-    pub async fn finish_notification(&self, id: i64, outcome: &Delivery) -> Result<()> {
-        dispatch!(self.finish_notification(id, outcome))
+    /// Extends the lease on notification `id` to `until`, if this dispatcher still holds it (its lease still ends
+    /// at `held`). False: the lease ran out and another dispatcher took the row.
+    pub async fn renew_lease(
+        &self,
+        id: i64,
+        held: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        dispatch!(self.renew_lease(id, held, until))
+    }
+
+    /// Records what became of notification `id`, if this dispatcher still holds it (its lease ends at `held`).
+    /// False: another dispatcher took the row meanwhile, and its record stands.
+    pub async fn finish_notification(
+        &self,
+        id: i64,
+        held: DateTime<Utc>,
+        outcome: &Delivery,
+    ) -> Result<bool> {
+        dispatch!(self.finish_notification(id, held, outcome))
     }
 
     /// Channel and Slack timestamp of the delivered `created` notification of `alert_id`, to thread follow-ups.

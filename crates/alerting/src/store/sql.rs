@@ -211,11 +211,36 @@ macro_rules! sql_store {
                 rows.into_iter().map(Notification::try_from).collect()
             }
 
-            pub(super) async fn finish_notification(&self, id: i64, outcome: &Delivery) -> Result<()> {
+            pub(super) async fn renew_lease(
+                &self,
+                id: i64,
+                held: DateTime<Utc>,
+                until: DateTime<Utc>,
+            ) -> Result<bool> {
+                let renewed = sqlx::query(
+                    "UPDATE notifications SET next_attempt_at = $3 \
+                     WHERE id = $1 AND status = 'pending' AND next_attempt_at = $2",
+                )
+                .bind(id)
+                .bind($time(held))
+                .bind($time(until))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(renewed == 1)
+            }
+
+            pub(super) async fn finish_notification(
+                &self,
+                id: i64,
+                held: DateTime<Utc>,
+                outcome: &Delivery,
+            ) -> Result<bool> {
                 let query = match outcome {
                     Delivery::Sent { at, channel, ts } => sqlx::query(
                         "UPDATE notifications SET status = 'sent', attempts = attempts + 1, sent_at = $2, \
-                         slack_channel = $3, slack_ts = $4, last_error = NULL WHERE id = $1",
+                         slack_channel = $3, slack_ts = $4, last_error = NULL \
+                         WHERE id = $1 AND status = 'pending' AND next_attempt_at = $5",
                     )
                     .bind(id)
                     .bind($time(*at))
@@ -223,25 +248,26 @@ macro_rules! sql_store {
                     .bind(ts.clone()),
                     Delivery::Retry { at, error } => sqlx::query(
                         "UPDATE notifications SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 \
-                         WHERE id = $1",
+                         WHERE id = $1 AND status = 'pending' AND next_attempt_at = $4",
                     )
                     .bind(id)
                     .bind($time(*at))
                     .bind(error.clone()),
                     Delivery::Failed { error } => sqlx::query(
                         "UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = $2 \
-                         WHERE id = $1",
+                         WHERE id = $1 AND status = 'pending' AND next_attempt_at = $3",
                     )
                     .bind(id)
                     .bind(error.clone()),
                     Delivery::Released { at } => sqlx::query(
-                        "UPDATE notifications SET next_attempt_at = $2 WHERE id = $1",
+                        "UPDATE notifications SET next_attempt_at = $2 \
+                         WHERE id = $1 AND status = 'pending' AND next_attempt_at = $3",
                     )
                     .bind(id)
                     .bind($time(*at)),
                 };
-                query.execute(&self.pool).await?;
-                Ok(())
+                let finished = query.bind($time(held)).execute(&self.pool).await?.rows_affected();
+                Ok(finished == 1)
             }
 
             pub(super) async fn thread_of(&self, alert_id: Uuid) -> Result<Option<(String, String)>> {
