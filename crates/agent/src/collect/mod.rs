@@ -1,0 +1,212 @@
+//! The collectors, one module per subsystem, and the [`Collector`] that runs them all once per cycle.
+//!
+//! Each subsystem reads its files under the configured roots and appends samples; a subsystem whose source is
+//! missing or malformed is logged and counted in [`Collector::errors`] while the others still report.
+
+mod cpu;
+mod diskstats;
+mod filesystem;
+mod memory;
+mod network;
+mod system;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::{AgentConfig, NODE_NAME_ENV};
+use crate::error::Error;
+use crate::sample::{Samples, Snapshot};
+
+/// `USER_HZ` assumed when the system does not report it: the value on every mainstream Linux architecture.
+const DEFAULT_TICKS_PER_SECOND: u64 = 100;
+
+/// A group of series read from one part of the host, the unit in which failures are counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Subsystem {
+    /// Per-CPU time by mode and usage, from `{proc_root}/stat`.
+    Cpu,
+    /// Memory and swap, from `{proc_root}/meminfo`.
+    Memory,
+    /// Capacity of mounted filesystems, from `{proc_root}/1/mounts` and `statvfs` under `root_fs`.
+    Filesystem,
+    /// Block device I/O, from `{proc_root}/diskstats`.
+    Diskstats,
+    /// Network interface traffic, from `{proc_root}/net/dev` and `{sys_root}/class/net`.
+    Network,
+    /// Load, uptime, processes, context switches and boot time, from `{proc_root}/loadavg`, `uptime` and `stat`.
+    System,
+}
+
+impl Subsystem {
+    /// Every subsystem, in the order a cycle collects them.
+    pub const ALL: [Subsystem; 6] = [
+        Subsystem::Cpu,
+        Subsystem::Memory,
+        Subsystem::System,
+        Subsystem::Diskstats,
+        Subsystem::Network,
+        Subsystem::Filesystem,
+    ];
+
+    /// Lower-case name, suitable as a label value (`cpu`, `filesystem`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subsystem::Cpu => "cpu",
+            Subsystem::Memory => "memory",
+            Subsystem::Filesystem => "filesystem",
+            Subsystem::Diskstats => "diskstats",
+            Subsystem::Network => "network",
+            Subsystem::System => "system",
+        }
+    }
+}
+
+impl fmt::Display for Subsystem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Collects host metrics: owns the configuration, the resolved host name, the previous CPU readings (usage is the
+/// difference between two cycles) and the failure counts.
+pub struct Collector {
+    config: AgentConfig,
+    host: String,
+    ticks_per_second: f64,
+    previous_cpu: Option<cpu::CpuTimes>,
+    filesystems: filesystem::Filesystems,
+    errors: BTreeMap<Subsystem, u64>,
+    filesystem_timeouts: u64,
+}
+
+impl fmt::Debug for Collector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Collector")
+            .field("config", &self.config)
+            .field("host", &self.host)
+            .field("errors", &self.errors)
+            .field("filesystem_timeouts", &self.filesystem_timeouts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector {
+    /// Checks `config` and resolves the host name (see [`AgentConfig::resolve_hostname`], with `NODE_NAME` from
+    /// the environment).
+    pub fn new(config: AgentConfig) -> Result<Collector, Error> {
+        config.check()?;
+        let node_name = std::env::var(NODE_NAME_ENV).ok();
+        let host = config.resolve_hostname(node_name.as_deref())?;
+        let ticks = match procfs::ticks_per_second() {
+            0 => DEFAULT_TICKS_PER_SECOND,
+            ticks => ticks,
+        };
+        Ok(Collector {
+            config,
+            host,
+            ticks_per_second: ticks as f64,
+            previous_cpu: None,
+            filesystems: filesystem::Filesystems::new(),
+            errors: Subsystem::ALL.iter().map(|s| (*s, 0)).collect(),
+            filesystem_timeouts: 0,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// The `host` label of every sample.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Failed reads or parses of each subsystem's sources since creation (every subsystem is present, from 0).
+    pub fn errors(&self) -> &BTreeMap<Subsystem, u64> {
+        &self.errors
+    }
+
+    /// Mounts skipped since creation because `statvfs` took longer than `filesystem_timeout`.
+    pub fn filesystem_timeouts(&self) -> u64 {
+        self.filesystem_timeouts
+    }
+
+    /// Runs every subsystem once. Never fails: a failing subsystem is logged, counted and left out.
+    ///
+    /// CPU usage is computed against the previous call; the first call reports CPU times but no usage.
+    pub async fn collect(&mut self) -> Snapshot {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut out = Samples::new(&self.host);
+
+        let cpu = cpu::collect(
+            &self.config,
+            self.ticks_per_second,
+            self.previous_cpu.as_ref(),
+            &mut out,
+        );
+        if let Some(current) = self.record(Subsystem::Cpu, cpu) {
+            self.previous_cpu = Some(current);
+        }
+        let memory = memory::collect(&self.config, &mut out);
+        self.record(Subsystem::Memory, memory);
+        system::time(now, &mut out);
+        let load = system::load(&self.config, &mut out);
+        self.record(Subsystem::System, load);
+        let uptime = system::uptime(&self.config, &mut out);
+        self.record(Subsystem::System, uptime);
+        let stat = system::stat(&self.config, &mut out);
+        self.record(Subsystem::System, stat);
+        let disks = diskstats::collect(&self.config, &mut out);
+        self.record(Subsystem::Diskstats, disks);
+        let network = network::collect(&self.config, &mut out);
+        self.record(Subsystem::Network, network);
+        let filesystems = self.filesystems.collect(&self.config, &mut out).await;
+        if let Some(timeouts) = self.record(Subsystem::Filesystem, filesystems) {
+            self.filesystem_timeouts += timeouts;
+        }
+
+        Snapshot {
+            host: self.host.clone(),
+            timestamp_ms: i64::try_from(now.as_millis()).unwrap_or(i64::MAX),
+            samples: out.into_vec(),
+        }
+    }
+
+    /// Passes a success through; logs and counts a failure.
+    fn record<T>(&mut self, subsystem: Subsystem, result: Result<T, Error>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                tracing::warn!(subsystem = subsystem.as_str(), %error, "collection failed");
+                *self.errors.entry(subsystem).or_default() += 1;
+                None
+            }
+        }
+    }
+}
+
+/// Reads a whole host file. Bytes that are not UTF-8 (a mount point or interface named in another encoding)
+/// become U+FFFD rather than failing the whole file.
+pub(crate) fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read(path)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Parses one numeric field of `path`; `what` names it in the error.
+pub(crate) fn number<T: std::str::FromStr>(
+    path: &Path,
+    what: &str,
+    text: &str,
+) -> Result<T, Error> {
+    text.parse()
+        .map_err(|_| Error::parse(path, format!("{what}: {text:?} is not a number")))
+}

@@ -1,0 +1,43 @@
+//! The agent's error type.
+
+use std::path::PathBuf;
+
+/// Why a collector could not be created or a host file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value is out of range or cannot be resolved; `key` is its path, e.g. `agent.interval`.
+    #[error("{key}: {message}")]
+    Config {
+        /// The configuration key at fault.
+        key: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A host file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file, under the configured root.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A host file was read but does not have the expected format.
+    #[error("cannot parse {}: {message}", path.display())]
+    Parse {
+        /// The file, under the configured root.
+        path: PathBuf,
+        /// What did not parse.
+        message: String,
+    },
+}
+
+impl Error {
+    /// A [`Error::Parse`] for `path`.
+    pub(crate) fn parse(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Parse {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
