@@ -10,6 +10,8 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v curl >/dev/null || missing+=(curl)
 command -v jq >/dev/null || missing+=(jq)
 command -v python3 >/dev/null || missing+=(python3)
+command -v make >/dev/null || missing+=(make)
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
@@ -20,6 +22,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The Debian package may start a cluster of its own; the tests use their own server and leave it alone.
+
+# The Kafka-protocol broker the agent's tests publish to (an eight-minute build, done once per machine).
+if ! command -v tansu >/dev/null; then
+  echo "installing tansu (Kafka-compatible broker) with cargo"
+  cargo install --quiet tansu --features dynostore
+fi
 
 . scripts/lib/postgres.sh
 trap stop_postgres EXIT

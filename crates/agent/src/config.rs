@@ -1,5 +1,8 @@
 //! Configuration of `gomon agent` (the `agent:` section of the configuration file).
 
+use std::net::SocketAddr;
+
+use crate::publish::KafkaConfig;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -66,6 +69,14 @@ pub struct AgentConfig {
     /// Longest wait for a cycle's `statvfs` calls (they run concurrently); a mount not answered by then is skipped.
     #[serde(with = "humantime_serde")]
     pub filesystem_timeout: Duration,
+    /// Address of the agent's own HTTP server: `/metrics` (the host's current values and the agent's health, to
+    /// scrape like node_exporter) and `/health/live`, `/health/ready`.
+    pub listen: SocketAddr,
+    /// Most batches kept while Kafka is unreachable (default 30: ten minutes at the default interval); past it
+    /// the oldest are dropped and counted.
+    pub buffer_batches: usize,
+    /// Where batches are published.
+    pub kafka: KafkaConfig,
 }
 
 impl Default for AgentConfig {
@@ -82,6 +93,9 @@ impl Default for AgentConfig {
                 .collect(),
             network_exclude_devices: vec!["lo".to_owned()],
             filesystem_timeout: Duration::from_secs(5),
+            listen: SocketAddr::from(([0, 0, 0, 0], 9100)),
+            buffer_batches: 30,
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -111,7 +125,13 @@ impl AgentConfig {
                 message: "must not be empty when set".to_owned(),
             });
         }
-        Ok(())
+        if self.buffer_batches == 0 {
+            return Err(Error::Config {
+                key: "agent.buffer_batches",
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        self.kafka.check()
     }
 
     /// The `host` label: `hostname` when set, else `node_name` (the value of `NODE_NAME`) when not empty, else

@@ -22,6 +22,8 @@ struct Cli {
 enum Role {
     /// The alerting service: REST API over PostgreSQL (or embedded SQLite), with /metrics and health endpoints.
     Alerting,
+    /// The node agent: collects host metrics every interval and publishes them to Kafka; serves them on /metrics.
+    Agent,
 }
 
 /// The whole configuration file: one section per role.
@@ -30,6 +32,8 @@ enum Role {
 struct Config {
     /// `gomon alerting`.
     alerting: gomon_alerting::Config,
+    /// `gomon agent`.
+    agent: gomon_agent::AgentConfig,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
     };
     let checked = match cli.role {
         Role::Alerting => config.alerting.check(),
+        Role::Agent => config.agent.check().map_err(anyhow::Error::from),
     };
     if let Err(error) = checked {
         tracing::error!(error = format!("{error:#}"), "cannot start");
@@ -66,6 +71,7 @@ fn main() -> ExitCode {
         let registry = gomon_runtime::metrics::registry();
         match cli.role {
             Role::Alerting => gomon_alerting::run(config.alerting, registry, shutdown).await,
+            Role::Agent => gomon_agent::run(config.agent, registry, shutdown).await,
         }
     });
     match result {

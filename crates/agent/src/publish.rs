@@ -1,0 +1,312 @@
+//! Publishing batches to Kafka: configuration (brokers, topic, compression, TLS, SASL) and the producer.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// Kafka settings of the agent (`agent.kafka`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Topic the batches go to.
+    pub topic: String,
+    /// Create the topic at start-up when it does not exist (with `partitions` partitions).
+    pub create_topic: bool,
+    /// Partitions of a topic the agent creates.
+    pub partitions: i32,
+    /// Replication factor of a topic the agent creates.
+    pub replication_factor: i32,
+    /// `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+    pub compression: String,
+    /// How long one batch may take to be acknowledged by the brokers before the attempt counts as failed (the
+    /// batch stays buffered and is sent again).
+    #[serde(with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// TLS to the brokers (the seed runs its three brokers with SSL).
+    pub tls: Option<TlsConfig>,
+    /// SASL authentication.
+    pub sasl: Option<SaslConfig>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".to_owned(),
+            topic: "gomon.metrics".to_owned(),
+            create_topic: false,
+            partitions: 3,
+            replication_factor: 1,
+            compression: "lz4".to_owned(),
+            delivery_timeout: Duration::from_secs(30),
+            tls: None,
+            sasl: None,
+        }
+    }
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("create_topic", &self.create_topic)
+            .field("compression", &self.compression)
+            .field("tls", &self.tls)
+            .field("sasl", &self.sasl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// TLS files (PEM).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificate that signed the brokers' certificates.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate, for brokers that require one.
+    pub cert_file: Option<PathBuf>,
+    /// Key of the client certificate.
+    pub key_file: Option<PathBuf>,
+}
+
+/// SASL credentials.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslConfig {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    /// User name.
+    pub username: String,
+    /// Password; or `password_file`.
+    pub password: Option<String>,
+    /// File holding the password (a mounted Kubernetes Secret).
+    pub password_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for SaslConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SaslConfig")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+const COMPRESSIONS: &[&str] = &["none", "gzip", "snappy", "lz4", "zstd"];
+const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+fn config_error(key: &'static str, message: impl Into<String>) -> Error {
+    Error::Config {
+        key,
+        message: message.into(),
+    }
+}
+
+impl KafkaConfig {
+    /// Checks values types cannot; the error names the key.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.brokers.trim().is_empty() {
+            return Err(config_error("agent.kafka.brokers", "must not be empty"));
+        }
+        if self.topic.trim().is_empty() {
+            return Err(config_error("agent.kafka.topic", "must not be empty"));
+        }
+        if !COMPRESSIONS.contains(&self.compression.as_str()) {
+            return Err(config_error(
+                "agent.kafka.compression",
+                format!(
+                    "{:?} is not one of {}",
+                    self.compression,
+                    COMPRESSIONS.join(", ")
+                ),
+            ));
+        }
+        if self.delivery_timeout < Duration::from_millis(1) {
+            return Err(config_error(
+                "agent.kafka.delivery_timeout",
+                "must be at least 1ms",
+            ));
+        }
+        if let Some(sasl) = &self.sasl {
+            if !MECHANISMS.contains(&sasl.mechanism.as_str()) {
+                return Err(config_error(
+                    "agent.kafka.sasl.mechanism",
+                    format!(
+                        "{:?} is not one of {}",
+                        sasl.mechanism,
+                        MECHANISMS.join(", ")
+                    ),
+                ));
+            }
+            self.sasl_password()?;
+        }
+        Ok(())
+    }
+
+    fn sasl_password(&self) -> Result<Option<String>, Error> {
+        let Some(sasl) = &self.sasl else {
+            return Ok(None);
+        };
+        match (&sasl.password, &sasl.password_file) {
+            (Some(password), None) => Ok(Some(password.clone())),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|text| Some(text.trim().to_owned()))
+                .map_err(|error| {
+                    config_error(
+                        "agent.kafka.sasl.password_file",
+                        format!("cannot read {}: {error}", path.display()),
+                    )
+                }),
+            _ => Err(config_error(
+                "agent.kafka.sasl.password",
+                "set exactly one of password and password_file",
+            )),
+        }
+    }
+
+    /// The librdkafka settings these values mean.
+    fn client_config(&self) -> Result<ClientConfig, Error> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", "gomon-agent")
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &self.compression)
+            .set(
+                "message.timeout.ms",
+                self.delivery_timeout.as_millis().to_string(),
+            );
+        let protocol = match (&self.tls, &self.sasl) {
+            (None, None) => "PLAINTEXT",
+            (Some(_), None) => "SSL",
+            (None, Some(_)) => "SASL_PLAINTEXT",
+            (Some(_), Some(_)) => "SASL_SSL",
+        };
+        config.set("security.protocol", protocol);
+        if let Some(tls) = &self.tls {
+            for (key, path) in [
+                ("ssl.ca.location", &tls.ca_file),
+                ("ssl.certificate.location", &tls.cert_file),
+                ("ssl.key.location", &tls.key_file),
+            ] {
+                if let Some(path) = path {
+                    config.set(key, path.display().to_string());
+                }
+            }
+        }
+        if let (Some(sasl), Some(password)) = (&self.sasl, self.sasl_password()?) {
+            config
+                .set("sasl.mechanism", &sasl.mechanism)
+                .set("sasl.username", &sasl.username)
+                .set("sasl.password", password);
+        }
+        Ok(config)
+    }
+}
+
+/// The Kafka producer: idempotent, `acks=all`, compressed, one batch per message keyed by host.
+pub struct Publisher {
+    config: KafkaConfig,
+    producer: FutureProducer,
+}
+
+impl Publisher {
+    /// A producer for `config` (it connects lazily; nothing fails here when the brokers are down).
+    pub fn new(config: &KafkaConfig) -> Result<Self, Error> {
+        Ok(Self {
+            config: config.clone(),
+            producer: Self::producer(config)?,
+        })
+    }
+
+    fn producer(config: &KafkaConfig) -> Result<FutureProducer, Error> {
+        config
+            .client_config()?
+            .create()
+            .map_err(|error| config_error("agent.kafka", error.to_string()))
+    }
+
+    /// Creates the topic when `create_topic` is set and it does not exist yet.
+    pub async fn ensure_topic(&self) -> Result<(), String> {
+        if !self.config.create_topic {
+            return Ok(());
+        }
+        let admin: AdminClient<DefaultClientContext> = self
+            .config
+            .client_config()
+            .map_err(|error| error.to_string())?
+            .create()
+            .map_err(|error| error.to_string())?;
+        let topic = NewTopic::new(
+            &self.config.topic,
+            self.config.partitions,
+            TopicReplication::Fixed(self.config.replication_factor),
+        );
+        let options = AdminOptions::new().operation_timeout(Some(self.config.delivery_timeout));
+        let results = admin
+            .create_topics(&[topic], &options)
+            .await
+            .map_err(|error| error.to_string())?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => return Err(format!("cannot create topic {topic}: {code}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one batch and waits for the brokers' acknowledgement (or `delivery_timeout`).
+    pub async fn send(
+        &mut self,
+        key: &str,
+        payload: &[u8],
+        traceparent: Option<&str>,
+    ) -> Result<(), String> {
+        let mut headers = OwnedHeaders::new().insert(Header {
+            key: "content-type",
+            value: Some(gomon_proto::CONTENT_TYPE),
+        });
+        if let Some(traceparent) = traceparent {
+            headers = headers.insert(Header {
+                key: "traceparent",
+                value: Some(traceparent),
+            });
+        }
+        let record = FutureRecord::to(&self.config.topic)
+            .key(key)
+            .payload(payload)
+            .headers(headers);
+        let result = self
+            .producer
+            .send(record, self.config.delivery_timeout)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err((error, _)) => {
+                // An idempotent producer can end in a fatal state (its sequence lost after timeouts): start afresh.
+                if self.producer.client().fatal_error().is_some()
+                    && let Ok(producer) = Self::producer(&self.config)
+                {
+                    self.producer = producer;
+                }
+                Err(error.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! `gomon agent`: collect every `interval`, publish each snapshot to Kafka as a protobuf batch from a bounded
+//! buffer, and serve the host's current values and the agent's health over HTTP.
+//!
+//! Collection never waits for Kafka: batches queue in a buffer of `buffer_batches`; one sender task publishes them
+//! in order, one at a time, keeping a batch at the head until the brokers acknowledge it. When the buffer is full
+//! the oldest batch is dropped and counted.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use gomon_proto::metrics::v1::{
+    Label, MetricBatch, Sample as WireSample, sample::Kind as WireKind,
+};
+use gomon_runtime::http::SharedListener;
+use gomon_runtime::metrics::must;
+use gomon_runtime::shutdown::Shutdown;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::publish::Publisher;
+use crate::{AgentConfig, Collector, Kind, Snapshot};
+
+/// The agent's own metrics.
+#[derive(Clone)]
+struct Metrics {
+    collection: Histogram,
+    sent: IntCounter,
+    failed: IntCounter,
+    dropped: IntCounter,
+    buffered: IntGauge,
+}
+
+impl Metrics {
+    fn new(registry: &Registry) -> Self {
+        let collection = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "agent_collection_duration_seconds",
+                "Time one collection cycle takes.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
+            ]),
+        ));
+        let counter = |name: &str, help: &str| must(IntCounter::new(name, help));
+        let sent = counter("agent_batches_sent_total", "Batches acknowledged by Kafka.");
+        let failed = counter(
+            "agent_batches_failed_total",
+            "Attempts to publish a batch that failed (it is retried).",
+        );
+        let dropped = counter(
+            "agent_batches_dropped_total",
+            "Batches dropped because the buffer was full.",
+        );
+        let buffered = must(IntGauge::new(
+            "agent_buffer_batches",
+            "Batches waiting to be published.",
+        ));
+        for metric in [
+            Box::new(collection.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(sent.clone()),
+            Box::new(failed.clone()),
+            Box::new(dropped.clone()),
+            Box::new(buffered.clone()),
+        ] {
+            must(registry.register(metric));
+        }
+        Self {
+            collection,
+            sent,
+            failed,
+            dropped,
+            buffered,
+        }
+    }
+}
+
+/// An encoded batch waiting to be published.
+struct Pending {
+    payload: Vec<u8>,
+}
+
+/// The bounded buffer between collection and the sender.
+struct Buffer {
+    queue: Mutex<VecDeque<Pending>>,
+    capacity: usize,
+    ready: Notify,
+}
+
+impl Buffer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends a batch; returns how many old batches were dropped to make room.
+    fn push(&self, batch: Pending) -> usize {
+        let mut queue = self.lock();
+        let mut dropped = 0;
+        while queue.len() >= self.capacity {
+            queue.pop_front();
+            dropped += 1;
+        }
+        queue.push_back(batch);
+        drop(queue);
+        self.ready.notify_one();
+        dropped
+    }
+}
+
+/// The protobuf batch of `snapshot`, number `sequence` of this process.
+pub fn encode(snapshot: &Snapshot, sequence: u64) -> MetricBatch {
+    MetricBatch {
+        host: snapshot.host.clone(),
+        timestamp_ms: snapshot.timestamp_ms,
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        correlation_id: uuid::Uuid::new_v4().to_string(),
+        trace_context: Default::default(),
+        sequence,
+        samples: snapshot
+            .samples
+            .iter()
+            .map(|sample| WireSample {
+                name: sample.name.clone(),
+                labels: sample
+                    .labels
+                    .iter()
+                    .map(|(name, value)| Label {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+                value: sample.value,
+                kind: match sample.kind {
+                    Kind::Counter => WireKind::Counter,
+                    Kind::Gauge => WireKind::Gauge,
+                } as i32,
+            })
+            .collect(),
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The host's current values in the Prometheus text format, one family after another.
+fn render_snapshot(snapshot: &Snapshot) -> String {
+    let mut samples: Vec<_> = snapshot.samples.iter().collect();
+    samples.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut text = String::new();
+    let mut family = "";
+    for sample in samples {
+        if sample.name != family {
+            family = &sample.name;
+            let kind = match sample.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+            };
+            let _ = writeln!(
+                text,
+                "# HELP {family} Host metric collected by gomon agent."
+            );
+            let _ = writeln!(text, "# TYPE {family} {kind}");
+        }
+        let labels: Vec<String> = sample
+            .labels
+            .iter()
+            .map(|(name, value)| format!("{name}=\"{}\"", escape_label(value)))
+            .collect();
+        let _ = writeln!(
+            text,
+            "{}{{{}}} {}",
+            sample.name,
+            labels.join(","),
+            sample.value
+        );
+    }
+    text
+}
+
+#[derive(Clone)]
+struct HttpState {
+    latest: Arc<Mutex<Option<Snapshot>>>,
+    registry: Registry,
+}
+
+async fn serve_metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    let mut text = state
+        .latest
+        .lock()
+        .map(|latest| latest.as_ref().map(render_snapshot).unwrap_or_default())
+        .unwrap_or_default();
+    text.push_str(&gomon_runtime::metrics::render(&state.registry));
+    (
+        [(header::CONTENT_TYPE, gomon_runtime::metrics::CONTENT_TYPE)],
+        text,
+    )
+}
+
+async fn ready(State(state): State<HttpState>) -> (StatusCode, &'static str) {
+    let collected = state
+        .latest
+        .lock()
+        .map(|latest| latest.is_some())
+        .unwrap_or(false);
+    if collected {
+        (StatusCode::OK, "{\"status\":\"ok\"}")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{\"status\":\"unavailable\",\"reason\":\"no collection yet\"}",
+        )
+    }
+}
+
+/// Publishes the buffer's batches in order until shutdown, then tries for a short while to empty it.
+async fn send_batches(
+    mut publisher: Publisher,
+    host: String,
+    buffer: Arc<Buffer>,
+    metrics: Metrics,
+    shutdown: Shutdown,
+) {
+    if let Err(error) = publisher.ensure_topic().await {
+        tracing::warn!(%error, "cannot create the Kafka topic");
+    }
+    let mut backoff = Duration::from_millis(500);
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if shutdown.is_triggered() && deadline.is_none() {
+            deadline = Some(Instant::now() + Duration::from_secs(5));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let left = buffer.lock().len();
+            if left > 0 {
+                tracing::warn!(batches = left, "stopping with batches not published");
+            }
+            return;
+        }
+        let head = buffer.lock().front().map(|batch| batch.payload.clone());
+        let Some(payload) = head else {
+            if deadline.is_some() {
+                return;
+            }
+            tokio::select! {
+                () = buffer.ready.notified() => {}
+                () = shutdown.clone().wait() => {}
+            }
+            continue;
+        };
+        match publisher.send(&host, &payload, None).await {
+            Ok(()) => {
+                buffer.lock().pop_front();
+                metrics.sent.inc();
+                backoff = Duration::from_millis(500);
+            }
+            Err(error) => {
+                metrics.failed.inc();
+                tracing::warn!(%error, retry_in = ?backoff, "cannot publish to Kafka; the batch stays buffered");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.clone().wait() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+        metrics
+            .buffered
+            .set(i64::try_from(buffer.lock().len()).unwrap_or(i64::MAX));
+    }
+}
+
+/// Runs the agent until `shutdown` fires.
+pub async fn run(
+    config: AgentConfig,
+    registry: Registry,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    config.check()?;
+    let mut collector = Collector::new(config.clone())?;
+    let publisher = Publisher::new(&config.kafka)?;
+    let metrics = Metrics::new(&registry);
+    let buffer = Arc::new(Buffer {
+        queue: Mutex::new(VecDeque::new()),
+        capacity: config.buffer_batches,
+        ready: Notify::new(),
+    });
+    let latest = Arc::new(Mutex::new(None));
+    let listener = TcpListener::bind(config.listen).await.map_err(|error| {
+        anyhow::anyhow!("agent.listen: cannot listen on {}: {error}", config.listen)
+    })?;
+    let router = Router::new()
+        .route("/metrics", get(serve_metrics))
+        .route("/health/live", get(|| async { "{\"status\":\"ok\"}" }))
+        .route("/health/ready", get(ready))
+        .with_state(HttpState {
+            latest: latest.clone(),
+            registry,
+        });
+    tracing::info!(
+        host = collector.host(),
+        interval = ?config.interval,
+        brokers = %config.kafka.brokers,
+        topic = %config.kafka.topic,
+        listen = %listener.local_addr()?,
+        "agent started"
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(gomon_runtime::http::serve(
+        SharedListener(Arc::new(listener)),
+        router,
+        shutdown.clone(),
+    ));
+    let sender = tokio::spawn(send_batches(
+        publisher,
+        collector.host().to_owned(),
+        buffer.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let mut ticks = tokio::time::interval(config.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut sequence = 0u64;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.clone().wait() => break,
+        }
+        let started = Instant::now();
+        let snapshot = collector.collect().await;
+        metrics.collection.observe(started.elapsed().as_secs_f64());
+        sequence += 1;
+        let payload = gomon_proto::encode_batch(&encode(&snapshot, sequence));
+        let dropped = buffer.push(Pending { payload });
+        if dropped > 0 {
+            metrics.dropped.inc_by(dropped as u64);
+            tracing::warn!(dropped, "buffer full: oldest batches dropped");
+        }
+        metrics
+            .buffered
+            .set(i64::try_from(buffer.lock().len()).unwrap_or(i64::MAX));
+        if let Ok(mut latest) = latest.lock() {
+            *latest = Some(snapshot);
+        }
+    }
+    sender.await?;
+    while let Some(served) = tasks.join_next().await {
+        served??;
+    }
+    tracing::info!("agent stopped");
+    Ok(())
+}
