@@ -423,3 +423,106 @@ async fn a_mount_point_in_another_encoding_does_not_hide_the_others() {
         vec!["/", "/data", "/mnt/my disk"]
     );
 }
+
+#[tokio::test]
+async fn cpu_counters_going_back_give_no_absurd_usage() {
+    let host = FakeHost::new();
+    let mut collector = Collector::new(host.config.clone()).expect("valid config");
+    collector.collect().await;
+    // After a reboot (or a wrap) every tick count is smaller than in the first reading.
+    let reset = "cpu  400 10 200 3000 40 0 20 30 0 0\n\
+                 cpu0 300 5 100 1000 20 0 10 15 0 0\n\
+                 cpu1 100 5 100 2000 20 0 10 15 0 0\n\
+                 ctxt 1000\n\
+                 btime 1700100000\n\
+                 procs_running 1\n\
+                 procs_blocked 0\n";
+    std::fs::write(host.config.proc_root.join("stat"), reset).expect("write");
+    let snapshot = collector.collect().await;
+    for sample in snapshot.series("gomon_cpu_usage_percent") {
+        assert!((0.0..=100.0).contains(&sample.value), "{sample:?}");
+    }
+    // The raw counters report the new readings as they are.
+    for (cpu, mode, seconds) in [
+        ("0", "user", 3.0),
+        ("0", "idle", 10.0),
+        ("1", "user", 1.0),
+        ("1", "idle", 20.0),
+        ("1", "steal", 0.15),
+    ] {
+        assert_eq!(
+            value(
+                &snapshot,
+                "node_cpu_seconds_total",
+                &[("cpu", cpu), ("mode", mode)]
+            ),
+            seconds,
+            "cpu {cpu} mode {mode}"
+        );
+    }
+    assert_eq!(snapshot.series("node_cpu_seconds_total").count(), 16);
+    assert_eq!(value(&snapshot, "node_context_switches_total", &[]), 1000.0);
+
+    // The reset readings are the new baseline: the next cycle measures from them.
+    let later = "cpu  500 10 200 3100 40 0 20 30 0 0\n\
+                 cpu0 400 5 100 1000 20 0 10 15 0 0\n\
+                 cpu1 100 5 100 2100 20 0 10 15 0 0\n\
+                 ctxt 2000\n";
+    std::fs::write(host.config.proc_root.join("stat"), later).expect("write");
+    let snapshot = collector.collect().await;
+    assert_eq!(value(&snapshot, "gomon_cpu_usage_percent", &[]), 50.0);
+    assert_eq!(
+        value(&snapshot, "gomon_cpu_usage_percent", &[("cpu", "0")]),
+        100.0
+    );
+    assert_eq!(
+        value(&snapshot, "gomon_cpu_usage_percent", &[("cpu", "1")]),
+        0.0
+    );
+    assert_eq!(collector.errors()[&Subsystem::Cpu], 0);
+}
+
+#[tokio::test]
+async fn an_interface_gone_between_two_cycles_has_no_series_and_no_error() {
+    let host = FakeHost::new();
+    let mut collector = Collector::new(host.config.clone()).expect("valid config");
+    let first = collector.collect().await;
+    assert_eq!(
+        label_values(&first, "node_network_receive_bytes_total", "device"),
+        vec!["eth0", "eth1"]
+    );
+    let without_eth1 = "Inter-|   Receive                                                |  Transmit\n \
+        face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+        lo:    6000      60    0    0    0     0          0         0     6000      60    0    0    0     0       0          0\n  \
+        eth0: 1100000    2100    3    4    0     0          0         0   510000    1510    5    6    0     0       0          0\n";
+    std::fs::write(host.config.proc_root.join("net/dev"), without_eth1).expect("write");
+    let snapshot = collector.collect().await;
+    assert!(
+        snapshot
+            .samples
+            .iter()
+            .all(|s| s.label("device") != Some("eth1")),
+        "eth1 still reported"
+    );
+    assert_eq!(
+        label_values(&snapshot, "node_network_receive_bytes_total", "device"),
+        vec!["eth0"]
+    );
+    assert_eq!(
+        value(
+            &snapshot,
+            "node_network_receive_bytes_total",
+            &[("device", "eth0")]
+        ),
+        1_100_000.0
+    );
+    assert_eq!(
+        value(&snapshot, "node_network_up", &[("device", "eth0")]),
+        1.0
+    );
+    assert!(
+        collector.errors().values().all(|n| *n == 0),
+        "{:?}",
+        collector.errors()
+    );
+}

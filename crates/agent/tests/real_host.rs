@@ -5,6 +5,7 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::value;
+use gomon_agent::config::DEFAULT_FILESYSTEM_EXCLUDE_TYPES;
 use gomon_agent::{AgentConfig, Collector, Subsystem};
 
 #[tokio::test]
@@ -83,5 +84,103 @@ async fn the_main_series_exist_with_plausible_values() {
     for sample in snapshot.series("gomon_filesystem_used_percent") {
         assert!((0.0..=100.0).contains(&sample.value), "{sample:?}");
         assert!(sample.label("fstype") != Some("proc"), "{sample:?}");
+    }
+}
+
+/// `MemTotal` of `/proc/meminfo`, in kB as the kernel writes it.
+fn meminfo_total_kib() -> f64 {
+    let text = std::fs::read_to_string("/proc/meminfo").expect("read /proc/meminfo");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .expect("MemTotal line");
+    line.split_whitespace()
+        .nth(1)
+        .expect("MemTotal value")
+        .parse()
+        .expect("MemTotal number")
+}
+
+/// The interfaces listed in `/sys/class/net`, without `lo`.
+fn interfaces() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .expect("read /sys/class/net")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name != "lo")
+        .collect();
+    names.sort();
+    names
+}
+
+/// `/sys/class/net/{device}/statistics/rx_bytes`, or `None` when the interface has gone.
+fn rx_bytes(device: &str) -> Option<f64> {
+    std::fs::read_to_string(format!("/sys/class/net/{device}/statistics/rx_bytes"))
+        .ok()
+        .map(|text| text.trim().parse().expect("rx_bytes number"))
+}
+
+/// The type of the filesystem mounted on `/` (the last, visible, mount there).
+fn root_fstype() -> String {
+    let text = std::fs::read_to_string("/proc/mounts").expect("read /proc/mounts");
+    text.lines()
+        .rev()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&"/")).then(|| fields[2].to_owned())
+        })
+        .expect("a mount on /")
+}
+
+#[tokio::test]
+async fn values_equal_what_the_kernel_reports_at_the_same_moment() {
+    // `/` is reported even where it is a type excluded by default (overlay in a container).
+    let root_type = root_fstype();
+    let config = AgentConfig {
+        hostname: Some("this-machine".to_owned()),
+        filesystem_exclude_types: DEFAULT_FILESYSTEM_EXCLUDE_TYPES
+            .iter()
+            .filter(|t| **t != root_type)
+            .map(|t| (*t).to_owned())
+            .collect(),
+        ..AgentConfig::default()
+    };
+    let mut collector = Collector::new(config).expect("valid config");
+
+    let devices = interfaces();
+    let before: Vec<Option<f64>> = devices.iter().map(|d| rx_bytes(d)).collect();
+    let snapshot = collector.collect().await;
+    let after: Vec<Option<f64>> = devices.iter().map(|d| rx_bytes(d)).collect();
+
+    assert_eq!(
+        value(&snapshot, "node_memory_MemTotal_bytes", &[]),
+        meminfo_total_kib() * 1024.0
+    );
+
+    let stats = rustix::fs::statvfs("/").expect("statvfs /");
+    let root = snapshot
+        .series("node_filesystem_size_bytes")
+        .find(|s| s.label("mountpoint") == Some("/"))
+        .expect("a size for /");
+    assert_eq!(root.value, (stats.f_blocks * stats.f_frsize) as f64);
+
+    for (device, (before, after)) in devices.iter().zip(before.into_iter().zip(after)) {
+        // An interface that came or went while collecting proves nothing either way.
+        let (Some(before), Some(after)) = (before, after) else {
+            continue;
+        };
+        let received = value(
+            &snapshot,
+            "node_network_receive_bytes_total",
+            &[("device", device)],
+        );
+        assert!(
+            before <= received && received <= after,
+            "{device}: {before} <= {received} <= {after}"
+        );
     }
 }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Benchmark of `gomon agent` (release build) against a tansu broker: CPU time per collection cycle and resident
+# memory in steady state, from /proc/<pid>/stat and status. Budget: <= 2 ms of CPU per cycle, <= 15 MB resident.
+# Environment: CYCLES (default 120) at INTERVAL (default 1s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CYCLES=${CYCLES:-120}
+INTERVAL=${INTERVAL:-1}
+command -v tansu >/dev/null || { echo "tansu is missing: cargo install tansu --features dynostore" >&2; exit 1; }
+cargo build --release -q -p gomon
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+KAFKA=$(free_port)
+LISTEN=$(free_port)
+tansu broker --listener-url "tcp://127.0.0.1:$KAFKA" --advertised-listener-url "tcp://127.0.0.1:$KAFKA" \
+  --storage-engine memory://tansu/ >/dev/null 2>&1 &
+BROKER=$!
+AGENT=
+trap 'kill $AGENT $BROKER 2>/dev/null; wait 2>/dev/null' EXIT
+sleep 1
+GOMON_LOG=warn GOMON_AGENT__INTERVAL=${INTERVAL}s GOMON_AGENT__LISTEN=127.0.0.1:$LISTEN \
+  GOMON_AGENT__KAFKA__BROKERS=127.0.0.1:$KAFKA GOMON_AGENT__KAFKA__CREATE_TOPIC=true \
+  target/release/gomon agent &
+AGENT=$!
+ticks_per_second=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$AGENT/stat"; }
+# Warm up 10 cycles (connections, topic creation, first allocations), then measure.
+sleep $((INTERVAL * 10))
+start_ticks=$(cpu_ticks)
+start_cycles=$(curl -s "http://127.0.0.1:$LISTEN/metrics" | awk '/^agent_collection_duration_seconds_count/ {print $2}')
+sleep $((INTERVAL * CYCLES))
+end_ticks=$(cpu_ticks)
+metrics=$(curl -s "http://127.0.0.1:$LISTEN/metrics")
+end_cycles=$(echo "$metrics" | awk '/^agent_collection_duration_seconds_count/ {print $2}')
+collect_sum=$(echo "$metrics" | awk '/^agent_collection_duration_seconds_sum/ {print $2}')
+sent=$(echo "$metrics" | awk '/^agent_batches_sent_total/ {print $2}')
+rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$AGENT/status")
+hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$AGENT/status")
+cycles=$((end_cycles - start_cycles))
+awk -v t="$((end_ticks - start_ticks))" -v hz="$ticks_per_second" -v c="$cycles" -v sum="$collect_sum" \
+  -v total="$end_cycles" -v rss="$rss_kb" -v hwm="$hwm_kb" -v sent="$sent" 'BEGIN {
+  printf "cycles measured: %d (interval '"$INTERVAL"'s), batches sent: %d\n", c, sent
+  printf "process CPU per cycle (collect + encode + publish + runtime): %.2f ms\n", 1000 * t / hz / c
+  printf "collection wall time per cycle (histogram mean): %.2f ms\n", 1000 * sum / total
+  printf "resident memory: %.1f MB now, %.1f MB peak\n", rss / 1024, hwm / 1024 }'
