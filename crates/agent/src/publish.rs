@@ -5,12 +5,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::mpsc;
 
 use crate::error::Error;
 
@@ -219,10 +222,31 @@ impl KafkaConfig {
     }
 }
 
+/// Hands each message's delivery report to the sender waiting for it.
+struct Reports;
+
+impl ClientContext for Reports {}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = Box<mpsc::Sender<Result<(), String>>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, waiting: Self::DeliveryOpaque) {
+        let report = match result {
+            Ok(_) => Ok(()),
+            Err((error, _)) => Err(error.to_string()),
+        };
+        // The waiter may have given up (timed out); nothing else needs the report.
+        let _ = waiting.send(report);
+    }
+}
+
 /// The Kafka producer: idempotent, `acks=all`, compressed, one batch per message keyed by host.
+///
+/// It is polled only while a batch waits for its acknowledgement, on a blocking thread: an idle agent costs no CPU
+/// in the producer (a background polling thread, as librdkafka's usual wrappers run, wakes all the time).
 pub struct Publisher {
     config: KafkaConfig,
-    producer: FutureProducer,
+    producer: Arc<BaseProducer<Reports>>,
 }
 
 impl Publisher {
@@ -234,10 +258,11 @@ impl Publisher {
         })
     }
 
-    fn producer(config: &KafkaConfig) -> Result<FutureProducer, Error> {
+    fn producer(config: &KafkaConfig) -> Result<Arc<BaseProducer<Reports>>, Error> {
         config
             .client_config()?
-            .create()
+            .create_with_context(Reports)
+            .map(Arc::new)
             .map_err(|error| config_error("agent.kafka", error.to_string()))
     }
 
@@ -288,25 +313,42 @@ impl Publisher {
                 value: Some(traceparent),
             });
         }
-        let record = FutureRecord::to(&self.config.topic)
+        let (report, delivered) = mpsc::channel();
+        let record = BaseRecord::with_opaque_to(&self.config.topic, Box::new(report))
             .key(key)
             .payload(payload)
             .headers(headers);
-        let result = self
-            .producer
-            .send(record, self.config.delivery_timeout)
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err((error, _)) => {
-                // An idempotent producer can end in a fatal state (its sequence lost after timeouts): start afresh.
-                if self.producer.client().fatal_error().is_some()
-                    && let Ok(producer) = Self::producer(&self.config)
-                {
-                    self.producer = producer;
-                }
-                Err(error.to_string())
-            }
+        if let Err((error, _)) = self.producer.send(record) {
+            return Err(error.to_string());
         }
+        let producer = self.producer.clone();
+        // librdkafka gives up on the message after `delivery_timeout` and reports that; wait a little longer.
+        let limit = self.config.delivery_timeout + Duration::from_secs(5);
+        let result = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            loop {
+                producer.poll(Duration::from_millis(50));
+                match delivered.try_recv() {
+                    Ok(report) => return report,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        return Err("delivery report lost".to_owned());
+                    }
+                    Err(mpsc::TryRecvError::Empty) if started.elapsed() > limit => {
+                        return Err("no delivery report".to_owned());
+                    }
+                    Err(mpsc::TryRecvError::Empty) => {}
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|error| Err(format!("delivery wait failed: {error}")));
+        if result.is_err()
+            && self.producer.client().fatal_error().is_some()
+            && let Ok(producer) = Self::producer(&self.config)
+        {
+            // An idempotent producer can end in a fatal state (its sequence lost after timeouts): start afresh.
+            self.producer = producer;
+        }
+        result
     }
 }
