@@ -9,20 +9,6 @@ use gomon_alerting::config::{Access, ApiToken};
 use serde_json::{Value, json};
 use support::{Backend, Database, Server, alert};
 
-/// Runs each listed test once per backend.
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
-}
-
 on_both_stores!(
     create_returns_the_stored_alert,
     duplicates_return_the_open_alert,

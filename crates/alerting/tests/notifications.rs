@@ -14,19 +14,6 @@ use serde_json::{Value, json};
 use support::slack::{Behaviour, FakeSlack, Received};
 use support::{Backend, Database, Server, alert};
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
-}
-
 on_both_stores!(
     webhook_delivers_every_change_in_order,
     web_api_threads_follow_ups_under_the_first_message,

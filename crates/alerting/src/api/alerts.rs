@@ -81,6 +81,17 @@ where
         .map_err(|error| ApiError::bad_request(format!("query parameter `{name}`: {error}")))
 }
 
+/// A page size: 1 to [`MAX_LIMIT`].
+pub(super) fn parse_limit(value: &str) -> Result<u32, ApiError> {
+    let limit: u32 = parse_param("limit", value)?;
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "query parameter `limit`: {limit} is outside 1..={MAX_LIMIT}"
+        )));
+    }
+    Ok(limit)
+}
+
 fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(value)
         .map(|time| time.with_timezone(&Utc))
@@ -113,15 +124,7 @@ pub fn parse_filter(query: Option<&str>) -> Result<AlertFilter, ApiError> {
             }
             "since" => filter.since = Some(parse_time(&name, &value)?),
             "until" => filter.until = Some(parse_time(&name, &value)?),
-            "limit" => {
-                let limit: u32 = parse_param(&name, &value)?;
-                if limit == 0 || limit > MAX_LIMIT {
-                    return Err(ApiError::bad_request(format!(
-                        "query parameter `limit`: {limit} is outside 1..={MAX_LIMIT}"
-                    )));
-                }
-                filter.limit = limit;
-            }
+            "limit" => filter.limit = parse_limit(&value)?,
             "offset" => filter.offset = parse_param(&name, &value)?,
             "cursor" => filter.after = Some(parse_param(&name, &value)?),
             other => {

@@ -5,7 +5,7 @@ use axum::extract::{RawQuery, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::alerts::{DEFAULT_LIMIT, MAX_LIMIT, parse_param};
+use super::alerts::{DEFAULT_LIMIT, parse_limit, parse_param};
 use super::error::{ApiError, ErrorBody};
 use crate::model::Notification;
 use crate::service::Alerting;
@@ -44,15 +44,7 @@ fn parse_filter(query: Option<&str>) -> Result<NotificationFilter, ApiError> {
         match name.as_ref() {
             "status" => filter.status = Some(parse_param(&name, &value)?),
             "alert_id" => filter.alert_id = Some(parse_param(&name, &value)?),
-            "limit" => {
-                let limit: u32 = parse_param(&name, &value)?;
-                if limit == 0 || limit > MAX_LIMIT {
-                    return Err(ApiError::bad_request(format!(
-                        "query parameter `limit`: {limit} is outside 1..={MAX_LIMIT}"
-                    )));
-                }
-                filter.limit = limit;
-            }
+            "limit" => filter.limit = parse_limit(&value)?,
             "offset" => filter.offset = parse_param(&name, &value)?,
             other => {
                 return Err(ApiError::bad_request(format!(

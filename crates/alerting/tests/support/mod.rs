@@ -3,6 +3,22 @@
 
 #![allow(dead_code)]
 
+/// Runs each listed test once per backend: `mod sqlite { ... }` and `mod postgres { ... }` calling
+/// `$name(Backend::Sqlite)` and `$name(Backend::Postgres)` of the test file.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Postgres).await })*
+        }
+    };
+}
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
