@@ -27,4 +27,15 @@ function pace.new(interval_ms)
   end
 end
 
+-- One line the benchmark script parses: rate, latency percentiles in ms, errors.
+function pace.report(summary, latency)
+  local errors = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout
+  io.write(string.format(
+    "RESULT requests=%d seconds=%.2f rate=%.1f p50_ms=%.3f p95_ms=%.3f p99_ms=%.3f max_ms=%.3f errors=%d\n",
+    summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
+    latency.max / 1000, errors))
+end
+
 return pace
