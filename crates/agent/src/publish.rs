@@ -1,9 +1,9 @@
 //! Publishing batches to Kafka: configuration (brokers, topic, compression, TLS, SASL) and the producer.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
+use gomon_runtime::kafka::{COMPRESSIONS, SaslConfig, TlsConfig};
 use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -72,46 +72,6 @@ impl fmt::Debug for KafkaConfig {
     }
 }
 
-/// TLS files (PEM).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// CA certificate that signed the brokers' certificates.
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate, for brokers that require one.
-    pub cert_file: Option<PathBuf>,
-    /// Key of the client certificate.
-    pub key_file: Option<PathBuf>,
-}
-
-/// SASL credentials.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SaslConfig {
-    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
-    pub mechanism: String,
-    /// User name.
-    pub username: String,
-    /// Password; or `password_file`.
-    pub password: Option<String>,
-    /// File holding the password (a mounted Kubernetes Secret).
-    pub password_file: Option<PathBuf>,
-}
-
-impl fmt::Debug for SaslConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SaslConfig")
-            .field("mechanism", &self.mechanism)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("password_file", &self.password_file)
-            .finish()
-    }
-}
-
-const COMPRESSIONS: &[&str] = &["none", "gzip", "snappy", "lz4", "zstd"];
-const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
-
 fn config_error(key: &'static str, message: impl Into<String>) -> Error {
     Error::Config {
         key,
@@ -122,9 +82,6 @@ fn config_error(key: &'static str, message: impl Into<String>) -> Error {
 impl KafkaConfig {
     /// Checks values types cannot; the error names the key.
     pub fn check(&self) -> Result<(), Error> {
-        if self.brokers.trim().is_empty() {
-            return Err(config_error("agent.kafka.brokers", "must not be empty"));
-        }
         if self.topic.trim().is_empty() {
             return Err(config_error("agent.kafka.topic", "must not be empty"));
         }
@@ -144,48 +101,21 @@ impl KafkaConfig {
                 "must be at least 1ms",
             ));
         }
-        if let Some(sasl) = &self.sasl {
-            if !MECHANISMS.contains(&sasl.mechanism.as_str()) {
-                return Err(config_error(
-                    "agent.kafka.sasl.mechanism",
-                    format!(
-                        "{:?} is not one of {}",
-                        sasl.mechanism,
-                        MECHANISMS.join(", ")
-                    ),
-                ));
-            }
-            self.sasl_password()?;
-        }
+        self.client_config()?;
         Ok(())
-    }
-
-    fn sasl_password(&self) -> Result<Option<String>, Error> {
-        let Some(sasl) = &self.sasl else {
-            return Ok(None);
-        };
-        match (&sasl.password, &sasl.password_file) {
-            (Some(password), None) => Ok(Some(password.clone())),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|text| Some(text.trim().to_owned()))
-                .map_err(|error| {
-                    config_error(
-                        "agent.kafka.sasl.password_file",
-                        format!("cannot read {}: {error}", path.display()),
-                    )
-                }),
-            _ => Err(config_error(
-                "agent.kafka.sasl.password",
-                "set exactly one of password and password_file",
-            )),
-        }
     }
 
     /// The librdkafka settings these values mean.
     fn client_config(&self) -> Result<ClientConfig, Error> {
         let mut config = ClientConfig::new();
+        gomon_runtime::kafka::connection(
+            &mut config,
+            &self.brokers,
+            self.tls.as_ref(),
+            self.sasl.as_ref(),
+        )
+        .map_err(|error| config_error("agent.kafka", error.to_string()))?;
         config
-            .set("bootstrap.servers", &self.brokers)
             .set("client.id", "gomon-agent")
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -194,30 +124,6 @@ impl KafkaConfig {
                 "message.timeout.ms",
                 self.delivery_timeout.as_millis().to_string(),
             );
-        let protocol = match (&self.tls, &self.sasl) {
-            (None, None) => "PLAINTEXT",
-            (Some(_), None) => "SSL",
-            (None, Some(_)) => "SASL_PLAINTEXT",
-            (Some(_), Some(_)) => "SASL_SSL",
-        };
-        config.set("security.protocol", protocol);
-        if let Some(tls) = &self.tls {
-            for (key, path) in [
-                ("ssl.ca.location", &tls.ca_file),
-                ("ssl.certificate.location", &tls.cert_file),
-                ("ssl.key.location", &tls.key_file),
-            ] {
-                if let Some(path) = path {
-                    config.set(key, path.display().to_string());
-                }
-            }
-        }
-        if let (Some(sasl), Some(password)) = (&self.sasl, self.sasl_password()?) {
-            config
-                .set("sasl.mechanism", &sasl.mechanism)
-                .set("sasl.username", &sasl.username)
-                .set("sasl.password", password);
-        }
         Ok(config)
     }
 }

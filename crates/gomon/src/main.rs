@@ -24,6 +24,8 @@ enum Role {
     Alerting,
     /// The node agent: collects host metrics every interval and publishes them to Kafka; serves them on /metrics.
     Agent,
+    /// The aggregator: consumes the agents' batches from Kafka and writes them to VictoriaMetrics by remote write.
+    Aggregator,
 }
 
 /// The whole configuration file: one section per role.
@@ -34,6 +36,8 @@ struct Config {
     alerting: gomon_alerting::Config,
     /// `gomon agent`.
     agent: gomon_agent::AgentConfig,
+    /// `gomon aggregator`.
+    aggregator: gomon_aggregator::AggregatorConfig,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
     let checked = match cli.role {
         Role::Alerting => config.alerting.check(),
         Role::Agent => config.agent.check().map_err(anyhow::Error::from),
+        Role::Aggregator => config.aggregator.check().map_err(anyhow::Error::from),
     };
     if let Err(error) = checked {
         tracing::error!(error = format!("{error:#}"), "cannot start");
@@ -72,6 +77,7 @@ fn main() -> ExitCode {
         match cli.role {
             Role::Alerting => gomon_alerting::run(config.alerting, registry, shutdown).await,
             Role::Agent => gomon_agent::run(config.agent, registry, shutdown).await,
+            Role::Aggregator => gomon_aggregator::run(config.aggregator, registry, shutdown).await,
         }
     });
     match result {

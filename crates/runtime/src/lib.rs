@@ -1,11 +1,13 @@
 //! Shared plumbing for every GoMon role.
 //!
-//! Each role (alerting, and later agent and aggregator) uses the same pieces: layered configuration
+//! Each role (alerting, agent and aggregator) uses the same pieces: layered configuration
 //! ([`config`]), JSON logs ([`logging`]), a Prometheus registry with process metrics ([`metrics`]),
-//! HTTP serving with request metrics and graceful shutdown ([`http`], [`shutdown`]).
+//! HTTP serving with request metrics and graceful shutdown ([`http`], [`shutdown`]), and Kafka connection settings
+//! ([`kafka`]).
 
 pub mod config;
 pub mod http;
+pub mod kafka;
 pub mod logging;
 pub mod metrics;
 pub mod shutdown;

@@ -1,0 +1,111 @@
+//! Decode + transform + encode throughput: one agent batch (as a real host produces) in, one remote write body out.
+//!
+//! `cargo bench -p gomon-aggregator --bench transform`; throughput is reported in samples per second.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use gomon_aggregator::{remote_write, transform};
+use gomon_proto::MetricBatch;
+use gomon_proto::metrics::v1::{Label, Sample};
+
+/// A batch shaped like an agent's on a 16-core host: CPU modes per core, filesystems, disks, interfaces.
+fn host_batch(host: &str) -> MetricBatch {
+    let mut samples = Vec::new();
+    let mut push = |name: &str, labels: &[(&str, String)], value: f64| {
+        let mut labels: Vec<Label> = labels
+            .iter()
+            .map(|(name, value)| Label {
+                name: (*name).to_owned(),
+                value: value.clone(),
+            })
+            .chain(std::iter::once(Label {
+                name: "host".to_owned(),
+                value: host.to_owned(),
+            }))
+            .collect();
+        labels.sort_by(|a, b| a.name.cmp(&b.name));
+        samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+            kind: 2,
+        });
+    };
+    for cpu in 0..16 {
+        for mode in [
+            "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
+        ] {
+            push(
+                "node_cpu_seconds_total",
+                &[("cpu", cpu.to_string()), ("mode", mode.to_owned())],
+                12345.67,
+            );
+        }
+    }
+    for mount in ["/", "/var/lib/kubelet", "/data"] {
+        for name in [
+            "node_filesystem_size_bytes",
+            "node_filesystem_avail_bytes",
+            "node_filesystem_free_bytes",
+        ] {
+            push(
+                name,
+                &[
+                    ("device", "/dev/nvme0n1p1".to_owned()),
+                    ("fstype", "ext4".to_owned()),
+                    ("mountpoint", mount.to_owned()),
+                ],
+                1.5e11,
+            );
+        }
+    }
+    for device in ["eth0", "eth1", "cni0"] {
+        for name in [
+            "node_network_receive_bytes_total",
+            "node_network_transmit_bytes_total",
+            "node_network_receive_packets_total",
+        ] {
+            push(name, &[("device", device.to_owned())], 9.87e9);
+        }
+    }
+    MetricBatch {
+        host: host.to_owned(),
+        timestamp_ms: 1_764_000_000_000,
+        agent_version: "0.1.0".to_owned(),
+        correlation_id: "3f2b".to_owned(),
+        sequence: 1,
+        samples,
+        ..MetricBatch::default()
+    }
+}
+
+fn pipeline(c: &mut Criterion) {
+    // Ten hosts' batches per request, as the pipeline gathers them.
+    let payloads: Vec<Vec<u8>> = (0..10)
+        .map(|i| gomon_proto::encode_batch(&host_batch(&format!("node-{i}"))))
+        .collect();
+    let samples: usize = payloads
+        .iter()
+        .map(|payload| {
+            transform::decode(payload)
+                .map(|b| b.samples.len())
+                .unwrap_or(0)
+        })
+        .sum();
+    let external = vec![("cluster".to_owned(), "prod".to_owned())];
+    let mut group = c.benchmark_group("aggregator");
+    group.throughput(Throughput::Elements(samples as u64));
+    group.bench_function("decode_transform_encode", |b| {
+        b.iter(|| {
+            let mut series = Vec::with_capacity(samples);
+            for payload in &payloads {
+                let batch = transform::decode(payload).expect("valid batch");
+                transform::append_series(batch, &external, &mut series).expect("valid names");
+            }
+            remote_write::encode(series)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);

@@ -1,0 +1,330 @@
+//! Configuration of `gomon aggregator` (the `aggregator:` section of the configuration file).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gomon_runtime::kafka::{SaslConfig, TlsConfig};
+use serde::{Deserialize, Serialize};
+
+/// A configuration value that cannot be used; `key` is its full path (`aggregator.remote_write.url`).
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    /// The key at fault.
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+pub(crate) fn config_error(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// `aggregator:`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AggregatorConfig {
+    /// Address of `/metrics`, `/federate` and the health endpoints.
+    pub listen: SocketAddr,
+    /// Where the batches come from.
+    pub kafka: KafkaConfig,
+    /// Where the samples go (Prometheus remote write); unset: only the `/federate` endpoint serves them.
+    pub remote_write: Option<RemoteWriteConfig>,
+    /// The `/federate` endpoint: the latest sample of every series.
+    pub federate: FederateConfig,
+    /// Labels added to every series that does not carry them already (`cluster`, `env`, ...).
+    pub external_labels: BTreeMap<String, String>,
+    /// How long a stopping aggregator waits for writes in flight before it leaves them to be replayed.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for AggregatorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9101)),
+            kafka: KafkaConfig::default(),
+            remote_write: None,
+            federate: FederateConfig::default(),
+            external_labels: BTreeMap::new(),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `aggregator.kafka`: the consumer group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Topic the agents publish to.
+    pub topic: String,
+    /// Consumer group shared by every aggregator instance.
+    pub group_id: String,
+    /// Where a group without committed offsets starts: `earliest` or `latest`.
+    pub auto_offset_reset: String,
+    /// Topic that receives a copy of every message that does not decode; unset: such messages are only counted
+    /// and logged.
+    pub dead_letter_topic: Option<String>,
+    /// How long the group waits for a silent member before moving its partitions to another.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// TLS to the brokers.
+    pub tls: Option<TlsConfig>,
+    /// SASL authentication.
+    pub sasl: Option<SaslConfig>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".to_owned(),
+            topic: "gomon.metrics".to_owned(),
+            group_id: "gomon-aggregator".to_owned(),
+            auto_offset_reset: "earliest".to_owned(),
+            dead_letter_topic: None,
+            session_timeout: Duration::from_secs(30),
+            tls: None,
+            sasl: None,
+        }
+    }
+}
+
+/// `aggregator.remote_write`: a Prometheus remote write 1.0 receiver.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// Receiver URL: VictoriaMetrics `http://HOST:8428/api/v1/write`, Prometheus `http://HOST:9090/api/v1/write`.
+    pub url: String,
+    /// Most samples in one request.
+    pub max_samples_per_request: usize,
+    /// Longest a sample waits for its request to fill up.
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Time limit of one request.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// First wait before retrying a failed request; doubles up to `max_backoff`, with jitter.
+    #[serde(with = "humantime_serde")]
+    pub min_backoff: Duration,
+    /// Longest wait between retries.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// HTTP basic authentication.
+    pub basic_auth: Option<BasicAuth>,
+    /// Bearer token; or `bearer_token_file`.
+    pub bearer_token: Option<String>,
+    /// File holding the bearer token (a mounted Secret).
+    pub bearer_token_file: Option<PathBuf>,
+    /// TLS to the receiver.
+    pub tls: Option<HttpTlsConfig>,
+}
+
+impl Default for RemoteWriteConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_samples_per_request: 10_000,
+            max_delay: Duration::from_secs(1),
+            concurrency: 2,
+            timeout: Duration::from_secs(30),
+            min_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+            basic_auth: None,
+            bearer_token: None,
+            bearer_token_file: None,
+            tls: None,
+        }
+    }
+}
+
+impl fmt::Debug for RemoteWriteConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteWriteConfig")
+            .field("url", &self.url)
+            .field("max_samples_per_request", &self.max_samples_per_request)
+            .field("max_delay", &self.max_delay)
+            .field("concurrency", &self.concurrency)
+            .field("basic_auth", &self.basic_auth)
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("bearer_token_file", &self.bearer_token_file)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+/// HTTP basic authentication.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name.
+    pub username: String,
+    /// Password; or `password_file`.
+    pub password: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+/// TLS to an HTTP receiver (PEM files).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpTlsConfig {
+    /// CA certificate to trust besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate, for receivers that require one (with `key_file`).
+    pub cert_file: Option<PathBuf>,
+    /// Key of the client certificate.
+    pub key_file: Option<PathBuf>,
+    /// Accept any server certificate (testing only).
+    pub insecure_skip_verify: bool,
+}
+
+/// `aggregator.federate`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederateConfig {
+    /// Serve `/federate`.
+    pub enabled: bool,
+    /// A series disappears when its host has sent this many collection intervals without it (or nothing at all).
+    pub stale_intervals: u32,
+}
+
+impl Default for FederateConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            stale_intervals: 5,
+        }
+    }
+}
+
+/// Reads exactly one of an inline secret and a secret file.
+pub(crate) fn secret(
+    key: &str,
+    inline: Option<&String>,
+    file: Option<&PathBuf>,
+) -> Result<Option<String>, ConfigError> {
+    match (inline, file) {
+        (None, None) => Ok(None),
+        (Some(value), None) => Ok(Some(value.clone())),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|text| Some(text.trim().to_owned()))
+            .map_err(|error| {
+                config_error(
+                    format!("{key}_file"),
+                    format!("cannot read {}: {error}", path.display()),
+                )
+            }),
+        (Some(_), Some(_)) => Err(config_error(
+            key,
+            format!("set only one of {key} and {key}_file"),
+        )),
+    }
+}
+
+impl AggregatorConfig {
+    /// Checks what types cannot; the error names the key.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let kafka = &self.kafka;
+        for (key, value) in [
+            ("aggregator.kafka.topic", &kafka.topic),
+            ("aggregator.kafka.group_id", &kafka.group_id),
+        ] {
+            if value.trim().is_empty() {
+                return Err(config_error(key, "must not be empty"));
+            }
+        }
+        if !["earliest", "latest"].contains(&kafka.auto_offset_reset.as_str()) {
+            return Err(config_error(
+                "aggregator.kafka.auto_offset_reset",
+                format!("{:?} is not earliest or latest", kafka.auto_offset_reset),
+            ));
+        }
+        gomon_runtime::kafka::connection(
+            &mut rdkafka::ClientConfig::new(),
+            &kafka.brokers,
+            kafka.tls.as_ref(),
+            kafka.sasl.as_ref(),
+        )
+        .map_err(|error| config_error(format!("aggregator.kafka.{}", error.key), error.message))?;
+        for name in self.external_labels.keys() {
+            if !crate::transform::valid_label_name(name) || name == "__name__" {
+                return Err(config_error(
+                    format!("aggregator.external_labels.{name}"),
+                    "is not a valid label name",
+                ));
+            }
+        }
+        if let Some(remote) = &self.remote_write {
+            remote.check()?;
+        }
+        if self.federate.stale_intervals == 0 {
+            return Err(config_error(
+                "aggregator.federate.stale_intervals",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl RemoteWriteConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        let key = |name: &str| format!("aggregator.remote_write.{name}");
+        match reqwest::Url::parse(&self.url) {
+            Ok(url) if ["http", "https"].contains(&url.scheme()) => {}
+            Ok(_) => return Err(config_error(key("url"), "must be an http or https URL")),
+            Err(error) => return Err(config_error(key("url"), format!("{:?}: {error}", self.url))),
+        }
+        if self.max_samples_per_request == 0 {
+            return Err(config_error(
+                key("max_samples_per_request"),
+                "must be at least 1",
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err(config_error(key("concurrency"), "must be at least 1"));
+        }
+        if self.min_backoff.is_zero() || self.max_backoff < self.min_backoff {
+            return Err(config_error(
+                key("max_backoff"),
+                "min_backoff must be positive and max_backoff at least min_backoff",
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(config_error(key("timeout"), "must be positive"));
+        }
+        if self.basic_auth.is_some()
+            && (self.bearer_token.is_some() || self.bearer_token_file.is_some())
+        {
+            return Err(config_error(
+                key("basic_auth"),
+                "set either basic_auth or a bearer token, not both",
+            ));
+        }
+        crate::remote_write::RemoteWriter::new(self)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! `gomon aggregator`: consumes the agents' batches from a Kafka consumer group and writes them to a Prometheus
+//! remote write receiver (VictoriaMetrics), at least once: a message's offset is committed only after every sample
+//! before it was accepted. The latest sample of every series is also served on `/federate`.
+//!
+//! Sources -> transform -> sinks: [`kafka`] (the consumer group) feeds the [`pipeline`], which decodes and
+//! [`transform`]s each batch, and hands the series to [`remote_write`] and [`federate`].
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod federate;
+pub mod kafka;
+pub mod metrics;
+pub mod pipeline;
+pub mod remote_write;
+mod role;
+pub mod transform;
+
+pub use config::AggregatorConfig;
+pub use role::run;

@@ -1,0 +1,327 @@
+//! The pipeline: messages from a [`Source`] are decoded and transformed into series, gathered into requests bounded
+//! in samples and in delay, written with up to `concurrency` requests in flight, and their positions committed back
+//! to the source in order, only once every earlier request was accepted (at least once).
+//!
+//! While the receiver is down, the request at the head is retried with backoff; once `concurrency` requests wait and
+//! the next is full, the source is paused: memory stays bounded and the brokers keep the backlog.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use gomon_proto::prometheus::TimeSeries;
+use gomon_runtime::shutdown::Shutdown;
+use tokio::time::Instant;
+
+use crate::federate::Latest;
+use crate::metrics::Metrics;
+use crate::remote_write::{self, RemoteWriter, WriteError};
+use crate::transform::{self, Invalid};
+
+/// One message as the source delivered it.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// The encoded batch.
+    pub payload: Vec<u8>,
+    /// Partition it was read from.
+    pub partition: i32,
+    /// Its offset in the partition.
+    pub offset: i64,
+}
+
+/// Next offset to read, by partition: what a commit records.
+pub type Positions = HashMap<i32, i64>;
+
+/// Where messages come from: a Kafka consumer group, or the in-process queue of `gomon up`.
+pub trait Source: Send {
+    /// The next message; `None` when the source has ended.
+    fn next(&mut self) -> impl Future<Output = Option<Delivery>> + Send;
+    /// Records that everything before `positions` was handled.
+    fn commit(&mut self, positions: &Positions);
+    /// Stops (`true`) or restarts (`false`) fetching; `next` must still be polled meanwhile.
+    fn pause(&mut self, paused: bool);
+    /// Keeps a copy of a message that is not a valid batch (a dead-letter topic), if the source has such a place.
+    fn set_aside(
+        &mut self,
+        delivery: &Delivery,
+        reason: Invalid,
+    ) -> impl Future<Output = ()> + Send;
+    /// Final commit, before the process ends.
+    fn close(&mut self);
+}
+
+/// Sizes and delays of the pipeline.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Most samples in one request.
+    pub max_samples: usize,
+    /// Longest a message waits for its request to fill.
+    pub max_delay: Duration,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// How long a stopping pipeline waits for requests in flight.
+    pub shutdown_timeout: Duration,
+}
+
+/// Where series go.
+#[derive(Clone)]
+pub struct Sinks {
+    /// The remote write receiver, if one is configured.
+    pub remote: Option<RemoteWriter>,
+    /// The `/federate` store, if it is served.
+    pub federate: Option<Arc<Latest>>,
+    /// Labels added to every series.
+    pub external_labels: Arc<Vec<(String, String)>>,
+}
+
+/// Messages gathered for the next request.
+#[derive(Default)]
+struct Open {
+    series: Vec<TimeSeries>,
+    positions: Positions,
+    collected_ms: Vec<i64>,
+    since: Option<Instant>,
+}
+
+/// A request's end.
+enum Outcome {
+    /// Accepted (or nothing to write).
+    Written,
+    /// Refused for good: the samples are dropped and counted.
+    Dropped,
+    /// Still failing when the pipeline stopped: not committed, to be replayed.
+    Abandoned,
+}
+
+struct Done {
+    positions: Positions,
+    outcome: Outcome,
+}
+
+/// Whether the remote write receiver is answering, for `/health/ready`.
+#[derive(Clone, Debug, Default)]
+pub struct SinkHealth(Arc<AtomicBool>);
+
+impl SinkHealth {
+    /// True while the last request to the receiver failed and is being retried.
+    pub fn failing(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs the pipeline until `shutdown` fires or the source ends, then drains and commits.
+pub async fn run<S: Source>(
+    mut source: S,
+    sinks: Sinks,
+    limits: Limits,
+    metrics: Metrics,
+    health: SinkHealth,
+    shutdown: Shutdown,
+) {
+    let (abandon, abandoned) = Shutdown::new();
+    let mut open = Open::default();
+    let mut in_flight = FuturesOrdered::new();
+    let mut paused = false;
+    loop {
+        let full = open.series.len() >= limits.max_samples;
+        let backpressure = full && in_flight.len() >= limits.concurrency;
+        if backpressure != paused {
+            paused = backpressure;
+            source.pause(paused);
+        }
+        let deadline = open.since.map_or_else(
+            || Instant::now() + limits.max_delay,
+            |since| since + limits.max_delay,
+        );
+        tokio::select! {
+            biased;
+            () = shutdown.clone().wait() => break,
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                finish(&mut source, done, &metrics);
+            }
+            delivery = source.next() => {
+                let Some(delivery) = delivery else { break };
+                take(&mut source, &mut open, delivery, &sinks, &metrics).await;
+            }
+            () = tokio::time::sleep_until(deadline), if open.since.is_some() => {}
+        }
+        let overdue = open
+            .since
+            .is_some_and(|since| since.elapsed() >= limits.max_delay);
+        if (open.series.len() >= limits.max_samples || overdue)
+            && in_flight.len() < limits.concurrency
+        {
+            let closed = std::mem::take(&mut open);
+            in_flight.push_back(write(closed, &sinks, &metrics, &health, &abandoned));
+            metrics.in_flight.set(in_flight.len() as i64);
+        }
+    }
+    // Stopping: write what is gathered, wait for what is in flight, commit what was accepted.
+    if open.since.is_some() {
+        in_flight.push_back(write(open, &sinks, &metrics, &health, &abandoned));
+    }
+    let grace = limits.shutdown_timeout;
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        abandon.fire();
+    });
+    while let Some(done) = in_flight.next().await {
+        if matches!(done.outcome, Outcome::Abandoned) {
+            tracing::warn!(
+                "stopping with writes not accepted; they will be replayed from the last commit"
+            );
+            break;
+        }
+        finish(&mut source, done, &metrics);
+    }
+    metrics.in_flight.set(0);
+    source.close();
+}
+
+/// Decodes and transforms one message into the open request (or sets it aside).
+async fn take<S: Source>(
+    source: &mut S,
+    open: &mut Open,
+    delivery: Delivery,
+    sinks: &Sinks,
+    metrics: &Metrics,
+) {
+    metrics.consumed.inc();
+    open.since.get_or_insert_with(Instant::now);
+    open.positions
+        .insert(delivery.partition, delivery.offset + 1);
+    let start = open.series.len();
+    let added = transform::decode(&delivery.payload).and_then(|batch| {
+        let host = batch.host.clone();
+        let timestamp_ms = batch.timestamp_ms;
+        transform::append_series(batch, &sinks.external_labels, &mut open.series)
+            .map(|()| (host, timestamp_ms))
+    });
+    match added {
+        Ok((host, timestamp_ms)) => {
+            open.collected_ms.push(timestamp_ms);
+            if let Some(federate) = &sinks.federate {
+                federate.update(&host, timestamp_ms, &open.series[start..]);
+            }
+        }
+        Err(reason) => {
+            metrics.invalid.with_label_values(&[reason.reason()]).inc();
+            tracing::warn!(
+                partition = delivery.partition,
+                offset = delivery.offset,
+                reason = reason.reason(),
+                error = %reason,
+                bytes = delivery.payload.len(),
+                "message set aside: not a valid batch"
+            );
+            source.set_aside(&delivery, reason).await;
+        }
+    }
+}
+
+/// Commits a finished request's positions.
+fn finish<S: Source>(source: &mut S, done: Done, metrics: &Metrics) {
+    metrics.in_flight.dec();
+    if !matches!(done.outcome, Outcome::Abandoned) && !done.positions.is_empty() {
+        source.commit(&done.positions);
+    }
+}
+
+/// Writes one request, retrying while the receiver is down, until accepted, refused for good, or abandoned.
+fn write(
+    closed: Open,
+    sinks: &Sinks,
+    metrics: &Metrics,
+    health: &SinkHealth,
+    abandoned: &Shutdown,
+) -> impl Future<Output = Done> + Send + 'static {
+    let remote = sinks.remote.clone();
+    let metrics = metrics.clone();
+    let health = health.clone();
+    let abandoned = abandoned.clone();
+    async move {
+        let Open {
+            series,
+            positions,
+            collected_ms,
+            ..
+        } = closed;
+        let samples = series.len() as u64;
+        let Some(remote) = remote.filter(|_| samples > 0) else {
+            return Done {
+                positions,
+                outcome: Outcome::Written,
+            };
+        };
+        let body = Bytes::from(remote_write::encode(series));
+        let mut attempt = 0u32;
+        loop {
+            let started = std::time::Instant::now();
+            let result = remote.send(body.clone()).await;
+            metrics
+                .write_duration
+                .observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(()) => {
+                    metrics.requests.with_label_values(&["ok"]).inc();
+                    metrics.written.inc_by(samples);
+                    let now_ms = now_ms();
+                    for collected in collected_ms {
+                        metrics
+                            .pipeline_latency
+                            .observe((now_ms - collected).max(0) as f64 / 1000.0);
+                    }
+                    if health.0.swap(false, Ordering::Relaxed) {
+                        tracing::info!(url = %remote.url(), "remote write receiver accepts writes again");
+                    }
+                    return Done {
+                        positions,
+                        outcome: Outcome::Written,
+                    };
+                }
+                Err(WriteError::Permanent { message }) => {
+                    metrics.requests.with_label_values(&["permanent"]).inc();
+                    metrics
+                        .dropped
+                        .with_label_values(&["permanent"])
+                        .inc_by(samples);
+                    tracing::error!(url = %remote.url(), samples, answer = %message, "remote write refused the samples; dropped");
+                    return Done {
+                        positions,
+                        outcome: Outcome::Dropped,
+                    };
+                }
+                Err(WriteError::Retryable {
+                    message,
+                    retry_after,
+                }) => {
+                    metrics.requests.with_label_values(&["retryable"]).inc();
+                    attempt += 1;
+                    let wait = remote.backoff(attempt, retry_after);
+                    if !health.0.swap(true, Ordering::Relaxed) || attempt % 10 == 1 {
+                        tracing::warn!(url = %remote.url(), error = %message, attempt, retry_in = ?wait, "remote write failed; retrying");
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = abandoned.clone().wait() => {
+                            return Done { positions, outcome: Outcome::Abandoned };
+                        }
+                    }
+                    metrics.retries.inc();
+                }
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
