@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kube::KubernetesConfig;
 use crate::notify::dispatcher::OutboxConfig;
 use crate::notify::slack::SlackConfig;
 
@@ -28,6 +29,8 @@ pub struct Config {
     pub slack: SlackConfig,
     /// How the notification outbox is delivered and retried.
     pub outbox: OutboxConfig,
+    /// The Kubernetes pod watcher (off by default).
+    pub kubernetes: KubernetesConfig,
 }
 
 impl Default for Config {
@@ -39,6 +42,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             slack: SlackConfig::default(),
             outbox: OutboxConfig::default(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }
@@ -54,6 +58,7 @@ impl Config {
         self.database.postgres_url()?;
         self.slack.check()?;
         self.outbox.check()?;
+        self.kubernetes.check()?;
         if self.outbox.lease <= self.slack.timeout {
             anyhow::bail!(
                 "alerting.outbox.lease: must be longer than alerting.slack.timeout ({:?}), not {:?}",

@@ -1,12 +1,13 @@
 //! GoMon's alerting service: a REST API over a PostgreSQL or SQLite store, with deduplication, a lifecycle
 //! (firing -> acknowledged -> resolved) and an audit trail.
 //!
-//! Data flows one way: [`api`] handlers call the [`service`] core, which validates, applies the lifecycle rules of
+//! Data flows one way: [`api`] handlers and the Kubernetes pod watcher ([`kube`]) call the [`service`] core, which validates, applies the lifecycle rules of
 //! [`model`] and persists through [`store`]. Nothing downstream knows what is upstream.
 
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod kube;
 pub mod model;
 pub mod notify;
 pub mod service;
@@ -127,9 +128,33 @@ pub async fn run(config: Config, registry: Registry, shutdown: Shutdown) -> anyh
     if let Err(error) = core.refresh_gauges().await {
         tracing::warn!(%error, "alerting_active_alerts not initialised");
     }
-    let router = api::router(core, registry, auth, config.request_timeout);
+    let kube_metrics = crate::kube::watcher::KubeMetrics::new(&registry);
+    let (watcher, watcher_health) = if config.kubernetes.enabled {
+        let health = crate::kube::WatcherHealth::default();
+        tracing::info!(
+            namespaces = ?config.kubernetes.namespaces,
+            all_namespaces = config.kubernetes.all_namespaces,
+            leader_election = config.kubernetes.leader_election.enabled,
+            "Kubernetes pod watcher on"
+        );
+        let task = tokio::spawn(crate::kube::run(
+            core.clone(),
+            config.kubernetes.clone(),
+            kube_metrics,
+            health.clone(),
+            shutdown.clone(),
+        ));
+        (Some(task), Some(health))
+    } else {
+        (None, None)
+    };
+    let router =
+        api::router_with_watcher(core, registry, auth, config.request_timeout, watcher_health);
     tracing::info!(address = %listener.0.local_addr()?, store = store.describe(), "alerting API listening");
     let served = gomon_runtime::http::serve(listener, router, shutdown).await;
+    if let Some(watcher) = watcher {
+        watcher.await?;
+    }
     if let Some(mut dispatcher) = dispatcher {
         while let Some(stopped) = dispatcher.join_next().await {
             stopped?;

@@ -279,6 +279,8 @@ pub enum Change {
     Resolve {
         /// Who resolved it.
         by: Option<String>,
+        /// Why, kept in the audit trail and the notification.
+        note: Option<String>,
     },
     /// Someone owns it (status unchanged; not allowed once resolved).
     Assign {
@@ -336,15 +338,15 @@ impl Change {
     /// The note that goes with the change, if any.
     pub fn note(&self) -> Option<&str> {
         match self {
-            Change::Assign { note, .. } => note.as_deref(),
-            _ => None,
+            Change::Assign { note, .. } | Change::Resolve { note, .. } => note.as_deref(),
+            Change::Acknowledge { .. } => None,
         }
     }
 
     /// Checks the change's own fields.
     pub fn validate(&self) -> Result<()> {
         match self {
-            Change::Acknowledge { by } | Change::Resolve { by } => {
+            Change::Acknowledge { by } | Change::Resolve { by, .. } => {
                 if let Some(by) = by {
                     check_length("by", by, MAX_ACTOR)?;
                 }
@@ -384,7 +386,7 @@ impl Change {
                     serde_json::json!({"from": from, "to": alert.status}),
                 )
             }
-            Change::Resolve { by } => {
+            Change::Resolve { by, note } => {
                 if from == Status::Resolved {
                     return Err(Error::Conflict(format!(
                         "alert {} is already resolved",
@@ -393,11 +395,11 @@ impl Change {
                 }
                 alert.status = Status::Resolved;
                 alert.resolved_at = Some(at);
-                (
-                    "resolved",
-                    by.clone().or(actor),
-                    serde_json::json!({"from": from, "to": alert.status}),
-                )
+                let mut details = serde_json::json!({"from": from, "to": alert.status});
+                if let Some(note) = note {
+                    details["note"] = serde_json::Value::from(note.as_str());
+                }
+                ("resolved", by.clone().or(actor), details)
             }
             Change::Assign { assigned_to, note } => {
                 if from == Status::Resolved {
@@ -639,7 +641,10 @@ mod tests {
         let ack = Change::Acknowledge {
             by: Some("ann".into()),
         };
-        let resolve = Change::Resolve { by: None };
+        let resolve = Change::Resolve {
+            by: None,
+            note: None,
+        };
         let (acked, entry) = ack.apply(alert.clone(), None, now()).expect("ack firing");
         assert_eq!(acked.status, Status::Acknowledged);
         assert_eq!(acked.acknowledged_by.as_deref(), Some("ann"));

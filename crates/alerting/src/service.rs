@@ -1,6 +1,6 @@
 //! The alerting core: validation, deduplication, lifecycle and metrics, over a [`Store`].
 //!
-//! Every way an alert arrives (the REST API today; the pod watcher and webhooks later) goes through here.
+//! Every way an alert arrives (the REST API, the Kubernetes pod watcher; webhooks later) goes through here.
 
 use std::sync::Arc;
 
@@ -188,6 +188,11 @@ impl Alerting {
         }
         tracing::info!(alert_id = %alert.id, status = %alert.status, ?change, "alert changed");
         Ok(alert)
+    }
+
+    /// The alerts from `source` that are not resolved, oldest first.
+    pub async fn open_from(&self, source: &str) -> Result<Vec<Alert>> {
+        self.store.open_from(source).await
     }
 
     /// Deletes alert `id`; the audit trail keeps a copy of it.

@@ -235,7 +235,8 @@ pub async fn resolve(
     OptionalJsonBody(body): OptionalJsonBody<ByRequest>,
 ) -> Result<Json<Alert>, ApiError> {
     let by = body.unwrap_or_default().by;
-    Ok(Json(core.change(id, Change::Resolve { by }, caller).await?))
+    let change = Change::Resolve { by, note: None };
+    Ok(Json(core.change(id, change, caller).await?))
 }
 
 /// Assign an alert to someone.

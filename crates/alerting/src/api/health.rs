@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use crate::kube::watcher::WatcherStatus;
 
 /// A health answer.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -17,6 +18,10 @@ pub struct Health {
     /// Why it is unavailable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The Kubernetes pod watcher's state (`/health/ready`, when the watcher is enabled). It does not decide the
+    /// status: the API serves whatever the watcher does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<WatcherStatus>,
 }
 
 /// The process is up.
@@ -25,6 +30,7 @@ pub async fn live() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
         reason: None,
+        kubernetes: None,
     })
 }
 
@@ -38,6 +44,7 @@ pub async fn database(State(state): State<AppState>) -> (StatusCode, Json<Health
             Json(Health {
                 status: "ok".into(),
                 reason: None,
+                kubernetes: None,
             }),
         ),
         Err(error) => (
@@ -45,16 +52,20 @@ pub async fn database(State(state): State<AppState>) -> (StatusCode, Json<Health
             Json(Health {
                 status: "unavailable".into(),
                 reason: Some(error.to_string()),
+                kubernetes: None,
             }),
         ),
     }
 }
 
-/// Ready to serve: every dependency is healthy (today, the database).
+/// Ready to serve: the database answers. Also tells the Kubernetes pod watcher's state, when it is enabled.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn ready(state: State<AppState>) -> (StatusCode, Json<Health>) {
-    database(state).await
+    let watcher = state.watcher.as_ref().map(|watcher| watcher.get());
+    let (status, Json(mut health)) = database(state).await;
+    health.kubernetes = watcher;
+    (status, Json(health))
 }
 
 /// Prometheus metrics in the text format.

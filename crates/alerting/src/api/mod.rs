@@ -22,6 +22,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 pub use auth::Auth;
 pub use error::{ApiError, ErrorBody};
 
+use crate::kube::WatcherHealth;
 use crate::service::Alerting;
 
 /// What every handler can reach.
@@ -29,6 +30,7 @@ use crate::service::Alerting;
 pub struct AppState {
     core: Alerting,
     registry: Registry,
+    watcher: Option<WatcherHealth>,
 }
 
 impl FromRef<AppState> for Alerting {
@@ -166,8 +168,23 @@ pub fn starting_router() -> Router {
 /// The complete router: the authenticated `/api/v1/alerts` routes, and the open health, metrics and OpenAPI routes.
 /// A request that takes longer than `request_timeout` is answered 408.
 pub fn router(core: Alerting, registry: Registry, auth: Auth, request_timeout: Duration) -> Router {
+    router_with_watcher(core, registry, auth, request_timeout, None)
+}
+
+/// The complete router, with `/health/ready` telling the state of the Kubernetes pod `watcher`, if any.
+pub fn router_with_watcher(
+    core: Alerting,
+    registry: Registry,
+    auth: Auth,
+    request_timeout: Duration,
+    watcher: Option<WatcherHealth>,
+) -> Router {
     let http_metrics = gomon_runtime::http::RequestMetrics::new(&registry, "alerting");
-    let state = AppState { core, registry };
+    let state = AppState {
+        core,
+        registry,
+        watcher,
+    };
     let api = Router::new()
         .route("/api/v1/alerts", get(alerts::list).post(alerts::create))
         .route(

@@ -191,6 +191,11 @@ impl Store {
         dispatch!(self.actions(id))
     }
 
+    /// The alerts from `source` that are not resolved, oldest first.
+    pub async fn open_from(&self, source: &str) -> Result<Vec<Alert>> {
+        dispatch!(self.open_from(source))
+    }
+
     /// How many alerts are not resolved, per severity (severities with none are absent).
     pub async fn open_by_severity(&self) -> Result<Vec<(Severity, i64)>> {
         dispatch!(self.open_by_severity())

@@ -446,6 +446,18 @@ macro_rules! sql_store {
                 Ok(rows.into_iter().map(AuditEntry::from).collect())
             }
 
+            pub(super) async fn open_from(&self, source: &str) -> Result<Vec<Alert>> {
+                sqlx::query_as::<_, AlertRow>(&format!(
+                    "{SELECT_ALERT} WHERE source = $1 AND status <> 'resolved' ORDER BY created_at, id"
+                ))
+                .bind(source)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(Alert::try_from)
+                .collect()
+            }
+
             pub(super) async fn open_by_severity(&self) -> Result<Vec<(Severity, i64)>> {
                 let rows: Vec<(String, i64)> = sqlx::query_as(OPEN_BY_SEVERITY).fetch_all(&self.pool).await?;
                 rows.into_iter()

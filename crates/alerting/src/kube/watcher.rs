@@ -1,0 +1,512 @@
+//! The watcher task: connects to the API server, takes the Lease when leader election is on, runs one kube-rs watch
+//! per namespace (or one for all), folds their events into a [`Tracker`] and carries its decisions out through the
+//! alerting core. API errors are counted, shown on `/health/ready` and retried with backoff; nothing here stops the
+//! service.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ::kube::config::{KubeConfigOptions, Kubeconfig};
+use ::kube::runtime::watcher::{self, Event};
+use ::kube::{Api, Client};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use gomon_runtime::metrics::must;
+use gomon_runtime::shutdown::Shutdown;
+use k8s_openapi::api::core::v1::Pod;
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::config::KubernetesConfig;
+use super::lease::LeaseLock;
+use super::state::{ACTOR, AlertKey, Plan, SOURCE, Tracker};
+use crate::error::Error;
+use crate::model::{self, Change};
+use crate::service::Alerting;
+
+/// The watcher's metrics.
+#[derive(Clone, Debug)]
+pub struct KubeMetrics {
+    events: IntCounterVec,
+    errors: IntCounter,
+    failing: IntGaugeVec,
+}
+
+impl KubeMetrics {
+    /// Registers `alerting_kube_watch_events_total{event}`, `alerting_kube_watch_errors_total` and
+    /// `alerting_kube_pods_failing{namespace,reason}` in `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        let events = must(IntCounterVec::new(
+            Opts::new(
+                "alerting_kube_watch_events_total",
+                "Pod watch events received, by event (list_start, listed, list_done, applied, deleted).",
+            ),
+            &["event"],
+        ));
+        let errors = must(IntCounter::new(
+            "alerting_kube_watch_errors_total",
+            "Errors talking to the Kubernetes API server (connecting, listing, watching, the Lease).",
+        ));
+        let failing = must(IntGaugeVec::new(
+            Opts::new(
+                "alerting_kube_pods_failing",
+                "Pods failing now, by namespace and reason, as the watcher sees them.",
+            ),
+            &["namespace", "reason"],
+        ));
+        must(registry.register(Box::new(events.clone())));
+        must(registry.register(Box::new(errors.clone())));
+        must(registry.register(Box::new(failing.clone())));
+        Self {
+            events,
+            errors,
+            failing,
+        }
+    }
+
+    fn failing_pods(&self, plan: &Plan) {
+        self.failing.reset();
+        for ((namespace, reason), count) in &plan.failing_pods {
+            self.failing
+                .with_label_values(&[namespace.as_str(), reason.as_str()])
+                .set(*count);
+        }
+    }
+}
+
+/// What the watcher is doing, as `/health/ready` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WatcherStatus {
+    /// `starting`, `standby` (another replica holds the Lease), `listing`, `watching`, `retrying` (the API
+    /// server fails; backing off) or `stopped`.
+    pub state: String,
+    /// Since when.
+    pub since: DateTime<Utc>,
+    /// Whether this replica holds the Lease (absent without leader election).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<bool>,
+    /// Pods being tracked.
+    pub pods: usize,
+    /// The last error, while `retrying`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The watcher's status, shared with the health endpoint.
+#[derive(Clone, Debug)]
+pub struct WatcherHealth(Arc<Mutex<WatcherStatus>>);
+
+impl Default for WatcherHealth {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(WatcherStatus {
+            state: "starting".to_owned(),
+            since: model::now(),
+            leader: None,
+            pods: 0,
+            last_error: None,
+        })))
+    }
+}
+
+impl WatcherHealth {
+    /// The current status.
+    pub fn get(&self) -> WatcherStatus {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WatcherStatus> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn set(&self, state: &str, error: Option<String>) {
+        let mut status = self.lock();
+        if status.state != state {
+            status.state = state.to_owned();
+            status.since = model::now();
+        }
+        status.last_error = error;
+    }
+
+    fn leader(&self, leader: Option<bool>) {
+        self.lock().leader = leader;
+    }
+
+    fn pods(&self, pods: usize) {
+        self.lock().pods = pods;
+    }
+}
+
+/// Doubling delays between `initial` and `max`.
+struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(config: &KubernetesConfig) -> Self {
+        Self {
+            initial: config.backoff_initial,
+            max: config.backoff_max,
+            next: config.backoff_initial,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.next = self.initial;
+    }
+}
+
+/// Waits `delay`; false if shutdown came first.
+async fn pause(delay: Duration, shutdown: &Shutdown) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        () = shutdown.clone().wait() => false,
+    }
+}
+
+/// The API client: `kubeconfig` (and `context`) when set, else the in-cluster service account, `KUBECONFIG` or
+/// `~/.kube/config`.
+pub async fn client(config: &KubernetesConfig) -> anyhow::Result<Client> {
+    let options = KubeConfigOptions {
+        context: config.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let kube_config = match (&config.kubeconfig, &config.context) {
+        (Some(path), _) => {
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|error| {
+                anyhow::anyhow!("alerting.kubernetes.kubeconfig {}: {error}", path.display())
+            })?;
+            ::kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?
+        }
+        (None, Some(_)) => ::kube::Config::from_kubeconfig(&options).await?,
+        (None, None) => ::kube::Config::infer().await?,
+    };
+    Ok(Client::try_from(kube_config)?)
+}
+
+fn identity(config: &KubernetesConfig) -> String {
+    config
+        .leader_election
+        .identity
+        .clone()
+        .or_else(|| std::env::var("POD_NAME").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(|| format!("gomon-alerting-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// How a watching session ended.
+enum Ended {
+    Shutdown,
+    LostLease,
+    Failed,
+}
+
+/// Runs the watcher until `shutdown` fires. Never returns early on errors: it backs off and tries again.
+pub async fn run(
+    core: Alerting,
+    config: KubernetesConfig,
+    metrics: KubeMetrics,
+    health: WatcherHealth,
+    shutdown: Shutdown,
+) {
+    let mut backoff = Backoff::new(&config);
+    let identity = identity(&config);
+    loop {
+        let client = match client(&config).await {
+            Ok(client) => client,
+            Err(error) => {
+                metrics.errors.inc();
+                tracing::warn!(%error, "Kubernetes API client not configured, retrying");
+                health.set("retrying", Some(error.to_string()));
+                if !pause(backoff.next(), &shutdown).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let mut lock = config.leader_election.enabled.then(|| {
+            let namespace = config
+                .leader_election
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned());
+            LeaseLock::new(
+                Api::namespaced(client.clone(), &namespace),
+                config.leader_election.lease_name.clone(),
+                identity.clone(),
+                config.leader_election.lease_duration,
+            )
+        });
+        if let Some(lock) = lock.as_mut() {
+            health.leader(Some(false));
+            if !acquire(lock, &config, &metrics, &health, &shutdown).await {
+                break;
+            }
+            health.leader(Some(true));
+            tracing::info!(
+                identity = lock.identity(),
+                "holding the watcher Lease: watching pods"
+            );
+        }
+        let mut session = Session {
+            core: &core,
+            config: &config,
+            metrics: &metrics,
+            health: &health,
+            tracker: Tracker::new(config.clone()),
+            needs_adoption: false,
+        };
+        match session.watch(&client, lock.as_mut(), &shutdown).await {
+            Ended::Shutdown => {
+                if let Some(lock) = &lock {
+                    lock.release().await;
+                }
+                break;
+            }
+            Ended::LostLease => {
+                tracing::warn!("lost the watcher Lease: another replica watches now");
+                health.leader(Some(false));
+            }
+            Ended::Failed => {
+                if !pause(backoff.next(), &shutdown).await {
+                    break;
+                }
+            }
+        }
+    }
+    health.set("stopped", None);
+    tracing::info!("Kubernetes pod watcher stopped");
+}
+
+/// Waits until this replica holds the Lease; false if shutdown came first.
+async fn acquire(
+    lock: &mut LeaseLock,
+    config: &KubernetesConfig,
+    metrics: &KubeMetrics,
+    health: &WatcherHealth,
+    shutdown: &Shutdown,
+) -> bool {
+    loop {
+        match lock.try_acquire_or_renew().await {
+            Ok(true) => return true,
+            Ok(false) => health.set("standby", None),
+            Err(error) => {
+                metrics.errors.inc();
+                tracing::warn!(%error, "cannot read or take the watcher Lease, retrying");
+                health.set("retrying", Some(format!("Lease: {error}")));
+            }
+        }
+        if !pause(config.leader_election.renew_interval, shutdown).await {
+            return false;
+        }
+    }
+}
+
+/// One watching session: from the first list until shutdown, a lost Lease or a dead stream.
+struct Session<'a> {
+    core: &'a Alerting,
+    config: &'a KubernetesConfig,
+    metrics: &'a KubeMetrics,
+    health: &'a WatcherHealth,
+    tracker: Tracker,
+    needs_adoption: bool,
+}
+
+type Events = BoxStream<'static, (usize, Result<Event<Pod>, watcher::Error>)>;
+
+impl Session<'_> {
+    fn streams(&self, client: &Client) -> Events {
+        let mut watch_config = watcher::Config::default();
+        if let Some(selector) = &self.config.label_selector {
+            watch_config = watch_config.labels(selector);
+        }
+        let apis: Vec<Api<Pod>> = if self.config.all_namespaces {
+            vec![Api::all(client.clone())]
+        } else {
+            self.config
+                .namespaces
+                .iter()
+                .map(|namespace| Api::namespaced(client.clone(), namespace))
+                .collect()
+        };
+        let streams = apis.into_iter().enumerate().map(|(index, api)| {
+            watcher::watcher(api, watch_config.clone())
+                .map(move |event| (index, event))
+                .boxed()
+        });
+        futures::stream::select_all(streams).boxed()
+    }
+
+    async fn watch(
+        &mut self,
+        client: &Client,
+        mut lock: Option<&mut LeaseLock>,
+        shutdown: &Shutdown,
+    ) -> Ended {
+        let mut events = self.streams(client);
+        let streams = if self.config.all_namespaces {
+            1
+        } else {
+            self.config.namespaces.len()
+        };
+        let mut unlisted: BTreeSet<usize> = (0..streams).collect();
+        let mut backoff = Backoff::new(self.config);
+        let mut paused_until: Option<tokio::time::Instant> = None;
+        let mut evaluation = tokio::time::interval(self.config.evaluation_interval);
+        evaluation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renewal = tokio::time::interval(self.config.leader_election.renew_interval);
+        renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renewed = Instant::now();
+        self.health.set("listing", None);
+        loop {
+            let paused = paused_until.is_some();
+            tokio::select! {
+                () = shutdown.clone().wait() => return Ended::Shutdown,
+                () = async {
+                    if let Some(until) = paused_until {
+                        tokio::time::sleep_until(until).await;
+                    }
+                }, if paused => paused_until = None,
+                next = events.next(), if !paused => match next {
+                    Some((stream, Ok(event))) => {
+                        backoff.reset();
+                        self.event(stream, event, &mut unlisted).await;
+                    }
+                    Some((_, Err(error))) => {
+                        self.metrics.errors.inc();
+                        tracing::warn!(%error, "Kubernetes watch error, backing off");
+                        self.health.set("retrying", Some(error.to_string()));
+                        paused_until = Some(tokio::time::Instant::now() + backoff.next());
+                    }
+                    None => return Ended::Failed,
+                },
+                _ = evaluation.tick() => {
+                    if unlisted.is_empty() {
+                        self.evaluate().await;
+                    }
+                }
+                _ = renewal.tick(), if lock.is_some() => {
+                    if let Some(lock) = lock.as_deref_mut() {
+                        match lock.try_acquire_or_renew().await {
+                            Ok(true) => renewed = Instant::now(),
+                            Ok(false) => return Ended::LostLease,
+                            Err(error) => {
+                                self.metrics.errors.inc();
+                                tracing::warn!(%error, "cannot renew the watcher Lease");
+                                // Stop before another replica may take it over.
+                                if renewed.elapsed() >= self.config.leader_election.lease_duration {
+                                    return Ended::LostLease;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn event(&mut self, stream: usize, event: Event<Pod>, unlisted: &mut BTreeSet<usize>) {
+        let now = model::now();
+        let name = match event {
+            Event::Init => {
+                self.tracker.list_started(stream);
+                self.health.set("listing", None);
+                "list_start"
+            }
+            Event::InitApply(pod) => {
+                self.tracker.listed(stream, pod);
+                "listed"
+            }
+            Event::InitDone => {
+                self.tracker.list_done(stream, now);
+                unlisted.remove(&stream);
+                self.needs_adoption = true;
+                "list_done"
+            }
+            Event::Apply(pod) => {
+                self.tracker.apply(stream, pod, now);
+                "applied"
+            }
+            Event::Delete(pod) => {
+                self.tracker.delete(&pod);
+                "deleted"
+            }
+        };
+        self.metrics.events.with_label_values(&[name]).inc();
+        self.health.pods(self.tracker.pod_count());
+        if unlisted.is_empty() {
+            self.health.set("watching", None);
+            if name == "list_done" {
+                self.evaluate().await;
+            }
+        }
+    }
+
+    /// Reconciles with the store when a list completed, then decides and carries the decisions out.
+    async fn evaluate(&mut self) {
+        if self.needs_adoption {
+            match self.core.open_from(SOURCE).await {
+                Ok(alerts) => {
+                    self.tracker.adopt(&alerts, model::now());
+                    self.needs_adoption = false;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read open Kubernetes alerts; deciding after the next try");
+                    return;
+                }
+            }
+        }
+        let plan = self.tracker.evaluate(model::now());
+        self.metrics.failing_pods(&plan);
+        for (key, new) in plan.create {
+            match self.core.create(new, Some(ACTOR.to_owned())).await {
+                Ok((alert, created)) => {
+                    if created {
+                        tracing::info!(alert_id = %alert.id, namespace = %key.namespace,
+                            workload = %key.workload.name, reason = %key.reason, "pod failure alert opened");
+                    }
+                    self.tracker.opened(&key, alert.id);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, namespace = %key.namespace, workload = %key.workload.name,
+                        reason = %key.reason, "cannot open the pod failure alert; retrying at the next evaluation");
+                }
+            }
+        }
+        for (key, id, note) in plan.resolve {
+            self.resolve(&key, id, note).await;
+        }
+    }
+
+    async fn resolve(&mut self, key: &AlertKey, id: uuid::Uuid, note: String) {
+        let change = Change::Resolve {
+            by: Some(ACTOR.to_owned()),
+            note: Some(note),
+        };
+        match self.core.change(id, change, None).await {
+            Ok(_) => {
+                tracing::info!(alert_id = %id, namespace = %key.namespace, workload = %key.workload.name,
+                    reason = %key.reason, "pod failure alert resolved");
+                self.tracker.resolved(key);
+            }
+            // Resolved or deleted by someone else meanwhile: nothing left to do.
+            Err(Error::Conflict(_) | Error::NotFound(_)) => self.tracker.resolved(key),
+            Err(error) => {
+                tracing::warn!(%error, alert_id = %id, "cannot resolve the pod failure alert; retrying at the next evaluation");
+            }
+        }
+    }
+}
