@@ -40,3 +40,4 @@ cargo test --workspace 2>&1 | tee target/test-output.log
 awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
      END { printf "tests: %d passed, %d failed\n", passed, failed; if (ignored > 0) exit 1 }' \
   target/test-output.log
+scripts/check-deploy.sh   # deploy/: manifests, provisioning, rules, Terraform; PromQL against VictoriaMetrics fed by gomon
