@@ -183,7 +183,7 @@ pub async fn client(config: &KubernetesConfig) -> anyhow::Result<Client> {
         context: config.context.clone(),
         ..KubeConfigOptions::default()
     };
-    let kube_config = match (&config.kubeconfig, &config.context) {
+    let mut kube_config = match (&config.kubeconfig, &config.context) {
         (Some(path), _) => {
             let kubeconfig = Kubeconfig::read_from(path).map_err(|error| {
                 anyhow::anyhow!("alerting.kubernetes.kubeconfig {}: {error}", path.display())
@@ -193,6 +193,9 @@ pub async fn client(config: &KubernetesConfig) -> anyhow::Result<Client> {
         (None, Some(_)) => ::kube::Config::from_kubeconfig(&options).await?,
         (None, None) => ::kube::Config::infer().await?,
     };
+    // The client's own retrying (up to 15 times, for up to minutes) would hide an outage from the health state
+    // and hold a Lease renewal past the Lease's duration; the watcher backs off itself.
+    kube_config.default_retry = false;
     Ok(Client::try_from(kube_config)?)
 }
 

@@ -297,4 +297,5 @@ impl Proxy {
         self.up.store(true, Ordering::SeqCst);
     }
 }
+pub mod kube;
 pub mod slack;
