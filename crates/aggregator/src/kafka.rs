@@ -1,12 +1,12 @@
 //! The Kafka source: a member of the consumer group, offsets committed by the pipeline (never automatically), lag
 //! from librdkafka's statistics, and a dead-letter producer for messages that are not valid batches.
 
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaResult;
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
@@ -56,16 +56,6 @@ impl ConsumerContext for Context {
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
         }
     }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
-        match result {
-            Ok(()) => self.metrics.commits.with_label_values(&["ok"]).inc(),
-            Err(error) => {
-                self.metrics.commits.with_label_values(&["error"]).inc();
-                tracing::warn!(%error, "offset commit failed; those messages may be written again");
-            }
-        }
-    }
 }
 
 fn partition_numbers(partitions: &TopicPartitionList) -> Vec<i32> {
@@ -78,11 +68,57 @@ fn partition_numbers(partitions: &TopicPartitionList) -> Vec<i32> {
 
 /// The consumer group member.
 pub struct KafkaSource {
-    consumer: StreamConsumer<Context>,
+    consumer: Arc<StreamConsumer<Context>>,
+    dead_letter: Option<(FutureProducer, String, Metrics)>,
     topic: String,
-    dead_letter: Option<(FutureProducer, String)>,
-    metrics: Metrics,
-    committed: Positions,
+    committer: Option<Committer>,
+}
+
+/// Commits offsets in order on a thread of its own, synchronously, so that each outcome is known and counted
+/// without holding up consumption; positions that queue up meanwhile are merged into one commit.
+struct Committer {
+    positions: mpsc::Sender<Positions>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Committer {
+    fn start(consumer: Arc<StreamConsumer<Context>>, topic: String, metrics: Metrics) -> Self {
+        let (positions, queued) = mpsc::channel::<Positions>();
+        let thread = std::thread::spawn(move || {
+            while let Ok(mut merged) = queued.recv() {
+                while let Ok(more) = queued.try_recv() {
+                    merged.extend(more);
+                }
+                // Only partitions still ours: another member may have moved on since.
+                let assigned = consumer
+                    .assignment()
+                    .map(|list| partition_numbers(&list))
+                    .unwrap_or_default();
+                let mut list = TopicPartitionList::new();
+                for (partition, offset) in &merged {
+                    if assigned.contains(partition) {
+                        // Adding a partition to a fresh list cannot fail.
+                        let _ =
+                            list.add_partition_offset(&topic, *partition, Offset::Offset(*offset));
+                    }
+                }
+                if list.count() == 0 {
+                    continue;
+                }
+                match consumer.commit(&list, CommitMode::Sync) {
+                    Ok(()) => {
+                        metrics.commits.with_label_values(&["ok"]).inc();
+                        tracing::debug!(positions = ?merged, "offsets committed");
+                    }
+                    Err(error) => {
+                        metrics.commits.with_label_values(&["error"]).inc();
+                        tracing::warn!(%error, "offset commit failed; those messages may be written again");
+                    }
+                }
+            }
+        });
+        Self { positions, thread }
+    }
 }
 
 fn client_config(config: &KafkaConfig) -> Result<ClientConfig, ConfigError> {
@@ -137,22 +173,14 @@ impl KafkaSource {
             }
             None => None,
         };
+        let consumer = Arc::new(consumer);
+        let committer = Committer::start(consumer.clone(), config.topic.clone(), metrics.clone());
         Ok(Self {
             consumer,
+            dead_letter: dead_letter.map(|(producer, topic)| (producer, topic, metrics)),
             topic: config.topic.clone(),
-            dead_letter,
-            metrics,
-            committed: Positions::new(),
+            committer: Some(committer),
         })
-    }
-
-    fn list(&self, positions: &Positions) -> TopicPartitionList {
-        let mut list = TopicPartitionList::new();
-        for (partition, offset) in positions {
-            // Adding a partition to a fresh list cannot fail.
-            let _ = list.add_partition_offset(&self.topic, *partition, Offset::Offset(*offset));
-        }
-        list
     }
 }
 
@@ -177,17 +205,9 @@ impl Source for KafkaSource {
     }
 
     fn commit(&mut self, positions: &Positions) {
-        self.committed.extend(
-            positions
-                .iter()
-                .map(|(partition, offset)| (*partition, *offset)),
-        );
-        if let Err(error) = self
-            .consumer
-            .commit(&self.list(positions), CommitMode::Async)
-        {
-            self.metrics.commits.with_label_values(&["error"]).inc();
-            tracing::warn!(%error, "offset commit failed; those messages may be written again");
+        if let Some(committer) = &self.committer {
+            // The thread ends only in `close`.
+            let _ = committer.positions.send(positions.clone());
         }
     }
 
@@ -210,7 +230,7 @@ impl Source for KafkaSource {
     }
 
     async fn set_aside(&mut self, delivery: &Delivery, reason: Invalid) {
-        let Some((producer, topic)) = &self.dead_letter else {
+        let Some((producer, topic, metrics)) = &self.dead_letter else {
             return;
         };
         let partition = delivery.partition.to_string();
@@ -236,31 +256,20 @@ impl Source for KafkaSource {
             .payload(delivery.payload.as_slice())
             .headers(headers);
         match producer.send(record, Duration::from_secs(30)).await {
-            Ok(_) => self.metrics.dead_letter.with_label_values(&["ok"]).inc(),
+            Ok(_) => metrics.dead_letter.with_label_values(&["ok"]).inc(),
             Err((error, _)) => {
-                self.metrics.dead_letter.with_label_values(&["error"]).inc();
+                metrics.dead_letter.with_label_values(&["error"]).inc();
                 tracing::error!(%error, topic, partition = delivery.partition, offset = delivery.offset, "cannot copy an invalid message to the dead-letter topic");
             }
         }
     }
 
     fn close(&mut self) {
-        // Only partitions still ours: another member may have moved on since.
-        let assigned: Vec<i32> = self
-            .consumer
-            .assignment()
-            .map(|list| partition_numbers(&list))
-            .unwrap_or_default();
-        self.committed
-            .retain(|partition, _| assigned.contains(partition));
-        if self.committed.is_empty() {
-            return;
-        }
-        if let Err(error) = self
-            .consumer
-            .commit(&self.list(&self.committed), CommitMode::Sync)
-        {
-            tracing::warn!(%error, "final offset commit failed; the last messages may be written again");
+        if let Some(committer) = self.committer.take() {
+            drop(committer.positions);
+            if committer.thread.join().is_err() {
+                tracing::error!("the offset committer failed");
+            }
         }
     }
 }

@@ -119,6 +119,10 @@ impl Metrics {
         for outcome in ["ok", "retryable", "permanent"] {
             metrics.requests.with_label_values(&[outcome]);
         }
+        for outcome in ["ok", "error"] {
+            metrics.commits.with_label_values(&[outcome]);
+            metrics.dead_letter.with_label_values(&[outcome]);
+        }
         let collectors: [Box<dyn Collector>; 12] = [
             Box::new(metrics.consumed.clone()),
             Box::new(metrics.invalid.clone()),

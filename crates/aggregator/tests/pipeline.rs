@@ -1,0 +1,417 @@
+//! The aggregator between a real Kafka-protocol broker (tansu) and a real VictoriaMetrics (or Prometheus): what goes
+//! in comes out exactly, outages of the receiver lose nothing, poison messages are set aside, a group shares the
+//! partitions.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gomon_testkit::{Broker, VictoriaMetrics, eventually, free_port};
+use rdkafka::ClientConfig;
+use rdkafka::Message as _;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers as _;
+use support::{
+    Running, SAMPLES_PER_BATCH, batch, config, now_ms, producer, publish, publish_batch,
+};
+
+const TOPIC: &str = "gomon.metrics";
+
+/// The series VictoriaMetrics holds for `host`, by (name, mode), with their (timestamp, value) pairs.
+type Stored = BTreeMap<(String, String), Vec<(i64, f64)>>;
+
+async fn stored(vm: &VictoriaMetrics, hosts: &str) -> Stored {
+    let mut stored = Stored::new();
+    for series in vm.export(&format!("{{host=~\"{hosts}\"}}")).await {
+        let key = (
+            format!("{}/{}", series.labels["host"], series.labels["__name__"]),
+            series.labels.get("mode").cloned().unwrap_or_default(),
+        );
+        let points = series.timestamps.into_iter().zip(series.values).collect();
+        stored.insert(key, points);
+    }
+    stored
+}
+
+/// What [`batch`] stores for each (host, timestamp, seed).
+fn expected(batches: &[(String, i64, f64)]) -> Stored {
+    let mut expected = Stored::new();
+    for (host, timestamp, seed) in batches {
+        for (i, mode) in ["user", "system", "idle"].iter().enumerate() {
+            expected
+                .entry((format!("{host}/node_cpu_seconds_total"), (*mode).to_owned()))
+                .or_default()
+                .push((*timestamp, seed * 10.0 + i as f64));
+        }
+        expected
+            .entry((format!("{host}/gomon_memory_used_percent"), String::new()))
+            .or_default()
+            .push((*timestamp, seed + 0.25));
+    }
+    for points in expected.values_mut() {
+        points.sort_by_key(|(timestamp, _)| *timestamp);
+    }
+    expected
+}
+
+async fn wait_stored(vm: &VictoriaMetrics, hosts: &str, want: &Stored, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let now = stored(vm, hosts).await;
+        if now == *want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "VictoriaMetrics holds\n{now:?}\ninstead of\n{want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn group() -> String {
+    format!("test-{}", uuid::Uuid::new_v4())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_batches_arrive_in_victoria_metrics_exactly() {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 3).await;
+    let vm = VictoriaMetrics::start();
+    let mut config = config(&broker, TOPIC, &group(), Some(vm.write_url()));
+    config
+        .external_labels
+        .insert("cluster".to_owned(), "test-cluster".to_owned());
+    // The batches are a minute old: keep their hosts on /federate.
+    config.federate.stale_intervals = 1000;
+    let aggregator = Running::start(config);
+    let producer = producer(&broker);
+    let start = now_ms() - 60_000;
+    let mut sent = Vec::new();
+    for round in 0..5 {
+        for (index, host) in ["exact-a", "exact-b", "exact-c"].iter().enumerate() {
+            let timestamp = start + round * 1000;
+            // Values with short exact decimals: VictoriaMetrics keeps 12 significant digits.
+            let seed = round as f64 * 4.0 + index as f64 + 0.5;
+            publish_batch(&producer, TOPIC, &batch(host, timestamp, seed)).await;
+            sent.push(((*host).to_owned(), timestamp, seed));
+        }
+    }
+    let want = expected(&sent);
+    wait_stored(&vm, "exact-.*", &want, Duration::from_secs(30)).await;
+
+    // Labels: the agent's host, the external label, nothing of the aggregator's own.
+    let series = vm
+        .export("node_cpu_seconds_total{host=\"exact-a\",mode=\"idle\"}")
+        .await;
+    assert_eq!(series.len(), 1);
+    let labels: Vec<(&str, &str)> = series[0]
+        .labels
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("__name__", "node_cpu_seconds_total"),
+            ("cluster", "test-cluster"),
+            ("cpu", "0"),
+            ("host", "exact-a"),
+            ("mode", "idle"),
+        ]
+    );
+    let written = aggregator.metric("aggregator_samples_written_total").await;
+    assert_eq!(written, (sent.len() * SAMPLES_PER_BATCH) as f64);
+    assert_eq!(
+        aggregator
+            .metric("aggregator_pipeline_latency_seconds_count")
+            .await,
+        sent.len() as f64
+    );
+    assert_eq!(
+        aggregator
+            .metric("aggregator_messages_consumed_total")
+            .await,
+        sent.len() as f64
+    );
+    // The federate endpoint has the latest value of every series.
+    let federate = reqwest::get(&aggregator.federate_url)
+        .await
+        .expect("federate")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        federate
+            .contains("gomon_memory_used_percent{cluster=\"test-cluster\",host=\"exact-c\"} 18.75"),
+        "{federate}"
+    );
+    aggregator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_of_victoria_metrics_loses_nothing() {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 3).await;
+    let mut vm = VictoriaMetrics::start();
+    let aggregator = Running::start(config(&broker, TOPIC, &group(), Some(vm.write_url())));
+    let producer = producer(&broker);
+    let start = now_ms() - 60_000;
+    let mut sent = Vec::new();
+    for round in 0..3 {
+        let timestamp = start + round * 1000;
+        publish_batch(&producer, TOPIC, &batch("outage", timestamp, round as f64)).await;
+        sent.push(("outage".to_owned(), timestamp, round as f64));
+    }
+    wait_stored(&vm, "outage", &expected(&sent), Duration::from_secs(30)).await;
+
+    vm.stop();
+    for round in 3..8 {
+        let timestamp = start + round * 1000;
+        publish_batch(&producer, TOPIC, &batch("outage", timestamp, round as f64)).await;
+        sent.push(("outage".to_owned(), timestamp, round as f64));
+    }
+    eventually(
+        Duration::from_secs(20),
+        "retries while VictoriaMetrics is down",
+        || async {
+            (aggregator.metric("aggregator_write_retries_total").await >= 2.0).then_some(())
+        },
+    )
+    .await;
+    vm.resume();
+    wait_stored(&vm, "outage", &expected(&sent), Duration::from_secs(30)).await;
+    assert_eq!(
+        aggregator
+            .metric("aggregator_samples_dropped_total{reason=\"permanent\"}")
+            .await,
+        0.0
+    );
+    aggregator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_is_set_aside_and_the_good_ones_after_it_arrive() {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 1).await;
+    broker.create_topic("gomon.metrics.dead", 1).await;
+    let vm = VictoriaMetrics::start();
+    let mut config = config(&broker, TOPIC, &group(), Some(vm.write_url()));
+    config.kafka.dead_letter_topic = Some("gomon.metrics.dead".to_owned());
+    let aggregator = Running::start(config);
+    let producer = producer(&broker);
+    let start = now_ms() - 60_000;
+    publish_batch(&producer, TOPIC, &batch("poison", start, 1.0)).await;
+    publish(&producer, TOPIC, "poison", b"\x08\xff\xff not a batch").await;
+    let mut nameless = batch("poison", start + 500, 9.0);
+    nameless.samples[0].name = "bad name".to_owned();
+    publish_batch(&producer, TOPIC, &nameless).await;
+    publish_batch(&producer, TOPIC, &batch("poison", start + 1000, 2.0)).await;
+    let sent = [
+        ("poison".to_owned(), start, 1.0),
+        ("poison".to_owned(), start + 1000, 2.0),
+    ];
+    wait_stored(&vm, "poison", &expected(&sent), Duration::from_secs(30)).await;
+    assert_eq!(
+        aggregator
+            .metric("aggregator_messages_invalid_total{reason=\"decode\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        aggregator
+            .metric("aggregator_messages_invalid_total{reason=\"invalid_name\"}")
+            .await,
+        1.0
+    );
+
+    // Both copies wait in the dead-letter topic, with where they came from.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .set("group.id", group())
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer
+        .subscribe(&["gomon.metrics.dead"])
+        .expect("subscribe");
+    let mut reasons = Vec::new();
+    while reasons.len() < 2 {
+        let message = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .expect("a dead letter within 20 s")
+            .expect("message");
+        let headers = message.headers().expect("headers");
+        let header = |key: &str| {
+            headers
+                .iter()
+                .find(|header| header.key == key)
+                .and_then(|header| header.value)
+                .map(|value| String::from_utf8_lossy(value).into_owned())
+                .unwrap_or_default()
+        };
+        assert_eq!(header("gomon-source-topic"), TOPIC);
+        if header("gomon-invalid-reason") == "decode" {
+            assert_eq!(message.payload(), Some(&b"\x08\xff\xff not a batch"[..]));
+            assert_eq!(header("gomon-source-offset"), "1");
+        }
+        reasons.push(header("gomon-invalid-reason"));
+    }
+    reasons.sort();
+    assert_eq!(reasons, ["decode", "invalid_name"]);
+    aggregator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_aggregators_in_one_group_share_the_partitions() {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 4).await;
+    let vm = VictoriaMetrics::start();
+    let group = group();
+    let first = Running::start(config(&broker, TOPIC, &group, Some(vm.write_url())));
+    let second = Running::start(config(&broker, TOPIC, &group, Some(vm.write_url())));
+    let producer = producer(&broker);
+    let start = now_ms() - 120_000;
+    let hosts: Vec<String> = (0..12).map(|i| format!("shared-{i}")).collect();
+    let mut sent = Vec::new();
+    // Publish for a while, so that both members have joined and been given partitions.
+    for round in 0..40 {
+        for host in &hosts {
+            let timestamp = start + round * 1000;
+            publish_batch(&producer, TOPIC, &batch(host, timestamp, round as f64)).await;
+            sent.push((host.clone(), timestamp, round as f64));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    wait_stored(&vm, "shared-.*", &expected(&sent), Duration::from_secs(60)).await;
+    let consumed = [
+        first.metric("aggregator_messages_consumed_total").await,
+        second.metric("aggregator_messages_consumed_total").await,
+    ];
+    assert!(
+        consumed.iter().all(|count| *count > 0.0),
+        "both members consumed: {consumed:?}"
+    );
+    assert!(consumed.iter().sum::<f64>() >= sent.len() as f64);
+    first.stop().await;
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_writes_are_dropped_counted_and_committed() {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 1).await;
+    let vm = VictoriaMetrics::start();
+    // VictoriaMetrics answers 400 to a path it does not serve: a permanent refusal.
+    let refused = format!("{}/api/v1/no-such-path", vm.url());
+    let group = group();
+    let aggregator = Running::start(config(&broker, TOPIC, &group, Some(refused)));
+    let producer = producer(&broker);
+    publish_batch(&producer, TOPIC, &batch("refused", now_ms(), 1.0)).await;
+    eventually(
+        Duration::from_secs(20),
+        "the refused samples counted",
+        || async {
+            let dropped = aggregator
+                .metric("aggregator_samples_dropped_total{reason=\"permanent\"}")
+                .await;
+            (dropped == SAMPLES_PER_BATCH as f64).then_some(())
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(20), "the offset committed", || async {
+        (aggregator
+            .metric("aggregator_commits_total{outcome=\"ok\"}")
+            .await
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+    aggregator.stop().await;
+    // A new member of the group starts after the refused message: nothing to consume.
+    let again = Running::start(config(&broker, TOPIC, &group, Some(vm.write_url())));
+    publish_batch(&producer, TOPIC, &batch("after-refusal", now_ms(), 2.0)).await;
+    let want = expected(&[("after-refusal".to_owned(), 0, 2.0)]);
+    let want_points = want.values().count();
+    eventually(
+        Duration::from_secs(30),
+        "the next message written",
+        || async { (stored(&vm, "after-refusal").await.len() == want_points).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        again.metric("aggregator_messages_consumed_total").await,
+        1.0
+    );
+    assert!(stored(&vm, "refused").await.is_empty());
+    again.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_accepts_the_same_writes() {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_file = dir.path().join("prometheus.yml");
+    std::fs::write(&config_file, "global:\n  scrape_interval: 1m\n").expect("config");
+    let port = free_port();
+    let mut prometheus = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", config_file.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus is required (apt-get install prometheus; scripts/test.sh installs it)");
+    let base = format!("http://127.0.0.1:{port}");
+    eventually(Duration::from_secs(30), "Prometheus ready", || async {
+        let ready = reqwest::get(format!("{base}/-/ready")).await.ok()?;
+        ready.status().is_success().then_some(())
+    })
+    .await;
+    let aggregator = Running::start(config(
+        &broker,
+        TOPIC,
+        &group(),
+        Some(format!("{base}/api/v1/write")),
+    ));
+    let producer = producer(&broker);
+    let timestamp = now_ms() - 5_000;
+    publish_batch(&producer, TOPIC, &batch("to-prometheus", timestamp, 7.0)).await;
+    let value = eventually(
+        Duration::from_secs(30),
+        "the sample in Prometheus",
+        || async {
+            let answer: serde_json::Value = reqwest::Client::new()
+                .get(format!("{base}/api/v1/query"))
+                .query(&[
+                    ("query", "gomon_memory_used_percent{host=\"to-prometheus\"}"),
+                    ("time", &format!("{}", timestamp as f64 / 1000.0)),
+                ])
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let value = answer["data"]["result"][0]["value"][1].as_str()?.to_owned();
+            Some(value)
+        },
+    )
+    .await;
+    assert_eq!(value, "7.25");
+    assert_eq!(
+        aggregator
+            .metric("aggregator_write_requests_total{outcome=\"permanent\"}")
+            .await,
+        0.0
+    );
+    aggregator.stop().await;
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+}

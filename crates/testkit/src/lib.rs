@@ -1,0 +1,257 @@
+//! Real systems for integration tests, started on free loopback ports in temporary directories and stopped when
+//! dropped: a Kafka-protocol broker ([`Broker`], tansu in memory) and [`VictoriaMetrics`].
+//!
+//! A missing program is a test failure with the command that installs it, never a skip; `scripts/test.sh`
+//! installs both.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("free port")
+}
+
+/// Waits until something listens on `port`.
+fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stop(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// A tansu broker storing in memory; killed on drop. Its topics are gone when it stops.
+pub struct Broker {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// Starts a broker on a free port.
+    pub fn start() -> Broker {
+        Broker::start_on(free_port())
+    }
+
+    /// Starts a broker on `port`.
+    pub fn start_on(port: u16) -> Broker {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(std::env::var("TANSU").unwrap_or_else(|_| "tansu".to_owned()))
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu is required (cargo install tansu --features dynostore; scripts/test.sh installs it)");
+        wait_listening(port, "tansu");
+        Broker {
+            port,
+            child: Some(child),
+        }
+    }
+
+    /// `127.0.0.1:PORT`, for `bootstrap.servers`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.address())
+            .create()
+            .expect("admin client");
+        let results = admin
+            .create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .expect("create topic");
+        for result in results {
+            result.expect("topic created");
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// A VictoriaMetrics single-node server with deduplication on (`-dedup.minScrapeInterval=1ms`, so a replayed
+/// sample with the same series and timestamp is stored once); stopped on drop. It can be stopped and started
+/// again on the same port and data.
+pub struct VictoriaMetrics {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl VictoriaMetrics {
+    /// Starts a server on a free port in a new temporary directory.
+    pub fn start() -> VictoriaMetrics {
+        let mut server = VictoriaMetrics {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        server.resume();
+        server
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts the stopped server again, on the same port and data.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let program =
+            std::env::var("VICTORIA_METRICS").unwrap_or_else(|_| "victoria-metrics".to_owned());
+        let log = std::fs::File::create(self.dir.path().join("log")).expect("log file");
+        let child = Command::new(&program)
+            .arg(format!("-storageDataPath={}", self.data().display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
+            .arg("-dedup.minScrapeInterval=1ms")
+            .arg("-search.latencyOffset=0s")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("victoria-metrics is required (apt-get install victoria-metrics; scripts/test.sh installs it)");
+        self.child = Some(child);
+        wait_listening(self.port, "victoria-metrics");
+    }
+
+    /// Stops the server as an orchestrator does (SIGTERM, then waits): it flushes what it accepted. (A SIGKILL loses
+    /// its last second of accepted samples, which no client can tell.)
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let terminated = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .is_ok_and(|status| status.success());
+            if !terminated {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Its remote write URL.
+    pub fn write_url(&self) -> String {
+        format!("{}/api/v1/write", self.url())
+    }
+
+    /// Every series matching `selector` with its samples, as `/api/v1/export` gives them (after a forced flush).
+    pub async fn export(&self, selector: &str) -> Vec<Exported> {
+        let client = reqwest::Client::new();
+        let _ = client
+            .get(format!("{}/internal/force_flush", self.url()))
+            .send()
+            .await;
+        let text = client
+            .get(format!("{}/api/v1/export", self.url()))
+            .query(&[("match[]", selector)])
+            .send()
+            .await
+            .expect("export")
+            .error_for_status()
+            .expect("export status")
+            .text()
+            .await
+            .expect("export body");
+        text.lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).expect("export line");
+                let labels = value["metric"]
+                    .as_object()
+                    .expect("metric")
+                    .iter()
+                    .map(|(name, value)| {
+                        (name.clone(), value.as_str().unwrap_or_default().to_owned())
+                    })
+                    .collect();
+                let values = value["values"]
+                    .as_array()
+                    .expect("values")
+                    .iter()
+                    .map(|v| v.as_f64().expect("number"))
+                    .collect();
+                let timestamps = value["timestamps"]
+                    .as_array()
+                    .expect("timestamps")
+                    .iter()
+                    .map(|t| t.as_i64().expect("timestamp"))
+                    .collect();
+                Exported {
+                    labels,
+                    values,
+                    timestamps,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for VictoriaMetrics {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// One series of an export.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exported {
+    /// Its labels, `__name__` included, sorted by name.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Values, in timestamp order.
+    pub values: Vec<f64>,
+    /// Timestamps in milliseconds.
+    pub timestamps: Vec<i64>,
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or fails with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
