@@ -672,6 +672,8 @@ def _live_check(args, procs: Processes, rendered, secrets_dir: Path, scrape: dic
     procs.start("alerting", [gomon, "alerting", "--config", str(config)], {
         **container_env(production, "alerting"), "GOMON_ALERTING__LISTEN": f"127.0.0.1:{ports['alerting']}",
         # Slack is "down": deliveries fail, the breaker opens, the notification metrics move.
+        # No Kubernetes API server here: the pod watcher stays off (its keys are still checked).
+        "GOMON_ALERTING__KUBERNETES__ENABLED": "false",
         "GOMON_ALERTING__SLACK__API_URL": f"http://127.0.0.1:{dead}", "GOMON_ALERTING__OUTBOX__BACKOFF_INITIAL": "100ms",
         "GOMON_ALERTING__OUTBOX__BACKOFF_MAX": "500ms"})
     api = f"http://127.0.0.1:{ports['alerting']}"
