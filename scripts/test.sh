@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 missing=()
 ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=(postgresql)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
 command -v curl >/dev/null || missing+=(curl)
 command -v jq >/dev/null || missing+=(jq)
 command -v python3 >/dev/null || missing+=(python3)
@@ -23,7 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The Debian package may start a cluster of its own; the tests use their own server and leave it alone.
 
-# The Kafka-protocol broker the agent's tests publish to (an eight-minute build, done once per machine).
+# The Kafka-protocol broker the agent's and the aggregator's tests use (an eight-minute build, done once per machine).
 if ! command -v tansu >/dev/null; then
   echo "installing tansu (Kafka-compatible broker) with cargo"
   cargo install --quiet tansu --features dynostore
