@@ -288,6 +288,27 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_parses_and_unknown_keys_are_refused() {
+        let yaml = "enabled: true\nnamespaces: [monitoring]\nrestart_thresholds: {monitoring: 2}\n\
+                    stabilization_window: 1m\nseverity_rules:\n  - {namespaces: [monitoring], apps: ['kafka*'], \
+                    labels: {tier: data}, severity: P1}\nleader_election: {lease_duration: 20s, renew_interval: 2s}\n";
+        let config: KubernetesConfig = serde_yaml::from_str(yaml).expect("parses");
+        assert!(config.enabled);
+        assert_eq!(config.restart_threshold_for("monitoring"), 2);
+        assert_eq!(config.stabilization_window, Duration::from_secs(60));
+        assert_eq!(config.severity_rules.len(), 1);
+        assert_eq!(
+            config.leader_election.lease_name,
+            "gomon-alerting-kube-watcher"
+        );
+        assert!(config.check().is_ok());
+        let error = serde_yaml::from_str::<KubernetesConfig>("namespace: [monitoring]")
+            .expect_err("misspelt key")
+            .to_string();
+        assert!(error.contains("unknown field `namespace`"), "{error}");
+    }
+
+    #[test]
     fn patterns_match_exactly_or_by_prefix() {
         assert!(matches_pattern("kafka", "kafka"));
         assert!(!matches_pattern("kafka", "kafka-connect"));
