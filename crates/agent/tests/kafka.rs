@@ -1,51 +1,15 @@
 //! The agent against a real Kafka-protocol broker (tansu, in memory): what it publishes decodes to this host's
 //! metrics, and batches buffered while the broker is away arrive, in order, once it is back.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gomon_agent::AgentConfig;
 use gomon_proto::decode_batch;
 use gomon_runtime::shutdown::Shutdown;
+use gomon_testkit::{Broker, free_port};
 use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("free port")
-}
-
-/// A tansu broker on `port`, storing in memory; killed on drop.
-struct Broker(Child);
-
-impl Broker {
-    fn start(port: u16) -> Broker {
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(std::env::var("TANSU").unwrap_or_else(|_| "tansu".to_owned()))
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu is required (cargo install tansu --features dynostore; scripts/test.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Broker(child)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn agent_config(port: u16) -> AgentConfig {
     let mut config = AgentConfig {
@@ -106,7 +70,7 @@ fn mem_total_bytes() -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_batches_decode_to_this_hosts_metrics() {
     let port = free_port();
-    let _broker = Broker::start(port);
+    let _broker = Broker::start_on(port);
     let config = agent_config(port);
     let metrics_url = format!("http://{}/metrics", config.listen);
     let (trigger, shutdown) = Shutdown::new();
@@ -173,7 +137,7 @@ async fn batches_buffered_while_the_broker_is_away_arrive_in_order() {
     ));
     // No broker for four cycles: the batches wait in the buffer.
     tokio::time::sleep(Duration::from_millis(4200)).await;
-    let _broker = Broker::start(port);
+    let _broker = Broker::start_on(port);
     let batches = consume(port, 6).await;
     trigger.fire();
     agent.await.expect("agent task").expect("agent");

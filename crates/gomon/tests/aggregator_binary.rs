@@ -61,7 +61,10 @@ async fn metric(port: u16, name: &str) -> f64 {
     };
     let text = response.text().await.unwrap_or_default();
     text.lines()
-        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .find_map(|line| {
+            line.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or(0.0)
 }
@@ -89,7 +92,9 @@ async fn killed_in_mid_stream_and_restarted_it_loses_no_sample() {
             let payload = gomon_proto::encode_batch(&batch(sequence, timestamp));
             producer
                 .send(
-                    FutureRecord::to(TOPIC).key("sigkill-host").payload(&payload),
+                    FutureRecord::to(TOPIC)
+                        .key("sigkill-host")
+                        .payload(&payload),
                     Duration::from_secs(10),
                 )
                 .await
@@ -100,9 +105,11 @@ async fn killed_in_mid_stream_and_restarted_it_loses_no_sample() {
         sent
     });
     // Once it has written some, kill it without warning.
-    eventually(Duration::from_secs(30), "the first samples written", || async {
-        (metric(port, "aggregator_samples_written_total").await >= 20.0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the first samples written",
+        || async { (metric(port, "aggregator_samples_written_total").await >= 20.0).then_some(()) },
+    )
     .await;
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
@@ -128,5 +135,8 @@ async fn killed_in_mid_stream_and_restarted_it_loses_no_sample() {
         .status()
         .expect("kill");
     assert!(status.success());
-    assert!(second.wait().expect("exit").success(), "clean stop on SIGTERM");
+    assert!(
+        second.wait().expect("exit").success(),
+        "clean stop on SIGTERM"
+    );
 }
