@@ -171,6 +171,11 @@ fn failed_and_unknown_phases_are_failing_alone() {
         "{}",
         failures[0].detail
     );
+    // A pod just created, without a phase yet, is not `Unknown`.
+    let mut json = fixture("aggregator-running");
+    json["status"] = json!({});
+    let fresh: Pod = serde_json::from_value(json).expect("pod");
+    assert!(reasons(&fresh, fixture_now(), &config, 0).is_empty());
     let mut no_phases = config.clone();
     no_phases.failed_phases.clear();
     assert!(reasons(&job, fixture_now(), &no_phases, 0).is_empty());

@@ -295,7 +295,8 @@ pub fn failures(
         // Being deleted: whatever it does now is its shutdown, and a replacement comes or nothing is wanted.
         return Vec::new();
     }
-    let phase = status.phase.as_deref().unwrap_or("Unknown");
+    // No phase yet (a pod just created) is not the `Unknown` phase.
+    let phase = status.phase.as_deref().unwrap_or_default();
     if config.failed_phases.iter().any(|p| p == phase) {
         let mut detail = format!("the pod is {phase}");
         if let Some(reason) = status.reason.as_deref() {

@@ -272,10 +272,18 @@ pub async fn run(
             tracker: Tracker::new(config.clone()),
             needs_adoption: false,
         };
-        match session.watch(&client, lock.as_mut(), &shutdown).await {
+        let ended = session.watch(&client, lock.as_mut(), &shutdown).await;
+        // Whoever watches next reports the failing pods; this replica no longer knows them.
+        metrics.failing.reset();
+        health.pods(0);
+        match ended {
             Ended::Shutdown => {
                 if let Some(lock) = &lock {
-                    lock.release().await;
+                    // Bounded: an unreachable API server must not hold up the shutdown.
+                    let release = tokio::time::timeout(Duration::from_secs(2), lock.release());
+                    if release.await.is_err() {
+                        tracing::warn!("could not release the watcher Lease in time");
+                    }
                 }
                 break;
             }
