@@ -1,5 +1,6 @@
 //! Real systems for integration tests, started on free loopback ports in temporary directories and stopped when
-//! dropped: a Kafka-protocol broker ([`Broker`], tansu in memory) and [`VictoriaMetrics`].
+//! dropped: a Kafka-protocol broker ([`Broker`], tansu in memory) and [`VictoriaMetrics`]; and a fake Slack
+//! ([`slack::FakeSlack`]) speaking Slack's webhook and Web API wire formats.
 //!
 //! A missing program is a test failure with the command that installs it, never a skip; `scripts/test.sh`
 //! installs both.
@@ -11,6 +12,8 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+
+pub mod slack;
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {

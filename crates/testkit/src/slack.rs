@@ -1,9 +1,7 @@
 //! A fake Slack on a free local port, speaking Slack's wire formats: incoming webhooks
 //! (`POST /services/T.../B.../...`, answering `ok` or an error code as text) and the Web API's `chat.postMessage`
 //! (`POST /api/chat.postMessage`, answering `{"ok": ...}`). Its behaviour is set per test, and it records every
-//! request it receives.
-
-#![allow(dead_code)]
+//! request it receives. It runs on the calling test's tokio runtime.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -46,9 +44,13 @@ pub enum Behaviour {
 pub struct Received {
     /// `webhook` or `api`.
     pub via: &'static str,
+    /// The `channel` field, when given.
     pub channel: Option<String>,
+    /// The `thread_ts` field: the message this one replies to.
     pub thread_ts: Option<String>,
+    /// The `text` field.
     pub text: String,
+    /// The `blocks` field (Block Kit), `null` when absent.
     pub blocks: Value,
     /// The `Authorization` header as sent.
     pub authorization: Option<String>,
