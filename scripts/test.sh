@@ -13,22 +13,12 @@ command -v jq >/dev/null || missing+=(jq)
 command -v python3 >/dev/null || missing+=(python3)
 command -v make >/dev/null || missing+=(make)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "missing packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
-    exit 1
-  fi
-  echo "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+. scripts/lib/install.sh
+install_packages test.sh "${missing[@]}"
 # The Debian package may start a cluster of its own; the tests use their own server and leave it alone.
 
 # The Kafka-protocol broker the agent's and the aggregator's tests use (an eight-minute build, done once per machine).
-if ! command -v tansu >/dev/null; then
-  echo "installing tansu (Kafka-compatible broker) with cargo"
-  cargo install --quiet tansu --features dynostore
-fi
+install_tansu test.sh
 
 . scripts/lib/postgres.sh
 trap stop_postgres EXIT

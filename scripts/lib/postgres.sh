@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Starts a throw-away PostgreSQL server on a free local port in a temporary directory, and stops it on exit.
 # Source this file, then call start_postgres; it exports TEST_POSTGRES_URL (postgres://postgres@127.0.0.1:PORT).
 # PG_SETTINGS overrides the server settings: the default trades durability for speed, as tests may.

@@ -1,0 +1,29 @@
+# shellcheck shell=bash
+# Installing what the scripts need. Source this file.
+
+# install_packages WHO PACKAGE...: installs the named Debian packages (the ones found missing) with apt-get when
+# running as root; otherwise says exactly what to install and fails. Does nothing without packages.
+install_packages() {
+  local who=$1
+  shift
+  [ $# -gt 0 ] || return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "$who: missing packages: $* (run as root, or: sudo apt-get install $*)" >&2
+    return 1
+  fi
+  echo "$who: installing $*"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# install_tansu WHO: the Kafka-protocol broker tansu, built with cargo when missing (about eight minutes, once per
+# machine; it lands in ~/.cargo/bin).
+install_tansu() {
+  case ":$PATH:" in
+    *":$HOME/.cargo/bin:"*) ;;
+    *) export PATH="$PATH:$HOME/.cargo/bin" ;;
+  esac
+  command -v tansu >/dev/null && return 0
+  echo "$1: installing tansu (Kafka-compatible broker) with cargo, about eight minutes"
+  cargo install --quiet tansu --features dynostore
+}
