@@ -40,4 +40,19 @@ impl Error {
             message: message.into(),
         }
     }
+
+    /// The same error, for a second subsystem that depended on the same file.
+    pub(crate) fn again(&self) -> Self {
+        match self {
+            Error::Config { key, message } => Error::Config {
+                key,
+                message: message.clone(),
+            },
+            Error::Read { path, source } => Error::Read {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Parse { path, message } => Error::parse(path.clone(), message.clone()),
+        }
+    }
 }

@@ -12,7 +12,6 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use std::sync::mpsc;
 
 use crate::error::Error;
@@ -120,6 +119,9 @@ impl KafkaConfig {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", &self.compression)
+            // One batch is in flight at a time (the next waits for its acknowledgement), so lingering to fill
+            // a larger request would only delay it and wake the broker thread once more.
+            .set("linger.ms", "0")
             .set(
                 "message.timeout.ms",
                 self.delivery_timeout.as_millis().to_string(),
@@ -127,6 +129,16 @@ impl KafkaConfig {
         Ok(config)
     }
 }
+
+/// Wait before the first look for a batch's delivery report; the wait doubles up to [`MAX_POLL`] until it comes.
+///
+/// The producer is polled without blocking, from the sender task: rdkafka's blocking `poll(timeout)` serves events
+/// until the whole timeout has passed and, as it hands librdkafka whole milliseconds, busy-loops through the last
+/// one, which cost more CPU than everything else the agent does.
+const FIRST_POLL: Duration = Duration::from_millis(2);
+
+/// Longest wait between two looks for a delivery report.
+const MAX_POLL: Duration = Duration::from_millis(50);
 
 /// Hands each message's delivery report to the sender waiting for it.
 struct Reports;
@@ -148,11 +160,12 @@ impl ProducerContext for Reports {
 
 /// The Kafka producer: idempotent, `acks=all`, compressed, one batch per message keyed by host.
 ///
-/// It is polled only while a batch waits for its acknowledgement, on a blocking thread: an idle agent costs no CPU
-/// in the producer (a background polling thread, as librdkafka's usual wrappers run, wakes all the time).
+/// It is polled only while a batch waits for its acknowledgement, without blocking (see [`FIRST_POLL`]): an idle
+/// agent costs no CPU in the producer (a background polling thread, as librdkafka's usual wrappers run, wakes all
+/// the time).
 pub struct Publisher {
     config: KafkaConfig,
-    producer: Arc<BaseProducer<Reports>>,
+    producer: BaseProducer<Reports>,
 }
 
 impl Publisher {
@@ -164,11 +177,10 @@ impl Publisher {
         })
     }
 
-    fn producer(config: &KafkaConfig) -> Result<Arc<BaseProducer<Reports>>, Error> {
+    fn producer(config: &KafkaConfig) -> Result<BaseProducer<Reports>, Error> {
         config
             .client_config()?
             .create_with_context(Reports)
-            .map(Arc::new)
             .map_err(|error| config_error("agent.kafka", error.to_string()))
     }
 
@@ -227,27 +239,26 @@ impl Publisher {
         if let Err((error, _)) = self.producer.send(record) {
             return Err(error.to_string());
         }
-        let producer = self.producer.clone();
         // librdkafka gives up on the message after `delivery_timeout` and reports that; wait a little longer.
         let limit = self.config.delivery_timeout + Duration::from_secs(5);
-        let result = tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            loop {
-                producer.poll(Duration::from_millis(50));
-                match delivered.try_recv() {
-                    Ok(report) => return report,
-                    Err(mpsc::TryRecvError::Disconnected) => {
-                        return Err("delivery report lost".to_owned());
-                    }
-                    Err(mpsc::TryRecvError::Empty) if started.elapsed() > limit => {
-                        return Err("no delivery report".to_owned());
-                    }
-                    Err(mpsc::TryRecvError::Empty) => {}
+        let started = tokio::time::Instant::now();
+        let mut step = FIRST_POLL;
+        let result = loop {
+            tokio::time::sleep(step).await;
+            // Serves the reports already queued and returns at once (a blocking `poll` spins through its last
+            // millisecond, see [`FIRST_POLL`]).
+            self.producer.poll(Duration::ZERO);
+            match delivered.try_recv() {
+                Ok(report) => break report,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    break Err("delivery report lost".to_owned());
                 }
+                Err(mpsc::TryRecvError::Empty) if started.elapsed() > limit => {
+                    break Err("no delivery report".to_owned());
+                }
+                Err(mpsc::TryRecvError::Empty) => step = (step * 2).min(MAX_POLL),
             }
-        })
-        .await
-        .unwrap_or_else(|error| Err(format!("delivery wait failed: {error}")));
+        };
         if result.is_err()
             && self.producer.client().fatal_error().is_some()
             && let Ok(producer) = Self::producer(&self.config)

@@ -113,15 +113,15 @@ pub(crate) struct CpuTimes {
     cpus: Vec<(String, Ticks)>,
 }
 
-/// Emits `node_cpu_seconds_total{cpu,mode}` and, given the previous readings, `gomon_cpu_usage_percent` overall
+/// From `stat` (read from `{proc_root}/stat`), emits `node_cpu_seconds_total{cpu,mode}` and, given the previous readings, `gomon_cpu_usage_percent` overall
 /// and `{cpu}`. Returns this cycle's readings.
 pub(crate) fn collect(
     config: &AgentConfig,
+    stat: &Stat,
     ticks_per_second: f64,
     previous: Option<&CpuTimes>,
     out: &mut Samples,
 ) -> Result<CpuTimes, Error> {
-    let stat = read_stat(config)?;
     let total = stat
         .total
         .ok_or_else(|| Error::parse(config.proc_path("stat"), "no aggregate `cpu` line"))?;
@@ -147,7 +147,7 @@ pub(crate) fn collect(
     }
     Ok(CpuTimes {
         total,
-        cpus: stat.cpus,
+        cpus: stat.cpus.clone(),
     })
 }
 

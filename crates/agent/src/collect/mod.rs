@@ -12,6 +12,7 @@ mod system;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read as _;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -143,12 +144,17 @@ impl Collector {
             .unwrap_or_default();
         let mut out = Samples::new(&self.host);
 
-        let cpu = cpu::collect(
-            &self.config,
-            self.ticks_per_second,
-            self.previous_cpu.as_ref(),
-            &mut out,
-        );
+        // `stat` feeds both the CPU and the system series: read once, a failure counts for both.
+        let stat = cpu::read_stat(&self.config);
+        let cpu = stat.as_ref().map_err(Error::again).and_then(|stat| {
+            cpu::collect(
+                &self.config,
+                stat,
+                self.ticks_per_second,
+                self.previous_cpu.as_ref(),
+                &mut out,
+            )
+        });
         if let Some(current) = self.record(Subsystem::Cpu, cpu) {
             self.previous_cpu = Some(current);
         }
@@ -159,7 +165,7 @@ impl Collector {
         self.record(Subsystem::System, load);
         let uptime = system::uptime(&self.config, &mut out);
         self.record(Subsystem::System, uptime);
-        let stat = system::stat(&self.config, &mut out);
+        let stat = stat.map(|stat| system::stat(&stat, &mut out));
         self.record(Subsystem::System, stat);
         let disks = diskstats::collect(&self.config, &mut out);
         self.record(Subsystem::Diskstats, disks);
@@ -192,13 +198,20 @@ impl Collector {
 
 /// Reads a whole host file. Bytes that are not UTF-8 (a mount point or interface named in another encoding)
 /// become U+FFFD rather than failing the whole file.
+///
+/// Files under /proc and /sys report a size of 0, so the buffer starts at a size that holds most of them in one
+/// `read` (`std::fs::read` would ask for the size, then probe with a few bytes and grow from there).
 pub(crate) fn read(path: &Path) -> Result<String, Error> {
-    std::fs::read(path)
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    const FIRST_READ: usize = 4096;
+    let mut bytes = Vec::with_capacity(FIRST_READ);
+    std::fs::File::open(path)
+        .and_then(|mut file| file.read_to_end(&mut bytes))
         .map_err(|source| Error::Read {
             path: path.to_path_buf(),
             source,
-        })
+        })?;
+    Ok(String::from_utf8(bytes)
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()))
 }
 
 /// Parses one numeric field of `path`; `what` names it in the error.

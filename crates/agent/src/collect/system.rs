@@ -51,9 +51,8 @@ pub(crate) fn uptime(config: &AgentConfig, out: &mut Samples) -> Result<(), Erro
 }
 
 /// Emits `node_boot_time_seconds`, `node_context_switches_total`, `node_procs_running` and `node_procs_blocked`
-/// for the fields present in `stat`.
-pub(crate) fn stat(config: &AgentConfig, out: &mut Samples) -> Result<(), Error> {
-    let stat = cpu::read_stat(config)?;
+/// for the fields present in `stat` (read once per cycle, with the CPU times).
+pub(crate) fn stat(stat: &cpu::Stat, out: &mut Samples) {
     if let Some(boot_time) = stat.boot_time {
         out.gauge("node_boot_time_seconds", &[], boot_time as f64);
     }
@@ -66,5 +65,4 @@ pub(crate) fn stat(config: &AgentConfig, out: &mut Samples) -> Result<(), Error>
     if let Some(blocked) = stat.procs_blocked {
         out.gauge("node_procs_blocked", &[], blocked as f64);
     }
-    Ok(())
 }
