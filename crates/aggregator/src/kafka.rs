@@ -149,7 +149,7 @@ impl KafkaSource {
                 config.session_timeout.as_millis().to_string(),
             )
             .set("statistics.interval.ms", "5000")
-            // Keep what is fetched ahead bounded: the pipeline pauses the partitions when the sink lags.
+            // Keep what is fetched ahead bounded: the pipeline stops reading while the receiver lags.
             .set("queued.max.messages.kbytes", "16384");
         let consumer: StreamConsumer<Context> = client
             .create_with_context(Context {
@@ -208,24 +208,6 @@ impl Source for KafkaSource {
         if let Some(committer) = &self.committer {
             // The thread ends only in `close`.
             let _ = committer.positions.send(positions.clone());
-        }
-    }
-
-    fn pause(&mut self, paused: bool) {
-        let Ok(assignment) = self.consumer.assignment() else {
-            return;
-        };
-        let result = if paused {
-            self.consumer.pause(&assignment)
-        } else {
-            self.consumer.resume(&assignment)
-        };
-        match result {
-            Ok(()) if paused => {
-                tracing::info!("remote write is behind: consumption paused");
-            }
-            Ok(()) => tracing::info!("consumption resumed"),
-            Err(error) => tracing::warn!(%error, paused, "cannot pause or resume consumption"),
         }
     }
 

@@ -3,7 +3,7 @@
 //! to the source in order, only once every earlier request was accepted (at least once).
 //!
 //! While the receiver is down, the request at the head is retried with backoff; once `concurrency` requests wait and
-//! the next is full, the source is paused: memory stays bounded and the brokers keep the backlog.
+//! the next is full, the source is not read: memory stays bounded and the brokers keep the backlog.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -43,8 +43,6 @@ pub trait Source: Send {
     fn next(&mut self) -> impl Future<Output = Option<Delivery>> + Send;
     /// Records that everything before `positions` was handled.
     fn commit(&mut self, positions: &Positions);
-    /// Stops (`true`) or restarts (`false`) fetching; `next` must still be polled meanwhile.
-    fn pause(&mut self, paused: bool);
     /// Keeps a copy of a message that is not a valid batch (a dead-letter topic), if the source has such a place.
     fn set_aside(
         &mut self,
@@ -126,14 +124,10 @@ pub async fn run<S: Source>(
     let (abandon, abandoned) = Shutdown::new();
     let mut open = Open::default();
     let mut in_flight = FuturesOrdered::new();
-    let mut paused = false;
     loop {
-        let full = open.series.len() >= limits.max_samples;
-        let backpressure = full && in_flight.len() >= limits.concurrency;
-        if backpressure != paused {
-            paused = backpressure;
-            source.pause(paused);
-        }
+        // The next request is full and no slot is free: read nothing more until a request finishes.
+        let backpressure =
+            open.series.len() >= limits.max_samples && in_flight.len() >= limits.concurrency;
         let deadline = open.since.map_or_else(
             || Instant::now() + limits.max_delay,
             |since| since + limits.max_delay,
@@ -144,7 +138,7 @@ pub async fn run<S: Source>(
             Some(done) = in_flight.next(), if !in_flight.is_empty() => {
                 finish(&mut source, done, &metrics);
             }
-            delivery = source.next() => {
+            delivery = source.next(), if !backpressure => {
                 let Some(delivery) = delivery else { break };
                 take(&mut source, &mut open, delivery, &sinks, &metrics).await;
             }

@@ -415,3 +415,35 @@ async fn prometheus_accepts_the_same_writes() {
     let _ = prometheus.kill();
     let _ = prometheus.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_far_larger_than_the_requests_in_flight_arrives_whole() {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 4).await;
+    let vm = VictoriaMetrics::start();
+    let producer = producer(&broker);
+    let start = now_ms() - 600_000;
+    let mut sent = Vec::new();
+    for round in 0..100 {
+        for host in ["backlog-a", "backlog-b", "backlog-c", "backlog-d"] {
+            let timestamp = start + round * 1000;
+            publish_batch(&producer, TOPIC, &batch(host, timestamp, round as f64)).await;
+            sent.push((host.to_owned(), timestamp, round as f64));
+        }
+    }
+    // Requests of two batches, one in flight: the pipeline stops reading four hundred times over.
+    let mut config = config(&broker, TOPIC, &group(), Some(vm.write_url()));
+    if let Some(remote) = config.remote_write.as_mut() {
+        remote.max_samples_per_request = 2 * SAMPLES_PER_BATCH;
+        remote.concurrency = 1;
+    }
+    let aggregator = Running::start(config);
+    wait_stored(&vm, "backlog-.*", &expected(&sent), Duration::from_secs(60)).await;
+    assert_eq!(
+        aggregator
+            .metric("aggregator_messages_consumed_total")
+            .await,
+        sent.len() as f64
+    );
+    aggregator.stop().await;
+}
