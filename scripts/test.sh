@@ -13,6 +13,7 @@ command -v jq >/dev/null || missing+=(jq)
 command -v python3 >/dev/null || missing+=(python3)
 command -v make >/dev/null || missing+=(make)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
 . scripts/lib/install.sh
 install_packages test.sh "${missing[@]}"
 # The Debian package may start a cluster of its own; the tests use their own server and leave it alone.

@@ -18,7 +18,7 @@ pub mod publish;
 mod role;
 pub mod sample;
 
-pub use role::{encode, run};
+pub use role::{Outlet, encode, run, run_with};
 
 pub use collect::{Collector, Subsystem};
 pub use config::AgentConfig;

@@ -226,14 +226,41 @@ async fn ready(State(state): State<HttpState>) -> (StatusCode, &'static str) {
 }
 
 /// Publishes the buffer's batches in order until shutdown, then tries for a short while to empty it.
+/// Where the agent's encoded batches go.
+pub enum Outlet {
+    /// Kafka: the `gomon agent` role.
+    Kafka(Box<Publisher>),
+    /// An in-process queue whose other end the aggregator reads (`gomon up`).
+    Queue(tokio::sync::mpsc::Sender<Vec<u8>>),
+}
+
+impl Outlet {
+    async fn prepare(&mut self) -> Result<(), String> {
+        match self {
+            Outlet::Kafka(publisher) => publisher.ensure_topic().await,
+            Outlet::Queue(_) => Ok(()),
+        }
+    }
+
+    async fn send(&mut self, key: &str, payload: &[u8]) -> Result<(), String> {
+        match self {
+            Outlet::Kafka(publisher) => publisher.send(key, payload, None).await,
+            Outlet::Queue(queue) => queue
+                .send(payload.to_vec())
+                .await
+                .map_err(|_| "the in-process queue is closed".to_owned()),
+        }
+    }
+}
+
 async fn send_batches(
-    mut publisher: Publisher,
+    mut publisher: Outlet,
     host: String,
     buffer: Arc<Buffer>,
     metrics: Metrics,
     shutdown: Shutdown,
 ) {
-    if let Err(error) = publisher.ensure_topic().await {
+    if let Err(error) = publisher.prepare().await {
         tracing::warn!(%error, "cannot create the Kafka topic");
     }
     let mut backoff = Duration::from_millis(500);
@@ -260,7 +287,7 @@ async fn send_batches(
             }
             continue;
         };
-        match publisher.send(&host, &payload, None).await {
+        match publisher.send(&host, &payload).await {
             Ok(()) => {
                 buffer.lock().pop_front();
                 metrics.sent.inc();
@@ -282,15 +309,28 @@ async fn send_batches(
     }
 }
 
-/// Runs the agent until `shutdown` fires.
+/// Runs the agent until `shutdown` fires: publishing to Kafka, serving `agent.listen`.
 pub async fn run(
     config: AgentConfig,
     registry: Registry,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     config.check()?;
+    let publisher = Outlet::Kafka(Box::new(Publisher::new(&config.kafka)?));
+    run_with(config, registry, shutdown, publisher, true).await
+}
+
+/// Runs the agent until `shutdown` fires, sending its batches to `publisher`; it serves `agent.listen` only when
+/// `serve` is set (`gomon up` serves everything on one listener of its own).
+pub async fn run_with(
+    config: AgentConfig,
+    registry: Registry,
+    shutdown: Shutdown,
+    publisher: Outlet,
+    serve: bool,
+) -> anyhow::Result<()> {
+    config.check()?;
     let mut collector = Collector::new(config.clone())?;
-    let publisher = Publisher::new(&config.kafka)?;
     let metrics = Metrics::new(&registry);
     let buffer = Arc::new(Buffer {
         queue: Mutex::new(VecDeque::new()),
@@ -298,31 +338,40 @@ pub async fn run(
         ready: Notify::new(),
     });
     let latest = Arc::new(Mutex::new(None));
-    let listener = TcpListener::bind(config.listen).await.map_err(|error| {
-        anyhow::anyhow!("agent.listen: cannot listen on {}: {error}", config.listen)
-    })?;
-    let router = Router::new()
-        .route("/metrics", get(serve_metrics))
-        .route("/health/live", get(|| async { "{\"status\":\"ok\"}" }))
-        .route("/health/ready", get(ready))
-        .with_state(HttpState {
-            latest: latest.clone(),
-            registry,
-        });
-    tracing::info!(
-        host = collector.host(),
-        interval = ?config.interval,
-        brokers = %config.kafka.brokers,
-        topic = %config.kafka.topic,
-        listen = %listener.local_addr()?,
-        "agent started"
-    );
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(gomon_runtime::http::serve(
-        SharedListener(Arc::new(listener)),
-        router,
-        shutdown.clone(),
-    ));
+    if serve {
+        let listener = TcpListener::bind(config.listen).await.map_err(|error| {
+            anyhow::anyhow!("agent.listen: cannot listen on {}: {error}", config.listen)
+        })?;
+        tracing::info!(listen = %listener.local_addr()?, "agent serving /metrics");
+        let router = Router::new()
+            .route("/metrics", get(serve_metrics))
+            .route("/health/live", get(|| async { "{\"status\":\"ok\"}" }))
+            .route("/health/ready", get(ready))
+            .with_state(HttpState {
+                latest: latest.clone(),
+                registry,
+            });
+        tasks.spawn(gomon_runtime::http::serve(
+            SharedListener(Arc::new(listener)),
+            router,
+            shutdown.clone(),
+        ));
+    }
+    match &publisher {
+        Outlet::Kafka(_) => tracing::info!(
+            host = collector.host(),
+            interval = ?config.interval,
+            brokers = %config.kafka.brokers,
+            topic = %config.kafka.topic,
+            "agent started"
+        ),
+        Outlet::Queue(_) => tracing::info!(
+            host = collector.host(),
+            interval = ?config.interval,
+            "agent started, publishing in process"
+        ),
+    }
     let sender = tokio::spawn(send_batches(
         publisher,
         collector.host().to_owned(),

@@ -12,9 +12,10 @@ pub mod federate;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
+pub mod queue;
 pub mod remote_write;
 mod role;
 pub mod transform;
 
 pub use config::AggregatorConfig;
-pub use role::run;
+pub use role::{Aggregator, run};

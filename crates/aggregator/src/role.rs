@@ -17,13 +17,12 @@ use crate::AggregatorConfig;
 use crate::federate::Latest;
 use crate::kafka::KafkaSource;
 use crate::metrics::Metrics;
-use crate::pipeline::{self, Limits, SinkHealth, Sinks};
+use crate::pipeline::{self, Limits, SinkHealth, Sinks, Source};
 use crate::remote_write::RemoteWriter;
 
 #[derive(Clone)]
 struct HttpState {
     registry: Registry,
-    federate: Option<Arc<Latest>>,
     health: SinkHealth,
 }
 
@@ -34,8 +33,8 @@ async fn serve_metrics(State(state): State<HttpState>) -> impl IntoResponse {
     )
 }
 
-async fn serve_federate(State(state): State<HttpState>) -> impl IntoResponse {
-    let Some(latest) = state.federate else {
+async fn serve_federate(federate: Option<Arc<Latest>>) -> axum::response::Response {
+    let Some(latest) = federate else {
         return (StatusCode::NOT_FOUND, "federate is disabled\n").into_response();
     };
     let now_ms = SystemTime::now()
@@ -61,53 +60,89 @@ async fn ready(State(state): State<HttpState>) -> impl IntoResponse {
     )
 }
 
+/// The aggregator's parts, ready to run on a source: Kafka for `gomon aggregator`, the in-process queue for
+/// `gomon up`.
+pub struct Aggregator {
+    sinks: Sinks,
+    limits: Limits,
+    metrics: Metrics,
+    health: SinkHealth,
+}
+
+impl Aggregator {
+    /// Builds the sinks of `config` and registers the metrics in `registry`.
+    pub fn new(config: &AggregatorConfig, registry: &Registry) -> anyhow::Result<Self> {
+        config.check()?;
+        let remote = config
+            .remote_write
+            .as_ref()
+            .map(RemoteWriter::new)
+            .transpose()?;
+        let federate = config
+            .federate
+            .enabled
+            .then(|| Arc::new(Latest::new(config.federate.stale_intervals)));
+        let limits = config.remote_write.clone().unwrap_or_default();
+        Ok(Self {
+            sinks: Sinks {
+                remote,
+                federate,
+                external_labels: Arc::new(config.external_labels.clone().into_iter().collect()),
+            },
+            limits: Limits {
+                max_samples: limits.max_samples_per_request,
+                max_delay: limits.max_delay,
+                concurrency: limits.concurrency,
+                shutdown_timeout: config.shutdown_timeout,
+            },
+            metrics: Metrics::new(registry),
+            health: SinkHealth::default(),
+        })
+    }
+
+    /// `GET /federate` (404 when disabled).
+    pub fn federate_router(&self) -> Router {
+        let federate = self.sinks.federate.clone();
+        Router::new().route("/federate", get(move || serve_federate(federate.clone())))
+    }
+
+    /// Runs the pipeline on `source` until `shutdown` fires or the source ends, then drains and commits.
+    pub async fn run<S: Source>(self, source: S, shutdown: Shutdown) {
+        pipeline::run(
+            source,
+            self.sinks,
+            self.limits,
+            self.metrics,
+            self.health,
+            shutdown,
+        )
+        .await;
+    }
+}
+
 /// Runs the aggregator until `shutdown` fires: stops consuming, writes what it holds, commits, returns.
 pub async fn run(
     config: AggregatorConfig,
     registry: Registry,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    config.check()?;
-    let metrics = Metrics::new(&registry);
-    let remote = config
-        .remote_write
-        .as_ref()
-        .map(RemoteWriter::new)
-        .transpose()?;
-    let federate = config
-        .federate
-        .enabled
-        .then(|| Arc::new(Latest::new(config.federate.stale_intervals)));
-    let limits = config.remote_write.clone().unwrap_or_default();
-    let limits = Limits {
-        max_samples: limits.max_samples_per_request,
-        max_delay: limits.max_delay,
-        concurrency: limits.concurrency,
-        shutdown_timeout: config.shutdown_timeout,
-    };
-    let sinks = Sinks {
-        remote,
-        federate: federate.clone(),
-        external_labels: Arc::new(config.external_labels.clone().into_iter().collect()),
-    };
-    let source = KafkaSource::new(&config.kafka, metrics.clone())?;
+    let aggregator = Aggregator::new(&config, &registry)?;
+    let source = KafkaSource::new(&config.kafka, aggregator.metrics.clone())?;
     let listener = TcpListener::bind(config.listen).await.map_err(|error| {
         anyhow::anyhow!(
             "aggregator.listen: cannot listen on {}: {error}",
             config.listen
         )
     })?;
-    let health = SinkHealth::default();
     let router = Router::new()
         .route("/metrics", get(serve_metrics))
-        .route("/federate", get(serve_federate))
         .route("/health/live", get(|| async { "{\"status\":\"ok\"}" }))
         .route("/health/ready", get(ready))
         .with_state(HttpState {
             registry,
-            federate,
-            health: health.clone(),
-        });
+            health: aggregator.health.clone(),
+        })
+        .merge(aggregator.federate_router());
     tracing::info!(
         brokers = %config.kafka.brokers,
         topic = %config.kafka.topic,
@@ -121,7 +156,7 @@ pub async fn run(
         router,
         shutdown.clone(),
     ));
-    pipeline::run(source, sinks, limits, metrics, health, shutdown).await;
+    aggregator.run(source, shutdown).await;
     server.await??;
     tracing::info!("aggregator stopped");
     Ok(())

@@ -62,6 +62,16 @@ fn is_unreachable(error: &anyhow::Error) -> bool {
 /// `/health/live` meanwhile, and 503 to everything else), serves the API, then stops accepting, finishes in-flight
 /// requests and closes the pool.
 pub async fn run(config: Config, registry: Registry, shutdown: Shutdown) -> anyhow::Result<()> {
+    run_with_routes(config, registry, shutdown, axum::Router::new()).await
+}
+
+/// [`run`], serving `extra` routes beside the API on the same listener (`gomon up` adds the host metrics).
+pub async fn run_with_routes(
+    config: Config,
+    registry: Registry,
+    shutdown: Shutdown,
+    extra: axum::Router,
+) -> anyhow::Result<()> {
     let auth = api::Auth::new(config.auth.load_tokens()?);
     let address = config.listen_addr(auth.enabled());
     let listener = TcpListener::bind(address)
@@ -149,7 +159,8 @@ pub async fn run(config: Config, registry: Registry, shutdown: Shutdown) -> anyh
         (None, None)
     };
     let router =
-        api::router_with_watcher(core, registry, auth, config.request_timeout, watcher_health);
+        api::router_with_watcher(core, registry, auth, config.request_timeout, watcher_health)
+            .merge(extra);
     tracing::info!(address = %listener.0.local_addr()?, store = store.describe(), "alerting API listening");
     let served = gomon_runtime::http::serve(listener, router, shutdown).await;
     if let Some(watcher) = watcher {

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod up;
+
 use clap::{Parser, Subcommand};
 use gomon_runtime::shutdown::Shutdown;
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,8 @@ enum Role {
     Agent,
     /// The aggregator: consumes the agents' batches from Kafka and writes them to VictoriaMetrics by remote write.
     Aggregator,
+    /// Everything in one process on embedded defaults: agent, in-process queue, aggregator, alerting on SQLite.
+    Up,
 }
 
 /// The whole configuration file: one section per role.
@@ -58,6 +62,11 @@ fn main() -> ExitCode {
         Role::Alerting => config.alerting.check(),
         Role::Agent => config.agent.check().map_err(anyhow::Error::from),
         Role::Aggregator => config.aggregator.check().map_err(anyhow::Error::from),
+        Role::Up => config
+            .alerting
+            .check()
+            .and_then(|()| Ok(config.agent.check()?))
+            .and_then(|()| Ok(config.aggregator.check()?)),
     };
     if let Err(error) = checked {
         tracing::error!(error = format!("{error:#}"), "cannot start");
@@ -78,6 +87,7 @@ fn main() -> ExitCode {
             Role::Alerting => gomon_alerting::run(config.alerting, registry, shutdown).await,
             Role::Agent => gomon_agent::run(config.agent, registry, shutdown).await,
             Role::Aggregator => gomon_aggregator::run(config.aggregator, registry, shutdown).await,
+            Role::Up => up::run(config, registry, shutdown).await,
         }
     });
     match result {

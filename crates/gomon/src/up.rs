@@ -1,0 +1,130 @@
+//! `gomon up`: the whole platform in one process on embedded defaults.
+//!
+//! agent -> in-process queue -> aggregator -> `/federate` (and remote write when `aggregator.remote_write.url` is
+//! set); the alerting service on SQLite in `alerting.database.data_dir` (or PostgreSQL when a URL is set); Slack
+//! when configured, otherwise alert changes in the log; the pod watcher when a kubeconfig or an in-cluster service
+//! account is found. One listener serves the API, the combined `/metrics` of every part and the host metrics on
+//! `/federate`.
+//!
+//! Ctrl-C stops the agent first; the queue is drained into the aggregator, which writes what it holds; the alerting
+//! service finishes its requests and closes the database.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use gomon_agent::Outlet;
+use gomon_aggregator::Aggregator;
+use gomon_aggregator::queue::QueueSource;
+use gomon_runtime::shutdown::Shutdown;
+use prometheus::Registry;
+
+use crate::Config;
+
+/// Where a kubeconfig or in-cluster credentials are, if anywhere.
+fn kubernetes_credentials() -> Option<String> {
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        return Some("in-cluster service account".to_owned());
+    }
+    let path = std::env::var_os("KUBECONFIG")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".kube/config"))
+        })?;
+    path.is_file().then(|| path.display().to_string())
+}
+
+/// Runs every part until `shutdown` fires or one of them fails.
+pub async fn run(mut config: Config, registry: Registry, shutdown: Shutdown) -> anyhow::Result<()> {
+    let kubernetes = if config.alerting.kubernetes.enabled {
+        Some("as configured".to_owned())
+    } else {
+        let found = kubernetes_credentials();
+        config.alerting.kubernetes.enabled = found.is_some();
+        found
+    };
+    config.alerting.check()?;
+    config.agent.check()?;
+    let authenticated = !config.alerting.auth.load_tokens()?.is_empty();
+    let address = config.alerting.listen_addr(authenticated);
+    let aggregator = Aggregator::new(&config.aggregator, &registry)?;
+    let host_metrics = aggregator.federate_router();
+
+    let store = match &config.alerting.database.url {
+        Some(_) => "PostgreSQL (alerting.database.url)".to_owned(),
+        None => {
+            let dir = &config.alerting.database.data_dir;
+            let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            format!("SQLite in {}", shown.display())
+        }
+    };
+    let slack = if config.alerting.slack.webhook_url.is_some()
+        || config.alerting.slack.webhook_url_file.is_some()
+        || config.alerting.slack.bot_token.is_some()
+        || config.alerting.slack.bot_token_file.is_some()
+    {
+        "Slack".to_owned()
+    } else {
+        "the log (set GOMON_ALERTING__SLACK__WEBHOOK_URL for Slack)".to_owned()
+    };
+    let remote = config.aggregator.remote_write.as_ref().map_or(
+        "off (set GOMON_AGGREGATOR__REMOTE_WRITE__URL)".to_owned(),
+        |remote| remote.url.clone(),
+    );
+    let watcher = kubernetes.map_or_else(
+        || "off: no kubeconfig or in-cluster service account found".to_owned(),
+        |found| format!("on ({found})"),
+    );
+    eprintln!(
+        "GoMon is up. Ctrl-C stops it.\n\
+         \x20 alerts API     http://{address}/api/v1/alerts\n\
+         \x20 host metrics   http://{address}/federate   (this host, every {interval:?})\n\
+         \x20 GoMon metrics  http://{address}/metrics\n\
+         \x20 alerts stored  {store}\n\
+         \x20 notifications  {slack}\n\
+         \x20 remote write   {remote}\n\
+         \x20 pod watcher    {watcher}",
+        interval = config.agent.interval,
+    );
+
+    // The parts stop together: on Ctrl-C, or when one of them fails.
+    let (stop, stopping) = Shutdown::new();
+    let stop = Arc::new(stop);
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown.wait().await;
+            stop.fire();
+        }
+    });
+    // The pipeline ends when the agent has stopped and the queue is empty, not at Ctrl-C.
+    let (_pipeline_stays, pipeline_runs) = Shutdown::new();
+    let (queue, queued) = tokio::sync::mpsc::channel(config.agent.buffer_batches.max(1));
+    let agent = tokio::spawn({
+        let registry = registry.clone();
+        let stopping = stopping.clone();
+        let stop = stop.clone();
+        let agent_config = config.agent.clone();
+        async move {
+            let result = gomon_agent::run_with(
+                agent_config,
+                registry,
+                stopping,
+                Outlet::Queue(queue),
+                false,
+            )
+            .await;
+            if result.is_err() {
+                stop.fire();
+            }
+            result
+        }
+    });
+    let pipeline = tokio::spawn(aggregator.run(QueueSource::new(queued), pipeline_runs));
+    let alerting =
+        gomon_alerting::run_with_routes(config.alerting, registry, stopping, host_metrics).await;
+    stop.fire();
+    let agent = agent.await?;
+    pipeline.await?;
+    tracing::info!("gomon up stopped");
+    alerting.and(agent)
+}
