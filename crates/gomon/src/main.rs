@@ -73,7 +73,14 @@ fn main() -> ExitCode {
         eprintln!("gomon: invalid configuration: {error:#}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The agent runs on every node and does little at a time: one thread keeps its CPU and memory small.
+    let runtime = match cli.role {
+        Role::Agent => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Runtime::new(),
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("gomon: cannot start the async runtime: {error}");
