@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::kube::KubernetesConfig;
 use crate::notify::dispatcher::OutboxConfig;
 use crate::notify::slack::SlackConfig;
+use crate::rule_engines::AlertmanagerConfig;
 
 /// The alerting service's configuration. Every field has a default, so an empty section is valid.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -31,6 +32,8 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// The Kubernetes pod watcher (off by default).
     pub kubernetes: KubernetesConfig,
+    /// How alerts of the Alertmanager API (Prometheus, vmalert) are mapped and expired.
+    pub alertmanager: AlertmanagerConfig,
 }
 
 impl Default for Config {
@@ -43,6 +46,7 @@ impl Default for Config {
             slack: SlackConfig::default(),
             outbox: OutboxConfig::default(),
             kubernetes: KubernetesConfig::default(),
+            alertmanager: AlertmanagerConfig::default(),
         }
     }
 }
@@ -59,6 +63,7 @@ impl Config {
         self.slack.check()?;
         self.outbox.check()?;
         self.kubernetes.check()?;
+        self.alertmanager.check()?;
         if self.outbox.lease <= self.slack.timeout {
             anyhow::bail!(
                 "alerting.outbox.lease: must be longer than alerting.slack.timeout ({:?}), not {:?}",

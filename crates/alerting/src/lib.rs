@@ -10,6 +10,7 @@ pub mod error;
 pub mod kube;
 pub mod model;
 pub mod notify;
+pub mod rule_engines;
 pub mod service;
 pub mod store;
 
@@ -58,6 +59,24 @@ fn is_unreachable(error: &anyhow::Error) -> bool {
     sqlx_error.is_some_and(error::is_unavailable)
 }
 
+/// Every `interval` until `shutdown` fires, resolves the open alerts whose end time has passed (alerts of rule
+/// engines that stopped re-sending them).
+pub async fn sweep_expired(core: Alerting, interval: Duration, shutdown: Shutdown) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.clone().wait() => return,
+        }
+        match core.resolve_expired().await {
+            Ok(0) => {}
+            Ok(resolved) => tracing::info!(resolved, "resolved alerts past their endsAt"),
+            Err(error) => tracing::warn!(%error, "expiry sweep failed; trying again next interval"),
+        }
+    }
+}
+
 /// Runs the alerting service until `shutdown` fires: binds its listener, opens the store (answering
 /// `/health/live` meanwhile, and 503 to everything else), serves the API, then stops accepting, finishes in-flight
 /// requests and closes the pool.
@@ -100,7 +119,8 @@ pub async fn run_with_routes(
         return Ok(());
     };
     let notify_metrics = notify::dispatcher::NotifyMetrics::new(&registry);
-    let mut core = Alerting::new(store.clone(), &registry);
+    let mut core =
+        Alerting::new(store.clone(), &registry).with_alertmanager(config.alertmanager.clone());
     let dispatcher = match notify::slack::SlackClient::new(&config.slack)? {
         Some(client) => {
             let wake = Arc::new(tokio::sync::Notify::new());
@@ -138,6 +158,11 @@ pub async fn run_with_routes(
     if let Err(error) = core.refresh_gauges().await {
         tracing::warn!(%error, "alerting_active_alerts not initialised");
     }
+    let sweep = tokio::spawn(sweep_expired(
+        core.clone(),
+        config.alertmanager.sweep_interval,
+        shutdown.clone(),
+    ));
     let kube_metrics = crate::kube::watcher::KubeMetrics::new(&registry);
     let (watcher, watcher_health) = if config.kubernetes.enabled {
         let health = crate::kube::WatcherHealth::default();
@@ -163,6 +188,7 @@ pub async fn run_with_routes(
             .merge(extra);
     tracing::info!(address = %listener.0.local_addr()?, store = store.describe(), "alerting API listening");
     let served = gomon_runtime::http::serve(listener, router, shutdown).await;
+    sweep.await?;
     if let Some(watcher) = watcher {
         watcher.await?;
     }

@@ -127,7 +127,8 @@ pub struct Alert {
     pub id: Uuid,
     /// The same for every alert of one fingerprint, across re-fires.
     pub alert_group_id: Uuid,
-    /// Hash of (source, namespace, title, labels) that identifies repeats of the same alert.
+    /// Hash that identifies repeats of the same alert: of (source, namespace, title, labels), or of the label set
+    /// alone for alerts from rule engines.
     pub fingerprint: String,
     /// What raised it (`api`, `kubernetes`, `vmalert`, ...).
     pub source: String,
@@ -188,6 +189,20 @@ pub struct NewAlert {
     /// Trace id, stored as `jaeger_trace_id`.
     #[serde(default, alias = "jaeger_trace_id")]
     pub trace_id: Option<String>,
+    /// What identifies repeats of this alert (not part of the REST body: set by the receivers of rule engines).
+    #[serde(skip)]
+    pub identity: Identity,
+}
+
+/// What the fingerprint of an alert is computed over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Identity {
+    /// (source, namespace, title, labels): alerts of the REST API and the pod watcher.
+    #[default]
+    Full,
+    /// The label set alone, as Alertmanager identifies alerts: rule engines re-send the same labels while the
+    /// title (from a summary that may quote a value) changes.
+    LabelSet,
 }
 
 /// Current time at the precision both stores keep (microseconds), so a stored alert reads back identical.
@@ -233,9 +248,15 @@ impl NewAlert {
         Ok(())
     }
 
-    /// Identity of this alert for deduplication: SHA-256 over (source, namespace, title, sorted labels).
+    /// Identity of this alert for deduplication: SHA-256 over (source, namespace, title, sorted labels), or over
+    /// the sorted label set alone for [`Identity::LabelSet`].
     pub fn fingerprint(&self) -> String {
-        let identity = serde_json::json!([self.source, self.namespace, self.title, self.labels]);
+        let identity = match self.identity {
+            Identity::Full => {
+                serde_json::json!([self.source, self.namespace, self.title, self.labels])
+            }
+            Identity::LabelSet => serde_json::json!(["labels", self.labels]),
+        };
         let digest = Sha256::digest(identity.to_string().as_bytes());
         digest.iter().map(|byte| format!("{byte:02x}")).collect()
     }

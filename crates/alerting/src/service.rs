@@ -1,6 +1,7 @@
 //! The alerting core: validation, deduplication, lifecycle and metrics, over a [`Store`].
 //!
-//! Every way an alert arrives (the REST API, the Kubernetes pod watcher; webhooks later) goes through here.
+//! Every way an alert arrives (the REST API, the Alertmanager API of rule engines, the Kubernetes pod watcher) goes
+//! through here.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use crate::model::Notification;
 use crate::model::{
     self, Alert, AlertFilter, AlertPage, AuditEntry, Change, NewAlert, NewNotification, Severity,
 };
+use crate::rule_engines::{AlertmanagerConfig, PostableAlert, RuleAlert};
 use crate::store::{NotificationFilter, Store};
 use gomon_runtime::metrics::must;
 
@@ -87,6 +89,7 @@ pub struct Alerting {
     store: Store,
     metrics: Metrics,
     notifications: Option<Notifications>,
+    alertmanager: Arc<AlertmanagerConfig>,
 }
 
 impl Alerting {
@@ -96,7 +99,19 @@ impl Alerting {
             store,
             metrics: Metrics::new(registry),
             notifications: None,
+            alertmanager: Arc::new(AlertmanagerConfig::default()),
         }
+    }
+
+    /// The same core, mapping alerts of the Alertmanager API as `config` says.
+    pub fn with_alertmanager(mut self, config: AlertmanagerConfig) -> Self {
+        self.alertmanager = Arc::new(config);
+        self
+    }
+
+    /// How alerts of the Alertmanager API are mapped.
+    pub fn alertmanager(&self) -> &AlertmanagerConfig {
+        &self.alertmanager
     }
 
     /// The same core, writing a notification to the outbox with every change `notifications` selects.
@@ -156,6 +171,93 @@ impl Alerting {
                 title = %alert.title, "alert created");
         }
         Ok((alert, created))
+    }
+
+    /// Maps a batch of alerts from a rule engine, all or nothing: the error names the index of the first invalid
+    /// one (`alerts[3]: ...`).
+    pub fn map_rule_alerts(&self, alerts: Vec<PostableAlert>) -> Result<Vec<RuleAlert>> {
+        let now = model::now();
+        alerts
+            .into_iter()
+            .enumerate()
+            .map(|(index, alert)| {
+                alert
+                    .map(&self.alertmanager, now)
+                    .map_err(|message| Error::invalid(&format!("alerts[{index}]"), message))
+            })
+            .collect()
+    }
+
+    /// Applies alerts from a rule engine, in order. An end time in the past resolves the open alert with the same
+    /// label set (if any); otherwise the alert is created, or the open one updated (title, description,
+    /// annotations), and it is resolved at its end time unless sent again before. Returns the alerts touched.
+    pub async fn receive(
+        &self,
+        alerts: Vec<RuleAlert>,
+        actor: Option<String>,
+    ) -> Result<Vec<Alert>> {
+        let mut touched = Vec::with_capacity(alerts.len());
+        for RuleAlert {
+            alert: new,
+            ends_at,
+        } in alerts
+        {
+            let now = model::now();
+            if ends_at <= now {
+                if let Some(open) = self.store.open_with_fingerprint(&new.fingerprint()).await? {
+                    let resolve = Change::Resolve {
+                        by: None,
+                        note: Some("resolved by its rule engine (endsAt passed)".into()),
+                    };
+                    match self.change(open.id, resolve, actor.clone()).await {
+                        Ok(alert) => touched.push(alert),
+                        // Resolved or deleted meanwhile: the outcome is the one asked for.
+                        Err(Error::Conflict(_) | Error::NotFound(_)) => {}
+                        Err(error) => return Err(error),
+                    }
+                }
+                continue;
+            }
+            let (title, description, annotations) = (
+                new.title.clone(),
+                new.description.clone(),
+                new.annotations.clone(),
+            );
+            let (mut alert, created) = self.create(new, actor.clone()).await?;
+            if !created {
+                alert.title = title;
+                alert.description = description;
+                alert.annotations = annotations;
+                alert.updated_at = now;
+            }
+            if self.store.refresh_open(&alert, ends_at).await? {
+                touched.push(alert);
+            }
+        }
+        Ok(touched)
+    }
+
+    /// Resolves every open alert whose end time has passed (rule engine alerts no longer re-sent). Returns how
+    /// many it resolved.
+    pub async fn resolve_expired(&self) -> Result<usize> {
+        let mut resolved = 0;
+        loop {
+            let expired = self.store.expired(model::now(), 100).await?;
+            if expired.is_empty() {
+                return Ok(resolved);
+            }
+            for id in expired {
+                let resolve = Change::Resolve {
+                    by: None,
+                    note: Some("not re-sent by its rule engine before its endsAt".into()),
+                };
+                match self.change(id, resolve, Some("expiry".into())).await {
+                    Ok(_) => resolved += 1,
+                    Err(Error::Conflict(_) | Error::NotFound(_)) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        }
     }
 
     /// The alert with `id`.

@@ -1,5 +1,6 @@
 //! The HTTP API: routes, authentication, errors, and the OpenAPI document.
 
+mod alertmanager;
 mod alerts;
 mod auth;
 mod error;
@@ -31,6 +32,7 @@ pub struct AppState {
     core: Alerting,
     registry: Registry,
     watcher: Option<WatcherHealth>,
+    started: chrono::DateTime<chrono::Utc>,
 }
 
 impl FromRef<AppState> for Alerting {
@@ -45,12 +47,13 @@ impl FromRef<AppState> for Alerting {
     info(title = "GoMon alerting API", description = "Alerts: create, list, acknowledge, assign, resolve."),
     paths(alerts::create, alerts::list, alerts::get, alerts::acknowledge, alerts::resolve, alerts::assign,
           alerts::delete, alerts::actions, health::live, health::ready, health::database, health::metrics,
-          notifications::list, openapi),
+          notifications::list, alertmanager::post_alerts, alertmanager::get_alerts, alertmanager::status,
+          openapi),
     modifiers(&GuardedRoutes),
 )]
 pub struct ApiDoc;
 
-/// Declares what every `/api/v1/alerts` route has in common: the bearer token, and the answers any of them can
+/// Declares what every `/api/v1/alerts`, `/api/v1/notifications` and `/api/v2` route has in common: the bearer token, and the answers any of them can
 /// give (401, 403, 408, 503).
 struct GuardedRoutes;
 
@@ -79,7 +82,10 @@ impl utoipa::Modify for GuardedRoutes {
             ),
         ];
         for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/api/v1/alerts") && !path.starts_with("/api/v1/notifications") {
+            if !path.starts_with("/api/v1/alerts")
+                && !path.starts_with("/api/v1/notifications")
+                && !path.starts_with("/api/v2/")
+            {
                 continue;
             }
             let operations = [
@@ -184,6 +190,7 @@ pub fn router_with_watcher(
         core,
         registry,
         watcher,
+        started: crate::model::now(),
     };
     let api = Router::new()
         .route("/api/v1/alerts", get(alerts::list).post(alerts::create))
@@ -205,6 +212,11 @@ pub fn router_with_watcher(
         )
         .route("/api/v1/alerts/{id}/actions", get(alerts::actions))
         .route("/api/v1/notifications", get(notifications::list))
+        .route(
+            "/api/v2/alerts",
+            get(alertmanager::get_alerts).post(alertmanager::post_alerts),
+        )
+        .route("/api/v2/status", get(alertmanager::status))
         .route_layer(middleware::from_fn_with_state(auth, auth::authenticate));
     let open = Router::new()
         .route("/health/live", get(health::live))

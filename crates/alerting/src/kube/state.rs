@@ -377,5 +377,6 @@ fn new_alert(key: &AlertKey, pods: &[(&Pod, Failure)], config: &KubernetesConfig
         labels: key.labels(),
         annotations,
         trace_id: None,
+        identity: Default::default(),
     }
 }

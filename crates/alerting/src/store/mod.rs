@@ -196,6 +196,22 @@ impl Store {
         dispatch!(self.open_from(source))
     }
 
+    /// The open alert with `fingerprint`, if any.
+    pub async fn open_with_fingerprint(&self, fingerprint: &str) -> Result<Option<Alert>> {
+        dispatch!(self.open_with_fingerprint(fingerprint))
+    }
+
+    /// Writes the title, description, annotations and `updated_at` of open alert `alert.id`, and sets its end
+    /// time. False when the alert is no longer open.
+    pub async fn refresh_open(&self, alert: &Alert, ends_at: DateTime<Utc>) -> Result<bool> {
+        dispatch!(self.refresh_open(alert, ends_at))
+    }
+
+    /// Up to `limit` open alerts whose end time is before `now`.
+    pub async fn expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Uuid>> {
+        dispatch!(self.expired(now, limit))
+    }
+
     /// How many alerts are not resolved, per severity (severities with none are absent).
     pub async fn open_by_severity(&self) -> Result<Vec<(Severity, i64)>> {
         dispatch!(self.open_by_severity())

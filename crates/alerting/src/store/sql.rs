@@ -46,6 +46,14 @@ const NOTIFICATION_COLUMNS: &str = "id, alert_id, event, status, payload, attemp
 const OPEN_BY_SEVERITY: &str =
     "SELECT severity, COUNT(*) FROM alerts_active WHERE status <> 'resolved' GROUP BY severity";
 
+/// A repeat of an open alert from a rule engine: what may change while it stays the same alert, and its end time.
+const REFRESH_OPEN: &str = "UPDATE alerts_active SET title = $2, description = $3, annotations = $4, ends_at = $5, \
+     updated_at = $6 WHERE id = $1 AND status <> 'resolved'";
+
+/// Open alerts whose end time has passed, oldest end first.
+const EXPIRED: &str = "SELECT id FROM alerts_active WHERE status <> 'resolved' AND ends_at IS NOT NULL \
+     AND ends_at < $1 ORDER BY ends_at LIMIT $2";
+
 /// How many times an insert that lost a race with a resolution is tried again.
 const INSERT_ATTEMPTS: usize = 3;
 
@@ -456,6 +464,38 @@ macro_rules! sql_store {
                 .into_iter()
                 .map(Alert::try_from)
                 .collect()
+            }
+
+            pub(super) async fn open_with_fingerprint(&self, fingerprint: &str) -> Result<Option<Alert>> {
+                sqlx::query_as::<_, AlertRow>(&format!(
+                    "{SELECT_ALERT} WHERE fingerprint = $1 AND status <> 'resolved'"
+                ))
+                .bind(fingerprint)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(Alert::try_from)
+                .transpose()
+            }
+
+            pub(super) async fn refresh_open(&self, alert: &Alert, ends_at: DateTime<Utc>) -> Result<bool> {
+                let done = sqlx::query(REFRESH_OPEN)
+                    .bind(alert.id)
+                    .bind(&alert.title)
+                    .bind(&alert.description)
+                    .bind(Json(&alert.annotations))
+                    .bind($time(ends_at))
+                    .bind($time(alert.updated_at))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            pub(super) async fn expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Uuid>> {
+                Ok(sqlx::query_scalar::<_, Uuid>(EXPIRED)
+                    .bind($time(now))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?)
             }
 
             pub(super) async fn open_by_severity(&self) -> Result<Vec<(Severity, i64)>> {

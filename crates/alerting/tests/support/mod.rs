@@ -104,10 +104,21 @@ impl Server {
         let store = Store::open(config).await.expect("open store");
         let registry = gomon_runtime::metrics::registry();
         let core = Alerting::new(store.clone(), &registry);
-        let router = api::router(core, registry.clone(), Auth::new(tokens), request_timeout);
+        let router = api::router(
+            core.clone(),
+            registry.clone(),
+            Auth::new(tokens),
+            request_timeout,
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let (trigger, shutdown) = Shutdown::new();
+        // The expiry sweep, often, so that tests of alerts past their endsAt need not wait long.
+        tokio::spawn(gomon_alerting::sweep_expired(
+            core,
+            Duration::from_millis(200),
+            shutdown.clone(),
+        ));
         let task = tokio::spawn(async move {
             gomon_runtime::http::serve(SharedListener(Arc::new(listener)), router, shutdown)
                 .await

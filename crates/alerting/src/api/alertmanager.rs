@@ -1,0 +1,362 @@
+//! The Alertmanager API v2 subset rule engines and amtool use: `POST`/`GET /api/v2/alerts`, `GET /api/v2/status`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use super::extract::JsonBody;
+use crate::error::Error;
+use crate::model::{Alert, AlertFilter, Status};
+use crate::rule_engines::{GENERATOR_URL, PostableAlert};
+use crate::service::Alerting;
+
+/// Receive alerts from Prometheus, vmalert or amtool (Alertmanager API v2). All or nothing: one invalid
+/// element rejects the request, naming its index.
+#[utoipa::path(post, path = "/api/v2/alerts", tag = "alertmanager", request_body = Vec<PostableAlert>,
+    responses(
+        (status = 200, description = "Every alert applied"),
+        (status = 400, description = "Malformed JSON, or an invalid alert (`alerts[i]: ...`)", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn post_alerts(
+    State(core): State<Alerting>,
+    Caller(caller): Caller,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Result<StatusCode, ApiError> {
+    let serde_json::Value::Array(items) = body else {
+        return Err(ApiError::bad_request(
+            "expected a JSON array of alerts ({labels, annotations, startsAt, endsAt, generatorURL})",
+        ));
+    };
+    let alerts = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            serde_path_to_error::deserialize::<_, PostableAlert>(item).map_err(|error| {
+                let path = error.path().to_string();
+                let at = if path == "." {
+                    String::new()
+                } else {
+                    format!(".{path}")
+                };
+                ApiError::bad_request(format!("alerts[{index}]{at}: {}", error.inner()))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let alerts = core.map_rule_alerts(alerts).map_err(|error| match error {
+        Error::Invalid { field, message } => ApiError::bad_request(format!("{field}: {message}")),
+        other => ApiError::from(other),
+    })?;
+    core.receive(alerts, caller).await?;
+    Ok(StatusCode::OK)
+}
+
+/// A receiver, as Alertmanager names them.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Receiver {
+    /// Its name: always `gomon`.
+    pub name: String,
+}
+
+/// Where an alert is, in Alertmanager's terms.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertStatus {
+    /// `active` (open in GoMon).
+    pub state: String,
+    /// Ids of the silences that mute it (none: silences are not implemented yet).
+    pub silenced_by: Vec<String>,
+    /// Ids of the alerts that inhibit it (none).
+    pub inhibited_by: Vec<String>,
+}
+
+/// An open alert as the Alertmanager API returns it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GettableAlert {
+    /// The label set (with `alertname` set to the title for alerts that have none).
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// When it was created.
+    pub starts_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// GoMon's fingerprint of the alert.
+    pub fingerprint: String,
+    /// Always `[{"name": "gomon"}]`.
+    pub receivers: Vec<Receiver>,
+    /// Its state.
+    pub status: AlertStatus,
+    /// Link back to the rule that raised it, if known.
+    #[serde(rename = "generatorURL")]
+    pub generator_url: String,
+}
+
+impl From<Alert> for GettableAlert {
+    fn from(alert: Alert) -> Self {
+        let mut labels = alert.labels;
+        labels
+            .entry("alertname".into())
+            .or_insert_with(|| alert.title.clone());
+        let mut annotations = alert.annotations;
+        let generator_url = annotations.remove(GENERATOR_URL).unwrap_or_default();
+        GettableAlert {
+            labels,
+            annotations,
+            starts_at: alert.created_at,
+            updated_at: alert.updated_at,
+            fingerprint: alert.fingerprint,
+            receivers: vec![Receiver {
+                name: "gomon".into(),
+            }],
+            status: AlertStatus {
+                state: "active".into(),
+                silenced_by: Vec::new(),
+                inhibited_by: Vec::new(),
+            },
+            generator_url,
+        }
+    }
+}
+
+/// Query parameters of `GET /api/v2/alerts`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct AlertsParams {
+    /// Label matcher `name="value"` or `name!="value"`; repeat for several (all must match).
+    filter: Option<Vec<String>>,
+    /// Include active alerts (default true; every open alert is active).
+    active: Option<bool>,
+    /// Include silenced alerts (accepted; no alert is silenced yet).
+    silenced: Option<bool>,
+    /// Include inhibited alerts (accepted; no alert is inhibited).
+    inhibited: Option<bool>,
+    /// Include unprocessed alerts (accepted; every alert is processed).
+    unprocessed: Option<bool>,
+    /// Receiver name regex (accepted, ignored: the only receiver is `gomon`).
+    receiver: Option<String>,
+}
+
+/// One label matcher of a `filter`.
+#[derive(Debug, PartialEq)]
+pub struct Matcher {
+    name: String,
+    equal: bool,
+    value: String,
+}
+
+impl Matcher {
+    /// Parses `name="value"`, `name!="value"` (quotes optional, braces around it allowed).
+    pub fn parse(text: &str) -> Result<Matcher, String> {
+        let trimmed = text
+            .trim()
+            .trim_start_matches('{')
+            .trim_end_matches('}')
+            .trim();
+        let invalid = || format!("{text:?} is not a matcher name=\"value\" or name!=\"value\"");
+        let (name, equal, value) = if let Some((name, value)) = trimmed.split_once("!=") {
+            (name, false, value)
+        } else if let Some((name, value)) = trimmed.split_once('=') {
+            if value.starts_with('~') {
+                return Err(format!(
+                    "{text:?}: regular expression matchers (=~, !~) are not supported yet"
+                ));
+            }
+            (name, true, value)
+        } else {
+            return Err(invalid());
+        };
+        if value.starts_with('~') {
+            return Err(format!(
+                "{text:?}: regular expression matchers (=~, !~) are not supported yet"
+            ));
+        }
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(invalid());
+        }
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        Ok(Matcher {
+            name: name.to_owned(),
+            equal,
+            value: value.to_owned(),
+        })
+    }
+
+    /// Whether `labels` match (an absent label reads as the empty value, as in Alertmanager).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let actual = labels.get(&self.name).map_or("", String::as_str);
+        (actual == self.value) == self.equal
+    }
+}
+
+/// List open alerts (Alertmanager API v2), oldest first, optionally filtered by label matchers.
+#[utoipa::path(get, path = "/api/v2/alerts", tag = "alertmanager", params(AlertsParams),
+    responses(
+        (status = 200, description = "The open alerts", body = Vec<GettableAlert>),
+        (status = 400, description = "Invalid query parameter", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn get_alerts(
+    State(core): State<Alerting>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Vec<GettableAlert>>, ApiError> {
+    let mut matchers = Vec::new();
+    let mut active = true;
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "filter" => matchers.push(Matcher::parse(&value).map_err(|error| {
+                ApiError::bad_request(format!("query parameter `filter`: {error}"))
+            })?),
+            "active" => active = super::alerts::parse_param(&name, &value)?,
+            "silenced" | "inhibited" | "unprocessed" => {
+                super::alerts::parse_param::<bool>(&name, &value)?;
+            }
+            "receiver" => {}
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{other}`: expected filter, active, silenced, inhibited, \
+                     unprocessed or receiver"
+                )));
+            }
+        }
+    }
+    if !active {
+        return Ok(Json(Vec::new()));
+    }
+    let mut open = Vec::new();
+    for status in [Status::Firing, Status::Acknowledged] {
+        let mut filter = AlertFilter {
+            status: Some(status),
+            limit: super::alerts::MAX_LIMIT,
+            ..AlertFilter::default()
+        };
+        loop {
+            let page = core.list(&filter).await?;
+            open.extend(
+                page.alerts
+                    .into_iter()
+                    .map(GettableAlert::from)
+                    .filter(|alert| matchers.iter().all(|m| m.matches(&alert.labels))),
+            );
+            match page.next_cursor {
+                Some(cursor) => filter.after = Some(super::alerts::parse_param("cursor", &cursor)?),
+                None => break,
+            }
+        }
+    }
+    open.sort_by_key(|alert| alert.starts_at);
+    Ok(Json(open))
+}
+
+/// Cluster state: GoMon does not cluster.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClusterStatus {
+    /// `gomon`.
+    pub name: String,
+    /// `disabled`.
+    pub status: String,
+    /// None.
+    pub peers: Vec<serde_json::Value>,
+}
+
+/// Version of the service.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionInfo {
+    /// GoMon's version.
+    pub version: String,
+    /// Empty.
+    pub revision: String,
+    /// Empty.
+    pub branch: String,
+    /// Empty.
+    pub build_user: String,
+    /// Empty.
+    pub build_date: String,
+    /// Empty.
+    pub go_version: String,
+}
+
+/// The configuration, as Alertmanager shows its YAML.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConfigText {
+    /// A note that GoMon is configured by its own file.
+    pub original: String,
+}
+
+/// What `GET /api/v2/status` answers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertmanagerStatus {
+    /// Cluster state.
+    pub cluster: ClusterStatus,
+    /// Version.
+    pub version_info: VersionInfo,
+    /// Configuration.
+    pub config: ConfigText,
+    /// When the API started.
+    pub uptime: DateTime<Utc>,
+}
+
+/// Status of the Alertmanager API (enough for `amtool config show` and clients that probe it).
+#[utoipa::path(get, path = "/api/v2/status", tag = "alertmanager",
+    responses((status = 200, description = "Status", body = AlertmanagerStatus)))]
+pub async fn status(State(state): State<AppState>) -> Json<AlertmanagerStatus> {
+    Json(AlertmanagerStatus {
+        cluster: ClusterStatus {
+            name: "gomon".into(),
+            status: "disabled".into(),
+            peers: Vec::new(),
+        },
+        version_info: VersionInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            revision: String::new(),
+            branch: String::new(),
+            build_user: String::new(),
+            build_date: String::new(),
+            go_version: String::new(),
+        },
+        config: ConfigText {
+            original:
+                "# GoMon alerting: configured by the alerting section of its configuration file\n"
+                    .into(),
+        },
+        uptime: state.started,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matchers_parse_and_match() {
+        let labels = BTreeMap::from([("alertname".to_owned(), "X".to_owned())]);
+        let equal = Matcher::parse("alertname=\"X\"").expect("valid");
+        assert!(equal.matches(&labels));
+        let other = Matcher::parse("{alertname!=X}").expect("valid");
+        assert!(!other.matches(&labels));
+        let absent = Matcher::parse("team=\"\"").expect("valid");
+        assert!(absent.matches(&labels));
+        assert!(Matcher::parse("alertname=~X.*").is_err());
+        assert!(Matcher::parse("alertname!~X").is_err());
+        assert!(Matcher::parse("novalue").is_err());
+    }
+}

@@ -1,0 +1,291 @@
+//! Alerts from rule engines (Prometheus, vmalert through the Alertmanager API v2): their payload, and how it maps
+//! onto GoMon's alerts. Pure data and pure functions, no I/O.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::model::{Identity, MAX_SOURCE, MAX_TITLE, NewAlert, Severity};
+
+/// How alerts of the Alertmanager API are mapped (the `alerting.alertmanager` section).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// `severity` label value (compared in lower case) -> severity. Replaces the default table when set.
+    pub severities: BTreeMap<String, Severity>,
+    /// Severity of an alert without a `severity` label, or with a value not in `severities`.
+    pub default_severity: Severity,
+    /// Source recorded for every alert; unset: `vmalert` or `prometheus` from the generator URL, else
+    /// `alertmanager`.
+    pub source: Option<String>,
+    /// End time given to an alert sent without `endsAt` (Alertmanager's `resolve_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub resolve_timeout: Duration,
+    /// How often open alerts whose end time has passed without a re-send are resolved.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for AlertmanagerConfig {
+    fn default() -> Self {
+        Self {
+            severities: BTreeMap::from([
+                ("critical".into(), Severity::P1),
+                ("error".into(), Severity::P2),
+                ("high".into(), Severity::P2),
+                ("warning".into(), Severity::P3),
+                ("info".into(), Severity::P4),
+            ]),
+            default_severity: Severity::P3,
+            source: None,
+            resolve_timeout: Duration::from_secs(300),
+            sweep_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl AlertmanagerConfig {
+    /// Checks what types alone cannot; the message names the key.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(source) = &self.source
+            && (source.trim().is_empty() || source.chars().count() > MAX_SOURCE)
+        {
+            anyhow::bail!(
+                "alerting.alertmanager.source: must be 1 to {MAX_SOURCE} characters, not {source:?}"
+            );
+        }
+        for (key, value) in [
+            ("resolve_timeout", self.resolve_timeout),
+            ("sweep_interval", self.sweep_interval),
+        ] {
+            if value < Duration::from_millis(1) {
+                anyhow::bail!("alerting.alertmanager.{key}: must be at least 1ms, not {value:?}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One alert as Prometheus, vmalert and amtool post it to `/api/v2/alerts`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostableAlert {
+    /// The label set: the alert's identity. `alertname` is required.
+    pub labels: BTreeMap<String, String>,
+    /// Non-identifying annotations; `summary` goes into the title, `description` into the description.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// When it started firing.
+    #[serde(default)]
+    pub starts_at: Option<DateTime<Utc>>,
+    /// When it ends: in the past resolves the alert; in the future, the alert is resolved then unless re-sent.
+    #[serde(default)]
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Link back to the rule that raised it.
+    #[serde(default, rename = "generatorURL")]
+    pub generator_url: Option<String>,
+}
+
+/// An alert from a rule engine, mapped: the alert to open or update, and when it ends.
+#[derive(Clone, Debug)]
+pub struct RuleAlert {
+    /// What is created, or updates the open alert with the same label set.
+    pub alert: NewAlert,
+    /// When it ends (resolved then unless re-sent; in the past: resolved now).
+    pub ends_at: DateTime<Utc>,
+}
+
+/// Annotation that keeps the generator URL of an alert.
+pub const GENERATOR_URL: &str = "generatorURL";
+
+/// A time Go's zero time (`0001-01-01T00:00:00Z`) or anything before 1970 stands for "not set".
+fn set(time: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    time.filter(|time| time.timestamp() > 0)
+}
+
+/// `text` cut to at most `max` characters.
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// The source an alert is recorded with: configured, else guessed from the generator URL.
+fn source_of(config: &AlertmanagerConfig, generator_url: Option<&str>) -> String {
+    if let Some(source) = &config.source {
+        return source.clone();
+    }
+    match generator_url {
+        // vmalert links to its own UI (`/vmalert/alert?...`, or `/api/v1/alert?...` on older versions).
+        Some(url) if url.contains("vmalert") || url.contains("/api/v1/alert?") => "vmalert".into(),
+        // Prometheus links to its expression browser (`/graph?g0.expr=...`).
+        Some(url) if url.contains("/graph?") => "prometheus".into(),
+        _ => "alertmanager".into(),
+    }
+}
+
+impl PostableAlert {
+    /// Maps this alert onto GoMon's model at time `now`, or says what is wrong with it.
+    pub fn map(self, config: &AlertmanagerConfig, now: DateTime<Utc>) -> Result<RuleAlert, String> {
+        if self.labels.is_empty() {
+            return Err("labels must not be empty".into());
+        }
+        if self.labels.keys().any(|name| name.is_empty()) {
+            return Err("label names must not be empty".into());
+        }
+        let alertname = self
+            .labels
+            .get("alertname")
+            .filter(|name| !name.trim().is_empty())
+            .ok_or("labels.alertname is required")?;
+        if let (Some(starts), Some(ends)) = (set(self.starts_at), set(self.ends_at))
+            && ends < starts
+        {
+            return Err(format!("endsAt {ends} is before startsAt {starts}"));
+        }
+        let severity = self
+            .labels
+            .get("severity")
+            .and_then(|value| config.severities.get(&value.to_lowercase()))
+            .copied()
+            .unwrap_or(config.default_severity);
+        let title = match self.annotations.get("summary").map(|s| s.trim()) {
+            Some(summary) if !summary.is_empty() => format!("{alertname}: {summary}"),
+            _ => alertname.clone(),
+        };
+        let description = self
+            .annotations
+            .get("description")
+            .filter(|text| !text.trim().is_empty())
+            .cloned();
+        let namespace = self.labels.get("namespace").cloned();
+        let source = source_of(config, self.generator_url.as_deref());
+        let ends_at = set(self.ends_at).unwrap_or_else(|| {
+            now + chrono::Duration::from_std(config.resolve_timeout)
+                .unwrap_or_else(|_| chrono::Duration::minutes(5))
+        });
+        let mut annotations = self.annotations;
+        if let Some(url) = self.generator_url.filter(|url| !url.is_empty()) {
+            annotations.insert(GENERATOR_URL.into(), url);
+        }
+        let alert = NewAlert {
+            source,
+            severity,
+            title: truncate(&title, MAX_TITLE),
+            description,
+            namespace,
+            labels: self.labels,
+            annotations,
+            trace_id: None,
+            identity: Identity::LabelSet,
+        };
+        alert.validate().map_err(|error| error.to_string())?;
+        Ok(RuleAlert { alert, ends_at })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn postable(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> PostableAlert {
+        let pairs = |items: &[(&str, &str)]| {
+            items
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        PostableAlert {
+            labels: pairs(labels),
+            annotations: pairs(annotations),
+            ..PostableAlert::default()
+        }
+    }
+
+    #[test]
+    fn maps_labels_and_annotations() {
+        let config = AlertmanagerConfig::default();
+        let now = crate::model::now();
+        let mut alert = postable(
+            &[
+                ("alertname", "HighCPU"),
+                ("severity", "Critical"),
+                ("namespace", "prod"),
+                ("instance", "a:9100"),
+            ],
+            &[("summary", "CPU at 97%"), ("description", "for 5 minutes")],
+        );
+        alert.generator_url = Some("http://vm:8880/vmalert/alert?group_id=1&alert_id=2".into());
+        let mapped = alert.map(&config, now).expect("valid");
+        assert_eq!(mapped.alert.severity, Severity::P1);
+        assert_eq!(mapped.alert.title, "HighCPU: CPU at 97%");
+        assert_eq!(mapped.alert.description.as_deref(), Some("for 5 minutes"));
+        assert_eq!(mapped.alert.namespace.as_deref(), Some("prod"));
+        assert_eq!(mapped.alert.source, "vmalert");
+        assert_eq!(mapped.alert.labels.len(), 4);
+        assert!(mapped.alert.annotations.contains_key(GENERATOR_URL));
+        assert_eq!(
+            mapped.ends_at,
+            now + chrono::Duration::from_std(config.resolve_timeout).expect("fits")
+        );
+    }
+
+    #[test]
+    fn identity_is_the_label_set() {
+        let config = AlertmanagerConfig::default();
+        let now = crate::model::now();
+        let a = postable(&[("alertname", "X")], &[("summary", "value 1")])
+            .map(&config, now)
+            .expect("valid");
+        let b = postable(&[("alertname", "X")], &[("summary", "value 2")])
+            .map(&config, now)
+            .expect("valid");
+        assert_ne!(a.alert.title, b.alert.title);
+        assert_eq!(a.alert.fingerprint(), b.alert.fingerprint());
+        let c = postable(&[("alertname", "X"), ("pod", "p")], &[])
+            .map(&config, now)
+            .expect("valid");
+        assert_ne!(a.alert.fingerprint(), c.alert.fingerprint());
+    }
+
+    #[test]
+    fn severity_source_and_rejections() {
+        let config = AlertmanagerConfig::default();
+        let now = crate::model::now();
+        for (value, severity) in [
+            ("error", Severity::P2),
+            ("high", Severity::P2),
+            ("warning", Severity::P3),
+            ("info", Severity::P4),
+            ("odd", Severity::P3),
+        ] {
+            let mapped = postable(&[("alertname", "X"), ("severity", value)], &[])
+                .map(&config, now)
+                .expect("valid");
+            assert_eq!(mapped.alert.severity, severity, "{value}");
+        }
+        let mut prometheus = postable(&[("alertname", "X")], &[]);
+        prometheus.generator_url = Some("http://p:9090/graph?g0.expr=up".into());
+        assert_eq!(
+            prometheus.map(&config, now).expect("valid").alert.source,
+            "prometheus"
+        );
+        assert!(postable(&[], &[]).map(&config, now).is_err());
+        assert!(
+            postable(&[("job", "x")], &[])
+                .map(&config, now)
+                .expect_err("no alertname")
+                .contains("alertname")
+        );
+        let mut backwards = postable(&[("alertname", "X")], &[]);
+        backwards.starts_at = Some(now);
+        backwards.ends_at = Some(now - chrono::Duration::seconds(1));
+        assert!(backwards.map(&config, now).is_err());
+    }
+}

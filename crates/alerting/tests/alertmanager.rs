@@ -1,0 +1,381 @@
+//! The Alertmanager API v2 (`/api/v2/alerts`, `/api/v2/status`): its mapping, deduplication by label set, resolution
+//! by `endsAt` and by expiry, and the real clients: vmalert over VictoriaMetrics, and Prometheus.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use gomon_testkit::{VictoriaMetrics, eventually, free_port};
+use serde_json::{Value, json};
+use support::{Backend, Database, Server};
+
+on_both_stores!(
+    repeats_update_one_alert_and_ends_at_resolves,
+    an_alert_not_sent_again_is_resolved_after_its_ends_at,
+    one_bad_alert_rejects_the_whole_post,
+    get_alerts_filters_and_status_answers,
+    vmalert_alert_fires_and_resolves,
+    prometheus_alert_fires_and_resolves,
+);
+
+/// The alerts of `source`, newest first.
+async fn from_source(server: &Server, source: &str) -> Vec<Value> {
+    let (status, page) = server.get(&format!("/api/v1/alerts?source={source}")).await;
+    assert_eq!(status, 200, "{page}");
+    page["alerts"].as_array().cloned().unwrap_or_default()
+}
+
+fn rfc3339(offset_seconds: i64) -> String {
+    (Utc::now() + chrono::Duration::seconds(offset_seconds)).to_rfc3339()
+}
+
+fn high_cpu(summary: &str, ends_in: i64) -> Value {
+    json!({
+        "labels": {"alertname": "HighCPU", "severity": "critical", "namespace": "prod", "instance": "a:9100"},
+        "annotations": {"summary": summary, "description": "CPU busy for 5 minutes", "runbook": "http://rb"},
+        "startsAt": rfc3339(-60),
+        "endsAt": rfc3339(ends_in),
+        "generatorURL": "http://prometheus:9090/graph?g0.expr=cpu+%3E+0.9",
+    })
+}
+
+async fn repeats_update_one_alert_and_ends_at_resolves(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let (status, body) = server
+        .post("/api/v2/alerts", json!([high_cpu("CPU at 91%", 300)]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let alerts = from_source(&server, "prometheus").await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let alert = &alerts[0];
+    assert_eq!(alert["severity"], "P1");
+    assert_eq!(alert["status"], "firing");
+    assert_eq!(alert["title"], "HighCPU: CPU at 91%");
+    assert_eq!(alert["description"], "CPU busy for 5 minutes");
+    assert_eq!(alert["namespace"], "prod");
+    assert_eq!(alert["labels"]["instance"], "a:9100");
+    assert_eq!(alert["annotations"]["runbook"], "http://rb");
+    let id = alert["id"].as_str().expect("id").to_owned();
+
+    // The same label set with another summary: the same alert, updated.
+    let (status, body) = server
+        .post("/api/v2/alerts", json!([high_cpu("CPU at 97%", 300)]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let alerts = from_source(&server, "prometheus").await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["id"], id.as_str());
+    assert_eq!(alerts[0]["title"], "HighCPU: CPU at 97%");
+
+    // endsAt in the past: resolved.
+    let (status, body) = server
+        .post("/api/v2/alerts", json!([high_cpu("CPU at 97%", -1)]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, alert) = server.get(&format!("/api/v1/alerts/{id}")).await;
+    assert_eq!(alert["status"], "resolved", "{alert}");
+    let (_, actions) = server.get(&format!("/api/v1/alerts/{id}/actions")).await;
+    let kinds: Vec<&str> = actions["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    assert_eq!(kinds, ["created", "resolved"]);
+
+    // Resolving what is not open changes nothing; firing again opens a new alert of the same group.
+    let (status, _) = server
+        .post("/api/v2/alerts", json!([high_cpu("CPU at 97%", -1)]))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(from_source(&server, "prometheus").await.len(), 1);
+    let (status, _) = server
+        .post("/api/v2/alerts", json!([high_cpu("CPU at 99%", 300)]))
+        .await;
+    assert_eq!(status, 200);
+    let alerts = from_source(&server, "prometheus").await;
+    assert_eq!(alerts.len(), 2);
+    assert_eq!(alerts[0]["status"], "firing");
+    assert_eq!(alerts[0]["alert_group_id"], alerts[1]["alert_group_id"]);
+    server.stop().await;
+}
+
+async fn an_alert_not_sent_again_is_resolved_after_its_ends_at(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let (status, body) = server
+        .post("/api/v2/alerts", json!([high_cpu("CPU at 91%", 2)]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let alerts = from_source(&server, "prometheus").await;
+    assert_eq!(alerts[0]["status"], "firing");
+    let id = alerts[0]["id"].as_str().expect("id").to_owned();
+    let resolved = eventually(Duration::from_secs(15), "expiry of the alert", || {
+        let (server, id) = (&server, &id);
+        async move {
+            let (_, alert) = server.get(&format!("/api/v1/alerts/{id}")).await;
+            (alert["status"] == "resolved").then_some(alert)
+        }
+    })
+    .await;
+    let resolved_at = chrono::DateTime::parse_from_rfc3339(
+        resolved["resolved_at"].as_str().expect("resolved_at"),
+    )
+    .expect("time");
+    let created_at =
+        chrono::DateTime::parse_from_rfc3339(resolved["created_at"].as_str().expect("created_at"))
+            .expect("time");
+    assert!(
+        resolved_at - created_at >= chrono::Duration::milliseconds(1500),
+        "resolved before its endsAt: {resolved}"
+    );
+    let (_, actions) = server.get(&format!("/api/v1/alerts/{id}/actions")).await;
+    let last = actions["actions"]
+        .as_array()
+        .and_then(|a| a.last())
+        .cloned()
+        .expect("an action");
+    assert_eq!(last["action"], "resolved");
+    assert_eq!(last["actor"], "expiry");
+    server.stop().await;
+}
+
+async fn one_bad_alert_rejects_the_whole_post(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let no_alertname = json!({"labels": {"job": "x"}});
+    let (status, body) = server
+        .post("/api/v2/alerts", json!([high_cpu("ok", 300), no_alertname]))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().expect("error");
+    assert!(
+        error.contains("alerts[1]") && error.contains("alertname"),
+        "{error}"
+    );
+    let (status, body) = server
+        .post(
+            "/api/v2/alerts",
+            json!([high_cpu("ok", 300), high_cpu("ok", 300), {"labels": "nope"}]),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().expect("error").contains("alerts[2]"),
+        "{body}"
+    );
+    let (status, body) = server.post("/api/v2/alerts", json!({"labels": {}})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(from_source(&server, "prometheus").await.is_empty());
+    server.stop().await;
+}
+
+async fn get_alerts_filters_and_status_answers(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let other =
+        json!({"labels": {"alertname": "DiskFull", "severity": "warning"}, "endsAt": rfc3339(300)});
+    let (status, _) = server
+        .post(
+            "/api/v2/alerts",
+            json!([high_cpu("CPU at 91%", 300), other]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, all) = server.get("/api/v2/alerts").await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all.as_array().expect("array").len(), 2, "{all}");
+    let (status, some) = server
+        .get("/api/v2/alerts?filter=alertname%3D%22DiskFull%22")
+        .await;
+    assert_eq!(status, 200, "{some}");
+    let some = some.as_array().expect("array");
+    assert_eq!(some.len(), 1);
+    assert_eq!(some[0]["labels"]["severity"], "warning");
+    assert_eq!(some[0]["status"]["state"], "active");
+    let (_, not) = server
+        .get("/api/v2/alerts?filter=alertname!%3DDiskFull")
+        .await;
+    let not = not.as_array().expect("array");
+    assert_eq!(not.len(), 1);
+    assert_eq!(
+        not[0]["generatorURL"],
+        "http://prometheus:9090/graph?g0.expr=cpu+%3E+0.9"
+    );
+    let (status, body) = server.get("/api/v2/alerts?filter=garbage").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, status_body) = server.get("/api/v2/status").await;
+    assert_eq!(status, 200);
+    assert_eq!(status_body["cluster"]["status"], "disabled");
+    assert!(status_body["versionInfo"]["version"].is_string());
+    server.stop().await;
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(program: &str, args: &[String], log: &std::path::Path) -> Running {
+    let log = std::fs::File::create(log).expect("log file");
+    Running(
+        Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|error| panic!("{program} is required: {error}")),
+    )
+}
+
+/// Writes `line` (Prometheus text format) to VictoriaMetrics and makes it searchable.
+async fn import(vm: &VictoriaMetrics, line: &str) {
+    let client = reqwest::Client::new();
+    client
+        .post(format!("{}/api/v1/import/prometheus", vm.url()))
+        .body(line.to_owned())
+        .send()
+        .await
+        .expect("import")
+        .error_for_status()
+        .expect("import status");
+    client
+        .get(format!("{}/internal/force_flush", vm.url()))
+        .send()
+        .await
+        .expect("flush");
+}
+
+const RULES: &str = r#"groups:
+  - name: gomon
+    interval: 1s
+    rules:
+      - alert: GomonTestHigh
+        expr: gomon_am_test > 1
+        labels:
+          severity: critical
+          namespace: monitoring
+        annotations:
+          summary: "value is {{ $value }}"
+          description: gomon_am_test is above 1
+"#;
+
+/// Waits for the alert of `source` to be in `status`; returns it.
+async fn alert_in(server: &Server, source: &str, status: &str, log: &std::path::Path) -> Value {
+    let what = format!("a {status} GomonTestHigh alert from {source}");
+    let found = tokio::time::timeout(
+        Duration::from_secs(60),
+        eventually(Duration::from_secs(60), &what, || async {
+            from_source(server, source)
+                .await
+                .into_iter()
+                .find(|a| a["labels"]["alertname"] == "GomonTestHigh" && a["status"] == status)
+        }),
+    )
+    .await;
+    found.unwrap_or_else(|_| {
+        panic!(
+            "timed out waiting for {what}; client log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        )
+    })
+}
+
+async fn vmalert_alert_fires_and_resolves(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let vm = VictoriaMetrics::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, RULES).expect("rules");
+    import(&vm, "gomon_am_test{job=\"t\"} 5").await;
+    let log = dir.path().join("vmalert.log");
+    let _vmalert = spawn(
+        "vmalert",
+        &[
+            format!("-rule={}", rules.display()),
+            format!("-datasource.url={}", vm.url()),
+            format!("-notifier.url={}", server.base),
+            "-evaluationInterval=1s".into(),
+            format!("-httpListenAddr=127.0.0.1:{}", free_port()),
+        ],
+        &log,
+    );
+    let alert = alert_in(&server, "vmalert", "firing", &log).await;
+    assert_eq!(alert["severity"], "P1", "{alert}");
+    assert_eq!(alert["namespace"], "monitoring");
+    assert_eq!(alert["title"], "GomonTestHigh: value is 5");
+    assert_eq!(alert["description"], "gomon_am_test is above 1");
+    assert_eq!(alert["labels"]["job"], "t");
+    let id = alert["id"].clone();
+
+    import(&vm, "gomon_am_test{job=\"t\"} 0").await;
+    let resolved = alert_in(&server, "vmalert", "resolved", &log).await;
+    assert_eq!(resolved["id"], id);
+    assert_eq!(from_source(&server, "vmalert").await.len(), 1);
+    server.stop().await;
+}
+
+async fn prometheus_alert_fires_and_resolves(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    // What Prometheus scrapes: one gauge the test sets.
+    let value = Arc::new(AtomicI64::new(5));
+    let scraped = value.clone();
+    let metrics = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let value = scraped.load(Ordering::SeqCst);
+            async move { format!("# TYPE gomon_am_test gauge\ngomon_am_test {value}\n") }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let target = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, metrics).await });
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("rules.yml"), RULES).expect("rules");
+    let gomon = server.base.trim_start_matches("http://").to_owned();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+         rule_files: [rules.yml]\n\
+         alerting:\n  alertmanagers:\n    - api_version: v2\n      static_configs:\n        - targets: [\"{gomon}\"]\n\
+         scrape_configs:\n  - job_name: t\n    static_configs:\n      - targets: [\"{target}\"]\n"
+    );
+    let config_file = dir.path().join("prometheus.yml");
+    std::fs::write(&config_file, config).expect("config");
+    let log = dir.path().join("prometheus.log");
+    let _prometheus = spawn(
+        "prometheus",
+        &[
+            format!("--config.file={}", config_file.display()),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{}", free_port()),
+        ],
+        &log,
+    );
+    let alert = alert_in(&server, "prometheus", "firing", &log).await;
+    assert_eq!(alert["severity"], "P1", "{alert}");
+    assert_eq!(alert["namespace"], "monitoring");
+    assert_eq!(alert["title"], "GomonTestHigh: value is 5");
+    assert_eq!(alert["labels"]["job"], "t");
+    let id = alert["id"].clone();
+
+    value.store(0, Ordering::SeqCst);
+    let resolved = alert_in(&server, "prometheus", "resolved", &log).await;
+    assert_eq!(resolved["id"], id);
+    assert_eq!(from_source(&server, "prometheus").await.len(), 1);
+    server.stop().await;
+}
