@@ -94,8 +94,11 @@ pub struct PostableAlert {
 pub struct RuleAlert {
     /// What is created, or updates the open alert with the same label set.
     pub alert: NewAlert,
-    /// When it ends (resolved then unless re-sent; in the past: resolved now).
-    pub ends_at: DateTime<Utc>,
+    /// When it ends: resolved then unless sent again; in the past, resolved now. `None`: it stays open until it is
+    /// sent as resolved.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Sent as resolved: the open alert with the same label set is resolved.
+    pub resolved: bool,
 }
 
 /// Annotation that keeps the generator URL of an alert.
@@ -186,7 +189,96 @@ impl PostableAlert {
             identity: Identity::LabelSet,
         };
         alert.validate().map_err(|error| error.to_string())?;
-        Ok(RuleAlert { alert, ends_at })
+        Ok(RuleAlert {
+            alert,
+            ends_at: Some(ends_at),
+            resolved: ends_at <= now,
+        })
+    }
+}
+
+/// The body of a Grafana webhook contact point: only `alerts` is read (the rest describes the notification).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct GrafanaWebhook {
+    /// The alerts of the notification, each firing or resolved.
+    #[schema(value_type = Vec<GrafanaAlert>)]
+    pub alerts: Vec<serde_json::Value>,
+}
+
+/// One alert of a Grafana webhook.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GrafanaAlert {
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// The label set: the alert's identity. `alertname` is required.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations; `summary` goes into the title, `description` into the description.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// When it started firing.
+    #[serde(default)]
+    pub starts_at: Option<DateTime<Utc>>,
+    /// When it was resolved (Go's zero time while firing).
+    #[serde(default)]
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Link to the alert rule.
+    #[serde(default, rename = "generatorURL")]
+    pub generator_url: Option<String>,
+    /// Grafana's fingerprint of the label set (kept as the `grafanaFingerprint` annotation).
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// Link to silence it in Grafana.
+    #[serde(default, rename = "silenceURL")]
+    pub silence_url: Option<String>,
+    /// Link to the dashboard of the rule, if any.
+    #[serde(default, rename = "dashboardURL")]
+    pub dashboard_url: Option<String>,
+    /// Link to the panel of the rule, if any.
+    #[serde(default, rename = "panelURL")]
+    pub panel_url: Option<String>,
+    /// The values of the rule's queries, as text.
+    #[serde(default)]
+    pub value_string: Option<String>,
+}
+
+/// Source of the alerts of the Grafana webhook.
+pub const GRAFANA: &str = "grafana";
+
+impl GrafanaAlert {
+    /// Maps this alert onto GoMon's model at time `now`, as the Alertmanager API does (same label set identity,
+    /// severity, title and description), or says what is wrong with it. A firing alert does not expire: Grafana
+    /// sends it again only every repeat interval, and sends it as resolved when it is.
+    pub fn map(self, config: &AlertmanagerConfig, now: DateTime<Utc>) -> Result<RuleAlert, String> {
+        let resolved = match self.status.as_str() {
+            "firing" => false,
+            "resolved" => true,
+            other => return Err(format!("status {other:?} is neither firing nor resolved")),
+        };
+        let mut annotations = self.annotations;
+        for (key, value) in [
+            ("dashboardURL", self.dashboard_url),
+            ("panelURL", self.panel_url),
+            ("silenceURL", self.silence_url),
+            ("grafanaFingerprint", self.fingerprint),
+            ("valueString", self.value_string),
+        ] {
+            if let Some(value) = value.filter(|value| !value.is_empty()) {
+                annotations.insert(key.into(), value);
+            }
+        }
+        let postable = PostableAlert {
+            labels: self.labels,
+            annotations,
+            starts_at: self.starts_at,
+            ends_at: if resolved { self.ends_at } else { None },
+            generator_url: self.generator_url,
+        };
+        let mut mapped = postable.map(config, now)?;
+        mapped.alert.source = GRAFANA.into();
+        mapped.ends_at = None;
+        mapped.resolved = resolved;
+        Ok(mapped)
     }
 }
 
@@ -232,8 +324,9 @@ mod tests {
         assert!(mapped.alert.annotations.contains_key(GENERATOR_URL));
         assert_eq!(
             mapped.ends_at,
-            now + chrono::Duration::from_std(config.resolve_timeout).expect("fits")
+            Some(now + chrono::Duration::from_std(config.resolve_timeout).expect("fits"))
         );
+        assert!(!mapped.resolved);
     }
 
     #[test]
@@ -287,5 +380,52 @@ mod tests {
         backwards.starts_at = Some(now);
         backwards.ends_at = Some(now - chrono::Duration::seconds(1));
         assert!(backwards.map(&config, now).is_err());
+    }
+
+    #[test]
+    fn grafana_alerts_map_without_expiry() {
+        let config = AlertmanagerConfig::default();
+        let now = crate::model::now();
+        let labels = BTreeMap::from([
+            ("alertname".to_owned(), "HighMemory".to_owned()),
+            ("severity".to_owned(), "warning".to_owned()),
+        ]);
+        let firing = GrafanaAlert {
+            status: "firing".into(),
+            labels: labels.clone(),
+            ends_at: Some(DateTime::<Utc>::MIN_UTC),
+            dashboard_url: Some("http://grafana/d/abc".into()),
+            panel_url: Some(String::new()),
+            ..GrafanaAlert::default()
+        }
+        .map(&config, now)
+        .expect("valid");
+        assert_eq!(firing.alert.source, GRAFANA);
+        assert_eq!(firing.alert.severity, Severity::P3);
+        assert_eq!((firing.ends_at, firing.resolved), (None, false));
+        assert_eq!(
+            firing
+                .alert
+                .annotations
+                .get("dashboardURL")
+                .map(String::as_str),
+            Some("http://grafana/d/abc")
+        );
+        assert!(!firing.alert.annotations.contains_key("panelURL"));
+        let resolved = GrafanaAlert {
+            status: "resolved".into(),
+            labels,
+            ends_at: Some(now),
+            ..GrafanaAlert::default()
+        }
+        .map(&config, now)
+        .expect("valid");
+        assert!(resolved.resolved);
+        assert_eq!(resolved.alert.fingerprint(), firing.alert.fingerprint());
+        let unknown = GrafanaAlert {
+            status: "pending".into(),
+            ..GrafanaAlert::default()
+        };
+        assert!(unknown.map(&config, now).is_err());
     }
 }

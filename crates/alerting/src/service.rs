@@ -14,7 +14,7 @@ use crate::model::Notification;
 use crate::model::{
     self, Alert, AlertFilter, AlertPage, AuditEntry, Change, NewAlert, NewNotification, Severity,
 };
-use crate::rule_engines::{AlertmanagerConfig, PostableAlert, RuleAlert};
+use crate::rule_engines::{AlertmanagerConfig, GrafanaAlert, PostableAlert, RuleAlert};
 use crate::store::{NotificationFilter, Store};
 use gomon_runtime::metrics::must;
 
@@ -173,24 +173,23 @@ impl Alerting {
         Ok((alert, created))
     }
 
-    /// Maps a batch of alerts from a rule engine, all or nothing: the error names the index of the first invalid
-    /// one (`alerts[3]: ...`).
+    /// Maps a batch of alerts of the Alertmanager API, all or nothing: the error names the index of the first
+    /// invalid one (`alerts[3]: ...`).
     pub fn map_rule_alerts(&self, alerts: Vec<PostableAlert>) -> Result<Vec<RuleAlert>> {
         let now = model::now();
-        alerts
-            .into_iter()
-            .enumerate()
-            .map(|(index, alert)| {
-                alert
-                    .map(&self.alertmanager, now)
-                    .map_err(|message| Error::invalid(&format!("alerts[{index}]"), message))
-            })
-            .collect()
+        map_all(alerts, |alert| alert.map(&self.alertmanager, now))
     }
 
-    /// Applies alerts from a rule engine, in order. An end time in the past resolves the open alert with the same
-    /// label set (if any); otherwise the alert is created, or the open one updated (title, description,
-    /// annotations), and it is resolved at its end time unless sent again before. Returns the alerts touched.
+    /// Maps the alerts of a Grafana webhook, all or nothing, as [`Alerting::map_rule_alerts`] does.
+    pub fn map_grafana_alerts(&self, alerts: Vec<GrafanaAlert>) -> Result<Vec<RuleAlert>> {
+        let now = model::now();
+        map_all(alerts, |alert| alert.map(&self.alertmanager, now))
+    }
+
+    /// Applies alerts from a rule engine, in order. A resolved alert, or an end time in the past, resolves the
+    /// open alert with the same label set (if any); otherwise the alert is created, or the open one updated (title,
+    /// description, annotations), and it is resolved at its end time (if any) unless sent again before. Returns
+    /// the alerts touched.
     pub async fn receive(
         &self,
         alerts: Vec<RuleAlert>,
@@ -200,14 +199,15 @@ impl Alerting {
         for RuleAlert {
             alert: new,
             ends_at,
+            resolved,
         } in alerts
         {
             let now = model::now();
-            if ends_at <= now {
+            if resolved || ends_at.is_some_and(|ends_at| ends_at <= now) {
                 if let Some(open) = self.store.open_with_fingerprint(&new.fingerprint()).await? {
                     let resolve = Change::Resolve {
                         by: None,
-                        note: Some("resolved by its rule engine (endsAt passed)".into()),
+                        note: Some("resolved by its rule engine".into()),
                     };
                     match self.change(open.id, resolve, actor.clone()).await {
                         Ok(alert) => touched.push(alert),
@@ -352,4 +352,18 @@ impl Alerting {
         }
         Ok(())
     }
+}
+
+/// Maps every item with `map`, or fails naming the index of the first that does not map (`alerts[3]`).
+fn map_all<T>(
+    items: Vec<T>,
+    map: impl Fn(T) -> std::result::Result<RuleAlert, String>,
+) -> Result<Vec<RuleAlert>> {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            map(item).map_err(|message| Error::invalid(&format!("alerts[{index}]"), message))
+        })
+        .collect()
 }

@@ -38,11 +38,23 @@ pub async fn post_alerts(
             "expected a JSON array of alerts ({labels, annotations, startsAt, endsAt, generatorURL})",
         ));
     };
-    let alerts = items
+    let alerts = core
+        .map_rule_alerts(parse_elements(items)?)
+        .map_err(mapping_error)?;
+    core.receive(alerts, caller).await?;
+    Ok(StatusCode::OK)
+}
+
+/// Parses each element of a posted `alerts` array as `T`; 400 naming the index (and field) of the first that
+/// does not parse.
+pub(super) fn parse_elements<T: serde::de::DeserializeOwned>(
+    items: Vec<serde_json::Value>,
+) -> Result<Vec<T>, ApiError> {
+    items
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
-            serde_path_to_error::deserialize::<_, PostableAlert>(item).map_err(|error| {
+            serde_path_to_error::deserialize::<_, T>(item).map_err(|error| {
                 let path = error.path().to_string();
                 let at = if path == "." {
                     String::new()
@@ -52,13 +64,15 @@ pub async fn post_alerts(
                 ApiError::bad_request(format!("alerts[{index}]{at}: {}", error.inner()))
             })
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let alerts = core.map_rule_alerts(alerts).map_err(|error| match error {
+        .collect()
+}
+
+/// An alert that does not map is a 400 naming its index, like one that does not parse.
+pub(super) fn mapping_error(error: Error) -> ApiError {
+    match error {
         Error::Invalid { field, message } => ApiError::bad_request(format!("{field}: {message}")),
         other => ApiError::from(other),
-    })?;
-    core.receive(alerts, caller).await?;
-    Ok(StatusCode::OK)
+    }
 }
 
 /// A receiver, as Alertmanager names them.

@@ -7,6 +7,7 @@ mod error;
 mod extract;
 mod health;
 mod notifications;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -48,7 +49,7 @@ impl FromRef<AppState> for Alerting {
     paths(alerts::create, alerts::list, alerts::get, alerts::acknowledge, alerts::resolve, alerts::assign,
           alerts::delete, alerts::actions, health::live, health::ready, health::database, health::metrics,
           notifications::list, alertmanager::post_alerts, alertmanager::get_alerts, alertmanager::status,
-          openapi),
+          webhooks::grafana, openapi),
     modifiers(&GuardedRoutes),
 )]
 pub struct ApiDoc;
@@ -84,6 +85,7 @@ impl utoipa::Modify for GuardedRoutes {
         for (path, item) in openapi.paths.paths.iter_mut() {
             if !path.starts_with("/api/v1/alerts")
                 && !path.starts_with("/api/v1/notifications")
+                && !path.starts_with("/api/v1/webhooks")
                 && !path.starts_with("/api/v2/")
             {
                 continue;
@@ -217,6 +219,10 @@ pub fn router_with_watcher(
             get(alertmanager::get_alerts).post(alertmanager::post_alerts),
         )
         .route("/api/v2/status", get(alertmanager::status))
+        .route(
+            "/api/v1/webhooks/grafana",
+            axum::routing::post(webhooks::grafana),
+        )
         .route_layer(middleware::from_fn_with_state(auth, auth::authenticate));
     let open = Router::new()
         .route("/health/live", get(health::live))

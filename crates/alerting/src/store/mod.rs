@@ -202,8 +202,12 @@ impl Store {
     }
 
     /// Writes the title, description, annotations and `updated_at` of open alert `alert.id`, and sets its end
-    /// time. False when the alert is no longer open.
-    pub async fn refresh_open(&self, alert: &Alert, ends_at: DateTime<Utc>) -> Result<bool> {
+    /// time (`None`: it does not expire). False when the alert is no longer open.
+    pub async fn refresh_open(
+        &self,
+        alert: &Alert,
+        ends_at: Option<DateTime<Utc>>,
+    ) -> Result<bool> {
         dispatch!(self.refresh_open(alert, ends_at))
     }
 

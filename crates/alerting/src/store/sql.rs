@@ -477,13 +477,13 @@ macro_rules! sql_store {
                 .transpose()
             }
 
-            pub(super) async fn refresh_open(&self, alert: &Alert, ends_at: DateTime<Utc>) -> Result<bool> {
+            pub(super) async fn refresh_open(&self, alert: &Alert, ends_at: Option<DateTime<Utc>>) -> Result<bool> {
                 let done = sqlx::query(REFRESH_OPEN)
                     .bind(alert.id)
                     .bind(&alert.title)
                     .bind(&alert.description)
                     .bind(Json(&alert.annotations))
-                    .bind($time(ends_at))
+                    .bind(ends_at.map($time))
                     .bind($time(alert.updated_at))
                     .execute(&self.pool)
                     .await?;

@@ -1,0 +1,38 @@
+//! Webhooks of other alerting systems: Grafana's webhook contact point.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use super::alertmanager::{mapping_error, parse_elements};
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use super::extract::JsonBody;
+use crate::rule_engines::GrafanaWebhook;
+use crate::service::Alerting;
+
+/// Receive a Grafana webhook notification: firing alerts open or update an alert (identity: the label set),
+/// resolved ones resolve it. All or nothing: one invalid alert rejects the request, naming its index.
+#[utoipa::path(post, path = "/api/v1/webhooks/grafana", tag = "webhooks", request_body = GrafanaWebhook,
+    responses(
+        (status = 200, description = "Every alert applied"),
+        (status = 400, description = "Malformed JSON, or an invalid alert (`alerts[i]: ...`)", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn grafana(
+    State(core): State<Alerting>,
+    Caller(caller): Caller,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Result<StatusCode, ApiError> {
+    let webhook: GrafanaWebhook = serde_json::from_value(body).map_err(|error| {
+        ApiError::bad_request(format!(
+            "expected Grafana's webhook body with an `alerts` array: {error}"
+        ))
+    })?;
+    let alerts = core
+        .map_grafana_alerts(parse_elements(webhook.alerts)?)
+        .map_err(mapping_error)?;
+    core.receive(alerts, caller).await?;
+    Ok(StatusCode::OK)
+}
