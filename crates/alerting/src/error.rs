@@ -6,6 +6,9 @@ pub enum Error {
     /// No alert with that id.
     #[error("alert {0} not found")]
     NotFound(uuid::Uuid),
+    /// Something other than an alert does not exist (a silence).
+    #[error("{0}")]
+    Missing(String),
     /// The change is not allowed in the alert's current state.
     #[error("{0}")]
     Conflict(String),

@@ -12,6 +12,7 @@ pub mod model;
 pub mod notify;
 pub mod rule_engines;
 pub mod service;
+pub mod silence;
 pub mod store;
 
 use std::time::Duration;

@@ -3,7 +3,8 @@
 //! Every way an alert arrives (the REST API, the Alertmanager API of rule engines, the Kubernetes pod watcher) goes
 //! through here.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tokio::sync::Notify;
@@ -15,6 +16,7 @@ use crate::model::{
     self, Alert, AlertFilter, AlertPage, AuditEntry, Change, NewAlert, NewNotification, Severity,
 };
 use crate::rule_engines::{AlertmanagerConfig, GrafanaAlert, PostableAlert, RuleAlert};
+use crate::silence::{PostableSilence, Silence, alert_labels};
 use crate::store::{NotificationFilter, Store};
 use gomon_runtime::metrics::must;
 
@@ -90,7 +92,14 @@ pub struct Alerting {
     metrics: Metrics,
     notifications: Option<Notifications>,
     alertmanager: Arc<AlertmanagerConfig>,
+    silences: Arc<Mutex<Option<SilencesRead>>>,
 }
+
+/// The silences last read from the store, and when.
+type SilencesRead = (Instant, Arc<Vec<Silence>>);
+
+/// How long the core reuses the silences it read before reading them again.
+const SILENCES_FRESH_FOR: Duration = Duration::from_secs(1);
 
 impl Alerting {
     /// The core over `store`, registering its metrics in `registry`.
@@ -100,6 +109,7 @@ impl Alerting {
             metrics: Metrics::new(registry),
             notifications: None,
             alertmanager: Arc::new(AlertmanagerConfig::default()),
+            silences: Arc::default(),
         }
     }
 
@@ -153,7 +163,10 @@ impl Alerting {
             actor,
             serde_json::json!({"severity": alert.severity, "source": alert.source}),
         );
-        let notification = self.notification(&alert, "created", &entry, None);
+        let mut notification = self.notification(&alert, "created", &entry, None);
+        if notification.is_some() && self.muted(&alert).await? {
+            notification = None;
+        }
         let notify = notification.is_some();
         let (alert, created) = self
             .store
@@ -260,6 +273,104 @@ impl Alerting {
         }
     }
 
+    /// The silences not yet expired, read from the store at most every [`SILENCES_FRESH_FOR`] (another replica's
+    /// new silence takes effect here within that time; this replica's at once).
+    async fn live_silences(&self) -> Result<Arc<Vec<Silence>>> {
+        if let Ok(cache) = self.silences.lock()
+            && let Some((read_at, silences)) = cache.as_ref()
+            && read_at.elapsed() < SILENCES_FRESH_FOR
+        {
+            return Ok(silences.clone());
+        }
+        let silences = Arc::new(self.store.silences(Some(model::now())).await?);
+        if let Ok(mut cache) = self.silences.lock() {
+            *cache = Some((Instant::now(), silences.clone()));
+        }
+        Ok(silences)
+    }
+
+    fn forget_silences(&self) {
+        if let Ok(mut cache) = self.silences.lock() {
+            *cache = None;
+        }
+    }
+
+    /// Whether an active silence mutes `alert` now.
+    async fn muted(&self, alert: &Alert) -> Result<bool> {
+        Ok(!self.silenced_by(alert).await?.is_empty())
+    }
+
+    /// Ids of the active silences that mute `alert` now.
+    pub async fn silenced_by(&self, alert: &Alert) -> Result<Vec<Uuid>> {
+        let labels = alert_labels(alert);
+        let now = model::now();
+        Ok(self
+            .live_silences()
+            .await?
+            .iter()
+            .filter(|silence| silence.mutes(&labels, now))
+            .map(|silence| silence.id)
+            .collect())
+    }
+
+    /// Creates a silence, or replaces the one `posted.id` names (404 if there is none). Returns its id.
+    pub async fn post_silence(&self, posted: PostableSilence) -> Result<Uuid> {
+        posted.validate()?;
+        let id = match &posted.id {
+            Some(id) if !id.is_empty() => {
+                let id = Uuid::parse_str(id)
+                    .map_err(|_| Error::invalid("id", format!("{id:?} is not a silence id")))?;
+                self.store
+                    .silence(id)
+                    .await?
+                    .ok_or_else(|| Error::Missing(format!("silence {id} not found")))?;
+                id
+            }
+            _ => Uuid::new_v4(),
+        };
+        let silence = Silence {
+            id,
+            matchers: posted.matchers,
+            starts_at: posted.starts_at,
+            ends_at: posted.ends_at,
+            created_by: posted.created_by,
+            comment: posted.comment,
+            updated_at: model::now(),
+        };
+        self.store.upsert_silence(&silence).await?;
+        self.forget_silences();
+        tracing::info!(silence_id = %id, created_by = %silence.created_by, "silence set");
+        Ok(id)
+    }
+
+    /// Every silence, expired ones included, in start order.
+    pub async fn silences(&self) -> Result<Vec<Silence>> {
+        self.store.silences(None).await
+    }
+
+    /// The silence with `id`.
+    pub async fn silence(&self, id: Uuid) -> Result<Silence> {
+        self.store
+            .silence(id)
+            .await?
+            .ok_or_else(|| Error::Missing(format!("silence {id} not found")))
+    }
+
+    /// Expires silence `id` now (a pending one never starts). Expiring an expired silence changes nothing.
+    pub async fn expire_silence(&self, id: Uuid) -> Result<Silence> {
+        let mut silence = self.silence(id).await?;
+        let now = model::now();
+        if silence.ends_at > now {
+            silence.ends_at = now;
+            silence.starts_at = silence.starts_at.min(now);
+            silence.updated_at = now;
+            self.store.upsert_silence(&silence).await?;
+            self.forget_silences();
+            tracing::info!(silence_id = %id, "silence expired");
+        }
+        Ok(silence)
+    }
+
     /// The alert with `id`.
     pub async fn get(&self, id: Uuid) -> Result<Alert> {
         self.store.get(id).await?.ok_or(Error::NotFound(id))
@@ -273,11 +384,19 @@ impl Alerting {
     /// Applies `change` to alert `id`; `actor` is the caller, recorded when the change names nobody.
     pub async fn change(&self, id: Uuid, change: Change, actor: Option<String>) -> Result<Alert> {
         change.validate()?;
+        let silences = match self.notifications {
+            Some(_) => self.live_silences().await?,
+            None => Arc::default(),
+        };
         let alert = self
             .store
             .update(id, |current| {
-                let (alert, entry) = change.apply(current, actor, model::now())?;
-                let notification = self.notification(&alert, change.event(), &entry, change.note());
+                let at = model::now();
+                let (alert, entry) = change.apply(current, actor, at)?;
+                let labels = alert_labels(&alert);
+                let notification = self
+                    .notification(&alert, change.event(), &entry, change.note())
+                    .filter(|_| !silences.iter().any(|s| s.mutes(&labels, at)));
                 Ok((alert, entry, notification))
             })
             .await?;

@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::model::{Alert, AlertFilter, Status};
 use crate::rule_engines::{GENERATOR_URL, PostableAlert};
 use crate::service::Alerting;
+use crate::silence::{Matcher, alert_labels};
 
 /// Receive alerts from Prometheus, vmalert or amtool (Alertmanager API v2). All or nothing: one invalid
 /// element rejects the request, naming its index.
@@ -86,9 +87,9 @@ pub struct Receiver {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertStatus {
-    /// `active` (open in GoMon).
+    /// `active`, or `suppressed` when a silence mutes it.
     pub state: String,
-    /// Ids of the silences that mute it (none: silences are not implemented yet).
+    /// Ids of the silences that mute it.
     pub silenced_by: Vec<String>,
     /// Ids of the alerts that inhibit it (none).
     pub inhibited_by: Vec<String>,
@@ -117,14 +118,17 @@ pub struct GettableAlert {
     pub generator_url: String,
 }
 
-impl From<Alert> for GettableAlert {
-    fn from(alert: Alert) -> Self {
-        let mut labels = alert.labels;
-        labels
-            .entry("alertname".into())
-            .or_insert_with(|| alert.title.clone());
+impl GettableAlert {
+    /// `alert` in Alertmanager's form; `silenced_by` the ids of the silences that mute it.
+    fn new(alert: Alert, silenced_by: Vec<String>) -> Self {
+        let labels = alert_labels(&alert);
         let mut annotations = alert.annotations;
         let generator_url = annotations.remove(GENERATOR_URL).unwrap_or_default();
+        let state = if silenced_by.is_empty() {
+            "active"
+        } else {
+            "suppressed"
+        };
         GettableAlert {
             labels,
             annotations,
@@ -135,8 +139,8 @@ impl From<Alert> for GettableAlert {
                 name: "gomon".into(),
             }],
             status: AlertStatus {
-                state: "active".into(),
-                silenced_by: Vec::new(),
+                state: state.into(),
+                silenced_by,
                 inhibited_by: Vec::new(),
             },
             generator_url,
@@ -149,11 +153,12 @@ impl From<Alert> for GettableAlert {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct AlertsParams {
-    /// Label matcher `name="value"` or `name!="value"`; repeat for several (all must match).
+    /// Label matcher `name="value"`, `name!="value"`, `name=~"re"` or `name!~"re"`; repeat for several (all must
+    /// match).
     filter: Option<Vec<String>>,
-    /// Include active alerts (default true; every open alert is active).
+    /// Include alerts no silence mutes (default true).
     active: Option<bool>,
-    /// Include silenced alerts (accepted; no alert is silenced yet).
+    /// Include alerts a silence mutes (default true).
     silenced: Option<bool>,
     /// Include inhibited alerts (accepted; no alert is inhibited).
     inhibited: Option<bool>,
@@ -161,63 +166,6 @@ pub struct AlertsParams {
     unprocessed: Option<bool>,
     /// Receiver name regex (accepted, ignored: the only receiver is `gomon`).
     receiver: Option<String>,
-}
-
-/// One label matcher of a `filter`.
-#[derive(Debug, PartialEq)]
-pub struct Matcher {
-    name: String,
-    equal: bool,
-    value: String,
-}
-
-impl Matcher {
-    /// Parses `name="value"`, `name!="value"` (quotes optional, braces around it allowed).
-    pub fn parse(text: &str) -> Result<Matcher, String> {
-        let trimmed = text
-            .trim()
-            .trim_start_matches('{')
-            .trim_end_matches('}')
-            .trim();
-        let invalid = || format!("{text:?} is not a matcher name=\"value\" or name!=\"value\"");
-        let (name, equal, value) = if let Some((name, value)) = trimmed.split_once("!=") {
-            (name, false, value)
-        } else if let Some((name, value)) = trimmed.split_once('=') {
-            if value.starts_with('~') {
-                return Err(format!(
-                    "{text:?}: regular expression matchers (=~, !~) are not supported yet"
-                ));
-            }
-            (name, true, value)
-        } else {
-            return Err(invalid());
-        };
-        if value.starts_with('~') {
-            return Err(format!(
-                "{text:?}: regular expression matchers (=~, !~) are not supported yet"
-            ));
-        }
-        let name = name.trim();
-        if name.is_empty() {
-            return Err(invalid());
-        }
-        let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
-        Ok(Matcher {
-            name: name.to_owned(),
-            equal,
-            value: value.to_owned(),
-        })
-    }
-
-    /// Whether `labels` match (an absent label reads as the empty value, as in Alertmanager).
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let actual = labels.get(&self.name).map_or("", String::as_str);
-        (actual == self.value) == self.equal
-    }
 }
 
 /// List open alerts (Alertmanager API v2), oldest first, optionally filtered by label matchers.
@@ -232,14 +180,15 @@ pub async fn get_alerts(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Vec<GettableAlert>>, ApiError> {
     let mut matchers = Vec::new();
-    let mut active = true;
+    let (mut active, mut silenced) = (true, true);
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match name.as_ref() {
             "filter" => matchers.push(Matcher::parse(&value).map_err(|error| {
                 ApiError::bad_request(format!("query parameter `filter`: {error}"))
             })?),
             "active" => active = super::alerts::parse_param(&name, &value)?,
-            "silenced" | "inhibited" | "unprocessed" => {
+            "silenced" => silenced = super::alerts::parse_param(&name, &value)?,
+            "inhibited" | "unprocessed" => {
                 super::alerts::parse_param::<bool>(&name, &value)?;
             }
             "receiver" => {}
@@ -251,9 +200,6 @@ pub async fn get_alerts(
             }
         }
     }
-    if !active {
-        return Ok(Json(Vec::new()));
-    }
     let mut open = Vec::new();
     for status in [Status::Firing, Status::Acknowledged] {
         let mut filter = AlertFilter {
@@ -263,12 +209,20 @@ pub async fn get_alerts(
         };
         loop {
             let page = core.list(&filter).await?;
-            open.extend(
-                page.alerts
-                    .into_iter()
-                    .map(GettableAlert::from)
-                    .filter(|alert| matchers.iter().all(|m| m.matches(&alert.labels))),
-            );
+            for alert in page.alerts {
+                if !matchers.iter().all(|m| m.matches(&alert_labels(&alert))) {
+                    continue;
+                }
+                let silenced_by: Vec<String> = core
+                    .silenced_by(&alert)
+                    .await?
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                if (silenced_by.is_empty() && active) || (!silenced_by.is_empty() && silenced) {
+                    open.push(GettableAlert::new(alert, silenced_by));
+                }
+            }
             match page.next_cursor {
                 Some(cursor) => filter.after = Some(super::alerts::parse_param("cursor", &cursor)?),
                 None => break,
@@ -354,23 +308,4 @@ pub async fn status(State(state): State<AppState>) -> Json<AlertmanagerStatus> {
         },
         uptime: state.started,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn matchers_parse_and_match() {
-        let labels = BTreeMap::from([("alertname".to_owned(), "X".to_owned())]);
-        let equal = Matcher::parse("alertname=\"X\"").expect("valid");
-        assert!(equal.matches(&labels));
-        let other = Matcher::parse("{alertname!=X}").expect("valid");
-        assert!(!other.matches(&labels));
-        let absent = Matcher::parse("team=\"\"").expect("valid");
-        assert!(absent.matches(&labels));
-        assert!(Matcher::parse("alertname=~X.*").is_err());
-        assert!(Matcher::parse("alertname!~X").is_err());
-        assert!(Matcher::parse("novalue").is_err());
-    }
 }

@@ -64,7 +64,9 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         match error {
-            Error::NotFound(_) => Self::new(StatusCode::NOT_FOUND, error.to_string()),
+            Error::NotFound(_) | Error::Missing(_) => {
+                Self::new(StatusCode::NOT_FOUND, error.to_string())
+            }
             Error::Conflict(message) => Self::new(StatusCode::CONFLICT, message),
             Error::Invalid { field, message } => Self::invalid_field(&field, message),
             Error::Unavailable(_) => {

@@ -7,6 +7,7 @@ mod error;
 mod extract;
 mod health;
 mod notifications;
+mod silences;
 mod webhooks;
 
 use std::time::Duration;
@@ -49,7 +50,7 @@ impl FromRef<AppState> for Alerting {
     paths(alerts::create, alerts::list, alerts::get, alerts::acknowledge, alerts::resolve, alerts::assign,
           alerts::delete, alerts::actions, health::live, health::ready, health::database, health::metrics,
           notifications::list, alertmanager::post_alerts, alertmanager::get_alerts, alertmanager::status,
-          webhooks::grafana, openapi),
+          silences::list, silences::create, silences::get, silences::expire, webhooks::grafana, openapi),
     modifiers(&GuardedRoutes),
 )]
 pub struct ApiDoc;
@@ -219,6 +220,14 @@ pub fn router_with_watcher(
             get(alertmanager::get_alerts).post(alertmanager::post_alerts),
         )
         .route("/api/v2/status", get(alertmanager::status))
+        .route(
+            "/api/v2/silences",
+            get(silences::list).post(silences::create),
+        )
+        .route(
+            "/api/v2/silence/{id}",
+            get(silences::get).delete(silences::expire),
+        )
         .route(
             "/api/v1/webhooks/grafana",
             axum::routing::post(webhooks::grafana),

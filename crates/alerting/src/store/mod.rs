@@ -19,6 +19,7 @@ use crate::model::{
     Severity,
 };
 
+use crate::silence::{Matcher, Silence};
 use sql::PgWriter;
 pub use sql::{PostgresStore, SqliteStore};
 
@@ -214,6 +215,21 @@ impl Store {
     /// Up to `limit` open alerts whose end time is before `now`.
     pub async fn expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Uuid>> {
         dispatch!(self.expired(now, limit))
+    }
+
+    /// Creates `silence`, or replaces the one with its id.
+    pub async fn upsert_silence(&self, silence: &Silence) -> Result<()> {
+        dispatch!(self.upsert_silence(silence))
+    }
+
+    /// The silences ending after `ending_after` (all with `None`), in start order.
+    pub async fn silences(&self, ending_after: Option<DateTime<Utc>>) -> Result<Vec<Silence>> {
+        dispatch!(self.silences(ending_after))
+    }
+
+    /// The silence with `id`, if any.
+    pub async fn silence(&self, id: Uuid) -> Result<Option<Silence>> {
+        dispatch!(self.silence(id))
     }
 
     /// How many alerts are not resolved, per severity (severities with none are absent).
@@ -489,6 +505,32 @@ impl From<ActionRow> for AuditEntry {
             actor: row.actor,
             details: row.details.0,
             created_at: row.created_at,
+        }
+    }
+}
+
+/// A row of `silences`.
+#[derive(sqlx::FromRow)]
+struct SilenceRow {
+    id: Uuid,
+    matchers: sqlx::types::Json<Vec<Matcher>>,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    created_by: String,
+    comment: String,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<SilenceRow> for Silence {
+    fn from(row: SilenceRow) -> Self {
+        Silence {
+            id: row.id,
+            matchers: row.matchers.0,
+            starts_at: row.starts_at,
+            ends_at: row.ends_at,
+            created_by: row.created_by,
+            comment: row.comment,
+            updated_at: row.updated_at,
         }
     }
 }

@@ -13,11 +13,12 @@ use sqlx::types::Json;
 use sqlx::{Connection, Postgres, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
-use super::{ActionRow, AlertRow, Delivery, Item, NotificationFilter, NotificationRow};
+use super::{ActionRow, AlertRow, Delivery, Item, NotificationFilter, NotificationRow, SilenceRow};
 use crate::error::{Error, Result};
 use crate::model::{
     Alert, AlertFilter, AlertPage, AuditEntry, Cursor, NewNotification, Notification, Severity,
 };
+use crate::silence::Silence;
 
 const SELECT_ALERT: &str = "SELECT id, alert_group_id, fingerprint, source, severity, status, title, description, \
      namespace, labels, annotations, incident_id, jaeger_trace_id, created_at, acknowledged_at, acknowledged_by, \
@@ -53,6 +54,15 @@ const REFRESH_OPEN: &str = "UPDATE alerts_active SET title = $2, description = $
 /// Open alerts whose end time has passed, oldest end first.
 const EXPIRED: &str = "SELECT id FROM alerts_active WHERE status <> 'resolved' AND ends_at IS NOT NULL \
      AND ends_at < $1 ORDER BY ends_at LIMIT $2";
+
+/// Creates a silence, or replaces the one with its id.
+const UPSERT_SILENCE: &str = "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET matchers = excluded.matchers, \
+     starts_at = excluded.starts_at, ends_at = excluded.ends_at, created_by = excluded.created_by, \
+     comment = excluded.comment, updated_at = excluded.updated_at";
+
+const SELECT_SILENCE: &str =
+    "SELECT id, matchers, starts_at, ends_at, created_by, comment, updated_at FROM silences";
 
 /// How many times an insert that lost a race with a resolution is tried again.
 const INSERT_ATTEMPTS: usize = 3;
@@ -496,6 +506,41 @@ macro_rules! sql_store {
                     .bind(i64::from(limit))
                     .fetch_all(&self.pool)
                     .await?)
+            }
+
+            pub(super) async fn upsert_silence(&self, silence: &Silence) -> Result<()> {
+                sqlx::query(UPSERT_SILENCE)
+                    .bind(silence.id)
+                    .bind(Json(&silence.matchers))
+                    .bind($time(silence.starts_at))
+                    .bind($time(silence.ends_at))
+                    .bind(&silence.created_by)
+                    .bind(&silence.comment)
+                    .bind($time(silence.updated_at))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            pub(super) async fn silences(&self, ending_after: Option<DateTime<Utc>>) -> Result<Vec<Silence>> {
+                let rows: Vec<SilenceRow> = match ending_after {
+                    Some(after) => sqlx::query_as(&format!("{SELECT_SILENCE} WHERE ends_at > $1 ORDER BY starts_at, id"))
+                        .bind($time(after))
+                        .fetch_all(&self.pool)
+                        .await?,
+                    None => sqlx::query_as(&format!("{SELECT_SILENCE} ORDER BY starts_at, id"))
+                        .fetch_all(&self.pool)
+                        .await?,
+                };
+                Ok(rows.into_iter().map(Silence::from).collect())
+            }
+
+            pub(super) async fn silence(&self, id: Uuid) -> Result<Option<Silence>> {
+                let row: Option<SilenceRow> = sqlx::query_as(&format!("{SELECT_SILENCE} WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(Silence::from))
             }
 
             pub(super) async fn open_by_severity(&self) -> Result<Vec<(Severity, i64)>> {

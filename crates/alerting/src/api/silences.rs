@@ -1,0 +1,178 @@
+//! Silences of the Alertmanager API v2: `GET`/`POST /api/v2/silences`, `GET`/`DELETE /api/v2/silence/{id}`.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::alertmanager::mapping_error;
+use super::error::{ApiError, ErrorBody};
+use super::extract::JsonBody;
+use crate::model;
+use crate::service::Alerting;
+use crate::silence::{Matcher, PostableSilence, Silence};
+
+/// Where a silence is: `pending` (not started), `active` or `expired`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SilenceStatus {
+    /// `pending`, `active` or `expired`.
+    pub state: String,
+}
+
+/// A silence as the Alertmanager API returns it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GettableSilence {
+    /// Its id.
+    pub id: Uuid,
+    /// Its state now.
+    pub status: SilenceStatus,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Every one must match for an alert to be muted.
+    pub matchers: Vec<Matcher>,
+    /// When it starts.
+    pub starts_at: DateTime<Utc>,
+    /// When it ends.
+    pub ends_at: DateTime<Utc>,
+    /// Who made it.
+    pub created_by: String,
+    /// Why.
+    pub comment: String,
+}
+
+impl GettableSilence {
+    fn new(silence: Silence, now: DateTime<Utc>) -> Self {
+        GettableSilence {
+            id: silence.id,
+            status: SilenceStatus {
+                state: silence.state(now).into(),
+            },
+            updated_at: silence.updated_at,
+            starts_at: silence.starts_at,
+            ends_at: silence.ends_at,
+            matchers: silence.matchers,
+            created_by: silence.created_by,
+            comment: silence.comment,
+        }
+    }
+}
+
+/// The answer to a posted silence.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SilenceCreated {
+    /// The silence's id.
+    #[serde(rename = "silenceID")]
+    pub silence_id: Uuid,
+}
+
+/// Query parameters of `GET /api/v2/silences`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct SilencesParams {
+    /// Label matcher; keeps the silences that have a matcher equal to it (repeat: all must be there).
+    filter: Option<Vec<String>>,
+}
+
+/// A silence id in the path; 400 when it is not a UUID.
+pub struct SilenceId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for SilenceId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+        Uuid::parse_str(&id)
+            .map(SilenceId)
+            .map_err(|_| ApiError::bad_request(format!("{id:?} is not a silence id")))
+    }
+}
+
+/// List silences, expired ones included (Alertmanager API v2).
+#[utoipa::path(get, path = "/api/v2/silences", tag = "alertmanager", params(SilencesParams),
+    responses(
+        (status = 200, description = "The silences", body = Vec<GettableSilence>),
+        (status = 400, description = "Invalid query parameter", body = ErrorBody),
+    ))]
+pub async fn list(
+    State(core): State<Alerting>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Vec<GettableSilence>>, ApiError> {
+    let mut wanted = Vec::new();
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "filter" => wanted.push(Matcher::parse(&value).map_err(|error| {
+                ApiError::bad_request(format!("query parameter `filter`: {error}"))
+            })?),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{other}`: expected filter"
+                )));
+            }
+        }
+    }
+    let now = model::now();
+    let silences = core
+        .silences()
+        .await?
+        .into_iter()
+        .filter(|silence| wanted.iter().all(|w| silence.matchers.contains(w)))
+        .map(|silence| GettableSilence::new(silence, now))
+        .collect();
+    Ok(Json(silences))
+}
+
+/// Create a silence, or change the one `id` names.
+#[utoipa::path(post, path = "/api/v2/silences", tag = "alertmanager", request_body = PostableSilence,
+    responses(
+        (status = 200, description = "Stored", body = SilenceCreated),
+        (status = 400, description = "Invalid silence", body = ErrorBody),
+        (status = 404, description = "No silence with that id", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(core): State<Alerting>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Result<Json<SilenceCreated>, ApiError> {
+    let posted: PostableSilence = serde_path_to_error::deserialize(body).map_err(|error| {
+        ApiError::bad_request(format!("silence {}: {}", error.path(), error.inner()))
+    })?;
+    let id = core.post_silence(posted).await.map_err(mapping_error)?;
+    Ok(Json(SilenceCreated { silence_id: id }))
+}
+
+/// One silence.
+#[utoipa::path(get, path = "/api/v2/silence/{id}", tag = "alertmanager",
+    params(("id" = uuid::Uuid, Path, description = "Silence id")),
+    responses(
+        (status = 200, description = "The silence", body = GettableSilence),
+        (status = 404, description = "No such silence", body = ErrorBody),
+    ))]
+pub async fn get(
+    State(core): State<Alerting>,
+    SilenceId(id): SilenceId,
+) -> Result<Json<GettableSilence>, ApiError> {
+    let silence = core.silence(id).await?;
+    Ok(Json(GettableSilence::new(silence, model::now())))
+}
+
+/// Expire a silence now.
+#[utoipa::path(delete, path = "/api/v2/silence/{id}", tag = "alertmanager",
+    params(("id" = uuid::Uuid, Path, description = "Silence id")),
+    responses(
+        (status = 200, description = "Expired"),
+        (status = 404, description = "No such silence", body = ErrorBody),
+    ))]
+pub async fn expire(
+    State(core): State<Alerting>,
+    SilenceId(id): SilenceId,
+) -> Result<(), ApiError> {
+    core.expire_silence(id).await?;
+    Ok(())
+}

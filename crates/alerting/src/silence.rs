@@ -1,0 +1,254 @@
+//! Silences (Alertmanager API v2): label matchers that mute the notifications of the alerts they match for a
+//! while. Pure data and pure functions, no I/O.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::model::{Alert, MAX_ACTOR};
+
+/// One label matcher: `name` `=`, `!=`, `=~` or `!~` `value`. Regular expressions are anchored at both ends, as in
+/// Alertmanager; an absent label reads as the empty value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Matcher {
+    /// Label name.
+    pub name: String,
+    /// Value, or regular expression when `isRegex`.
+    pub value: String,
+    /// `value` is a regular expression.
+    pub is_regex: bool,
+    /// Matches when equal (`=`, `=~`); false: when not equal (`!=`, `!~`).
+    #[serde(default = "equal_by_default")]
+    pub is_equal: bool,
+}
+
+fn equal_by_default() -> bool {
+    true
+}
+
+impl Matcher {
+    /// Parses `name="value"`, `name!="value"`, `name=~"regex"`, `name!~"regex"` (quotes optional, braces around it
+    /// allowed, as amtool and Alertmanager's `filter` write them).
+    pub fn parse(text: &str) -> std::result::Result<Matcher, String> {
+        let trimmed = text
+            .trim()
+            .trim_start_matches('{')
+            .trim_end_matches('}')
+            .trim();
+        let invalid = || {
+            format!(
+                "{text:?} is not a matcher name=\"value\", name!=\"value\", name=~\"re\" or name!~\"re\""
+            )
+        };
+        let position = trimmed.find(['=', '!']).ok_or_else(invalid)?;
+        let (name, rest) = trimmed.split_at(position);
+        let (is_equal, is_regex, value) = if let Some(value) = rest.strip_prefix("=~") {
+            (true, true, value)
+        } else if let Some(value) = rest.strip_prefix("!~") {
+            (false, true, value)
+        } else if let Some(value) = rest.strip_prefix("!=") {
+            (false, false, value)
+        } else if let Some(value) = rest.strip_prefix('=') {
+            (true, false, value)
+        } else {
+            return Err(invalid());
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(invalid());
+        }
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        let matcher = Matcher {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            is_regex,
+            is_equal,
+        };
+        matcher.compile()?;
+        Ok(matcher)
+    }
+
+    fn compile(&self) -> std::result::Result<Option<regex::Regex>, String> {
+        if !self.is_regex {
+            return Ok(None);
+        }
+        regex::Regex::new(&format!("^(?:{})$", self.value))
+            .map(Some)
+            .map_err(|error| format!("matcher {}: invalid regular expression: {error}", self.name))
+    }
+
+    /// Whether `labels` match.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let actual = labels.get(&self.name).map_or("", String::as_str);
+        let found = match self.compile() {
+            Ok(Some(regex)) => regex.is_match(actual),
+            Ok(None) => actual == self.value,
+            Err(_) => return false,
+        };
+        found == self.is_equal
+    }
+}
+
+/// The labels silences and `filter` matchers see for `alert`: its labels, with `alertname` set to the title when it
+/// has none.
+pub fn alert_labels(alert: &Alert) -> BTreeMap<String, String> {
+    let mut labels = alert.labels.clone();
+    labels
+        .entry("alertname".into())
+        .or_insert_with(|| alert.title.clone());
+    labels
+}
+
+/// A silence as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Silence {
+    /// Its id.
+    pub id: Uuid,
+    /// Every one must match for an alert to be silenced.
+    pub matchers: Vec<Matcher>,
+    /// When it starts muting.
+    pub starts_at: DateTime<Utc>,
+    /// When it stops.
+    pub ends_at: DateTime<Utc>,
+    /// Who made it.
+    pub created_by: String,
+    /// Why.
+    pub comment: String,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Silence {
+    /// `pending`, `active` or `expired` at `now`.
+    pub fn state(&self, now: DateTime<Utc>) -> &'static str {
+        if now < self.starts_at {
+            "pending"
+        } else if now < self.ends_at {
+            "active"
+        } else {
+            "expired"
+        }
+    }
+
+    /// Whether it mutes an alert with `labels` at `now`.
+    pub fn mutes(&self, labels: &BTreeMap<String, String>, now: DateTime<Utc>) -> bool {
+        self.state(now) == "active" && self.matchers.iter().all(|m| m.matches(labels))
+    }
+}
+
+/// A silence as posted to `/api/v2/silences` (with `id`: a change of that silence).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostableSilence {
+    /// The silence to change; absent for a new one.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// At least one.
+    pub matchers: Vec<Matcher>,
+    /// When it starts muting.
+    pub starts_at: DateTime<Utc>,
+    /// When it stops; after `startsAt`.
+    pub ends_at: DateTime<Utc>,
+    /// Who makes it; 1 to 100 characters.
+    pub created_by: String,
+    /// Why; not empty.
+    pub comment: String,
+}
+
+impl PostableSilence {
+    /// Checks every field, naming the first invalid one.
+    pub fn validate(&self) -> Result<()> {
+        if self.matchers.is_empty() {
+            return Err(Error::invalid(
+                "matchers",
+                "at least one matcher is required",
+            ));
+        }
+        for (index, matcher) in self.matchers.iter().enumerate() {
+            if matcher.name.is_empty() {
+                return Err(Error::invalid(
+                    &format!("matchers[{index}].name"),
+                    "must not be empty",
+                ));
+            }
+            matcher
+                .compile()
+                .map_err(|message| Error::invalid(&format!("matchers[{index}].value"), message))?;
+        }
+        if self.ends_at <= self.starts_at {
+            return Err(Error::invalid("endsAt", "must be after startsAt"));
+        }
+        let created_by = self.created_by.trim();
+        if created_by.is_empty() || created_by.chars().count() > MAX_ACTOR {
+            return Err(Error::invalid(
+                "createdBy",
+                format!("must be 1 to {MAX_ACTOR} characters"),
+            ));
+        }
+        if self.comment.trim().is_empty() {
+            return Err(Error::invalid("comment", "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("alertname".to_owned(), "HighCPU".to_owned()),
+            ("instance".to_owned(), "node-1:9100".to_owned()),
+        ])
+    }
+
+    #[test]
+    fn matchers_parse_and_match_all_four_operators() {
+        let labels = labels();
+        for (text, expected) in [
+            ("alertname=\"HighCPU\"", true),
+            ("{alertname!=HighCPU}", false),
+            ("instance=~\"node-.*\"", true),
+            ("instance=~node", false),
+            ("instance!~\"node-2.*\"", true),
+            ("team=\"\"", true),
+        ] {
+            let matcher = Matcher::parse(text).expect(text);
+            assert_eq!(matcher.matches(&labels), expected, "{text}");
+        }
+        assert!(Matcher::parse("novalue").is_err());
+        assert!(Matcher::parse("=x").is_err());
+        assert!(Matcher::parse("a=~(").is_err());
+    }
+
+    #[test]
+    fn a_silence_mutes_only_while_active() {
+        let now = crate::model::now();
+        let silence = Silence {
+            id: Uuid::new_v4(),
+            matchers: vec![Matcher::parse("alertname=HighCPU").expect("valid")],
+            starts_at: now,
+            ends_at: now + chrono::Duration::hours(1),
+            created_by: "ann".into(),
+            comment: "maintenance".into(),
+            updated_at: now,
+        };
+        assert!(silence.mutes(&labels(), now));
+        assert!(!silence.mutes(&labels(), now - chrono::Duration::seconds(1)));
+        assert!(!silence.mutes(&labels(), now + chrono::Duration::hours(2)));
+        assert_eq!(silence.state(now + chrono::Duration::hours(2)), "expired");
+        let mut other = labels();
+        other.insert("alertname".into(), "Other".into());
+        assert!(!silence.mutes(&other, now));
+    }
+}

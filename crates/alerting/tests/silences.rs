@@ -1,0 +1,260 @@
+//! Silences of the Alertmanager API v2: the API, muting of notifications, and amtool as a client of the alerts and
+//! silences API.
+
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use gomon_alerting::model::{Change, NewAlert, Severity};
+use gomon_alerting::service::Notifications;
+use gomon_alerting::silence::{Matcher, PostableSilence};
+use gomon_alerting::store::NotificationFilter;
+use gomon_alerting::{Alerting, Store};
+use serde_json::{Value, json};
+use support::{Backend, Database, Server};
+
+on_both_stores!(
+    silences_round_trip_and_mark_alerts_suppressed,
+    a_silenced_alert_is_stored_but_not_notified,
+    amtool_adds_and_queries_alerts_and_silences,
+);
+
+fn silence_body(matchers: Value) -> Value {
+    json!({
+        "matchers": matchers,
+        "startsAt": chrono::Utc::now().to_rfc3339(),
+        "endsAt": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
+        "createdBy": "ann",
+        "comment": "maintenance of node-1",
+    })
+}
+
+async fn silences_round_trip_and_mark_alerts_suppressed(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let ends = (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
+    let (status, _) = server
+        .post(
+            "/api/v2/alerts",
+            json!([
+                {"labels": {"alertname": "HighCPU", "instance": "node-1:9100"}, "endsAt": ends},
+                {"labels": {"alertname": "HighCPU", "instance": "node-2:9100"}, "endsAt": ends},
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, created) = server
+        .post(
+            "/api/v2/silences",
+            silence_body(json!([
+                {"name": "alertname", "value": "HighCPU", "isRegex": false, "isEqual": true},
+                {"name": "instance", "value": "node-1.*", "isRegex": true, "isEqual": true},
+            ])),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["silenceID"].as_str().expect("silenceID").to_owned();
+
+    let (_, silences) = server.get("/api/v2/silences").await;
+    let silences = silences.as_array().expect("array");
+    assert_eq!(silences.len(), 1);
+    assert_eq!(silences[0]["id"], id.as_str());
+    assert_eq!(silences[0]["status"]["state"], "active");
+    let (status, one) = server.get(&format!("/api/v2/silence/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["createdBy"], "ann");
+
+    let (_, alerts) = server.get("/api/v2/alerts").await;
+    let alerts = alerts.as_array().expect("array");
+    assert_eq!(alerts.len(), 2);
+    let node1 = alerts
+        .iter()
+        .find(|a| a["labels"]["instance"] == "node-1:9100")
+        .expect("node-1");
+    assert_eq!(node1["status"]["state"], "suppressed");
+    assert_eq!(node1["status"]["silencedBy"], json!([id]));
+    let (_, unsilenced) = server.get("/api/v2/alerts?silenced=false").await;
+    let unsilenced = unsilenced.as_array().expect("array");
+    assert_eq!(unsilenced.len(), 1);
+    assert_eq!(unsilenced[0]["labels"]["instance"], "node-2:9100");
+    let (_, by_regex) = server
+        .get("/api/v2/alerts?filter=instance%3D~%22node-2.%2A%22")
+        .await;
+    assert_eq!(by_regex.as_array().expect("array").len(), 1);
+
+    let response = server
+        .client
+        .delete(server.url(&format!("/api/v2/silence/{id}")))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(response.status(), 200);
+    let (_, one) = server.get(&format!("/api/v2/silence/{id}")).await;
+    assert_eq!(one["status"]["state"], "expired");
+    let (_, unsilenced) = server.get("/api/v2/alerts?silenced=false").await;
+    assert_eq!(unsilenced.as_array().expect("array").len(), 2);
+
+    for (body, field) in [
+        (silence_body(json!([])), "matchers"),
+        (
+            silence_body(json!([{"name": "a", "value": "(", "isRegex": true}])),
+            "matchers[0].value",
+        ),
+    ] {
+        let (status, error) = server.post("/api/v2/silences", body).await;
+        assert_eq!(status, 400, "{error}");
+        assert!(
+            error["error"].as_str().expect("error").contains(field),
+            "{error}"
+        );
+    }
+    let missing = uuid::Uuid::new_v4();
+    let response = server
+        .client
+        .delete(server.url(&format!("/api/v2/silence/{missing}")))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(response.status(), 404);
+    server.stop().await;
+}
+
+fn new_alert(title: &str) -> NewAlert {
+    NewAlert {
+        source: "api".into(),
+        severity: Severity::P1,
+        title: title.into(),
+        labels: [("team".to_owned(), "db".to_owned())].into(),
+        ..NewAlert::default()
+    }
+}
+
+async fn notified(core: &Alerting, alert_id: uuid::Uuid) -> Vec<String> {
+    let filter = NotificationFilter {
+        alert_id: Some(alert_id),
+        limit: 100,
+        ..NotificationFilter::default()
+    };
+    let (rows, _) = core.notifications(&filter).await.expect("notifications");
+    rows.into_iter().map(|n| n.event).collect()
+}
+
+async fn a_silenced_alert_is_stored_but_not_notified(backend: Backend) {
+    let db = Database::new(backend).await;
+    let store = Store::open(&db.config).await.expect("store");
+    let registry = gomon_runtime::metrics::registry();
+    let core = Alerting::new(store.clone(), &registry).with_notifications(Notifications::new(
+        Severity::ALL.to_vec(),
+        Arc::new(tokio::sync::Notify::new()),
+    ));
+    let now = chrono::Utc::now();
+    let silence = core
+        .post_silence(PostableSilence {
+            id: None,
+            matchers: vec![Matcher::parse("alertname=~\"Disk.*\"").expect("matcher")],
+            starts_at: now,
+            ends_at: now + chrono::Duration::hours(1),
+            created_by: "ann".into(),
+            comment: "disks are being replaced".into(),
+        })
+        .await
+        .expect("silence");
+
+    let (muted, created) = core
+        .create(new_alert("DiskFull"), None)
+        .await
+        .expect("create");
+    assert!(created);
+    let (loud, _) = core
+        .create(new_alert("HighCPU"), None)
+        .await
+        .expect("create");
+    assert_eq!(core.get(muted.id).await.expect("stored").title, "DiskFull");
+    assert!(notified(&core, muted.id).await.is_empty());
+    assert_eq!(notified(&core, loud.id).await, ["created"]);
+    let ack = Change::Acknowledge { by: None };
+    core.change(muted.id, ack.clone(), None)
+        .await
+        .expect("acknowledge");
+    assert!(notified(&core, muted.id).await.is_empty());
+
+    core.expire_silence(silence).await.expect("expire");
+    let resolve = Change::Resolve {
+        by: None,
+        note: None,
+    };
+    core.change(muted.id, resolve, None).await.expect("resolve");
+    assert_eq!(notified(&core, muted.id).await, ["resolved"]);
+    store.close().await;
+}
+
+/// Runs amtool against `server`; returns its standard output, failing the test if it fails.
+fn amtool(server: &Server, args: &[&str]) -> String {
+    let output = Command::new("amtool")
+        .arg(format!("--alertmanager.url={}", server.base))
+        .args(args)
+        .output()
+        .expect("amtool is required (apt-get install prometheus-alertmanager)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "amtool {args:?}: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+async fn amtool_adds_and_queries_alerts_and_silences(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let (s, a) = (
+        &server,
+        ["alert", "add", "alertname=AmtoolTest", "severity=warning"],
+    );
+    let add = [&a[..], &["--annotation=summary=added by amtool"]].concat();
+    tokio::task::block_in_place(|| amtool(s, &add));
+    let (_, page) = server.get("/api/v1/alerts?source=alertmanager").await;
+    let alerts = page["alerts"].as_array().expect("alerts");
+    assert_eq!(alerts.len(), 1, "{page}");
+    assert_eq!(alerts[0]["title"], "AmtoolTest: added by amtool");
+    assert_eq!(alerts[0]["severity"], "P3");
+
+    let queried = tokio::task::block_in_place(|| {
+        amtool(s, &["alert", "query", "-o", "json", "alertname=AmtoolTest"])
+    });
+    let queried: Value = serde_json::from_str(&queried).expect("amtool JSON");
+    assert_eq!(queried.as_array().map(Vec::len), Some(1), "{queried}");
+    assert_eq!(queried[0]["labels"]["severity"], "warning");
+
+    let id = tokio::task::block_in_place(|| {
+        amtool(
+            s,
+            &[
+                "silence",
+                "add",
+                "alertname=AmtoolTest",
+                "--comment=planned work",
+                "--author=tester",
+                "--duration=1h",
+            ],
+        )
+    });
+    let id = id.trim().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id:?}");
+    let silences = tokio::task::block_in_place(|| amtool(s, &["silence", "query", "-o", "json"]));
+    let silences: Value = serde_json::from_str(&silences).expect("amtool JSON");
+    assert_eq!(silences[0]["id"], id.as_str(), "{silences}");
+    assert_eq!(silences[0]["createdBy"], "tester");
+    // The alert is silenced now: amtool's default query leaves it out.
+    let queried = tokio::task::block_in_place(|| amtool(s, &["alert", "query", "-o", "json"]));
+    let queried: Value = serde_json::from_str(&queried).expect("amtool JSON");
+    assert_eq!(queried.as_array().map(Vec::len), Some(0), "{queried}");
+
+    tokio::task::block_in_place(|| amtool(s, &["silence", "expire", &id]));
+    let (_, silence) = server.get(&format!("/api/v2/silence/{id}")).await;
+    assert_eq!(silence["status"]["state"], "expired");
+    let active = tokio::task::block_in_place(|| amtool(s, &["silence", "query", "-q"]));
+    assert!(active.trim().is_empty(), "{active:?}");
+    server.stop().await;
+}
