@@ -260,17 +260,46 @@ impl Alerting {
                 return Ok(resolved);
             }
             for id in expired {
-                let resolve = Change::Resolve {
-                    by: None,
-                    note: Some("not re-sent by its rule engine before its endsAt".into()),
-                };
-                match self.change(id, resolve, Some("expiry".into())).await {
-                    Ok(_) => resolved += 1,
-                    Err(Error::Conflict(_) | Error::NotFound(_)) => {}
-                    Err(error) => return Err(error),
+                if self.resolve_if_expired(id).await?.is_some() {
+                    resolved += 1;
                 }
             }
         }
+    }
+
+    /// Resolves alert `id` if it is still open and past its end time (a re-send may have moved it meanwhile).
+    async fn resolve_if_expired(&self, id: Uuid) -> Result<Option<Alert>> {
+        let change = Change::Resolve {
+            by: None,
+            note: Some("not re-sent by its rule engine before its endsAt".into()),
+        };
+        let silences = match self.notifications {
+            Some(_) => self.live_silences().await?,
+            None => Arc::default(),
+        };
+        let now = model::now();
+        let resolved = self
+            .store
+            .update_if_expired(id, now, |current| {
+                let (alert, entry) = change.apply(current, Some("expiry".into()), now)?;
+                let labels = alert_labels(&alert);
+                let notification = self
+                    .notification(&alert, change.event(), &entry, change.note())
+                    .filter(|_| !silences.iter().any(|s| s.mutes(&labels, now)));
+                Ok((alert, entry, notification))
+            })
+            .await?;
+        if let Some(alert) = &resolved {
+            if self
+                .notifications
+                .as_ref()
+                .is_some_and(|n| n.severities.contains(&alert.severity))
+            {
+                self.wake_dispatcher();
+            }
+            tracing::info!(alert_id = %alert.id, "alert resolved: past its endsAt");
+        }
+        Ok(resolved)
     }
 
     /// The silences not yet expired, read from the store at most every [`SILENCES_FRESH_FOR`] (another replica's

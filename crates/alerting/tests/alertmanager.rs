@@ -18,6 +18,7 @@ on_both_stores!(
     an_alert_not_sent_again_is_resolved_after_its_ends_at,
     one_bad_alert_rejects_the_whole_post,
     get_alerts_filters_and_status_answers,
+    expiry_spares_an_alert_sent_again_meanwhile,
     vmalert_alert_fires_and_resolves,
     prometheus_alert_fires_and_resolves,
 );
@@ -214,6 +215,36 @@ async fn get_alerts_filters_and_status_answers(backend: Backend) {
     assert_eq!(status_body["cluster"]["status"], "disabled");
     assert!(status_body["versionInfo"]["version"].is_string());
     server.stop().await;
+}
+
+/// The sweep picks expired alerts, then resolves each under its row lock only if it is still past its end time: a
+/// re-send in between wins.
+async fn expiry_spares_an_alert_sent_again_meanwhile(backend: Backend) {
+    let db = Database::new(backend).await;
+    let store = gomon_alerting::Store::open(&db.config)
+        .await
+        .expect("store");
+    let core = gomon_alerting::Alerting::new(store.clone(), &gomon_runtime::metrics::registry());
+    let post = |ends_in: i64| {
+        let alert: gomon_alerting::rule_engines::PostableAlert =
+            serde_json::from_value(high_cpu("CPU at 91%", ends_in)).expect("alert");
+        core.map_rule_alerts(vec![alert]).expect("valid")
+    };
+    let touched = core.receive(post(1), None).await.expect("receive");
+    let id = touched[0].id;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let now = gomon_alerting::model::now();
+    assert_eq!(store.expired(now, 10).await.expect("expired"), [id]);
+    // Sent again before the sweep gets to it: its end time moves on.
+    core.receive(post(300), None).await.expect("receive");
+    let untouched = store
+        .update_if_expired(id, now, |_| panic!("must not be called: no longer expired"))
+        .await
+        .expect("update_if_expired");
+    assert!(untouched.is_none());
+    assert_eq!(core.resolve_expired().await.expect("sweep"), 0);
+    assert_eq!(core.get(id).await.expect("alert").status.as_str(), "firing");
+    store.close().await;
 }
 
 /// A child process killed when the test ends, however it ends.

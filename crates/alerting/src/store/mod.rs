@@ -179,6 +179,20 @@ impl Store {
         dispatch!(self.update(id, change))
     }
 
+    /// Changes alert `id` as [`Store::update`] does, but only if it is still open with an end time before `now`
+    /// (checked under the row lock, so a re-send that moved the end time wins). `None`: it no longer is.
+    pub async fn update_if_expired<F>(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        change: F,
+    ) -> Result<Option<Alert>>
+    where
+        F: FnOnce(Alert) -> Result<(Alert, AuditEntry, Option<NewNotification>)> + Send,
+    {
+        dispatch!(self.update_if_expired(id, now, change))
+    }
+
     /// Deletes alert `id`, recording `entry` (built from the deleted alert) in the audit trail.
     pub async fn delete<F>(&self, id: Uuid, entry: F) -> Result<Alert>
     where

@@ -406,21 +406,61 @@ macro_rules! sql_store {
                 })
             }
 
-            async fn lock(tx: &mut sqlx::Transaction<'_, $db>, id: Uuid) -> Result<Alert> {
-                let row = sqlx::query_as::<_, AlertRow>(&format!("{SELECT_ALERT} WHERE id = $1{}", $lock))
+            /// Locks alert `id`; with `expired_before`, only if it is open and its end time is before that.
+            async fn lock(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                id: Uuid,
+                expired_before: Option<DateTime<Utc>>,
+            ) -> Result<Option<Alert>> {
+                let row = match expired_before {
+                    None => sqlx::query_as::<_, AlertRow>(&format!("{SELECT_ALERT} WHERE id = $1{}", $lock))
+                        .bind(id)
+                        .fetch_optional(&mut **tx)
+                        .await?,
+                    Some(before) => sqlx::query_as::<_, AlertRow>(&format!(
+                        "{SELECT_ALERT} WHERE id = $1 AND status <> 'resolved' AND ends_at < $2{}",
+                        $lock
+                    ))
                     .bind(id)
+                    .bind($time(before))
                     .fetch_optional(&mut **tx)
-                    .await?
-                    .ok_or(Error::NotFound(id))?;
-                Alert::try_from(row)
+                    .await?,
+                };
+                row.map(Alert::try_from).transpose()
             }
 
             pub(super) async fn update<F>(&self, id: Uuid, change: F) -> Result<Alert>
             where
                 F: FnOnce(Alert) -> Result<(Alert, AuditEntry, Option<NewNotification>)> + Send,
             {
+                self.update_locked(id, None, change).await?.ok_or(Error::NotFound(id))
+            }
+
+            pub(super) async fn update_if_expired<F>(
+                &self,
+                id: Uuid,
+                now: DateTime<Utc>,
+                change: F,
+            ) -> Result<Option<Alert>>
+            where
+                F: FnOnce(Alert) -> Result<(Alert, AuditEntry, Option<NewNotification>)> + Send,
+            {
+                self.update_locked(id, Some(now), change).await
+            }
+
+            async fn update_locked<F>(
+                &self,
+                id: Uuid,
+                expired_before: Option<DateTime<Utc>>,
+                change: F,
+            ) -> Result<Option<Alert>>
+            where
+                F: FnOnce(Alert) -> Result<(Alert, AuditEntry, Option<NewNotification>)> + Send,
+            {
                 let mut tx = self.pool.begin().await?;
-                let current = Self::lock(&mut tx, id).await?;
+                let Some(current) = Self::lock(&mut tx, id, expired_before).await? else {
+                    return Ok(None);
+                };
                 let (alert, entry, notification) = change(current)?;
                 sqlx::query(UPDATE_ALERT)
                     .bind(alert.id)
@@ -438,7 +478,7 @@ macro_rules! sql_store {
                     Self::insert_notification(&mut tx, notification).await?;
                 }
                 tx.commit().await?;
-                Ok(alert)
+                Ok(Some(alert))
             }
 
             pub(super) async fn delete<F>(&self, id: Uuid, entry: F) -> Result<Alert>
@@ -446,7 +486,7 @@ macro_rules! sql_store {
                 F: FnOnce(&Alert) -> AuditEntry + Send,
             {
                 let mut tx = self.pool.begin().await?;
-                let alert = Self::lock(&mut tx, id).await?;
+                let alert = Self::lock(&mut tx, id, None).await?.ok_or(Error::NotFound(id))?;
                 sqlx::query("DELETE FROM alerts_active WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
