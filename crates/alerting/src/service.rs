@@ -208,46 +208,67 @@ impl Alerting {
         alerts: Vec<RuleAlert>,
         actor: Option<String>,
     ) -> Result<Vec<Alert>> {
-        let mut touched = Vec::with_capacity(alerts.len());
-        for RuleAlert {
+        let fingerprints: std::collections::HashSet<String> =
+            alerts.iter().map(|rule| rule.alert.fingerprint()).collect();
+        let touched = if fingerprints.len() == alerts.len() {
+            // Distinct alerts are independent: received together, their creations share the writer's batches.
+            futures::future::try_join_all(
+                alerts
+                    .into_iter()
+                    .map(|rule| self.receive_one(rule, actor.clone())),
+            )
+            .await?
+        } else {
+            // The same alert twice in one request: in order, so that the last word stands.
+            let mut touched = Vec::with_capacity(alerts.len());
+            for rule in alerts {
+                touched.push(self.receive_one(rule, actor.clone()).await?);
+            }
+            touched
+        };
+        Ok(touched.into_iter().flatten().collect())
+    }
+
+    /// Applies one alert from a rule engine (see [`Alerting::receive`]); the alert touched, if any.
+    async fn receive_one(&self, rule: RuleAlert, actor: Option<String>) -> Result<Option<Alert>> {
+        let RuleAlert {
             alert: new,
             ends_at,
             resolved,
-        } in alerts
-        {
-            let now = model::now();
-            if resolved || ends_at.is_some_and(|ends_at| ends_at <= now) {
-                if let Some(open) = self.store.open_with_fingerprint(&new.fingerprint()).await? {
-                    let resolve = Change::Resolve {
-                        by: None,
-                        note: Some("resolved by its rule engine".into()),
-                    };
-                    match self.change(open.id, resolve, actor.clone()).await {
-                        Ok(alert) => touched.push(alert),
-                        // Resolved or deleted meanwhile: the outcome is the one asked for.
-                        Err(Error::Conflict(_) | Error::NotFound(_)) => {}
-                        Err(error) => return Err(error),
-                    }
-                }
-                continue;
-            }
-            let (title, description, annotations) = (
-                new.title.clone(),
-                new.description.clone(),
-                new.annotations.clone(),
-            );
-            let (mut alert, created) = self.create(new, actor.clone()).await?;
-            if !created {
-                alert.title = title;
-                alert.description = description;
-                alert.annotations = annotations;
-                alert.updated_at = now;
-            }
-            if self.store.refresh_open(&alert, ends_at).await? {
-                touched.push(alert);
-            }
+        } = rule;
+        let now = model::now();
+        if resolved || ends_at.is_some_and(|ends_at| ends_at <= now) {
+            let Some(open) = self.store.open_with_fingerprint(&new.fingerprint()).await? else {
+                return Ok(None);
+            };
+            let resolve = Change::Resolve {
+                by: None,
+                note: Some("resolved by its rule engine".into()),
+            };
+            return match self.change(open.id, resolve, actor).await {
+                Ok(alert) => Ok(Some(alert)),
+                // Resolved or deleted meanwhile: the outcome is the one asked for.
+                Err(Error::Conflict(_) | Error::NotFound(_)) => Ok(None),
+                Err(error) => Err(error),
+            };
         }
-        Ok(touched)
+        let (title, description, annotations) = (
+            new.title.clone(),
+            new.description.clone(),
+            new.annotations.clone(),
+        );
+        let (mut alert, created) = self.create(new, actor).await?;
+        if !created {
+            alert.title = title;
+            alert.description = description;
+            alert.annotations = annotations;
+            alert.updated_at = now;
+        }
+        Ok(self
+            .store
+            .refresh_open(&alert, ends_at)
+            .await?
+            .then_some(alert))
     }
 
     /// Resolves every open alert whose end time has passed (rule engine alerts no longer re-sent). Returns how

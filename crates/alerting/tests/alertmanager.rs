@@ -19,6 +19,7 @@ on_both_stores!(
     one_bad_alert_rejects_the_whole_post,
     get_alerts_filters_and_status_answers,
     expiry_spares_an_alert_sent_again_meanwhile,
+    a_batch_of_64_and_repeats_within_one_post,
     vmalert_alert_fires_and_resolves,
     prometheus_alert_fires_and_resolves,
 );
@@ -245,6 +246,54 @@ async fn expiry_spares_an_alert_sent_again_meanwhile(backend: Backend) {
     assert_eq!(core.resolve_expired().await.expect("sweep"), 0);
     assert_eq!(core.get(id).await.expect("alert").status.as_str(), "firing");
     store.close().await;
+}
+
+async fn a_batch_of_64_and_repeats_within_one_post(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let batch: Vec<Value> = (0..64)
+        .map(|i| {
+            json!({"labels": {"alertname": "Batch", "pod": format!("p-{i}")}, "endsAt": rfc3339(300),
+                   "generatorURL": "http://vmalert:8880/vmalert/alert?group_id=1&alert_id=2"})
+        })
+        .collect();
+    let (status, body) = server
+        .post("/api/v2/alerts", Value::Array(batch.clone()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, page) = server.get("/api/v1/alerts?source=vmalert&limit=1000").await;
+    assert_eq!(page["total"], 64, "{page}");
+    // The same batch again: every alert updated, none created.
+    let (status, _) = server.post("/api/v2/alerts", Value::Array(batch)).await;
+    assert_eq!(status, 200);
+    let (_, page) = server.get("/api/v1/alerts?source=vmalert&limit=1000").await;
+    assert_eq!(page["total"], 64);
+
+    // One alert twice in one request: applied in order, the last word stands.
+    let firing = json!({"labels": {"alertname": "Twice"}, "endsAt": rfc3339(300)});
+    let resolved = json!({"labels": {"alertname": "Twice"}, "endsAt": rfc3339(-1)});
+    let (status, _) = server
+        .post("/api/v2/alerts", json!([firing, resolved]))
+        .await;
+    assert_eq!(status, 200);
+    let twice = |page: &Value| -> Vec<String> {
+        page["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == "Twice")
+            .map(|a| a["status"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let (_, page) = server.get("/api/v1/alerts?source=alertmanager").await;
+    assert_eq!(twice(&page), ["resolved"]);
+    let (status, _) = server
+        .post("/api/v2/alerts", json!([resolved, firing]))
+        .await;
+    assert_eq!(status, 200);
+    let (_, page) = server.get("/api/v1/alerts?source=alertmanager").await;
+    assert_eq!(twice(&page), ["firing", "resolved"]);
+    server.stop().await;
 }
 
 /// A child process killed when the test ends, however it ends.
