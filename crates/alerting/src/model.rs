@@ -162,6 +162,9 @@ pub struct Alert {
     pub resolved_at: Option<DateTime<Utc>>,
     /// Who owns it.
     pub assigned_to: Option<String>,
+    /// When it ends unless its rule engine sends it again (alerts of the Alertmanager API); null otherwise.
+    #[serde(default)]
+    pub ends_at: Option<DateTime<Utc>>,
 }
 
 /// An alert as submitted, before it is stored.
@@ -284,6 +287,7 @@ impl NewAlert {
             updated_at: at,
             resolved_at: None,
             assigned_to: None,
+            ends_at: None,
         }
     }
 }

@@ -264,6 +264,7 @@ impl Alerting {
             alert.annotations = annotations;
             alert.updated_at = now;
         }
+        alert.ends_at = ends_at;
         Ok(self
             .store
             .refresh_open(&alert, ends_at)

@@ -64,15 +64,20 @@ async fn repeats_update_one_alert_and_ends_at_resolves(backend: Backend) {
     assert_eq!(alert["annotations"]["runbook"], "http://rb");
     let id = alert["id"].as_str().expect("id").to_owned();
 
-    // The same label set with another summary: the same alert, updated.
+    let first_end = alert["ends_at"].as_str().expect("ends_at").to_owned();
+
+    // The same label set with another summary, later end: the same alert, updated.
     let (status, body) = server
-        .post("/api/v2/alerts", json!([high_cpu("CPU at 97%", 300)]))
+        .post("/api/v2/alerts", json!([high_cpu("CPU at 97%", 600)]))
         .await;
     assert_eq!(status, 200, "{body}");
     let alerts = from_source(&server, "prometheus").await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0]["id"], id.as_str());
     assert_eq!(alerts[0]["title"], "HighCPU: CPU at 97%");
+    let time = |text: &str| chrono::DateTime::parse_from_rfc3339(text).expect("time");
+    let second_end = alerts[0]["ends_at"].as_str().expect("ends_at");
+    assert!(time(second_end) - time(&first_end) >= chrono::Duration::seconds(299));
 
     // endsAt in the past: resolved.
     let (status, body) = server
@@ -200,6 +205,7 @@ async fn get_alerts_filters_and_status_answers(backend: Backend) {
     assert_eq!(some.len(), 1);
     assert_eq!(some[0]["labels"]["severity"], "warning");
     assert_eq!(some[0]["status"]["state"], "active");
+    assert!(some[0]["endsAt"].is_string(), "{some:?}");
     let (_, not) = server
         .get("/api/v2/alerts?filter=alertname!%3DDiskFull")
         .await;

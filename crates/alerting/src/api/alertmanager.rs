@@ -105,6 +105,9 @@ pub struct GettableAlert {
     pub annotations: BTreeMap<String, String>,
     /// When it was created.
     pub starts_at: DateTime<Utc>,
+    /// When it ends unless sent again (alerts of the Alertmanager API); otherwise absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<DateTime<Utc>>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
     /// GoMon's fingerprint of the alert.
@@ -133,6 +136,7 @@ impl GettableAlert {
             labels,
             annotations,
             starts_at: alert.created_at,
+            ends_at: alert.ends_at,
             updated_at: alert.updated_at,
             fingerprint: alert.fingerprint,
             receivers: vec![Receiver {

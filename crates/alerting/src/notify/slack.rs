@@ -791,6 +791,7 @@ mod tests {
             updated_at: created + chrono::Duration::minutes(5),
             resolved_at: None,
             assigned_to: None,
+            ends_at: None,
         }
     }
 

@@ -387,6 +387,7 @@ struct AlertRow {
     updated_at: DateTime<Utc>,
     resolved_at: Option<DateTime<Utc>>,
     assigned_to: Option<String>,
+    ends_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<AlertRow> for Alert {
@@ -414,6 +415,7 @@ impl TryFrom<AlertRow> for Alert {
             updated_at: row.updated_at,
             resolved_at: row.resolved_at,
             assigned_to: row.assigned_to,
+            ends_at: row.ends_at,
         })
     }
 }

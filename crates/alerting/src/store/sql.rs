@@ -22,7 +22,7 @@ use crate::silence::Silence;
 
 const SELECT_ALERT: &str = "SELECT id, alert_group_id, fingerprint, source, severity, status, title, description, \
      namespace, labels, annotations, incident_id, jaeger_trace_id, created_at, acknowledged_at, acknowledged_by, \
-     updated_at, resolved_at, assigned_to FROM alerts_active";
+     updated_at, resolved_at, assigned_to, ends_at FROM alerts_active";
 
 const INSERT_ALERT: &str = "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, status, \
      title, description, namespace, labels, annotations, incident_id, jaeger_trace_id, created_at, acknowledged_at, \
