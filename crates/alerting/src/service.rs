@@ -155,8 +155,19 @@ impl Alerting {
 
     /// Creates `new`, or returns the open alert with its fingerprint. The flag is true when it was created.
     pub async fn create(&self, new: NewAlert, actor: Option<String>) -> Result<(Alert, bool)> {
+        self.create_ending(new, None, actor).await
+    }
+
+    /// [`Alerting::create`], the created alert ending at `ends_at` (see [`Alerting::receive`]).
+    async fn create_ending(
+        &self,
+        new: NewAlert,
+        ends_at: Option<chrono::DateTime<chrono::Utc>>,
+        actor: Option<String>,
+    ) -> Result<(Alert, bool)> {
         new.validate()?;
-        let alert = new.into_alert(model::now());
+        let mut alert = new.into_alert(model::now());
+        alert.ends_at = ends_at;
         let entry = AuditEntry::new(
             &alert,
             "created",
@@ -257,13 +268,15 @@ impl Alerting {
             new.description.clone(),
             new.annotations.clone(),
         );
-        let (mut alert, created) = self.create(new, actor).await?;
-        if !created {
-            alert.title = title;
-            alert.description = description;
-            alert.annotations = annotations;
-            alert.updated_at = now;
+        let (mut alert, created) = self.create_ending(new, ends_at, actor).await?;
+        if created {
+            // Stored with its end time already.
+            return Ok(Some(alert));
         }
+        alert.title = title;
+        alert.description = description;
+        alert.annotations = annotations;
+        alert.updated_at = now;
         alert.ends_at = ends_at;
         Ok(self
             .store

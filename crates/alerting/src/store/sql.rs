@@ -26,8 +26,8 @@ const SELECT_ALERT: &str = "SELECT id, alert_group_id, fingerprint, source, seve
 
 const INSERT_ALERT: &str = "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, status, \
      title, description, namespace, labels, annotations, incident_id, jaeger_trace_id, created_at, acknowledged_at, \
-     acknowledged_by, updated_at, resolved_at, assigned_to) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+     acknowledged_by, updated_at, resolved_at, assigned_to, ends_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
      ON CONFLICT (fingerprint) WHERE status <> 'resolved' DO NOTHING";
 
 const UPDATE_ALERT: &str = "UPDATE alerts_active SET status = $2, acknowledged_at = $3, acknowledged_by = $4, \
@@ -148,6 +148,7 @@ macro_rules! sql_store {
                         .bind($time(alert.updated_at))
                         .bind(alert.resolved_at.map($time))
                         .bind(&alert.assigned_to)
+                        .bind(alert.ends_at.map($time))
                         .execute(&mut **tx)
                         .await?
                         .rows_affected();
@@ -624,14 +625,14 @@ sql_store!(
 const PG_BULK_CREATE: &str = "WITH new AS ( \
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
          $8::text[], $9::jsonb[], $10::jsonb[], $11::text[], $12::timestamptz[], $13::text[], $14::jsonb[], \
-         $15::jsonb[]) \
+         $15::jsonb[], $16::timestamptz[]) \
        AS t(id, alert_group_id, fingerprint, source, severity, title, description, namespace, labels, annotations, \
-         jaeger_trace_id, created_at, actor, details, notification) \
+         jaeger_trace_id, created_at, actor, details, notification, ends_at) \
      ), inserted AS ( \
        INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, status, title, description, \
-         namespace, labels, annotations, jaeger_trace_id, created_at, updated_at) \
+         namespace, labels, annotations, jaeger_trace_id, created_at, updated_at, ends_at) \
        SELECT id, alert_group_id, fingerprint, source, severity, 'firing', title, description, namespace, labels, \
-         annotations, jaeger_trace_id, created_at, created_at FROM new \
+         annotations, jaeger_trace_id, created_at, created_at, ends_at FROM new \
        ON CONFLICT (fingerprint) WHERE status <> 'resolved' DO NOTHING \
        RETURNING id \
      ), audit AS ( \
@@ -753,6 +754,7 @@ impl PostgresStore {
                     .map(|(_, _, n)| n.map(|n| Json(&n.payload)))
                     .collect::<Vec<_>>(),
             )
+            .bind(batch.iter().map(|(a, _, _)| a.ends_at).collect::<Vec<_>>())
             .fetch_all(writer.connection().await?)
             .await;
         let inserted = match inserted {
