@@ -1,6 +1,5 @@
 //! Publishing batches to Kafka: configuration (brokers, topic, compression, TLS, SASL) and the producer.
 
-use std::fmt;
 use std::time::Duration;
 
 use gomon_runtime::kafka::{COMPRESSIONS, SaslConfig, TlsConfig};
@@ -17,7 +16,7 @@ use std::sync::mpsc;
 use crate::error::Error;
 
 /// Kafka settings of the agent (`agent.kafka`).
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, comma-separated `host:port`.
@@ -55,19 +54,6 @@ impl Default for KafkaConfig {
             tls: None,
             sasl: None,
         }
-    }
-}
-
-impl fmt::Debug for KafkaConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KafkaConfig")
-            .field("brokers", &self.brokers)
-            .field("topic", &self.topic)
-            .field("create_topic", &self.create_topic)
-            .field("compression", &self.compression)
-            .field("tls", &self.tls)
-            .field("sasl", &self.sasl)
-            .finish_non_exhaustive()
     }
 }
 

@@ -148,13 +148,6 @@ pub fn encode(snapshot: &Snapshot, sequence: u64) -> MetricBatch {
     }
 }
 
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// The host's current values in the Prometheus text format, one family after another.
 fn render_snapshot(snapshot: &Snapshot) -> String {
     let mut samples: Vec<_> = snapshot.samples.iter().collect();
@@ -177,7 +170,12 @@ fn render_snapshot(snapshot: &Snapshot) -> String {
         let labels: Vec<String> = sample
             .labels
             .iter()
-            .map(|(name, value)| format!("{name}=\"{}\"", escape_label(value)))
+            .map(|(name, value)| {
+                let mut pair = format!("{name}=\"");
+                gomon_runtime::metrics::escape_label_value(value, &mut pair);
+                pair.push('"');
+                pair
+            })
             .collect();
         let _ = writeln!(
             text,

@@ -42,17 +42,6 @@ pub struct Latest {
     hosts: Mutex<HashMap<String, Host>>,
 }
 
-fn escape(value: &str, out: &mut String) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
 impl Latest {
     /// An empty store; see the module documentation for `stale_intervals`.
     pub fn new(stale_intervals: u32) -> Self {
@@ -89,7 +78,7 @@ impl Latest {
                 }
                 labels.push_str(&label.name);
                 labels.push_str("=\"");
-                escape(&label.value, &mut labels);
+                gomon_runtime::metrics::escape_label_value(&label.value, &mut labels);
                 labels.push('"');
             }
             labels.push('}');

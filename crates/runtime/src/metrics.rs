@@ -17,6 +17,18 @@ pub fn registry() -> Registry {
 }
 
 /// Content type of [`render`]'s output.
+/// Appends `value` to `out` escaped as a label value of the text format (backslash, double quote, newline).
+pub fn escape_label_value(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Renders every metric of `registry` in the Prometheus text exposition format.
