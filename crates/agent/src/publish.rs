@@ -1,5 +1,6 @@
 //! Publishing batches to Kafka: configuration (brokers, topic, compression, TLS, SASL) and the producer.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use gomon_runtime::kafka::{COMPRESSIONS, SaslConfig, TlsConfig};
@@ -200,21 +201,27 @@ impl Publisher {
         Ok(())
     }
 
-    /// Sends one batch and waits for the brokers' acknowledgement (or `delivery_timeout`).
+    /// The topic batches go to.
+    pub fn topic(&self) -> &str {
+        &self.config.topic
+    }
+
+    /// Sends one batch, with the trace context fields as headers, and waits for the brokers' acknowledgement (or
+    /// `delivery_timeout`).
     pub async fn send(
         &mut self,
         key: &str,
         payload: &[u8],
-        traceparent: Option<&str>,
+        trace_context: &HashMap<String, String>,
     ) -> Result<(), String> {
         let mut headers = OwnedHeaders::new().insert(Header {
             key: "content-type",
             value: Some(gomon_proto::CONTENT_TYPE),
         });
-        if let Some(traceparent) = traceparent {
+        for (key, value) in trace_context {
             headers = headers.insert(Header {
-                key: "traceparent",
-                value: Some(traceparent),
+                key,
+                value: Some(value),
             });
         }
         let (report, delivered) = mpsc::channel();

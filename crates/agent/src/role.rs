@@ -5,7 +5,7 @@
 //! in order, one at a time, keeping a batch at the head until the brokers acknowledge it. When the buffer is full
 //! the oldest batch is dropped and counted.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,9 +21,11 @@ use gomon_proto::metrics::v1::{
 use gomon_runtime::http::SharedListener;
 use gomon_runtime::metrics::must;
 use gomon_runtime::shutdown::Shutdown;
+use gomon_runtime::telemetry;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 use crate::publish::Publisher;
 use crate::{AgentConfig, Collector, Kind, Snapshot};
@@ -85,6 +87,8 @@ impl Metrics {
 /// An encoded batch waiting to be published.
 struct Pending {
     payload: Vec<u8>,
+    /// The trace context of its collection cycle (empty when spans are not exported).
+    cycle: HashMap<String, String>,
 }
 
 /// The bounded buffer between collection and the sender.
@@ -223,6 +227,39 @@ async fn ready(State(state): State<HttpState>) -> (StatusCode, &'static str) {
     }
 }
 
+/// The span of one collection cycle, the root of a batch's trace; none when spans are not exported.
+fn cycle_span(host: &str, sequence: u64) -> tracing::Span {
+    if !telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "agent.cycle",
+        otel.name = "collect",
+        host,
+        sequence,
+        correlation_id = tracing::field::Empty,
+        samples = tracing::field::Empty,
+    )
+}
+
+/// The span of one attempt to publish a batch, a child of its cycle's span.
+fn publish_span(cycle: &HashMap<String, String>, destination: &str) -> tracing::Span {
+    if !telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "agent.publish",
+        otel.name = %format_args!("publish {destination}"),
+        otel.kind = "producer",
+        messaging.system = "kafka",
+        messaging.destination.name = destination,
+        otel.status_code = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    telemetry::set_parent(&span, cycle);
+    span
+}
+
 /// Publishes the buffer's batches in order until shutdown, then tries for a short while to empty it.
 /// Where the agent's encoded batches go.
 pub enum Outlet {
@@ -233,6 +270,14 @@ pub enum Outlet {
 }
 
 impl Outlet {
+    /// Where batches go, as a span names it: the Kafka topic, or the in-process queue.
+    fn kind(&self) -> &str {
+        match self {
+            Outlet::Kafka(publisher) => publisher.topic(),
+            Outlet::Queue(_) => "in-process queue",
+        }
+    }
+
     async fn prepare(&mut self) -> Result<(), String> {
         match self {
             Outlet::Kafka(publisher) => publisher.ensure_topic().await,
@@ -240,9 +285,15 @@ impl Outlet {
         }
     }
 
-    async fn send(&mut self, key: &str, payload: &[u8]) -> Result<(), String> {
+    /// Sends one batch; `trace_context` goes along as Kafka headers (the in-process queue has the batch's own).
+    async fn send(
+        &mut self,
+        key: &str,
+        payload: &[u8],
+        trace_context: &HashMap<String, String>,
+    ) -> Result<(), String> {
         match self {
-            Outlet::Kafka(publisher) => publisher.send(key, payload, None).await,
+            Outlet::Kafka(publisher) => publisher.send(key, payload, trace_context).await,
             Outlet::Queue(queue) => queue
                 .send(payload.to_vec())
                 .await
@@ -274,8 +325,11 @@ async fn send_batches(
             }
             return;
         }
-        let head = buffer.lock().front().map(|batch| batch.payload.clone());
-        let Some(payload) = head else {
+        let head = buffer
+            .lock()
+            .front()
+            .map(|batch| (batch.payload.clone(), batch.cycle.clone()));
+        let Some((payload, cycle)) = head else {
             if deadline.is_some() {
                 return;
             }
@@ -285,7 +339,18 @@ async fn send_batches(
             }
             continue;
         };
-        match publisher.send(&host, &payload).await {
+        let span = publish_span(&cycle, publisher.kind());
+        let trace_context = telemetry::inject(&span);
+        let sent = publisher
+            .send(&host, &payload, &trace_context)
+            .instrument(span.clone())
+            .await;
+        if let Err(error) = &sent {
+            span.record("otel.status_code", "ERROR");
+            span.record("error", error.as_str());
+        }
+        drop(span);
+        match sent {
             Ok(()) => {
                 buffer.lock().pop_front();
                 metrics.sent.inc();
@@ -386,11 +451,21 @@ pub async fn run_with(
             () = shutdown.clone().wait() => break,
         }
         let started = Instant::now();
-        let snapshot = collector.collect().await;
-        metrics.collection.observe(started.elapsed().as_secs_f64());
         sequence += 1;
-        let payload = gomon_proto::encode_batch(&encode(&snapshot, sequence));
-        let dropped = buffer.push(Pending { payload });
+        let cycle = cycle_span(collector.host(), sequence);
+        let snapshot = collector.collect().instrument(cycle.clone()).await;
+        metrics.collection.observe(started.elapsed().as_secs_f64());
+        let mut batch = encode(&snapshot, sequence);
+        let trace_context = telemetry::inject(&cycle);
+        batch.trace_context = trace_context.clone().into_iter().collect();
+        cycle.record("correlation_id", batch.correlation_id.as_str());
+        cycle.record("samples", batch.samples.len());
+        drop(cycle);
+        let payload = gomon_proto::encode_batch(&batch);
+        let dropped = buffer.push(Pending {
+            payload,
+            cycle: trace_context,
+        });
         if dropped > 0 {
             metrics.dropped.inc_by(dropped as u64);
             tracing::warn!(dropped, "buffer full: oldest batches dropped");

@@ -1,13 +1,14 @@
 //! The Kafka source: a member of the consumer group, offsets committed by the pipeline (never automatically), lag
 //! from librdkafka's statistics, and a dead-letter producer for messages that are not valid batches.
 
+use std::collections::HashMap;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -184,6 +185,26 @@ impl KafkaSource {
     }
 }
 
+/// The W3C trace context fields among a message's headers (read only when spans are exported).
+fn trace_context(message: &impl rdkafka::Message) -> HashMap<String, String> {
+    let mut fields = HashMap::new();
+    if !gomon_runtime::telemetry::enabled() {
+        return fields;
+    }
+    if let Some(headers) = message.headers() {
+        for header in headers.iter() {
+            let value = header
+                .value
+                .and_then(|value| std::str::from_utf8(value).ok());
+            if let (true, Some(value)) = (matches!(header.key, "traceparent" | "tracestate"), value)
+            {
+                fields.insert(header.key.to_owned(), value.to_owned());
+            }
+        }
+    }
+    fields
+}
+
 impl Source for KafkaSource {
     async fn next(&mut self) -> Option<Delivery> {
         loop {
@@ -193,6 +214,7 @@ impl Source for KafkaSource {
                         payload: message.payload().unwrap_or_default().to_vec(),
                         partition: message.partition(),
                         offset: message.offset(),
+                        trace_context: trace_context(&message),
                     });
                 }
                 Err(error) => {

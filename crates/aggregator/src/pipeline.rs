@@ -14,9 +14,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
+use gomon_proto::metrics::v1::MetricBatch;
 use gomon_proto::prometheus::TimeSeries;
 use gomon_runtime::shutdown::Shutdown;
+use gomon_runtime::telemetry;
+use opentelemetry::trace::TraceContextExt as _;
 use tokio::time::Instant;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::federate::Latest;
 use crate::metrics::Metrics;
@@ -32,6 +37,8 @@ pub struct Delivery {
     pub partition: i32,
     /// Its offset in the partition.
     pub offset: i64,
+    /// The W3C trace context its headers carried (`traceparent`, `tracestate`); read only when spans are exported.
+    pub trace_context: HashMap<String, String>,
 }
 
 /// Next offset to read, by partition: what a commit records.
@@ -83,6 +90,8 @@ struct Open {
     series: Vec<TimeSeries>,
     positions: Positions,
     collected_ms: Vec<i64>,
+    /// The processing span of each message, with its collection time, when spans are exported.
+    traced: Vec<(tracing::Span, i64)>,
     since: Option<Instant>,
 }
 
@@ -190,9 +199,12 @@ async fn take<S: Source>(
     open.positions
         .insert(delivery.partition, delivery.offset + 1);
     let start = open.series.len();
-    let added = transform::decode(&delivery.payload).and_then(|batch| {
+    let decoded = transform::decode(&delivery.payload);
+    let span = process_span(&delivery, decoded.as_ref().ok());
+    let added = decoded.and_then(|batch| {
         let host = batch.host.clone();
         let timestamp_ms = batch.timestamp_ms;
+        let _entered = span.enter();
         transform::append_series(batch, &sinks.external_labels, &mut open.series)
             .map(|()| (host, timestamp_ms))
     });
@@ -202,20 +214,85 @@ async fn take<S: Source>(
             if let Some(federate) = &sinks.federate {
                 federate.update(&host, timestamp_ms, &open.series[start..]);
             }
+            if telemetry::enabled() {
+                span.record("samples", open.series.len() - start);
+                open.traced.push((span, timestamp_ms));
+            }
         }
         Err(reason) => {
+            span.record("otel.status_code", "ERROR");
+            span.record("error", reason.reason());
             metrics.invalid.with_label_values(&[reason.reason()]).inc();
-            tracing::warn!(
-                partition = delivery.partition,
-                offset = delivery.offset,
-                reason = reason.reason(),
-                error = %reason,
-                bytes = delivery.payload.len(),
-                "message set aside: not a valid batch"
-            );
-            source.set_aside(&delivery, reason).await;
+            span.in_scope(|| {
+                tracing::warn!(
+                    partition = delivery.partition,
+                    offset = delivery.offset,
+                    reason = reason.reason(),
+                    error = %reason,
+                    bytes = delivery.payload.len(),
+                    "message set aside: not a valid batch"
+                );
+            });
+            source.set_aside(&delivery, reason).instrument(span).await;
         }
     }
+}
+
+/// The span of processing one message: a child of the agent's span that published it, across Kafka (from the
+/// message's headers, else the batch's own trace context). None when spans are not exported.
+fn process_span(delivery: &Delivery, batch: Option<&MetricBatch>) -> tracing::Span {
+    if !telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "aggregator.process",
+        otel.name = "process metrics",
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.kafka.partition = delivery.partition,
+        messaging.kafka.offset = delivery.offset,
+        correlation_id = batch.map(|batch| batch.correlation_id.as_str()),
+        host = batch.map(|batch| batch.host.as_str()),
+        samples = tracing::field::Empty,
+        pipeline.latency_ms = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    if delivery.trace_context.contains_key("traceparent") {
+        telemetry::set_parent(&span, &delivery.trace_context);
+    } else if let Some(batch) = batch {
+        let fields: HashMap<String, String> = batch
+            .trace_context
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        telemetry::set_parent(&span, &fields);
+    }
+    span
+}
+
+/// The span of one remote write request (every attempt): a child of the first message's processing span, linked
+/// to the others'. None when spans are not exported or nothing is traced.
+fn write_span(traced: &[(tracing::Span, i64)], url: &reqwest::Url, samples: u64) -> tracing::Span {
+    let Some(((first, _), rest)) = traced.split_first() else {
+        return tracing::Span::none();
+    };
+    let span = tracing::info_span!(
+        parent: first,
+        "aggregator.remote_write",
+        otel.name = "remote write",
+        otel.kind = "client",
+        url.full = %url,
+        samples,
+        messages = traced.len(),
+        attempts = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    for (other, _) in rest {
+        span.add_link(other.context().span().span_context().clone());
+    }
+    span
 }
 
 /// Commits a finished request's positions.
@@ -243,6 +320,7 @@ fn write(
             series,
             positions,
             collected_ms,
+            traced,
             ..
         } = closed;
         let samples = series.len() as u64;
@@ -253,10 +331,11 @@ fn write(
             };
         };
         let body = Bytes::from(remote_write::encode(series));
+        let span = write_span(&traced, remote.url(), samples);
         let mut attempt = 0u32;
         loop {
             let started = std::time::Instant::now();
-            let result = remote.send(body.clone()).await;
+            let result = remote.send(body.clone()).instrument(span.clone()).await;
             metrics
                 .write_duration
                 .observe(started.elapsed().as_secs_f64());
@@ -269,6 +348,10 @@ fn write(
                         metrics
                             .pipeline_latency
                             .observe((now_ms - collected).max(0) as f64 / 1000.0);
+                    }
+                    span.record("attempts", attempt + 1);
+                    for (process, collected) in &traced {
+                        process.record("pipeline.latency_ms", (now_ms - collected).max(0));
                     }
                     if health.0.swap(false, Ordering::Relaxed) {
                         tracing::info!(url = %remote.url(), "remote write receiver accepts writes again");
@@ -284,7 +367,13 @@ fn write(
                         .dropped
                         .with_label_values(&["permanent"])
                         .inc_by(samples);
-                    tracing::error!(url = %remote.url(), samples, answer = %message, "remote write refused the samples; dropped");
+                    for span in std::iter::once(&span).chain(traced.iter().map(|(span, _)| span)) {
+                        span.record("otel.status_code", "ERROR");
+                        span.record("error", message.as_str());
+                    }
+                    span.in_scope(|| {
+                        tracing::error!(url = %remote.url(), samples, answer = %message, "remote write refused the samples; dropped");
+                    });
                     return Done {
                         positions,
                         outcome: Outcome::Dropped,
@@ -298,7 +387,9 @@ fn write(
                     attempt += 1;
                     let wait = remote.backoff(attempt, retry_after);
                     if !health.0.swap(true, Ordering::Relaxed) || attempt % 10 == 1 {
-                        tracing::warn!(url = %remote.url(), error = %message, attempt, retry_in = ?wait, "remote write failed; retrying");
+                        span.in_scope(|| {
+                            tracing::warn!(url = %remote.url(), error = %message, attempt, retry_in = ?wait, "remote write failed; retrying");
+                        });
                     }
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}

@@ -27,6 +27,7 @@ impl Source for QueueSource {
             payload,
             partition: 0,
             offset: self.offset,
+            trace_context: Default::default(),
         })
     }
 

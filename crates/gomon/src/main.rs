@@ -7,6 +7,7 @@ mod up;
 
 use clap::{Parser, Subcommand};
 use gomon_runtime::shutdown::Shutdown;
+use gomon_runtime::telemetry::Tracing;
 use serde::{Deserialize, Serialize};
 
 /// GoMon: collect, ship, store and alert on Kubernetes metrics.
@@ -42,19 +43,50 @@ struct Config {
     agent: gomon_agent::AgentConfig,
     /// `gomon aggregator`.
     aggregator: gomon_aggregator::AggregatorConfig,
+    /// Traces of every role (OTLP export).
+    tracing: gomon_runtime::telemetry::TracingConfig,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(error) = gomon_runtime::logging::init() {
+    let loaded = gomon_runtime::config::load::<Config>(cli.config.as_deref());
+    let registry = gomon_runtime::metrics::registry();
+    let service = match cli.role {
+        Role::Alerting => "gomon-alerting",
+        Role::Agent => "gomon-agent",
+        Role::Aggregator => "gomon-aggregator",
+        Role::Up => "gomon",
+    };
+    let settings = match &loaded {
+        Ok(config) => config
+            .tracing
+            .settings(service, |name| std::env::var(name).ok()),
+        Err(_) => Ok(None),
+    };
+    let tracing = match settings {
+        Ok(Some(settings)) => Tracing::start(settings, &registry).map(Some),
+        Ok(None) => Ok(None),
+        Err(error) => Err(error),
+    };
+    let tracer = tracing
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .map(Tracing::tracer);
+    if let Err(error) = gomon_runtime::logging::init(tracer) {
         eprintln!("gomon: {error}");
         return ExitCode::from(2);
     }
-    let config: Config = match gomon_runtime::config::load(cli.config.as_deref()) {
-        Ok(config) => config,
-        Err(error) => {
+    let (config, tracing) = match (loaded, tracing) {
+        (Ok(config), Ok(tracing)) => (config, tracing),
+        (Err(error), _) => {
             tracing::error!(%error, "cannot start");
             eprintln!("gomon: {error}");
+            return ExitCode::from(2);
+        }
+        (_, Err(error)) => {
+            tracing::error!(%error, "cannot start");
+            eprintln!("gomon: invalid configuration: {error}");
             return ExitCode::from(2);
         }
     };
@@ -89,7 +121,6 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         let shutdown = Shutdown::on_signal();
-        let registry = gomon_runtime::metrics::registry();
         match cli.role {
             Role::Alerting => gomon_alerting::run(config.alerting, registry, shutdown).await,
             Role::Agent => gomon_agent::run(config.agent, registry, shutdown).await,
@@ -97,6 +128,9 @@ fn main() -> ExitCode {
             Role::Up => up::run(config, registry, shutdown).await,
         }
     });
+    if let Some(tracing) = tracing {
+        tracing.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -2,8 +2,8 @@
 //!
 //! Each role (alerting, agent and aggregator) uses the same pieces: layered configuration
 //! ([`config`]), JSON logs ([`logging`]), a Prometheus registry with process metrics ([`metrics`]),
-//! HTTP serving with request metrics and graceful shutdown ([`http`], [`shutdown`]), and Kafka connection settings
-//! ([`kafka`]).
+//! HTTP serving with request metrics and graceful shutdown ([`http`], [`shutdown`]), Kafka connection settings
+//! ([`kafka`]) and traces exported over OTLP ([`telemetry`]).
 
 pub mod config;
 pub mod http;
@@ -11,3 +11,4 @@ pub mod kafka;
 pub mod logging;
 pub mod metrics;
 pub mod shutdown;
+pub mod telemetry;

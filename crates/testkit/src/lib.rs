@@ -1,6 +1,7 @@
 //! Real systems for integration tests, started on free loopback ports in temporary directories and stopped when
 //! dropped: a Kafka-protocol broker ([`Broker`], tansu in memory) and [`VictoriaMetrics`]; and a fake Slack
-//! ([`slack::FakeSlack`]) speaking Slack's webhook and Web API wire formats.
+//! ([`slack::FakeSlack`]) speaking Slack's webhook and Web API wire formats, and an OTLP/HTTP trace receiver
+//! ([`otlp::OtlpReceiver`]).
 //!
 //! A missing program is a test failure with the command that installs it, never a skip; `scripts/test.sh`
 //! installs both.
@@ -13,6 +14,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
+pub mod otlp;
 pub mod slack;
 
 /// A free TCP port on 127.0.0.1.

@@ -16,6 +16,8 @@ use std::io::Read as _;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tracing::Instrument as _;
+
 use crate::config::{AgentConfig, NODE_NAME_ENV};
 use crate::error::Error;
 use crate::sample::{Samples, Snapshot};
@@ -145,6 +147,7 @@ impl Collector {
         let mut out = Samples::new(&self.host);
 
         // `stat` feeds both the CPU and the system series: read once, a failure counts for both.
+        let span = collector_span(Subsystem::Cpu).entered();
         let stat = cpu::read_stat(&self.config);
         let cpu = stat.as_ref().map_err(Error::again).and_then(|stat| {
             cpu::collect(
@@ -158,8 +161,12 @@ impl Collector {
         if let Some(current) = self.record(Subsystem::Cpu, cpu) {
             self.previous_cpu = Some(current);
         }
+        drop(span);
+        let span = collector_span(Subsystem::Memory).entered();
         let memory = memory::collect(&self.config, &mut out);
         self.record(Subsystem::Memory, memory);
+        drop(span);
+        let span = collector_span(Subsystem::System).entered();
         system::time(now, &mut out);
         let load = system::load(&self.config, &mut out);
         self.record(Subsystem::System, load);
@@ -167,11 +174,20 @@ impl Collector {
         self.record(Subsystem::System, uptime);
         let stat = stat.map(|stat| system::stat(&stat, &mut out));
         self.record(Subsystem::System, stat);
+        drop(span);
+        let span = collector_span(Subsystem::Diskstats).entered();
         let disks = diskstats::collect(&self.config, &mut out);
         self.record(Subsystem::Diskstats, disks);
+        drop(span);
+        let span = collector_span(Subsystem::Network).entered();
         let network = network::collect(&self.config, &mut out);
         self.record(Subsystem::Network, network);
-        let filesystems = self.filesystems.collect(&self.config, &mut out).await;
+        drop(span);
+        let filesystems = self
+            .filesystems
+            .collect(&self.config, &mut out)
+            .instrument(collector_span(Subsystem::Filesystem))
+            .await;
         if let Some(timeouts) = self.record(Subsystem::Filesystem, filesystems) {
             self.filesystem_timeouts += timeouts;
         }
@@ -189,11 +205,25 @@ impl Collector {
             Ok(value) => Some(value),
             Err(error) => {
                 tracing::warn!(subsystem = subsystem.as_str(), %error, "collection failed");
+                tracing::Span::current().record("otel.status_code", "ERROR");
                 *self.errors.entry(subsystem).or_default() += 1;
                 None
             }
         }
     }
+}
+
+/// A child span of the collection cycle for one collector; none when spans are not exported.
+fn collector_span(subsystem: Subsystem) -> tracing::Span {
+    if !gomon_runtime::telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "agent.collector",
+        otel.name = %format_args!("collect {}", subsystem.as_str()),
+        collector = subsystem.as_str(),
+        otel.status_code = tracing::field::Empty,
+    )
 }
 
 /// Reads a whole host file. Bytes that are not UTF-8 (a mount point or interface named in another encoding)

@@ -1,0 +1,138 @@
+//! Running `gomon` roles as processes in the binary's tests.
+#![allow(dead_code)] // Each test file uses part of it.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use gomon_testkit::free_port;
+
+/// A `gomon ROLE` process with its output in a log file; killed when dropped.
+pub struct Gomon {
+    pub role: &'static str,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Gomon {
+    pub fn start(role: &'static str, dir: &tempfile::TempDir, env: &[(&str, String)]) -> Gomon {
+        let log = dir.path().join(format!("{role}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gomon"));
+        command.arg(role);
+        // Only this test's configuration: nothing from the caller's environment.
+        for (key, _) in std::env::vars()
+            .filter(|(key, _)| key.starts_with("GOMON_") || key.starts_with("OTEL_"))
+        {
+            command.env_remove(key);
+        }
+        command
+            .env("GOMON_LOG", "info")
+            .envs(env.iter().map(|(key, value)| (key, value)))
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file);
+        Gomon {
+            role,
+            child: Some(command.spawn().expect("spawn gomon")),
+            log,
+        }
+    }
+
+    /// Its whole log (stdout and stderr) so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last lines of its log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+        format!("--- gomon {} log (last 30 lines) ---\n{tail}", self.role)
+    }
+
+    /// Fails if the process has exited.
+    pub fn assert_running(&mut self) {
+        let child = self.child.as_mut().expect("running");
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!(
+                "gomon {} exited with {status}\n{}",
+                self.role,
+                self.log_tail()
+            );
+        }
+    }
+
+    /// SIGTERM, then its exit status (within 20 s).
+    pub fn terminate(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "SIGTERM to gomon {}", self.role);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "gomon {} did not stop within 20 s of SIGTERM\n{}",
+                    self.role,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Gomon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A new, empty database on the test PostgreSQL server; its URL.
+pub fn postgres_database() -> String {
+    let server = std::env::var("TEST_POSTGRES_URL").expect(
+        "TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh, which starts PostgreSQL",
+    );
+    let database = format!("e2e_{}_{}", std::process::id(), free_port());
+    let created = Command::new("psql")
+        .args([
+            &format!("{server}/postgres"),
+            "-qc",
+            &format!("CREATE DATABASE {database}"),
+        ])
+        .status()
+        .expect("psql (apt-get install postgresql; scripts/test.sh installs it)");
+    assert!(created.success(), "CREATE DATABASE {database}");
+    format!("{server}/{database}")
+}
+
+/// Waits until `url` answers 200, while `process` runs.
+pub async fn wait_ready(process: &mut Gomon, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        process.assert_running();
+        if reqwest::get(url)
+            .await
+            .is_ok_and(|response| response.status().is_success())
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} not ready within 60 s\n{}",
+            process.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,241 @@
+//! Traces across the pipeline, as separate `gomon` processes exporting over OTLP/HTTP to a test receiver: the
+//! agent's collection cycle (with a child per collector) and its publish span, the aggregator's processing span as
+//! a child of the agent's across Kafka (tansu), and the remote write to VictoriaMetrics as its child; log lines
+//! written inside a span carry its `trace_id` and `span_id`. The alerting service's request, store and Slack
+//! delivery spans, and the alert's `jaeger_trace_id`, are checked against the same receiver.
+
+mod support;
+
+use std::time::Duration;
+
+use gomon_testkit::otlp::{OtlpReceiver, ReceivedSpan};
+use gomon_testkit::{Broker, VictoriaMetrics, free_port};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+use support::{Gomon, wait_ready};
+
+const TOPIC: &str = "gomon.metrics";
+const WAIT: Duration = Duration::from_secs(60);
+
+fn by_id<'a>(spans: &'a [ReceivedSpan], id: &str) -> Option<&'a ReceivedSpan> {
+    spans.iter().find(|span| span.span_id == id)
+}
+
+/// The JSON log lines of `log` whose `message` is `message`.
+fn log_lines(log: &str, message: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["message"] == message)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_one_trace_from_collection_through_kafka_to_the_remote_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let receiver = OtlpReceiver::start().await;
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 1).await;
+    let vm = VictoriaMetrics::start();
+
+    let aggregator_port = free_port();
+    // The aggregator finds the receiver through the standard OpenTelemetry variables ...
+    let mut aggregator = Gomon::start(
+        "aggregator",
+        &dir,
+        &[
+            (
+                "GOMON_AGGREGATOR__LISTEN",
+                format!("127.0.0.1:{aggregator_port}"),
+            ),
+            ("GOMON_AGGREGATOR__KAFKA__BROKERS", broker.address()),
+            ("GOMON_AGGREGATOR__KAFKA__TOPIC", TOPIC.to_owned()),
+            ("GOMON_AGGREGATOR__REMOTE_WRITE__URL", vm.write_url()),
+            (
+                "GOMON_AGGREGATOR__REMOTE_WRITE__MAX_DELAY",
+                "200ms".to_owned(),
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                receiver.endpoint().to_owned(),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+            ("GOMON_TRACING__EXPORT_INTERVAL", "200ms".to_owned()),
+        ],
+    );
+    // ... the agent through its own configuration.
+    let agent_port = free_port();
+    let mut agent = Gomon::start(
+        "agent",
+        &dir,
+        &[
+            ("GOMON_AGENT__LISTEN", format!("127.0.0.1:{agent_port}")),
+            ("GOMON_AGENT__HOSTNAME", "traced-host".to_owned()),
+            ("GOMON_AGENT__INTERVAL", "1s".to_owned()),
+            ("GOMON_AGENT__KAFKA__BROKERS", broker.address()),
+            ("GOMON_AGENT__KAFKA__TOPIC", TOPIC.to_owned()),
+            ("GOMON_TRACING__ENDPOINT", receiver.endpoint().to_owned()),
+            ("GOMON_TRACING__EXPORT_INTERVAL", "200ms".to_owned()),
+        ],
+    );
+    wait_ready(
+        &mut aggregator,
+        &format!("http://127.0.0.1:{aggregator_port}/health/live"),
+    )
+    .await;
+    wait_ready(
+        &mut agent,
+        &format!("http://127.0.0.1:{agent_port}/health/ready"),
+    )
+    .await;
+
+    // remote write <- process (aggregator) <- publish (agent) <- collect (agent, the root): one trace.
+    let (write, process, publish, cycle) = receiver
+        .wait_for(WAIT, "remote write span with its whole ancestry", |spans| {
+            spans
+                .iter()
+                .filter(|span| span.name == "remote write")
+                .find_map(|write| {
+                    let process = by_id(spans, &write.parent_span_id)?;
+                    let publish = by_id(spans, &process.parent_span_id)?;
+                    let cycle = by_id(spans, &publish.parent_span_id)?;
+                    Some((
+                        write.clone(),
+                        process.clone(),
+                        publish.clone(),
+                        cycle.clone(),
+                    ))
+                })
+        })
+        .await;
+    for span in [&write, &process, &publish] {
+        assert_eq!(span.trace_id, cycle.trace_id, "{span:#?}");
+    }
+    assert_eq!(cycle.name, "collect");
+    assert_eq!(cycle.service, "gomon-agent");
+    assert!(cycle.parent_span_id.is_empty(), "{cycle:#?}");
+    assert_eq!(cycle.attribute("host"), Some("traced-host"));
+    assert_eq!(publish.name, format!("publish {TOPIC}"));
+    assert_eq!((publish.service.as_str(), publish.kind), ("gomon-agent", 4));
+    assert_eq!(process.name, "process metrics");
+    assert_eq!(
+        (process.service.as_str(), process.kind),
+        ("gomon-aggregator", 5)
+    );
+    assert_eq!(write.service, "gomon-aggregator");
+    assert_eq!(write.kind, 3);
+    assert_eq!(write.attribute("url.full"), Some(vm.write_url().as_str()));
+    // The batch's correlation id and its latency from collection to acceptance.
+    let correlation_id = process.attribute("correlation_id").expect("correlation_id");
+    assert_eq!(cycle.attribute("correlation_id"), Some(correlation_id));
+    assert_eq!(correlation_id.len(), 36, "a UUID: {correlation_id}");
+    let latency: i64 = process
+        .attribute("pipeline.latency_ms")
+        .expect("pipeline.latency_ms")
+        .parse()
+        .expect("a number of milliseconds");
+    assert!((0..60_000).contains(&latency), "latency {latency} ms");
+    assert_eq!(process.attribute("host"), Some("traced-host"));
+    assert!(
+        process
+            .attribute("samples")
+            .and_then(|samples| samples.parse::<u64>().ok())
+            .is_some_and(|samples| samples > 0)
+    );
+    // A child span per collector under the cycle.
+    let collectors: std::collections::BTreeSet<String> = receiver
+        .spans()
+        .iter()
+        .filter(|span| span.parent_span_id == cycle.span_id)
+        .filter_map(|span| span.attribute("collector").map(str::to_owned))
+        .collect();
+    for collector in [
+        "cpu",
+        "memory",
+        "system",
+        "diskstats",
+        "network",
+        "filesystem",
+    ] {
+        assert!(
+            collectors.contains(collector),
+            "{collector}: {collectors:?}"
+        );
+    }
+    assert!(
+        receiver
+            .content_types()
+            .iter()
+            .all(|content_type| content_type == "application/x-protobuf")
+    );
+
+    // A poison message sent under a trace of our own: its processing span joins that trace, fails, and the log
+    // line that reports it carries the span's ids.
+    let trace_id = "5b8efff798038103d269b633813fc60c";
+    let parent_id = "eee19b7ec3c1b174";
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            FutureRecord::to(TOPIC)
+                .key("poison")
+                .payload(b"not a batch".as_slice())
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "traceparent",
+                    value: Some(&format!("00-{trace_id}-{parent_id}-01")),
+                })),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("poison message published");
+    let poisoned = receiver
+        .wait_for(WAIT, "processing span of the poison message", |spans| {
+            spans
+                .iter()
+                .find(|span| span.trace_id == trace_id && span.parent_span_id == parent_id)
+                .cloned()
+        })
+        .await;
+    assert_eq!(poisoned.name, "process metrics");
+    assert_eq!(poisoned.status, 2, "error status: {poisoned:#?}");
+    assert_eq!(poisoned.attribute("error"), Some("decode"));
+    let lines = log_lines(&aggregator.log(), "message set aside: not a valid batch");
+    assert_eq!(lines.len(), 1, "{}", aggregator.log_tail());
+    assert_eq!(lines[0]["trace_id"], trace_id, "{}", lines[0]);
+    assert_eq!(
+        lines[0]["span_id"],
+        poisoned.span_id.as_str(),
+        "{}",
+        lines[0]
+    );
+    // Lines written outside any span carry no ids.
+    let started = log_lines(&aggregator.log(), "aggregator started");
+    assert!(
+        started.iter().all(|line| line.get("trace_id").is_none()),
+        "{started:?}"
+    );
+
+    // The exporter counts what it sent, and dropped nothing.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{aggregator_port}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} in\n{metrics}"))
+    };
+    assert!(value("gomon_trace_spans_exported_total") > 0.0);
+    assert_eq!(
+        value("gomon_trace_spans_dropped_total{reason=\"queue_full\"}"),
+        0.0
+    );
+    assert!(agent.terminate().success());
+    assert!(aggregator.terminate().success());
+}
