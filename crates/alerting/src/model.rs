@@ -494,17 +494,23 @@ pub struct NewNotification {
 }
 
 impl NewNotification {
-    /// The notification of `event` on `alert` (as it is after the change), by `actor`, with `note`.
+    /// The notification of `event` on `alert` (as it is after the change), by `actor`, with `note`. Made inside a
+    /// traced span (a request), it records that span's `traceparent`, which its Slack delivery continues.
     pub fn new(
         alert: &Alert,
         event: &'static str,
         actor: Option<&str>,
         note: Option<&str>,
     ) -> Self {
+        let mut payload = serde_json::json!({"alert": alert, "actor": actor, "note": note});
+        let trace = gomon_runtime::telemetry::inject(&tracing::Span::current());
+        if let Some(traceparent) = trace.get("traceparent") {
+            payload["traceparent"] = serde_json::Value::String(traceparent.clone());
+        }
         NewNotification {
             alert_id: alert.id,
             event,
-            payload: serde_json::json!({"alert": alert, "actor": actor, "note": note}),
+            payload,
             created_at: alert.updated_at,
         }
     }

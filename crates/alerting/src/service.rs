@@ -168,6 +168,11 @@ impl Alerting {
         new.validate()?;
         let mut alert = new.into_alert(model::now());
         alert.ends_at = ends_at;
+        if alert.jaeger_trace_id.is_none() {
+            // The trace that creates it, so that the Slack message's Jaeger link opens it.
+            alert.jaeger_trace_id =
+                gomon_runtime::telemetry::sampled_trace_id(&tracing::Span::current());
+        }
         let entry = AuditEntry::new(
             &alert,
             "created",

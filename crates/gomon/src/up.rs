@@ -74,6 +74,10 @@ pub async fn run(mut config: Config, registry: Registry, shutdown: Shutdown) -> 
         || "off: no kubeconfig or in-cluster service account found".to_owned(),
         |found| format!("on ({found})"),
     );
+    let traces = gomon_runtime::telemetry::exporting_to().map_or(
+        "off (set OTEL_EXPORTER_OTLP_ENDPOINT, e.g. Jaeger's http://HOST:4318)".to_owned(),
+        str::to_owned,
+    );
     eprintln!(
         "GoMon is up. Ctrl-C stops it.\n\
          \x20 alerts API     http://{address}/api/v1/alerts\n\
@@ -82,7 +86,8 @@ pub async fn run(mut config: Config, registry: Registry, shutdown: Shutdown) -> 
          \x20 alerts stored  {store}\n\
          \x20 notifications  {slack}\n\
          \x20 remote write   {remote}\n\
-         \x20 pod watcher    {watcher}",
+         \x20 pod watcher    {watcher}\n\
+         \x20 traces         {traces}",
         interval = config.agent.interval,
     );
 

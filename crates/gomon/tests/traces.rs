@@ -9,11 +9,12 @@ mod support;
 use std::time::Duration;
 
 use gomon_testkit::otlp::{OtlpReceiver, ReceivedSpan};
-use gomon_testkit::{Broker, VictoriaMetrics, free_port};
+use gomon_testkit::slack::FakeSlack;
+use gomon_testkit::{Broker, VictoriaMetrics, eventually, free_port};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use serde_json::Value;
-use support::{Gomon, wait_ready};
+use serde_json::{Value, json};
+use support::{Gomon, postgres_database, wait_ready};
 
 const TOPIC: &str = "gomon.metrics";
 const WAIT: Duration = Duration::from_secs(60);
@@ -238,4 +239,138 @@ async fn a_batch_is_one_trace_from_collection_through_kafka_to_the_remote_write(
     );
     assert!(agent.terminate().success());
     assert!(aggregator.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_carries_the_trace_that_created_it_through_the_store_to_slack() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let receiver = OtlpReceiver::start().await;
+    let slack = FakeSlack::start().await;
+    let port = free_port();
+    let api = format!("http://127.0.0.1:{port}");
+    let mut alerting = Gomon::start(
+        "alerting",
+        &dir,
+        &[
+            ("GOMON_ALERTING__LISTEN", format!("127.0.0.1:{port}")),
+            ("GOMON_ALERTING__DATABASE__URL", postgres_database()),
+            (
+                "GOMON_ALERTING__SLACK__WEBHOOK_URL",
+                slack.webhook_url.clone(),
+            ),
+            (
+                "GOMON_ALERTING__SLACK__JAEGER_URL",
+                "https://jaeger.example.com".to_owned(),
+            ),
+            ("GOMON_ALERTING__OUTBOX__POLL_INTERVAL", "100ms".to_owned()),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                format!("{}/v1/traces", receiver.endpoint()),
+            ),
+            ("GOMON_TRACING__EXPORT_INTERVAL", "200ms".to_owned()),
+        ],
+    );
+    wait_ready(&mut alerting, &format!("{api}/health/ready")).await;
+    let client = reqwest::Client::new();
+    let post = |body: Value, traceparent: Option<&str>| {
+        let mut request = client.post(format!("{api}/api/v1/alerts")).json(&body);
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        async move {
+            let response = request.send().await.expect("POST");
+            assert_eq!(response.status(), 201);
+            response.json::<Value>().await.expect("alert JSON")
+        }
+    };
+
+    // Created within a caller's trace: the request span continues it, and the alert keeps its id.
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let caller = "b7ad6b7169203331";
+    let alert = post(
+        json!({"title": "Disk filling", "severity": "P2", "source": "traces-test"}),
+        Some(&format!("00-{trace_id}-{caller}-01")),
+    )
+    .await;
+    assert_eq!(alert["jaeger_trace_id"], trace_id, "{alert}");
+    let request = receiver
+        .wait_for(WAIT, "the POST's server span", |spans| {
+            spans
+                .iter()
+                .find(|span| span.trace_id == trace_id && span.parent_span_id == caller)
+                .cloned()
+        })
+        .await;
+    assert_eq!(request.name, "POST /api/v1/alerts");
+    assert_eq!(
+        (request.service.as_str(), request.kind),
+        ("gomon-alerting", 2)
+    );
+    assert_eq!(request.attribute("http.response.status_code"), Some("201"));
+    // The store call and the Slack delivery are its children.
+    let (store, delivery) = receiver
+        .wait_for(WAIT, "store and Slack delivery spans", |spans| {
+            let children = |name: &str| {
+                spans
+                    .iter()
+                    .find(|span| span.parent_span_id == request.span_id && span.name == name)
+                    .cloned()
+            };
+            Some((
+                children("store insert_or_get_open")?,
+                children("slack deliver")?,
+            ))
+        })
+        .await;
+    assert_eq!(store.attribute("db.system.name"), Some("postgresql"));
+    assert_eq!(delivery.trace_id, trace_id);
+    assert_eq!(delivery.attribute("outcome"), Some("sent"));
+    assert_eq!(delivery.attribute("event"), Some("created"));
+    // The Slack message links to that trace.
+    let messages = eventually(Duration::from_secs(30), "the Slack message", || async {
+        let received = slack.accepted();
+        (!received.is_empty()).then_some(received)
+    })
+    .await;
+    let link = format!("https://jaeger.example.com/trace/{trace_id}");
+    assert!(
+        messages[0].blocks.to_string().contains(&link),
+        "{:?}",
+        messages[0]
+    );
+    // The log line of the creation carries the ids of the request span.
+    let created = log_lines(&alerting.log(), "alert created");
+    assert_eq!(created.len(), 1, "{}", alerting.log_tail());
+    assert_eq!(created[0]["trace_id"], trace_id);
+    assert_eq!(created[0]["span_id"], request.span_id.as_str());
+
+    // Without a caller's trace, the request starts one; the alert is given its id.
+    let alert = post(
+        json!({"title": "Memory pressure", "severity": "P3", "source": "traces-test"}),
+        None,
+    )
+    .await;
+    let own = alert["jaeger_trace_id"]
+        .as_str()
+        .expect("a trace id")
+        .to_owned();
+    assert_eq!(own.len(), 32, "{alert}");
+    let root = receiver
+        .wait_for(WAIT, "the second POST's span", |spans| {
+            spans
+                .iter()
+                .find(|span| span.trace_id == own && span.name == "POST /api/v1/alerts")
+                .cloned()
+        })
+        .await;
+    assert!(root.parent_span_id.is_empty(), "{root:#?}");
+
+    // A trace id given by the caller stands.
+    let alert = post(
+        json!({"title": "Given trace", "severity": "P4", "source": "traces-test", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}),
+        None,
+    )
+    .await;
+    assert_eq!(alert["jaeger_trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert!(alerting.terminate().success());
 }

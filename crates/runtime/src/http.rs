@@ -1,5 +1,6 @@
-//! HTTP serving shared by the roles: request metrics by route template, and graceful shutdown.
+//! HTTP serving shared by the roles: request metrics by route template, request spans, and graceful shutdown.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,9 +11,11 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use prometheus::{HistogramOpts, HistogramVec, Registry};
 use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument as _;
 
 use crate::metrics::must;
 use crate::shutdown::Shutdown;
+use crate::telemetry;
 
 /// Latency buckets in seconds, fine-grained below 10 ms where an API should live.
 const BUCKETS: &[f64] = &[
@@ -62,6 +65,47 @@ async fn measure(State(metrics): State<RequestMetrics>, request: Request, next: 
         .duration
         .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
         .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Wraps every request of `router` in a server span, continuing the caller's trace when its `traceparent` header
+/// has one; the span is named after the route template and records the status code (5xx is an error). Nothing is
+/// done when spans are not exported.
+pub fn traced<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router.layer(middleware::from_fn(trace_request))
+}
+
+async fn trace_request(request: Request, next: Next) -> Response {
+    if !telemetry::enabled() {
+        return next.run(request).await;
+    }
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_owned(),
+        |path| path.as_str().to_owned(),
+    );
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format_args!("{} {route}", request.method()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = %route,
+        url.path = request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    let context: HashMap<String, String> = ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|name| {
+            let value = request.headers().get(name)?.to_str().ok()?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect();
+    telemetry::set_parent(&span, &context);
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     response
 }
 

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Dispatch, Event, Subscriber};
-use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::filter::{EnvFilter, FilterExt as _, filter_fn};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -34,7 +34,8 @@ pub fn init(tracer: Option<opentelemetry_sdk::trace::Tracer>) -> Result<String, 
     let logs = tracing_subscriber::fmt::layer()
         .event_format(JsonLine)
         .with_writer(std::io::stdout)
-        .with_filter(filter);
+        // Events only: log lines never show span fields, and no span is made for the logs' sake.
+        .with_filter(filter.and(filter_fn(|metadata| metadata.is_event())));
     let spans = tracer.map(|tracer| {
         tracing_opentelemetry::layer()
             .with_tracer(tracer)

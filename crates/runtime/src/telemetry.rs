@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
@@ -317,10 +316,15 @@ fn percent_decode(value: &str) -> Option<String> {
 /// Whether spans are exported in this process (set once by [`Tracing::start`]). Code on hot paths checks it to
 /// create no span at all when nobody would see it.
 pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+    EXPORTING_TO.get().is_some()
 }
 
-static ENABLED: AtomicBool = AtomicBool::new(false);
+/// Where spans go, when they are exported.
+pub fn exporting_to() -> Option<&'static str> {
+    EXPORTING_TO.get().map(String::as_str)
+}
+
+static EXPORTING_TO: OnceLock<String> = OnceLock::new();
 
 /// The exporting side of the process's tracing: the provider to install in the subscriber, and its shutdown.
 pub struct Tracing {
@@ -368,7 +372,7 @@ impl Tracing {
             .with_sampler(settings.sampler.sampler())
             .with_resource(resource)
             .build();
-        ENABLED.store(true, Ordering::Relaxed);
+        let _ = EXPORTING_TO.set(settings.traces_url.clone());
         Ok(Self { provider })
     }
 

@@ -233,6 +233,8 @@ pub fn router_with_watcher(
             axum::routing::post(webhooks::grafana),
         )
         .route_layer(middleware::from_fn_with_state(auth, auth::authenticate));
+    // Probes and scrapes are not traced: they would start a trace every few seconds.
+    let api = gomon_runtime::http::traced(api);
     let open = Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))

@@ -12,6 +12,7 @@ use gomon_runtime::shutdown::Shutdown;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 use super::breaker::CircuitBreaker;
 use super::slack::{Event, Outcome, SlackClient, SlackConfig, render};
@@ -156,6 +157,36 @@ struct Payload {
     note: Option<String>,
 }
 
+/// The span of one delivery attempt: a child of the span the notification was made in (the request that changed
+/// the alert), from the `traceparent` its payload keeps. None when spans are not exported.
+fn delivery_span(row: &Notification) -> tracing::Span {
+    if !gomon_runtime::telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "alerting.notify",
+        otel.name = "slack deliver",
+        otel.kind = "client",
+        notification = row.id,
+        alert_id = %row.alert_id,
+        event = row.event.as_str(),
+        attempt = row.attempts + 1,
+        outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    if let Some(traceparent) = row
+        .payload
+        .get("traceparent")
+        .and_then(|value| value.as_str())
+    {
+        let fields =
+            std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+        gomon_runtime::telemetry::set_parent(&span, &fields);
+    }
+    span
+}
+
 /// Delivers the outbox until shutdown.
 pub struct Dispatcher {
     store: Store,
@@ -262,8 +293,20 @@ impl Dispatcher {
                         continue;
                     }
                 }
-                let delivery = self.deliver(&row).await;
-                self.finish(&row, delivery).await;
+                let span = delivery_span(&row);
+                let delivery = self.deliver(&row).instrument(span.clone()).await;
+                let (outcome, error) = match &delivery {
+                    Delivery::Sent { .. } => ("sent", None),
+                    Delivery::Retry { error, .. } => ("retry", Some(error.as_str())),
+                    Delivery::Failed { error } => ("failed", Some(error.as_str())),
+                    Delivery::Released { .. } => ("released", None),
+                };
+                span.record("outcome", outcome);
+                if let Some(error) = error {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error", error);
+                }
+                self.finish(&row, delivery).instrument(span).await;
             }
         }
         tracing::info!("outbox dispatcher stopped");

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::config::DatabaseConfig;
@@ -57,14 +58,30 @@ struct Creation {
     reply: oneshot::Sender<Result<(Alert, bool)>>,
 }
 
-/// Calls the same method on whichever database the store uses.
+/// Calls the same method on whichever database the store uses, in a span of its own (see [`store_span`]).
 macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {{
+        let span = store_span($self.describe(), stringify!($method));
         match &$self.database {
-            Database::Postgres(store) => store.$method($($arg),*).await,
-            Database::Sqlite(store) => store.$method($($arg),*).await,
+            Database::Postgres(store) => store.$method($($arg),*).instrument(span).await,
+            Database::Sqlite(store) => store.$method($($arg),*).instrument(span).await,
         }
-    };
+    }};
+}
+
+/// The span of one store call: a child of the span it is made in (a request, a delivery); none outside any span
+/// (the outbox's polling would otherwise start a trace every poll) or when spans are not exported.
+fn store_span(database: &'static str, method: &'static str) -> tracing::Span {
+    if !gomon_runtime::telemetry::enabled() || tracing::Span::current().is_none() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "alerting.store",
+        otel.name = %format_args!("store {method}"),
+        otel.kind = "client",
+        db.system.name = database,
+        db.operation.name = method,
+    )
 }
 
 impl Store {
@@ -156,8 +173,13 @@ impl Store {
             reply,
         };
         let stopped = || Error::Unavailable("the store is shutting down".into());
-        self.creations.send(creation).await.map_err(|_| stopped())?;
-        result.await.map_err(|_| stopped())?
+        let stored = async {
+            self.creations.send(creation).await.map_err(|_| stopped())?;
+            result.await.map_err(|_| stopped())?
+        };
+        stored
+            .instrument(store_span(self.describe(), "insert_or_get_open"))
+            .await
     }
 
     /// The alert with `id`, if any.
