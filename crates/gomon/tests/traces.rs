@@ -374,3 +374,110 @@ async fn an_alert_carries_the_trace_that_created_it_through_the_store_to_slack()
     assert_eq!(alert["jaeger_trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     assert!(alerting.terminate().success());
 }
+
+/// The value of the metric line starting with `series` on `url` (a `/metrics` page).
+async fn metric(url: &str, series: &str) -> f64 {
+    let text = reqwest::get(url)
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_never_answers_or_is_gone_costs_spans_never_requests() {
+    // One collector accepts connections and never answers; the other does not listen at all.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_endpoint = format!("http://{}", silent.local_addr().expect("address"));
+    let held = std::thread::spawn(move || {
+        let mut connections = Vec::new();
+        for connection in silent.incoming().take(4) {
+            connections.push(connection);
+        }
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let gone_endpoint = format!("http://127.0.0.1:{}", free_port());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut services = Vec::new();
+    for (name, endpoint) in [("silent", &silent_endpoint), ("gone", &gone_endpoint)] {
+        let port = free_port();
+        let data = dir.path().join(name);
+        let mut alerting = Gomon::start(
+            "alerting",
+            &dir,
+            &[
+                ("GOMON_ALERTING__LISTEN", format!("127.0.0.1:{port}")),
+                (
+                    "GOMON_ALERTING__DATABASE__DATA_DIR",
+                    data.display().to_string(),
+                ),
+                ("GOMON_TRACING__ENDPOINT", endpoint.clone()),
+                ("GOMON_TRACING__QUEUE_SIZE", "8".to_owned()),
+                ("GOMON_TRACING__MAX_BATCH", "4".to_owned()),
+                ("GOMON_TRACING__EXPORT_INTERVAL", "50ms".to_owned()),
+                ("GOMON_TRACING__EXPORT_TIMEOUT", "5s".to_owned()),
+            ],
+        );
+        let api = format!("http://127.0.0.1:{port}");
+        wait_ready(&mut alerting, &format!("{api}/health/ready")).await;
+        services.push((name, alerting, api));
+    }
+    let client = reqwest::Client::new();
+    for (name, _, api) in &services {
+        // Every request is answered while the spans have nowhere to go.
+        for number in 0..60 {
+            let response = client
+                .post(format!("{api}/api/v1/alerts"))
+                .json(&json!({"title": format!("{name} {number}"), "severity": "P4", "source": "traces-test"}))
+                .send()
+                .await
+                .expect("POST");
+            assert_eq!(response.status(), 201, "{name} {number}");
+        }
+    }
+    let (_, _, silent_api) = &services[0];
+    let dropped = metric(
+        &format!("{silent_api}/metrics"),
+        "gomon_trace_spans_dropped_total{reason=\"queue_full\"}",
+    )
+    .await;
+    assert!(
+        dropped > 0.0,
+        "spans beyond the queue are dropped and counted"
+    );
+    assert_eq!(
+        metric(
+            &format!("{silent_api}/metrics"),
+            "gomon_trace_spans_exported_total"
+        )
+        .await,
+        0.0
+    );
+    let (_, gone_service, gone_api) = &services[1];
+    let failed = eventually(
+        Duration::from_secs(20),
+        "failed exports counted",
+        || async {
+            let failed = metric(
+                &format!("{gone_api}/metrics"),
+                "gomon_trace_spans_dropped_total{reason=\"export_failed\"}",
+            )
+            .await;
+            (failed > 0.0).then_some(failed)
+        },
+    )
+    .await;
+    assert!(failed > 0.0);
+    // Logged once, not per batch.
+    let warnings = log_lines(&gone_service.log(), "cannot export spans; dropped");
+    assert_eq!(warnings.len(), 1, "{}", gone_service.log_tail());
+    for (name, service, _) in services {
+        assert!(service.terminate().success(), "{name} stops");
+    }
+    drop(held);
+}

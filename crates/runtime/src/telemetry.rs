@@ -472,13 +472,25 @@ impl SpanProcessor for QueueProcessor {
         }
     }
 
+    /// Waits until what is queued is exported, for one export timeout at most (a collector that does not answer
+    /// holds up the exit that long, no longer).
     fn force_flush(&self) -> OTelSdkResult {
+        let deadline = Instant::now() + self.timeout;
         let (done, answer) = mpsc::channel();
-        self.queue
-            .send(Queued::Flush(done))
-            .map_err(|_| OTelSdkError::AlreadyShutdown)?;
+        let mut flush = Queued::Flush(done);
+        loop {
+            match self.queue.try_send(flush) {
+                Ok(()) => break,
+                Err(TrySendError::Full(again)) if Instant::now() < deadline => {
+                    flush = again;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(TrySendError::Full(_)) => return Err(OTelSdkError::Timeout(self.timeout)),
+                Err(TrySendError::Disconnected(_)) => return Err(OTelSdkError::AlreadyShutdown),
+            }
+        }
         answer
-            .recv_timeout(self.timeout + Duration::from_secs(1))
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .map_err(|_| OTelSdkError::Timeout(self.timeout))
     }
 
