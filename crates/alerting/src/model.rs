@@ -268,7 +268,8 @@ impl NewAlert {
     pub fn into_alert(self, at: DateTime<Utc>) -> Alert {
         let fingerprint = self.fingerprint();
         Alert {
-            id: Uuid::new_v4(),
+            // Time-ordered: new rows go to the right edge of the indexes on the id, instead of a random page.
+            id: Uuid::now_v7(),
             alert_group_id: Uuid::new_v5(&GROUP_NAMESPACE, fingerprint.as_bytes()),
             fingerprint,
             source: self.source,

@@ -17,7 +17,7 @@ use crate::model::{
 };
 use crate::rule_engines::{AlertmanagerConfig, GrafanaAlert, PostableAlert, RuleAlert};
 use crate::silence::{PostableSilence, Silence, alert_labels};
-use crate::store::{NotificationFilter, Store};
+use crate::store::{Creation, NotificationFilter, Store};
 use gomon_runtime::metrics::must;
 
 /// The metrics the core keeps; their names are a contract with the dashboards and alert rules.
@@ -155,18 +155,27 @@ impl Alerting {
 
     /// Creates `new`, or returns the open alert with its fingerprint. The flag is true when it was created.
     pub async fn create(&self, new: NewAlert, actor: Option<String>) -> Result<(Alert, bool)> {
-        self.create_ending(new, None, actor).await
+        let silences = self.silences_if_notifying().await?;
+        let creation = self.creation(new, None, actor, false, &silences)?;
+        self.store_creations(vec![creation])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Internal("no result for a creation".into()))
     }
 
-    /// [`Alerting::create`], the created alert ending at `ends_at` (see [`Alerting::receive`]).
-    async fn create_ending(
+    /// What creating `new` stores: the alert (ending at `ends_at`), its audit entry, and its notification unless
+    /// it is not notified or one of `silences` mutes it. `refresh`: see [`Creation::refresh`].
+    fn creation(
         &self,
         new: NewAlert,
         ends_at: Option<chrono::DateTime<chrono::Utc>>,
         actor: Option<String>,
-    ) -> Result<(Alert, bool)> {
+        refresh: bool,
+        silences: &[Silence],
+    ) -> Result<Creation> {
         new.validate()?;
-        let mut alert = new.into_alert(model::now());
+        let now = model::now();
+        let mut alert = new.into_alert(now);
         alert.ends_at = ends_at;
         if alert.jaeger_trace_id.is_none() {
             // The trace that creates it, so that the Slack message's Jaeger link opens it.
@@ -179,27 +188,41 @@ impl Alerting {
             actor,
             serde_json::json!({"severity": alert.severity, "source": alert.source}),
         );
-        let mut notification = self.notification(&alert, "created", &entry, None);
-        if notification.is_some() && self.muted(&alert).await? {
-            notification = None;
-        }
-        let notify = notification.is_some();
-        let (alert, created) = self
-            .store
-            .insert_or_get_open(alert, entry, notification)
-            .await?;
-        if created {
-            if notify {
-                self.wake_dispatcher();
+        let notification = self
+            .notification(&alert, "created", &entry, None)
+            .filter(|_| {
+                let labels = alert_labels(&alert);
+                !silences.iter().any(|s| s.mutes(&labels, now))
+            });
+        Ok(Creation {
+            alert,
+            entry,
+            notification,
+            refresh,
+        })
+    }
+
+    /// Stores `creations` all together or none (see [`Store::create_all`]), then counts and logs the alerts
+    /// created and wakes the dispatcher if they are notified.
+    async fn store_creations(&self, creations: Vec<Creation>) -> Result<Vec<(Alert, bool)>> {
+        let notified: Vec<bool> = creations.iter().map(|c| c.notification.is_some()).collect();
+        let stored = self.store.create_all(creations).await?;
+        let mut wake = false;
+        for ((alert, created), notify) in stored.iter().zip(notified) {
+            if *created {
+                wake |= notify;
+                self.metrics
+                    .created
+                    .with_label_values(&[alert.severity.as_str(), alert.source.as_str()])
+                    .inc();
+                tracing::info!(alert_id = %alert.id, severity = %alert.severity, source = %alert.source,
+                    title = %alert.title, "alert created");
             }
-            self.metrics
-                .created
-                .with_label_values(&[alert.severity.as_str(), alert.source.as_str()])
-                .inc();
-            tracing::info!(alert_id = %alert.id, severity = %alert.severity, source = %alert.source,
-                title = %alert.title, "alert created");
         }
-        Ok((alert, created))
+        if wake {
+            self.wake_dispatcher();
+        }
+        Ok(stored)
     }
 
     /// Maps a batch of alerts of the Alertmanager API, all or nothing: the error names the index of the first
@@ -217,77 +240,90 @@ impl Alerting {
 
     /// Applies alerts from a rule engine, in order. A resolved alert, or an end time in the past, resolves the
     /// open alert with the same label set (if any); otherwise the alert is created, or the open one updated (title,
-    /// description, annotations), and it is resolved at its end time (if any) unless sent again before. Returns
-    /// the alerts touched.
+    /// description, annotations), and it is resolved at its end time (if any) unless sent again before. The
+    /// alerts created or updated are stored in one transaction, or none are; resolutions follow, each in its own.
+    /// Returns the alerts touched.
     pub async fn receive(
         &self,
         alerts: Vec<RuleAlert>,
         actor: Option<String>,
     ) -> Result<Vec<Alert>> {
-        let fingerprints: std::collections::HashSet<String> =
-            alerts.iter().map(|rule| rule.alert.fingerprint()).collect();
-        let touched = if fingerprints.len() == alerts.len() {
-            // Distinct alerts are independent: received together, their creations share the writer's batches.
-            futures::future::try_join_all(
-                alerts
-                    .into_iter()
-                    .map(|rule| self.receive_one(rule, actor.clone())),
-            )
-            .await?
-        } else {
+        let now = model::now();
+        let silences = self.silences_if_notifying().await?;
+        let steps = alerts
+            .into_iter()
+            .map(|rule| {
+                if rule.resolved || rule.ends_at.is_some_and(|ends_at| ends_at <= now) {
+                    Ok(Step::Resolve(rule.alert.fingerprint()))
+                } else {
+                    let creation =
+                        self.creation(rule.alert, rule.ends_at, actor.clone(), true, &silences)?;
+                    Ok(Step::Create(Box::new(creation)))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let fingerprints: std::collections::HashSet<&str> =
+            steps.iter().map(Step::fingerprint).collect();
+        if fingerprints.len() < steps.len() {
             // The same alert twice in one request: in order, so that the last word stands.
-            let mut touched = Vec::with_capacity(alerts.len());
-            for rule in alerts {
-                touched.push(self.receive_one(rule, actor.clone()).await?);
+            let mut touched = Vec::with_capacity(steps.len());
+            for step in steps {
+                match step {
+                    Step::Create(creation) => touched.extend(
+                        self.store_creations(vec![*creation])
+                            .await?
+                            .into_iter()
+                            .map(|(alert, _)| alert),
+                    ),
+                    Step::Resolve(fingerprint) => {
+                        touched.extend(self.resolve_open(&fingerprint, actor.clone()).await?)
+                    }
+                }
             }
-            touched
-        };
-        Ok(touched.into_iter().flatten().collect())
+            return Ok(touched);
+        }
+        let (mut creations, mut resolutions) = (Vec::new(), Vec::new());
+        for step in steps {
+            match step {
+                Step::Create(creation) => creations.push(*creation),
+                Step::Resolve(fingerprint) => resolutions.push(fingerprint),
+            }
+        }
+        let mut touched: Vec<Alert> = self
+            .store_creations(creations)
+            .await?
+            .into_iter()
+            .map(|(alert, _)| alert)
+            .collect();
+        let resolved = futures::future::try_join_all(
+            resolutions
+                .iter()
+                .map(|fingerprint| self.resolve_open(fingerprint, actor.clone())),
+        )
+        .await?;
+        touched.extend(resolved.into_iter().flatten());
+        Ok(touched)
     }
 
-    /// Applies one alert from a rule engine (see [`Alerting::receive`]); the alert touched, if any.
-    async fn receive_one(&self, rule: RuleAlert, actor: Option<String>) -> Result<Option<Alert>> {
-        let RuleAlert {
-            alert: new,
-            ends_at,
-            resolved,
-        } = rule;
-        let now = model::now();
-        if resolved || ends_at.is_some_and(|ends_at| ends_at <= now) {
-            let Some(open) = self.store.open_with_fingerprint(&new.fingerprint()).await? else {
-                return Ok(None);
-            };
-            let resolve = Change::Resolve {
-                by: None,
-                note: Some("resolved by its rule engine".into()),
-            };
-            return match self.change(open.id, resolve, actor).await {
-                Ok(alert) => Ok(Some(alert)),
-                // Resolved or deleted meanwhile: the outcome is the one asked for.
-                Err(Error::Conflict(_) | Error::NotFound(_)) => Ok(None),
-                Err(error) => Err(error),
-            };
+    /// Resolves the open alert with `fingerprint` for its rule engine; the alert, if there was one.
+    async fn resolve_open(
+        &self,
+        fingerprint: &str,
+        actor: Option<String>,
+    ) -> Result<Option<Alert>> {
+        let Some(open) = self.store.open_with_fingerprint(fingerprint).await? else {
+            return Ok(None);
+        };
+        let resolve = Change::Resolve {
+            by: None,
+            note: Some("resolved by its rule engine".into()),
+        };
+        match self.change(open.id, resolve, actor).await {
+            Ok(alert) => Ok(Some(alert)),
+            // Resolved or deleted meanwhile: the outcome is the one asked for.
+            Err(Error::Conflict(_) | Error::NotFound(_)) => Ok(None),
+            Err(error) => Err(error),
         }
-        let (title, description, annotations) = (
-            new.title.clone(),
-            new.description.clone(),
-            new.annotations.clone(),
-        );
-        let (mut alert, created) = self.create_ending(new, ends_at, actor).await?;
-        if created {
-            // Stored with its end time already.
-            return Ok(Some(alert));
-        }
-        alert.title = title;
-        alert.description = description;
-        alert.annotations = annotations;
-        alert.updated_at = now;
-        alert.ends_at = ends_at;
-        Ok(self
-            .store
-            .refresh_open(&alert, ends_at)
-            .await?
-            .then_some(alert))
     }
 
     /// Resolves every open alert whose end time has passed (rule engine alerts no longer re-sent). Returns how
@@ -313,10 +349,7 @@ impl Alerting {
             by: None,
             note: Some("not re-sent by its rule engine before its endsAt".into()),
         };
-        let silences = match self.notifications {
-            Some(_) => self.live_silences().await?,
-            None => Arc::default(),
-        };
+        let silences = self.silences_if_notifying().await?;
         let now = model::now();
         let resolved = self
             .store
@@ -358,15 +391,18 @@ impl Alerting {
         Ok(silences)
     }
 
+    /// The live silences when changes are notified (they decide which are muted); none otherwise.
+    async fn silences_if_notifying(&self) -> Result<Arc<Vec<Silence>>> {
+        match self.notifications {
+            Some(_) => self.live_silences().await,
+            None => Ok(Arc::default()),
+        }
+    }
+
     fn forget_silences(&self) {
         if let Ok(mut cache) = self.silences.lock() {
             *cache = None;
         }
-    }
-
-    /// Whether an active silence mutes `alert` now.
-    async fn muted(&self, alert: &Alert) -> Result<bool> {
-        Ok(!self.silenced_by(alert).await?.is_empty())
     }
 
     /// Ids of the active silences that mute `alert` now.
@@ -453,10 +489,7 @@ impl Alerting {
     /// Applies `change` to alert `id`; `actor` is the caller, recorded when the change names nobody.
     pub async fn change(&self, id: Uuid, change: Change, actor: Option<String>) -> Result<Alert> {
         change.validate()?;
-        let silences = match self.notifications {
-            Some(_) => self.live_silences().await?,
-            None => Arc::default(),
-        };
+        let silences = self.silences_if_notifying().await?;
         let alert = self
             .store
             .update(id, |current| {
@@ -539,6 +572,21 @@ impl Alerting {
                 .set(count);
         }
         Ok(())
+    }
+}
+
+/// One alert of a rule engine's request, mapped: created (or refreshed), or resolved (by fingerprint).
+enum Step {
+    Create(Box<Creation>),
+    Resolve(String),
+}
+
+impl Step {
+    fn fingerprint(&self) -> &str {
+        match self {
+            Step::Create(creation) => &creation.alert.fingerprint,
+            Step::Resolve(fingerprint) => fingerprint,
+        }
     }
 }
 

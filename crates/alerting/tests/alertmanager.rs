@@ -24,6 +24,107 @@ on_both_stores!(
     prometheus_alert_fires_and_resolves,
 );
 
+/// A POST whose alerts PostgreSQL fails to store part way (the statement storing them waits on a row lock for one
+/// of its last alerts, and its connection is terminated meanwhile) stores none of them and answers 503; sent again,
+/// it stores them all. 200 alerts: more than one writer batch held before requests became the unit of a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_that_fails_in_the_database_stores_nothing() {
+    use sqlx::Connection;
+    let db = Database::new(Backend::Postgres).await;
+    let url = db.config.url.clone().expect("PostgreSQL URL");
+    let server = Server::start(&db.config, vec![]).await;
+    let batch: Vec<Value> = (0..200)
+        .map(|i| json!({"labels": {"alertname": "AllOrNothing", "pod": format!("p-{i}")}, "endsAt": rfc3339(300)}))
+        .collect();
+    let mapped: gomon_alerting::rule_engines::PostableAlert =
+        serde_json::from_value(batch[150].clone()).expect("alert");
+    let fingerprint = mapped
+        .map(&Default::default(), Utc::now())
+        .expect("maps")
+        .alert
+        .fingerprint();
+
+    // Another transaction holds an open alert with the fingerprint of alerts[150], not yet committed: storing
+    // alerts[150] waits for it.
+    let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .expect("begin");
+    sqlx::query(
+        "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, title) \
+         VALUES (gen_random_uuid(), gen_random_uuid(), $1, 'test', 'P3', 'holds the row lock')",
+    )
+    .bind(&fingerprint)
+    .execute(&mut holder)
+    .await
+    .expect("insert the lock holder");
+
+    let post = {
+        let (client, url) = (server.client.clone(), server.url("/api/v2/alerts"));
+        let body = Value::Array(batch.clone());
+        tokio::spawn(async move {
+            support::read(client.post(url).json(&body).send().await.expect("POST")).await
+        })
+    };
+    // The storing statement waits on the lock: the database fails it by terminating its connection.
+    let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let mut waiting = None;
+    for _ in 0..100 {
+        waiting = sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE 'WITH new AS%'",
+        )
+        .fetch_optional(&mut admin)
+        .await
+        .expect("pg_stat_activity");
+        if waiting.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waiting = waiting.expect("the storing statement waits on the lock");
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(waiting)
+        .fetch_one(&mut admin)
+        .await
+        .expect("terminate");
+    assert!(terminated);
+    let (status, body) = post.await.expect("POST task");
+    assert_eq!(status, 503, "{body}");
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("rollback");
+    let counts = || async {
+        let mut check = sqlx::PgConnection::connect(&url).await.expect("connect");
+        let alerts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alerts_active")
+            .fetch_one(&mut check)
+            .await
+            .expect("count alerts");
+        let actions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alert_actions")
+            .fetch_one(&mut check)
+            .await
+            .expect("count audit rows");
+        (alerts, actions)
+    };
+    assert_eq!(
+        counts().await,
+        (0, 0),
+        "nothing of the failed POST is stored"
+    );
+
+    // The rule engine sends it again: everything is stored.
+    let (status, body) = server.post("/api/v2/alerts", Value::Array(batch)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(counts().await, (200, 200));
+    let (_, page) = server
+        .get("/api/v1/alerts?source=alertmanager&limit=1000")
+        .await;
+    assert_eq!(page["total"], 200, "{page}");
+    server.stop().await;
+}
+
 /// The alerts of `source`, newest first.
 async fn from_source(server: &Server, source: &str) -> Vec<Value> {
     let (status, page) = server.get(&format!("/api/v1/alerts?source={source}")).await;

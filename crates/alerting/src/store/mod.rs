@@ -26,14 +26,15 @@ pub use sql::{PostgresStore, SqliteStore};
 
 /// The alert store, on one of the two databases.
 ///
-/// Creations go through a queue to one writer task, which takes every creation waiting and stores them with one
-/// statement (PostgreSQL) or one transaction (SQLite): under load one commit serves many alerts; alone, an alert
-/// waits for nobody. One writer makes the largest batches: measured, two writers halve the batch size and cost
-/// PostgreSQL twice the CPU per alert.
+/// Creations go through a queue to the writer tasks. A writer takes every request waiting (up to [`MAX_BATCH`]
+/// alerts) and stores them in one transaction: under load one commit serves many requests; alone, a request waits
+/// for nobody. The alerts of one request are never split between transactions, so a request is stored whole or
+/// not at all. PostgreSQL has [`PG_WRITERS`] writers, so that one gathers and executes its batch while another
+/// waits for its commit; SQLite has one.
 #[derive(Clone, Debug)]
 pub struct Store {
     database: Database,
-    creations: mpsc::Sender<Creation>,
+    creations: mpsc::Sender<Request>,
 }
 
 #[derive(Clone, Debug)]
@@ -44,18 +45,34 @@ enum Database {
     Sqlite(SqliteStore),
 }
 
-/// Most creations one transaction stores.
-const MAX_BATCH: usize = 128;
+/// Most alerts one writer transaction stores (a larger request is stored alone, in one transaction).
+const MAX_BATCH: usize = 512;
 
-/// One alert to create: the alert, its audit entry, and the notification to write with it.
-type Item<'a> = (&'a Alert, &'a AuditEntry, Option<&'a NewNotification>);
+/// Writer tasks on PostgreSQL, each with a connection of its own.
+const PG_WRITERS: usize = 2;
 
-/// One alert waiting to be stored, and where its result goes.
-struct Creation {
-    alert: Alert,
-    entry: AuditEntry,
-    notification: Option<NewNotification>,
-    reply: oneshot::Sender<Result<(Alert, bool)>>,
+/// One alert to create, with its audit entry and the notification to write with it.
+#[derive(Debug)]
+pub struct Creation {
+    /// The new alert.
+    pub alert: Alert,
+    /// Its `created` audit entry.
+    pub entry: AuditEntry,
+    /// Its `created` notification, if it is notified.
+    pub notification: Option<NewNotification>,
+    /// When an open alert has its fingerprint: false leaves that alert as it is; true (an alert of a rule engine
+    /// sent again) sets its title, description, annotations and end time from `alert`, and its `updated_at` to
+    /// `alert.updated_at`.
+    pub refresh: bool,
+}
+
+/// One alert to create, as the store's SQL takes it.
+type Item<'a> = &'a Creation;
+
+/// The creations of one request, and where their result goes.
+struct Request {
+    creations: Vec<Creation>,
+    reply: oneshot::Sender<Result<Vec<(Alert, bool)>>>,
 }
 
 /// Calls the same method on whichever database the store uses, in a span of its own (see [`store_span`]).
@@ -104,11 +121,18 @@ impl Store {
                     .await?;
                 sqlx::migrate!("migrations/postgres").run(&pool).await?;
                 let store = PostgresStore::new(pool);
-                let writer = Writer::Postgres(
-                    store.clone(),
-                    Box::new(PgWriter::new(options_for_writer, config.acquire_timeout)),
-                );
-                Ok(Store::new(Database::Postgres(store), writer))
+                let writers = (0..PG_WRITERS)
+                    .map(|_| {
+                        Writer::Postgres(
+                            store.clone(),
+                            Box::new(PgWriter::new(
+                                options_for_writer.clone(),
+                                config.acquire_timeout,
+                            )),
+                        )
+                    })
+                    .collect();
+                Ok(Store::new(Database::Postgres(store), writers))
             }
             None => {
                 std::fs::create_dir_all(&config.data_dir).map_err(|error| {
@@ -134,15 +158,21 @@ impl Store {
                 let store = SqliteStore::new(pool);
                 Ok(Store::new(
                     Database::Sqlite(store.clone()),
-                    Writer::Sqlite(store),
+                    vec![Writer::Sqlite(store)],
                 ))
             }
         }
     }
 
-    fn new(database: Database, writer: Writer) -> Store {
-        let (creations, queue) = mpsc::channel(MAX_BATCH * 8);
-        tokio::spawn(write_creations(writer, queue));
+    fn new(database: Database, writers: Vec<Writer>) -> Store {
+        let (creations, requests) = mpsc::channel(1024);
+        let queue = std::sync::Arc::new(tokio::sync::Mutex::new(Queue {
+            requests,
+            held: None,
+        }));
+        for writer in writers {
+            tokio::spawn(write_creations(writer, queue.clone()));
+        }
         Store {
             database,
             creations,
@@ -165,20 +195,35 @@ impl Store {
         entry: AuditEntry,
         notification: Option<NewNotification>,
     ) -> Result<(Alert, bool)> {
-        let (reply, result) = oneshot::channel();
         let creation = Creation {
             alert,
             entry,
             notification,
-            reply,
+            refresh: false,
         };
+        self.create_all(vec![creation])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Internal("no result for a creation".into()))
+    }
+
+    /// Stores every creation (see [`Creation`]) in one transaction, or none: per creation, in order, the stored,
+    /// existing or refreshed alert, and whether it was created.
+    pub async fn create_all(&self, creations: Vec<Creation>) -> Result<Vec<(Alert, bool)>> {
+        if creations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, result) = oneshot::channel();
         let stopped = || Error::Unavailable("the store is shutting down".into());
         let stored = async {
-            self.creations.send(creation).await.map_err(|_| stopped())?;
+            self.creations
+                .send(Request { creations, reply })
+                .await
+                .map_err(|_| stopped())?;
             result.await.map_err(|_| stopped())?
         };
         stored
-            .instrument(store_span(self.describe(), "insert_or_get_open"))
+            .instrument(store_span(self.describe(), "create_all"))
             .await
     }
 
@@ -236,16 +281,6 @@ impl Store {
     /// The open alert with `fingerprint`, if any.
     pub async fn open_with_fingerprint(&self, fingerprint: &str) -> Result<Option<Alert>> {
         dispatch!(self.open_with_fingerprint(fingerprint))
-    }
-
-    /// Writes the title, description, annotations and `updated_at` of open alert `alert.id`, and sets its end
-    /// time (`None`: it does not expire). False when the alert is no longer open.
-    pub async fn refresh_open(
-        &self,
-        alert: &Alert,
-        ends_at: Option<DateTime<Utc>>,
-    ) -> Result<bool> {
-        dispatch!(self.refresh_open(alert, ends_at))
     }
 
     /// Up to `limit` open alerts whose end time is before `now`.
@@ -335,8 +370,8 @@ impl Store {
     }
 }
 
-/// What the creation writer stores batches with. On PostgreSQL it keeps a connection of its own (outside the pool),
-/// so a batch costs one round trip: no checkout, no ping. SQLite's single pooled connection is shared with reads.
+/// What a creation writer stores batches with. On PostgreSQL each writer keeps a connection of its own (outside
+/// the pool), so a batch costs no checkout and no ping. SQLite's single pooled connection is shared with reads.
 enum Writer {
     Postgres(PostgresStore, Box<PgWriter>),
     Sqlite(SqliteStore),
@@ -349,40 +384,109 @@ impl Writer {
             Writer::Sqlite(store) => store.create_batch(batch).await,
         }
     }
+
+    /// Stores `requests` in one transaction; the result of each request (one creation that failed fails its
+    /// request). A failure of the transaction fails every request in it.
+    async fn store(&mut self, requests: &[Request]) -> Result<Vec<Result<Vec<(Alert, bool)>>>> {
+        // Same lock order in every transaction (by fingerprint; a request's own order kept among equals):
+        // concurrent batches never deadlock on each other's rows.
+        let mut order: Vec<(usize, usize)> = requests
+            .iter()
+            .enumerate()
+            .flat_map(|(r, request)| (0..request.creations.len()).map(move |c| (r, c)))
+            .collect();
+        order.sort_by(|&(r1, c1), &(r2, c2)| {
+            let fingerprint = |r: usize, c: usize| &requests[r].creations[c].alert.fingerprint;
+            fingerprint(r1, c1).cmp(fingerprint(r2, c2))
+        });
+        let items: Vec<Item<'_>> = order
+            .iter()
+            .map(|&(r, c)| &requests[r].creations[c])
+            .collect();
+        let results = self.create_batch(&items).await?;
+        // Back to each request, in its own order.
+        let mut results: Vec<_> = order
+            .into_iter()
+            .zip(results)
+            .map(|((r, c), result)| (r, c, result))
+            .collect();
+        results.sort_by_key(|&(r, c, _)| (r, c));
+        let mut answers: Vec<Result<Vec<(Alert, bool)>>> =
+            requests.iter().map(|_| Ok(Vec::new())).collect();
+        for (r, _, result) in results {
+            if let Ok(answer) = &mut answers[r] {
+                match result {
+                    Ok(stored) => answer.push(stored),
+                    Err(error) => answers[r] = Err(error),
+                }
+            }
+        }
+        Ok(answers)
+    }
 }
 
-/// The writer task: takes every creation waiting (up to [`MAX_BATCH`]) and stores them together, until the queue
-/// closes.
-async fn write_creations(mut writer: Writer, mut queue: mpsc::Receiver<Creation>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+/// The requests waiting for a writer, and the one a writer took but left for the next batch (it did not fit).
+struct Queue {
+    requests: mpsc::Receiver<Request>,
+    held: Option<Request>,
+}
+
+impl Queue {
+    /// Takes the requests waiting, at least one (waiting for it), up to [`MAX_BATCH`] alerts in all. Empty: the
+    /// queue is closed.
+    async fn take(&mut self, batch: &mut Vec<Request>) {
+        let first = match self.held.take() {
+            Some(request) => request,
+            None => match self.requests.recv().await {
+                Some(request) => request,
+                None => return,
+            },
+        };
+        let mut size = first.creations.len();
+        batch.push(first);
+        while size < MAX_BATCH {
+            let Ok(request) = self.requests.try_recv() else {
+                break;
+            };
+            if size + request.creations.len() > MAX_BATCH {
+                self.held = Some(request);
+                break;
+            }
+            size += request.creations.len();
+            batch.push(request);
+        }
+    }
+}
+
+/// A writer task: takes the requests waiting (see [`Queue::take`]) and stores them together, until the queue
+/// closes. Writers share the queue; one gathers while another stores.
+async fn write_creations(mut writer: Writer, queue: std::sync::Arc<tokio::sync::Mutex<Queue>>) {
+    let mut batch = Vec::new();
     loop {
-        if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
+        queue.lock().await.take(&mut batch).await;
+        if batch.is_empty() {
             return;
         }
-        // Same lock order in every transaction: concurrent batches never deadlock on each other's rows.
-        batch.sort_by(|a, b| a.alert.fingerprint.cmp(&b.alert.fingerprint));
-        let items: Vec<Item<'_>> = batch
-            .iter()
-            .map(|c| (&c.alert, &c.entry, c.notification.as_ref()))
-            .collect();
-        let results = match writer.create_batch(&items).await {
+        let results = match writer.store(&batch).await {
             Ok(results) => results,
             Err(error) if batch.len() > 1 && !matches!(error, Error::Unavailable(_)) => {
-                // One alert spoiled the batch: store each alone, so that only it fails.
+                // One request spoiled the batch: store each alone, so that only it fails.
                 let mut results = Vec::with_capacity(batch.len());
-                for item in &items {
-                    let result = writer.create_batch(std::slice::from_ref(item)).await;
-                    results.push(
-                        result.and_then(|mut one| one.pop().unwrap_or_else(|| Err(error.clone()))),
-                    );
+                for request in &batch {
+                    let result = writer.store(std::slice::from_ref(request)).await;
+                    results.push(result.and_then(|mut one| {
+                        one.pop().unwrap_or_else(|| {
+                            Err(Error::Internal("no result for a request".into()))
+                        })
+                    }));
                 }
                 results
             }
             Err(error) => batch.iter().map(|_| Err(error.clone())).collect(),
         };
-        for (creation, result) in batch.drain(..).zip(results) {
-            // A requester that went away no longer needs its answer; the alert is stored all the same.
-            let _ = creation.reply.send(result);
+        for (request, result) in batch.drain(..).zip(results) {
+            // A requester that went away no longer needs its answer; the alerts are stored all the same.
+            let _ = request.reply.send(result);
         }
     }
 }

@@ -20,9 +20,16 @@ use crate::model::{
 };
 use crate::silence::Silence;
 
-const SELECT_ALERT: &str = "SELECT id, alert_group_id, fingerprint, source, severity, status, title, description, \
-     namespace, labels, annotations, incident_id, jaeger_trace_id, created_at, acknowledged_at, acknowledged_by, \
-     updated_at, resolved_at, assigned_to, ends_at FROM alerts_active";
+/// The columns of an alert, in the order [`super::AlertRow`] reads them.
+macro_rules! alert_columns {
+    () => {
+        "id, alert_group_id, fingerprint, source, severity, status, title, description, namespace, labels, \
+         annotations, incident_id, jaeger_trace_id, created_at, acknowledged_at, acknowledged_by, updated_at, \
+         resolved_at, assigned_to, ends_at"
+    };
+}
+
+const SELECT_ALERT: &str = concat!("SELECT ", alert_columns!(), " FROM alerts_active");
 
 const INSERT_ALERT: &str = "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, status, \
      title, description, namespace, labels, annotations, incident_id, jaeger_trace_id, created_at, acknowledged_at, \
@@ -63,6 +70,17 @@ const UPSERT_SILENCE: &str = "INSERT INTO silences (id, matchers, starts_at, end
 
 const SELECT_SILENCE: &str =
     "SELECT id, matchers, starts_at, ends_at, created_by, comment, updated_at FROM silences";
+
+/// `open` (an open alert) after a repeat `from` of its rule engine: title, description, annotations and end time
+/// from `from`, changed at `from.updated_at`.
+fn refreshed(mut open: Alert, from: &Alert) -> Alert {
+    open.title = from.title.clone();
+    open.description = from.description.clone();
+    open.annotations = from.annotations.clone();
+    open.ends_at = from.ends_at;
+    open.updated_at = from.updated_at;
+    open
+}
 
 /// How many times an insert that lost a race with a resolution is tried again.
 const INSERT_ATTEMPTS: usize = 3;
@@ -105,28 +123,37 @@ macro_rules! sql_store {
                 Self { pool }
             }
 
-            /// Stores each alert of `batch` unless an open alert has its fingerprint, in one transaction (one
-            /// commit for the whole batch). Per alert: the stored or existing alert, and whether it was created.
+            /// Stores each creation of `batch` (see [`super::Creation`]) in one transaction (one commit for the
+            /// whole batch). Per creation: the stored, existing or refreshed alert, and whether it was created.
             /// The caller orders the batch by fingerprint, so concurrent batches lock rows in the same order.
+            #[allow(dead_code)] // PostgreSQL's writers use `create_batch_bulk`.
             pub(super) async fn create_batch(
                 &self,
                 batch: &[Item<'_>],
             ) -> Result<Vec<Result<(Alert, bool)>>> {
                 let mut tx = self.pool.begin().await?;
-                let mut results = Vec::with_capacity(batch.len());
-                for (alert, entry, notification) in batch {
-                    results.push(Self::insert_or_get_open(&mut tx, alert, entry, *notification).await?);
-                }
+                let results = Self::create_in(&mut tx, batch).await?;
                 tx.commit().await?;
+                Ok(results)
+            }
+
+            /// [`Self::create_batch`] in transaction `tx`, one statement after another.
+            async fn create_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                batch: &[Item<'_>],
+            ) -> Result<Vec<Result<(Alert, bool)>>> {
+                let mut results = Vec::with_capacity(batch.len());
+                for creation in batch {
+                    results.push(Self::insert_or_get_open(tx, creation).await?);
+                }
                 Ok(results)
             }
 
             async fn insert_or_get_open(
                 tx: &mut sqlx::Transaction<'_, $db>,
-                alert: &Alert,
-                entry: &AuditEntry,
-                notification: Option<&NewNotification>,
+                creation: Item<'_>,
             ) -> Result<Result<(Alert, bool)>> {
+                let alert = &creation.alert;
                 for _ in 0..INSERT_ATTEMPTS {
                     let inserted = sqlx::query(INSERT_ALERT)
                         .bind(alert.id)
@@ -153,11 +180,11 @@ macro_rules! sql_store {
                         .await?
                         .rows_affected();
                     if inserted == 1 {
-                        Self::insert_action(tx, entry).await?;
-                        if let Some(notification) = notification {
+                        Self::insert_action(tx, &creation.entry).await?;
+                        if let Some(notification) = &creation.notification {
                             Self::insert_notification(tx, notification).await?;
                         }
-                        return Ok(Ok(((*alert).clone(), true)));
+                        return Ok(Ok((alert.clone(), true)));
                     }
                     let open = sqlx::query_as::<_, AlertRow>(&format!(
                         "{SELECT_ALERT} WHERE fingerprint = $1 AND status <> 'resolved'"
@@ -166,7 +193,24 @@ macro_rules! sql_store {
                     .fetch_optional(&mut **tx)
                     .await?;
                     if let Some(row) = open {
-                        return Ok(Alert::try_from(row).map(|alert| (alert, false)));
+                        let open = match Alert::try_from(row) {
+                            Ok(open) => open,
+                            Err(error) => return Ok(Err(error)),
+                        };
+                        if !creation.refresh {
+                            return Ok(Ok((open, false)));
+                        }
+                        let open = refreshed(open, alert);
+                        sqlx::query(REFRESH_OPEN)
+                            .bind(open.id)
+                            .bind(&open.title)
+                            .bind(&open.description)
+                            .bind(Json(&open.annotations))
+                            .bind(open.ends_at.map($time))
+                            .bind($time(open.updated_at))
+                            .execute(&mut **tx)
+                            .await?;
+                        return Ok(Ok((open, false)));
                     }
                     // The open duplicate was resolved between the insert and the select: insert again.
                 }
@@ -528,19 +572,6 @@ macro_rules! sql_store {
                 .transpose()
             }
 
-            pub(super) async fn refresh_open(&self, alert: &Alert, ends_at: Option<DateTime<Utc>>) -> Result<bool> {
-                let done = sqlx::query(REFRESH_OPEN)
-                    .bind(alert.id)
-                    .bind(&alert.title)
-                    .bind(&alert.description)
-                    .bind(Json(&alert.annotations))
-                    .bind(ends_at.map($time))
-                    .bind($time(alert.updated_at))
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
             pub(super) async fn expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Uuid>> {
                 Ok(sqlx::query_scalar::<_, Uuid>(EXPIRED)
                     .bind($time(now))
@@ -675,128 +706,168 @@ impl PgWriter {
     }
 }
 
+/// Refreshes the open alerts of the given fingerprints from a repeat of their rule engine (see
+/// [`super::Creation::refresh`]), returning them as they are now.
+const PG_BULK_REFRESH: &str = concat!(
+    "UPDATE alerts_active SET title = u.new_title, description = u.new_description, \
+     annotations = u.new_annotations, ends_at = u.new_ends_at, updated_at = u.new_updated_at \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[]) \
+     AS u(new_fingerprint, new_title, new_description, new_annotations, new_ends_at, new_updated_at) \
+     WHERE fingerprint = u.new_fingerprint AND status <> 'resolved' RETURNING ",
+    alert_columns!()
+);
+
 impl PostgresStore {
-    /// Stores a batch of new alerts in one statement (see [`PG_BULK_CREATE`]) on the writer's connection. Alerts
-    /// it skipped as duplicates are looked up; the rare one whose duplicate was resolved in between goes through
-    /// the transactional path.
+    /// Stores a batch of creations in one transaction on the writer's connection: new alerts with one statement
+    /// (see [`PG_BULK_CREATE`]); the repeats it skipped refreshed with one more (see [`PG_BULK_REFRESH`]) or looked
+    /// up; the rare one whose duplicate was resolved in between through the general path, in the same transaction.
+    /// After any error the connection is dropped, and the next batch opens a new one.
     pub(super) async fn create_batch_bulk(
         &self,
         writer: &mut PgWriter,
         batch: &[Item<'_>],
     ) -> Result<Vec<Result<(Alert, bool)>>> {
+        let connection = writer.connection().await?;
+        let result = Self::bulk_in(connection, batch).await;
+        if result.is_err() {
+            writer.connection = None;
+        }
+        result
+    }
+
+    async fn bulk_in(
+        connection: &mut PgConnection,
+        batch: &[Item<'_>],
+    ) -> Result<Vec<Result<(Alert, bool)>>> {
+        let mut tx = connection.begin().await?;
         // The statement writes what a new alert has; anything else takes the general path.
-        let fresh = batch.iter().all(|(alert, entry, notification)| {
+        let fresh = batch.iter().all(|c| {
+            let alert = &c.alert;
             alert.status == crate::model::Status::Firing
                 && alert.created_at == alert.updated_at
-                && entry.alert_id == alert.id
-                && entry.created_at == alert.created_at
-                && entry.action == "created"
-                && notification.is_none_or(|n| {
+                && c.entry.alert_id == alert.id
+                && c.entry.created_at == alert.created_at
+                && c.entry.action == "created"
+                && c.notification.as_ref().is_none_or(|n| {
                     n.alert_id == alert.id
                         && n.event == "created"
                         && n.created_at == alert.created_at
                 })
         });
         if !fresh {
-            return self.create_batch(batch).await;
+            let results = Self::create_in(&mut tx, batch).await?;
+            tx.commit().await?;
+            return Ok(results);
         }
-        let column = |f: fn(&Alert) -> Option<String>| {
-            batch.iter().map(|(a, _, _)| f(a)).collect::<Vec<_>>()
-        };
-        let inserted = sqlx::query_scalar::<_, Uuid>(PG_BULK_CREATE)
-            .bind(batch.iter().map(|(a, _, _)| a.id).collect::<Vec<_>>())
-            .bind(
-                batch
-                    .iter()
-                    .map(|(a, _, _)| a.alert_group_id)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(column(|a| Some(a.fingerprint.clone())))
-            .bind(column(|a| Some(a.source.clone())))
-            .bind(column(|a| Some(a.severity.as_str().to_owned())))
-            .bind(column(|a| Some(a.title.clone())))
-            .bind(column(|a| a.description.clone()))
-            .bind(column(|a| a.namespace.clone()))
-            .bind(
-                batch
-                    .iter()
-                    .map(|(a, _, _)| Json(&a.labels))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                batch
-                    .iter()
-                    .map(|(a, _, _)| Json(&a.annotations))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(column(|a| a.jaeger_trace_id.clone()))
-            .bind(
-                batch
-                    .iter()
-                    .map(|(a, _, _)| a.created_at)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                batch
-                    .iter()
-                    .map(|(_, e, _)| e.actor.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                batch
-                    .iter()
-                    .map(|(_, e, _)| Json(&e.details))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                batch
-                    .iter()
-                    .map(|(_, _, n)| n.map(|n| Json(&n.payload)))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(batch.iter().map(|(a, _, _)| a.ends_at).collect::<Vec<_>>())
-            .fetch_all(writer.connection().await?)
-            .await;
-        let inserted = match inserted {
-            Ok(inserted) => inserted,
-            Err(error) => {
-                // Whatever went wrong, a fresh connection is the safe next step.
-                writer.connection = None;
-                return Err(error.into());
-            }
-        };
-        let skipped: Vec<String> = batch
+        let alerts = || batch.iter().map(|c| &c.alert);
+        let text = |f: fn(&Alert) -> Option<String>| alerts().map(f).collect::<Vec<_>>();
+        let inserted: std::collections::HashSet<Uuid> =
+            sqlx::query_scalar::<_, Uuid>(PG_BULK_CREATE)
+                .bind(alerts().map(|a| a.id).collect::<Vec<_>>())
+                .bind(alerts().map(|a| a.alert_group_id).collect::<Vec<_>>())
+                .bind(text(|a| Some(a.fingerprint.clone())))
+                .bind(text(|a| Some(a.source.clone())))
+                .bind(text(|a| Some(a.severity.as_str().to_owned())))
+                .bind(text(|a| Some(a.title.clone())))
+                .bind(text(|a| a.description.clone()))
+                .bind(text(|a| a.namespace.clone()))
+                .bind(alerts().map(|a| Json(&a.labels)).collect::<Vec<_>>())
+                .bind(alerts().map(|a| Json(&a.annotations)).collect::<Vec<_>>())
+                .bind(text(|a| a.jaeger_trace_id.clone()))
+                .bind(alerts().map(|a| a.created_at).collect::<Vec<_>>())
+                .bind(
+                    batch
+                        .iter()
+                        .map(|c| c.entry.actor.clone())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    batch
+                        .iter()
+                        .map(|c| Json(&c.entry.details))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    batch
+                        .iter()
+                        .map(|c| c.notification.as_ref().map(|n| Json(&n.payload)))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(alerts().map(|a| a.ends_at).collect::<Vec<_>>())
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+        let skipped: Vec<Item<'_>> = batch
             .iter()
-            .filter(|(alert, _, _)| !inserted.contains(&alert.id))
-            .map(|(alert, _, _)| alert.fingerprint.clone())
+            .copied()
+            .filter(|c| !inserted.contains(&c.alert.id))
             .collect();
-        let open: Vec<Alert> = if skipped.is_empty() {
+        if skipped.is_empty() {
+            tx.commit().await?;
+            return Ok(batch.iter().map(|c| Ok((c.alert.clone(), true))).collect());
+        }
+        // Repeats to refresh: the last of each fingerprint (the batch is in fingerprint order, each request's
+        // own order kept), so that the last word stands.
+        let mut refresh: Vec<Item<'_>> = Vec::new();
+        for creation in skipped.iter().filter(|c| c.refresh) {
+            match refresh.last_mut() {
+                Some(last) if last.alert.fingerprint == creation.alert.fingerprint => {
+                    *last = creation
+                }
+                _ => refresh.push(creation),
+            }
+        }
+        let mut open: Vec<Alert> = if refresh.is_empty() {
             Vec::new()
         } else {
-            sqlx::query_as::<_, AlertRow>(&format!(
+            let alerts = || refresh.iter().map(|c| &c.alert);
+            sqlx::query_as::<_, AlertRow>(PG_BULK_REFRESH)
+                .bind(alerts().map(|a| a.fingerprint.clone()).collect::<Vec<_>>())
+                .bind(alerts().map(|a| a.title.clone()).collect::<Vec<_>>())
+                .bind(alerts().map(|a| a.description.clone()).collect::<Vec<_>>())
+                .bind(alerts().map(|a| Json(&a.annotations)).collect::<Vec<_>>())
+                .bind(alerts().map(|a| a.ends_at).collect::<Vec<_>>())
+                .bind(alerts().map(|a| a.updated_at).collect::<Vec<_>>())
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(Alert::try_from)
+                .collect::<Result<_>>()?
+        };
+        let unknown: Vec<String> = skipped
+            .iter()
+            .map(|c| &c.alert.fingerprint)
+            .filter(|f| !open.iter().any(|o| &o.fingerprint == *f))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            let rows = sqlx::query_as::<_, AlertRow>(&format!(
                 "{SELECT_ALERT} WHERE fingerprint = ANY($1) AND status <> 'resolved'"
             ))
-            .bind(&skipped)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(Alert::try_from)
-            .collect::<Result<_>>()?
-        };
+            .bind(&unknown)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in rows {
+                open.push(Alert::try_from(row)?);
+            }
+        }
         let mut results = Vec::with_capacity(batch.len());
-        for item @ (alert, _, _) in batch {
+        for creation in batch {
+            let alert = &creation.alert;
             if inserted.contains(&alert.id) {
-                results.push(Ok(((*alert).clone(), true)));
+                results.push(Ok((alert.clone(), true)));
             } else if let Some(existing) = open.iter().find(|o| o.fingerprint == alert.fingerprint)
             {
                 results.push(Ok((existing.clone(), false)));
             } else {
-                let mut one = self.create_batch(std::slice::from_ref(item)).await?;
+                let mut one = Self::create_in(&mut tx, std::slice::from_ref(creation)).await?;
                 results.push(one.pop().unwrap_or_else(|| {
                     Err(Error::Internal("empty result for a one-alert batch".into()))
                 }));
             }
         }
+        tx.commit().await?;
         Ok(results)
     }
 }

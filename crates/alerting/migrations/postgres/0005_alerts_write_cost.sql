@@ -1,0 +1,10 @@
+-- Every new alert pays for each index of alerts_active. Dropped: idx_alerts_created_at (idx_alerts_created_at_id
+-- has the same order, and is read backwards as well as forwards), idx_alerts_status and idx_alerts_severity (a
+-- handful of values each: listings walk idx_alerts_created_at_id and filter, counts scan). The label index keeps
+-- only what `labels @> ...` (the listing's label filter) needs: jsonb_path_ops, one entry per label instead of
+-- one per key and one per value.
+DROP INDEX idx_alerts_created_at;
+DROP INDEX idx_alerts_status;
+DROP INDEX idx_alerts_severity;
+DROP INDEX idx_alerts_labels;
+CREATE INDEX idx_alerts_labels ON alerts_active USING GIN (labels jsonb_path_ops);
