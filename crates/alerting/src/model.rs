@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::fmt::Write as _;
 use std::str::FromStr;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
+
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -261,7 +263,12 @@ impl NewAlert {
             Identity::LabelSet => serde_json::json!(["labels", self.labels]),
         };
         let digest = Sha256::digest(identity.to_string().as_bytes());
-        digest.iter().map(|byte| format!("{byte:02x}")).collect()
+        let mut hex = String::with_capacity(2 * digest.len());
+        for byte in digest {
+            // Writing to a String cannot fail.
+            let _ = write!(hex, "{byte:02x}");
+        }
+        hex
     }
 
     /// The alert this submission becomes, firing, created at `at`.

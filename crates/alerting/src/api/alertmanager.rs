@@ -32,13 +32,15 @@ use crate::silence::{Matcher, alert_labels};
 pub async fn post_alerts(
     State(core): State<Alerting>,
     Caller(caller): Caller,
-    JsonBody(body): JsonBody<serde_json::Value>,
+    JsonBody(body): JsonBody<Box<serde_json::value::RawValue>>,
 ) -> Result<StatusCode, ApiError> {
-    let serde_json::Value::Array(items) = body else {
-        return Err(ApiError::bad_request(
-            "expected a JSON array of alerts ({labels, annotations, startsAt, endsAt, generatorURL})",
-        ));
-    };
+    // Each element is read straight from the body's text, with no JSON tree built first.
+    let items: Vec<&serde_json::value::RawValue> =
+        serde_json::from_str(body.get()).map_err(|_| {
+            ApiError::bad_request(
+                "expected a JSON array of alerts ({labels, annotations, startsAt, endsAt, generatorURL})",
+            )
+        })?;
     let alerts = core
         .map_rule_alerts(parse_elements(items)?)
         .map_err(mapping_error)?;
@@ -48,9 +50,11 @@ pub async fn post_alerts(
 
 /// Parses each element of a posted `alerts` array as `T`; 400 naming the index (and field) of the first that
 /// does not parse.
-pub(super) fn parse_elements<T: serde::de::DeserializeOwned>(
-    items: Vec<serde_json::Value>,
-) -> Result<Vec<T>, ApiError> {
+pub(super) fn parse_elements<'de, D, T>(items: Vec<D>) -> Result<Vec<T>, ApiError>
+where
+    D: serde::Deserializer<'de, Error = serde_json::Error>,
+    T: serde::Deserialize<'de>,
+{
     items
         .into_iter()
         .enumerate()

@@ -760,25 +760,25 @@ impl PostgresStore {
             return Ok(results);
         }
         let alerts = || batch.iter().map(|c| &c.alert);
-        let text = |f: fn(&Alert) -> Option<String>| alerts().map(f).collect::<Vec<_>>();
+        let text = |f: fn(&Alert) -> Option<&str>| alerts().map(f).collect::<Vec<_>>();
         let inserted: std::collections::HashSet<Uuid> =
             sqlx::query_scalar::<_, Uuid>(PG_BULK_CREATE)
                 .bind(alerts().map(|a| a.id).collect::<Vec<_>>())
                 .bind(alerts().map(|a| a.alert_group_id).collect::<Vec<_>>())
-                .bind(text(|a| Some(a.fingerprint.clone())))
-                .bind(text(|a| Some(a.source.clone())))
-                .bind(text(|a| Some(a.severity.as_str().to_owned())))
-                .bind(text(|a| Some(a.title.clone())))
-                .bind(text(|a| a.description.clone()))
-                .bind(text(|a| a.namespace.clone()))
+                .bind(text(|a| Some(&a.fingerprint)))
+                .bind(text(|a| Some(&a.source)))
+                .bind(text(|a| Some(a.severity.as_str())))
+                .bind(text(|a| Some(&a.title)))
+                .bind(text(|a| a.description.as_deref()))
+                .bind(text(|a| a.namespace.as_deref()))
                 .bind(alerts().map(|a| Json(&a.labels)).collect::<Vec<_>>())
                 .bind(alerts().map(|a| Json(&a.annotations)).collect::<Vec<_>>())
-                .bind(text(|a| a.jaeger_trace_id.clone()))
+                .bind(text(|a| a.jaeger_trace_id.as_deref()))
                 .bind(alerts().map(|a| a.created_at).collect::<Vec<_>>())
                 .bind(
                     batch
                         .iter()
-                        .map(|c| c.entry.actor.clone())
+                        .map(|c| c.entry.actor.as_deref())
                         .collect::<Vec<_>>(),
                 )
                 .bind(
@@ -823,9 +823,13 @@ impl PostgresStore {
         } else {
             let alerts = || refresh.iter().map(|c| &c.alert);
             sqlx::query_as::<_, AlertRow>(PG_BULK_REFRESH)
-                .bind(alerts().map(|a| a.fingerprint.clone()).collect::<Vec<_>>())
-                .bind(alerts().map(|a| a.title.clone()).collect::<Vec<_>>())
-                .bind(alerts().map(|a| a.description.clone()).collect::<Vec<_>>())
+                .bind(alerts().map(|a| a.fingerprint.as_str()).collect::<Vec<_>>())
+                .bind(alerts().map(|a| a.title.as_str()).collect::<Vec<_>>())
+                .bind(
+                    alerts()
+                        .map(|a| a.description.as_deref())
+                        .collect::<Vec<_>>(),
+                )
                 .bind(alerts().map(|a| Json(&a.annotations)).collect::<Vec<_>>())
                 .bind(alerts().map(|a| a.ends_at).collect::<Vec<_>>())
                 .bind(alerts().map(|a| a.updated_at).collect::<Vec<_>>())
