@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark of `gomon agent` (release build) against a tansu broker: CPU time per collection cycle and resident
 # memory in steady state, from /proc/<pid>/stat and status. Budget: <= 2 ms of CPU per cycle, <= 15 MB resident.
-# Environment: CYCLES (default 120) at INTERVAL (default 1s).
+# Environment: CYCLES (default 120) at INTERVAL (default 1s); TRACES=1 exports spans to a local OTLP/HTTP sink.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CYCLES=${CYCLES:-120}
@@ -15,7 +15,14 @@ tansu broker --listener-url "tcp://127.0.0.1:$KAFKA" --advertised-listener-url "
   --storage-engine memory://tansu/ >/dev/null 2>&1 &
 BROKER=$!
 AGENT=
-trap 'kill $AGENT $BROKER 2>/dev/null; wait 2>/dev/null' EXIT
+SINK=
+trap 'kill $AGENT $BROKER $SINK 2>/dev/null; wait 2>/dev/null' EXIT
+if [ "${TRACES:-0}" = 1 ]; then
+  OTLP=$(free_port)
+  python3 scripts/lib/otlp-sink.py "$OTLP" &
+  SINK=$!
+  export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP
+fi
 sleep 1
 GOMON_LOG=warn GOMON_AGENT__INTERVAL=${INTERVAL}s GOMON_AGENT__LISTEN=127.0.0.1:$LISTEN \
   GOMON_AGENT__KAFKA__BROKERS=127.0.0.1:$KAFKA GOMON_AGENT__KAFKA__CREATE_TOPIC=true \
@@ -41,4 +48,7 @@ awk -v t="$((end_ticks - start_ticks))" -v hz="$ticks_per_second" -v c="$cycles"
   printf "cycles measured: %d (interval '"$INTERVAL"'s), batches sent: %d\n", c, sent
   printf "process CPU per cycle (collect + encode + publish + runtime): %.2f ms\n", 1000 * t / hz / c
   printf "collection wall time per cycle (histogram mean): %.2f ms\n", 1000 * sum / total
-  printf "resident memory: %.1f MB now, %.1f MB peak\n", rss / 1024, hwm / 1024 }'
+  printf "resident memory: %.2f MB now, %.2f MB peak\n", rss / 1024, hwm / 1024 }'
+if [ "${TRACES:-0}" = 1 ]; then
+  echo "$metrics" | awk '/^gomon_trace_spans_(exported|dropped)_total/ {print "spans: " $0}'
+fi

@@ -5,7 +5,8 @@
 #   2. latency: RATE batches per second, stamped when published, for SECONDS seconds; p50/p99 of
 #      aggregator_pipeline_latency_seconds (publish -> accepted by VictoriaMetrics), interpolated in its buckets.
 # Also the aggregator's CPU time and resident memory. The decode + transform + encode rate per core alone is
-# `cargo bench -p gomon-aggregator --bench transform`.
+# `cargo bench -p gomon-aggregator --bench transform`. TRACES=1 exports spans to a local OTLP/HTTP sink (a processing
+# span per batch, a remote write span per request).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BATCHES=${BATCHES:-4000}
@@ -28,7 +29,14 @@ victoria-metrics -storageDataPath="$DIR/vm" -httpListenAddr="127.0.0.1:$VM" -ded
   >"$DIR/vm.log" 2>&1 &
 VMPID=$!
 AGG=
-trap 'kill $AGG $BROKER $VMPID 2>/dev/null; wait 2>/dev/null; rm -rf "$DIR"' EXIT
+SINK=
+trap 'kill $AGG $BROKER $VMPID $SINK 2>/dev/null; wait 2>/dev/null; rm -rf "$DIR"' EXIT
+if [ "${TRACES:-0}" = 1 ]; then
+  OTLP=$(free_port)
+  python3 scripts/lib/otlp-sink.py "$OTLP" &
+  SINK=$!
+  export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP
+fi
 sleep 1
 tansu topic create gomon.metrics --partitions 4 --broker "tcp://127.0.0.1:$KAFKA" >/dev/null
 metric() { curl -s "http://127.0.0.1:$LISTEN/metrics" | awk -v name="$1" '$1 == name {print $2}'; }
@@ -76,3 +84,6 @@ paste <(echo "$before") <(echo "$after") | awk '{
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$AGG/status")
 hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$AGG/status")
 awk -v rss="$rss_kb" -v hwm="$hwm_kb" 'BEGIN { printf "aggregator resident memory: %.1f MB now, %.1f MB peak\n", rss / 1024, hwm / 1024 }'
+if [ "${TRACES:-0}" = 1 ]; then
+  curl -s "http://127.0.0.1:$LISTEN/metrics" | awk '/^gomon_trace_spans_(exported|dropped)_total/ {print "spans: " $0}'
+fi

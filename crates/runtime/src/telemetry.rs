@@ -419,28 +419,11 @@ impl QueueProcessor {
         metrics: ExportMetrics,
     ) -> Result<Self, String> {
         let (queue, queued) = mpsc::sync_channel(settings.queue_size);
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (name, value) in &settings.headers {
-            // Checked in `settings`.
-            if let (Ok(name), Ok(value)) = (
-                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
-                reqwest::header::HeaderValue::from_str(value),
-            ) {
-                headers.insert(name, value);
-            }
-        }
-        headers.insert(
-            reqwest::header::CONTENT_TYPE,
-            reqwest::header::HeaderValue::from_static("application/x-protobuf"),
-        );
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(settings.export_timeout)
-            .build()
-            .map_err(|error| format!("tracing: cannot build the HTTP client: {error}"))?;
         let exporter = Exporter {
-            client,
+            transport: Transport::new(&settings.traces_url, settings.export_timeout)?,
             url: settings.traces_url.clone(),
+            headers: settings.headers.clone(),
+            timeout: settings.export_timeout,
             resource: ResourceAttributesWithSchema::from(resource),
             max_batch: settings.max_batch,
             interval: settings.export_interval,
@@ -501,26 +484,62 @@ impl SpanProcessor for QueueProcessor {
 
 /// The export thread's side: batches from the queue to the collector.
 struct Exporter {
-    client: reqwest::Client,
+    transport: Transport,
     url: String,
+    headers: BTreeMap<String, String>,
+    timeout: Duration,
     resource: ResourceAttributesWithSchema,
     max_batch: usize,
     interval: Duration,
     metrics: ExportMetrics,
 }
 
-impl Exporter {
-    fn run(self, queued: Receiver<Queued>) {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
+/// How export requests travel.
+enum Transport {
+    /// `http://`: one request per connection on a plain TCP socket of the export thread. The usual in-cluster
+    /// collector, and far less code kept resident in every agent than a general HTTP client.
+    Plain {
+        /// `host:port` to connect to.
+        address: String,
+        /// Path and query of the traces URL.
+        path: String,
+    },
+    /// `https://`: reqwest, on a runtime of the export thread's own.
+    Tls(reqwest::Client, tokio::runtime::Runtime),
+}
+
+impl Transport {
+    fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+        let parsed =
+            reqwest::Url::parse(url).map_err(|error| format!("tracing.endpoint: {error}"))?;
+        if parsed.scheme() == "http" {
+            let host = parsed
+                .host_str()
+                .ok_or_else(|| format!("tracing.endpoint: {url:?} has no host"))?;
+            let port = parsed.port_or_known_default().unwrap_or(80);
+            let path = match parsed.query() {
+                Some(query) => format!("{}?{query}", parsed.path()),
+                None => parsed.path().to_owned(),
+            };
+            return Ok(Transport::Plain {
+                address: format!("{host}:{port}"),
+                path,
+            });
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|error| format!("tracing: cannot build the HTTP client: {error}"))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-        {
-            Ok(runtime) => runtime,
-            Err(error) => {
-                eprintln!("gomon: trace export stopped: cannot start its runtime: {error}");
-                return;
-            }
-        };
+            .map_err(|error| format!("tracing: cannot start the export runtime: {error}"))?;
+        Ok(Transport::Tls(client, runtime))
+    }
+}
+
+impl Exporter {
+    fn run(self, queued: Receiver<Queued>) {
         let mut batch = Vec::with_capacity(self.max_batch);
         let mut failing = false;
         loop {
@@ -544,7 +563,7 @@ impl Exporter {
             }
             if !batch.is_empty() {
                 let spans = batch.len() as u64;
-                match runtime.block_on(self.export(std::mem::take(&mut batch))) {
+                match self.export(std::mem::take(&mut batch)) {
                     Ok(()) => {
                         self.metrics.exported.inc_by(spans);
                         failing = false;
@@ -571,28 +590,94 @@ impl Exporter {
         }
     }
 
-    async fn export(&self, spans: Vec<SpanData>) -> Result<(), String> {
-        let request = ExportTraceServiceRequest {
+    /// Posts one batch; an error says why the collector did not take it.
+    fn export(&self, spans: Vec<SpanData>) -> Result<(), String> {
+        let body = ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(spans, &self.resource),
+        }
+        .encode_to_vec();
+        let (status, answer) = match &self.transport {
+            Transport::Plain { address, path } => {
+                post_plain(address, path, &self.headers, &body, self.timeout)?
+            }
+            Transport::Tls(client, runtime) => runtime.block_on(async {
+                let mut request = client
+                    .post(&self.url)
+                    .header("content-type", PROTOBUF)
+                    .body(body);
+                for (name, value) in &self.headers {
+                    request = request.header(name, value);
+                }
+                let response = request.send().await.map_err(|error| error.to_string())?;
+                let status = response.status().as_u16();
+                let answer = response.text().await.unwrap_or_default();
+                Ok::<_, String>((status, answer))
+            })?,
         };
-        let response = self
-            .client
-            .post(&self.url)
-            .body(request.encode_to_vec())
-            .send()
-            .await
-            .map_err(|error| error.to_string())?;
-        if response.status().is_success() {
+        if (200..300).contains(&status) {
             Ok(())
         } else {
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
             Err(format!(
-                "{status}: {}",
-                body.chars().take(200).collect::<String>()
+                "HTTP {status}: {}",
+                answer.chars().take(200).collect::<String>()
             ))
         }
     }
+}
+
+const PROTOBUF: &str = "application/x-protobuf";
+
+/// Most of an answer read (a collector's answer to an export is a few bytes; its error text, a few hundred).
+const MAX_ANSWER: u64 = 64 * 1024;
+
+/// `POST path` with `body` to `address` over HTTP/1.1 on a connection of its own (`Connection: close`): the
+/// status code and the answer's text, within `timeout` for each of connecting, writing and reading.
+fn post_plain(
+    address: &str,
+    path: &str,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    use std::io::{Read as _, Write as _};
+    use std::net::ToSocketAddrs as _;
+    let failed = |error: std::io::Error| format!("{address}: {error}");
+    let socket = address
+        .to_socket_addrs()
+        .map_err(failed)?
+        .next()
+        .ok_or_else(|| format!("{address}: no address"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&socket, timeout).map_err(failed)?;
+    stream.set_write_timeout(Some(timeout)).map_err(failed)?;
+    stream.set_read_timeout(Some(timeout)).map_err(failed)?;
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: {PROTOBUF}\r\nContent-Length: {}\r\n\
+         Connection: close\r\nUser-Agent: gomon/{}\r\n",
+        body.len(),
+        env!("CARGO_PKG_VERSION")
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).map_err(failed)?;
+    stream.write_all(body).map_err(failed)?;
+    let mut answer = Vec::new();
+    stream
+        .take(MAX_ANSWER)
+        .read_to_end(&mut answer)
+        .map_err(failed)?;
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| format!("{address}: not an HTTP answer"))?;
+    let text = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, text)| text)
+        .to_owned();
+    Ok((status, text))
 }
 
 /// The W3C trace context propagator (`traceparent`, `tracestate`).
