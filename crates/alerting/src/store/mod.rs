@@ -69,6 +69,14 @@ pub struct Creation {
 /// One alert to create, as the store's SQL takes it.
 type Item<'a> = &'a Creation;
 
+/// What became of one creation.
+enum Outcome {
+    /// Its alert was inserted.
+    Created,
+    /// An open alert had its fingerprint: that alert (refreshed, if the creation asked for it).
+    Existing(Box<Alert>),
+}
+
 /// The creations of one request, and where their result goes.
 struct Request {
     creations: Vec<Creation>,
@@ -378,7 +386,7 @@ enum Writer {
 }
 
 impl Writer {
-    async fn create_batch(&mut self, batch: &[Item<'_>]) -> Result<Vec<Result<(Alert, bool)>>> {
+    async fn create_batch(&mut self, batch: &[Item<'_>]) -> Result<Vec<Result<Outcome>>> {
         match self {
             Writer::Postgres(store, connection) => store.create_batch_bulk(connection, batch).await,
             Writer::Sqlite(store) => store.create_batch(batch).await,
@@ -387,7 +395,7 @@ impl Writer {
 
     /// Stores `requests` in one transaction; the result of each request (one creation that failed fails its
     /// request). A failure of the transaction fails every request in it.
-    async fn store(&mut self, requests: &[Request]) -> Result<Vec<Result<Vec<(Alert, bool)>>>> {
+    async fn store(&mut self, requests: &[Request]) -> Result<Vec<Result<Vec<Outcome>>>> {
         // Same lock order in every transaction (by fingerprint; a request's own order kept among equals):
         // concurrent batches never deadlock on each other's rows.
         let mut order: Vec<(usize, usize)> = requests
@@ -411,7 +419,7 @@ impl Writer {
             .map(|((r, c), result)| (r, c, result))
             .collect();
         results.sort_by_key(|&(r, c, _)| (r, c));
-        let mut answers: Vec<Result<Vec<(Alert, bool)>>> =
+        let mut answers: Vec<Result<Vec<Outcome>>> =
             requests.iter().map(|_| Ok(Vec::new())).collect();
         for (r, _, result) in results {
             if let Ok(answer) = &mut answers[r] {
@@ -485,8 +493,19 @@ async fn write_creations(mut writer: Writer, queue: std::sync::Arc<tokio::sync::
             Err(error) => batch.iter().map(|_| Err(error.clone())).collect(),
         };
         for (request, result) in batch.drain(..).zip(results) {
+            let answer = result.map(|outcomes| {
+                request
+                    .creations
+                    .into_iter()
+                    .zip(outcomes)
+                    .map(|(creation, outcome)| match outcome {
+                        Outcome::Created => (creation.alert, true),
+                        Outcome::Existing(alert) => (*alert, false),
+                    })
+                    .collect()
+            });
             // A requester that went away no longer needs its answer; the alerts are stored all the same.
-            let _ = request.reply.send(result);
+            let _ = request.reply.send(answer);
         }
     }
 }

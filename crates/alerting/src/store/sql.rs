@@ -13,7 +13,9 @@ use sqlx::types::Json;
 use sqlx::{Connection, Postgres, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
-use super::{ActionRow, AlertRow, Delivery, Item, NotificationFilter, NotificationRow, SilenceRow};
+use super::{
+    ActionRow, AlertRow, Delivery, Item, NotificationFilter, NotificationRow, Outcome, SilenceRow,
+};
 use crate::error::{Error, Result};
 use crate::model::{
     Alert, AlertFilter, AlertPage, AuditEntry, Cursor, NewNotification, Notification, Severity,
@@ -130,7 +132,7 @@ macro_rules! sql_store {
             pub(super) async fn create_batch(
                 &self,
                 batch: &[Item<'_>],
-            ) -> Result<Vec<Result<(Alert, bool)>>> {
+            ) -> Result<Vec<Result<Outcome>>> {
                 let mut tx = self.pool.begin().await?;
                 let results = Self::create_in(&mut tx, batch).await?;
                 tx.commit().await?;
@@ -141,7 +143,7 @@ macro_rules! sql_store {
             async fn create_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 batch: &[Item<'_>],
-            ) -> Result<Vec<Result<(Alert, bool)>>> {
+            ) -> Result<Vec<Result<Outcome>>> {
                 let mut results = Vec::with_capacity(batch.len());
                 for creation in batch {
                     results.push(Self::insert_or_get_open(tx, creation).await?);
@@ -152,7 +154,7 @@ macro_rules! sql_store {
             async fn insert_or_get_open(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 creation: Item<'_>,
-            ) -> Result<Result<(Alert, bool)>> {
+            ) -> Result<Result<Outcome>> {
                 let alert = &creation.alert;
                 for _ in 0..INSERT_ATTEMPTS {
                     let inserted = sqlx::query(INSERT_ALERT)
@@ -184,7 +186,7 @@ macro_rules! sql_store {
                         if let Some(notification) = &creation.notification {
                             Self::insert_notification(tx, notification).await?;
                         }
-                        return Ok(Ok((alert.clone(), true)));
+                        return Ok(Ok(Outcome::Created));
                     }
                     let open = sqlx::query_as::<_, AlertRow>(&format!(
                         "{SELECT_ALERT} WHERE fingerprint = $1 AND status <> 'resolved'"
@@ -198,7 +200,7 @@ macro_rules! sql_store {
                             Err(error) => return Ok(Err(error)),
                         };
                         if !creation.refresh {
-                            return Ok(Ok((open, false)));
+                            return Ok(Ok(Outcome::Existing(Box::new(open))));
                         }
                         let open = refreshed(open, alert);
                         sqlx::query(REFRESH_OPEN)
@@ -210,7 +212,7 @@ macro_rules! sql_store {
                             .bind($time(open.updated_at))
                             .execute(&mut **tx)
                             .await?;
-                        return Ok(Ok((open, false)));
+                        return Ok(Ok(Outcome::Existing(Box::new(open))));
                     }
                     // The open duplicate was resolved between the insert and the select: insert again.
                 }
@@ -726,7 +728,7 @@ impl PostgresStore {
         &self,
         writer: &mut PgWriter,
         batch: &[Item<'_>],
-    ) -> Result<Vec<Result<(Alert, bool)>>> {
+    ) -> Result<Vec<Result<Outcome>>> {
         let connection = writer.connection().await?;
         let result = Self::bulk_in(connection, batch).await;
         if result.is_err() {
@@ -738,7 +740,7 @@ impl PostgresStore {
     async fn bulk_in(
         connection: &mut PgConnection,
         batch: &[Item<'_>],
-    ) -> Result<Vec<Result<(Alert, bool)>>> {
+    ) -> Result<Vec<Result<Outcome>>> {
         let mut tx = connection.begin().await?;
         // The statement writes what a new alert has; anything else takes the general path.
         let fresh = batch.iter().all(|c| {
@@ -805,7 +807,7 @@ impl PostgresStore {
             .collect();
         if skipped.is_empty() {
             tx.commit().await?;
-            return Ok(batch.iter().map(|c| Ok((c.alert.clone(), true))).collect());
+            return Ok(batch.iter().map(|_| Ok(Outcome::Created)).collect());
         }
         // Repeats to refresh: the last of each fingerprint (the batch is in fingerprint order, each request's
         // own order kept), so that the last word stands.
@@ -860,10 +862,10 @@ impl PostgresStore {
         for creation in batch {
             let alert = &creation.alert;
             if inserted.contains(&alert.id) {
-                results.push(Ok((alert.clone(), true)));
+                results.push(Ok(Outcome::Created));
             } else if let Some(existing) = open.iter().find(|o| o.fingerprint == alert.fingerprint)
             {
-                results.push(Ok((existing.clone(), false)));
+                results.push(Ok(Outcome::Existing(Box::new(existing.clone()))));
             } else {
                 let mut one = Self::create_in(&mut tx, std::slice::from_ref(creation)).await?;
                 results.push(one.pop().unwrap_or_else(|| {
