@@ -124,6 +124,11 @@ impl Alerting {
         &self.alertmanager
     }
 
+    /// The severities whose changes are notified; `None` when no Slack destination is configured.
+    pub fn notified_severities(&self) -> Option<&[Severity]> {
+        self.notifications.as_ref().map(|n| n.severities.as_slice())
+    }
+
     /// The same core, writing a notification to the outbox with every change `notifications` selects.
     pub fn with_notifications(mut self, notifications: Notifications) -> Self {
         self.notifications = Some(notifications);

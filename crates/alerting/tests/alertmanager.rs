@@ -322,6 +322,16 @@ async fn get_alerts_filters_and_status_answers(backend: Backend) {
     assert_eq!(status, 200);
     assert_eq!(status_body["cluster"]["status"], "disabled");
     assert!(status_body["versionInfo"]["version"].is_string());
+    // The configuration GoMon runs with, as Alertmanager YAML.
+    let original = status_body["config"]["original"].as_str().expect("config");
+    let config: serde_yaml::Value = serde_yaml::from_str(original).expect("YAML");
+    assert_eq!(config["global"]["resolve_timeout"], "5m", "{original}");
+    assert_eq!(config["route"]["receiver"], "gomon", "{original}");
+    assert!(original.contains("critical: P1"), "{original}");
+    assert!(
+        original.contains("Not applicable: inhibit_rules"),
+        "{original}"
+    );
     server.stop().await;
 }
 

@@ -256,5 +256,11 @@ async fn amtool_adds_and_queries_alerts_and_silences(backend: Backend) {
     assert_eq!(silence["status"]["state"], "expired");
     let active = tokio::task::block_in_place(|| amtool(s, &["silence", "query", "-q"]));
     assert!(active.trim().is_empty(), "{active:?}");
+
+    // amtool reads GoMon's configuration as Alertmanager's: one route, to the receiver gomon.
+    let routes = tokio::task::block_in_place(|| amtool(s, &["config", "routes", "show"]));
+    assert!(routes.contains("gomon"), "{routes}");
+    let config = tokio::task::block_in_place(|| amtool(s, &["config", "show"]));
+    assert!(config.contains("resolve_timeout: 5m"), "{config}");
     server.stop().await;
 }

@@ -273,8 +273,60 @@ pub struct VersionInfo {
 /// The configuration, as Alertmanager shows its YAML.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ConfigText {
-    /// A note that GoMon is configured by its own file.
+    /// What of GoMon's configuration maps onto Alertmanager's, as Alertmanager YAML.
     pub original: String,
+}
+
+/// GoMon's configuration in Alertmanager's terms: `global.resolve_timeout` is `alerting.alertmanager.resolve_timeout`,
+/// and one route to one receiver, `gomon`; the mapping of severities and what is notified follow as comments, and
+/// what does not apply is said so. Valid Alertmanager configuration, so that `amtool config routes` reads it.
+pub fn config_yaml(core: &Alerting) -> String {
+    let config = core.alertmanager();
+    let severities: Vec<String> = config
+        .severities
+        .iter()
+        .map(|(label, severity)| format!("{label}: {severity}"))
+        .collect();
+    let notified = match core.notified_severities() {
+        Some(notified) => {
+            let notified: Vec<&str> = notified.iter().map(|s| s.as_str()).collect();
+            format!(
+                "to Slack (alerting.slack): severities {}",
+                notified.join(", ")
+            )
+        }
+        None => "nowhere: no Slack destination configured (alerting.slack)".into(),
+    };
+    let source = config
+        .source
+        .as_deref()
+        .unwrap_or("vmalert or prometheus from the generator URL, else alertmanager");
+    format!(
+        "# GoMon alerting, in Alertmanager's terms (alerting.alertmanager).\n\
+         # severity label -> GoMon severity: {{{}}}; otherwise {}.\n\
+         # Source of the alerts: {source}. Alerts past their endsAt are resolved every {}.\n\
+         # Notified: {notified}; a silenced alert is stored but not notified.\n\
+         # Not applicable: inhibit_rules (no alert inhibits another), grouping and repeat intervals (every alert is\n\
+         # stored on its own and each change notified once), receivers other than GoMon itself, templates.\n\
+         global:\n  resolve_timeout: {}\n\
+         route:\n  receiver: gomon\n\
+         receivers:\n  - name: gomon\n",
+        severities.join(", "),
+        config.default_severity,
+        go_duration(config.sweep_interval),
+        go_duration(config.resolve_timeout),
+    )
+}
+
+/// `duration` as Alertmanager writes one: `5m`, `90s`, `1500ms`.
+fn go_duration(duration: std::time::Duration) -> String {
+    let millis = duration.as_millis();
+    match millis {
+        m if m % 3_600_000 == 0 => format!("{}h", m / 3_600_000),
+        m if m % 60_000 == 0 => format!("{}m", m / 60_000),
+        m if m % 1_000 == 0 => format!("{}s", m / 1_000),
+        m => format!("{m}ms"),
+    }
 }
 
 /// What `GET /api/v2/status` answers.
@@ -310,9 +362,7 @@ pub async fn status(State(state): State<AppState>) -> Json<AlertmanagerStatus> {
             go_version: String::new(),
         },
         config: ConfigText {
-            original:
-                "# GoMon alerting: configured by the alerting section of its configuration file\n"
-                    .into(),
+            original: config_yaml(&state.core),
         },
         uptime: state.started,
     })
