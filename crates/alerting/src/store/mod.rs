@@ -49,7 +49,7 @@ enum Database {
 const MAX_BATCH: usize = 512;
 
 /// Writer tasks on PostgreSQL, each with a connection of its own.
-const PG_WRITERS: usize = 2;
+const PG_WRITERS: usize = 3;
 
 /// One alert to create, with its audit entry and the notification to write with it.
 #[derive(Debug)]
