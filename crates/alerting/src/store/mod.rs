@@ -386,9 +386,16 @@ enum Writer {
 }
 
 impl Writer {
-    async fn create_batch(&mut self, batch: &[Item<'_>]) -> Result<Vec<Result<Outcome>>> {
+    /// Stores `batch` (see [`PostgresStore::create_batch_bulk`]); `whole`: some request has several alerts.
+    async fn create_batch(
+        &mut self,
+        batch: &[Item<'_>],
+        whole: bool,
+    ) -> Result<Vec<Result<Outcome>>> {
         match self {
-            Writer::Postgres(store, connection) => store.create_batch_bulk(connection, batch).await,
+            Writer::Postgres(store, connection) => {
+                store.create_batch_bulk(connection, batch, whole).await
+            }
             Writer::Sqlite(store) => store.create_batch(batch).await,
         }
     }
@@ -411,7 +418,8 @@ impl Writer {
             .iter()
             .map(|&(r, c)| &requests[r].creations[c])
             .collect();
-        let results = self.create_batch(&items).await?;
+        let whole = requests.iter().any(|request| request.creations.len() > 1);
+        let results = self.create_batch(&items, whole).await?;
         // Back to each request, in its own order.
         let mut results: Vec<_> = order
             .into_iter()

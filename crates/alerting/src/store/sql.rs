@@ -720,6 +720,51 @@ const PG_BULK_REFRESH: &str = concat!(
 );
 
 impl PostgresStore {
+    /// Runs [`PG_BULK_CREATE`] for `batch` on `connection`; the ids it inserted.
+    async fn bulk_insert(
+        connection: &mut PgConnection,
+        batch: &[Item<'_>],
+    ) -> Result<std::collections::HashSet<Uuid>> {
+        let alerts = || batch.iter().map(|c| &c.alert);
+        let text = |f: fn(&Alert) -> Option<&str>| alerts().map(f).collect::<Vec<_>>();
+        Ok(sqlx::query_scalar::<_, Uuid>(PG_BULK_CREATE)
+            .bind(alerts().map(|a| a.id).collect::<Vec<_>>())
+            .bind(alerts().map(|a| a.alert_group_id).collect::<Vec<_>>())
+            .bind(text(|a| Some(&a.fingerprint)))
+            .bind(text(|a| Some(&a.source)))
+            .bind(text(|a| Some(a.severity.as_str())))
+            .bind(text(|a| Some(&a.title)))
+            .bind(text(|a| a.description.as_deref()))
+            .bind(text(|a| a.namespace.as_deref()))
+            .bind(alerts().map(|a| Json(&a.labels)).collect::<Vec<_>>())
+            .bind(alerts().map(|a| Json(&a.annotations)).collect::<Vec<_>>())
+            .bind(text(|a| a.jaeger_trace_id.as_deref()))
+            .bind(alerts().map(|a| a.created_at).collect::<Vec<_>>())
+            .bind(
+                batch
+                    .iter()
+                    .map(|c| c.entry.actor.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|c| Json(&c.entry.details))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|c| c.notification.as_ref().map(|n| Json(&n.payload)))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(alerts().map(|a| a.ends_at).collect::<Vec<_>>())
+            .fetch_all(connection)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
     /// Stores a batch of creations in one transaction on the writer's connection: new alerts with one statement
     /// (see [`PG_BULK_CREATE`]); the repeats it skipped refreshed with one more (see [`PG_BULK_REFRESH`]) or looked
     /// up; the rare one whose duplicate was resolved in between through the general path, in the same transaction.
@@ -728,20 +773,24 @@ impl PostgresStore {
         &self,
         writer: &mut PgWriter,
         batch: &[Item<'_>],
+        whole: bool,
     ) -> Result<Vec<Result<Outcome>>> {
         let connection = writer.connection().await?;
-        let result = Self::bulk_in(connection, batch).await;
+        let result = Self::bulk_in(connection, batch, whole).await;
         if result.is_err() {
             writer.connection = None;
         }
         result
     }
 
+    /// [`Self::create_batch_bulk`] on `connection`. `whole` false (every request of the batch has one alert):
+    /// the insert runs on its own, one round trip, and only what it skipped is done in a transaction after it;
+    /// a request of one alert is still stored whole, as the insert and the rest never both write its alert.
     async fn bulk_in(
         connection: &mut PgConnection,
         batch: &[Item<'_>],
+        whole: bool,
     ) -> Result<Vec<Result<Outcome>>> {
-        let mut tx = connection.begin().await?;
         // The statement writes what a new alert has; anything else takes the general path.
         let fresh = batch.iter().all(|c| {
             let alert = &c.alert;
@@ -757,49 +806,25 @@ impl PostgresStore {
                 })
         });
         if !fresh {
+            let mut tx = connection.begin().await?;
             let results = Self::create_in(&mut tx, batch).await?;
             tx.commit().await?;
             return Ok(results);
         }
-        let alerts = || batch.iter().map(|c| &c.alert);
-        let text = |f: fn(&Alert) -> Option<&str>| alerts().map(f).collect::<Vec<_>>();
-        let inserted: std::collections::HashSet<Uuid> =
-            sqlx::query_scalar::<_, Uuid>(PG_BULK_CREATE)
-                .bind(alerts().map(|a| a.id).collect::<Vec<_>>())
-                .bind(alerts().map(|a| a.alert_group_id).collect::<Vec<_>>())
-                .bind(text(|a| Some(&a.fingerprint)))
-                .bind(text(|a| Some(&a.source)))
-                .bind(text(|a| Some(a.severity.as_str())))
-                .bind(text(|a| Some(&a.title)))
-                .bind(text(|a| a.description.as_deref()))
-                .bind(text(|a| a.namespace.as_deref()))
-                .bind(alerts().map(|a| Json(&a.labels)).collect::<Vec<_>>())
-                .bind(alerts().map(|a| Json(&a.annotations)).collect::<Vec<_>>())
-                .bind(text(|a| a.jaeger_trace_id.as_deref()))
-                .bind(alerts().map(|a| a.created_at).collect::<Vec<_>>())
-                .bind(
-                    batch
-                        .iter()
-                        .map(|c| c.entry.actor.as_deref())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    batch
-                        .iter()
-                        .map(|c| Json(&c.entry.details))
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    batch
-                        .iter()
-                        .map(|c| c.notification.as_ref().map(|n| Json(&n.payload)))
-                        .collect::<Vec<_>>(),
-                )
-                .bind(alerts().map(|a| a.ends_at).collect::<Vec<_>>())
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
+        let alone = if whole {
+            None
+        } else {
+            let inserted = Self::bulk_insert(connection, batch).await?;
+            if inserted.len() == batch.len() {
+                return Ok(batch.iter().map(|_| Ok(Outcome::Created)).collect());
+            }
+            Some(inserted)
+        };
+        let mut tx = connection.begin().await?;
+        let inserted = match alone {
+            Some(inserted) => inserted,
+            None => Self::bulk_insert(&mut tx, batch).await?,
+        };
         let skipped: Vec<Item<'_>> = batch
             .iter()
             .copied()
