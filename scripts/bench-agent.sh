@@ -16,7 +16,8 @@ tansu broker --listener-url "tcp://127.0.0.1:$KAFKA" --advertised-listener-url "
 BROKER=$!
 AGENT=
 SINK=
-trap 'kill $AGENT $BROKER $SINK 2>/dev/null; wait 2>/dev/null' EXIT
+# The agent first, so that it can flush its spans to the sink.
+trap 'kill $AGENT 2>/dev/null; wait $AGENT 2>/dev/null; kill $BROKER $SINK 2>/dev/null; wait 2>/dev/null' EXIT
 if [ "${TRACES:-0}" = 1 ]; then
   OTLP=$(free_port)
   python3 scripts/lib/otlp-sink.py "$OTLP" &

@@ -30,7 +30,8 @@ victoria-metrics -storageDataPath="$DIR/vm" -httpListenAddr="127.0.0.1:$VM" -ded
 VMPID=$!
 AGG=
 SINK=
-trap 'kill $AGG $BROKER $VMPID $SINK 2>/dev/null; wait 2>/dev/null; rm -rf "$DIR"' EXIT
+# The aggregator first, so that it can flush its spans to the sink.
+trap 'kill $AGG 2>/dev/null; wait $AGG 2>/dev/null; kill $BROKER $VMPID $SINK 2>/dev/null; wait 2>/dev/null; rm -rf "$DIR"' EXIT
 if [ "${TRACES:-0}" = 1 ]; then
   OTLP=$(free_port)
   python3 scripts/lib/otlp-sink.py "$OTLP" &
