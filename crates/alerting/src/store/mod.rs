@@ -48,6 +48,10 @@ enum Database {
 /// Most alerts one writer transaction stores (a larger request is stored alone, in one transaction).
 const MAX_BATCH: usize = 512;
 
+/// A writer gathering fewer alerts than this waits for more while another writer is storing (see
+/// [`Writers::take`]).
+const MIN_SHARED_BATCH: usize = 64;
+
 /// Writer tasks on PostgreSQL, each with a connection of its own.
 const PG_WRITERS: usize = 3;
 
@@ -174,12 +178,16 @@ impl Store {
 
     fn new(database: Database, writers: Vec<Writer>) -> Store {
         let (creations, requests) = mpsc::channel(1024);
-        let queue = std::sync::Arc::new(tokio::sync::Mutex::new(Queue {
-            requests,
-            held: None,
-        }));
+        let shared = std::sync::Arc::new(Writers {
+            queue: tokio::sync::Mutex::new(Queue {
+                requests,
+                held: None,
+            }),
+            storing: std::sync::atomic::AtomicUsize::new(0),
+            finished: tokio::sync::Notify::new(),
+        });
         for writer in writers {
-            tokio::spawn(write_creations(writer, queue.clone()));
+            tokio::spawn(write_creations(writer, shared.clone()));
         }
         Store {
             database,
@@ -447,42 +455,76 @@ struct Queue {
     held: Option<Request>,
 }
 
-impl Queue {
-    /// Takes the requests waiting, at least one (waiting for it), up to [`MAX_BATCH`] alerts in all. Empty: the
-    /// queue is closed.
-    async fn take(&mut self, batch: &mut Vec<Request>) {
-        let first = match self.held.take() {
+/// The writers' shared state: the queue (one writer gathers from it at a time), how many writers are storing a
+/// batch, and a signal each time one finishes.
+struct Writers {
+    queue: tokio::sync::Mutex<Queue>,
+    storing: std::sync::atomic::AtomicUsize,
+    finished: tokio::sync::Notify,
+}
+
+impl Writers {
+    /// Takes the requests waiting, at least one (waiting for it), up to [`MAX_BATCH`] alerts in all. While they
+    /// make fewer than [`MIN_SHARED_BATCH`] alerts and another writer is storing, it waits for more, or for that
+    /// writer to finish: small batches one after another (alerts posted one by one) cost the database less than
+    /// the same alerts in more, smaller, concurrent batches. Empty: the queue is closed.
+    async fn take(&self, batch: &mut Vec<Request>) {
+        use std::sync::atomic::Ordering;
+        let mut queue = self.queue.lock().await;
+        let first = match queue.held.take() {
             Some(request) => request,
-            None => match self.requests.recv().await {
+            None => match queue.requests.recv().await {
                 Some(request) => request,
                 None => return,
             },
         };
         let mut size = first.creations.len();
         batch.push(first);
-        while size < MAX_BATCH {
-            let Ok(request) = self.requests.try_recv() else {
-                break;
-            };
-            if size + request.creations.len() > MAX_BATCH {
-                self.held = Some(request);
-                break;
+        loop {
+            while size < MAX_BATCH {
+                let Ok(request) = queue.requests.try_recv() else {
+                    break;
+                };
+                if size + request.creations.len() > MAX_BATCH {
+                    queue.held = Some(request);
+                    return;
+                }
+                size += request.creations.len();
+                batch.push(request);
             }
-            size += request.creations.len();
-            batch.push(request);
+            let finished = self.finished.notified();
+            if size >= MIN_SHARED_BATCH || self.storing.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            tokio::select! {
+                request = queue.requests.recv() => match request {
+                    Some(request) if size + request.creations.len() > MAX_BATCH => {
+                        queue.held = Some(request);
+                        return;
+                    }
+                    Some(request) => {
+                        size += request.creations.len();
+                        batch.push(request);
+                    }
+                    None => return,
+                },
+                () = finished => {}
+            }
         }
     }
 }
 
-/// A writer task: takes the requests waiting (see [`Queue::take`]) and stores them together, until the queue
-/// closes. Writers share the queue; one gathers while another stores.
-async fn write_creations(mut writer: Writer, queue: std::sync::Arc<tokio::sync::Mutex<Queue>>) {
+/// A writer task: takes the requests waiting (see [`Writers::take`]) and stores them together, until the queue
+/// closes. Writers share the queue; one gathers while others store.
+async fn write_creations(mut writer: Writer, writers: std::sync::Arc<Writers>) {
+    use std::sync::atomic::Ordering;
     let mut batch = Vec::new();
     loop {
-        queue.lock().await.take(&mut batch).await;
+        writers.take(&mut batch).await;
         if batch.is_empty() {
             return;
         }
+        writers.storing.fetch_add(1, Ordering::AcqRel);
         let results = match writer.store(&batch).await {
             Ok(results) => results,
             Err(error) if batch.len() > 1 && !matches!(error, Error::Unavailable(_)) => {
@@ -500,6 +542,8 @@ async fn write_creations(mut writer: Writer, queue: std::sync::Arc<tokio::sync::
             }
             Err(error) => batch.iter().map(|_| Err(error.clone())).collect(),
         };
+        writers.storing.fetch_sub(1, Ordering::AcqRel);
+        writers.finished.notify_waiters();
         for (request, result) in batch.drain(..).zip(results) {
             let answer = result.map(|outcomes| {
                 request
