@@ -1,5 +1,7 @@
 //! `gomon alerting` as a user runs it: the built binary as a separate process, configured by environment.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -197,21 +199,9 @@ fn serves_the_seed_api_on_sqlite_logs_json_and_stops_on_sigterm() {
 
 #[test]
 fn serves_the_seed_api_on_postgres() {
-    let server = std::env::var("TEST_POSTGRES_URL")
-        .expect("TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh, which starts PostgreSQL");
-    let database = format!("cli_{}_{}", std::process::id(), free_port());
-    let created = Command::new("psql")
-        .args([
-            &format!("{server}/postgres"),
-            "-qc",
-            &format!("CREATE DATABASE {database}"),
-        ])
-        .status()
-        .expect("psql (installed with postgresql)");
-    assert!(created.success());
     let gomon = Gomon::start(&[(
         "GOMON_ALERTING__DATABASE__URL",
-        format!("{server}/{database}"),
+        support::postgres_database(),
     )]);
     seed_curl_calls_work(&gomon.base);
     let (status, _) = gomon.terminate();
