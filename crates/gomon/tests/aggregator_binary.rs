@@ -56,16 +56,8 @@ async fn stored_timestamps(vm: &VictoriaMetrics) -> BTreeSet<i64> {
 }
 
 async fn metric(port: u16, name: &str) -> f64 {
-    let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
-        return 0.0;
-    };
-    let text = response.text().await.unwrap_or_default();
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(name)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .and_then(|value| value.trim().parse().ok())
+    gomon_testkit::metric(&format!("http://127.0.0.1:{port}/metrics"), name)
+        .await
         .unwrap_or(0.0)
 }
 

@@ -219,22 +219,14 @@ async fn a_batch_is_one_trace_from_collection_through_kafka_to_the_remote_write(
     );
 
     // The exporter counts what it sent, and dropped nothing.
-    let metrics = reqwest::get(format!("http://127.0.0.1:{aggregator_port}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let value = |name: &str| {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("{name} in\n{metrics}"))
-    };
-    assert!(value("gomon_trace_spans_exported_total") > 0.0);
+    let metrics = format!("http://127.0.0.1:{aggregator_port}/metrics");
+    assert!(metric(&metrics, "gomon_trace_spans_exported_total").await > 0.0);
     assert_eq!(
-        value("gomon_trace_spans_dropped_total{reason=\"queue_full\"}"),
+        metric(
+            &metrics,
+            "gomon_trace_spans_dropped_total{reason=\"queue_full\"}"
+        )
+        .await,
         0.0
     );
     assert!(agent.terminate().success());
@@ -374,18 +366,11 @@ async fn an_alert_carries_the_trace_that_created_it_through_the_store_to_slack()
     assert!(alerting.terminate().success());
 }
 
-/// The value of the metric line starting with `series` on `url` (a `/metrics` page).
+/// The value of `series` on the `/metrics` page at `url`.
 async fn metric(url: &str, series: &str) -> f64 {
-    let text = reqwest::get(url)
+    gomon_testkit::metric(url, series)
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series))
-        .and_then(|rest| rest.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{series} in\n{text}"))
+        .unwrap_or_else(|| panic!("{series} on {url}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,15 @@ use rdkafka::client::DefaultClientContext;
 pub mod otlp;
 pub mod slack;
 
+/// The value of `series` (a metric name, with its labels as rendered: `name{label="value"}`) on the Prometheus
+/// text page at `url`; `None` when the page cannot be fetched or has no such series.
+pub async fn metric(url: &str, series: &str) -> Option<f64> {
+    let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -150,16 +150,8 @@ impl Running {
 
     /// The value of the metric line starting with `series` (name and labels), 0 when absent.
     pub async fn metric(&self, series: &str) -> f64 {
-        let Ok(response) = reqwest::get(&self.metrics_url).await else {
-            return 0.0;
-        };
-        let text = response.text().await.unwrap_or_default();
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(series)
-                    .and_then(|rest| rest.strip_prefix(' '))
-            })
-            .and_then(|value| value.trim().parse().ok())
+        gomon_testkit::metric(&self.metrics_url, series)
+            .await
             .unwrap_or(0.0)
     }
 
