@@ -220,28 +220,14 @@ impl Default for FederateConfig {
     }
 }
 
-/// Reads exactly one of an inline secret and a secret file.
+/// The secret of `key` (inline or from `{key}_file`; see [`gomon_runtime::config::secret`]).
 pub(crate) fn secret(
     key: &str,
     inline: Option<&String>,
     file: Option<&PathBuf>,
 ) -> Result<Option<String>, ConfigError> {
-    match (inline, file) {
-        (None, None) => Ok(None),
-        (Some(value), None) => Ok(Some(value.clone())),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map(|text| Some(text.trim().to_owned()))
-            .map_err(|error| {
-                config_error(
-                    format!("{key}_file"),
-                    format!("cannot read {}: {error}", path.display()),
-                )
-            }),
-        (Some(_), Some(_)) => Err(config_error(
-            key,
-            format!("set only one of {key} and {key}_file"),
-        )),
-    }
+    gomon_runtime::config::secret(key, inline.map(String::as_str), file.map(PathBuf::as_path))
+        .map_err(|error| config_error(error.key, error.message))
 }
 
 impl AggregatorConfig {

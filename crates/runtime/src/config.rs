@@ -21,6 +21,55 @@ const NOT_KEYS: &[&str] = &["LOG", "CONFIG"];
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(String);
 
+/// A secret given inline or in a file, which a key names: `{key}` and `{key}_file`.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct SecretError {
+    /// The key at fault (`aggregator.remote_write.bearer_token_file`).
+    pub key: String,
+    /// What is wrong with it; never the secret.
+    pub message: String,
+}
+
+/// The secret of `key`: `inline`, or the text of `file`, trimmed; `None` when neither is set. Both set, a file
+/// that cannot be read, or a secret empty after trimming, is an error naming `{key}` or `{key}_file`.
+pub fn secret(
+    key: &str,
+    inline: Option<&str>,
+    file: Option<&Path>,
+) -> Result<Option<String>, SecretError> {
+    let name = key.rsplit('.').next().unwrap_or(key);
+    let (at, value) = match (inline, file) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(SecretError {
+                key: key.to_owned(),
+                message: format!("set either {name} or {name}_file, not both"),
+            });
+        }
+        (Some(value), None) => (key.to_owned(), value.trim().to_owned()),
+        (None, Some(path)) => {
+            let at = format!("{key}_file");
+            match std::fs::read_to_string(path) {
+                Ok(text) => (at, text.trim().to_owned()),
+                Err(error) => {
+                    return Err(SecretError {
+                        key: at,
+                        message: format!("cannot read {}: {error}", path.display()),
+                    });
+                }
+            }
+        }
+    };
+    if value.is_empty() {
+        return Err(SecretError {
+            key: at,
+            message: "is empty".to_owned(),
+        });
+    }
+    Ok(Some(value))
+}
+
 /// Loads `T` from its defaults, the YAML file at `path` (when given) and the `GOMON_` environment.
 ///
 /// A file that is named but missing is an error; an unknown key, a value of the wrong type or an
@@ -121,6 +170,43 @@ mod tests {
             assert!(error.contains("prot"), "{error}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_secret_comes_inline_or_from_a_file_trimmed_never_both() {
+        let dir = tempfile_dir();
+        let file = dir.join("token");
+        std::fs::write(&file, "  s3cret\n").expect("write");
+        let key = "aggregator.remote_write.bearer_token";
+        assert_eq!(secret(key, None, None).expect("none"), None);
+        assert_eq!(
+            secret(key, Some(" t "), None).expect("inline").as_deref(),
+            Some("t")
+        );
+        assert_eq!(
+            secret(key, None, Some(&file)).expect("file").as_deref(),
+            Some("s3cret")
+        );
+        let both = secret(key, Some("t"), Some(&file)).expect_err("both");
+        assert_eq!(
+            both.to_string(),
+            "aggregator.remote_write.bearer_token: set either bearer_token or bearer_token_file, not both"
+        );
+        let missing = secret(key, None, Some(&dir.join("absent"))).expect_err("missing");
+        assert!(missing.key.ends_with("bearer_token_file"), "{missing}");
+        std::fs::write(&file, "\n").expect("write");
+        let empty = secret(key, None, Some(&file)).expect_err("empty");
+        assert_eq!(
+            empty.to_string(),
+            "aggregator.remote_write.bearer_token_file: is empty"
+        );
+        std::fs::remove_dir_all(dir).expect("clean up");
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("gomon-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl fmt::Debug for SaslConfig {
 #[error("{key}: {message}")]
 pub struct SecurityError {
     /// The key at fault, relative to the section holding `tls` and `sasl`.
-    pub key: &'static str,
+    pub key: String,
     /// What is wrong with it.
     pub message: String,
 }
@@ -60,19 +60,19 @@ const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
 impl SaslConfig {
     fn password(&self) -> Result<String, SecurityError> {
-        match (&self.password, &self.password_file) {
-            (Some(password), None) => Ok(password.clone()),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|text| text.trim().to_owned())
-                .map_err(|error| SecurityError {
-                    key: "sasl.password_file",
-                    message: format!("cannot read {}: {error}", path.display()),
-                }),
-            _ => Err(SecurityError {
-                key: "sasl.password",
-                message: "set exactly one of password and password_file".to_owned(),
-            }),
-        }
+        crate::config::secret(
+            "sasl.password",
+            self.password.as_deref(),
+            self.password_file.as_deref(),
+        )
+        .map_err(|error| SecurityError {
+            key: error.key,
+            message: error.message,
+        })?
+        .ok_or_else(|| SecurityError {
+            key: "sasl.password".to_owned(),
+            message: "set password or password_file".to_owned(),
+        })
     }
 }
 
@@ -88,7 +88,7 @@ pub fn connection(
 ) -> Result<(), SecurityError> {
     if brokers.trim().is_empty() {
         return Err(SecurityError {
-            key: "brokers",
+            key: "brokers".to_owned(),
             message: "must not be empty".to_owned(),
         });
     }
@@ -114,7 +114,7 @@ pub fn connection(
     if let Some(sasl) = sasl {
         if !MECHANISMS.contains(&sasl.mechanism.as_str()) {
             return Err(SecurityError {
-                key: "sasl.mechanism",
+                key: "sasl.mechanism".to_owned(),
                 message: format!(
                     "{:?} is not one of {}",
                     sasl.mechanism,

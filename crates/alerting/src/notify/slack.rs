@@ -169,37 +169,17 @@ impl SlackConfig {
     }
 }
 
-/// A secret given inline or in a file (not both), trimmed; the error names the key, never the secret.
+/// The secret `alerting.slack.{key}`, inline or from `{key}_file` (see [`gomon_runtime::config::secret`]).
 fn load_secret(
     key: &str,
     inline: &Option<String>,
     file: &Option<PathBuf>,
 ) -> anyhow::Result<Option<String>> {
-    let value = match (inline, file) {
-        (Some(_), Some(_)) => {
-            anyhow::bail!("alerting.slack.{key}: set either {key} or {key}_file, not both")
-        }
-        (Some(value), None) => value.trim().to_owned(),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map_err(|error| {
-                anyhow::anyhow!(
-                    "alerting.slack.{key}_file: cannot read {}: {error}",
-                    path.display()
-                )
-            })?
-            .trim()
-            .to_owned(),
-        (None, None) => return Ok(None),
-    };
-    if value.is_empty() {
-        let key = if inline.is_some() {
-            key.to_owned()
-        } else {
-            format!("{key}_file")
-        };
-        anyhow::bail!("alerting.slack.{key}: is empty");
-    }
-    Ok(Some(value))
+    Ok(gomon_runtime::config::secret(
+        &format!("alerting.slack.{key}"),
+        inline.as_deref(),
+        file.as_deref(),
+    )?)
 }
 
 fn is_http_url(text: &str) -> bool {
