@@ -3,7 +3,9 @@
 # (release build, PostgreSQL with durable settings, every alert persisted) against Prometheus Alertmanager (Debian
 # package, in memory) on this machine in the same run, with the same workload: new alerts (unique label sets) in
 # batches of 64 (what rule engines send at most per request) and one by one. Prints alerts per second and ratios.
-# Environment: CONNECTIONS (default 16), DURATION seconds per phase (default 20).
+# PostgreSQL runs with durable settings (fsync and synchronous_commit on, the defaults) and shared_buffers=256MB.
+# Environment: CONNECTIONS (default 16), DURATION seconds per phase (default 20; a phase of batches stores about
+# 60,000 alerts a second, some 1.5 GB of tables and WAL in 20 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNECTIONS=${CONNECTIONS:-16}
@@ -66,6 +68,9 @@ echo "POST /api/v2/alerts, new alerts, $(nproc) cores, $CONNECTIONS connections,
   "Alertmanager $(prometheus-alertmanager --version 2>&1 | head -1 | awk '{print $3}')"
 for batch in 64 1; do
   gomon=$(run_wrk "$GOMON" "$batch")
+  # Each phase starts from empty tables; this also keeps the disk used to one phase's alerts.
+  as_postgres "$PG_BIN/psql" -q "$TEST_POSTGRES_URL/bench" -c "TRUNCATE alerts_active, alert_actions, notifications" \
+    -c "CHECKPOINT"
   am=$(run_wrk "$AM" "$batch")
   awk -v g="$gomon" -v a="$am" -v b="$batch" 'BEGIN {
     printf "batches of %2d: GoMon (PostgreSQL) %6d alerts/s, Alertmanager (memory) %6d alerts/s, ratio %.2f\n",
