@@ -15,15 +15,10 @@ tansu broker --listener-url "tcp://127.0.0.1:$KAFKA" --advertised-listener-url "
   --storage-engine memory://tansu/ >/dev/null 2>&1 &
 BROKER=$!
 AGENT=
-SINK=
+. scripts/lib/otlp-sink.sh
 # The agent first, so that it can flush its spans to the sink.
 trap 'kill $AGENT 2>/dev/null; wait $AGENT 2>/dev/null; kill $BROKER $SINK 2>/dev/null; wait 2>/dev/null' EXIT
-if [ "${TRACES:-0}" = 1 ]; then
-  OTLP=$(free_port)
-  python3 scripts/lib/otlp-sink.py "$OTLP" &
-  SINK=$!
-  export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP
-fi
+start_otlp_sink
 sleep 1
 GOMON_LOG=warn GOMON_AGENT__INTERVAL=${INTERVAL}s GOMON_AGENT__LISTEN=127.0.0.1:$LISTEN \
   GOMON_AGENT__KAFKA__BROKERS=127.0.0.1:$KAFKA GOMON_AGENT__KAFKA__CREATE_TOPIC=true \
@@ -50,6 +45,4 @@ awk -v t="$((end_ticks - start_ticks))" -v hz="$ticks_per_second" -v c="$cycles"
   printf "process CPU per cycle (collect + encode + publish + runtime): %.2f ms\n", 1000 * t / hz / c
   printf "collection wall time per cycle (histogram mean): %.2f ms\n", 1000 * sum / total
   printf "resident memory: %.2f MB now, %.2f MB peak\n", rss / 1024, hwm / 1024 }'
-if [ "${TRACES:-0}" = 1 ]; then
-  echo "$metrics" | awk '/^gomon_trace_spans_(exported|dropped)_total/ {print "spans: " $0}'
-fi
+print_span_counts "http://127.0.0.1:$LISTEN/metrics"

@@ -29,15 +29,10 @@ victoria-metrics -storageDataPath="$DIR/vm" -httpListenAddr="127.0.0.1:$VM" -ded
   >"$DIR/vm.log" 2>&1 &
 VMPID=$!
 AGG=
-SINK=
+. scripts/lib/otlp-sink.sh
 # The aggregator first, so that it can flush its spans to the sink.
 trap 'kill $AGG 2>/dev/null; wait $AGG 2>/dev/null; kill $BROKER $VMPID $SINK 2>/dev/null; wait 2>/dev/null; rm -rf "$DIR"' EXIT
-if [ "${TRACES:-0}" = 1 ]; then
-  OTLP=$(free_port)
-  python3 scripts/lib/otlp-sink.py "$OTLP" &
-  SINK=$!
-  export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP
-fi
+start_otlp_sink
 sleep 1
 tansu topic create gomon.metrics --partitions 4 --broker "tcp://127.0.0.1:$KAFKA" >/dev/null
 metric() { curl -s "http://127.0.0.1:$LISTEN/metrics" | awk -v name="$1" '$1 == name {print $2}'; }
@@ -85,6 +80,4 @@ paste <(echo "$before") <(echo "$after") | awk '{
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$AGG/status")
 hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$AGG/status")
 awk -v rss="$rss_kb" -v hwm="$hwm_kb" 'BEGIN { printf "aggregator resident memory: %.1f MB now, %.1f MB peak\n", rss / 1024, hwm / 1024 }'
-if [ "${TRACES:-0}" = 1 ]; then
-  curl -s "http://127.0.0.1:$LISTEN/metrics" | awk '/^gomon_trace_spans_(exported|dropped)_total/ {print "spans: " $0}'
-fi
+print_span_counts "http://127.0.0.1:$LISTEN/metrics"

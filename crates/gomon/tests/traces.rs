@@ -443,7 +443,7 @@ async fn a_collector_that_never_answers_or_is_gone_costs_spans_never_requests() 
         0.0
     );
     let (_, gone_service, gone_api) = &services[1];
-    let failed = eventually(
+    eventually(
         Duration::from_secs(20),
         "failed exports counted",
         || async {
@@ -456,7 +456,6 @@ async fn a_collector_that_never_answers_or_is_gone_costs_spans_never_requests() 
         },
     )
     .await;
-    assert!(failed > 0.0);
     // Logged once, not per batch.
     let warnings = log_lines(&gone_service.log(), "cannot export spans; dropped");
     assert_eq!(warnings.len(), 1, "{}", gone_service.log_tail());
