@@ -187,12 +187,7 @@ impl Alerting {
             alert.jaeger_trace_id =
                 gomon_runtime::telemetry::sampled_trace_id(&tracing::Span::current());
         }
-        let entry = AuditEntry::new(
-            &alert,
-            "created",
-            actor,
-            serde_json::json!({"severity": alert.severity, "source": alert.source}),
-        );
+        let entry = AuditEntry::created(&alert, actor);
         let notification = self
             .notification(&alert, "created", &entry, None)
             .filter(|_| {
@@ -201,7 +196,7 @@ impl Alerting {
             });
         Ok(Creation {
             alert,
-            entry,
+            actor: entry.actor,
             notification,
             refresh,
         })

@@ -371,6 +371,11 @@ async fn delete_keeps_the_audit_trail(backend: Backend) {
     let (_db, server) = start(backend).await;
     let (_, created) = server.post("/api/v1/alerts", alert("Delete me")).await;
     let id = created["id"].as_str().expect("id");
+    let (status, _) = server
+        .put_empty(&format!("/api/v1/alerts/{id}/acknowledge"))
+        .await;
+    assert_eq!(status, 200);
+    let (_, before) = server.get(&format!("/api/v1/alerts/{id}/actions")).await;
     let response = server
         .client
         .delete(server.url(&format!("/api/v1/alerts/{id}")))
@@ -388,8 +393,20 @@ async fn delete_keeps_the_audit_trail(backend: Backend) {
     assert_eq!(response.status().as_u16(), 404);
     let (status, trail) = server.get(&format!("/api/v1/alerts/{id}/actions")).await;
     assert_eq!(status, 200);
-    assert_eq!(trail["actions"][1]["action"], "deleted");
-    assert_eq!(trail["actions"][1]["details"]["title"], "Delete me");
+    // The entries from before the deletion, unchanged and in order (the `created` entry left the alert's row
+    // for the audit table), then the deletion with a copy of the alert.
+    let kept = trail["actions"].as_array().expect("actions");
+    assert_eq!(kept.len(), 3, "{trail}");
+    assert_eq!(
+        kept[..2],
+        before["actions"].as_array().expect("actions")[..],
+        "{trail}"
+    );
+    assert_eq!(kept[0]["action"], "created");
+    assert_eq!(kept[0]["details"]["severity"], created["severity"]);
+    assert_eq!(kept[1]["action"], "acknowledged");
+    assert_eq!(kept[2]["action"], "deleted");
+    assert_eq!(kept[2]["details"]["title"], "Delete me");
     server.stop().await;
 }
 
@@ -694,6 +711,58 @@ async fn health_endpoints_answer(backend: Backend) {
         assert_eq!(status, 200, "{path}");
         assert_eq!(body["status"], "ok", "{path}");
     }
+    server.stop().await;
+}
+
+/// An alert stored before its `created` entry moved into its own row (migration 0006) keeps its whole audit
+/// trail after the upgrade, with the actor of that entry.
+#[tokio::test]
+async fn upgrade_keeps_the_created_entries() {
+    let database = Database::new(Backend::Postgres).await;
+    let url = database.config.url.clone().expect("postgres url");
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    let mut before = sqlx::migrate!("migrations/postgres");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|migration| migration.version < 6)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.expect("migrations before 0006");
+    let id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, title) \
+         VALUES ($1, gen_random_uuid(), 'f', 'api', 'P2', 'Stored before the upgrade')",
+    )
+    .bind(id)
+    .execute(&pool)
+    .await
+    .expect("insert an alert");
+    sqlx::query(
+        "INSERT INTO alert_actions (alert_id, action, actor, details, created_at) VALUES \
+         ($1, 'created', 'alice', '{\"severity\": \"P2\", \"source\": \"api\"}', now()), \
+         ($1, 'acknowledged', 'bob', '{}', now() + interval '1 second')",
+    )
+    .bind(id)
+    .execute(&pool)
+    .await
+    .expect("insert its audit rows");
+    pool.close().await;
+
+    let server = Server::start(&database.config, Vec::new()).await;
+    let (status, trail) = server.get(&format!("/api/v1/alerts/{id}/actions")).await;
+    assert_eq!(status, 200, "{trail}");
+    let actions = trail["actions"].as_array().expect("actions");
+    assert_eq!(actions.len(), 2, "{trail}");
+    assert_eq!(actions[0]["action"], "created");
+    assert_eq!(actions[0]["actor"], "alice");
+    assert_eq!(
+        actions[0]["details"],
+        json!({"severity": "P2", "source": "api"})
+    );
+    assert_eq!(actions[1]["action"], "acknowledged");
+    assert_eq!(actions[1]["actor"], "bob");
     server.stop().await;
 }
 

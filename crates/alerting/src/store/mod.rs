@@ -55,13 +55,13 @@ const MIN_SHARED_BATCH: usize = 64;
 /// Writer tasks on PostgreSQL, each with a connection of its own.
 const PG_WRITERS: usize = 3;
 
-/// One alert to create, with its audit entry and the notification to write with it.
+/// One alert to create, who creates it, and the notification to write with it.
 #[derive(Debug)]
 pub struct Creation {
     /// The new alert.
     pub alert: Alert,
-    /// Its `created` audit entry.
-    pub entry: AuditEntry,
+    /// Who creates it: the actor of its `created` audit entry (see [`AuditEntry::created`]).
+    pub actor: Option<String>,
     /// Its `created` notification, if it is notified.
     pub notification: Option<NewNotification>,
     /// When an open alert has its fingerprint: false leaves that alert as it is; true (an alert of a rule engine
@@ -204,16 +204,17 @@ impl Store {
     }
 
     /// Stores `alert` unless an open alert has its fingerprint; returns the stored or existing alert, and
-    /// whether it was created. `entry` is written in the same transaction when it is.
+    /// whether it was created by `actor` (see [`AuditEntry::created`]). `notification` is written in the same
+    /// transaction when it is.
     pub async fn insert_or_get_open(
         &self,
         alert: Alert,
-        entry: AuditEntry,
+        actor: Option<String>,
         notification: Option<NewNotification>,
     ) -> Result<(Alert, bool)> {
         let creation = Creation {
             alert,
-            entry,
+            actor,
             notification,
             refresh: false,
         };

@@ -35,8 +35,8 @@ const SELECT_ALERT: &str = concat!("SELECT ", alert_columns!(), " FROM alerts_ac
 
 const INSERT_ALERT: &str = "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, status, \
      title, description, namespace, labels, annotations, incident_id, jaeger_trace_id, created_at, acknowledged_at, \
-     acknowledged_by, updated_at, resolved_at, assigned_to, ends_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+     acknowledged_by, updated_at, resolved_at, assigned_to, ends_at, created_by) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
      ON CONFLICT (fingerprint) WHERE status <> 'resolved' DO NOTHING";
 
 const UPDATE_ALERT: &str = "UPDATE alerts_active SET status = $2, acknowledged_at = $3, acknowledged_by = $4, \
@@ -44,8 +44,13 @@ const UPDATE_ALERT: &str = "UPDATE alerts_active SET status = $2, acknowledged_a
 
 const INSERT_ACTION: &str = "INSERT INTO alert_actions (alert_id, action, actor, details, created_at) VALUES ($1, $2, $3, $4, $5)";
 
+/// The audit rows of an alert, oldest first. The `created` entry of a deleted alert is written when it is deleted
+/// (see [`AuditEntry::created`]), so the order is by time.
+/// Who created an alert: the actor of its `created` entry (see [`AuditEntry::created`]).
+const CREATED_BY: &str = "SELECT created_by FROM alerts_active WHERE id = $1";
+
 const SELECT_ACTIONS: &str = "SELECT alert_id, action, actor, details, created_at FROM alert_actions \
-     WHERE alert_id = $1 ORDER BY id";
+     WHERE alert_id = $1 ORDER BY created_at, id";
 
 const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (alert_id, event, status, payload, attempts, \
      next_attempt_at, created_at) VALUES ($1, $2, 'pending', $3, 0, $4, $4)";
@@ -178,11 +183,11 @@ macro_rules! sql_store {
                         .bind(alert.resolved_at.map($time))
                         .bind(&alert.assigned_to)
                         .bind(alert.ends_at.map($time))
+                        .bind(&creation.actor)
                         .execute(&mut **tx)
                         .await?
                         .rows_affected();
                     if inserted == 1 {
-                        Self::insert_action(tx, &creation.entry).await?;
                         if let Some(notification) = &creation.notification {
                             Self::insert_notification(tx, notification).await?;
                         }
@@ -534,21 +539,42 @@ macro_rules! sql_store {
             {
                 let mut tx = self.pool.begin().await?;
                 let alert = Self::lock(&mut tx, id, None).await?.ok_or(Error::NotFound(id))?;
+                // The `created` entry leaves the alert's row for the audit table.
+                let created_by: Option<String> = sqlx::query_scalar(CREATED_BY)
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
                 sqlx::query("DELETE FROM alerts_active WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                Self::insert_action(&mut tx, &AuditEntry::created(&alert, created_by)).await?;
                 Self::insert_action(&mut tx, &entry(&alert)).await?;
                 tx.commit().await?;
                 Ok(alert)
             }
 
+            /// The audit trail of alert `id`, oldest first: its `created` entry from its row (see
+            /// [`AuditEntry::created`]), then the audit rows. The row is read first, so that a deletion in between
+            /// (which writes the `created` entry to the audit table) still shows that entry once.
             pub(super) async fn actions(&self, id: Uuid) -> Result<Vec<AuditEntry>> {
+                let alert = self.get(id).await?;
+                let created_by: Option<Option<String>> = sqlx::query_scalar(CREATED_BY)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
                 let rows: Vec<ActionRow> = sqlx::query_as(SELECT_ACTIONS)
                     .bind(id)
                     .fetch_all(&self.pool)
                     .await?;
-                Ok(rows.into_iter().map(AuditEntry::from).collect())
+                let mut entries = Vec::with_capacity(rows.len() + 1);
+                if let Some(alert) = alert {
+                    if !rows.iter().any(|row| row.action == "created") {
+                        entries.push(AuditEntry::created(&alert, created_by.flatten()));
+                    }
+                }
+                entries.extend(rows.into_iter().map(AuditEntry::from));
+                Ok(entries)
             }
 
             pub(super) async fn open_from(&self, source: &str) -> Result<Vec<Alert>> {
@@ -652,25 +678,23 @@ sql_store!(
     skip_locked: ""
 );
 
-/// Every alert of a batch and its `created` audit row in one PostgreSQL statement: the batch travels as arrays,
+/// Every alert of a batch (with its `created` audit entry: see [`AuditEntry::created`]) and its notification in
+/// one PostgreSQL statement: the batch travels as arrays,
 /// so the statement (prepared once) is the same whatever the batch size. Returns the ids it inserted; an alert
 /// whose fingerprint already has an open alert (in the table, or earlier in the batch) is skipped.
 const PG_BULK_CREATE: &str = "WITH new AS ( \
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
          $8::text[], $9::jsonb[], $10::jsonb[], $11::text[], $12::timestamptz[], $13::text[], $14::jsonb[], \
-         $15::jsonb[], $16::timestamptz[]) \
+         $15::timestamptz[]) \
        AS t(id, alert_group_id, fingerprint, source, severity, title, description, namespace, labels, annotations, \
-         jaeger_trace_id, created_at, actor, details, notification, ends_at) \
+         jaeger_trace_id, created_at, created_by, notification, ends_at) \
      ), inserted AS ( \
        INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, status, title, description, \
-         namespace, labels, annotations, jaeger_trace_id, created_at, updated_at, ends_at) \
+         namespace, labels, annotations, jaeger_trace_id, created_at, updated_at, ends_at, created_by) \
        SELECT id, alert_group_id, fingerprint, source, severity, 'firing', title, description, namespace, labels, \
-         annotations, jaeger_trace_id, created_at, created_at, ends_at FROM new \
+         annotations, jaeger_trace_id, created_at, created_at, ends_at, created_by FROM new \
        ON CONFLICT (fingerprint) WHERE status <> 'resolved' DO NOTHING \
        RETURNING id \
-     ), audit AS ( \
-       INSERT INTO alert_actions (alert_id, action, actor, details, created_at) \
-       SELECT new.id, 'created', new.actor, new.details, new.created_at FROM new JOIN inserted USING (id) \
      ), outbox AS ( \
        INSERT INTO notifications (alert_id, event, status, payload, attempts, next_attempt_at, created_at) \
        SELECT new.id, 'created', 'pending', new.notification, 0, new.created_at, new.created_at \
@@ -740,18 +764,7 @@ impl PostgresStore {
             .bind(alerts().map(|a| Json(&a.annotations)).collect::<Vec<_>>())
             .bind(text(|a| a.jaeger_trace_id.as_deref()))
             .bind(alerts().map(|a| a.created_at).collect::<Vec<_>>())
-            .bind(
-                batch
-                    .iter()
-                    .map(|c| c.entry.actor.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                batch
-                    .iter()
-                    .map(|c| Json(&c.entry.details))
-                    .collect::<Vec<_>>(),
-            )
+            .bind(batch.iter().map(|c| c.actor.as_deref()).collect::<Vec<_>>())
             .bind(
                 batch
                     .iter()
@@ -796,9 +809,6 @@ impl PostgresStore {
             let alert = &c.alert;
             alert.status == crate::model::Status::Firing
                 && alert.created_at == alert.updated_at
-                && c.entry.alert_id == alert.id
-                && c.entry.created_at == alert.created_at
-                && c.entry.action == "created"
                 && c.notification.as_ref().is_none_or(|n| {
                     n.alert_id == alert.id
                         && n.event == "created"
