@@ -558,20 +558,23 @@ macro_rules! sql_store {
             /// [`AuditEntry::created`]), then the audit rows. The row is read first, so that a deletion in between
             /// (which writes the `created` entry to the audit table) still shows that entry once.
             pub(super) async fn actions(&self, id: Uuid) -> Result<Vec<AuditEntry>> {
-                let alert = self.get(id).await?;
-                let created_by: Option<Option<String>> = sqlx::query_scalar(CREATED_BY)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?;
+                let created = match self.get(id).await? {
+                    Some(alert) => {
+                        let created_by: Option<Option<String>> = sqlx::query_scalar(CREATED_BY)
+                            .bind(id)
+                            .fetch_optional(&self.pool)
+                            .await?;
+                        Some(AuditEntry::created(&alert, created_by.flatten()))
+                    }
+                    None => None,
+                };
                 let rows: Vec<ActionRow> = sqlx::query_as(SELECT_ACTIONS)
                     .bind(id)
                     .fetch_all(&self.pool)
                     .await?;
                 let mut entries = Vec::with_capacity(rows.len() + 1);
-                if let Some(alert) = alert {
-                    if !rows.iter().any(|row| row.action == "created") {
-                        entries.push(AuditEntry::created(&alert, created_by.flatten()));
-                    }
+                if !rows.iter().any(|row| row.action == "created") {
+                    entries.extend(created);
                 }
                 entries.extend(rows.into_iter().map(AuditEntry::from));
                 Ok(entries)
