@@ -53,8 +53,9 @@ async fn a_post_that_fails_in_the_database_stores_nothing() {
         .expect("begin");
     sqlx::query(
         "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, title) \
-         VALUES (gen_random_uuid(), gen_random_uuid(), $1, 'test', 'P3', 'holds the row lock')",
+         VALUES (gen_random_uuid(), $1, $2, 'test', 'P3', 'holds the row lock')",
     )
+    .bind(gomon_alerting::model::group_id(&fingerprint))
     .bind(&fingerprint)
     .execute(&mut holder)
     .await

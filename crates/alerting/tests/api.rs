@@ -766,6 +766,51 @@ async fn upgrade_keeps_the_created_entries() {
     server.stop().await;
 }
 
+/// An alert open before open alerts were keyed by their group (migration 0007) is the one its repeat finds
+/// after the upgrade: no second alert.
+#[tokio::test]
+async fn upgrade_keeps_open_alerts_deduplicated() {
+    let database = Database::new(Backend::Postgres).await;
+    let url = database.config.url.clone().expect("postgres url");
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    let mut before = sqlx::migrate!("migrations/postgres");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|migration| migration.version < 7)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.expect("migrations before 0007");
+    let new: gomon_alerting::model::NewAlert =
+        serde_json::from_value(alert("Open before the upgrade")).expect("a new alert");
+    let open = new.into_alert(chrono::Utc::now());
+    sqlx::query(
+        "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, title) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(open.id)
+    .bind(open.alert_group_id)
+    .bind(&open.fingerprint)
+    .bind(&open.source)
+    .bind(open.severity.as_str())
+    .bind(&open.title)
+    .execute(&pool)
+    .await
+    .expect("insert an open alert");
+    pool.close().await;
+
+    let server = Server::start(&database.config, Vec::new()).await;
+    let (status, body) = server
+        .post("/api/v1/alerts", alert("Open before the upgrade"))
+        .await;
+    assert_eq!(status, 200, "a repeat of the open alert: {body}");
+    assert_eq!(body["id"], open.id.to_string());
+    let (_, list) = server.get("/api/v1/alerts").await;
+    assert_eq!(list["total"], 1, "{list}");
+    server.stop().await;
+}
+
 /// PostgreSQL going away: the API answers 503 with a clear error, and recovers by itself when it returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_is_503_then_recovers() {

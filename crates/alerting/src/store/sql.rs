@@ -37,7 +37,7 @@ const INSERT_ALERT: &str = "INSERT INTO alerts_active (id, alert_group_id, finge
      title, description, namespace, labels, annotations, incident_id, jaeger_trace_id, created_at, acknowledged_at, \
      acknowledged_by, updated_at, resolved_at, assigned_to, ends_at, created_by) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
-     ON CONFLICT (fingerprint) WHERE status <> 'resolved' DO NOTHING";
+     ON CONFLICT (alert_group_id) WHERE status <> 'resolved' DO NOTHING";
 
 const UPDATE_ALERT: &str = "UPDATE alerts_active SET status = $2, acknowledged_at = $3, acknowledged_by = $4, \
      updated_at = $5, resolved_at = $6, assigned_to = $7, incident_id = $8 WHERE id = $1";
@@ -194,9 +194,9 @@ macro_rules! sql_store {
                         return Ok(Ok(Outcome::Created));
                     }
                     let open = sqlx::query_as::<_, AlertRow>(&format!(
-                        "{SELECT_ALERT} WHERE fingerprint = $1 AND status <> 'resolved'"
+                        "{SELECT_ALERT} WHERE alert_group_id = $1 AND status <> 'resolved'"
                     ))
-                    .bind(&alert.fingerprint)
+                    .bind(alert.alert_group_id)
                     .fetch_optional(&mut **tx)
                     .await?;
                     if let Some(row) = open {
@@ -594,9 +594,9 @@ macro_rules! sql_store {
 
             pub(super) async fn open_with_fingerprint(&self, fingerprint: &str) -> Result<Option<Alert>> {
                 sqlx::query_as::<_, AlertRow>(&format!(
-                    "{SELECT_ALERT} WHERE fingerprint = $1 AND status <> 'resolved'"
+                    "{SELECT_ALERT} WHERE alert_group_id = $1 AND status <> 'resolved'"
                 ))
-                .bind(fingerprint)
+                .bind(crate::model::group_id(fingerprint))
                 .fetch_optional(&self.pool)
                 .await?
                 .map(Alert::try_from)
@@ -696,7 +696,7 @@ const PG_BULK_CREATE: &str = "WITH new AS ( \
          namespace, labels, annotations, jaeger_trace_id, created_at, updated_at, ends_at, created_by) \
        SELECT id, alert_group_id, fingerprint, source, severity, 'firing', title, description, namespace, labels, \
          annotations, jaeger_trace_id, created_at, created_at, ends_at, created_by FROM new \
-       ON CONFLICT (fingerprint) WHERE status <> 'resolved' DO NOTHING \
+       ON CONFLICT (alert_group_id) WHERE status <> 'resolved' DO NOTHING \
        RETURNING id \
      ), outbox AS ( \
        INSERT INTO notifications (alert_id, event, status, payload, attempts, next_attempt_at, created_at) \
@@ -735,14 +735,14 @@ impl PgWriter {
     }
 }
 
-/// Refreshes the open alerts of the given fingerprints from a repeat of their rule engine (see
+/// Refreshes the open alerts of the given groups (fingerprints) from a repeat of their rule engine (see
 /// [`super::Creation::refresh`]), returning them as they are now.
 const PG_BULK_REFRESH: &str = concat!(
     "UPDATE alerts_active SET title = u.new_title, description = u.new_description, \
      annotations = u.new_annotations, ends_at = u.new_ends_at, updated_at = u.new_updated_at \
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[]) \
-     AS u(new_fingerprint, new_title, new_description, new_annotations, new_ends_at, new_updated_at) \
-     WHERE fingerprint = u.new_fingerprint AND status <> 'resolved' RETURNING ",
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[]) \
+     AS u(new_group_id, new_title, new_description, new_annotations, new_ends_at, new_updated_at) \
+     WHERE alert_group_id = u.new_group_id AND status <> 'resolved' RETURNING ",
     alert_columns!()
 );
 
@@ -863,7 +863,7 @@ impl PostgresStore {
         } else {
             let alerts = || refresh.iter().map(|c| &c.alert);
             sqlx::query_as::<_, AlertRow>(PG_BULK_REFRESH)
-                .bind(alerts().map(|a| a.fingerprint.as_str()).collect::<Vec<_>>())
+                .bind(alerts().map(|a| a.alert_group_id).collect::<Vec<_>>())
                 .bind(alerts().map(|a| a.title.as_str()).collect::<Vec<_>>())
                 .bind(
                     alerts()
@@ -879,15 +879,14 @@ impl PostgresStore {
                 .map(Alert::try_from)
                 .collect::<Result<_>>()?
         };
-        let unknown: Vec<String> = skipped
+        let unknown: Vec<Uuid> = skipped
             .iter()
-            .map(|c| &c.alert.fingerprint)
-            .filter(|f| !open.iter().any(|o| &o.fingerprint == *f))
-            .cloned()
+            .map(|c| c.alert.alert_group_id)
+            .filter(|group| !open.iter().any(|o| o.alert_group_id == *group))
             .collect();
         if !unknown.is_empty() {
             let rows = sqlx::query_as::<_, AlertRow>(&format!(
-                "{SELECT_ALERT} WHERE fingerprint = ANY($1) AND status <> 'resolved'"
+                "{SELECT_ALERT} WHERE alert_group_id = ANY($1) AND status <> 'resolved'"
             ))
             .bind(&unknown)
             .fetch_all(&mut *tx)
