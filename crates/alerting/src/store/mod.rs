@@ -203,27 +203,6 @@ impl Store {
         }
     }
 
-    /// Stores `alert` unless an open alert has its fingerprint; returns the stored or existing alert, and
-    /// whether it was created by `actor` (see [`AuditEntry::created`]). `notification` is written in the same
-    /// transaction when it is.
-    pub async fn insert_or_get_open(
-        &self,
-        alert: Alert,
-        actor: Option<String>,
-        notification: Option<NewNotification>,
-    ) -> Result<(Alert, bool)> {
-        let creation = Creation {
-            alert,
-            actor,
-            notification,
-            refresh: false,
-        };
-        self.create_all(vec![creation])
-            .await?
-            .pop()
-            .ok_or_else(|| Error::Internal("no result for a creation".into()))
-    }
-
     /// Stores every creation (see [`Creation`]) in one transaction, or none: per creation, in order, the stored,
     /// existing or refreshed alert, and whether it was created.
     pub async fn create_all(&self, creations: Vec<Creation>) -> Result<Vec<(Alert, bool)>> {
