@@ -1,5 +1,6 @@
-//! The Alertmanager API v2 (`/api/v2/alerts`, `/api/v2/status`): its mapping, deduplication by label set, resolution
-//! by `endsAt` and by expiry, and the real clients: vmalert over VictoriaMetrics, and Prometheus.
+//! The Alertmanager API v2 (`/api/v2/alerts`, `/api/v2/alerts/groups`, `/api/v2/receivers`, `/api/v2/status`): its
+//! mapping, deduplication by label set, resolution by `endsAt` and by expiry, the answers of a real Alertmanager to
+//! the same alerts, and the real clients: vmalert over VictoriaMetrics, and Prometheus.
 
 mod support;
 
@@ -18,6 +19,7 @@ on_both_stores!(
     an_alert_not_sent_again_is_resolved_after_its_ends_at,
     one_bad_alert_rejects_the_whole_post,
     get_alerts_filters_and_status_answers,
+    alert_groups_and_receivers_answer_as_alertmanager_does,
     expiry_spares_an_alert_sent_again_meanwhile,
     a_batch_of_64_and_repeats_within_one_post,
     vmalert_alert_fires_and_resolves,
@@ -341,6 +343,122 @@ async fn get_alerts_filters_and_status_answers(backend: Backend) {
         original.contains("Not applicable: inhibit_rules"),
         "{original}"
     );
+    server.stop().await;
+}
+
+/// The label sets of the alerts of each group of a `GET /api/v2/alerts/groups` answer, with the group's labels and
+/// receiver: what a dashboard shows, in an order that does not depend on the server.
+fn groups_shown(groups: &Value) -> Vec<(Value, Value, Vec<String>)> {
+    let mut shown: Vec<(Value, Value, Vec<String>)> = groups
+        .as_array()
+        .expect("an array of groups")
+        .iter()
+        .map(|group| {
+            let mut alerts: Vec<String> = group["alerts"]
+                .as_array()
+                .expect("the group's alerts")
+                .iter()
+                .map(|alert| alert["labels"].to_string())
+                .collect();
+            alerts.sort();
+            (group["labels"].clone(), group["receiver"].clone(), alerts)
+        })
+        .collect();
+    shown.sort_by_key(|(labels, _, _)| labels.to_string());
+    shown
+}
+
+/// `GET /api/v2/alerts/groups` and `GET /api/v2/receivers`, which dashboards read (Grafana's Alertmanager data
+/// source, karma), answer what a real Alertmanager with GoMon's route (one receiver, no grouping) answers for the
+/// same alerts, with and without a filter.
+async fn alert_groups_and_receivers_answer_as_alertmanager_does(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let work = tempfile::tempdir().expect("temporary directory");
+    let config = work.path().join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        "route:\n  receiver: gomon\nreceivers:\n  - name: gomon\n",
+    )
+    .expect("Alertmanager configuration");
+    let port = free_port();
+    let _alertmanager = spawn(
+        "prometheus-alertmanager",
+        &[
+            format!("--config.file={}", config.display()),
+            format!("--storage.path={}", work.path().join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--cluster.listen-address=".into(),
+        ],
+        &work.path().join("alertmanager.log"),
+    );
+    let alertmanager = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        let (client, url) = (client.clone(), format!("{alertmanager}{path}"));
+        async move {
+            let response = client.get(url).send().await.ok()?;
+            response.error_for_status().ok()?.json::<Value>().await.ok()
+        }
+    };
+    eventually(Duration::from_secs(30), "Alertmanager ready", || {
+        get("/api/v2/status")
+    })
+    .await;
+
+    let disk =
+        json!({"labels": {"alertname": "DiskFull", "severity": "warning"}, "endsAt": rfc3339(300)});
+    let alerts = json!([high_cpu("CPU at 91%", 300), disk]);
+    let (status, body) = server.post("/api/v2/alerts", alerts.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    client
+        .post(format!("{alertmanager}/api/v2/alerts"))
+        .json(&alerts)
+        .send()
+        .await
+        .expect("POST to Alertmanager")
+        .error_for_status()
+        .expect("Alertmanager took the alerts");
+
+    for query in [
+        "",
+        "?filter=alertname%3D%22DiskFull%22",
+        "?filter=alertname%3D%22None%22",
+    ] {
+        let path = format!("/api/v2/alerts/groups{query}");
+        let (status, ours) = server.get(&path).await;
+        assert_eq!(status, 200, "{ours}");
+        let want = if query.contains("None") { 0 } else { 1 };
+        // Alertmanager's dispatcher files alerts into groups shortly after it takes them.
+        let theirs = eventually(Duration::from_secs(30), "Alertmanager's groups", || async {
+            let groups = get(&path).await?;
+            let shown = groups_shown(&groups);
+            let filed: usize = shown.iter().map(|(_, _, alerts)| alerts.len()).sum();
+            let expected: usize = groups_shown(&ours).iter().map(|(_, _, a)| a.len()).sum();
+            (filed == expected).then_some(groups)
+        })
+        .await;
+        assert_eq!(groups_shown(&ours), groups_shown(&theirs), "{path}");
+        assert_eq!(groups_shown(&ours).len(), want, "{path}: {ours}");
+    }
+    let (_, ours) = server.get("/api/v2/alerts/groups").await;
+    assert_eq!(
+        ours[0]["alerts"].as_array().expect("alerts").len(),
+        2,
+        "{ours}"
+    );
+    assert_eq!(
+        ours[0]["alerts"][0]["receivers"][0]["name"], "gomon",
+        "{ours}"
+    );
+
+    let (status, ours) = server.get("/api/v2/receivers").await;
+    assert_eq!(status, 200, "{ours}");
+    let theirs = get("/api/v2/receivers")
+        .await
+        .expect("Alertmanager's receivers");
+    assert_eq!(ours, theirs);
+    assert_eq!(ours, json!([{"name": "gomon"}]));
     server.stop().await;
 }
 

@@ -1,4 +1,5 @@
-//! The Alertmanager API v2 subset rule engines and amtool use: `POST`/`GET /api/v2/alerts`, `GET /api/v2/status`.
+//! The Alertmanager API v2 subset rule engines, amtool and dashboards use: `POST`/`GET /api/v2/alerts`,
+//! `GET /api/v2/alerts/groups`, `GET /api/v2/receivers`, `GET /api/v2/status`.
 
 use std::collections::BTreeMap;
 
@@ -87,6 +88,15 @@ pub struct Receiver {
     pub name: String,
 }
 
+impl Receiver {
+    /// GoMon itself, the only receiver.
+    fn gomon() -> Self {
+        Receiver {
+            name: "gomon".into(),
+        }
+    }
+}
+
 /// Where an alert is, in Alertmanager's terms.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -143,9 +153,7 @@ impl GettableAlert {
             ends_at: alert.ends_at,
             updated_at: alert.updated_at,
             fingerprint: alert.fingerprint,
-            receivers: vec![Receiver {
-                name: "gomon".into(),
-            }],
+            receivers: vec![Receiver::gomon()],
             status: AlertStatus {
                 state: state.into(),
                 silenced_by,
@@ -187,6 +195,55 @@ pub async fn get_alerts(
     State(core): State<Alerting>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Vec<GettableAlert>>, ApiError> {
+    Ok(Json(open_alerts(&core, query).await?))
+}
+
+/// The alerts of one group: Alertmanager's dispatcher groups alerts by the route's `group_by` labels.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AlertGroup {
+    /// The group's labels: none, as GoMon's route groups by nothing.
+    pub labels: BTreeMap<String, String>,
+    /// `{"name": "gomon"}`.
+    pub receiver: Receiver,
+    /// The group's alerts, as `GET /api/v2/alerts` lists them.
+    pub alerts: Vec<GettableAlert>,
+}
+
+/// List open alerts in groups (Alertmanager API v2), as dashboards such as Grafana's Alertmanager data source read
+/// them: one group holding every alert that the query parameters keep (those of `GET /api/v2/alerts`), or none.
+#[utoipa::path(get, path = "/api/v2/alerts/groups", tag = "alertmanager", params(AlertsParams),
+    responses(
+        (status = 200, description = "The open alerts, in one group", body = Vec<AlertGroup>),
+        (status = 400, description = "Invalid query parameter", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn get_alert_groups(
+    State(core): State<Alerting>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Vec<AlertGroup>>, ApiError> {
+    let alerts = open_alerts(&core, query).await?;
+    if alerts.is_empty() {
+        return Ok(Json(Vec::new()));
+    }
+    Ok(Json(vec![AlertGroup {
+        labels: BTreeMap::new(),
+        receiver: Receiver::gomon(),
+        alerts,
+    }]))
+}
+
+/// List the receivers (Alertmanager API v2): GoMon is the only one.
+#[utoipa::path(get, path = "/api/v2/receivers", tag = "alertmanager",
+    responses((status = 200, description = "The receivers", body = Vec<Receiver>)))]
+pub async fn receivers() -> Json<Vec<Receiver>> {
+    Json(vec![Receiver::gomon()])
+}
+
+/// The open alerts the query of `GET /api/v2/alerts` (or its groups) keeps, oldest first.
+async fn open_alerts(
+    core: &Alerting,
+    query: Option<String>,
+) -> Result<Vec<GettableAlert>, ApiError> {
     let mut matchers = Vec::new();
     let (mut active, mut silenced) = (true, true);
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -238,7 +295,7 @@ pub async fn get_alerts(
         }
     }
     open.sort_by_key(|alert| alert.starts_at);
-    Ok(Json(open))
+    Ok(open)
 }
 
 /// Cluster state: GoMon does not cluster.

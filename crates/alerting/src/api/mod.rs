@@ -49,7 +49,8 @@ impl FromRef<AppState> for Alerting {
     info(title = "GoMon alerting API", description = "Alerts: create, list, acknowledge, assign, resolve."),
     paths(alerts::create, alerts::list, alerts::get, alerts::acknowledge, alerts::resolve, alerts::assign,
           alerts::delete, alerts::actions, health::live, health::ready, health::database, health::metrics,
-          notifications::list, alertmanager::post_alerts, alertmanager::get_alerts, alertmanager::status,
+          notifications::list, alertmanager::post_alerts, alertmanager::get_alerts, alertmanager::get_alert_groups,
+          alertmanager::receivers, alertmanager::status,
           silences::list, silences::create, silences::get, silences::expire, webhooks::grafana, openapi),
     modifiers(&GuardedRoutes),
 )]
@@ -219,6 +220,8 @@ pub fn router_with_watcher(
             "/api/v2/alerts",
             get(alertmanager::get_alerts).post(alertmanager::post_alerts),
         )
+        .route("/api/v2/alerts/groups", get(alertmanager::get_alert_groups))
+        .route("/api/v2/receivers", get(alertmanager::receivers))
         .route("/api/v2/status", get(alertmanager::status))
         .route(
             "/api/v2/silences",
