@@ -17,7 +17,7 @@ use crate::model::{
 };
 use crate::rule_engines::{AlertmanagerConfig, GrafanaAlert, PostableAlert, RuleAlert};
 use crate::silence::{PostableSilence, Silence, alert_labels};
-use crate::store::{Creation, NotificationFilter, Store};
+use crate::store::{Applied, Changed, Creation, NotificationFilter, Step, Store};
 use gomon_runtime::metrics::must;
 
 /// The metrics the core keeps; their names are a contract with the dashboards and alert rules.
@@ -211,18 +211,23 @@ impl Alerting {
         for ((alert, created), notify) in stored.iter().zip(notified) {
             if *created {
                 wake |= notify;
-                self.metrics
-                    .created
-                    .with_label_values(&[alert.severity.as_str(), alert.source.as_str()])
-                    .inc();
-                tracing::info!(alert_id = %alert.id, severity = %alert.severity, source = %alert.source,
-                    title = %alert.title, "alert created");
+                self.count_created(alert);
             }
         }
         if wake {
             self.wake_dispatcher();
         }
         Ok(stored)
+    }
+
+    /// Counts and logs an alert just created.
+    fn count_created(&self, alert: &Alert) {
+        self.metrics
+            .created
+            .with_label_values(&[alert.severity.as_str(), alert.source.as_str()])
+            .inc();
+        tracing::info!(alert_id = %alert.id, severity = %alert.severity, source = %alert.source,
+            title = %alert.title, "alert created");
     }
 
     /// Maps a batch of alerts of the Alertmanager API, all or nothing: the error names the index of the first
@@ -240,9 +245,10 @@ impl Alerting {
 
     /// Applies alerts from a rule engine, in order. A resolved alert, or an end time in the past, resolves the
     /// open alert with the same label set (if any); otherwise the alert is created, or the open one updated (title,
-    /// description, annotations), and it is resolved at its end time (if any) unless sent again before. The
-    /// alerts created or updated are stored in one transaction, or none are; resolutions follow, each in its own.
-    /// Returns the alerts touched.
+    /// description, annotations), and it is resolved at its end time (if any) unless sent again before. The whole
+    /// request is stored in one transaction, or none of it is: alerts all to create or update go to the writers
+    /// (batched with other requests); a request that also resolves alerts, or names one label set twice, is
+    /// applied step by step in a transaction of its own ([`Store::apply_in_order`]). Returns the alerts touched.
     pub async fn receive(
         &self,
         alerts: Vec<RuleAlert>,
@@ -263,67 +269,73 @@ impl Alerting {
             })
             .collect::<Result<Vec<_>>>()?;
         let fingerprints: std::collections::HashSet<&str> =
-            steps.iter().map(Step::fingerprint).collect();
-        if fingerprints.len() < steps.len() {
-            // The same alert twice in one request: in order, so that the last word stands.
-            let mut touched = Vec::with_capacity(steps.len());
-            for step in steps {
-                match step {
-                    Step::Create(creation) => touched.extend(
-                        self.store_creations(vec![*creation])
-                            .await?
-                            .into_iter()
-                            .map(|(alert, _)| alert),
-                    ),
-                    Step::Resolve(fingerprint) => {
-                        touched.extend(self.resolve_open(&fingerprint, actor.clone()).await?)
-                    }
-                }
-            }
-            return Ok(touched);
+            steps.iter().map(step_fingerprint).collect();
+        let all_creations = steps.iter().all(|step| matches!(step, Step::Create(_)));
+        if !all_creations || fingerprints.len() < steps.len() {
+            return self.apply_in_order(steps, actor, &silences).await;
         }
-        let (mut creations, mut resolutions) = (Vec::new(), Vec::new());
-        for step in steps {
-            match step {
-                Step::Create(creation) => creations.push(*creation),
-                Step::Resolve(fingerprint) => resolutions.push(fingerprint),
-            }
-        }
-        let mut touched: Vec<Alert> = self
+        let creations = steps
+            .into_iter()
+            .filter_map(|step| match step {
+                Step::Create(creation) => Some(*creation),
+                Step::Resolve(_) => None,
+            })
+            .collect();
+        Ok(self
             .store_creations(creations)
             .await?
             .into_iter()
             .map(|(alert, _)| alert)
-            .collect();
-        let resolved = futures::future::try_join_all(
-            resolutions
-                .iter()
-                .map(|fingerprint| self.resolve_open(fingerprint, actor.clone())),
-        )
-        .await?;
-        touched.extend(resolved.into_iter().flatten());
-        Ok(touched)
+            .collect())
     }
 
-    /// Resolves the open alert with `fingerprint` for its rule engine; the alert, if there was one.
-    async fn resolve_open(
+    /// Applies `steps` of a rule engine in one transaction (see [`Store::apply_in_order`]): resolutions as
+    /// [`Change::Resolve`] by `actor`, with the note "resolved by its rule engine". The steps of one label set keep
+    /// their order; across label sets they go in fingerprint order, the order in which the writers lock rows, so
+    /// that this transaction and a writer's never wait on each other in a cycle. Returns the alerts touched.
+    async fn apply_in_order(
         &self,
-        fingerprint: &str,
+        mut steps: Vec<Step>,
         actor: Option<String>,
-    ) -> Result<Option<Alert>> {
-        let Some(open) = self.store.open_with_fingerprint(fingerprint).await? else {
-            return Ok(None);
-        };
+        silences: &[Silence],
+    ) -> Result<Vec<Alert>> {
+        steps.sort_by(|a, b| step_fingerprint(a).cmp(step_fingerprint(b)));
+        let notified: Vec<bool> = steps
+            .iter()
+            .map(|step| matches!(step, Step::Create(c) if c.notification.is_some()))
+            .collect();
         let resolve = Change::Resolve {
             by: None,
             note: Some("resolved by its rule engine".into()),
         };
-        match self.change(open.id, resolve, actor).await {
-            Ok(alert) => Ok(Some(alert)),
-            // Resolved or deleted meanwhile: the outcome is the one asked for.
-            Err(Error::Conflict(_) | Error::NotFound(_)) => Ok(None),
-            Err(error) => Err(error),
+        let applied = self
+            .store
+            .apply_in_order(steps, self.changer(&resolve, actor, silences))
+            .await?;
+        let mut wake = false;
+        let mut touched = Vec::with_capacity(applied.len());
+        for (applied, notify) in applied.into_iter().zip(notified) {
+            match applied {
+                Applied::Created(alert, created) => {
+                    if created {
+                        wake |= notify;
+                        self.count_created(&alert);
+                    }
+                    touched.push(alert);
+                }
+                Applied::Resolved(Some(alert)) => {
+                    wake |= self.notifies(alert.severity);
+                    tracing::info!(alert_id = %alert.id, status = %alert.status, change = ?resolve,
+                        "alert changed");
+                    touched.push(alert);
+                }
+                Applied::Resolved(None) => {}
+            }
         }
+        if wake {
+            self.wake_dispatcher();
+        }
+        Ok(touched)
     }
 
     /// Resolves every open alert whose end time has passed (rule engine alerts no longer re-sent). Returns how
@@ -492,25 +504,39 @@ impl Alerting {
         let silences = self.silences_if_notifying().await?;
         let alert = self
             .store
-            .update(id, |current| {
-                let at = model::now();
-                let (alert, entry) = change.apply(current, actor, at)?;
-                let labels = alert_labels(&alert);
-                let notification = self
-                    .notification(&alert, change.event(), &entry, change.note())
-                    .filter(|_| !silences.iter().any(|s| s.mutes(&labels, at)));
-                Ok((alert, entry, notification))
-            })
+            .update(id, self.changer(&change, actor, &silences))
             .await?;
-        if self
-            .notifications
-            .as_ref()
-            .is_some_and(|n| n.severities.contains(&alert.severity))
-        {
+        if self.notifies(alert.severity) {
             self.wake_dispatcher();
         }
         tracing::info!(alert_id = %alert.id, status = %alert.status, ?change, "alert changed");
         Ok(alert)
+    }
+
+    /// What `change` by `actor` writes for an alert, as the store's update of it calls for: the changed alert, its
+    /// audit entry, and its notification unless one of `silences` mutes it.
+    fn changer<'a>(
+        &'a self,
+        change: &'a Change,
+        actor: Option<String>,
+        silences: &'a [Silence],
+    ) -> impl Fn(Alert) -> Result<Changed> + Send + Sync + 'a {
+        move |current| {
+            let at = model::now();
+            let (alert, entry) = change.apply(current, actor.clone(), at)?;
+            let labels = alert_labels(&alert);
+            let notification = self
+                .notification(&alert, change.event(), &entry, change.note())
+                .filter(|_| !silences.iter().any(|s| s.mutes(&labels, at)));
+            Ok((alert, entry, notification))
+        }
+    }
+
+    /// Whether alerts of `severity` are notified.
+    fn notifies(&self, severity: Severity) -> bool {
+        self.notifications
+            .as_ref()
+            .is_some_and(|n| n.severities.contains(&severity))
     }
 
     /// The alerts from `source` that are not resolved, oldest first.
@@ -575,18 +601,11 @@ impl Alerting {
     }
 }
 
-/// One alert of a rule engine's request, mapped: created (or refreshed), or resolved (by fingerprint).
-enum Step {
-    Create(Box<Creation>),
-    Resolve(String),
-}
-
-impl Step {
-    fn fingerprint(&self) -> &str {
-        match self {
-            Step::Create(creation) => &creation.alert.fingerprint,
-            Step::Resolve(fingerprint) => fingerprint,
-        }
+/// The fingerprint of the alert a step creates or resolves.
+fn step_fingerprint(step: &Step) -> &str {
+    match step {
+        Step::Create(creation) => &creation.alert.fingerprint,
+        Step::Resolve(fingerprint) => fingerprint,
     }
 }
 

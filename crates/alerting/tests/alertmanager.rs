@@ -136,6 +136,120 @@ async fn a_post_that_fails_in_the_database_stores_nothing() {
     server.stop().await;
 }
 
+/// The fingerprint GoMon gives `alert` of the Alertmanager API.
+fn fingerprint_of(alert: &Value) -> String {
+    let mapped: gomon_alerting::rule_engines::PostableAlert =
+        serde_json::from_value(alert.clone()).expect("alert");
+    mapped
+        .map(&Default::default(), Utc::now())
+        .expect("maps")
+        .alert
+        .fingerprint()
+}
+
+/// A POST that creates one alert and resolves another is one transaction: when PostgreSQL fails it after the
+/// creation (the resolution waits on a row lock held elsewhere, and its connection is terminated), neither the
+/// creation nor the resolution is kept; sent again, both are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_that_creates_and_resolves_is_all_or_nothing() {
+    use sqlx::Connection;
+    let db = Database::new(Backend::Postgres).await;
+    let url = db.config.url.clone().expect("PostgreSQL URL");
+    let server = Server::start(&db.config, vec![]).await;
+    let firing = |name: &str, ends_in: i64| json!({"labels": {"alertname": name}, "endsAt": rfc3339(ends_in)});
+    let (status, body) = server
+        .post("/api/v2/alerts", json!([firing("Old", 300)]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The request is applied in fingerprint order: pick a new alert that comes before the one it resolves, so that
+    // it is written before the failure.
+    let old = fingerprint_of(&firing("Old", 300));
+    let new_name = (0..)
+        .map(|i| format!("New{i}"))
+        .find(|name| fingerprint_of(&firing(name, 300)) < old)
+        .expect("a name");
+
+    let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT id FROM alerts_active WHERE title = 'Old' FOR UPDATE")
+        .fetch_one(&mut holder)
+        .await
+        .expect("lock the open alert");
+    let request = json!([firing(&new_name, 300), firing("Old", -1)]);
+    let post = {
+        let (client, url, body) = (
+            server.client.clone(),
+            server.url("/api/v2/alerts"),
+            request.clone(),
+        );
+        tokio::spawn(async move {
+            support::read(client.post(url).json(&body).send().await.expect("POST")).await
+        })
+    };
+    let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let mut waiting = None;
+    for _ in 0..100 {
+        waiting = sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE'",
+        )
+        .fetch_optional(&mut admin)
+        .await
+        .expect("pg_stat_activity");
+        if waiting.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waiting = waiting.expect("the resolution waits on the lock");
+    let created_meanwhile: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM alerts_active WHERE title = $1")
+            .bind(&new_name)
+            .fetch_one(&mut admin)
+            .await
+            .expect("count");
+    assert_eq!(created_meanwhile, 0, "not visible before the commit");
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(waiting)
+        .fetch_one(&mut admin)
+        .await
+        .expect("terminate");
+    assert!(terminated);
+    let (status, body) = post.await.expect("POST task");
+    assert!(status >= 500, "{status} {body}");
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("rollback");
+    let states = || async {
+        let mut check = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::query_as::<_, (String, String)>(
+            "SELECT title, status FROM alerts_active ORDER BY title",
+        )
+        .fetch_all(&mut check)
+        .await
+        .expect("alerts")
+    };
+    assert_eq!(
+        states().await,
+        vec![("Old".to_owned(), "firing".to_owned())],
+        "nothing of the failed POST is kept"
+    );
+
+    let (status, body) = server.post("/api/v2/alerts", request).await;
+    assert_eq!(status, 200, "{body}");
+    let mut want = vec![
+        (new_name.clone(), "firing".to_owned()),
+        ("Old".to_owned(), "resolved".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(states().await, want);
+    server.stop().await;
+}
+
 /// The alerts of `source`, newest first.
 async fn from_source(server: &Server, source: &str) -> Vec<Value> {
     let (status, page) = server.get(&format!("/api/v1/alerts?source={source}")).await;

@@ -73,6 +73,27 @@ pub struct Creation {
 /// One alert to create, as the store's SQL takes it.
 type Item<'a> = &'a Creation;
 
+/// One alert of a rule engine's request, for [`Store::apply_in_order`].
+#[derive(Debug)]
+pub enum Step {
+    /// Create the alert, or find the open alert with its fingerprint (refreshed if the creation asks for it).
+    Create(Box<Creation>),
+    /// Resolve the open alert with this fingerprint, if there is one.
+    Resolve(String),
+}
+
+/// What became of one [`Step`].
+#[derive(Debug)]
+pub enum Applied {
+    /// The stored or existing alert, and whether it was created.
+    Created(Alert, bool),
+    /// The alert resolved; none if no alert with the fingerprint was open.
+    Resolved(Option<Alert>),
+}
+
+/// What changing an alert writes: the changed alert, its audit entry, and its notification if it is notified.
+pub type Changed = (Alert, AuditEntry, Option<NewNotification>);
+
 /// What became of one creation.
 enum Outcome {
     /// Its alert was inserted.
@@ -201,6 +222,16 @@ impl Store {
             Database::Postgres(_) => "postgresql",
             Database::Sqlite(_) => "sqlite",
         }
+    }
+
+    /// Applies `steps` in order in one transaction, or none of them: each later step sees what the earlier ones
+    /// wrote. `resolve` makes the change of each open alert a [`Step::Resolve`] finds (under its row lock). Used
+    /// for the requests the writers do not take: those that resolve alerts, or name one alert twice.
+    pub async fn apply_in_order<F>(&self, steps: Vec<Step>, resolve: F) -> Result<Vec<Applied>>
+    where
+        F: Fn(Alert) -> Result<Changed> + Send + Sync,
+    {
+        dispatch!(self.apply_in_order(steps, &resolve))
     }
 
     /// Stores every creation (see [`Creation`]) in one transaction, or none: per creation, in order, the stored,

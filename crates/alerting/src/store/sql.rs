@@ -513,7 +513,17 @@ macro_rules! sql_store {
                 let Some(current) = Self::lock(&mut tx, id, expired_before).await? else {
                     return Ok(None);
                 };
-                let (alert, entry, notification) = change(current)?;
+                let changed = change(current)?;
+                Self::write_change(&mut tx, &changed).await?;
+                tx.commit().await?;
+                Ok(Some(changed.0))
+            }
+
+            /// Writes a change of an alert locked in `tx`: the alert's row, its audit entry, its notification.
+            async fn write_change(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                (alert, entry, notification): &super::Changed,
+            ) -> Result<()> {
                 sqlx::query(UPDATE_ALERT)
                     .bind(alert.id)
                     .bind(alert.status.as_str())
@@ -523,14 +533,57 @@ macro_rules! sql_store {
                     .bind(alert.resolved_at.map($time))
                     .bind(&alert.assigned_to)
                     .bind(alert.incident_id)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
-                Self::insert_action(&mut tx, &entry).await?;
-                if let Some(notification) = &notification {
-                    Self::insert_notification(&mut tx, notification).await?;
+                Self::insert_action(tx, entry).await?;
+                if let Some(notification) = notification {
+                    Self::insert_notification(tx, notification).await?;
+                }
+                Ok(())
+            }
+
+            /// See [`super::Store::apply_in_order`].
+            pub(super) async fn apply_in_order<F>(
+                &self,
+                steps: Vec<super::Step>,
+                resolve: &F,
+            ) -> Result<Vec<super::Applied>>
+            where
+                F: Fn(Alert) -> Result<super::Changed> + Send + Sync,
+            {
+                use super::{Applied, Step};
+                let mut tx = self.pool.begin().await?;
+                let mut applied = Vec::with_capacity(steps.len());
+                for step in steps {
+                    match step {
+                        Step::Create(creation) => {
+                            applied.push(match Self::insert_or_get_open(&mut tx, &creation).await?? {
+                                Outcome::Created => Applied::Created(creation.alert, true),
+                                Outcome::Existing(open) => Applied::Created(*open, false),
+                            });
+                        }
+                        Step::Resolve(fingerprint) => {
+                            let open = sqlx::query_as::<_, AlertRow>(&format!(
+                                "{SELECT_ALERT} WHERE alert_group_id = $1 AND status <> 'resolved'{}",
+                                $lock
+                            ))
+                            .bind(crate::model::group_id(&fingerprint))
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                            let resolved = match open {
+                                Some(row) => {
+                                    let changed = resolve(Alert::try_from(row)?)?;
+                                    Self::write_change(&mut tx, &changed).await?;
+                                    Some(changed.0)
+                                }
+                                None => None,
+                            };
+                            applied.push(Applied::Resolved(resolved));
+                        }
+                    }
                 }
                 tx.commit().await?;
-                Ok(Some(alert))
+                Ok(applied)
             }
 
             pub(super) async fn delete<F>(&self, id: Uuid, entry: F) -> Result<Alert>
