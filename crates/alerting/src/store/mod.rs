@@ -268,7 +268,7 @@ impl Store {
     /// entry to write, or an error that aborts the transaction.
     pub async fn update<F>(&self, id: Uuid, change: F) -> Result<Alert>
     where
-        F: FnOnce(Alert) -> Result<(Alert, AuditEntry, Option<NewNotification>)> + Send,
+        F: FnOnce(Alert) -> Result<Changed> + Send,
     {
         dispatch!(self.update(id, change))
     }
@@ -282,7 +282,7 @@ impl Store {
         change: F,
     ) -> Result<Option<Alert>>
     where
-        F: FnOnce(Alert) -> Result<(Alert, AuditEntry, Option<NewNotification>)> + Send,
+        F: FnOnce(Alert) -> Result<Changed> + Send,
     {
         dispatch!(self.update_if_expired(id, now, change))
     }

@@ -483,7 +483,7 @@ macro_rules! sql_store {
 
             pub(super) async fn update<F>(&self, id: Uuid, change: F) -> Result<Alert>
             where
-                F: FnOnce(Alert) -> Result<(Alert, AuditEntry, Option<NewNotification>)> + Send,
+                F: FnOnce(Alert) -> Result<super::Changed> + Send,
             {
                 self.update_locked(id, None, change).await?.ok_or(Error::NotFound(id))
             }
@@ -495,7 +495,7 @@ macro_rules! sql_store {
                 change: F,
             ) -> Result<Option<Alert>>
             where
-                F: FnOnce(Alert) -> Result<(Alert, AuditEntry, Option<NewNotification>)> + Send,
+                F: FnOnce(Alert) -> Result<super::Changed> + Send,
             {
                 self.update_locked(id, Some(now), change).await
             }
@@ -507,7 +507,7 @@ macro_rules! sql_store {
                 change: F,
             ) -> Result<Option<Alert>>
             where
-                F: FnOnce(Alert) -> Result<(Alert, AuditEntry, Option<NewNotification>)> + Send,
+                F: FnOnce(Alert) -> Result<super::Changed> + Send,
             {
                 let mut tx = self.pool.begin().await?;
                 let Some(current) = Self::lock(&mut tx, id, expired_before).await? else {
