@@ -38,13 +38,7 @@ async fn a_post_that_fails_in_the_database_stores_nothing() {
     let batch: Vec<Value> = (0..200)
         .map(|i| json!({"labels": {"alertname": "AllOrNothing", "pod": format!("p-{i}")}, "endsAt": rfc3339(300)}))
         .collect();
-    let mapped: gomon_alerting::rule_engines::PostableAlert =
-        serde_json::from_value(batch[150].clone()).expect("alert");
-    let fingerprint = mapped
-        .map(&Default::default(), Utc::now())
-        .expect("maps")
-        .alert
-        .fingerprint();
+    let fingerprint = fingerprint_of(&batch[150]);
 
     // Another transaction holds an open alert with the fingerprint of alerts[150], not yet committed: storing
     // alerts[150] waits for it.
@@ -63,36 +57,11 @@ async fn a_post_that_fails_in_the_database_stores_nothing() {
     .await
     .expect("insert the lock holder");
 
-    let post = {
-        let (client, url) = (server.client.clone(), server.url("/api/v2/alerts"));
-        let body = Value::Array(batch.clone());
-        tokio::spawn(async move {
-            support::read(client.post(url).json(&body).send().await.expect("POST")).await
-        })
-    };
+    let post = post_in_background(&server, Value::Array(batch.clone()));
     // The storing statement waits on the lock: the database fails it by terminating its connection.
     let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
-    let mut waiting = None;
-    for _ in 0..100 {
-        waiting = sqlx::query_scalar::<_, i32>(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND query LIKE 'WITH new AS%'",
-        )
-        .fetch_optional(&mut admin)
-        .await
-        .expect("pg_stat_activity");
-        if waiting.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let waiting = waiting.expect("the storing statement waits on the lock");
-    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-        .bind(waiting)
-        .fetch_one(&mut admin)
-        .await
-        .expect("terminate");
-    assert!(terminated);
+    let waiting = waiting_on_a_lock(&mut admin, "WITH new AS%").await;
+    terminate(&mut admin, waiting).await;
     let (status, body) = post.await.expect("POST task");
     assert_eq!(status, 503, "{body}");
     sqlx::query("ROLLBACK")
@@ -134,6 +103,43 @@ async fn a_post_that_fails_in_the_database_stores_nothing() {
         "{trail}"
     );
     server.stop().await;
+}
+
+/// POSTs `alerts` to `server`'s Alertmanager API in a task of its own; the task answers the status and body.
+fn post_in_background(server: &Server, alerts: Value) -> tokio::task::JoinHandle<(u16, Value)> {
+    let (client, url) = (server.client.clone(), server.url("/api/v2/alerts"));
+    tokio::spawn(async move {
+        support::read(client.post(url).json(&alerts).send().await.expect("POST")).await
+    })
+}
+
+/// The backend whose statement (`LIKE` pattern `query`) waits on a lock, waiting up to 10 s for one.
+async fn waiting_on_a_lock(admin: &mut sqlx::PgConnection, query: &str) -> i32 {
+    for _ in 0..100 {
+        let waiting = sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE $1",
+        )
+        .bind(query)
+        .fetch_optional(&mut *admin)
+        .await
+        .expect("pg_stat_activity");
+        if let Some(pid) = waiting {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no statement like {query:?} waits on a lock");
+}
+
+/// Terminates backend `pid`: the database fails its statement.
+async fn terminate(admin: &mut sqlx::PgConnection, pid: i32) {
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(admin)
+        .await
+        .expect("terminate");
+    assert!(terminated, "backend {pid} terminated");
 }
 
 /// The fingerprint GoMon gives `alert` of the Alertmanager API.
@@ -179,32 +185,9 @@ async fn a_post_that_creates_and_resolves_is_all_or_nothing() {
         .await
         .expect("lock the open alert");
     let request = json!([firing(&new_name, 300), firing("Old", -1)]);
-    let post = {
-        let (client, url, body) = (
-            server.client.clone(),
-            server.url("/api/v2/alerts"),
-            request.clone(),
-        );
-        tokio::spawn(async move {
-            support::read(client.post(url).json(&body).send().await.expect("POST")).await
-        })
-    };
+    let post = post_in_background(&server, request.clone());
     let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
-    let mut waiting = None;
-    for _ in 0..100 {
-        waiting = sqlx::query_scalar::<_, i32>(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE'",
-        )
-        .fetch_optional(&mut admin)
-        .await
-        .expect("pg_stat_activity");
-        if waiting.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let waiting = waiting.expect("the resolution waits on the lock");
+    let waiting = waiting_on_a_lock(&mut admin, "%FOR UPDATE").await;
     let created_meanwhile: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM alerts_active WHERE title = $1")
             .bind(&new_name)
@@ -212,12 +195,7 @@ async fn a_post_that_creates_and_resolves_is_all_or_nothing() {
             .await
             .expect("count");
     assert_eq!(created_meanwhile, 0, "not visible before the commit");
-    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-        .bind(waiting)
-        .fetch_one(&mut admin)
-        .await
-        .expect("terminate");
-    assert!(terminated);
+    terminate(&mut admin, waiting).await;
     let (status, body) = post.await.expect("POST task");
     assert!(status >= 500, "{status} {body}");
     sqlx::query("ROLLBACK")

@@ -714,22 +714,32 @@ async fn health_endpoints_answer(backend: Backend) {
     server.stop().await;
 }
 
-/// An alert stored before its `created` entry moved into its own row (migration 0006) keeps its whole audit
-/// trail after the upgrade, with the actor of that entry.
-#[tokio::test]
-async fn upgrade_keeps_the_created_entries() {
-    let database = Database::new(Backend::Postgres).await;
+/// A pool on `database` (PostgreSQL), its schema migrated up to, not including, migration `version`: the schema
+/// of an older GoMon, for upgrade tests.
+async fn migrated_before(database: &Database, version: i64) -> sqlx::PgPool {
     let url = database.config.url.clone().expect("postgres url");
     let pool = sqlx::PgPool::connect(&url).await.expect("connect");
     let mut before = sqlx::migrate!("migrations/postgres");
     before.migrations = before
         .migrations
         .iter()
-        .filter(|migration| migration.version < 6)
+        .filter(|migration| migration.version < version)
         .cloned()
         .collect::<Vec<_>>()
         .into();
-    before.run(&pool).await.expect("migrations before 0006");
+    before
+        .run(&pool)
+        .await
+        .unwrap_or_else(|error| panic!("migrations before {version}: {error}"));
+    pool
+}
+
+/// An alert stored before its `created` entry moved into its own row (migration 0006) keeps its whole audit
+/// trail after the upgrade, with the actor of that entry.
+#[tokio::test]
+async fn upgrade_keeps_the_created_entries() {
+    let database = Database::new(Backend::Postgres).await;
+    let pool = migrated_before(&database, 6).await;
     let id = uuid::Uuid::now_v7();
     sqlx::query(
         "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, title) \
@@ -771,17 +781,7 @@ async fn upgrade_keeps_the_created_entries() {
 #[tokio::test]
 async fn upgrade_keeps_open_alerts_deduplicated() {
     let database = Database::new(Backend::Postgres).await;
-    let url = database.config.url.clone().expect("postgres url");
-    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-    let mut before = sqlx::migrate!("migrations/postgres");
-    before.migrations = before
-        .migrations
-        .iter()
-        .filter(|migration| migration.version < 7)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    before.run(&pool).await.expect("migrations before 0007");
+    let pool = migrated_before(&database, 7).await;
     let new: gomon_alerting::model::NewAlert =
         serde_json::from_value(alert("Open before the upgrade")).expect("a new alert");
     let open = new.into_alert(chrono::Utc::now());
