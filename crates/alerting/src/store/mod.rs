@@ -305,11 +305,6 @@ impl Store {
         dispatch!(self.open_from(source))
     }
 
-    /// The open alert with `fingerprint`, if any.
-    pub async fn open_with_fingerprint(&self, fingerprint: &str) -> Result<Option<Alert>> {
-        dispatch!(self.open_with_fingerprint(fingerprint))
-    }
-
     /// Up to `limit` open alerts whose end time is before `now`.
     pub async fn expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Uuid>> {
         dispatch!(self.expired(now, limit))

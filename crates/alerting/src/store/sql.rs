@@ -645,17 +645,6 @@ macro_rules! sql_store {
                 .collect()
             }
 
-            pub(super) async fn open_with_fingerprint(&self, fingerprint: &str) -> Result<Option<Alert>> {
-                sqlx::query_as::<_, AlertRow>(&format!(
-                    "{SELECT_ALERT} WHERE alert_group_id = $1 AND status <> 'resolved'"
-                ))
-                .bind(crate::model::group_id(fingerprint))
-                .fetch_optional(&self.pool)
-                .await?
-                .map(Alert::try_from)
-                .transpose()
-            }
-
             pub(super) async fn expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Uuid>> {
                 Ok(sqlx::query_scalar::<_, Uuid>(EXPIRED)
                     .bind($time(now))
