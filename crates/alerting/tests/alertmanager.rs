@@ -197,7 +197,7 @@ async fn a_post_that_creates_and_resolves_is_all_or_nothing() {
     assert_eq!(created_meanwhile, 0, "not visible before the commit");
     terminate(&mut admin, waiting).await;
     let (status, body) = post.await.expect("POST task");
-    assert!(status >= 500, "{status} {body}");
+    assert_eq!(status, 503, "{body}");
     sqlx::query("ROLLBACK")
         .execute(&mut holder)
         .await
