@@ -72,6 +72,8 @@ pub struct AgentConfig {
     /// Address of the agent's own HTTP server: `/metrics` (the host's current values and the agent's health, to
     /// scrape like node_exporter) and `/health/live`, `/health/ready`.
     pub listen: SocketAddr,
+    /// The listener's limits: header-read timeout and concurrent connections.
+    pub http: gomon_runtime::http::ListenerConfig,
     /// Most batches kept while Kafka is unreachable (default 30: ten minutes at the default interval); past it
     /// the oldest are dropped and counted.
     pub buffer_batches: usize,
@@ -94,6 +96,7 @@ impl Default for AgentConfig {
             network_exclude_devices: vec!["lo".to_owned()],
             filesystem_timeout: Duration::from_secs(5),
             listen: SocketAddr::from(([0, 0, 0, 0], 9100)),
+            http: gomon_runtime::http::ListenerConfig::default(),
             buffer_batches: 30,
             kafka: KafkaConfig::default(),
         }
@@ -124,6 +127,13 @@ impl AgentConfig {
                 key: "agent.hostname",
                 message: "must not be empty when set".to_owned(),
             });
+        }
+        if let Err((field, message)) = self.http.check() {
+            let key = match field {
+                "header_read_timeout" => "agent.http.header_read_timeout",
+                _ => "agent.http.max_connections",
+            };
+            return Err(Error::Config { key, message });
         }
         if self.buffer_batches == 0 {
             return Err(Error::Config {

@@ -419,6 +419,7 @@ pub async fn run_with(
             SharedListener(Arc::new(listener)),
             router,
             shutdown.clone(),
+            config.http.clone(),
         ));
     }
     match &publisher {

@@ -32,6 +32,8 @@ pub(crate) fn config_error(key: impl Into<String>, message: impl Into<String>) -
 pub struct AggregatorConfig {
     /// Address of `/metrics`, `/federate` and the health endpoints.
     pub listen: SocketAddr,
+    /// The listener's limits: header-read timeout and concurrent connections.
+    pub http: gomon_runtime::http::ListenerConfig,
     /// Where the batches come from.
     pub kafka: KafkaConfig,
     /// Where the samples go (Prometheus remote write); unset: only the `/federate` endpoint serves them.
@@ -49,6 +51,7 @@ impl Default for AggregatorConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 9101)),
+            http: gomon_runtime::http::ListenerConfig::default(),
             kafka: KafkaConfig::default(),
             remote_write: None,
             federate: FederateConfig::default(),
@@ -233,6 +236,9 @@ pub(crate) fn secret(
 impl AggregatorConfig {
     /// Checks what types cannot; the error names the key.
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.http.check().map_err(|(field, message)| {
+            config_error(format!("aggregator.http.{field}"), message)
+        })?;
         let kafka = &self.kafka;
         for (key, value) in [
             ("aggregator.kafka.topic", &kafka.topic),

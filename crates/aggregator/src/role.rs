@@ -155,6 +155,7 @@ pub async fn run(
         SharedListener(Arc::new(listener)),
         router,
         shutdown.clone(),
+        config.http.clone(),
     ));
     aggregator.run(source, shutdown).await;
     server.await??;

@@ -19,6 +19,8 @@ pub struct Config {
     /// Address the HTTP API listens on. Default: `0.0.0.0:8080` when API tokens are configured, otherwise
     /// `127.0.0.1:8080`, so that an unauthenticated API is never exposed by accident.
     pub listen: Option<SocketAddr>,
+    /// The listener's limits: header-read timeout and concurrent connections.
+    pub http: gomon_runtime::http::ListenerConfig,
     /// Longest time one HTTP request may take before it is answered with 408.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -34,12 +36,16 @@ pub struct Config {
     pub kubernetes: KubernetesConfig,
     /// How alerts of the Alertmanager API (Prometheus, vmalert) are mapped and expired.
     pub alertmanager: AlertmanagerConfig,
+    /// Sources of the REST API counted under their own name in `alerting_alerts_created_total`, besides GoMon's
+    /// own (`api`, `kubernetes`, `prometheus`, `vmalert`, `alertmanager`, `grafana`); others count as `other`.
+    pub sources: Vec<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             listen: None,
+            http: gomon_runtime::http::ListenerConfig::default(),
             request_timeout: Duration::from_secs(30),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
@@ -47,6 +53,7 @@ impl Default for Config {
             outbox: OutboxConfig::default(),
             kubernetes: KubernetesConfig::default(),
             alertmanager: AlertmanagerConfig::default(),
+            sources: Vec::new(),
         }
     }
 }
@@ -58,7 +65,18 @@ impl Config {
     /// Checks what types alone cannot: values in range, and that the files named can be read. The message names
     /// the key.
     pub fn check(&self) -> anyhow::Result<()> {
-        self.auth.load_tokens()?;
+        let tokens = self.auth.load_tokens()?;
+        let address = self.listen_addr(!tokens.is_empty());
+        if tokens.is_empty() && !address.ip().is_loopback() && !self.auth.anonymous {
+            anyhow::bail!(
+                "alerting.auth: no API token configured, and alerting.listen ({address}) is not a loopback address: \
+                 anyone who can reach it could change and delete alerts. Configure alerting.auth.tokens or \
+                 tokens_file, or set alerting.auth.anonymous: true to serve it open on purpose"
+            );
+        }
+        self.http
+            .check()
+            .map_err(|(field, message)| anyhow::anyhow!("alerting.http.{field}: {message}"))?;
         self.database.postgres_url()?;
         self.slack.check()?;
         self.outbox.check()?;
@@ -86,6 +104,20 @@ impl Config {
             if value < Duration::from_millis(1) {
                 anyhow::bail!("{key}: must be at least 1ms, not {value:?}");
             }
+        }
+        if self.sources.len() > 100 {
+            anyhow::bail!(
+                "alerting.sources: at most 100 sources, not {}",
+                self.sources.len()
+            );
+        }
+        if let Some(source) = self.sources.iter().find(|source| {
+            source.trim().is_empty() || source.chars().count() > crate::model::MAX_SOURCE
+        }) {
+            anyhow::bail!(
+                "alerting.sources: {source:?} is not 1 to {} characters",
+                crate::model::MAX_SOURCE
+            );
         }
         if self.database.max_connections == 0 {
             anyhow::bail!("alerting.database.max_connections: must be at least 1");
@@ -152,14 +184,17 @@ impl fmt::Debug for DatabaseConfig {
     }
 }
 
-/// API authentication. With no token configured every request is allowed (and the API binds loopback).
+/// API authentication. With no token configured every request is allowed, which the service accepts only on a
+/// loopback address or with `anonymous: true`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Tokens accepted in `Authorization: Bearer <token>`.
     pub tokens: Vec<ApiToken>,
-    /// YAML file with more tokens in the same form (a mounted Kubernetes Secret).
+    /// YAML file with more tokens in the same form (a mounted Kubernetes Secret). It must hold at least one.
     pub tokens_file: Option<PathBuf>,
+    /// Serve the API without tokens on a non-loopback address. Off: such a configuration stops start-up.
+    pub anonymous: bool,
 }
 
 /// One API token and what it may do.
@@ -170,7 +205,7 @@ pub struct ApiToken {
     pub name: String,
     /// The secret itself.
     pub token: String,
-    /// `read` (GET only) or `write` (everything).
+    /// `read`, `ingest`, `operate` or `admin` (`write` is read as `admin`).
     pub access: Access,
 }
 
@@ -184,18 +219,37 @@ impl fmt::Debug for ApiToken {
     }
 }
 
-/// What a token may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What a token may do. Each role may do everything the roles before it may.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Access {
-    /// Read alerts only.
+    /// Read alerts, silences and notifications.
     Read,
-    /// Read, create and change alerts.
-    Write,
+    /// Also post alerts: `POST /api/v1/alerts`, `POST /api/v2/alerts`, the Grafana webhook (a rule engine's token).
+    Ingest,
+    /// Also acknowledge, assign and resolve alerts, and set and expire silences (a person's token).
+    Operate,
+    /// Everything, deleting alerts included. `write`, the name of earlier versions, means this.
+    #[serde(alias = "write")]
+    Admin,
+}
+
+impl Access {
+    /// The name used in the configuration and in error messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Ingest => "ingest",
+            Access::Operate => "operate",
+            Access::Admin => "admin",
+        }
+    }
 }
 
 impl AuthConfig {
-    /// Every configured token: the inline ones, then those of `tokens_file`.
+    /// Every configured token: the inline ones, then those of `tokens_file`. A `tokens_file` that holds no token
+    /// is an error (a Secret mounted empty must not open the API), and so is an empty token or name, or one token
+    /// given twice.
     pub fn load_tokens(&self) -> anyhow::Result<Vec<ApiToken>> {
         let mut tokens = self.tokens.clone();
         if let Some(path) = &self.tokens_file {
@@ -205,20 +259,47 @@ impl AuthConfig {
                     path.display()
                 )
             })?;
-            let more: Vec<ApiToken> = serde_yaml_list(&text).map_err(|error| {
+            let more: Option<Vec<ApiToken>> = serde_yaml_list(&text).map_err(|error| {
                 anyhow::anyhow!("alerting.auth.tokens_file {}: {error}", path.display())
             })?;
+            let more = more.unwrap_or_default();
+            if more.is_empty() {
+                anyhow::bail!(
+                    "alerting.auth.tokens_file: {} holds no token; the API would be open to anyone",
+                    path.display()
+                );
+            }
             tokens.extend(more);
         }
-        if let Some(empty) = tokens.iter().find(|t| t.token.trim().is_empty()) {
-            anyhow::bail!("alerting.auth.tokens: token `{}` is empty", empty.name);
+        for (index, token) in tokens.iter().enumerate() {
+            if token.token.trim().is_empty() {
+                anyhow::bail!("alerting.auth.tokens: token `{}` is empty", token.name);
+            }
+            if token.name.trim().is_empty() {
+                anyhow::bail!("alerting.auth.tokens: the name of token {index} is empty");
+            }
+            if token.name.chars().count() > crate::model::MAX_ACTOR {
+                anyhow::bail!(
+                    "alerting.auth.tokens: the name of token {index} is longer than {} characters",
+                    crate::model::MAX_ACTOR
+                );
+            }
+            if tokens[..index]
+                .iter()
+                .any(|other| other.token == token.token)
+            {
+                anyhow::bail!(
+                    "alerting.auth.tokens: token `{}` has the same secret as an earlier one",
+                    token.name
+                );
+            }
         }
         Ok(tokens)
     }
 }
 
-/// Parses a YAML (or JSON) list of tokens.
-fn serde_yaml_list(text: &str) -> Result<Vec<ApiToken>, serde_yaml::Error> {
+/// Parses a YAML (or JSON) list of tokens; an empty document is `None`.
+fn serde_yaml_list(text: &str) -> Result<Option<Vec<ApiToken>>, serde_yaml::Error> {
     serde_yaml::from_str(text)
 }
 
@@ -278,11 +359,64 @@ mod tests {
     }
 
     #[test]
+    fn a_tokens_file_without_tokens_stops_start_up() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        for (name, text) in [("list", "[]"), ("empty", ""), ("null", "null\n")] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write tokens file");
+            let mut config = Config::default();
+            config.auth.tokens_file = Some(path);
+            let error = config.check().expect_err(name).to_string();
+            assert!(error.contains("alerting.auth.tokens_file"), "{error}");
+            assert!(error.contains("no token"), "{error}");
+        }
+    }
+
+    #[test]
+    fn an_open_api_on_a_public_address_needs_anonymous() {
+        let mut config = Config {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            ..Config::default()
+        };
+        let error = config.check().expect_err("open and public").to_string();
+        assert!(error.contains("alerting.auth.anonymous"), "{error}");
+        config.auth.anonymous = true;
+        assert!(config.check().is_ok());
+        let loopback = Config {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            ..Config::default()
+        };
+        assert!(loopback.check().is_ok());
+        let mut with_token = Config {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            ..Config::default()
+        };
+        with_token.auth.tokens.push(ApiToken {
+            name: "ci".into(),
+            token: "s3cret".into(),
+            access: Access::Read,
+        });
+        assert!(with_token.check().is_ok());
+    }
+
+    #[test]
+    fn write_tokens_are_admin_and_roles_are_ordered() {
+        let tokens: Vec<ApiToken> = serde_yaml::from_str(
+            "- {name: a, token: x, access: write}\n- {name: b, token: y, access: ingest}\n",
+        )
+        .expect("tokens");
+        assert_eq!(tokens[0].access, Access::Admin);
+        assert_eq!(tokens[1].access, Access::Ingest);
+        assert!(Access::Read < Access::Ingest && Access::Ingest < Access::Operate);
+        assert!(Access::Operate < Access::Admin);
+    }
+
+    #[test]
     fn secrets_are_redacted_in_debug_output() {
         let token = ApiToken {
             name: "ci".into(),
             token: "hunter2".into(),
-            access: Access::Write,
+            access: Access::Admin,
         };
         let database = DatabaseConfig {
             url: Some("postgres://user:hunter2@db/alerting".into()),

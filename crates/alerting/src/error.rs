@@ -38,7 +38,8 @@ impl Error {
     }
 }
 
-/// Whether `error` means the database is away (unreachable, shutting down, overloaded, timed out) rather than a
+/// Whether `error` means the database is away or cannot take the request now (unreachable, shutting down,
+/// overloaded, timed out, read-only after a failover, a transaction to retry, a full or failing disk) rather than a
 /// bug: such errors are answered with 503 and retried, never reported as internal errors.
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     use sqlx::Error as E;
@@ -50,22 +51,52 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
         | E::Tls(_)
         | E::Protocol(_)
         | E::WorkerCrashed => true,
-        // 08xxx connection exceptions, 57xxx operator intervention (shutdown, statement timeout),
-        // 53xxx insufficient resources; SQLite 5/6 busy/locked.
-        E::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            ["08", "57", "53"]
-                .iter()
-                .any(|class| code.starts_with(class))
-                || code == "5"
-                || code == "6"
-        }
+        E::Database(db) => match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+            Some(postgres) => postgres_retryable(postgres.code()),
+            None => sqlite_retryable(db.code().as_deref()),
+        },
         _ => false,
     }
 }
 
+/// PostgreSQL SQLSTATEs that mean "try again": 08 connection exceptions, 57 operator intervention (shutdown,
+/// statement timeout), 53 insufficient resources, 25006 a read-only transaction (a replica, or a primary after a
+/// failover), 40001 serialization failure and 40P01 deadlock.
+fn postgres_retryable(code: &str) -> bool {
+    ["08", "57", "53"]
+        .iter()
+        .any(|class| code.starts_with(class))
+        || matches!(code, "25006" | "40001" | "40P01")
+}
+
+/// SQLite result codes that mean "try again" (the primary code is the low byte of the extended one): BUSY (5),
+/// LOCKED (6), READONLY (8), IOERR (10), FULL (13), CANTOPEN (14).
+fn sqlite_retryable(code: Option<&str>) -> bool {
+    let extended: i64 = code.and_then(|code| code.parse().ok()).unwrap_or(0);
+    matches!(extended & 0xff, 5 | 6 | 8 | 10 | 13 | 14)
+}
+
+/// Whether `error` is PostgreSQL refusing a value it was given (SQLSTATE class 22, data exception: a NUL byte, an
+/// invalid encoding, a number out of range): the request's input, answered as invalid rather than as a fault.
+fn is_bad_value(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .is_some_and(|postgres| postgres.code().starts_with("22")))
+}
+
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
+        if is_bad_value(&error) {
+            let message = match &error {
+                sqlx::Error::Database(db) => db.message().to_owned(),
+                _ => error.to_string(),
+            };
+            tracing::warn!(%message, "the database refused a value of the request");
+            return Error::invalid(
+                "request",
+                format!("the database refused a value: {message}"),
+            );
+        }
         if is_unavailable(&error) {
             match &error {
                 sqlx::Error::Database(db) => Error::Unavailable(db.message().to_owned()),
@@ -79,3 +110,27 @@ impl From<sqlx::Error> for Error {
 
 /// Result of an alerting operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_codes() {
+        for code in ["08006", "57014", "53300", "25006", "40001", "40P01"] {
+            assert!(postgres_retryable(code), "{code}");
+        }
+        for code in ["23505", "22021", "42P01"] {
+            assert!(!postgres_retryable(code), "{code}");
+        }
+        // SQLITE_FULL, SQLITE_IOERR_WRITE (778), SQLITE_BUSY_SNAPSHOT (517), SQLITE_READONLY (8).
+        for code in ["13", "778", "517", "8"] {
+            assert!(sqlite_retryable(Some(code)), "{code}");
+        }
+        // SQLITE_CONSTRAINT_UNIQUE (2067), SQLITE_ERROR (1).
+        for code in ["2067", "1"] {
+            assert!(!sqlite_retryable(Some(code)), "{code}");
+        }
+        assert!(!sqlite_retryable(None));
+    }
+}

@@ -112,6 +112,7 @@ pub async fn run_with_routes(
         listener.clone(),
         api::starting_router(),
         starting_done,
+        config.http.clone(),
     ));
     let opened = open_store(&config.database, &shutdown).await;
     stop_starting.fire();
@@ -120,8 +121,9 @@ pub async fn run_with_routes(
         return Ok(());
     };
     let notify_metrics = notify::dispatcher::NotifyMetrics::new(&registry);
-    let mut core =
-        Alerting::new(store.clone(), &registry).with_alertmanager(config.alertmanager.clone());
+    let mut core = Alerting::new(store.clone(), &registry)
+        .with_alertmanager(config.alertmanager.clone())
+        .with_counted_sources(&config.sources);
     let dispatcher = match notify::slack::SlackClient::new(&config.slack)? {
         Some(client) => {
             let wake = Arc::new(tokio::sync::Notify::new());
@@ -188,7 +190,7 @@ pub async fn run_with_routes(
         api::router_with_watcher(core, registry, auth, config.request_timeout, watcher_health)
             .merge(extra);
     tracing::info!(address = %listener.0.local_addr()?, store = store.describe(), "alerting API listening");
-    let served = gomon_runtime::http::serve(listener, router, shutdown).await;
+    let served = gomon_runtime::http::serve(listener, router, shutdown, config.http.clone()).await;
     sweep.await?;
     if let Some(watcher) = watcher {
         watcher.await?;

@@ -223,7 +223,44 @@ pub fn group_id(fingerprint: &str) -> Uuid {
     Uuid::new_v5(&GROUP_NAMESPACE, fingerprint.as_bytes())
 }
 
+/// `text` cut to at most `max` characters, the last of them an ellipsis when anything was cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// A NUL byte is refused in every text field: PostgreSQL keeps none in text or JSON, and SQLite would cut C strings
+/// at it.
+pub fn check_no_nul(field: &str, value: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::invalid(
+            field,
+            "must not contain a NUL byte (\\u0000)",
+        ));
+    }
+    Ok(())
+}
+
+/// [`check_no_nul`] over the keys and values of `map`, naming the entry (`labels.<key>`).
+fn check_map_no_nul(field: &str, map: &BTreeMap<String, String>) -> Result<()> {
+    for (key, value) in map {
+        if key.contains('\0') || value.contains('\0') {
+            let key = key.replace('\0', "\\u0000");
+            return Err(Error::invalid(
+                &format!("{field}.{key}"),
+                "must not contain a NUL byte (\\u0000)",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_length(field: &str, value: &str, max: usize) -> Result<()> {
+    check_no_nul(field, value)?;
     let length = value.chars().count();
     if length > max {
         return Err(Error::invalid(
@@ -252,9 +289,14 @@ impl NewAlert {
         if let Some(trace_id) = &self.trace_id {
             check_length("trace_id", trace_id, MAX_TRACE_ID)?;
         }
+        if let Some(description) = &self.description {
+            check_no_nul("description", description)?;
+        }
         if self.labels.keys().any(|key| key.is_empty()) {
             return Err(Error::invalid("labels", "label names must not be empty"));
         }
+        check_map_no_nul("labels", &self.labels)?;
+        check_map_no_nul("annotations", &self.annotations)?;
         Ok(())
     }
 
@@ -356,7 +398,8 @@ pub struct AuditEntry {
     pub alert_id: Uuid,
     /// `created`, `acknowledged`, `resolved`, `assigned` or `deleted`.
     pub action: String,
-    /// Who did it (the `by` of the request, else the API token's name).
+    /// Who did it: the API token's name (the `by` of the request when the API is served without tokens), or the
+    /// service itself (`expiry`, `kubernetes`). A `by` given with a token is in `details.on_behalf_of`.
     pub actor: Option<String>,
     /// What changed.
     #[schema(value_type = Object)]
@@ -425,12 +468,18 @@ impl Change {
                 check_required("assigned_to", assigned_to, MAX_ACTOR)?;
             }
         }
+        if let Some(note) = self.note() {
+            check_no_nul("note", note)?;
+        }
         Ok(())
     }
 
     /// Applies the change to `alert` at `at`, or says why it is not allowed.
     ///
-    /// `actor` is the caller's identity when the change names none. Returns the changed alert and its audit entry.
+    /// `actor` is who makes the change: the caller's token name, or the service itself (`expiry`, `kubernetes`).
+    /// It is the actor of the audit entry, and a name the change gives (`by`) is kept beside it as
+    /// `on_behalf_of`, so that a token cannot record a change in someone else's name. With no actor (an API
+    /// served without tokens), `by` is the actor. Returns the changed alert and its audit entry.
     pub fn apply(
         &self,
         mut alert: Alert,
@@ -438,25 +487,31 @@ impl Change {
         at: DateTime<Utc>,
     ) -> Result<(Alert, AuditEntry)> {
         let from = alert.status;
-        let (action, actor, details) = match self {
-            Change::Acknowledge { by } => {
+        let by = match self {
+            Change::Acknowledge { by } | Change::Resolve { by, .. } => by.clone(),
+            Change::Assign { .. } => None,
+        };
+        let (actor, on_behalf_of) = match actor {
+            Some(actor) => (Some(actor), by),
+            None => (by, None),
+        };
+        let (action, mut details) = match self {
+            Change::Acknowledge { .. } => {
                 if from != Status::Firing {
                     return Err(Error::Conflict(format!(
                         "alert {} is {from}: only a firing alert can be acknowledged",
                         alert.id
                     )));
                 }
-                let by = by.clone().or(actor);
                 alert.status = Status::Acknowledged;
                 alert.acknowledged_at = Some(at);
-                alert.acknowledged_by.clone_from(&by);
+                alert.acknowledged_by.clone_from(&actor);
                 (
                     "acknowledged",
-                    by,
                     serde_json::json!({"from": from, "to": alert.status}),
                 )
             }
-            Change::Resolve { by, note } => {
+            Change::Resolve { note, .. } => {
                 if from == Status::Resolved {
                     return Err(Error::Conflict(format!(
                         "alert {} is already resolved",
@@ -469,7 +524,7 @@ impl Change {
                 if let Some(note) = note {
                     details["note"] = serde_json::Value::from(note.as_str());
                 }
-                ("resolved", by.clone().or(actor), details)
+                ("resolved", details)
             }
             Change::Assign { assigned_to, note } => {
                 if from == Status::Resolved {
@@ -481,11 +536,13 @@ impl Change {
                 let previous = alert.assigned_to.replace(assigned_to.clone());
                 (
                     "assigned",
-                    actor,
                     serde_json::json!({"assigned_to": assigned_to, "previous": previous, "note": note}),
                 )
             }
         };
+        if let Some(on_behalf_of) = on_behalf_of {
+            details["on_behalf_of"] = serde_json::Value::String(on_behalf_of);
+        }
         alert.updated_at = at;
         let entry = AuditEntry::new(&alert, action, actor, details);
         Ok((alert, entry))

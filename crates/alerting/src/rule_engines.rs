@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::model::{Identity, MAX_SOURCE, MAX_TITLE, NewAlert, Severity};
+use crate::model::{Identity, MAX_NAMESPACE, MAX_SOURCE, MAX_TITLE, NewAlert, Severity, truncate};
 
 /// How alerts of the Alertmanager API are mapped (the `alerting.alertmanager` section).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -109,14 +109,42 @@ fn set(time: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     time.filter(|time| time.timestamp() > 0)
 }
 
-/// `text` cut to at most `max` characters.
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
+/// Why one alert of a rule engine's request is not stored: a reason from a short fixed list (the label of
+/// `alerting_alerts_invalid_total`), and a message for the sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// `malformed`, `no_labels`, `no_alertname`, `empty_label_name`, `nul_byte`, `ends_before_starts`,
+    /// `unknown_status` or `invalid`.
+    pub reason: &'static str,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+impl Rejection {
+    /// A rejection for `reason`, saying `message`.
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Rejection {
+            reason,
+            message: message.into(),
+        }
     }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+}
+
+/// The first key or value of `map` (named `field`) that holds a NUL byte, which neither store keeps in text.
+fn nul_in(field: &str, map: &BTreeMap<String, String>) -> Result<(), Rejection> {
+    match map
+        .iter()
+        .find(|(key, value)| key.contains('\0') || value.contains('\0'))
+    {
+        Some((key, _)) => Err(Rejection::new(
+            "nul_byte",
+            format!(
+                "{field}.{}: must not contain a NUL byte",
+                key.replace('\0', "\\u0000")
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The source an alert is recorded with: configured, else guessed from the generator URL.
@@ -134,23 +162,47 @@ fn source_of(config: &AlertmanagerConfig, generator_url: Option<&str>) -> String
 }
 
 impl PostableAlert {
-    /// Maps this alert onto GoMon's model at time `now`, or says what is wrong with it.
-    pub fn map(self, config: &AlertmanagerConfig, now: DateTime<Utc>) -> Result<RuleAlert, String> {
+    /// Maps this alert onto GoMon's model at time `now`, or says what is wrong with it. Nothing is refused for
+    /// its length: the labels and annotations are kept whole, and the title and namespace drawn from them are cut
+    /// with an ellipsis to the length of their columns.
+    pub fn map(
+        self,
+        config: &AlertmanagerConfig,
+        now: DateTime<Utc>,
+    ) -> Result<RuleAlert, Rejection> {
         if self.labels.is_empty() {
-            return Err("labels must not be empty".into());
+            return Err(Rejection::new("no_labels", "labels must not be empty"));
         }
         if self.labels.keys().any(|name| name.is_empty()) {
-            return Err("label names must not be empty".into());
+            return Err(Rejection::new(
+                "empty_label_name",
+                "label names must not be empty",
+            ));
+        }
+        nul_in("labels", &self.labels)?;
+        nul_in("annotations", &self.annotations)?;
+        if self
+            .generator_url
+            .as_deref()
+            .is_some_and(|url| url.contains('\0'))
+        {
+            return Err(Rejection::new(
+                "nul_byte",
+                "generatorURL: must not contain a NUL byte",
+            ));
         }
         let alertname = self
             .labels
             .get("alertname")
             .filter(|name| !name.trim().is_empty())
-            .ok_or("labels.alertname is required")?;
+            .ok_or_else(|| Rejection::new("no_alertname", "labels.alertname is required"))?;
         if let (Some(starts), Some(ends)) = (set(self.starts_at), set(self.ends_at))
             && ends < starts
         {
-            return Err(format!("endsAt {ends} is before startsAt {starts}"));
+            return Err(Rejection::new(
+                "ends_before_starts",
+                format!("endsAt {ends} is before startsAt {starts}"),
+            ));
         }
         let severity = self
             .labels
@@ -167,7 +219,10 @@ impl PostableAlert {
             .get("description")
             .filter(|text| !text.trim().is_empty())
             .cloned();
-        let namespace = self.labels.get("namespace").cloned();
+        let namespace = self
+            .labels
+            .get("namespace")
+            .map(|namespace| truncate(namespace, MAX_NAMESPACE));
         let source = source_of(config, self.generator_url.as_deref());
         let ends_at = set(self.ends_at).unwrap_or_else(|| {
             now + chrono::Duration::from_std(config.resolve_timeout)
@@ -188,7 +243,9 @@ impl PostableAlert {
             trace_id: None,
             identity: Identity::LabelSet,
         };
-        alert.validate().map_err(|error| error.to_string())?;
+        alert
+            .validate()
+            .map_err(|error| Rejection::new("invalid", error.to_string()))?;
         Ok(RuleAlert {
             alert,
             ends_at: Some(ends_at),
@@ -249,11 +306,20 @@ impl GrafanaAlert {
     /// Maps this alert onto GoMon's model at time `now`, as the Alertmanager API does (same label set identity,
     /// severity, title and description), or says what is wrong with it. A firing alert does not expire: Grafana
     /// sends it again only every repeat interval, and sends it as resolved when it is.
-    pub fn map(self, config: &AlertmanagerConfig, now: DateTime<Utc>) -> Result<RuleAlert, String> {
+    pub fn map(
+        self,
+        config: &AlertmanagerConfig,
+        now: DateTime<Utc>,
+    ) -> Result<RuleAlert, Rejection> {
         let resolved = match self.status.as_str() {
             "firing" => false,
             "resolved" => true,
-            other => return Err(format!("status {other:?} is neither firing nor resolved")),
+            other => {
+                return Err(Rejection::new(
+                    "unknown_status",
+                    format!("status {other:?} is neither firing nor resolved"),
+                ));
+            }
         };
         let mut annotations = self.annotations;
         for (key, value) in [
@@ -374,12 +440,47 @@ mod tests {
             postable(&[("job", "x")], &[])
                 .map(&config, now)
                 .expect_err("no alertname")
+                .message
                 .contains("alertname")
         );
         let mut backwards = postable(&[("alertname", "X")], &[]);
         backwards.starts_at = Some(now);
         backwards.ends_at = Some(now - chrono::Duration::seconds(1));
         assert!(backwards.map(&config, now).is_err());
+    }
+
+    #[test]
+    fn long_values_are_kept_whole_and_cut_in_their_columns() {
+        let config = AlertmanagerConfig::default();
+        let namespace = "n".repeat(101);
+        let summary = "s".repeat(400);
+        let mapped = postable(
+            &[("alertname", "X"), ("namespace", &namespace)],
+            &[("summary", &summary)],
+        )
+        .map(&config, crate::model::now())
+        .expect("long values are accepted");
+        let column = mapped.alert.namespace.expect("namespace");
+        assert_eq!(column.chars().count(), MAX_NAMESPACE);
+        assert!(column.ends_with('…'));
+        assert_eq!(mapped.alert.labels["namespace"], namespace);
+        assert_eq!(mapped.alert.title.chars().count(), MAX_TITLE);
+        assert_eq!(mapped.alert.annotations["summary"], summary);
+    }
+
+    #[test]
+    fn a_nul_byte_is_an_invalid_alert() {
+        let config = AlertmanagerConfig::default();
+        let now = crate::model::now();
+        let rejected = postable(&[("alertname", "X"), ("pod", "a\0b")], &[])
+            .map(&config, now)
+            .expect_err("NUL in a label value");
+        assert_eq!(rejected.reason, "nul_byte");
+        assert!(rejected.message.contains("labels.pod"), "{rejected:?}");
+        let rejected = postable(&[("alertname", "X")], &[("sum\0mary", "x")])
+            .map(&config, now)
+            .expect_err("NUL in an annotation name");
+        assert_eq!(rejected.reason, "nul_byte");
     }
 
     #[test]

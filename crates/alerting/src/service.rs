@@ -15,7 +15,7 @@ use crate::model::Notification;
 use crate::model::{
     self, Alert, AlertFilter, AlertPage, AuditEntry, Change, NewAlert, NewNotification, Severity,
 };
-use crate::rule_engines::{AlertmanagerConfig, GrafanaAlert, PostableAlert, RuleAlert};
+use crate::rule_engines::{AlertmanagerConfig, GrafanaAlert, PostableAlert, Rejection, RuleAlert};
 use crate::silence::{PostableSilence, Silence, alert_labels};
 use crate::store::{Applied, Changed, Creation, NotificationFilter, Step, Store};
 use gomon_runtime::metrics::must;
@@ -24,6 +24,7 @@ use gomon_runtime::metrics::must;
 #[derive(Clone, Debug)]
 struct Metrics {
     created: IntCounterVec,
+    invalid: IntCounterVec,
     active: IntGaugeVec,
     outbox_pending: IntGauge,
 }
@@ -37,6 +38,13 @@ impl Metrics {
             ),
             &["severity", "source"],
         ));
+        let invalid = must(IntCounterVec::new(
+            Opts::new(
+                "alerting_alerts_invalid_total",
+                "Alerts of rule engines and webhooks not stored because they are invalid, by reason.",
+            ),
+            &["reason"],
+        ));
         let active = must(IntGaugeVec::new(
             Opts::new(
                 "alerting_active_alerts",
@@ -49,10 +57,12 @@ impl Metrics {
             "Notifications waiting in the outbox for delivery, as counted in the store.",
         ));
         must(registry.register(Box::new(created.clone())));
+        must(registry.register(Box::new(invalid.clone())));
         must(registry.register(Box::new(active.clone())));
         must(registry.register(Box::new(outbox_pending.clone())));
         Self {
             created,
+            invalid,
             active,
             outbox_pending,
         }
@@ -93,7 +103,18 @@ pub struct Alerting {
     notifications: Option<Notifications>,
     alertmanager: Arc<AlertmanagerConfig>,
     silences: Arc<Mutex<Option<SilencesRead>>>,
+    counted_sources: Arc<std::collections::BTreeSet<String>>,
 }
+
+/// The sources GoMon's own receivers record, each counted under its name in `alerting_alerts_created_total`.
+pub const KNOWN_SOURCES: [&str; 6] = [
+    "api",
+    "kubernetes",
+    "prometheus",
+    "vmalert",
+    "alertmanager",
+    "grafana",
+];
 
 /// The silences last read from the store, and when.
 type SilencesRead = (Instant, Arc<Vec<Silence>>);
@@ -110,12 +131,23 @@ impl Alerting {
             notifications: None,
             alertmanager: Arc::new(AlertmanagerConfig::default()),
             silences: Arc::default(),
+            counted_sources: Arc::new(KNOWN_SOURCES.iter().map(|s| (*s).to_owned()).collect()),
         }
     }
 
     /// The same core, mapping alerts of the Alertmanager API as `config` says.
     pub fn with_alertmanager(mut self, config: AlertmanagerConfig) -> Self {
+        if let Some(source) = &config.source {
+            Arc::make_mut(&mut self.counted_sources).insert(source.clone());
+        }
         self.alertmanager = Arc::new(config);
+        self
+    }
+
+    /// The same core, counting alerts of `sources` under their own name in `alerting_alerts_created_total`
+    /// besides [`KNOWN_SOURCES`]; any other source is counted as `other`, so that callers cannot create series.
+    pub fn with_counted_sources(mut self, sources: &[String]) -> Self {
+        Arc::make_mut(&mut self.counted_sources).extend(sources.iter().cloned());
         self
     }
 
@@ -222,25 +254,59 @@ impl Alerting {
 
     /// Counts and logs an alert just created.
     fn count_created(&self, alert: &Alert) {
+        let source = if self.counted_sources.contains(&alert.source) {
+            alert.source.as_str()
+        } else {
+            "other"
+        };
         self.metrics
             .created
-            .with_label_values(&[alert.severity.as_str(), alert.source.as_str()])
+            .with_label_values(&[alert.severity.as_str(), source])
             .inc();
         tracing::info!(alert_id = %alert.id, severity = %alert.severity, source = %alert.source,
             title = %alert.title, "alert created");
     }
 
-    /// Maps a batch of alerts of the Alertmanager API, all or nothing: the error names the index of the first
-    /// invalid one (`alerts[3]: ...`).
-    pub fn map_rule_alerts(&self, alerts: Vec<PostableAlert>) -> Result<Vec<RuleAlert>> {
+    /// Maps a request's alerts of the Alertmanager API one by one (each already parsed, or rejected as
+    /// malformed): those that map, and the index and reason of each that does not, counted in
+    /// `alerting_alerts_invalid_total{reason}`.
+    pub fn map_rule_alerts(
+        &self,
+        alerts: Vec<std::result::Result<PostableAlert, Rejection>>,
+    ) -> (Vec<RuleAlert>, Vec<(usize, Rejection)>) {
         let now = model::now();
-        map_all(alerts, |alert| alert.map(&self.alertmanager, now))
+        self.map_each(alerts, |alert| alert.map(&self.alertmanager, now))
     }
 
-    /// Maps the alerts of a Grafana webhook, all or nothing, as [`Alerting::map_rule_alerts`] does.
-    pub fn map_grafana_alerts(&self, alerts: Vec<GrafanaAlert>) -> Result<Vec<RuleAlert>> {
+    /// Maps the alerts of a Grafana webhook one by one, as [`Alerting::map_rule_alerts`] does.
+    pub fn map_grafana_alerts(
+        &self,
+        alerts: Vec<std::result::Result<GrafanaAlert, Rejection>>,
+    ) -> (Vec<RuleAlert>, Vec<(usize, Rejection)>) {
         let now = model::now();
-        map_all(alerts, |alert| alert.map(&self.alertmanager, now))
+        self.map_each(alerts, |alert| alert.map(&self.alertmanager, now))
+    }
+
+    fn map_each<T>(
+        &self,
+        items: Vec<std::result::Result<T, Rejection>>,
+        map: impl Fn(T) -> std::result::Result<RuleAlert, Rejection>,
+    ) -> (Vec<RuleAlert>, Vec<(usize, Rejection)>) {
+        let mut mapped = Vec::with_capacity(items.len());
+        let mut rejected = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            match item.and_then(&map) {
+                Ok(alert) => mapped.push(alert),
+                Err(rejection) => {
+                    self.metrics
+                        .invalid
+                        .with_label_values(&[rejection.reason])
+                        .inc();
+                    rejected.push((index, rejection));
+                }
+            }
+        }
+        (mapped, rejected)
     }
 
     /// Applies alerts from a rule engine, in order. A resolved alert, or an end time in the past, resolves the
@@ -389,7 +455,7 @@ impl Alerting {
 
     /// The silences not yet expired, read from the store at most every [`SILENCES_FRESH_FOR`] (another replica's
     /// new silence takes effect here within that time; this replica's at once).
-    async fn live_silences(&self) -> Result<Arc<Vec<Silence>>> {
+    pub async fn live_silences(&self) -> Result<Arc<Vec<Silence>>> {
         if let Ok(cache) = self.silences.lock()
             && let Some((read_at, silences)) = cache.as_ref()
             && read_at.elapsed() < SILENCES_FRESH_FOR
@@ -417,21 +483,16 @@ impl Alerting {
         }
     }
 
-    /// Ids of the active silences that mute `alert` now.
-    pub async fn silenced_by(&self, alert: &Alert) -> Result<Vec<Uuid>> {
-        let labels = alert_labels(alert);
-        let now = model::now();
-        Ok(self
-            .live_silences()
-            .await?
-            .iter()
-            .filter(|silence| silence.mutes(&labels, now))
-            .map(|silence| silence.id)
-            .collect())
-    }
-
-    /// Creates a silence, or replaces the one `posted.id` names (404 if there is none). Returns its id.
-    pub async fn post_silence(&self, posted: PostableSilence) -> Result<Uuid> {
+    /// Creates a silence, or replaces the one `posted.id` names (404 if there is none). Returns its id. `actor`,
+    /// the caller's token name, is recorded as its creator whatever `createdBy` says.
+    pub async fn post_silence(
+        &self,
+        mut posted: PostableSilence,
+        actor: Option<String>,
+    ) -> Result<Uuid> {
+        if let Some(actor) = actor {
+            posted.created_by = actor;
+        }
         posted.validate()?;
         let id = match &posted.id {
             Some(id) if !id.is_empty() => {
@@ -607,18 +668,4 @@ fn step_fingerprint(step: &Step) -> &str {
         Step::Create(creation) => &creation.alert.fingerprint,
         Step::Resolve(fingerprint) => fingerprint,
     }
-}
-
-/// Maps every item with `map`, or fails naming the index of the first that does not map (`alerts[3]`).
-fn map_all<T>(
-    items: Vec<T>,
-    map: impl Fn(T) -> std::result::Result<RuleAlert, String>,
-) -> Result<Vec<RuleAlert>> {
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(index, item)| {
-            map(item).map_err(|message| Error::invalid(&format!("alerts[{index}]"), message))
-        })
-        .collect()
 }

@@ -2,6 +2,7 @@
 //! while. Pure data and pure functions, no I/O.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -9,11 +10,20 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::model::{Alert, MAX_ACTOR};
+use crate::model::{Alert, MAX_ACTOR, check_no_nul};
+
+/// Longest label name or value of a matcher, in bytes.
+pub const MAX_MATCHER_TEXT: usize = 1024;
+/// Most matchers of one silence, or `filter` parameters of one request.
+pub const MAX_MATCHERS: usize = 32;
+/// Largest compiled regular expression of a matcher (the regex crate's `size_limit`, and its lazy DFA's cache):
+/// an expression such as `\w{50}` that would take more is refused rather than compiled.
+pub const MAX_REGEX_BYTES: usize = 1024 * 1024;
 
 /// One label matcher: `name` `=`, `!=`, `=~` or `!~` `value`. Regular expressions are anchored at both ends, as in
-/// Alertmanager; an absent label reads as the empty value.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+/// Alertmanager; an absent label reads as the empty value. A regular expression is compiled once, when the matcher
+/// is first used, and kept with it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Matcher {
     /// Label name.
@@ -25,6 +35,17 @@ pub struct Matcher {
     /// Matches when equal (`=`, `=~`); false: when not equal (`!=`, `!~`).
     #[serde(default = "equal_by_default")]
     pub is_equal: bool,
+    /// The compiled expression (regex matchers), or why it does not compile.
+    #[serde(skip)]
+    #[schema(ignore)]
+    compiled: OnceLock<Result<regex::Regex, String>>,
+}
+
+impl PartialEq for Matcher {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.name, &self.value, self.is_regex, self.is_equal)
+            == (&other.name, &other.value, other.is_regex, other.is_equal)
+    }
 }
 
 fn equal_by_default() -> bool {
@@ -67,29 +88,59 @@ impl Matcher {
             .strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))
             .unwrap_or(value);
-        let matcher = Matcher {
+        let matcher = Matcher::new(name, value, is_regex, is_equal);
+        matcher.check()?;
+        Ok(matcher)
+    }
+
+    /// The matcher `name` (`=`, `!=`, `=~`, `!~` by `is_regex` and `is_equal`) `value`, not yet checked.
+    pub fn new(name: &str, value: &str, is_regex: bool, is_equal: bool) -> Matcher {
+        Matcher {
             name: name.to_owned(),
             value: value.to_owned(),
             is_regex,
             is_equal,
-        };
-        matcher.compile()?;
-        Ok(matcher)
+            compiled: OnceLock::new(),
+        }
     }
 
-    fn compile(&self) -> std::result::Result<Option<regex::Regex>, String> {
+    /// Checks the name and value: not too long, and a regular expression that compiles within
+    /// [`MAX_REGEX_BYTES`]. The message says what is wrong.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.name.len() > MAX_MATCHER_TEXT || self.value.len() > MAX_MATCHER_TEXT {
+            return Err(format!(
+                "matcher {:.40}: name and value may be at most {MAX_MATCHER_TEXT} bytes",
+                self.name
+            ));
+        }
+        self.regex().map(|_| ())
+    }
+
+    /// The compiled regular expression of a regex matcher (compiled on first use); `None` for an equality
+    /// matcher.
+    fn regex(&self) -> std::result::Result<Option<&regex::Regex>, String> {
         if !self.is_regex {
             return Ok(None);
         }
-        regex::Regex::new(&format!("^(?:{})$", self.value))
-            .map(Some)
-            .map_err(|error| format!("matcher {}: invalid regular expression: {error}", self.name))
+        let compiled = self.compiled.get_or_init(|| {
+            regex::RegexBuilder::new(&format!("^(?:{})$", self.value))
+                .size_limit(MAX_REGEX_BYTES)
+                .dfa_size_limit(MAX_REGEX_BYTES)
+                .build()
+                .map_err(|error| {
+                    format!(
+                        "matcher {:.40}: invalid regular expression: {error}",
+                        self.name
+                    )
+                })
+        });
+        compiled.as_ref().map(Some).map_err(Clone::clone)
     }
 
-    /// Whether `labels` match.
+    /// Whether `labels` match. A regex matcher whose expression does not compile matches nothing.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         let actual = labels.get(&self.name).map_or("", String::as_str);
-        let found = match self.compile() {
+        let found = match self.regex() {
             Ok(Some(regex)) => regex.is_match(actual),
             Ok(None) => actual == self.value,
             Err(_) => return false,
@@ -173,6 +224,12 @@ impl PostableSilence {
                 "at least one matcher is required",
             ));
         }
+        if self.matchers.len() > MAX_MATCHERS {
+            return Err(Error::invalid(
+                "matchers",
+                format!("at most {MAX_MATCHERS} matchers are allowed"),
+            ));
+        }
         for (index, matcher) in self.matchers.iter().enumerate() {
             if matcher.name.is_empty() {
                 return Err(Error::invalid(
@@ -180,8 +237,10 @@ impl PostableSilence {
                     "must not be empty",
                 ));
             }
+            check_no_nul(&format!("matchers[{index}].name"), &matcher.name)?;
+            check_no_nul(&format!("matchers[{index}].value"), &matcher.value)?;
             matcher
-                .compile()
+                .check()
                 .map_err(|message| Error::invalid(&format!("matchers[{index}].value"), message))?;
         }
         if self.ends_at <= self.starts_at {
@@ -194,9 +253,11 @@ impl PostableSilence {
                 format!("must be 1 to {MAX_ACTOR} characters"),
             ));
         }
+        check_no_nul("createdBy", &self.created_by)?;
         if self.comment.trim().is_empty() {
             return Err(Error::invalid("comment", "must not be empty"));
         }
+        check_no_nul("comment", &self.comment)?;
         Ok(())
     }
 }
@@ -229,6 +290,15 @@ mod tests {
         assert!(Matcher::parse("novalue").is_err());
         assert!(Matcher::parse("=x").is_err());
         assert!(Matcher::parse("a=~(").is_err());
+    }
+
+    #[test]
+    fn expensive_or_long_expressions_are_refused() {
+        let error = Matcher::parse("instance=~\"\\w{50}\"").expect_err("too large");
+        assert!(error.contains("instance"), "{error}");
+        assert!(Matcher::parse("instance=~\"\\w{10}\"").is_ok());
+        let long = format!("a=\"{}\"", "x".repeat(MAX_MATCHER_TEXT + 1));
+        assert!(Matcher::parse(&long).is_err());
     }
 
     #[test]

@@ -17,7 +17,8 @@ use support::{Backend, Database, Server};
 on_both_stores!(
     repeats_update_one_alert_and_ends_at_resolves,
     an_alert_not_sent_again_is_resolved_after_its_ends_at,
-    one_bad_alert_rejects_the_whole_post,
+    one_bad_alert_costs_only_itself,
+    long_values_are_stored_whole_and_cut_in_their_columns,
     get_alerts_filters_and_status_answers,
     alert_groups_and_receivers_answer_as_alertmanager_does,
     expiry_spares_an_alert_sent_again_meanwhile,
@@ -356,12 +357,16 @@ async fn an_alert_not_sent_again_is_resolved_after_its_ends_at(backend: Backend)
     server.stop().await;
 }
 
-async fn one_bad_alert_rejects_the_whole_post(backend: Backend) {
+async fn one_bad_alert_costs_only_itself(backend: Backend) {
     let db = Database::new(backend).await;
     let server = Server::start(&db.config, vec![]).await;
     let no_alertname = json!({"labels": {"job": "x"}});
+    let nul = json!({"labels": {"alertname": "Nul", "pod": "a\u{0000}b"}});
     let (status, body) = server
-        .post("/api/v2/alerts", json!([high_cpu("ok", 300), no_alertname]))
+        .post(
+            "/api/v2/alerts",
+            json!([high_cpu("ok", 300), no_alertname, {"labels": "nope"}, nul]),
+        )
         .await;
     assert_eq!(status, 400, "{body}");
     let error = body["error"].as_str().expect("error");
@@ -369,20 +374,78 @@ async fn one_bad_alert_rejects_the_whole_post(backend: Backend) {
         error.contains("alerts[1]") && error.contains("alertname"),
         "{error}"
     );
-    let (status, body) = server
-        .post(
-            "/api/v2/alerts",
-            json!([high_cpu("ok", 300), high_cpu("ok", 300), {"labels": "nope"}]),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["error"].as_str().expect("error").contains("alerts[2]"),
+    assert_eq!(body["details"]["stored"], 1, "{body}");
+    let invalid = body["details"]["invalid"].as_array().expect("invalid list");
+    let listed: Vec<(u64, &str)> = invalid
+        .iter()
+        .map(|item| {
+            (
+                item["index"].as_u64().expect("index"),
+                item["reason"].as_str().expect("reason"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(1, "no_alertname"), (2, "malformed"), (3, "nul_byte")],
         "{body}"
     );
+    assert!(
+        invalid[2]["message"]
+            .as_str()
+            .expect("message")
+            .contains("labels.pod"),
+        "{body}"
+    );
+    // The valid alert of the batch is stored.
+    let stored = from_source(&server, "prometheus").await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["labels"]["alertname"], "HighCPU");
+    for reason in ["no_alertname", "malformed", "nul_byte"] {
+        let series = format!("alerting_alerts_invalid_total{{reason=\"{reason}\"}}");
+        assert_eq!(
+            gomon_testkit::metric(&server.url("/metrics"), &series).await,
+            Some(1.0),
+            "{reason}"
+        );
+    }
+    // Not an array at all: nothing to store.
     let (status, body) = server.post("/api/v2/alerts", json!({"labels": {}})).await;
     assert_eq!(status, 400, "{body}");
-    assert!(from_source(&server, "prometheus").await.is_empty());
+    // Every alert invalid: 400, nothing stored.
+    let (status, body) = server
+        .post("/api/v2/alerts", json!([{"labels": {"job": "y"}}]))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["details"]["stored"], 0, "{body}");
+    assert_eq!(from_source(&server, "prometheus").await.len(), 1);
+    server.stop().await;
+}
+
+async fn long_values_are_stored_whole_and_cut_in_their_columns(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let namespace = "n".repeat(101);
+    let summary = "s".repeat(300);
+    let long = json!({"labels": {"alertname": "Long", "namespace": namespace},
+        "annotations": {"summary": summary}, "endsAt": rfc3339(300)});
+    let (status, body) = server
+        .post("/api/v2/alerts", json!([long, high_cpu("ok", 300)]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, page) = server.get("/api/v1/alerts?label=alertname%3DLong").await;
+    let alert = &page["alerts"][0];
+    assert_eq!(alert["labels"]["namespace"], namespace.as_str(), "{alert}");
+    assert_eq!(alert["annotations"]["summary"], summary.as_str(), "{alert}");
+    let column = alert["namespace"].as_str().expect("namespace");
+    assert_eq!(column.chars().count(), 100);
+    assert!(column.ends_with('…'), "{column}");
+    assert_eq!(alert["title"].as_str().expect("title").chars().count(), 255);
+    // The Grafana webhook takes the same alert.
+    let grafana = json!({"alerts": [{"status": "firing",
+        "labels": {"alertname": "LongG", "namespace": "g".repeat(150)}}]});
+    let (status, body) = server.post("/api/v1/webhooks/grafana", grafana).await;
+    assert_eq!(status, 200, "{body}");
     server.stop().await;
 }
 
@@ -565,7 +628,9 @@ async fn expiry_spares_an_alert_sent_again_meanwhile(backend: Backend) {
     let post = |ends_in: i64| {
         let alert: gomon_alerting::rule_engines::PostableAlert =
             serde_json::from_value(high_cpu("CPU at 91%", ends_in)).expect("alert");
-        core.map_rule_alerts(vec![alert]).expect("valid")
+        let (mapped, rejected) = core.map_rule_alerts(vec![Ok(alert)]);
+        assert!(rejected.is_empty(), "{rejected:?}");
+        mapped
     };
     let touched = core.receive(post(1), None).await.expect("receive");
     let id = touched[0].id;

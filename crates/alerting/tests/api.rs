@@ -19,7 +19,11 @@ on_both_stores!(
     illegal_changes_are_conflicts,
     delete_keeps_the_audit_trail,
     bad_input_is_refused_clearly,
+    a_nul_byte_is_an_invalid_field_not_a_server_error,
+    made_up_methods_and_sources_do_not_grow_the_metrics,
     tokens_guard_the_api,
+    roles_decide_what_each_token_may_do,
+    the_actor_is_the_token_not_the_body,
     metrics_count_alerts_and_requests,
     active_gauge_is_true_after_restart,
     health_endpoints_answer,
@@ -410,6 +414,128 @@ async fn delete_keeps_the_audit_trail(backend: Backend) {
     server.stop().await;
 }
 
+async fn a_nul_byte_is_an_invalid_field_not_a_server_error(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    for (field, body) in [
+        (
+            "title",
+            json!({"source": "api", "severity": "P1", "title": "a\u{0000}b"}),
+        ),
+        (
+            "source",
+            json!({"source": "a\u{0000}", "severity": "P1", "title": "t"}),
+        ),
+        (
+            "namespace",
+            json!({"source": "api", "severity": "P1", "title": "t", "namespace": "\u{0000}"}),
+        ),
+        (
+            "description",
+            json!({"source": "api", "severity": "P1", "title": "t", "description": "x\u{0000}"}),
+        ),
+        (
+            "labels.app",
+            json!({"source": "api", "severity": "P1", "title": "t", "labels": {"app": "\u{0000}"}}),
+        ),
+        (
+            "annotations.\\u0000",
+            json!({"source": "api", "severity": "P1", "title": "t",
+            "annotations": {"\u{0000}": "x"}}),
+        ),
+        (
+            "trace_id",
+            json!({"source": "api", "severity": "P1", "title": "t", "trace_id": "\u{0000}"}),
+        ),
+    ] {
+        let (status, answer) = server.post("/api/v1/alerts", body).await;
+        assert_eq!(status, 422, "{field}: {answer}");
+        assert_eq!(answer["details"]["field"], field, "{answer}");
+    }
+    let (_, created) = server.post("/api/v1/alerts", alert("nul target")).await;
+    let id = created["id"].as_str().expect("id");
+    let (status, answer) = server
+        .put(
+            &format!("/api/v1/alerts/{id}/acknowledge"),
+            json!({"by": "a\u{0000}"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["details"]["field"], "by", "{answer}");
+    let (status, answer) = server
+        .put(
+            &format!("/api/v1/alerts/{id}/assign"),
+            json!({"assigned_to": "ann", "note": "\u{0000}"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{answer}");
+    for query in [
+        "/api/v1/alerts?namespace=a%00b",
+        "/api/v1/alerts?label=app%3D%00",
+        "/api/v2/alerts?filter=a%3D%22%00%22",
+        "/api/v2/silences?filter=a%3D%00",
+    ] {
+        let (status, answer) = server.get(query).await;
+        assert_eq!(status, 400, "{query}: {answer}");
+    }
+    let now = chrono::Utc::now();
+    let (status, answer) = server
+        .post(
+            "/api/v2/silences",
+            json!({"matchers": [{"name": "a", "value": "\u{0000}", "isRegex": false}],
+                "startsAt": now, "endsAt": now + chrono::Duration::hours(1),
+                "createdBy": "ann", "comment": "c"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    // Nothing of the above reached the store.
+    let (_, page) = server.get("/api/v1/alerts").await;
+    assert_eq!(page["total"], 1, "{page}");
+    server.stop().await;
+}
+
+async fn made_up_methods_and_sources_do_not_grow_the_metrics(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("BREW{i}").as_bytes()).expect("method");
+        server
+            .client
+            .request(method, server.url(&format!("/made/up/{i}")))
+            .send()
+            .await
+            .expect("request");
+        server
+            .post(
+                "/api/v1/alerts",
+                json!({"source": format!("src-{i}"), "severity": "P3", "title": "t"}),
+            )
+            .await;
+    }
+    let metrics = server.metrics().await;
+    let methods: BTreeSet<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("alerting_http_request_duration_seconds_count"))
+        .filter_map(|line| line.split("method=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(
+        !methods.iter().any(|m| m.starts_with("BREW")),
+        "{methods:?}"
+    );
+    assert!(methods.contains("other"), "{methods:?}");
+    let routes: BTreeSet<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("alerting_http_request_duration_seconds_count"))
+        .filter_map(|line| line.split("route=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(!routes.iter().any(|r| r.starts_with("/made")), "{routes:?}");
+    let sources: BTreeSet<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("alerting_alerts_created_total"))
+        .filter_map(|line| line.split("source=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(sources, BTreeSet::from(["other"]), "{metrics}");
+    server.stop().await;
+}
+
 async fn bad_input_is_refused_clearly(backend: Backend) {
     let (_db, server) = start(backend).await;
     let post_raw = |body: Vec<u8>, content_type: Option<&'static str>| {
@@ -508,7 +634,7 @@ async fn tokens_guard_the_api(backend: Backend) {
         ApiToken {
             name: "oncall-bot".into(),
             token: "write-secret".into(),
-            access: Access::Write,
+            access: Access::Admin,
         },
     ];
     let server = Server::start(&database.config, tokens).await;
@@ -584,6 +710,210 @@ async fn tokens_guard_the_api(backend: Backend) {
             "{open}"
         );
     }
+    server.stop().await;
+}
+
+fn token(name: &str, access: Access) -> ApiToken {
+    ApiToken {
+        name: name.into(),
+        token: format!("{name}-secret"),
+        access,
+    }
+}
+
+/// Sends `method path` with `token`'s secret and a body fitting the route; returns the status.
+async fn call(server: &Server, method: &str, path: &str, token: &str) -> u16 {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut request = server
+        .client
+        .request(method.clone(), server.url(path))
+        .bearer_auth(format!("{token}-secret"));
+    let now = chrono::Utc::now();
+    let body = match path {
+        "/api/v1/alerts" => Some(alert(&format!("by {token} {}", uuid::Uuid::new_v4()))),
+        "/api/v2/alerts" => {
+            Some(json!([{"labels": {"alertname": format!("R{}", uuid::Uuid::new_v4())}}]))
+        }
+        "/api/v1/webhooks/grafana" => Some(json!({"alerts": [{"status": "firing",
+            "labels": {"alertname": format!("G{}", uuid::Uuid::new_v4())}}]})),
+        "/api/v2/silences" => Some(
+            json!({"matchers": [{"name": "a", "value": "b", "isRegex": false}],
+            "startsAt": now, "endsAt": now + chrono::Duration::hours(1),
+            "createdBy": "x", "comment": "test"}),
+        ),
+        p if p.ends_with("/assign") => Some(json!({"assigned_to": "ann"})),
+        _ => None,
+    };
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.expect("request").status().as_u16()
+}
+
+async fn as_admin(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = server
+        .client
+        .request(method, server.url(path))
+        .bearer_auth("admin-secret");
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    support::read(request.send().await.expect("request")).await
+}
+
+async fn roles_decide_what_each_token_may_do(backend: Backend) {
+    let database = Database::new(backend).await;
+    let tokens = vec![
+        token("reader", Access::Read),
+        token("ingest", Access::Ingest),
+        token("operator", Access::Operate),
+        token("admin", Access::Admin),
+    ];
+    let server = Server::start(&database.config, tokens).await;
+    let roles = ["reader", "ingest", "operator", "admin"];
+    // Each route, and the first role (index into `roles`) allowed to call it.
+    let reads = [
+        "/api/v1/alerts",
+        "/api/v1/notifications",
+        "/api/v2/alerts",
+        "/api/v2/alerts/groups",
+        "/api/v2/receivers",
+        "/api/v2/status",
+        "/api/v2/silences",
+    ];
+    for path in reads {
+        for role in roles {
+            assert_eq!(
+                call(&server, "GET", path, role).await,
+                200,
+                "GET {path} as {role}"
+            );
+        }
+    }
+    for path in [
+        "/api/v1/alerts",
+        "/api/v2/alerts",
+        "/api/v1/webhooks/grafana",
+    ] {
+        assert_eq!(
+            call(&server, "POST", path, "reader").await,
+            403,
+            "POST {path} as reader"
+        );
+        for role in ["ingest", "operator", "admin"] {
+            let status = call(&server, "POST", path, role).await;
+            assert!(
+                status == 200 || status == 201,
+                "POST {path} as {role}: {status}"
+            );
+        }
+    }
+    for (method, action, allowed_from) in [
+        ("PUT", "assign", 2),
+        ("PUT", "acknowledge", 2),
+        ("PUT", "resolve", 2),
+        ("DELETE", "", 3),
+    ] {
+        for (index, role) in roles.iter().enumerate() {
+            let (_, created) = as_admin(
+                &server,
+                reqwest::Method::POST,
+                "/api/v1/alerts",
+                Some(alert(&format!("{action} {role}"))),
+            )
+            .await;
+            let id = created["id"].as_str().expect("id");
+            let path = if action.is_empty() {
+                format!("/api/v1/alerts/{id}")
+            } else {
+                format!("/api/v1/alerts/{id}/{action}")
+            };
+            let status = call(&server, method, &path, role).await;
+            if index >= allowed_from {
+                assert!(
+                    status == 200 || status == 204,
+                    "{method} {path} as {role}: {status}"
+                );
+            } else {
+                assert_eq!(status, 403, "{method} {path} as {role}");
+            }
+        }
+    }
+    for (index, role) in roles.iter().enumerate() {
+        let status = call(&server, "POST", "/api/v2/silences", role).await;
+        assert_eq!(
+            status == 200,
+            index >= 2,
+            "POST /api/v2/silences as {role}: {status}"
+        );
+        if status == 200 {
+            let (_, silences) =
+                as_admin(&server, reqwest::Method::GET, "/api/v2/silences", None).await;
+            let id = silences[0]["id"].as_str().expect("silence id").to_owned();
+            let expire = call(
+                &server,
+                "DELETE",
+                &format!("/api/v2/silence/{id}"),
+                "ingest",
+            )
+            .await;
+            assert_eq!(expire, 403, "DELETE silence as ingest");
+            let expire = call(&server, "DELETE", &format!("/api/v2/silence/{id}"), role).await;
+            assert_eq!(expire, 200, "DELETE silence as {role}");
+        }
+    }
+    server.stop().await;
+}
+
+async fn the_actor_is_the_token_not_the_body(backend: Backend) {
+    let database = Database::new(backend).await;
+    let server = Server::start(&database.config, vec![token("ingest", Access::Operate)]).await;
+    let response = server
+        .client
+        .post(server.url("/api/v1/alerts"))
+        .bearer_auth("ingest-secret")
+        .json(&alert("forged"))
+        .send()
+        .await
+        .expect("POST");
+    let (_, created) = support::read(response).await;
+    let id = created["id"].as_str().expect("id");
+    let response = server
+        .client
+        .put(server.url(&format!("/api/v1/alerts/{id}/acknowledge")))
+        .bearer_auth("ingest-secret")
+        .json(&json!({"by": "someone-else"}))
+        .send()
+        .await
+        .expect("PUT");
+    let (status, acked) = support::read(response).await;
+    assert_eq!(status, 200, "{acked}");
+    assert_eq!(acked["acknowledged_by"], "ingest");
+    let response = server
+        .client
+        .get(server.url(&format!("/api/v1/alerts/{id}/actions")))
+        .bearer_auth("ingest-secret")
+        .send()
+        .await
+        .expect("GET");
+    let (_, trail) = support::read(response).await;
+    let acknowledged = trail["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .find(|entry| entry["action"] == "acknowledged")
+        .expect("acknowledged entry")
+        .clone();
+    assert_eq!(acknowledged["actor"], "ingest", "{trail}");
+    assert_eq!(
+        acknowledged["details"]["on_behalf_of"], "someone-else",
+        "{trail}"
+    );
     server.stop().await;
 }
 

@@ -9,7 +9,7 @@ use support::{Backend, Database, Server};
 
 on_both_stores!(
     firing_then_resolved_payload_opens_and_resolves,
-    one_bad_alert_rejects_the_whole_payload,
+    one_bad_alert_costs_only_itself,
     bearer_token_is_required_when_configured,
 );
 
@@ -104,10 +104,11 @@ async fn firing_then_resolved_payload_opens_and_resolves(backend: Backend) {
     server.stop().await;
 }
 
-async fn one_bad_alert_rejects_the_whole_payload(backend: Backend) {
+async fn one_bad_alert_costs_only_itself(backend: Backend) {
     let db = Database::new(backend).await;
     let server = Server::start(&db.config, vec![]).await;
     let mut payload = fixture("firing.json");
+    let sent = payload["alerts"].as_array().expect("alerts").len();
     payload["alerts"][1]["status"] = json!("pending");
     let (status, body) = server.post("/api/v1/webhooks/grafana", payload).await;
     assert_eq!(status, 400, "{body}");
@@ -116,22 +117,32 @@ async fn one_bad_alert_rejects_the_whole_payload(backend: Backend) {
         error.contains("alerts[1]") && error.contains("pending"),
         "{error}"
     );
+    assert_eq!(
+        body["details"]["invalid"][0]["reason"], "unknown_status",
+        "{body}"
+    );
+    assert_eq!(body["details"]["stored"], sent - 1, "{body}");
+    assert_eq!(grafana_alerts(&server).await.len(), sent - 1);
     let mut payload = fixture("firing.json");
     payload["alerts"][0]["labels"] = json!(["not", "a", "map"]);
     let (status, body) = server.post("/api/v1/webhooks/grafana", payload).await;
     assert_eq!(status, 400, "{body}");
+    assert_eq!(body["details"]["invalid"][0]["index"], 0, "{body}");
+    assert_eq!(
+        body["details"]["invalid"][0]["reason"], "malformed",
+        "{body}"
+    );
     assert!(
-        body["error"]
+        body["details"]["invalid"][0]["message"]
             .as_str()
-            .expect("error")
-            .contains("alerts[0].labels"),
+            .expect("message")
+            .contains("labels"),
         "{body}"
     );
     let (status, body) = server
         .post("/api/v1/webhooks/grafana", json!({"receiver": "x"}))
         .await;
     assert_eq!(status, 400, "{body}");
-    assert!(grafana_alerts(&server).await.is_empty());
     server.stop().await;
 }
 
@@ -146,7 +157,7 @@ async fn bearer_token_is_required_when_configured(backend: Backend) {
         ApiToken {
             name: "grafana".into(),
             token: "grafana-secret".into(),
-            access: Access::Write,
+            access: Access::Admin,
         },
     ];
     let server = Server::start(&db.config, tokens).await;

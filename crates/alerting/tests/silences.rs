@@ -150,14 +150,17 @@ async fn a_silenced_alert_is_stored_but_not_notified(backend: Backend) {
     ));
     let now = chrono::Utc::now();
     let silence = core
-        .post_silence(PostableSilence {
-            id: None,
-            matchers: vec![Matcher::parse("alertname=~\"Disk.*\"").expect("matcher")],
-            starts_at: now,
-            ends_at: now + chrono::Duration::hours(1),
-            created_by: "ann".into(),
-            comment: "disks are being replaced".into(),
-        })
+        .post_silence(
+            PostableSilence {
+                id: None,
+                matchers: vec![Matcher::parse("alertname=~\"Disk.*\"").expect("matcher")],
+                starts_at: now,
+                ends_at: now + chrono::Duration::hours(1),
+                created_by: "ann".into(),
+                comment: "disks are being replaced".into(),
+            },
+            None,
+        )
         .await
         .expect("silence");
 

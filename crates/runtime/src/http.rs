@@ -1,4 +1,5 @@
-//! HTTP serving shared by the roles: request metrics by route template, request spans, and graceful shutdown.
+//! HTTP serving shared by the roles: the listener's limits (header-read timeout, concurrent connections), request
+//! metrics by route template, request spans, and graceful shutdown.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,8 +10,14 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use prometheus::{HistogramOpts, HistogramVec, Registry};
+use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
 use crate::metrics::must;
@@ -54,7 +61,7 @@ impl RequestMetrics {
 
 async fn measure(State(metrics): State<RequestMetrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -63,9 +70,30 @@ async fn measure(State(metrics): State<RequestMetrics>, request: Request, next: 
     let response = next.run(request).await;
     metrics
         .duration
-        .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
+        .with_label_values(&[method, route.as_str(), response.status().as_str()])
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// The `method` label of a request: one of the standard methods, else `other`, so that made-up methods cannot
+/// create series.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::PATCH, "PATCH"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(known, _)| known == method)
+        .map_or("other", |(_, label)| label)
 }
 
 /// Wraps every request of `router` in a server span, continuing the caller's trace when its `traceparent` header
@@ -79,10 +107,10 @@ async fn trace_request(request: Request, next: Next) -> Response {
     if !telemetry::enabled() {
         return next.run(request).await;
     }
-    let route = request.extensions().get::<MatchedPath>().map_or_else(
-        || request.uri().path().to_owned(),
-        |path| path.as_str().to_owned(),
-    );
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let span = tracing::info_span!(
         "http.request",
         otel.name = %format_args!("{} {route}", request.method()),
@@ -136,13 +164,84 @@ impl axum::serve::Listener for SharedListener {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` fires, then stops accepting and finishes in-flight requests.
+/// The limits of an HTTP listener: the `http` section of each role (`alerting.http`, `agent.http`,
+/// `aggregator.http`), so that no client can hold connections open without sending a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Longest time a client may take to send a request's headers, counted from the end of the previous request
+    /// on a kept-alive connection; then the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Most connections served at once; further ones wait in the kernel's accept queue until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+        }
+    }
+}
+
+impl ListenerConfig {
+    /// Checks the values; the error names the field at fault (`header_read_timeout`), which the role prefixes
+    /// with its section (`alerting.http`).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.header_read_timeout < Duration::from_millis(1) {
+            return Err((
+                "header_read_timeout",
+                format!("must be at least 1ms, not {:?}", self.header_read_timeout),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(("max_connections", "must be at least 1".to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` fires, then stops accepting, closes idle
+/// connections and finishes the requests in flight.
 pub async fn serve(
     listener: SharedListener,
     router: Router,
     shutdown: Shutdown,
+    limits: ListenerConfig,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.wait())
-        .await
+    use axum::serve::Listener as _;
+    let mut listener = listener;
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let stopping = shutdown.wait();
+    tokio::pin!(stopping);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut stopping => break,
+        };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stopping => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "HTTP connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -269,3 +269,39 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Holds `count` connections to `address` (`127.0.0.1:PORT`) that send half a request line and nothing more, as a
+/// slow or hostile client would; returns once each has been closed by the server or `within` has passed, with how
+/// many were closed.
+pub async fn slow_clients_closed(address: &str, count: usize, within: Duration) -> usize {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let address = address.to_owned();
+        clients.spawn(async move {
+            let Ok(mut stream) = tokio::net::TcpStream::connect(&address).await else {
+                return false;
+            };
+            if stream.write_all(b"GET /health/li").await.is_err() {
+                return true;
+            }
+            let mut buffer = [0u8; 256];
+            let deadline = tokio::time::Instant::now() + within;
+            loop {
+                match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+                    // Closed (an answer such as 408 before the close is fine too).
+                    Ok(Ok(0)) | Ok(Err(_)) => return true,
+                    Ok(Ok(_)) => continue,
+                    Err(_) => return false,
+                }
+            }
+        });
+    }
+    let mut closed = 0;
+    while let Some(result) = clients.join_next().await {
+        if result.unwrap_or(false) {
+            closed += 1;
+        }
+    }
+    closed
+}

@@ -16,19 +16,21 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use crate::error::Error;
 use crate::model::{Alert, AlertFilter, Status};
-use crate::rule_engines::{GENERATOR_URL, PostableAlert};
+use crate::rule_engines::{GENERATOR_URL, PostableAlert, Rejection, RuleAlert};
 use crate::service::Alerting;
-use crate::silence::{Matcher, alert_labels};
+use crate::silence::{MAX_MATCHERS, Matcher, alert_labels};
 
-/// Receive alerts from Prometheus, vmalert or amtool (Alertmanager API v2). All or nothing: one invalid
-/// element rejects the request, naming its index.
+/// Receive alerts from Prometheus, vmalert or amtool (Alertmanager API v2). Every valid alert is stored (all of
+/// them together, or none when the database fails); invalid ones are listed in a 400 answer, as Alertmanager does,
+/// so that one odd alert never costs the others of its batch (rule engines do not resend on a 4xx).
 #[utoipa::path(post, path = "/api/v2/alerts", tag = "alertmanager", request_body = Vec<PostableAlert>,
     responses(
         (status = 200, description = "Every alert applied"),
-        (status = 400, description = "Malformed JSON, or an invalid alert (`alerts[i]: ...`)", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or some alerts invalid: the valid ones are stored, \
+            `details.invalid` lists the others (index, reason, message)", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 503, description = "Database unavailable; nothing stored", body = ErrorBody),
     ))]
 pub async fn post_alerts(
     State(core): State<Alerting>,
@@ -42,38 +44,89 @@ pub async fn post_alerts(
                 "expected a JSON array of alerts ({labels, annotations, startsAt, endsAt, generatorURL})",
             )
         })?;
-    let alerts = core
-        .map_rule_alerts(parse_elements(items)?)
-        .map_err(mapping_error)?;
-    core.receive(alerts, caller).await?;
-    Ok(StatusCode::OK)
+    let (alerts, rejected) = core.map_rule_alerts(parse_elements(items));
+    receive_valid(&core, alerts, rejected, caller).await
 }
 
-/// Parses each element of a posted `alerts` array as `T`; 400 naming the index (and field) of the first that
-/// does not parse.
-pub(super) fn parse_elements<'de, D, T>(items: Vec<D>) -> Result<Vec<T>, ApiError>
+/// Parses each element of a posted `alerts` array as `T`; one that does not parse is rejected as `malformed`,
+/// naming its field.
+pub(super) fn parse_elements<'de, D, T>(items: Vec<D>) -> Vec<Result<T, Rejection>>
 where
     D: serde::Deserializer<'de, Error = serde_json::Error>,
     T: serde::Deserialize<'de>,
 {
     items
         .into_iter()
-        .enumerate()
-        .map(|(index, item)| {
+        .map(|item| {
             serde_path_to_error::deserialize::<_, T>(item).map_err(|error| {
                 let path = error.path().to_string();
-                let at = if path == "." {
-                    String::new()
+                let message = if path == "." {
+                    error.inner().to_string()
                 } else {
-                    format!(".{path}")
+                    format!("{path}: {}", error.inner())
                 };
-                ApiError::bad_request(format!("alerts[{index}]{at}: {}", error.inner()))
+                Rejection::new("malformed", message)
             })
         })
         .collect()
 }
 
-/// An alert that does not map is a 400 naming its index, like one that does not parse.
+/// One alert of a request that was not stored.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InvalidAlert {
+    /// Its index in the request's `alerts`.
+    pub index: usize,
+    /// Why, in a word: the `reason` of `alerting_alerts_invalid_total`.
+    pub reason: String,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+/// Stores `alerts` (the valid alerts of a request) and answers: 200 when none was `rejected`, else 400 listing the
+/// rejected ones in `details.invalid`, with how many were stored in `details.stored`.
+pub(super) async fn receive_valid(
+    core: &Alerting,
+    alerts: Vec<RuleAlert>,
+    rejected: Vec<(usize, Rejection)>,
+    caller: Option<String>,
+) -> Result<StatusCode, ApiError> {
+    let stored = alerts.len();
+    if !alerts.is_empty() {
+        core.receive(alerts, caller).await?;
+    }
+    if rejected.is_empty() {
+        return Ok(StatusCode::OK);
+    }
+    let summary: Vec<String> = rejected
+        .iter()
+        .take(5)
+        .map(|(index, rejection)| format!("alerts[{index}]: {}", rejection.message))
+        .collect();
+    let more = if rejected.len() > summary.len() {
+        format!(" (and {} more)", rejected.len() - summary.len())
+    } else {
+        String::new()
+    };
+    let invalid: Vec<InvalidAlert> = rejected
+        .into_iter()
+        .map(|(index, rejection)| InvalidAlert {
+            index,
+            reason: rejection.reason.to_owned(),
+            message: rejection.message,
+        })
+        .collect();
+    Err(ApiError::with_details(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "{} invalid alert(s) not stored, {stored} stored: {}{more}",
+            invalid.len(),
+            summary.join("; ")
+        ),
+        serde_json::json!({ "invalid": invalid, "stored": stored }),
+    ))
+}
+
+/// An invalid silence is a 400 naming its field, as Alertmanager answers.
 pub(super) fn mapping_error(error: Error) -> ApiError {
     match error {
         Error::Invalid { field, message } => ApiError::bad_request(format!("{field}: {message}")),
@@ -239,18 +292,27 @@ pub async fn receivers() -> Json<Vec<Receiver>> {
     Json(vec![Receiver::gomon()])
 }
 
-/// The open alerts the query of `GET /api/v2/alerts` (or its groups) keeps, oldest first.
+/// The open alerts the query of `GET /api/v2/alerts` (or its groups) keeps, oldest first. The alerts and the live
+/// silences are read first; matching them, which costs CPU in proportion to alerts times matchers, runs on a
+/// blocking thread so that it never holds an async worker.
 async fn open_alerts(
     core: &Alerting,
     query: Option<String>,
 ) -> Result<Vec<GettableAlert>, ApiError> {
     let mut matchers = Vec::new();
     let (mut active, mut silenced) = (true, true);
-    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match name.as_ref() {
-            "filter" => matchers.push(Matcher::parse(&value).map_err(|error| {
-                ApiError::bad_request(format!("query parameter `filter`: {error}"))
-            })?),
+    for (name, value) in super::extract::query_pairs(query.as_deref())? {
+        match name.as_str() {
+            "filter" => {
+                if matchers.len() == MAX_MATCHERS {
+                    return Err(ApiError::bad_request(format!(
+                        "query parameter `filter`: at most {MAX_MATCHERS} matchers"
+                    )));
+                }
+                matchers.push(Matcher::parse(&value).map_err(|error| {
+                    ApiError::bad_request(format!("query parameter `filter`: {error}"))
+                })?);
+            }
             "active" => active = super::alerts::parse_param(&name, &value)?,
             "silenced" => silenced = super::alerts::parse_param(&name, &value)?,
             "inhibited" | "unprocessed" => {
@@ -265,7 +327,7 @@ async fn open_alerts(
             }
         }
     }
-    let mut open = Vec::new();
+    let mut alerts = Vec::new();
     for status in [Status::Firing, Status::Acknowledged] {
         let mut filter = AlertFilter {
             status: Some(status),
@@ -274,28 +336,37 @@ async fn open_alerts(
         };
         loop {
             let page = core.list(&filter).await?;
-            for alert in page.alerts {
-                if !matchers.iter().all(|m| m.matches(&alert_labels(&alert))) {
-                    continue;
-                }
-                let silenced_by: Vec<String> = core
-                    .silenced_by(&alert)
-                    .await?
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                if (silenced_by.is_empty() && active) || (!silenced_by.is_empty() && silenced) {
-                    open.push(GettableAlert::new(alert, silenced_by));
-                }
-            }
+            alerts.extend(page.alerts);
             match page.next_cursor {
                 Some(cursor) => filter.after = Some(super::alerts::parse_param("cursor", &cursor)?),
                 None => break,
             }
         }
     }
-    open.sort_by_key(|alert| alert.starts_at);
-    Ok(open)
+    let silences = core.live_silences().await?;
+    let now = crate::model::now();
+    let kept = tokio::task::spawn_blocking(move || {
+        let mut open = Vec::new();
+        for alert in alerts {
+            let labels = alert_labels(&alert);
+            if !matchers.iter().all(|m| m.matches(&labels)) {
+                continue;
+            }
+            let silenced_by: Vec<String> = silences
+                .iter()
+                .filter(|silence| silence.mutes(&labels, now))
+                .map(|silence| silence.id.to_string())
+                .collect();
+            if (silenced_by.is_empty() && active) || (!silenced_by.is_empty() && silenced) {
+                open.push(GettableAlert::new(alert, silenced_by));
+            }
+        }
+        open.sort_by_key(|alert| alert.starts_at);
+        open
+    })
+    .await
+    .map_err(|error| ApiError::from(Error::Internal(format!("matching alerts: {error}"))))?;
+    Ok(kept)
 }
 
 /// Cluster state: GoMon does not cluster.

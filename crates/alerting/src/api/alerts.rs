@@ -108,12 +108,12 @@ pub fn parse_filter(query: Option<&str>) -> Result<AlertFilter, ApiError> {
         limit: DEFAULT_LIMIT,
         ..AlertFilter::default()
     };
-    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match name.as_ref() {
+    for (name, value) in super::extract::query_pairs(query)? {
+        match name.as_str() {
             "status" => filter.status = Some(parse_param(&name, &value)?),
             "severity" => filter.severity = Some(parse_param(&name, &value)?),
-            "namespace" => filter.namespace = Some(value.into_owned()),
-            "source" => filter.source = Some(value.into_owned()),
+            "namespace" => filter.namespace = Some(value),
+            "source" => filter.source = Some(value),
             "label" => {
                 let (key, wanted) = value.split_once('=').ok_or_else(|| {
                     ApiError::bad_request(format!(

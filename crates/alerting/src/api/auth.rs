@@ -1,8 +1,9 @@
-//! Bearer-token authentication of the API: read-only tokens may only read, write tokens may do everything.
+//! Bearer-token authentication of the API, and what each role may do: `read` reads, `ingest` also posts alerts,
+//! `operate` also changes alerts and silences, `admin` also deletes.
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
@@ -17,9 +18,33 @@ pub struct Auth {
     tokens: Arc<Vec<ApiToken>>,
 }
 
-/// Who is calling: the name of the token used, if tokens are configured.
+/// Who is calling: the name of the token used, if tokens are configured. It is the actor of every change the
+/// request makes; a name the request body gives (`by`) is only recorded beside it.
 #[derive(Clone, Debug, Default)]
 pub struct Caller(pub Option<String>);
+
+/// The least role a request needs: reads need `read`; posting alerts `ingest`; changing alerts and silences
+/// `operate`; anything else (deleting alerts, routes added later) `admin`, so that a new route is closed until it
+/// is listed here.
+pub fn required_access(method: &Method, route: &str) -> Access {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Access::Read;
+    }
+    match (method.as_str(), route) {
+        ("POST", "/api/v1/alerts" | "/api/v2/alerts" | "/api/v1/webhooks/grafana") => {
+            Access::Ingest
+        }
+        (
+            "PUT",
+            "/api/v1/alerts/{id}/acknowledge"
+            | "/api/v1/alerts/{id}/resolve"
+            | "/api/v1/alerts/{id}/assign",
+        )
+        | ("POST", "/api/v2/silences")
+        | ("DELETE", "/api/v2/silence/{id}") => Access::Operate,
+        _ => Access::Admin,
+    }
+}
 
 impl Auth {
     /// Authentication with `tokens`.
@@ -76,14 +101,21 @@ pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: 
     let Some(token) = auth.find(presented) else {
         return ApiError::new(StatusCode::UNAUTHORIZED, "invalid bearer token").into_response();
     };
-    let reads = matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
-    if token.access == Access::Read && !reads {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("", MatchedPath::as_str);
+    let needed = required_access(request.method(), route);
+    if token.access < needed {
         return ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("token `{}` is read-only", token.name),
+            format!(
+                "token `{}` has the role {}; {} {route} needs {}",
+                token.name,
+                token.access.as_str(),
+                request.method(),
+                needed.as_str()
+            ),
         )
         .into_response();
     }
@@ -102,5 +134,35 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .get::<Caller>()
             .cloned()
             .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_needs_its_role() {
+        for (method, route, needed) in [
+            (Method::GET, "/api/v1/alerts", Access::Read),
+            (Method::GET, "/api/v2/silences", Access::Read),
+            (Method::POST, "/api/v1/alerts", Access::Ingest),
+            (Method::POST, "/api/v2/alerts", Access::Ingest),
+            (Method::POST, "/api/v1/webhooks/grafana", Access::Ingest),
+            (
+                Method::PUT,
+                "/api/v1/alerts/{id}/acknowledge",
+                Access::Operate,
+            ),
+            (Method::PUT, "/api/v1/alerts/{id}/resolve", Access::Operate),
+            (Method::PUT, "/api/v1/alerts/{id}/assign", Access::Operate),
+            (Method::POST, "/api/v2/silences", Access::Operate),
+            (Method::DELETE, "/api/v2/silence/{id}", Access::Operate),
+            (Method::DELETE, "/api/v1/alerts/{id}", Access::Admin),
+            (Method::PATCH, "/api/v1/alerts/{id}", Access::Admin),
+            (Method::POST, "/api/v1/something-new", Access::Admin),
+        ] {
+            assert_eq!(required_access(&method, route), needed, "{method} {route}");
+        }
     }
 }

@@ -38,6 +38,21 @@ impl ApiError {
         }
     }
 
+    /// An error with `status`, `message` and structured `details`.
+    pub fn with_details(
+        status: StatusCode,
+        message: impl Into<String>,
+        details: serde_json::Value,
+    ) -> Self {
+        Self {
+            status,
+            body: ErrorBody {
+                error: message.into(),
+                details: Some(details),
+            },
+        }
+    }
+
     /// 400 Bad Request.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)

@@ -130,6 +130,30 @@ fn strip_position(message: &str) -> &str {
     message.split(" at line ").next().unwrap_or(message)
 }
 
+/// Most query parameters one request may give.
+pub const MAX_QUERY_PARAMS: usize = 64;
+
+/// The parameters of a query string, decoded: 400 when there are more than [`MAX_QUERY_PARAMS`] or one holds a NUL
+/// byte (no stored text can hold one, so it could match nothing).
+pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let mut pairs = Vec::new();
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if pairs.len() == MAX_QUERY_PARAMS {
+            return Err(ApiError::bad_request(format!(
+                "more than {MAX_QUERY_PARAMS} query parameters"
+            )));
+        }
+        if name.contains('\0') || value.contains('\0') {
+            return Err(ApiError::bad_request(format!(
+                "query parameter `{}`: must not contain a NUL byte",
+                name.replace('\0', "\\u0000")
+            )));
+        }
+        pairs.push((name.into_owned(), value.into_owned()));
+    }
+    Ok(pairs)
+}
+
 /// The `{id}` of an alert path, 400 when it is not a UUID.
 pub struct AlertId(pub Uuid);
 
@@ -172,6 +196,21 @@ mod tests {
                 .expect_err("unknown field");
         let debug = format!("{error:?}");
         assert!(debug.contains(r#""field": String("priority")"#), "{debug}");
+    }
+
+    #[test]
+    fn query_parameters_with_nul_or_too_many_are_refused() {
+        assert_eq!(
+            query_pairs(Some("a=1&b=x%20y")).expect("valid"),
+            vec![("a".into(), "1".into()), ("b".into(), "x y".into())]
+        );
+        let error = query_pairs(Some("namespace=a%00b")).expect_err("NUL");
+        assert!(format!("{error:?}").contains("`namespace`"), "{error:?}");
+        let many = vec!["a=1"; MAX_QUERY_PARAMS + 1].join("&");
+        assert_eq!(
+            query_pairs(Some(&many)).expect_err("too many").status(),
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]

@@ -40,8 +40,8 @@ fn parse_filter(query: Option<&str>) -> Result<NotificationFilter, ApiError> {
         limit: DEFAULT_LIMIT,
         ..NotificationFilter::default()
     };
-    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match name.as_ref() {
+    for (name, value) in super::extract::query_pairs(query)? {
+        match name.as_str() {
             "status" => filter.status = Some(parse_param(&name, &value)?),
             "alert_id" => filter.alert_id = Some(parse_param(&name, &value)?),
             "limit" => filter.limit = parse_limit(&value)?,

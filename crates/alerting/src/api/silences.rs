@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::alertmanager::mapping_error;
+use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use crate::model;
@@ -106,8 +107,8 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Vec<GettableSilence>>, ApiError> {
     let mut wanted = Vec::new();
-    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match name.as_ref() {
+    for (name, value) in super::extract::query_pairs(query.as_deref())? {
+        match name.as_str() {
             "filter" => wanted.push(Matcher::parse(&value).map_err(|error| {
                 ApiError::bad_request(format!("query parameter `filter`: {error}"))
             })?),
@@ -129,7 +130,7 @@ pub async fn list(
     Ok(Json(silences))
 }
 
-/// Create a silence, or change the one `id` names.
+/// Create a silence, or change the one `id` names. With API tokens, `createdBy` is the token's name.
 #[utoipa::path(post, path = "/api/v2/silences", tag = "alertmanager", request_body = PostableSilence,
     responses(
         (status = 200, description = "Stored", body = SilenceCreated),
@@ -138,12 +139,16 @@ pub async fn list(
     ))]
 pub async fn create(
     State(core): State<Alerting>,
+    Caller(caller): Caller,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> Result<Json<SilenceCreated>, ApiError> {
     let posted: PostableSilence = serde_path_to_error::deserialize(body).map_err(|error| {
         ApiError::bad_request(format!("silence {}: {}", error.path(), error.inner()))
     })?;
-    let id = core.post_silence(posted).await.map_err(mapping_error)?;
+    let id = core
+        .post_silence(posted, caller)
+        .await
+        .map_err(mapping_error)?;
     Ok(Json(SilenceCreated { silence_id: id }))
 }
 

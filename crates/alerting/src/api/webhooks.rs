@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use super::alertmanager::{mapping_error, parse_elements};
+use super::alertmanager::{parse_elements, receive_valid};
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
@@ -11,11 +11,13 @@ use crate::rule_engines::GrafanaWebhook;
 use crate::service::Alerting;
 
 /// Receive a Grafana webhook notification: firing alerts open or update an alert (identity: the label set),
-/// resolved ones resolve it. All or nothing: one invalid alert rejects the request, naming its index.
+/// resolved ones resolve it. Every valid alert is stored; invalid ones are listed in a 400 answer, as on
+/// `POST /api/v2/alerts`.
 #[utoipa::path(post, path = "/api/v1/webhooks/grafana", tag = "webhooks", request_body = GrafanaWebhook,
     responses(
         (status = 200, description = "Every alert applied"),
-        (status = 400, description = "Malformed JSON, or an invalid alert (`alerts[i]: ...`)", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or some alerts invalid: the valid ones are stored, \
+            `details.invalid` lists the others (index, reason, message)", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
@@ -30,9 +32,6 @@ pub async fn grafana(
             "expected Grafana's webhook body with an `alerts` array: {error}"
         ))
     })?;
-    let alerts = core
-        .map_grafana_alerts(parse_elements(webhook.alerts)?)
-        .map_err(mapping_error)?;
-    core.receive(alerts, caller).await?;
-    Ok(StatusCode::OK)
+    let (alerts, rejected) = core.map_grafana_alerts(parse_elements(webhook.alerts));
+    receive_valid(&core, alerts, rejected, caller).await
 }

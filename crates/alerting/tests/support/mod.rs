@@ -120,9 +120,14 @@ impl Server {
             shutdown.clone(),
         ));
         let task = tokio::spawn(async move {
-            gomon_runtime::http::serve(SharedListener(Arc::new(listener)), router, shutdown)
-                .await
-                .expect("serve");
+            gomon_runtime::http::serve(
+                SharedListener(Arc::new(listener)),
+                router,
+                shutdown,
+                gomon_runtime::http::ListenerConfig::default(),
+            )
+            .await
+            .expect("serve");
         });
         Server {
             base,
