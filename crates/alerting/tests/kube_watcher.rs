@@ -961,6 +961,92 @@ async fn an_unreachable_api_server_is_retried_and_reported(backend: Backend) {
     server.stop().await;
 }
 
+/// A watch the API server keeps open but sends nothing on (a proxy or NAT entry that died without closing the
+/// connection) is dropped after `watch_idle_timeout`, and its namespace listed and watched again; `/health/ready`
+/// says so meanwhile. Bookmarks keep a quiet watch alive. About the watcher alone, so on SQLite only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_watch_is_restarted_after_the_idle_timeout() {
+    const IDLE: Duration = Duration::from_secs(1);
+    let restarts = |metrics: &str| {
+        metric(
+            metrics,
+            "alerting_kube_watch_restarts_total{reason=\"idle\"}",
+        )
+    };
+    let cluster = Cluster::new(Backend::Sqlite).await;
+    cluster.kube.put(fixture("aggregator-running"));
+    cluster.kube.bookmark_every(Duration::from_millis(100));
+    let mut config = cluster.config();
+    config.kubernetes.watch_idle_timeout = IDLE;
+    let server = Server::start_service(config).await;
+    wait_watching(&server, 1).await;
+    eventually(LIMIT, "three watches open", || async {
+        cluster.kube.open_watches() == 3
+    })
+    .await;
+
+    // Quiet but alive: no pod changes for well over the idle timeout, only bookmarks. Nothing is restarted.
+    tokio::time::sleep(IDLE * 3).await;
+    let metrics = server.metrics().await;
+    assert_eq!(restarts(&metrics), Some(0.0), "{metrics}");
+    assert_eq!(cluster.kube.lists(), 3, "no re-list while bookmarks arrive");
+    assert_eq!(watcher_state(&server).await["state"], "watching");
+    let watches = cluster.kube.watch_requests();
+
+    // The connections stay open but go silent. The re-lists are held, to see the state in between.
+    cluster.kube.hold_lists(true);
+    cluster.kube.silence_watches();
+    eventually(
+        LIMIT,
+        "the watcher to report the silent watches",
+        || async {
+            let state = watcher_state(&server).await;
+            state["state"] == "restarting"
+                && state["last_error"]
+                    .as_str()
+                    .is_some_and(|error| error.contains("received nothing for 1s"))
+        },
+    )
+    .await;
+    eventually(LIMIT, "the three idle watches counted", || async {
+        restarts(&server.metrics().await).is_some_and(|n| n >= 3.0)
+    })
+    .await;
+    eventually(LIMIT, "the silent connections to be dropped", || async {
+        cluster.kube.silenced_open() == 0
+    })
+    .await;
+    let state = watcher_state(&server).await;
+    assert_eq!(state["state"], "restarting", "{state}");
+    let (status, _) = server.get("/health/ready").await;
+    assert_eq!(status, 200, "the API serves while the watcher restarts");
+
+    cluster.kube.hold_lists(false);
+    wait_watching(&server, 1).await;
+    eventually(LIMIT, "new watches", || async {
+        cluster.kube.watch_requests() >= watches + 3 && cluster.kube.open_watches() == 3
+    })
+    .await;
+    assert!(cluster.kube.lists() >= 6, "listed again");
+
+    // A failure after the restart reaches the watcher through the new watch.
+    cluster.kube.put(fixture("kafka-0-crashloop"));
+    eventually(LIMIT, "the kafka alert", || async {
+        kubernetes_alerts(&server).await.len() == 1
+    })
+    .await;
+    let metrics = server.metrics().await;
+    assert!(
+        metric(
+            &metrics,
+            "alerting_kube_watch_events_total{event=\"applied\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
 /// Two replicas on one database: one holds the Lease and watches, the other stands by; when the holder dies,
 /// the other takes the Lease over and carries on with the same alert.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,6 +58,11 @@ pub struct KubernetesConfig {
     /// Longest wait between attempts while the API server fails.
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
+    /// A namespace's watch that receives nothing (no event, not even a bookmark) for this long is dropped, and
+    /// the namespace listed and watched again. Keep it well above the API server's bookmark interval (about a
+    /// minute).
+    #[serde(with = "humantime_serde")]
+    pub watch_idle_timeout: Duration,
     /// Severity rules, in order: the first that matches a pod decides.
     pub severity_rules: Vec<SeverityRule>,
     /// Severity when no rule matches.
@@ -99,6 +104,7 @@ impl Default for KubernetesConfig {
             evaluation_interval: Duration::from_secs(10),
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            watch_idle_timeout: Duration::from_secs(300),
             severity_rules: SeverityRule::seed(),
             default_severity: Severity::P3,
             leader_election: LeaderElectionConfig::default(),
@@ -196,6 +202,7 @@ impl KubernetesConfig {
             ("evaluation_interval", self.evaluation_interval),
             ("backoff_initial", self.backoff_initial),
             ("backoff_max", self.backoff_max),
+            ("watch_idle_timeout", self.watch_idle_timeout),
             (
                 "leader_election.lease_duration",
                 self.leader_election.lease_duration,
@@ -283,6 +290,15 @@ mod tests {
         let error = config.check().expect_err("zero window").to_string();
         assert!(
             error.contains("alerting.kubernetes.stabilization_window"),
+            "{error}"
+        );
+        let config = KubernetesConfig {
+            watch_idle_timeout: Duration::ZERO,
+            ..KubernetesConfig::default()
+        };
+        let error = config.check().expect_err("zero idle timeout").to_string();
+        assert!(
+            error.contains("alerting.kubernetes.watch_idle_timeout"),
             "{error}"
         );
     }

@@ -1,18 +1,19 @@
 //! The watcher task: connects to the API server, takes the Lease when leader election is on, runs one kube-rs watch
 //! per namespace (or one for all), folds their events into a [`Tracker`] and carries its decisions out through the
-//! alerting core. API errors are counted, shown on `/health/ready` and retried with backoff; nothing here stops the
-//! service.
+//! alerting core. API errors are counted, shown on `/health/ready` and retried with backoff; a watch that receives
+//! nothing for `watch_idle_timeout` is started again. Nothing here stops the service.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ::kube::client::ClientBuilder;
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use ::kube::runtime::watcher::{self, Event};
 use ::kube::{Api, Client};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use futures::stream::BoxStream;
+use futures::stream::{AbortHandle, BoxStream, SelectAll};
 use gomon_runtime::metrics::must;
 use gomon_runtime::shutdown::Shutdown;
 use k8s_openapi::api::core::v1::Pod;
@@ -20,6 +21,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::activity::{ActivityLayer, WatchActivity};
 use super::config::KubernetesConfig;
 use super::lease::LeaseLock;
 use super::state::{ACTOR, AlertKey, Plan, SOURCE, Tracker};
@@ -32,12 +34,14 @@ use crate::service::Alerting;
 pub struct KubeMetrics {
     events: IntCounterVec,
     errors: IntCounter,
+    restarts: IntCounterVec,
     failing: IntGaugeVec,
 }
 
 impl KubeMetrics {
-    /// Registers `alerting_kube_watch_events_total{event}`, `alerting_kube_watch_errors_total` and
-    /// `alerting_kube_pods_failing{namespace,reason}` in `registry`.
+    /// Registers `alerting_kube_watch_events_total{event}`, `alerting_kube_watch_errors_total`,
+    /// `alerting_kube_watch_restarts_total{reason}` and `alerting_kube_pods_failing{namespace,reason}` in
+    /// `registry`.
     pub fn new(registry: &Registry) -> Self {
         let events = must(IntCounterVec::new(
             Opts::new(
@@ -50,6 +54,15 @@ impl KubeMetrics {
             "alerting_kube_watch_errors_total",
             "Errors talking to the Kubernetes API server (connecting, listing, watching, the Lease).",
         ));
+        let restarts = must(IntCounterVec::new(
+            Opts::new(
+                "alerting_kube_watch_restarts_total",
+                "Watches dropped and started again (listed anew), by reason (idle: nothing received for \
+                 watch_idle_timeout).",
+            ),
+            &["reason"],
+        ));
+        restarts.with_label_values(&["idle"]);
         let failing = must(IntGaugeVec::new(
             Opts::new(
                 "alerting_kube_pods_failing",
@@ -59,10 +72,12 @@ impl KubeMetrics {
         ));
         must(registry.register(Box::new(events.clone())));
         must(registry.register(Box::new(errors.clone())));
+        must(registry.register(Box::new(restarts.clone())));
         must(registry.register(Box::new(failing.clone())));
         Self {
             events,
             errors,
+            restarts,
             failing,
         }
     }
@@ -80,8 +95,9 @@ impl KubeMetrics {
 /// What the watcher is doing, as `/health/ready` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct WatcherStatus {
-    /// `starting`, `standby` (another replica holds the Lease), `listing`, `watching`, `retrying` (the API
-    /// server fails; backing off) or `stopped`.
+    /// `starting`, `standby` (another replica holds the Lease), `listing`, `watching`, `restarting` (a watch
+    /// received nothing for `watch_idle_timeout`; listing and watching again), `retrying` (the API server fails;
+    /// backing off) or `stopped`.
     pub state: String,
     /// Since when.
     pub since: DateTime<Utc>,
@@ -90,7 +106,7 @@ pub struct WatcherStatus {
     pub leader: Option<bool>,
     /// Pods being tracked.
     pub pods: usize,
-    /// The last error, while `retrying`.
+    /// The last error, while `retrying`; which watch went silent, while `restarting`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
@@ -176,9 +192,13 @@ async fn pause(delay: Duration, shutdown: &Shutdown) -> bool {
     }
 }
 
+/// Added to `watch_idle_timeout` for the client's read timeout: a silent watch is caught by the idle check first
+/// (and listed anew); the read timeout bounds the other requests on a connection that died silently.
+const READ_TIMEOUT_MARGIN: Duration = Duration::from_secs(30);
+
 /// The API client: `kubeconfig` (and `context`) when set, else the in-cluster service account, `KUBECONFIG` or
-/// `~/.kube/config`.
-pub async fn client(config: &KubernetesConfig) -> anyhow::Result<Client> {
+/// `~/.kube/config`. Responses to the watched resources mark `activity`.
+async fn client(config: &KubernetesConfig, activity: &WatchActivity) -> anyhow::Result<Client> {
     let options = KubeConfigOptions {
         context: config.context.clone(),
         ..KubeConfigOptions::default()
@@ -196,7 +216,13 @@ pub async fn client(config: &KubernetesConfig) -> anyhow::Result<Client> {
     // The client's own retrying (up to 15 times, for up to minutes) would hide an outage from the health state
     // and hold a Lease renewal past the Lease's duration; the watcher backs off itself.
     kube_config.default_retry = false;
-    Ok(Client::try_from(kube_config)?)
+    // kube sets no read timeout: a request on a connection that died without a FIN or RST would wait forever.
+    kube_config.read_timeout = Some(config.watch_idle_timeout + READ_TIMEOUT_MARGIN);
+    // Counted from the request, not from when its pooled connection went idle.
+    kube_config.reset_reader_on_write = true;
+    Ok(ClientBuilder::try_from(kube_config)?
+        .with_layer(&ActivityLayer(activity.clone()))
+        .build())
 }
 
 fn identity(config: &KubernetesConfig) -> String {
@@ -227,8 +253,9 @@ pub async fn run(
 ) {
     let mut backoff = Backoff::new(&config);
     let identity = identity(&config);
+    let activity = WatchActivity::default();
     loop {
-        let client = match client(&config).await {
+        let client = match client(&config, &activity).await {
             Ok(client) => client,
             Err(error) => {
                 metrics.errors.inc();
@@ -269,8 +296,10 @@ pub async fn run(
             config: &config,
             metrics: &metrics,
             health: &health,
+            activity: &activity,
             tracker: Tracker::new(config.clone()),
             needs_adoption: false,
+            restarting: BTreeMap::new(),
         };
         let ended = session.watch(&client, lock.as_mut(), &shutdown).await;
         // Whoever watches next reports the failing pods; this replica no longer knows them.
@@ -332,33 +361,81 @@ struct Session<'a> {
     config: &'a KubernetesConfig,
     metrics: &'a KubeMetrics,
     health: &'a WatcherHealth,
+    activity: &'a WatchActivity,
     tracker: Tracker,
     needs_adoption: bool,
+    /// Watches restarted for being idle and not listed again yet, with what they watch.
+    restarting: BTreeMap<usize, String>,
 }
 
 type Events = BoxStream<'static, (usize, Result<Event<Pod>, watcher::Error>)>;
 
+/// What one watch stream watches: `monitoring` (or `all namespaces`), and its API.
+type Target = (String, Api<Pod>);
+
 impl Session<'_> {
-    fn streams(&self, client: &Client) -> Events {
-        let mut watch_config = watcher::Config::default();
-        if let Some(selector) = &self.config.label_selector {
-            watch_config = watch_config.labels(selector);
-        }
-        let apis: Vec<Api<Pod>> = if self.config.all_namespaces {
-            vec![Api::all(client.clone())]
+    fn targets(&self, client: &Client) -> Vec<Target> {
+        if self.config.all_namespaces {
+            vec![("all namespaces".to_owned(), Api::all(client.clone()))]
         } else {
             self.config
                 .namespaces
                 .iter()
-                .map(|namespace| Api::namespaced(client.clone(), namespace))
+                .map(|namespace| {
+                    (
+                        namespace.clone(),
+                        Api::namespaced(client.clone(), namespace),
+                    )
+                })
                 .collect()
+        }
+    }
+
+    fn watch_config(&self) -> watcher::Config {
+        let mut watch_config = watcher::Config {
+            // The default, and what keeps a quiet watch from looking idle.
+            bookmarks: true,
+            ..watcher::Config::default()
         };
-        let streams = apis.into_iter().enumerate().map(|(index, api)| {
-            watcher::watcher(api, watch_config.clone())
-                .map(move |event| (index, event))
-                .boxed()
-        });
-        futures::stream::select_all(streams).boxed()
+        if let Some(selector) = &self.config.label_selector {
+            watch_config = watch_config.labels(selector);
+        }
+        watch_config
+    }
+
+    /// Starts stream `index`: a list, then a watch. Aborting the handle drops it, connection included.
+    fn start(
+        &self,
+        index: usize,
+        api: &Api<Pod>,
+        watch_config: &watcher::Config,
+    ) -> (Events, AbortHandle) {
+        self.activity.touch(api.resource_url());
+        let (stream, abort) =
+            futures::stream::abortable(watcher::watcher(api.clone(), watch_config.clone()));
+        (stream.map(move |event| (index, event)).boxed(), abort)
+    }
+
+    /// Stream `index` received nothing for `watch_idle_timeout` and was started again.
+    fn went_idle(&mut self, index: usize, watched: &str) {
+        self.metrics.errors.inc();
+        self.metrics.restarts.with_label_values(&["idle"]).inc();
+        tracing::warn!(watch = watched, idle_timeout = ?self.config.watch_idle_timeout,
+            "the pod watch received nothing, not even a bookmark: listing and watching again");
+        self.restarting.insert(index, watched.to_owned());
+        self.report_restarting();
+    }
+
+    fn report_restarting(&self) {
+        let watches: Vec<&str> = self.restarting.values().map(String::as_str).collect();
+        self.health.set(
+            "restarting",
+            Some(format!(
+                "the pod watch of {} received nothing for {:?}, not even a bookmark; listing and watching again",
+                watches.join(", "),
+                self.config.watch_idle_timeout
+            )),
+        );
     }
 
     async fn watch(
@@ -367,13 +444,22 @@ impl Session<'_> {
         mut lock: Option<&mut LeaseLock>,
         shutdown: &Shutdown,
     ) -> Ended {
-        let mut events = self.streams(client);
-        let streams = if self.config.all_namespaces {
-            1
-        } else {
-            self.config.namespaces.len()
+        let targets = self.targets(client);
+        let watch_config = self.watch_config();
+        let mut events = SelectAll::new();
+        let mut aborts = Vec::with_capacity(targets.len());
+        for (index, (_, api)) in targets.iter().enumerate() {
+            let (stream, abort) = self.start(index, api, &watch_config);
+            events.push(stream);
+            aborts.push(abort);
+        }
+        let activity = self.activity;
+        let touch = |stream: usize| {
+            if let Some((_, api)) = targets.get(stream) {
+                activity.touch(api.resource_url());
+            }
         };
-        let mut unlisted: BTreeSet<usize> = (0..streams).collect();
+        let mut unlisted: BTreeSet<usize> = (0..targets.len()).collect();
         let mut backoff = Backoff::new(self.config);
         let mut paused_until: Option<tokio::time::Instant> = None;
         let mut evaluation = tokio::time::interval(self.config.evaluation_interval);
@@ -384,19 +470,44 @@ impl Session<'_> {
         self.health.set("listing", None);
         loop {
             let paused = paused_until.is_some();
+            let idle_at = targets
+                .iter()
+                .map(|(_, api)| self.activity.last(api.resource_url()))
+                .min()
+                .unwrap_or_else(tokio::time::Instant::now)
+                + self.config.watch_idle_timeout;
             tokio::select! {
                 () = shutdown.clone().wait() => return Ended::Shutdown,
                 () = async {
                     if let Some(until) = paused_until {
                         tokio::time::sleep_until(until).await;
                     }
-                }, if paused => paused_until = None,
+                }, if paused => {
+                    paused_until = None;
+                    // Not polled while paused: that time is not the API server's silence.
+                    (0..targets.len()).for_each(touch);
+                }
+                () = tokio::time::sleep_until(idle_at), if !paused => {
+                    for (index, (watched, api)) in targets.iter().enumerate() {
+                        if self.activity.last(api.resource_url()).elapsed() < self.config.watch_idle_timeout {
+                            continue;
+                        }
+                        let (stream, abort) = self.start(index, api, &watch_config);
+                        if let Some(old) = aborts.get_mut(index) {
+                            std::mem::replace(old, abort).abort();
+                        }
+                        events.push(stream);
+                        self.went_idle(index, watched);
+                    }
+                }
                 next = events.next(), if !paused => match next {
                     Some((stream, Ok(event))) => {
+                        touch(stream);
                         backoff.reset();
                         self.event(stream, event, &mut unlisted).await;
                     }
-                    Some((_, Err(error))) => {
+                    Some((stream, Err(error))) => {
+                        touch(stream);
                         self.metrics.errors.inc();
                         tracing::warn!(%error, "Kubernetes watch error, backing off");
                         self.health.set("retrying", Some(error.to_string()));
@@ -434,7 +545,9 @@ impl Session<'_> {
         let name = match event {
             Event::Init => {
                 self.tracker.list_started(stream);
-                self.health.set("listing", None);
+                if !self.restarting.contains_key(&stream) {
+                    self.health.set("listing", None);
+                }
                 "list_start"
             }
             Event::InitApply(pod) => {
@@ -444,6 +557,9 @@ impl Session<'_> {
             Event::InitDone => {
                 self.tracker.list_done(stream, now);
                 unlisted.remove(&stream);
+                if let Some(watched) = self.restarting.remove(&stream) {
+                    tracing::info!(watch = %watched, "the idle pod watch is listed and watched again");
+                }
                 self.needs_adoption = true;
                 "list_done"
             }
@@ -459,7 +575,11 @@ impl Session<'_> {
         self.metrics.events.with_label_values(&[name]).inc();
         self.health.pods(self.tracker.pod_count());
         if unlisted.is_empty() {
-            self.health.set("watching", None);
+            if self.restarting.is_empty() {
+                self.health.set("watching", None);
+            } else {
+                self.report_restarting();
+            }
             if name == "list_done" {
                 self.evaluate().await;
             }

@@ -6,7 +6,7 @@
 //! - the same with `watch=1` stream `{"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR, "object": ...}` lines (newline
 //!   delimited JSON) from the `resourceVersion` asked for, then live; a `resourceVersion` older than the last
 //!   [`FakeKube::expire`] is answered with an `ERROR` event carrying a `410 Gone` Status, as a real API server does
-//!   when its watch cache no longer has it;
+//!   when its watch cache no longer has it; `BOOKMARK`s only to watches that asked (`allowWatchBookmarks`);
 //! - `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases[/{name}]`: GET, POST and PUT with optimistic concurrency
 //!   on `resourceVersion` (409 on a stale one).
 
@@ -37,6 +37,8 @@ struct Change {
 
 struct Watch {
     namespace: Option<String>,
+    /// Asked for bookmarks (`allowWatchBookmarks=true`).
+    bookmarks: bool,
     lines: mpsc::UnboundedSender<Result<Bytes, Infallible>>,
 }
 
@@ -50,10 +52,14 @@ struct Inner {
     /// Watches from a version below this are answered 410 Gone.
     expired_below: u64,
     watches: Vec<Watch>,
+    /// Watches kept open that are sent nothing more.
+    silenced: Vec<Watch>,
     leases: HashMap<(String, String), Value>,
     lists: u64,
     watch_requests: u64,
     fail_requests: bool,
+    /// Lists wait while true.
+    lists_held: bool,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -91,11 +97,15 @@ pub struct FakeKube {
     pub url: String,
     shared: Shared,
     task: JoinHandle<()>,
+    bookmarks: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Drop for FakeKube {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(task) = self.bookmarks.lock().ok().and_then(|mut task| task.take()) {
+            task.abort();
+        }
     }
 }
 
@@ -127,6 +137,7 @@ impl FakeKube {
             url: format!("http://{address}"),
             shared,
             task,
+            bookmarks: Mutex::new(None),
         }
     }
 
@@ -213,15 +224,46 @@ impl FakeKube {
         }
     }
 
-    /// Sends a `BOOKMARK` with the current resourceVersion to every watch.
+    /// Sends a `BOOKMARK` with the current resourceVersion to every watch that asked for bookmarks.
     pub fn bookmark(&self) {
+        bookmark(&self.shared);
+    }
+
+    /// Sends bookmarks every `period` from now on, as a real API server does (about every minute).
+    pub fn bookmark_every(&self, period: std::time::Duration) {
+        let shared = self.shared.clone();
+        let task = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            loop {
+                interval.tick().await;
+                bookmark(&shared);
+            }
+        });
+        if let Ok(mut slot) = self.bookmarks.lock()
+            && let Some(previous) = slot.replace(task)
+        {
+            previous.abort();
+        }
+    }
+
+    /// The watches open now stay open but are sent nothing more, bookmarks included (a proxy or NAT entry that
+    /// died without closing the connection). Watches opened later are served as usual.
+    pub fn silence_watches(&self) {
         let mut inner = lock(&self.shared);
-        let bookmark = json!({"kind": "Pod", "apiVersion": "v1",
-            "metadata": {"resourceVersion": inner.version.to_string()}});
-        let bytes = line("BOOKMARK", &bookmark);
-        inner
-            .watches
-            .retain(|watch| watch.lines.send(Ok(bytes.clone())).is_ok());
+        let watches: Vec<Watch> = inner.watches.drain(..).collect();
+        inner.silenced.extend(watches);
+    }
+
+    /// Silenced watch connections the client has not closed.
+    pub fn silenced_open(&self) -> usize {
+        let mut inner = lock(&self.shared);
+        inner.silenced.retain(|watch| !watch.lines.is_closed());
+        inner.silenced.len()
+    }
+
+    /// While true, lists (not watches) wait without answering.
+    pub fn hold_lists(&self, hold: bool) {
+        lock(&self.shared).lists_held = hold;
     }
 
     /// Forgets the history: every open watch gets an `ERROR` event with `410 Gone` and is closed, and resuming
@@ -283,11 +325,28 @@ fn unavailable() -> Response {
         .into_response()
 }
 
+fn bookmark(shared: &Shared) {
+    let mut inner = lock(shared);
+    let bookmark = json!({"kind": "Pod", "apiVersion": "v1",
+        "metadata": {"resourceVersion": inner.version.to_string()}});
+    let bytes = line("BOOKMARK", &bookmark);
+    inner.watches.retain(|watch| {
+        if !watch.bookmarks {
+            return !watch.lines.is_closed();
+        }
+        watch.lines.send(Ok(bytes.clone())).is_ok()
+    });
+}
+
+fn flag(query: &HashMap<String, String>, name: &str) -> bool {
+    query.get(name).is_some_and(|v| v == "1" || v == "true")
+}
+
 async fn all_pods(
     State(shared): State<Shared>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    pods(shared, None, query)
+    pods(shared, None, query).await
 }
 
 async fn namespace_pods(
@@ -295,15 +354,22 @@ async fn namespace_pods(
     Path(namespace): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    pods(shared, Some(namespace), query)
+    pods(shared, Some(namespace), query).await
 }
 
-fn pods(shared: Shared, namespace: Option<String>, query: HashMap<String, String>) -> Response {
+async fn pods(
+    shared: Shared,
+    namespace: Option<String>,
+    query: HashMap<String, String>,
+) -> Response {
+    let watching = flag(&query, "watch");
+    while !watching && lock(&shared).lists_held {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let mut inner = lock(&shared);
     if inner.fail_requests {
         return unavailable();
     }
-    let watching = query.get("watch").is_some_and(|w| w == "1" || w == "true");
     if !watching {
         inner.lists += 1;
         let items: Vec<Value> = inner
@@ -334,7 +400,11 @@ fn pods(shared: Shared, namespace: Option<String>, query: HashMap<String, String
                 let _ = lines.send(Ok(line(change.kind, &change.object)));
             }
         }
-        inner.watches.push(Watch { namespace, lines });
+        inner.watches.push(Watch {
+            namespace,
+            bookmarks: flag(&query, "allowWatchBookmarks"),
+            lines,
+        });
     }
     let stream = futures::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|item| (item, receiver))
