@@ -1250,3 +1250,109 @@ fn openapi_document_is_current() {
         assert!(document["paths"][path].is_object(), "{path} documented");
     }
 }
+
+/// Runs `sql` on the test PostgreSQL server's `postgres` database.
+async fn postgres_admin(sql: &str) {
+    let admin = sqlx::PgPool::connect(&format!("{}/postgres", support::postgres_server()))
+        .await
+        .expect("connect to the test PostgreSQL server");
+    sqlx::query(sql).execute(&admin).await.expect(sql);
+    admin.close().await;
+}
+
+/// A PostgreSQL that turned read-only (a replica, or a primary after a failover) is a dependency unavailable: 503
+/// with Retry-After, and the same request succeeds once it accepts writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_postgres_answers_503_with_retry_after() {
+    let database = Database::new(Backend::Postgres).await;
+    let url = database.config.url.clone().expect("PostgreSQL URL");
+    let name = url.rsplit('/').next().expect("database name").to_owned();
+    let server = Server::start(&database.config, Vec::new()).await;
+    assert_eq!(server.post("/api/v1/alerts", alert("before")).await.0, 201);
+    let reconnect = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+    );
+    postgres_admin(&format!(
+        "ALTER DATABASE {name} SET default_transaction_read_only = on"
+    ))
+    .await;
+    postgres_admin(&reconnect).await;
+    let mut answered = None;
+    for _ in 0..50 {
+        let response = server
+            .client
+            .post(server.url("/api/v1/alerts"))
+            .json(&alert("while read-only"))
+            .send()
+            .await
+            .expect("POST");
+        let retry_after = response.headers().get("retry-after").cloned();
+        let (status, body) = support::read(response).await;
+        if body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("read-only"))
+        {
+            answered = Some((status, retry_after, body));
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, retry_after, body) = answered.expect("a read-only refusal");
+    assert_eq!(status, 503, "{body}");
+    assert!(retry_after.is_some(), "Retry-After on 503");
+    postgres_admin(&format!(
+        "ALTER DATABASE {name} RESET default_transaction_read_only"
+    ))
+    .await;
+    postgres_admin(&reconnect).await;
+    support::eventually_status(&server, "/api/v1/alerts", alert("after"), 201).await;
+    server.stop().await;
+}
+
+/// A full disk under SQLite is a dependency unavailable: 503 with Retry-After, nothing half-written, and writes
+/// succeed again once there is room. The database lives on a 2 MiB tmpfs of its own (the tests run as root).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_sqlite_answers_503_with_retry_after() {
+    let mount = tempfile::tempdir().expect("mount point");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(mount.path())
+        .status()
+        .expect("mount (the test suite runs as root)");
+    assert!(mounted.success(), "mount a tmpfs for the SQLite database");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount.path().to_path_buf());
+    let config = gomon_alerting::config::DatabaseConfig {
+        data_dir: mount.path().join("data"),
+        ..Database::new(Backend::Sqlite).await.config
+    };
+    let server = Server::start(&config, Vec::new()).await;
+    assert_eq!(server.post("/api/v1/alerts", alert("before")).await.0, 201);
+    // Fill the filesystem.
+    let filler = mount.path().join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 4 * 1024 * 1024]);
+    let mut big = alert("on a full disk");
+    big["description"] = json!("x".repeat(600 * 1024));
+    let response = server
+        .client
+        .post(server.url("/api/v1/alerts"))
+        .json(&big)
+        .send()
+        .await
+        .expect("POST");
+    let retry_after = response.headers().get("retry-after").cloned();
+    let (status, body) = support::read(response).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(retry_after.is_some(), "Retry-After on 503");
+    std::fs::remove_file(&filler).expect("free the disk");
+    support::eventually_status(&server, "/api/v1/alerts", big, 201).await;
+    let (_, page) = server.get("/api/v1/alerts").await;
+    assert_eq!(page["total"], 2, "{page}");
+    server.stop().await;
+}

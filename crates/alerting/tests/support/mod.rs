@@ -315,3 +315,16 @@ impl Proxy {
 }
 pub mod kube;
 pub mod slack;
+
+/// POSTs `body` to `path` until it answers `status` (within 10 s); fails otherwise.
+pub async fn eventually_status(server: &Server, path: &str, body: serde_json::Value, status: u16) {
+    let mut last = (0, serde_json::Value::Null);
+    for _ in 0..100 {
+        last = server.post(path, body.clone()).await;
+        if last.0 == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("POST {path} never answered {status}; last {last:?}");
+}
