@@ -61,7 +61,7 @@ fn is_unreachable(error: &anyhow::Error) -> bool {
 }
 
 /// Every `interval` until `shutdown` fires, resolves the open alerts whose end time has passed (alerts of rule
-/// engines that stopped re-sending them).
+/// engines that stopped re-sending them) and deletes the silences past their retention.
 pub async fn sweep_expired(core: Alerting, interval: Duration, shutdown: Shutdown) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -74,6 +74,13 @@ pub async fn sweep_expired(core: Alerting, interval: Duration, shutdown: Shutdow
             Ok(0) => {}
             Ok(resolved) => tracing::info!(resolved, "resolved alerts past their endsAt"),
             Err(error) => tracing::warn!(%error, "expiry sweep failed; trying again next interval"),
+        }
+        match core.delete_old_silences().await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted silences past their retention"),
+            Err(error) => {
+                tracing::warn!(%error, "silence retention sweep failed; trying again next interval")
+            }
         }
     }
 }

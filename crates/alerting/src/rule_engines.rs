@@ -24,9 +24,13 @@ pub struct AlertmanagerConfig {
     /// End time given to an alert sent without `endsAt` (Alertmanager's `resolve_timeout`).
     #[serde(with = "humantime_serde")]
     pub resolve_timeout: Duration,
-    /// How often open alerts whose end time has passed without a re-send are resolved.
+    /// How often open alerts whose end time has passed without a re-send are resolved (and silences past their
+    /// retention deleted).
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
+    /// How long an expired silence is kept (listed by `GET /api/v2/silences`) before it is deleted.
+    #[serde(with = "humantime_serde")]
+    pub silence_retention: Duration,
 }
 
 impl Default for AlertmanagerConfig {
@@ -43,6 +47,7 @@ impl Default for AlertmanagerConfig {
             source: None,
             resolve_timeout: Duration::from_secs(300),
             sweep_interval: Duration::from_secs(10),
+            silence_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -60,6 +65,7 @@ impl AlertmanagerConfig {
         for (key, value) in [
             ("resolve_timeout", self.resolve_timeout),
             ("sweep_interval", self.sweep_interval),
+            ("silence_retention", self.silence_retention),
         ] {
             if value < Duration::from_millis(1) {
                 anyhow::bail!("alerting.alertmanager.{key}: must be at least 1ms, not {value:?}");

@@ -404,6 +404,21 @@ impl Alerting {
         Ok(touched)
     }
 
+    /// Deletes the silences that expired longer than `alerting.alertmanager.silence_retention` ago; returns how
+    /// many.
+    pub async fn delete_old_silences(&self) -> Result<u64> {
+        let retention = chrono::Duration::from_std(self.alertmanager.silence_retention)
+            .unwrap_or(chrono::Duration::MAX);
+        let before = model::now()
+            .checked_sub_signed(retention)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let deleted = self.store.delete_silences_ended_before(before).await?;
+        if deleted > 0 {
+            self.forget_silences();
+        }
+        Ok(deleted)
+    }
+
     /// Resolves every open alert whose end time has passed (rule engine alerts no longer re-sent). Returns how
     /// many it resolved.
     pub async fn resolve_expired(&self) -> Result<usize> {

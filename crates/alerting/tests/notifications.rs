@@ -22,6 +22,7 @@ on_both_stores!(
     a_permanent_error_fails_without_blocking_others,
     retry_after_is_honoured,
     an_expired_lease_fences_the_old_holder_out,
+    after_an_outage_the_urgent_alert_is_notified_first,
 );
 
 /// A dispatcher whose lease ran out can neither renew nor record: the row belongs to whoever claimed it next.
@@ -417,6 +418,57 @@ async fn an_outage_opens_the_breaker_and_loses_nothing(backend: Backend) {
         text.contains("alerting_notification_outbox_pending 0"),
         "{text}"
     );
+    server.stop().await;
+}
+
+/// 500 P4 alerts wait in the outbox while Slack is down; a P1 raised after them is the first message once Slack is
+/// back.
+async fn after_an_outage_the_urgent_alert_is_notified_first(backend: Backend) {
+    let database = Database::new(backend).await;
+    let fake = FakeSlack::start().await;
+    fake.set(Behaviour::ServerError);
+    let mut config = config(&database, &fake, false);
+    // The first failure opens the breaker, long enough for the P1 to be written while nothing is attempted.
+    config.slack.circuit_breaker = BreakerConfig {
+        failure_threshold: 1,
+        timeout_duration: Duration::from_millis(1500),
+        half_open_max_requests: 1,
+    };
+    let server = Server::start_service(config).await;
+    let low: Vec<Value> = (0..500)
+        .map(|i| json!({"labels": {"alertname": "Low", "severity": "info", "n": i.to_string()}}))
+        .collect();
+    let (status, body) = server.post("/api/v2/alerts", json!(low)).await;
+    assert_eq!(status, 200, "{body}");
+    eventually(Duration::from_secs(10), "the breaker to open", || async {
+        server
+            .metrics()
+            .await
+            .contains("alerting_circuit_breaker_state 1")
+    })
+    .await;
+    let (status, urgent) = server
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P1", "title": "urgent"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{urgent}");
+    let urgent = urgent["id"].as_str().expect("id").to_owned();
+    assert_eq!(total(&server, "pending").await, 501);
+    fake.set(Behaviour::Ok);
+    eventually(Duration::from_secs(15), "a delivery", || async {
+        !fake.accepted().is_empty()
+    })
+    .await;
+    let first = &fake.accepted()[0];
+    assert_eq!(alert_of(first), urgent, "first message: {}", first.text);
+    eventually(
+        Duration::from_secs(60),
+        "every notification delivered",
+        || async { total(&server, "sent").await == 501 },
+    )
+    .await;
     server.stop().await;
 }
 

@@ -18,7 +18,100 @@ on_both_stores!(
     silences_round_trip_and_mark_alerts_suppressed,
     a_silenced_alert_is_stored_but_not_notified,
     amtool_adds_and_queries_alerts_and_silences,
+    silences_expired_past_their_retention_are_deleted,
+    an_expensive_filter_is_refused_and_a_heavy_one_stalls_nothing,
 );
+
+async fn silences_expired_past_their_retention_are_deleted(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let now = chrono::Utc::now();
+    for (name, ended_days_ago) in [("old", 8), ("recent", 1)] {
+        let mut body =
+            silence_body(json!([{"name": "alertname", "value": name, "isRegex": false}]));
+        body["startsAt"] = json!((now - chrono::Duration::days(ended_days_ago + 1)).to_rfc3339());
+        body["endsAt"] = json!((now - chrono::Duration::days(ended_days_ago)).to_rfc3339());
+        let (status, answer) = server.post("/api/v2/silences", body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    // The test server sweeps every 200 ms, with the default retention of 7 days.
+    let mut kept = Vec::new();
+    for _ in 0..50 {
+        let (_, silences) = server.get("/api/v2/silences").await;
+        kept = silences
+            .as_array()
+            .expect("silences")
+            .iter()
+            .map(|s| {
+                s["matchers"][0]["value"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        if kept.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(kept, ["recent"]);
+    server.stop().await;
+}
+
+/// A regular expression too large to compile within the limit is a 400; a heavy but allowed one over 2,000 open
+/// alerts answers, and `/health/live` keeps answering meanwhile.
+async fn an_expensive_filter_is_refused_and_a_heavy_one_stalls_nothing(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let alerts: Vec<Value> = (0..2000)
+        .map(|i| json!({"labels": {"alertname": "Many", "instance": format!("node-{i:05}.example:9100")}}))
+        .collect();
+    for chunk in alerts.chunks(500) {
+        let (status, body) = server.post("/api/v2/alerts", json!(chunk)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = server
+        .get("/api/v2/alerts?filter=instance%3D~%22%5Cw%7B100%7D%22")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("regular expression"),
+        "{body}"
+    );
+    let heavy = "/api/v2/alerts?filter=instance%3D~%22%5Cw%7B10%7D.*%22";
+    let requests: Vec<_> = (0..4)
+        .map(|_| {
+            let client = server.client.clone();
+            let url = server.url(heavy);
+            tokio::spawn(async move { client.get(url).send().await.expect("GET").status() })
+        })
+        .collect();
+    let live = server
+        .client
+        .get(server.url("/health/live"))
+        .send()
+        .await
+        .expect("live");
+    assert!(live.status().is_success());
+    for request in requests {
+        assert_eq!(request.await.expect("request").as_u16(), 200);
+    }
+    let (status, matched) = server.get(heavy).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        matched.as_array().expect("alerts").len(),
+        0,
+        "`node-` has a `-` within 10 characters"
+    );
+    let (_, all) = server
+        .get("/api/v2/alerts?filter=instance%3D~%22node-%5Cd%7B5%7D.*%22")
+        .await;
+    assert_eq!(all.as_array().expect("alerts").len(), 2000);
+    server.stop().await;
+}
 
 fn silence_body(matchers: Value) -> Value {
     json!({

@@ -315,6 +315,11 @@ impl Store {
         dispatch!(self.upsert_silence(silence))
     }
 
+    /// Deletes the silences that ended before `before`; returns how many.
+    pub async fn delete_silences_ended_before(&self, before: DateTime<Utc>) -> Result<u64> {
+        dispatch!(self.delete_silences_ended_before(before))
+    }
+
     /// The silences ending after `ending_after` (all with `None`), in start order.
     pub async fn silences(&self, ending_after: Option<DateTime<Utc>>) -> Result<Vec<Silence>> {
         dispatch!(self.silences(ending_after))
@@ -330,7 +335,8 @@ impl Store {
         dispatch!(self.open_by_severity())
     }
 
-    /// Takes up to `limit` due notifications for delivery, the oldest first and never one whose alert has an
+    /// Takes up to `limit` due notifications for delivery, most urgent first (P1 to P4),
+    /// then oldest, and never one whose alert has an
     /// earlier one pending; they are leased until `lease_until` (due again then if not finished).
     pub async fn claim_due(
         &self,

@@ -268,7 +268,7 @@ macro_rules! sql_store {
                        WHERE n.status = 'pending' AND n.next_attempt_at <= $1 \
                          AND NOT EXISTS (SELECT 1 FROM notifications p \
                            WHERE p.alert_id = n.alert_id AND p.status = 'pending' AND p.id < n.id) \
-                       ORDER BY n.id LIMIT $3{}) \
+                       ORDER BY n.severity, n.id LIMIT $3{}) \
                      RETURNING {NOTIFICATION_COLUMNS}",
                     $skip_locked
                 ))
@@ -277,7 +277,13 @@ macro_rules! sql_store {
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                rows.sort_by_key(|row| row.id);
+                // Delivered in the order claimed: most urgent first, then oldest.
+                rows.sort_by(|a, b| {
+                    let severity = |row: &NotificationRow| {
+                        row.payload.0["alert"]["severity"].as_str().map(str::to_owned)
+                    };
+                    (severity(a), a.id).cmp(&(severity(b), b.id))
+                });
                 rows.into_iter().map(Notification::try_from).collect()
             }
 
@@ -665,6 +671,14 @@ macro_rules! sql_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(())
+            }
+
+            pub(super) async fn delete_silences_ended_before(&self, before: DateTime<Utc>) -> Result<u64> {
+                Ok(sqlx::query("DELETE FROM silences WHERE ends_at < $1")
+                    .bind($time(before))
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
             }
 
             pub(super) async fn silences(&self, ending_after: Option<DateTime<Utc>>) -> Result<Vec<Silence>> {
