@@ -21,6 +21,7 @@ on_both_stores!(
     bad_input_is_refused_clearly,
     a_nul_byte_is_an_invalid_field_not_a_server_error,
     made_up_methods_and_sources_do_not_grow_the_metrics,
+    hostile_requests_never_get_a_5xx,
     tokens_guard_the_api,
     roles_decide_what_each_token_may_do,
     the_actor_is_the_token_not_the_body,
@@ -1354,5 +1355,234 @@ async fn a_full_disk_under_sqlite_answers_503_with_retry_after() {
     support::eventually_status(&server, "/api/v1/alerts", big, 201).await;
     let (_, page) = server.get("/api/v1/alerts").await;
     assert_eq!(page["total"], 2, "{page}");
+    server.stop().await;
+}
+
+/// A small deterministic generator (xorshift), so that a failure names a seed that reproduces it.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+        items[(self.next() % items.len() as u64) as usize].clone()
+    }
+}
+
+/// Values an attacker or a broken client sends in place of a field.
+fn hostile_values() -> Vec<Value> {
+    let nested = (0..200).fold(json!(1), |inner, _| json!([inner]));
+    vec![
+        json!("a\u{0000}b"),
+        json!("\u{0000}"),
+        json!("x".repeat(70_000)),
+        json!("😀".repeat(300)),
+        json!("'; DROP TABLE alerts_active; --"),
+        json!("(a+)+$"),
+        json!("\\w{1000}"),
+        json!("2026-13-45T99:99:99Z"),
+        json!("0001-01-01T00:00:00Z"),
+        json!("9999-12-31T23:59:59Z"),
+        json!("+262143-12-31T23:59:59Z"),
+        json!(""),
+        json!(" "),
+        json!(1e308),
+        json!(-1),
+        json!(i64::MIN),
+        json!(u64::MAX),
+        json!(null),
+        json!(true),
+        json!([]),
+        json!({}),
+        json!({"\u{0000}": "x"}),
+        json!({"a": "\u{0000}"}),
+        json!({"": ""}),
+        nested,
+    ]
+}
+
+/// Query values that are odd, huge, or out of every type's range.
+const HOSTILE_QUERIES: &[&str] = &[
+    "status=firing",
+    "status=%00",
+    "severity=P1",
+    "severity=P%00",
+    "namespace=%00",
+    "source=a%00",
+    "label=a%3D%00",
+    "label=%3D",
+    "label=a%3Db",
+    "since=0001-01-01T00:00:00Z",
+    "since=%2B262143-12-31T23:59:59Z",
+    "until=1970-01-01T00:00:00Z",
+    "limit=0",
+    "limit=1000",
+    "limit=18446744073709551616",
+    "offset=9223372036854775807",
+    "offset=9223372036854775808",
+    "offset=18446744073709551615",
+    "cursor=%00",
+    "cursor=00000000-0000-0000-0000-000000000000",
+    "filter=a%3D~%22(a%2B)%2B%24%22",
+    "filter=a%3D~%22%5Cw%7B1000%7D%22",
+    "filter=%7B%7D",
+    "filter=a%3D%22%00%22",
+    "active=maybe",
+    "silenced=false",
+    "alert_id=%00",
+    "unknown=1",
+    "%00=%00",
+];
+
+async fn hostile_requests_never_get_a_5xx(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    let (_, created) = server.post("/api/v1/alerts", alert("fuzz target")).await;
+    let alert_id = created["id"].as_str().expect("id").to_owned();
+    let now = chrono::Utc::now();
+    let (_, silence) = server
+        .post(
+            "/api/v2/silences",
+            json!({"matchers": [{"name": "a", "value": "b", "isRegex": false}], "startsAt": now,
+                "endsAt": now + chrono::Duration::hours(1), "createdBy": "x", "comment": "c"}),
+        )
+        .await;
+    let silence_id = silence["silenceID"]
+        .as_str()
+        .expect("silence id")
+        .to_owned();
+    // Each route with a valid body to mutate.
+    let routes: Vec<(&str, String, Value)> = vec![
+        (
+            "POST",
+            "/api/v1/alerts".into(),
+            json!({"source": "api", "severity": "P2", "title": "t",
+            "description": "d", "namespace": "n", "labels": {"a": "b"}, "annotations": {"c": "d"}, "trace_id": "t"}),
+        ),
+        ("GET", "/api/v1/alerts".into(), Value::Null),
+        ("GET", "/api/v1/alerts/{id}".into(), Value::Null),
+        (
+            "PUT",
+            "/api/v1/alerts/{id}/acknowledge".into(),
+            json!({"by": "ann"}),
+        ),
+        (
+            "PUT",
+            "/api/v1/alerts/{id}/assign".into(),
+            json!({"assigned_to": "ann", "note": "n"}),
+        ),
+        (
+            "PUT",
+            "/api/v1/alerts/{id}/resolve".into(),
+            json!({"by": "ann"}),
+        ),
+        ("GET", "/api/v1/alerts/{id}/actions".into(), Value::Null),
+        ("DELETE", "/api/v1/alerts/{id}".into(), Value::Null),
+        ("GET", "/api/v1/notifications".into(), Value::Null),
+        (
+            "POST",
+            "/api/v2/alerts".into(),
+            json!([{"labels": {"alertname": "A", "severity": "critical"},
+            "annotations": {"summary": "s"}, "startsAt": now, "endsAt": now + chrono::Duration::hours(1),
+            "generatorURL": "http://x/graph?g0.expr=up"}]),
+        ),
+        ("GET", "/api/v2/alerts".into(), Value::Null),
+        ("GET", "/api/v2/alerts/groups".into(), Value::Null),
+        ("GET", "/api/v2/silences".into(), Value::Null),
+        (
+            "POST",
+            "/api/v2/silences".into(),
+            json!({"matchers": [{"name": "a", "value": "b", "isRegex": true,
+            "isEqual": true}], "startsAt": now, "endsAt": now + chrono::Duration::hours(1),
+            "createdBy": "x", "comment": "c"}),
+        ),
+        ("GET", "/api/v2/silence/{sid}".into(), Value::Null),
+        ("DELETE", "/api/v2/silence/{sid}".into(), Value::Null),
+        (
+            "POST",
+            "/api/v1/webhooks/grafana".into(),
+            json!({"alerts": [{"status": "firing",
+            "labels": {"alertname": "G"}, "annotations": {}, "startsAt": now, "fingerprint": "f",
+            "valueString": "v"}]}),
+        ),
+    ];
+    let ids = [
+        alert_id.clone(),
+        uuid::Uuid::new_v4().to_string(),
+        "%00".to_owned(),
+        "x".repeat(5000),
+        "..%2F..%2Fetc%2Fpasswd".to_owned(),
+    ];
+    let values = hostile_values();
+    let seed = 0x9E37_79B9_7F4A_7C15;
+    let mut rng = Rng(seed);
+    for round in 0..400 {
+        let (method, template, valid) = rng.pick(&routes);
+        let id = rng.pick(&ids);
+        let sid = if rng.next() % 2 == 0 {
+            silence_id.clone()
+        } else {
+            rng.pick(&ids)
+        };
+        let path = template.replace("{id}", &id).replace("{sid}", &sid);
+        let mut url = server.url(&path);
+        if rng.next() % 2 == 0 {
+            url.push('?');
+            url.push_str(rng.pick(HOSTILE_QUERIES));
+            if rng.next() % 2 == 0 {
+                url.push('&');
+                url.push_str(rng.pick(HOSTILE_QUERIES));
+            }
+        }
+        let mut body = valid.clone();
+        // Replace one field (at the top, or inside the first element or object) with a hostile value.
+        let target = match &mut body {
+            Value::Array(items) if !items.is_empty() => &mut items[0],
+            other => other,
+        };
+        if let Value::Object(fields) = target {
+            let keys: Vec<String> = fields.keys().cloned().collect();
+            if !keys.is_empty() {
+                let key = rng.pick(&keys);
+                let replacement = rng.pick(&values);
+                match fields.get_mut(&key) {
+                    Some(Value::Object(inner)) if rng.next() % 2 == 0 => {
+                        inner.insert(format!("k{}", rng.next() % 3), replacement);
+                    }
+                    Some(Value::Array(inner)) if !inner.is_empty() && rng.next() % 2 == 0 => {
+                        inner[0] = replacement;
+                    }
+                    _ => {
+                        fields.insert(key, replacement);
+                    }
+                }
+            }
+        }
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = server.client.request(method.clone(), &url);
+        match rng.next() % 8 {
+            0 => {
+                request = request
+                    .header("content-type", "application/json")
+                    .body(vec![0xff, 0xfe, b'{'])
+            }
+            1 => request = request.header("content-type", "text/plain").body("{}"),
+            _ if !valid.is_null() || rng.next() % 4 == 0 => request = request.json(&body),
+            _ => {}
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        assert!(
+            status < 500,
+            "round {round} (seed {seed:#x}): {method} {url} with {body:.300} answered {status}: {text:.500}"
+        );
+    }
+    // The service is still healthy.
+    assert_eq!(server.get("/health/ready").await.0, 200);
     server.stop().await;
 }
