@@ -63,9 +63,15 @@ cat >"$work/tokens.yaml" <<TOKENS
 - name: grafana
   token: $(random)
   access: read
+- name: rule-engines
+  token: $(random)
+  access: ingest
 - name: oncall
   token: $(random)
-  access: write
+  access: operate
+- name: admin
+  token: $(random)
+  access: admin
 TOKENS
 printf '%s' "postgres://alerting_service:${db_password}@postgres:5432/alerting" >"$work/database-url"
 printf '%s' "$SLACK_BOT_TOKEN" >"$work/slack-bot-token"
