@@ -16,7 +16,7 @@ use crate::model::{
     self, Alert, AlertFilter, AlertPage, AuditEntry, Change, NewAlert, NewNotification, Severity,
 };
 use crate::rule_engines::{AlertmanagerConfig, GrafanaAlert, PostableAlert, Rejection, RuleAlert};
-use crate::silence::{PostableSilence, Silence, alert_labels};
+use crate::silence::{PostableSilence, Silence, SilenceAction, alert_labels};
 use crate::store::{Applied, Changed, Creation, NotificationFilter, Step, Store};
 use gomon_runtime::metrics::must;
 
@@ -505,11 +505,11 @@ impl Alerting {
         mut posted: PostableSilence,
         actor: Option<String>,
     ) -> Result<Uuid> {
-        if let Some(actor) = actor {
-            posted.created_by = actor;
+        if let Some(actor) = &actor {
+            posted.created_by.clone_from(actor);
         }
         posted.validate()?;
-        let id = match &posted.id {
+        let (id, action) = match &posted.id {
             Some(id) if !id.is_empty() => {
                 let id = Uuid::parse_str(id)
                     .map_err(|_| Error::invalid("id", format!("{id:?} is not a silence id")))?;
@@ -517,9 +517,9 @@ impl Alerting {
                     .silence(id)
                     .await?
                     .ok_or_else(|| Error::Missing(format!("silence {id} not found")))?;
-                id
+                (id, "updated")
             }
-            _ => Uuid::new_v4(),
+            _ => (Uuid::new_v4(), "created"),
         };
         let silence = Silence {
             id,
@@ -530,9 +530,11 @@ impl Alerting {
             comment: posted.comment,
             updated_at: model::now(),
         };
-        self.store.upsert_silence(&silence).await?;
+        let actor = actor.unwrap_or_else(|| silence.created_by.clone());
+        let entry = SilenceAction::new(&silence, action, Some(actor));
+        self.store.upsert_silence(&silence, &entry).await?;
         self.forget_silences();
-        tracing::info!(silence_id = %id, created_by = %silence.created_by, "silence set");
+        tracing::info!(silence_id = %id, created_by = %silence.created_by, action, "silence set");
         Ok(id)
     }
 
@@ -549,17 +551,25 @@ impl Alerting {
             .ok_or_else(|| Error::Missing(format!("silence {id} not found")))
     }
 
-    /// Expires silence `id` now (a pending one never starts). Expiring an expired silence changes nothing.
-    pub async fn expire_silence(&self, id: Uuid) -> Result<Silence> {
+    /// The audit trail of silence `id`, oldest first; 404 when there is no such silence.
+    pub async fn silence_actions(&self, id: Uuid) -> Result<Vec<SilenceAction>> {
+        self.silence(id).await?;
+        self.store.silence_actions(id).await
+    }
+
+    /// Expires silence `id` now (a pending one never starts), by `actor` (the caller's token name). Expiring an
+    /// expired silence changes nothing.
+    pub async fn expire_silence(&self, id: Uuid, actor: Option<String>) -> Result<Silence> {
         let mut silence = self.silence(id).await?;
         let now = model::now();
         if silence.ends_at > now {
             silence.ends_at = now;
             silence.starts_at = silence.starts_at.min(now);
             silence.updated_at = now;
-            self.store.upsert_silence(&silence).await?;
+            let entry = SilenceAction::new(&silence, "expired", actor);
+            self.store.upsert_silence(&silence, &entry).await?;
             self.forget_silences();
-            tracing::info!(silence_id = %id, "silence expired");
+            tracing::info!(silence_id = %id, by = entry.actor.as_deref().unwrap_or(""), "silence expired");
         }
         Ok(silence)
     }

@@ -196,6 +196,41 @@ impl Silence {
     }
 }
 
+/// One entry of a silence's audit trail: who created, changed or expired it, when, and the silence as it was then.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SilenceAction {
+    /// The silence concerned.
+    pub silence_id: Uuid,
+    /// `created`, `updated` or `expired`.
+    pub action: String,
+    /// Who: the API token's name (with no tokens, the silence's `createdBy`).
+    pub actor: Option<String>,
+    /// The silence after the action: matchers, `startsAt`, `endsAt`, `createdBy`, `comment`.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+impl SilenceAction {
+    /// The entry for `action` on `silence` by `actor`, at the silence's `updated_at`.
+    pub fn new(silence: &Silence, action: &str, actor: Option<String>) -> Self {
+        SilenceAction {
+            silence_id: silence.id,
+            action: action.to_owned(),
+            actor,
+            details: serde_json::json!({
+                "matchers": silence.matchers,
+                "startsAt": silence.starts_at,
+                "endsAt": silence.ends_at,
+                "createdBy": silence.created_by,
+                "comment": silence.comment,
+            }),
+            created_at: silence.updated_at,
+        }
+    }
+}
+
 /// A silence as posted to `/api/v2/silences` (with `id`: a change of that silence).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

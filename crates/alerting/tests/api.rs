@@ -856,6 +856,12 @@ async fn roles_decide_what_each_token_may_do(backend: Backend) {
             let (_, silences) =
                 as_admin(&server, reqwest::Method::GET, "/api/v2/silences", None).await;
             let id = silences[0]["id"].as_str().expect("silence id").to_owned();
+            if *role == "operator" {
+                assert_eq!(
+                    silences[0]["createdBy"], "operator",
+                    "the token's name: {silences}"
+                );
+            }
             let expire = call(
                 &server,
                 "DELETE",
@@ -866,6 +872,35 @@ async fn roles_decide_what_each_token_may_do(backend: Backend) {
             assert_eq!(expire, 403, "DELETE silence as ingest");
             let expire = call(&server, "DELETE", &format!("/api/v2/silence/{id}"), role).await;
             assert_eq!(expire, 200, "DELETE silence as {role}");
+            if *role == "operator" {
+                let (_, trail) = as_admin(
+                    &server,
+                    reqwest::Method::GET,
+                    &format!("/api/v1/silences/{id}/actions"),
+                    None,
+                )
+                .await;
+                let actions: Vec<(&str, &str)> = trail["actions"]
+                    .as_array()
+                    .expect("actions")
+                    .iter()
+                    .map(|a| {
+                        (
+                            a["action"].as_str().unwrap_or(""),
+                            a["actor"].as_str().unwrap_or(""),
+                        )
+                    })
+                    .collect();
+                assert_eq!(
+                    actions,
+                    [("created", "operator"), ("expired", "operator")],
+                    "{trail}"
+                );
+                assert_eq!(
+                    trail["actions"][1]["details"]["matchers"][0]["name"], "a",
+                    "{trail}"
+                );
+            }
         }
     }
     server.stop().await;

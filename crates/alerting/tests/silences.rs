@@ -275,7 +275,7 @@ async fn a_silenced_alert_is_stored_but_not_notified(backend: Backend) {
         .expect("acknowledge");
     assert!(notified(&core, muted.id).await.is_empty());
 
-    core.expire_silence(silence).await.expect("expire");
+    core.expire_silence(silence, None).await.expect("expire");
     let resolve = Change::Resolve {
         by: None,
         note: None,

@@ -51,7 +51,8 @@ impl FromRef<AppState> for Alerting {
           alerts::delete, alerts::actions, health::live, health::ready, health::database, health::metrics,
           notifications::list, alertmanager::post_alerts, alertmanager::get_alerts, alertmanager::get_alert_groups,
           alertmanager::receivers, alertmanager::status,
-          silences::list, silences::create, silences::get, silences::expire, webhooks::grafana, openapi),
+          silences::list, silences::create, silences::get, silences::expire, silences::actions, webhooks::grafana,
+          openapi),
     modifiers(&GuardedRoutes),
 )]
 pub struct ApiDoc;
@@ -87,6 +88,7 @@ impl utoipa::Modify for GuardedRoutes {
         for (path, item) in openapi.paths.paths.iter_mut() {
             if !path.starts_with("/api/v1/alerts")
                 && !path.starts_with("/api/v1/notifications")
+                && !path.starts_with("/api/v1/silences")
                 && !path.starts_with("/api/v1/webhooks")
                 && !path.starts_with("/api/v2/")
             {
@@ -231,6 +233,7 @@ pub fn router_with_watcher(
             "/api/v2/silence/{id}",
             get(silences::get).delete(silences::expire),
         )
+        .route("/api/v1/silences/{id}/actions", get(silences::actions))
         .route(
             "/api/v1/webhooks/grafana",
             axum::routing::post(webhooks::grafana),

@@ -14,7 +14,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use crate::model;
 use crate::service::Alerting;
-use crate::silence::{Matcher, PostableSilence, Silence};
+use crate::silence::{Matcher, PostableSilence, Silence, SilenceAction};
 
 /// Where a silence is: `pending` (not started), `active` or `expired`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -177,7 +177,31 @@ pub async fn get(
 pub async fn expire(
     State(core): State<Alerting>,
     SilenceId(id): SilenceId,
+    Caller(caller): Caller,
 ) -> Result<(), ApiError> {
-    core.expire_silence(id).await?;
+    core.expire_silence(id, caller).await?;
     Ok(())
+}
+
+/// A silence's audit trail.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SilenceActionList {
+    /// Oldest first.
+    pub actions: Vec<SilenceAction>,
+}
+
+/// Who created, changed and expired a silence, when, and what it was then.
+#[utoipa::path(get, path = "/api/v1/silences/{id}/actions", tag = "alertmanager",
+    params(("id" = uuid::Uuid, Path, description = "Silence id")),
+    responses(
+        (status = 200, description = "Every action, oldest first", body = SilenceActionList),
+        (status = 404, description = "No such silence", body = ErrorBody),
+    ))]
+pub async fn actions(
+    State(core): State<Alerting>,
+    SilenceId(id): SilenceId,
+) -> Result<Json<SilenceActionList>, ApiError> {
+    Ok(Json(SilenceActionList {
+        actions: core.silence_actions(id).await?,
+    }))
 }

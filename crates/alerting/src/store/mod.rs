@@ -20,7 +20,7 @@ use crate::model::{
     Severity,
 };
 
-use crate::silence::{Matcher, Silence};
+use crate::silence::{Matcher, Silence, SilenceAction};
 use sql::PgWriter;
 pub use sql::{PostgresStore, SqliteStore};
 
@@ -310,12 +310,17 @@ impl Store {
         dispatch!(self.expired(now, limit))
     }
 
-    /// Creates `silence`, or replaces the one with its id.
-    pub async fn upsert_silence(&self, silence: &Silence) -> Result<()> {
-        dispatch!(self.upsert_silence(silence))
+    /// Creates `silence`, or replaces the one with its id, and writes `action` to its audit trail, together.
+    pub async fn upsert_silence(&self, silence: &Silence, action: &SilenceAction) -> Result<()> {
+        dispatch!(self.upsert_silence(silence, action))
     }
 
-    /// Deletes the silences that ended before `before`; returns how many.
+    /// The audit trail of silence `id`, oldest first.
+    pub async fn silence_actions(&self, id: Uuid) -> Result<Vec<SilenceAction>> {
+        dispatch!(self.silence_actions(id))
+    }
+
+    /// Deletes the silences that ended before `before`, with their audit trails; returns how many.
     pub async fn delete_silences_ended_before(&self, before: DateTime<Utc>) -> Result<u64> {
         dispatch!(self.delete_silences_ended_before(before))
     }
@@ -744,6 +749,28 @@ struct SilenceRow {
     created_by: String,
     comment: String,
     updated_at: DateTime<Utc>,
+}
+
+/// A row of `silence_actions`.
+#[derive(sqlx::FromRow)]
+struct SilenceActionRow {
+    silence_id: Uuid,
+    action: String,
+    actor: Option<String>,
+    details: sqlx::types::Json<serde_json::Value>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<SilenceActionRow> for SilenceAction {
+    fn from(row: SilenceActionRow) -> Self {
+        SilenceAction {
+            silence_id: row.silence_id,
+            action: row.action,
+            actor: row.actor,
+            details: row.details.0,
+            created_at: row.created_at,
+        }
+    }
 }
 
 impl From<SilenceRow> for Silence {

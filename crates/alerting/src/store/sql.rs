@@ -14,13 +14,14 @@ use sqlx::{Connection, Postgres, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use super::{
-    ActionRow, AlertRow, Delivery, Item, NotificationFilter, NotificationRow, Outcome, SilenceRow,
+    ActionRow, AlertRow, Delivery, Item, NotificationFilter, NotificationRow, Outcome,
+    SilenceActionRow, SilenceRow,
 };
 use crate::error::{Error, Result};
 use crate::model::{
     Alert, AlertFilter, AlertPage, AuditEntry, Cursor, NewNotification, Notification, Severity,
 };
-use crate::silence::Silence;
+use crate::silence::{Silence, SilenceAction};
 
 /// The columns of an alert, in the order [`super::AlertRow`] reads them.
 macro_rules! alert_columns {
@@ -659,7 +660,8 @@ macro_rules! sql_store {
                     .await?)
             }
 
-            pub(super) async fn upsert_silence(&self, silence: &Silence) -> Result<()> {
+            pub(super) async fn upsert_silence(&self, silence: &Silence, action: &SilenceAction) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(UPSERT_SILENCE)
                     .bind(silence.id)
                     .bind(Json(&silence.matchers))
@@ -668,17 +670,49 @@ macro_rules! sql_store {
                     .bind(&silence.created_by)
                     .bind(&silence.comment)
                     .bind($time(silence.updated_at))
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
+                sqlx::query(
+                    "INSERT INTO silence_actions (silence_id, action, actor, details, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(action.silence_id)
+                .bind(&action.action)
+                .bind(&action.actor)
+                .bind(Json(&action.details))
+                .bind($time(action.created_at))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
                 Ok(())
             }
 
+            pub(super) async fn silence_actions(&self, id: Uuid) -> Result<Vec<SilenceAction>> {
+                let rows: Vec<SilenceActionRow> = sqlx::query_as(
+                    "SELECT silence_id, action, actor, details, created_at FROM silence_actions \
+                     WHERE silence_id = $1 ORDER BY id",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(SilenceAction::from).collect())
+            }
+
             pub(super) async fn delete_silences_ended_before(&self, before: DateTime<Utc>) -> Result<u64> {
-                Ok(sqlx::query("DELETE FROM silences WHERE ends_at < $1")
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "DELETE FROM silence_actions WHERE silence_id IN (SELECT id FROM silences WHERE ends_at < $1)",
+                )
+                .bind($time(before))
+                .execute(&mut *tx)
+                .await?;
+                let deleted = sqlx::query("DELETE FROM silences WHERE ends_at < $1")
                     .bind($time(before))
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?
-                    .rows_affected())
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(deleted)
             }
 
             pub(super) async fn silences(&self, ending_after: Option<DateTime<Utc>>) -> Result<Vec<Silence>> {

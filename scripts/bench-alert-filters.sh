@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Label-matcher filters under load: `GET /api/v2/alerts?filter=instance=~"\w{10}.*"` over OPEN (default 2000) open
+# alerts on GoMon (release build, PostgreSQL) and on Prometheus Alertmanager given the same alerts, in the same run;
+# then `/health/live` latency on GoMon while four such requests run at once, the whole time.
+# Targets: the filtered request under 100 ms; /health/live under 50 ms meanwhile.
+# Environment: OPEN (alerts), RUNS (timed requests per measure, default 20), BUSY seconds of load (default 10).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OPEN=${OPEN:-2000}
+RUNS=${RUNS:-20}
+BUSY=${BUSY:-10}
+
+missing=()
+ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=(postgresql)
+command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+command -v curl >/dev/null || missing+=(curl)
+command -v jq >/dev/null || missing+=(jq)
+. scripts/lib/install.sh
+install_packages bench-alert-filters.sh "${missing[@]}"
+
+cargo build --release -q -p gomon
+. scripts/lib/postgres.sh
+WORK=$(mktemp -d /tmp/gomon-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  stop_postgres
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+start_postgres >/dev/null
+as_postgres "$PG_BIN/psql" -q "$TEST_POSTGRES_URL/postgres" -c "CREATE DATABASE bench"
+
+GOMON="http://127.0.0.1:$(free_port)"
+GOMON_ALERTING__LISTEN="${GOMON#http://}" GOMON_ALERTING__DATABASE__URL="$TEST_POSTGRES_URL/bench" \
+  target/release/gomon alerting >"$WORK/gomon.log" 2>&1 &
+PIDS+=($!)
+AM="http://127.0.0.1:$(free_port)"
+printf 'route:\n  receiver: "null"\nreceivers:\n  - name: "null"\n' >"$WORK/alertmanager.yml"
+prometheus-alertmanager --config.file="$WORK/alertmanager.yml" --storage.path="$WORK/am" \
+  --web.listen-address="${AM#http://}" --cluster.listen-address= >"$WORK/am.log" 2>&1 &
+PIDS+=($!)
+for base in "$GOMON" "$AM"; do
+  for _ in $(seq 200); do curl -sf "$base/-/ready" >/dev/null || curl -sf "$base/health/ready" >/dev/null && break; sleep 0.1; done
+done
+
+# The same alerts to both, in batches of 500.
+ends=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)
+for start in $(seq 0 500 $((OPEN - 1))); do
+  jq -nc --argjson from "$start" --argjson to "$((start + 500 < OPEN ? start + 500 : OPEN))" --arg ends "$ends" \
+    '[range($from; $to) | {labels: {alertname: "Many", instance: ("node-\(.)" + ".example:9100")}, endsAt: $ends}]' \
+    >"$WORK/batch.json"
+  for base in "$GOMON" "$AM"; do
+    curl -sf -X POST -H 'Content-Type: application/json' --data-binary @"$WORK/batch.json" "$base/api/v2/alerts" >/dev/null
+  done
+done
+
+FILTER='filter=instance%3D~%22%5Cw%7B10%7D.*%22'
+median_ms() { # url -> median and max of RUNS requests, in ms
+  for _ in $(seq "$RUNS"); do curl -s -o /dev/null -w '%{time_total}\n' "$1"; done \
+    | sort -n | awk '{ t[NR] = $1 * 1000 } END { printf "%.1f %.1f", t[int((NR + 1) / 2)], t[NR] }'
+}
+count() { curl -s "$1/api/v2/alerts" | jq length; }
+echo "$OPEN open alerts (GoMon $(count "$GOMON"), Alertmanager $(count "$AM")); $RUNS requests per measure; $(nproc) cores"
+read -r gomon_med gomon_max < <(median_ms "$GOMON/api/v2/alerts?$FILTER")
+read -r am_med am_max < <(median_ms "$AM/api/v2/alerts?$FILTER")
+echo "filter instance=~\"\\w{10}.*\": GoMon median ${gomon_med} ms (max ${gomon_max}), Alertmanager median ${am_med} ms (max ${am_max})"
+awk -v g="$gomon_med" -v a="$am_med" 'BEGIN { printf "  GoMon / Alertmanager median: %.2f\n", g / a }'
+
+# Four clients repeating the filtered request for BUSY seconds, and /health/live timed meanwhile.
+for _ in 1 2 3 4; do
+  (end=$((SECONDS + BUSY)); while [ $SECONDS -lt $end ]; do curl -s -o /dev/null "$GOMON/api/v2/alerts?$FILTER"; done) &
+  PIDS+=($!)
+done
+sleep 1
+RUNS=$((RUNS * 2)) read -r live_med live_max < <(RUNS=$((RUNS * 2)) median_ms "$GOMON/health/live")
+echo "/health/live during 4 concurrent filtered requests: median ${live_med} ms, max ${live_max} ms"
+awk -v f="$gomon_med" -v l="$live_max" 'BEGIN {
+  printf "targets: filtered request < 100 ms: %s; /health/live < 50 ms: %s\n",
+    (f < 100 ? "met" : "NOT met"), (l < 50 ? "met" : "NOT met") }'
