@@ -1404,6 +1404,10 @@ impl Rng {
         self.0
     }
 
+    fn coin(&mut self) -> bool {
+        self.next().is_multiple_of(2)
+    }
+
     fn pick<T: Clone>(&mut self, items: &[T]) -> T {
         items[(self.next() % items.len() as u64) as usize].clone()
     }
@@ -1558,17 +1562,17 @@ async fn hostile_requests_never_get_a_5xx(backend: Backend) {
     for round in 0..400 {
         let (method, template, valid) = rng.pick(&routes);
         let id = rng.pick(&ids);
-        let sid = if rng.next() % 2 == 0 {
+        let sid = if rng.coin() {
             silence_id.clone()
         } else {
             rng.pick(&ids)
         };
         let path = template.replace("{id}", &id).replace("{sid}", &sid);
         let mut url = server.url(&path);
-        if rng.next() % 2 == 0 {
+        if rng.coin() {
             url.push('?');
             url.push_str(rng.pick(HOSTILE_QUERIES));
-            if rng.next() % 2 == 0 {
+            if rng.coin() {
                 url.push('&');
                 url.push_str(rng.pick(HOSTILE_QUERIES));
             }
@@ -1585,10 +1589,10 @@ async fn hostile_requests_never_get_a_5xx(backend: Backend) {
                 let key = rng.pick(&keys);
                 let replacement = rng.pick(&values);
                 match fields.get_mut(&key) {
-                    Some(Value::Object(inner)) if rng.next() % 2 == 0 => {
+                    Some(Value::Object(inner)) if rng.coin() => {
                         inner.insert(format!("k{}", rng.next() % 3), replacement);
                     }
-                    Some(Value::Array(inner)) if !inner.is_empty() && rng.next() % 2 == 0 => {
+                    Some(Value::Array(inner)) if !inner.is_empty() && rng.coin() => {
                         inner[0] = replacement;
                     }
                     _ => {
@@ -1606,7 +1610,7 @@ async fn hostile_requests_never_get_a_5xx(backend: Backend) {
                     .body(vec![0xff, 0xfe, b'{'])
             }
             1 => request = request.header("content-type", "text/plain").body("{}"),
-            _ if !valid.is_null() || rng.next() % 4 == 0 => request = request.json(&body),
+            _ if !valid.is_null() || rng.next().is_multiple_of(4) => request = request.json(&body),
             _ => {}
         }
         let response = request.send().await.expect("request");
