@@ -579,6 +579,15 @@ impl Alerting {
         self.store.get(id).await?.ok_or(Error::NotFound(id))
     }
 
+    /// Up to `limit` open alerts created after `after`, oldest first (see [`Store::open_page`]).
+    pub async fn open_page(
+        &self,
+        after: Option<(chrono::DateTime<chrono::Utc>, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<Alert>> {
+        self.store.open_page(after, limit).await
+    }
+
     /// The alerts `filter` selects.
     pub async fn list(&self, filter: &AlertFilter) -> Result<AlertPage> {
         self.store.list(filter).await

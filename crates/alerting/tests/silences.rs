@@ -110,6 +110,21 @@ async fn an_expensive_filter_is_refused_and_a_heavy_one_stalls_nothing(backend: 
         .get("/api/v2/alerts?filter=instance%3D~%22node-%5Cd%7B5%7D.*%22")
         .await;
     assert_eq!(all.as_array().expect("alerts").len(), 2000);
+    // Listed a page of 1,000 at a time: an alert kept only on the second page, then none.
+    let last = "filter=instance%3D%22node-01999.example%3A9100%22";
+    let (_, one) = server.get(&format!("/api/v2/alerts?{last}")).await;
+    assert_eq!(one.as_array().expect("alerts").len(), 1, "{one}");
+    let (_, groups) = server.get(&format!("/api/v2/alerts/groups?{last}")).await;
+    assert_eq!(groups.as_array().expect("groups").len(), 1, "{groups}");
+    assert_eq!(
+        groups[0]["alerts"].as_array().expect("alerts").len(),
+        1,
+        "{groups}"
+    );
+    let (_, none) = server
+        .get("/api/v2/alerts/groups?filter=instance%3D%22x%22")
+        .await;
+    assert_eq!(none, json!([]));
     server.stop().await;
 }
 

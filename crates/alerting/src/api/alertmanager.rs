@@ -3,9 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -15,10 +20,10 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use crate::error::Error;
-use crate::model::{Alert, AlertFilter, Status};
+use crate::model::Alert;
 use crate::rule_engines::{GENERATOR_URL, PostableAlert, Rejection, RuleAlert};
 use crate::service::Alerting;
-use crate::silence::{MAX_MATCHERS, Matcher, alert_labels};
+use crate::silence::{MAX_MATCHERS, Matcher, Silence, alert_labels};
 
 /// Receive alerts from Prometheus, vmalert or amtool (Alertmanager API v2). Every valid alert is stored (all of
 /// them together, or none when the database fails); invalid ones are listed in a 400 answer, as Alertmanager does,
@@ -247,8 +252,8 @@ pub struct AlertsParams {
 pub async fn get_alerts(
     State(core): State<Alerting>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Vec<GettableAlert>>, ApiError> {
-    Ok(Json(open_alerts(&core, query).await?))
+) -> Result<Response, ApiError> {
+    open_alerts(core, query, false).await
 }
 
 /// The alerts of one group: Alertmanager's dispatcher groups alerts by the route's `group_by` labels.
@@ -273,16 +278,8 @@ pub struct AlertGroup {
 pub async fn get_alert_groups(
     State(core): State<Alerting>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Vec<AlertGroup>>, ApiError> {
-    let alerts = open_alerts(&core, query).await?;
-    if alerts.is_empty() {
-        return Ok(Json(Vec::new()));
-    }
-    Ok(Json(vec![AlertGroup {
-        labels: BTreeMap::new(),
-        receiver: Receiver::gomon(),
-        alerts,
-    }]))
+) -> Result<Response, ApiError> {
+    open_alerts(core, query, true).await
 }
 
 /// List the receivers (Alertmanager API v2): GoMon is the only one.
@@ -292,64 +289,69 @@ pub async fn receivers() -> Json<Vec<Receiver>> {
     Json(vec![Receiver::gomon()])
 }
 
-/// The open alerts the query of `GET /api/v2/alerts` (or its groups) keeps, oldest first. The alerts and the live
-/// silences are read first; matching them, which costs CPU in proportion to alerts times matchers, runs on a
-/// blocking thread so that it never holds an async worker.
-async fn open_alerts(
-    core: &Alerting,
-    query: Option<String>,
-) -> Result<Vec<GettableAlert>, ApiError> {
-    let mut matchers = Vec::new();
-    let (mut active, mut silenced) = (true, true);
-    for (name, value) in super::extract::query_pairs(query.as_deref())? {
-        match name.as_str() {
-            "filter" => {
-                if matchers.len() == MAX_MATCHERS {
+/// Open alerts read from the store per page of a listing: memory stays bounded however many alerts are open.
+const PAGE: u32 = 1000;
+
+/// What `GET /api/v2/alerts` (and its groups) keeps: the `filter` matchers, and whether muted and unmuted alerts
+/// are wanted.
+struct Selection {
+    matchers: Vec<Matcher>,
+    active: bool,
+    silenced: bool,
+}
+
+impl Selection {
+    /// Reads the query string; 400 naming the parameter when it is invalid.
+    fn parse(query: Option<&str>) -> Result<Selection, ApiError> {
+        let mut selection = Selection {
+            matchers: Vec::new(),
+            active: true,
+            silenced: true,
+        };
+        for (name, value) in super::extract::query_pairs(query)? {
+            match name.as_str() {
+                "filter" => {
+                    if selection.matchers.len() == MAX_MATCHERS {
+                        return Err(ApiError::bad_request(format!(
+                            "query parameter `filter`: at most {MAX_MATCHERS} matchers"
+                        )));
+                    }
+                    selection
+                        .matchers
+                        .push(Matcher::parse(&value).map_err(|error| {
+                            ApiError::bad_request(format!("query parameter `filter`: {error}"))
+                        })?);
+                }
+                "active" => selection.active = super::alerts::parse_param(&name, &value)?,
+                "silenced" => selection.silenced = super::alerts::parse_param(&name, &value)?,
+                "inhibited" | "unprocessed" => {
+                    super::alerts::parse_param::<bool>(&name, &value)?;
+                }
+                "receiver" => {}
+                other => {
                     return Err(ApiError::bad_request(format!(
-                        "query parameter `filter`: at most {MAX_MATCHERS} matchers"
+                        "unknown query parameter `{other}`: expected filter, active, silenced, inhibited, \
+                         unprocessed or receiver"
                     )));
                 }
-                matchers.push(Matcher::parse(&value).map_err(|error| {
-                    ApiError::bad_request(format!("query parameter `filter`: {error}"))
-                })?);
-            }
-            "active" => active = super::alerts::parse_param(&name, &value)?,
-            "silenced" => silenced = super::alerts::parse_param(&name, &value)?,
-            "inhibited" | "unprocessed" => {
-                super::alerts::parse_param::<bool>(&name, &value)?;
-            }
-            "receiver" => {}
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{other}`: expected filter, active, silenced, inhibited, \
-                     unprocessed or receiver"
-                )));
             }
         }
+        Ok(selection)
     }
-    let mut alerts = Vec::new();
-    for status in [Status::Firing, Status::Acknowledged] {
-        let mut filter = AlertFilter {
-            status: Some(status),
-            limit: super::alerts::MAX_LIMIT,
-            ..AlertFilter::default()
-        };
-        loop {
-            let page = core.list(&filter).await?;
-            alerts.extend(page.alerts);
-            match page.next_cursor {
-                Some(cursor) => filter.after = Some(super::alerts::parse_param("cursor", &cursor)?),
-                None => break,
-            }
-        }
-    }
-    let silences = core.live_silences().await?;
-    let now = crate::model::now();
-    let kept = tokio::task::spawn_blocking(move || {
-        let mut open = Vec::new();
-        for alert in alerts {
+
+    /// Writes the alerts of `page` this selection keeps to `out` as JSON array elements, each preceded by a comma
+    /// unless it is the first of the whole answer (`written` counts those written before). Returns the new count.
+    fn write(
+        &self,
+        page: Vec<Alert>,
+        silences: &[Silence],
+        now: DateTime<Utc>,
+        mut written: usize,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        for alert in page {
             let labels = alert_labels(&alert);
-            if !matchers.iter().all(|m| m.matches(&labels)) {
+            if !self.matchers.iter().all(|m| m.matches(&labels)) {
                 continue;
             }
             let silenced_by: Vec<String> = silences
@@ -357,16 +359,132 @@ async fn open_alerts(
                 .filter(|silence| silence.mutes(&labels, now))
                 .map(|silence| silence.id.to_string())
                 .collect();
-            if (silenced_by.is_empty() && active) || (!silenced_by.is_empty() && silenced) {
-                open.push(GettableAlert::new(alert, silenced_by));
+            let muted = !silenced_by.is_empty();
+            if (muted && !self.silenced) || (!muted && !self.active) {
+                continue;
+            }
+            if written > 0 {
+                out.push(b',');
+            }
+            // A GettableAlert is strings and string maps: it always serializes.
+            if serde_json::to_writer(&mut *out, &GettableAlert::new(alert, silenced_by)).is_ok() {
+                written += 1;
             }
         }
-        open.sort_by_key(|alert| alert.starts_at);
-        open
-    })
-    .await
-    .map_err(|error| ApiError::from(Error::Internal(format!("matching alerts: {error}"))))?;
-    Ok(kept)
+        written
+    }
+}
+
+/// Where the streamed listing is.
+struct Listing {
+    core: Alerting,
+    selection: Arc<Selection>,
+    silences: Arc<Vec<Silence>>,
+    now: DateTime<Utc>,
+    /// The page read but not yet written (the first is read before the answer starts, so that a database outage
+    /// is a 503 rather than a cut answer).
+    next: Option<Vec<Alert>>,
+    written: usize,
+    grouped: bool,
+    /// Whether the first chunk went out.
+    opened: bool,
+    done: bool,
+    /// The last alert written or skipped: the next page starts after it.
+    cursor: Option<(DateTime<Utc>, uuid::Uuid)>,
+}
+
+/// The opening of a grouped answer: one group, GoMon's route grouping by nothing.
+const GROUP_OPEN: &[u8] = br#"[{"labels":{},"receiver":{"name":"gomon"},"alerts":["#;
+
+impl Listing {
+    /// The next chunk of the answer, or `None` once it is complete. A database failure after the answer started
+    /// ends it with an error, which cuts the connection: the client sees an incomplete answer, never a short one.
+    async fn chunk(mut self) -> Option<(std::io::Result<Bytes>, Listing)> {
+        if self.done {
+            return None;
+        }
+        let page = match self.next.take() {
+            Some(page) => page,
+            None => match self.core.open_page(self.after(), PAGE).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%error, "listing open alerts failed part way; the answer is cut");
+                    self.done = true;
+                    return Some((Err(std::io::Error::other(error.to_string())), self));
+                }
+            },
+        };
+        let last_page = page.len() < PAGE as usize;
+        let cursor = page.last().map(|alert| (alert.created_at, alert.id));
+        let (selection, silences, now, before) = (
+            self.selection.clone(),
+            self.silences.clone(),
+            self.now,
+            self.written,
+        );
+        // Matching costs CPU in proportion to alerts times matchers: it runs on a blocking thread.
+        let written = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let written = selection.write(page, &silences, now, before, &mut out);
+            (out, written)
+        })
+        .await;
+        let Ok((items, written)) = written else {
+            self.done = true;
+            return Some((Err(std::io::Error::other("matching alerts failed")), self));
+        };
+        let mut chunk = Vec::with_capacity(items.len() + GROUP_OPEN.len() + 3);
+        if self.grouped && before == 0 && written > 0 {
+            chunk.extend_from_slice(GROUP_OPEN);
+        } else if !self.grouped && !self.opened {
+            chunk.push(b'[');
+        }
+        self.opened = true;
+        chunk.extend_from_slice(&items);
+        self.written = written;
+        self.cursor = cursor.or(self.cursor);
+        if last_page {
+            self.done = true;
+            chunk.extend_from_slice(match (self.grouped, written) {
+                (true, 0) => b"[]",
+                (true, _) => b"]}]",
+                (false, _) => b"]",
+            });
+        }
+        Some((Ok(Bytes::from(chunk)), self))
+    }
+
+    fn after(&self) -> Option<(DateTime<Utc>, uuid::Uuid)> {
+        self.cursor
+    }
+}
+
+/// Answers the open alerts the query of `GET /api/v2/alerts` keeps, oldest first, as a JSON array, or (`grouped`)
+/// in one group of `GET /api/v2/alerts/groups`. The answer is streamed a page of alerts at a time, so its memory
+/// is bounded whatever the number of open alerts; matching runs on a blocking thread, so that a heavy filter never
+/// holds an async worker.
+async fn open_alerts(
+    core: Alerting,
+    query: Option<String>,
+    grouped: bool,
+) -> Result<Response, ApiError> {
+    let selection = Arc::new(Selection::parse(query.as_deref())?);
+    let silences = core.live_silences().await?;
+    let first = core.open_page(None, PAGE).await?;
+    let listing = Listing {
+        core,
+        selection,
+        silences,
+        now: crate::model::now(),
+        next: Some(first),
+        written: 0,
+        grouped,
+        opened: false,
+        done: false,
+        cursor: None,
+    };
+    let body = Body::from_stream(futures::stream::unfold(listing, Listing::chunk));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Cluster state: GoMon does not cluster.

@@ -305,6 +305,16 @@ impl Store {
         dispatch!(self.open_from(source))
     }
 
+    /// Up to `limit` open alerts created after `after` (an alert's `created_at` and `id`; `None`: from the first),
+    /// oldest first: one page of a listing of every open alert.
+    pub async fn open_page(
+        &self,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<Alert>> {
+        dispatch!(self.open_page(after, limit))
+    }
+
     /// Up to `limit` open alerts whose end time is before `now`.
     pub async fn expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Uuid>> {
         dispatch!(self.expired(now, limit))

@@ -652,6 +652,31 @@ macro_rules! sql_store {
                 .collect()
             }
 
+            pub(super) async fn open_page(
+                &self,
+                after: Option<(DateTime<Utc>, Uuid)>,
+                limit: u32,
+            ) -> Result<Vec<Alert>> {
+                let rows: Vec<AlertRow> = match after {
+                    Some((created_at, id)) => sqlx::query_as(&format!(
+                        "{SELECT_ALERT} WHERE status <> 'resolved' AND (created_at, id) > ($1, $2) \
+                         ORDER BY created_at, id LIMIT $3"
+                    ))
+                    .bind($time(created_at))
+                    .bind(id)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?,
+                    None => sqlx::query_as(&format!(
+                        "{SELECT_ALERT} WHERE status <> 'resolved' ORDER BY created_at, id LIMIT $1"
+                    ))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?,
+                };
+                rows.into_iter().map(Alert::try_from).collect()
+            }
+
             pub(super) async fn expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Uuid>> {
                 Ok(sqlx::query_scalar::<_, Uuid>(EXPIRED)
                     .bind($time(now))
