@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Label-matcher filters under load: `GET /api/v2/alerts?filter=instance=~"\w{10}.*"` over OPEN (default 2000) open
-# alerts on GoMon (release build, PostgreSQL) and on Prometheus Alertmanager given the same alerts, in the same run;
-# then `/health/live` latency on GoMon while four such requests run at once, the whole time.
-# Targets: the filtered request under 100 ms; /health/live under 50 ms meanwhile.
-# Environment: OPEN (alerts), RUNS (timed requests per measure, default 20), BUSY seconds of load (default 10).
+# The Alertmanager API's reads under load, GoMon (release build, PostgreSQL) against Prometheus Alertmanager given the
+# same alerts, in the same run:
+#   1. `GET /api/v2/alerts?filter=instance=~"\w{10}.*"` over OPEN (default 2000) open alerts; then `/health/live`
+#      latency on GoMon while four such requests run at once, the whole time. Targets: the filtered request under
+#      100 ms; /health/live under 50 ms meanwhile.
+#   2. `GET /api/v2/alerts` (everything) at LISTING (default 100000) open alerts: time, and how much the peak
+#      resident memory of each server grew while answering (VmHWM before and after).
+# Environment: OPEN, LISTING, RUNS (timed requests per measure, default 20), BUSY seconds of load (default 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OPEN=${OPEN:-2000}
+LISTING=${LISTING:-100000}
 RUNS=${RUNS:-20}
 BUSY=${BUSY:-10}
 
@@ -35,26 +39,31 @@ as_postgres "$PG_BIN/psql" -q "$TEST_POSTGRES_URL/postgres" -c "CREATE DATABASE 
 GOMON="http://127.0.0.1:$(free_port)"
 GOMON_ALERTING__LISTEN="${GOMON#http://}" GOMON_ALERTING__DATABASE__URL="$TEST_POSTGRES_URL/bench" \
   target/release/gomon alerting >"$WORK/gomon.log" 2>&1 &
+GOMON_PID=$!
 PIDS+=($!)
 AM="http://127.0.0.1:$(free_port)"
 printf 'route:\n  receiver: "null"\nreceivers:\n  - name: "null"\n' >"$WORK/alertmanager.yml"
 prometheus-alertmanager --config.file="$WORK/alertmanager.yml" --storage.path="$WORK/am" \
   --web.listen-address="${AM#http://}" --cluster.listen-address= >"$WORK/am.log" 2>&1 &
+AM_PID=$!
 PIDS+=($!)
 for base in "$GOMON" "$AM"; do
   for _ in $(seq 200); do curl -sf "$base/-/ready" >/dev/null || curl -sf "$base/health/ready" >/dev/null && break; sleep 0.1; done
 done
 
-# The same alerts to both, in batches of 500.
-ends=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)
-for start in $(seq 0 500 $((OPEN - 1))); do
-  jq -nc --argjson from "$start" --argjson to "$((start + 500 < OPEN ? start + 500 : OPEN))" --arg ends "$ends" \
-    '[range($from; $to) | {labels: {alertname: "Many", instance: ("node-\(.)" + ".example:9100")}, endsAt: $ends}]' \
-    >"$WORK/batch.json"
-  for base in "$GOMON" "$AM"; do
-    curl -sf -X POST -H 'Content-Type: application/json' --data-binary @"$WORK/batch.json" "$base/api/v2/alerts" >/dev/null
+# The same alerts to both, in batches of 500: alerts FROM to TO-1.
+ends=$(date -u -d '+2 hour' +%Y-%m-%dT%H:%M:%SZ)
+post_alerts() {
+  for start in $(seq "$1" 500 $(($2 - 1))); do
+    jq -nc --argjson from "$start" --argjson to "$((start + 500 < $2 ? start + 500 : $2))" --arg ends "$ends" \
+      '[range($from; $to) | {labels: {alertname: "Many", instance: ("node-\(.)" + ".example:9100")}, endsAt: $ends}]' \
+      >"$WORK/batch.json"
+    for base in "$GOMON" "$AM"; do
+      curl -sf -X POST -H 'Content-Type: application/json' --data-binary @"$WORK/batch.json" "$base/api/v2/alerts" >/dev/null
+    done
   done
-done
+}
+post_alerts 0 "$OPEN"
 
 FILTER='filter=instance%3D~%22%5Cw%7B10%7D.*%22'
 median_ms() { # url -> median and max of RUNS requests, in ms
@@ -74,8 +83,24 @@ for _ in 1 2 3 4; do
   PIDS+=($!)
 done
 sleep 1
-RUNS=$((RUNS * 2)) read -r live_med live_max < <(RUNS=$((RUNS * 2)) median_ms "$GOMON/health/live")
+read -r live_med live_max < <(RUNS=$((RUNS * 2)) median_ms "$GOMON/health/live")
 echo "/health/live during 4 concurrent filtered requests: median ${live_med} ms, max ${live_max} ms"
 awk -v f="$gomon_med" -v l="$live_max" 'BEGIN {
   printf "targets: filtered request < 100 ms: %s; /health/live < 50 ms: %s\n",
     (f < 100 ? "met" : "NOT met"), (l < 50 ? "met" : "NOT met") }'
+
+# 2. The whole listing at LISTING open alerts.
+sleep $((BUSY + 1)) # the four clients stop by themselves
+post_alerts "$OPEN" "$LISTING"
+hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+list_all() { # name base pid
+  local before after seconds
+  before=$(hwm_kb "$3")
+  seconds=$(curl -s -o "$WORK/all.json" -w '%{time_total}' "$2/api/v2/alerts")
+  after=$(hwm_kb "$3")
+  printf '%s: %d alerts in %.2f s; peak resident memory %d MiB before, %d MiB after (+%d MiB)\n' "$1" \
+    "$(jq length "$WORK/all.json")" "$seconds" $((before / 1024)) $((after / 1024)) $(((after - before) / 1024))
+}
+echo "GET /api/v2/alerts at $LISTING open alerts:"
+list_all "  GoMon       " "$GOMON" "$GOMON_PID"
+list_all "  Alertmanager" "$AM" "$AM_PID"
