@@ -177,6 +177,9 @@ pub struct ListenerConfig {
     pub max_connections: usize,
 }
 
+/// The largest `max_connections` accepted.
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+
 impl Default for ListenerConfig {
     fn default() -> Self {
         Self {
@@ -196,8 +199,14 @@ impl ListenerConfig {
                 format!("must be at least 1ms, not {:?}", self.header_read_timeout),
             ));
         }
-        if self.max_connections == 0 {
-            return Err(("max_connections", "must be at least 1".to_owned()));
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS {
+            return Err((
+                "max_connections",
+                format!(
+                    "must be 1 to {MAX_CONNECTIONS}, not {}",
+                    self.max_connections
+                ),
+            ));
         }
         Ok(())
     }
@@ -213,7 +222,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     use axum::serve::Listener as _;
     let mut listener = listener;
-    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let connections = Arc::new(Semaphore::new(
+        limits.max_connections.clamp(1, MAX_CONNECTIONS),
+    ));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
