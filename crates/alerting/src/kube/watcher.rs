@@ -624,10 +624,10 @@ impl Session<'_> {
 
     async fn resolve(&mut self, key: &AlertKey, id: uuid::Uuid, note: String) {
         let change = Change::Resolve {
-            by: Some(ACTOR.to_owned()),
+            by: None,
             note: Some(note),
         };
-        match self.core.change(id, change, None).await {
+        match self.core.change(id, change, Some(ACTOR.to_owned())).await {
             Ok(_) => {
                 tracing::info!(alert_id = %id, namespace = %key.namespace, workload = %key.workload.name,
                     reason = %key.reason, "pod failure alert resolved");
