@@ -137,6 +137,17 @@ where
     panic!("timed out waiting for {what}");
 }
 
+/// Waits until the service's Slack circuit breaker is open.
+async fn breaker_opens(server: &Server) {
+    eventually(Duration::from_secs(10), "the breaker to open", || async {
+        server
+            .metrics()
+            .await
+            .contains("alerting_circuit_breaker_state 1")
+    })
+    .await;
+}
+
 /// The alert id a message links to (its "View alert" button).
 fn alert_of(message: &Received) -> String {
     let blocks = message.blocks.to_string();
@@ -366,13 +377,7 @@ async fn an_outage_opens_the_breaker_and_loses_nothing(backend: Backend) {
     for i in 0..3 {
         ids.push(full_lifecycle(&server, &format!("outage alert {i}")).await);
     }
-    eventually(Duration::from_secs(10), "the breaker to open", || async {
-        server
-            .metrics()
-            .await
-            .contains("alerting_circuit_breaker_state 1")
-    })
-    .await;
+    breaker_opens(&server).await;
     assert!(
         total(&server, "pending").await > 0,
         "undelivered notifications wait in the outbox"
@@ -440,13 +445,7 @@ async fn after_an_outage_the_urgent_alert_is_notified_first(backend: Backend) {
         .collect();
     let (status, body) = server.post("/api/v2/alerts", json!(low)).await;
     assert_eq!(status, 200, "{body}");
-    eventually(Duration::from_secs(10), "the breaker to open", || async {
-        server
-            .metrics()
-            .await
-            .contains("alerting_circuit_breaker_state 1")
-    })
-    .await;
+    breaker_opens(&server).await;
     let (status, urgent) = server
         .post(
             "/api/v1/alerts",

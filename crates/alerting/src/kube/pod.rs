@@ -171,19 +171,9 @@ fn last_exit(container: &ContainerStatus) -> String {
 
 fn with_message(text: String, message: Option<&str>) -> String {
     match message.map(str::trim).filter(|m| !m.is_empty()) {
-        Some(message) => format!("{text} ({})", shorten(message, 300)),
+        Some(message) => format!("{text} ({})", crate::model::truncate(message, 300)),
         None => text,
     }
-}
-
-/// Cuts `text` to at most `max` characters, marking the cut.
-pub fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut short: String = text.chars().take(max.saturating_sub(1)).collect();
-    short.push('…');
-    short
 }
 
 /// The failure of one container, if any, by precedence: a waiting reason, then a recent termination reason, then

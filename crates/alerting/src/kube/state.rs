@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::config::KubernetesConfig;
 use super::pod::{self, Failure, RestartHistory, Workload};
-use crate::model::{Alert, MAX_TITLE, NewAlert};
+use crate::model::{Alert, MAX_TITLE, NewAlert, truncate};
 
 /// The `source` of the alerts the watcher raises.
 pub const SOURCE: &str = "kubernetes";
@@ -54,7 +54,7 @@ impl AlertKey {
     }
 
     fn title(&self) -> String {
-        pod::shorten(
+        truncate(
             &format!(
                 "{} {} in {}: {}",
                 self.workload.kind, self.workload.name, self.namespace, self.reason

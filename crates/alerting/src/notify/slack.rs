@@ -9,7 +9,7 @@ use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::model::{Alert, Severity};
+use crate::model::{Alert, Severity, truncate};
 use crate::notify::breaker::BreakerConfig;
 
 /// Slack's limit on a header block's text, in characters.
@@ -269,16 +269,6 @@ fn escape_truncated(text: &str, max: usize) -> String {
     out
 }
 
-/// Cuts plain text to at most `max` characters, ending in `…` when cut.
-fn truncated(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
 /// Percent-encodes `text` for use as one URL path segment.
 fn path_segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -382,7 +372,7 @@ pub fn render(
     let mut blocks = vec![
         json!({
             "type": "header",
-            "text": {"type": "plain_text", "text": truncated(&line, MAX_HEADER), "emoji": true},
+            "text": {"type": "plain_text", "text": truncate(&line, MAX_HEADER), "emoji": true},
         }),
         json!({"type": "section", "fields": fields}),
     ];
@@ -712,7 +702,7 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
 async fn body_text(response: reqwest::Response) -> String {
     let text = response.text().await.unwrap_or_default();
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    truncated(&line, MAX_REASON_BODY)
+    truncate(&line, MAX_REASON_BODY)
 }
 
 /// The outcome of a non-2xx answer.
