@@ -1,4 +1,4 @@
-//! Every role's HTTP listener under slow clients: a connection that never finishes its request is closed after
+//! Every role's HTTP listener (`gomon up`'s too) under slow clients: a connection that never finishes its request is closed after
 //! `http.header_read_timeout`, and no more than `http.max_connections` are served at once.
 
 mod support;
@@ -105,5 +105,25 @@ async fn aggregator_listener_cuts_slow_clients() {
         format!("127.0.0.1:{}", free_port()),
     ));
     let mut process = Gomon::start("aggregator", &dir, &env(&pairs));
+    slow_clients_are_cut_and_connections_bounded(&mut process, port).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_listener_cuts_slow_clients() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let port = free_port();
+    let mut pairs = limits("alerting");
+    pairs.push(("GOMON_ALERTING__LISTEN".into(), format!("127.0.0.1:{port}")));
+    pairs.push((
+        "GOMON_ALERTING__DATABASE__DATA_DIR".into(),
+        dir.path().display().to_string(),
+    ));
+    pairs.push(("GOMON_AGENT__HOSTNAME".into(), "listener-test".into()));
+    pairs.push(("HOME".into(), dir.path().display().to_string()));
+    pairs.push((
+        "KUBECONFIG".into(),
+        dir.path().join("none").display().to_string(),
+    ));
+    let mut process = Gomon::start("up", &dir, &env(&pairs));
     slow_clients_are_cut_and_connections_bounded(&mut process, port).await;
 }
