@@ -68,7 +68,7 @@ post_alerts 0 "$OPEN"
 FILTER='filter=instance%3D~%22%5Cw%7B10%7D.*%22'
 median_ms() { # url -> median and max of RUNS requests, in ms
   for _ in $(seq "$RUNS"); do curl -s -o /dev/null -w '%{time_total}\n' "$1"; done \
-    | sort -n | awk '{ t[NR] = $1 * 1000 } END { printf "%.1f %.1f", t[int((NR + 1) / 2)], t[NR] }'
+    | sort -n | awk '{ t[NR] = $1 * 1000 } END { printf "%.1f %.1f\n", t[int((NR + 1) / 2)], t[NR] }'
 }
 count() { curl -s "$1/api/v2/alerts" | jq length; }
 echo "$OPEN open alerts (GoMon $(count "$GOMON"), Alertmanager $(count "$AM")); $RUNS requests per measure; $(nproc) cores"
