@@ -108,6 +108,23 @@ fn pipeline(c: &mut Criterion) {
             remote_write::encode(series)
         })
     });
+    // The cost of the limits alone: decoding with and without them.
+    group.bench_function("decode_only", |b| {
+        b.iter(|| {
+            for payload in &payloads {
+                std::hint::black_box(transform::decode(payload).expect("valid batch"));
+            }
+        })
+    });
+    group.bench_function("decode_within_only", |b| {
+        b.iter(|| {
+            for payload in &payloads {
+                std::hint::black_box(
+                    transform::decode_within(payload, &limits, now_ms).expect("valid batch"),
+                );
+            }
+        })
+    });
     group.finish();
 }
 

@@ -94,8 +94,9 @@ pub fn decode(payload: &[u8]) -> Result<MetricBatch, Invalid> {
 
 /// Decodes a Kafka message's value into a batch within `limits`, at `now_ms`.
 ///
-/// The size, the host, the counts and the lengths are checked on the wire before anything is allocated, so a
-/// hostile message costs no more memory than its size; the collection time is checked after decoding.
+/// The size, the host, the number of samples, the labels per sample and the metric names' lengths are checked on
+/// the wire before anything is allocated, so a hostile message costs no more memory than about its size; label
+/// lengths (strings cost what their bytes cost) and the collection time are checked after decoding.
 pub fn decode_within(
     payload: &[u8],
     limits: &LimitsConfig,
@@ -106,6 +107,16 @@ pub fn decode_within(
     }
     wire::check(payload, limits)?;
     let batch = decode(payload)?;
+    // Label lengths after decoding: a string costs what its bytes on the wire cost.
+    for sample in &batch.samples {
+        for label in &sample.labels {
+            if label.name.len() > limits.max_label_name_bytes
+                || label.value.len() > limits.max_label_value_bytes
+            {
+                return Err(Invalid::LabelTooLong);
+            }
+        }
+    }
     let max_future_ms = i64::try_from(limits.max_future.as_millis()).unwrap_or(i64::MAX);
     if batch.timestamp_ms > now_ms.saturating_add(max_future_ms) {
         return Err(Invalid::FutureTimestamp);
@@ -120,6 +131,13 @@ mod wire {
     use crate::config::LimitsConfig;
 
     fn varint(buf: &mut &[u8]) -> Option<u64> {
+        // Tags and the lengths of names and labels fit in one byte.
+        if let Some((&byte, rest)) = buf.split_first()
+            && byte < 0x80
+        {
+            *buf = rest;
+            return Some(u64::from(byte));
+        }
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let (&byte, rest) = buf.split_first()?;
@@ -193,20 +211,10 @@ mod wire {
                 (1, Some(name)) if name.len() > limits.max_label_value_bytes => {
                     return Err(Invalid::LabelTooLong);
                 }
-                (2, Some(mut label)) => {
+                (2, Some(_)) => {
                     labels += 1;
                     if labels > limits.max_labels_per_sample {
                         return Err(Invalid::TooManyLabels);
-                    }
-                    while let Some((number, bytes)) = field(&mut label) {
-                        let longest = match number {
-                            1 => limits.max_label_name_bytes,
-                            2 => limits.max_label_value_bytes,
-                            _ => continue,
-                        };
-                        if bytes.is_some_and(|bytes| bytes.len() > longest) {
-                            return Err(Invalid::LabelTooLong);
-                        }
                     }
                 }
                 _ => {}

@@ -171,7 +171,7 @@ fn tiny_batch(host: String, timestamp_ms: i64, samples: usize) -> MetricBatch {
 }
 
 /// Messages of about 1 MB shaped to blow up once expanded into series (a 40 KB `host` shared by 55,000 samples,
-/// 60,000 samples, a sample with 190,000 labels), and one from the future: each costs the real process little
+/// 60,000 samples, a sample with 190,000 labels, a 900 KB label value), and one from the future: each costs the real process little
 /// memory, is counted by reason and lands in the dead-letter topic, and the batches after them arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_messages_cost_little_memory_and_are_set_aside() {
@@ -236,11 +236,17 @@ async fn hostile_messages_cost_little_memory_and_are_set_aside() {
         };
         190_000
     ];
+    let mut long_value = tiny_batch("long-value".to_owned(), now, 1);
+    long_value.samples[0].labels = vec![Label {
+        name: "a".to_owned(),
+        value: "v".repeat(900_000),
+    }];
     let future = batch(1, now + 3_600_000);
     let hostile = [
         (long_host, "host_too_long"),
         (many, "too_many_samples"),
         (wide, "too_many_labels"),
+        (long_value, "label_too_long"),
         (future, "future_timestamp"),
     ];
     for (batch, _) in &hostile {
