@@ -1,4 +1,4 @@
-//! Decode + transform + encode throughput: one agent batch (as a real host produces) in, one remote write body out.
+//! Limits + decode + transform + encode throughput: one agent batch (as a real host produces) in, one remote write body out.
 //!
 //! `cargo bench -p gomon-aggregator --bench transform`; throughput is reported in samples per second.
 
@@ -92,16 +92,37 @@ fn pipeline(c: &mut Criterion) {
         })
         .sum();
     let external = vec![("cluster".to_owned(), "prod".to_owned())];
+    // The pipeline's path: the limits checked on the wire, then decoded.
+    let limits = gomon_aggregator::config::LimitsConfig::default();
+    let now_ms = 1_764_000_000_000;
     let mut group = c.benchmark_group("aggregator");
     group.throughput(Throughput::Elements(samples as u64));
     group.bench_function("decode_transform_encode", |b| {
         b.iter(|| {
             let mut series = Vec::with_capacity(samples);
             for payload in &payloads {
-                let batch = transform::decode(payload).expect("valid batch");
+                let batch =
+                    transform::decode_within(payload, &limits, now_ms).expect("valid batch");
                 transform::append_series(batch, &external, &mut series).expect("valid names");
             }
             remote_write::encode(series)
+        })
+    });
+    // The cost of the limits alone: decoding with and without them.
+    group.bench_function("decode_only", |b| {
+        b.iter(|| {
+            for payload in &payloads {
+                std::hint::black_box(transform::decode(payload).expect("valid batch"));
+            }
+        })
+    });
+    group.bench_function("decode_within_only", |b| {
+        b.iter(|| {
+            for payload in &payloads {
+                std::hint::black_box(
+                    transform::decode_within(payload, &limits, now_ms).expect("valid batch"),
+                );
+            }
         })
     });
     group.finish();

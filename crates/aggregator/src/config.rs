@@ -45,6 +45,44 @@ pub struct AggregatorConfig {
     /// How long a stopping aggregator waits for writes in flight before it leaves them to be replayed.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// What one message may hold; a batch over a limit is invalid (counted, copied to the dead-letter topic).
+    pub limits: LimitsConfig,
+}
+
+/// `aggregator.limits`: bounds on one message, checked before it is expanded into series, so that the memory a
+/// message costs stays proportional to its size.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest message (its value, in bytes); the consumer's `fetch.message.max.bytes` is set to match.
+    pub max_message_bytes: usize,
+    /// Longest `host` (a DNS name: 253).
+    pub max_host_bytes: usize,
+    /// Longest label name.
+    pub max_label_name_bytes: usize,
+    /// Longest label value, and longest metric name.
+    pub max_label_value_bytes: usize,
+    /// Most labels on one sample (its own, `host` included).
+    pub max_labels_per_sample: usize,
+    /// Most samples in one batch.
+    pub max_samples_per_batch: usize,
+    /// How far in the future a batch's collection time may be (clock skew).
+    #[serde(with = "humantime_serde")]
+    pub max_future: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1 << 20,
+            max_host_bytes: 253,
+            max_label_name_bytes: 128,
+            max_label_value_bytes: 4096,
+            max_labels_per_sample: 32,
+            max_samples_per_batch: 50_000,
+            max_future: Duration::from_secs(600),
+        }
+    }
 }
 
 impl Default for AggregatorConfig {
@@ -57,6 +95,7 @@ impl Default for AggregatorConfig {
             federate: FederateConfig::default(),
             external_labels: BTreeMap::new(),
             shutdown_timeout: Duration::from_secs(10),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -73,9 +112,16 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// Where a group without committed offsets starts: `earliest` or `latest`.
     pub auto_offset_reset: String,
-    /// Topic that receives a copy of every message that does not decode; unset: such messages are only counted
-    /// and logged.
+    /// Topic that receives a copy of every invalid message (headers `gomon-invalid-reason`, `gomon-source-*`);
+    /// a copy that fails is retried and the partition waits for it. Unset: invalid messages are only counted and
+    /// logged.
     pub dead_letter_topic: Option<String>,
+    /// Create the dead-letter topic at start-up when it does not exist (with the two settings below).
+    pub create_dead_letter_topic: bool,
+    /// Partitions of a created dead-letter topic.
+    pub dead_letter_partitions: i32,
+    /// Replication factor of a created dead-letter topic.
+    pub dead_letter_replication_factor: i32,
     /// How long the group waits for a silent member before moving its partitions to another.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
@@ -93,6 +139,9 @@ impl Default for KafkaConfig {
             group_id: "gomon-aggregator".to_owned(),
             auto_offset_reset: "earliest".to_owned(),
             dead_letter_topic: None,
+            create_dead_letter_topic: false,
+            dead_letter_partitions: 1,
+            dead_letter_replication_factor: 1,
             session_timeout: Duration::from_secs(30),
             tls: None,
             sasl: None,
@@ -272,10 +321,53 @@ impl AggregatorConfig {
         if let Some(remote) = &self.remote_write {
             remote.check()?;
         }
+        if let Some(topic) = &kafka.dead_letter_topic
+            && (topic.trim().is_empty() || *topic == kafka.topic)
+        {
+            return Err(config_error(
+                "aggregator.kafka.dead_letter_topic",
+                "must be a topic name other than aggregator.kafka.topic",
+            ));
+        }
+        if kafka.dead_letter_partitions < 1 || kafka.dead_letter_replication_factor < 1 {
+            return Err(config_error(
+                "aggregator.kafka.dead_letter_partitions",
+                "dead_letter_partitions and dead_letter_replication_factor must be at least 1",
+            ));
+        }
+        self.limits.check()?;
         if self.federate.stale_intervals == 0 {
             return Err(config_error(
                 "aggregator.federate.stale_intervals",
                 "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl LimitsConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        for (name, value) in [
+            ("max_message_bytes", self.max_message_bytes),
+            ("max_host_bytes", self.max_host_bytes),
+            ("max_label_name_bytes", self.max_label_name_bytes),
+            ("max_label_value_bytes", self.max_label_value_bytes),
+            ("max_labels_per_sample", self.max_labels_per_sample),
+            ("max_samples_per_batch", self.max_samples_per_batch),
+        ] {
+            if value == 0 {
+                return Err(config_error(
+                    format!("aggregator.limits.{name}"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        // Within librdkafka's default fetch.max.bytes (50 MiB), which fetch.message.max.bytes may not exceed.
+        if self.max_message_bytes > 50 << 20 {
+            return Err(config_error(
+                "aggregator.limits.max_message_bytes",
+                "must be at most 50 MiB",
             ));
         }
         Ok(())

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub lag: IntGaugeVec,
     /// `aggregator_commits_total{outcome}`
     pub commits: IntCounterVec,
+    /// `aggregator_dead_letter_failing`
+    pub dead_letter_failing: IntGauge,
 }
 
 impl Metrics {
@@ -49,12 +51,12 @@ impl Metrics {
             ),
             invalid: counter_vec(
                 "aggregator_messages_invalid_total",
-                "Messages set aside because they are not a valid batch, by reason.",
+                "Messages set aside because they are not a valid batch or exceed a limit, by reason.",
                 &["reason"],
             ),
             dead_letter: counter_vec(
                 "aggregator_dead_letter_messages_total",
-                "Invalid messages copied to the dead-letter topic (outcome ok) or that could not be (error).",
+                "Copies of invalid messages to the dead-letter topic: done (ok) or failed and to be retried (error).",
                 &["outcome"],
             ),
             written: counter(
@@ -109,13 +111,15 @@ impl Metrics {
                 "Offset commits by outcome (ok or error).",
                 &["outcome"],
             ),
+            dead_letter_failing: must(IntGauge::new(
+                "aggregator_dead_letter_failing",
+                "1 while the dead-letter topic is missing or a copy to it is being retried (consumption waits).",
+            )),
         };
-        for (reason, counter) in [
-            ("decode", &metrics.invalid),
-            ("permanent", &metrics.dropped),
-        ] {
-            counter.with_label_values(&[reason]);
+        for invalid in crate::transform::Invalid::ALL {
+            metrics.invalid.with_label_values(&[invalid.reason()]);
         }
+        metrics.dropped.with_label_values(&["permanent"]);
         for outcome in ["ok", "retryable", "permanent"] {
             metrics.requests.with_label_values(&[outcome]);
         }
@@ -123,7 +127,7 @@ impl Metrics {
             metrics.commits.with_label_values(&[outcome]);
             metrics.dead_letter.with_label_values(&[outcome]);
         }
-        let collectors: [Box<dyn Collector>; 12] = [
+        let collectors: [Box<dyn Collector>; 13] = [
             Box::new(metrics.consumed.clone()),
             Box::new(metrics.invalid.clone()),
             Box::new(metrics.dead_letter.clone()),
@@ -136,6 +140,7 @@ impl Metrics {
             Box::new(metrics.in_flight.clone()),
             Box::new(metrics.lag.clone()),
             Box::new(metrics.commits.clone()),
+            Box::new(metrics.dead_letter_failing.clone()),
         ];
         for collector in collectors {
             must(registry.register(collector));

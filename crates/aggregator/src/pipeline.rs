@@ -82,6 +82,8 @@ pub struct Sinks {
     pub federate: Option<Arc<Latest>>,
     /// Labels added to every series.
     pub external_labels: Arc<Vec<(String, String)>>,
+    /// What one message may hold.
+    pub limits: Arc<crate::config::LimitsConfig>,
 }
 
 /// Messages gathered for the next request.
@@ -199,7 +201,7 @@ async fn take<S: Source>(
     open.positions
         .insert(delivery.partition, delivery.offset + 1);
     let start = open.series.len();
-    let decoded = transform::decode(&delivery.payload);
+    let decoded = transform::decode_within(&delivery.payload, &sinks.limits, now_ms());
     let span = process_span(&delivery, decoded.as_ref().ok());
     let added = decoded.and_then(|batch| {
         let host = batch.host.clone();

@@ -205,15 +205,24 @@ impl RemoteWriter {
     /// `max_backoff`, with jitter over its upper half so that many writers do not retry in step; a receiver's
     /// `Retry-After` is honoured up to `max_backoff`.
     pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let doubled = self
-            .min_backoff
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)));
-        let ceiling = doubled.min(self.max_backoff);
-        let jittered = ceiling.mul_f64(rand::random_range(0.5..=1.0));
-        match retry_after {
-            Some(asked) => asked.min(self.max_backoff).max(jittered),
-            None => jittered,
-        }
+        backoff(self.min_backoff, self.max_backoff, attempt, retry_after)
+    }
+}
+
+/// [`RemoteWriter::backoff`] between `min_backoff` and `max_backoff` (also the dead-letter copies' retries).
+pub fn backoff(
+    min_backoff: Duration,
+    max_backoff: Duration,
+    attempt: u32,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let doubled =
+        min_backoff.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)));
+    let ceiling = doubled.min(max_backoff);
+    let jittered = ceiling.mul_f64(rand::random_range(0.5..=1.0));
+    match retry_after {
+        Some(asked) => asked.min(max_backoff).max(jittered),
+        None => jittered,
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::AggregatorConfig;
 use crate::federate::Latest;
-use crate::kafka::KafkaSource;
+use crate::kafka::{DeadLetterHealth, KafkaSource};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Limits, SinkHealth, Sinks, Source};
 use crate::remote_write::RemoteWriter;
@@ -24,6 +24,7 @@ use crate::remote_write::RemoteWriter;
 struct HttpState {
     registry: Registry,
     health: SinkHealth,
+    dead_letter: DeadLetterHealth,
 }
 
 async fn serve_metrics(State(state): State<HttpState>) -> impl IntoResponse {
@@ -48,7 +49,16 @@ async fn serve_federate(federate: Option<Arc<Latest>>) -> axum::response::Respon
         .into_response()
 }
 
-async fn ready(State(state): State<HttpState>) -> impl IntoResponse {
+async fn ready(State(state): State<HttpState>) -> axum::response::Response {
+    // Invalid messages cannot be set aside: consumption stops at the first one.
+    if let Some(problem) = state.dead_letter.problem() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!("{{\"status\":\"unavailable\",\"dead_letter\":\"{problem}\"}}"),
+        )
+            .into_response();
+    }
     let sink = if state.health.failing() {
         "retrying"
     } else {
@@ -58,6 +68,7 @@ async fn ready(State(state): State<HttpState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/json")],
         format!("{{\"status\":\"ok\",\"remote_write\":\"{sink}\"}}"),
     )
+        .into_response()
 }
 
 /// The aggregator's parts, ready to run on a source: Kafka for `gomon aggregator`, the in-process queue for
@@ -88,6 +99,7 @@ impl Aggregator {
                 remote,
                 federate,
                 external_labels: Arc::new(config.external_labels.clone().into_iter().collect()),
+                limits: Arc::new(config.limits.clone()),
             },
             limits: Limits {
                 max_samples: limits.max_samples_per_request,
@@ -127,7 +139,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let aggregator = Aggregator::new(&config, &registry)?;
-    let source = KafkaSource::new(&config.kafka, aggregator.metrics.clone())?;
+    let source = KafkaSource::new(&config, aggregator.metrics.clone(), shutdown.clone())?;
     let listener = TcpListener::bind(config.listen).await.map_err(|error| {
         anyhow::anyhow!(
             "aggregator.listen: cannot listen on {}: {error}",
@@ -141,6 +153,7 @@ pub async fn run(
         .with_state(HttpState {
             registry,
             health: aggregator.health.clone(),
+            dead_letter: source.dead_letter_health(),
         })
         .merge(aggregator.federate_router());
     tracing::info!(
@@ -157,6 +170,7 @@ pub async fn run(
         shutdown.clone(),
         config.http.clone(),
     ));
+    tokio::spawn(source.check_dead_letter_topic());
     aggregator.run(source, shutdown).await;
     server.await??;
     tracing::info!("aggregator stopped");

@@ -4,6 +4,8 @@
 use gomon_proto::MetricBatch;
 use gomon_proto::prometheus::{Label, Sample, TimeSeries};
 
+use crate::config::LimitsConfig;
+
 /// Why a message is set aside instead of written (the `reason` label of `aggregator_messages_invalid_total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Invalid {
@@ -19,9 +21,41 @@ pub enum Invalid {
     /// A metric or label name Prometheus does not accept.
     #[error("a metric or label name is not valid")]
     InvalidName,
+    /// The message is larger than `limits.max_message_bytes`.
+    #[error("the message is larger than limits.max_message_bytes")]
+    TooLarge,
+    /// `host` is longer than `limits.max_host_bytes`.
+    #[error("host is longer than limits.max_host_bytes")]
+    HostTooLong,
+    /// More samples than `limits.max_samples_per_batch`.
+    #[error("more samples than limits.max_samples_per_batch")]
+    TooManySamples,
+    /// A sample with more labels than `limits.max_labels_per_sample`.
+    #[error("a sample has more labels than limits.max_labels_per_sample")]
+    TooManyLabels,
+    /// A label name, label value or metric name over `limits.max_label_name_bytes` / `max_label_value_bytes`.
+    #[error("a label name, label value or metric name is longer than its limit")]
+    LabelTooLong,
+    /// The collection time is further in the future than `limits.max_future`.
+    #[error("the collection time is further in the future than limits.max_future")]
+    FutureTimestamp,
 }
 
 impl Invalid {
+    /// Every reason, for the metric's label values.
+    pub const ALL: [Invalid; 10] = [
+        Invalid::Decode,
+        Invalid::NoHost,
+        Invalid::NoTimestamp,
+        Invalid::InvalidName,
+        Invalid::TooLarge,
+        Invalid::HostTooLong,
+        Invalid::TooManySamples,
+        Invalid::TooManyLabels,
+        Invalid::LabelTooLong,
+        Invalid::FutureTimestamp,
+    ];
+
     /// The metric label value.
     pub fn reason(self) -> &'static str {
         match self {
@@ -29,6 +63,12 @@ impl Invalid {
             Invalid::NoHost => "no_host",
             Invalid::NoTimestamp => "no_timestamp",
             Invalid::InvalidName => "invalid_name",
+            Invalid::TooLarge => "too_large",
+            Invalid::HostTooLong => "host_too_long",
+            Invalid::TooManySamples => "too_many_samples",
+            Invalid::TooManyLabels => "too_many_labels",
+            Invalid::LabelTooLong => "label_too_long",
+            Invalid::FutureTimestamp => "future_timestamp",
         }
     }
 }
@@ -50,6 +90,157 @@ pub fn valid_label_name(name: &str) -> bool {
 /// Decodes a Kafka message's value into a batch.
 pub fn decode(payload: &[u8]) -> Result<MetricBatch, Invalid> {
     gomon_proto::decode_batch(payload).map_err(|_| Invalid::Decode)
+}
+
+/// Messages larger than this are checked on the wire before they are decoded.
+pub const WIRE_CHECK_BYTES: usize = 64 << 10;
+
+/// Decodes a Kafka message's value into a batch within `limits`, at `now_ms`.
+///
+/// Every limit is checked once decoded; a message over [`WIRE_CHECK_BYTES`] has its size, host, number of samples,
+/// labels per sample and metric names' lengths checked on the wire first, before anything is allocated, so a
+/// hostile message costs no more memory than about its size. Label lengths (a string costs what its bytes cost) and
+/// the collection time are only checked after decoding.
+pub fn decode_within(
+    payload: &[u8],
+    limits: &LimitsConfig,
+    now_ms: i64,
+) -> Result<MetricBatch, Invalid> {
+    if payload.len() > limits.max_message_bytes {
+        return Err(Invalid::TooLarge);
+    }
+    // Decoding multiplies the size of tiny samples and labels by up to ~30 (their structs): below this size that
+    // stays under 2 MB, and an agent's batch (10 to 100 KB) is checked once decoded, in one pass.
+    if payload.len() > WIRE_CHECK_BYTES {
+        wire::check(payload, limits)?;
+    }
+    let batch = decode(payload)?;
+    if batch.host.len() > limits.max_host_bytes {
+        return Err(Invalid::HostTooLong);
+    }
+    if batch.samples.len() > limits.max_samples_per_batch {
+        return Err(Invalid::TooManySamples);
+    }
+    for sample in &batch.samples {
+        if sample.labels.len() > limits.max_labels_per_sample {
+            return Err(Invalid::TooManyLabels);
+        }
+        if sample.name.len() > limits.max_label_value_bytes {
+            return Err(Invalid::LabelTooLong);
+        }
+        for label in &sample.labels {
+            if label.name.len() > limits.max_label_name_bytes
+                || label.value.len() > limits.max_label_value_bytes
+            {
+                return Err(Invalid::LabelTooLong);
+            }
+        }
+    }
+    let max_future_ms = i64::try_from(limits.max_future.as_millis()).unwrap_or(i64::MAX);
+    if batch.timestamp_ms > now_ms.saturating_add(max_future_ms) {
+        return Err(Invalid::FutureTimestamp);
+    }
+    Ok(batch)
+}
+
+/// The limits checked on the protobuf wire format, without decoding: field numbers of `MetricBatch`, `Sample`,
+/// `Label` (crates/proto/proto/gomon/metrics/v1). What is not well-formed is left to the decoder to refuse.
+mod wire {
+    use super::Invalid;
+    use crate::config::LimitsConfig;
+
+    fn varint(buf: &mut &[u8]) -> Option<u64> {
+        // Tags and the lengths of names and labels fit in one byte.
+        if let Some((&byte, rest)) = buf.split_first()
+            && byte < 0x80
+        {
+            *buf = rest;
+            return Some(u64::from(byte));
+        }
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = buf.split_first()?;
+            *buf = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// The next field: its number and, when length-delimited, its bytes. None at the end or when malformed.
+    fn field<'a>(buf: &mut &'a [u8]) -> Option<(u64, Option<&'a [u8]>)> {
+        if buf.is_empty() {
+            return None;
+        }
+        let key = varint(buf)?;
+        let skip = |buf: &mut &'a [u8], n: usize| {
+            let (bytes, rest) = buf.split_at_checked(n)?;
+            *buf = rest;
+            Some(bytes)
+        };
+        let bytes = match key & 7 {
+            0 => {
+                varint(buf)?;
+                None
+            }
+            1 => {
+                skip(buf, 8)?;
+                None
+            }
+            2 => {
+                let len = usize::try_from(varint(buf)?).ok()?;
+                Some(skip(buf, len)?)
+            }
+            5 => {
+                skip(buf, 4)?;
+                None
+            }
+            _ => return None,
+        };
+        Some((key >> 3, bytes))
+    }
+
+    pub(super) fn check(payload: &[u8], limits: &LimitsConfig) -> Result<(), Invalid> {
+        let mut buf = payload;
+        let mut samples = 0usize;
+        while let Some((number, bytes)) = field(&mut buf) {
+            match (number, bytes) {
+                (1, Some(host)) if host.len() > limits.max_host_bytes => {
+                    return Err(Invalid::HostTooLong);
+                }
+                (7, Some(sample)) => {
+                    samples += 1;
+                    if samples > limits.max_samples_per_batch {
+                        return Err(Invalid::TooManySamples);
+                    }
+                    check_sample(sample, limits)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check_sample(mut buf: &[u8], limits: &LimitsConfig) -> Result<(), Invalid> {
+        let mut labels = 0usize;
+        while let Some((number, bytes)) = field(&mut buf) {
+            match (number, bytes) {
+                (1, Some(name)) if name.len() > limits.max_label_value_bytes => {
+                    return Err(Invalid::LabelTooLong);
+                }
+                (2, Some(_)) => {
+                    labels += 1;
+                    if labels > limits.max_labels_per_sample {
+                        return Err(Invalid::TooManyLabels);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The series of `batch`, one sample each, appended to `out`.
@@ -209,6 +400,93 @@ mod tests {
             Err(Invalid::NoTimestamp)
         );
         assert_eq!(decode(b"\xff\xff\xff garbage"), Err(Invalid::Decode));
+    }
+
+    #[test]
+    fn limits_refuse_a_batch_before_it_is_decoded() {
+        let limits = LimitsConfig::default();
+        let now = 1_700_000_000_000;
+        // Each case as it is (checked once decoded) and padded over WIRE_CHECK_BYTES (checked on the wire first):
+        // the same answer.
+        let check = |batch: &MetricBatch| {
+            let small = decode_within(&gomon_proto::encode_batch(batch), &limits, now).map(|_| ());
+            let mut padded = batch.clone();
+            padded.agent_version = "p".repeat(WIRE_CHECK_BYTES);
+            let large =
+                decode_within(&gomon_proto::encode_batch(&padded), &limits, now).map(|_| ());
+            assert_eq!(small, large);
+            small
+        };
+        let mut ok = batch(vec![sample("up", &[("job", "x"), ("host", "node-7")], 1.0)]);
+        ok.timestamp_ms = now;
+        assert_eq!(check(&ok), Ok(()));
+
+        let mut long_host = ok.clone();
+        long_host.host = "h".repeat(254);
+        assert_eq!(check(&long_host), Err(Invalid::HostTooLong));
+        let mut at_limit = ok.clone();
+        at_limit.host = "h".repeat(253);
+        assert_eq!(check(&at_limit), Ok(()));
+
+        let mut many = ok.clone();
+        many.samples = vec![sample("up", &[], 1.0); 50_001];
+        assert_eq!(check(&many), Err(Invalid::TooManySamples));
+        many.samples.truncate(50_000);
+        assert_eq!(check(&many), Ok(()));
+
+        let labels: Vec<(String, String)> =
+            (0..33).map(|i| (format!("l{i}"), "v".to_owned())).collect();
+        let labels: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let mut wide = ok.clone();
+        wide.samples = vec![sample("up", &labels, 1.0)];
+        assert_eq!(check(&wide), Err(Invalid::TooManyLabels));
+        wide.samples = vec![sample("up", &labels[..32], 1.0)];
+        assert_eq!(check(&wide), Ok(()));
+
+        let long_name = "n".repeat(129);
+        let long_value = "v".repeat(4097);
+        let long_metric = "m".repeat(4097);
+        for bad in [
+            sample("up", &[(&long_name, "v")], 1.0),
+            sample("up", &[("n", &long_value)], 1.0),
+            sample(&long_metric, &[], 1.0),
+        ] {
+            let mut batch = ok.clone();
+            batch.samples.push(bad);
+            assert_eq!(check(&batch), Err(Invalid::LabelTooLong));
+        }
+
+        let mut future = ok.clone();
+        future.timestamp_ms = now + 600_001;
+        assert_eq!(check(&future), Err(Invalid::FutureTimestamp));
+        future.timestamp_ms = now + 600_000;
+        assert_eq!(check(&future), Ok(()));
+
+        let payload = gomon_proto::encode_batch(&ok);
+        let small = LimitsConfig {
+            max_message_bytes: payload.len() - 1,
+            ..LimitsConfig::default()
+        };
+        assert_eq!(
+            decode_within(&payload, &small, now).map(|_| ()),
+            Err(Invalid::TooLarge)
+        );
+        // Truncated or garbled wire: refused as undecodable, never a panic.
+        for end in 0..payload.len() {
+            let _ = decode_within(&payload[..end], &limits, now);
+        }
+        assert_eq!(
+            decode_within(b"\x3a\xff\xff\xff\xff\x0f", &limits, now).map(|_| ()),
+            Err(Invalid::Decode)
+        );
+        let reasons: std::collections::BTreeSet<_> = Invalid::ALL
+            .iter()
+            .map(|invalid| invalid.reason())
+            .collect();
+        assert_eq!(reasons.len(), Invalid::ALL.len());
     }
 
     #[test]

@@ -447,3 +447,167 @@ async fn a_backlog_far_larger_than_the_requests_in_flight_arrives_whole() {
     );
     aggregator.stop().await;
 }
+
+/// The first `count` messages of a dead-letter topic: their `gomon-*` headers and their payload.
+async fn dead_letters(
+    broker: &Broker,
+    topic: &str,
+    count: usize,
+) -> Vec<(BTreeMap<String, String>, Vec<u8>)> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .set("group.id", group())
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut letters = Vec::new();
+    while letters.len() < count {
+        let message = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .expect("a dead letter within 20 s")
+            .expect("message");
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .filter_map(|header| {
+                        Some((
+                            header.key.to_owned(),
+                            String::from_utf8_lossy(header.value?).into_owned(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        letters.push((headers, message.payload().unwrap_or_default().to_vec()));
+    }
+    letters
+}
+
+async fn ready_status(metrics_url: &str) -> (u16, String) {
+    let url = metrics_url.replace("/metrics", "/health/ready");
+    let Ok(response) = reqwest::get(&url).await else {
+        return (0, "not listening yet".to_owned());
+    };
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// The dead-letter topic does not exist: readiness fails from the start; the copy of the first invalid message is
+/// retried, what came before it is written and committed, consumption waits behind it and its offset is not
+/// committed, even when stopped; the next aggregator reads it again, and once the topic is created its copy is made and
+/// the batches after it arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_copy_that_fails_holds_the_partition_until_it_is_made() {
+    const DEAD: &str = "gomon.metrics.dead-later";
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 1).await;
+    let vm = VictoriaMetrics::start();
+    let group = group();
+    let mut config = config(&broker, TOPIC, &group, Some(vm.write_url()));
+    config.kafka.dead_letter_topic = Some(DEAD.to_owned());
+    let aggregator = Running::start(config.clone());
+    let url = aggregator.metrics_url.clone();
+    eventually(
+        Duration::from_secs(20),
+        "readiness failing for the missing dead-letter topic",
+        || async {
+            let (status, body) = ready_status(&url).await;
+            (status == 503 && body.contains("\"dead_letter\":\"missing\"")).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        aggregator.metric("aggregator_dead_letter_failing").await,
+        1.0
+    );
+
+    let producer = producer(&broker);
+    let start = now_ms() - 60_000;
+    publish_batch(&producer, TOPIC, &batch("held", start, 1.0)).await;
+    publish(&producer, TOPIC, "held", b"\x08\xff\xff not a batch").await;
+    publish_batch(&producer, TOPIC, &batch("held", start + 1000, 2.0)).await;
+    // The batch before it is written (and committed); the copy fails and is retried; the batch after it waits.
+    wait_stored(
+        &vm,
+        "held",
+        &expected(&[("held".to_owned(), start, 1.0)]),
+        Duration::from_secs(30),
+    )
+    .await;
+    eventually(Duration::from_secs(40), "a failed copy retried", || async {
+        (aggregator
+            .metric("aggregator_dead_letter_messages_total{outcome=\"error\"}")
+            .await
+            >= 2.0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        stored(&vm, "held").await,
+        expected(&[("held".to_owned(), start, 1.0)]),
+        "nothing after the message that cannot be set aside"
+    );
+    let (status, body) = ready_status(&url).await;
+    assert_eq!(status, 503, "{body}");
+    aggregator.stop().await;
+
+    // Stopped while retrying: the group's position is the invalid message, not past it.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .set("group.id", &group)
+        .create()
+        .expect("consumer");
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    partitions.add_partition(TOPIC, 0);
+    let committed = consumer
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .expect("committed offsets");
+    let offset = committed
+        .find_partition(TOPIC, 0)
+        .map(|element| element.offset());
+    assert_eq!(
+        offset,
+        Some(rdkafka::Offset::Offset(1)),
+        "the batch before it committed, not the invalid message at offset 1"
+    );
+    drop(consumer);
+
+    // The next aggregator reads it again and retries its copy; once the topic is created, the copy is made and
+    // consumption goes on, without a restart.
+    let aggregator = Running::start(config);
+    eventually(
+        Duration::from_secs(30),
+        "the copy retried again",
+        || async {
+            (aggregator
+                .metric("aggregator_dead_letter_messages_total{outcome=\"error\"}")
+                .await
+                >= 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    broker.create_topic(DEAD, 1).await;
+    let sent = [
+        ("held".to_owned(), start, 1.0),
+        ("held".to_owned(), start + 1000, 2.0),
+    ];
+    wait_stored(&vm, "held", &expected(&sent), Duration::from_secs(40)).await;
+    let letters = dead_letters(&broker, DEAD, 1).await;
+    assert_eq!(letters[0].0["gomon-invalid-reason"], "decode");
+    assert_eq!(letters[0].0["gomon-source-offset"], "1");
+    assert_eq!(letters[0].1, b"\x08\xff\xff not a batch");
+    let url = aggregator.metrics_url.clone();
+    eventually(Duration::from_secs(20), "ready again", || async {
+        (ready_status(&url).await.0 == 200).then_some(())
+    })
+    .await;
+    assert_eq!(
+        aggregator.metric("aggregator_dead_letter_failing").await,
+        0.0
+    );
+    aggregator.stop().await;
+}

@@ -1,6 +1,7 @@
 //! `gomon aggregator` as a process between a real Kafka-protocol broker and a real VictoriaMetrics: killed with
 //! SIGKILL in mid-stream and started again, it loses no sample (it replays from its last commit, and
-//! VictoriaMetrics' deduplication absorbs what is written twice).
+//! VictoriaMetrics' deduplication absorbs what is written twice); hostile messages of about 1 MB cost it little
+//! memory and are set aside.
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
@@ -10,6 +11,9 @@ use gomon_proto::MetricBatch;
 use gomon_proto::metrics::v1::{Label, Sample};
 use gomon_testkit::{Broker, VictoriaMetrics, eventually, free_port};
 use rdkafka::ClientConfig;
+use rdkafka::Message as _;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::message::Headers as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 const TOPIC: &str = "gomon.metrics";
@@ -129,6 +133,229 @@ async fn killed_in_mid_stream_and_restarted_it_loses_no_sample() {
     assert!(status.success());
     assert!(
         second.wait().expect("exit").success(),
+        "clean stop on SIGTERM"
+    );
+}
+
+/// `VmHWM` (peak resident set) of process `pid`, in bytes.
+fn peak_resident(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|value| value.parse().ok())
+        .expect("VmHWM in kB");
+    kib * 1024
+}
+
+/// A batch of `samples` tiny samples (a one-letter name, no label), as small on the wire as a sample gets.
+fn tiny_batch(host: String, timestamp_ms: i64, samples: usize) -> MetricBatch {
+    MetricBatch {
+        host,
+        timestamp_ms,
+        samples: vec![
+            Sample {
+                name: "x".to_owned(),
+                labels: Vec::new(),
+                value: 1.0,
+                kind: 1,
+            };
+            samples
+        ],
+        ..MetricBatch::default()
+    }
+}
+
+/// Messages of about 1 MB shaped to blow up once expanded into series (a 40 KB `host` shared by 55,000 samples,
+/// 60,000 samples, a sample with 190,000 labels, a 900 KB label value), and one from the future: each costs the real process little
+/// memory, is counted by reason and lands in the dead-letter topic, and the batches after them arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_messages_cost_little_memory_and_are_set_aside() {
+    const DEAD: &str = "gomon.metrics.dead";
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 1).await;
+    broker.create_topic(DEAD, 1).await;
+    let vm = VictoriaMetrics::start();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gomon"))
+        .arg("aggregator")
+        .env("GOMON_AGGREGATOR__LISTEN", format!("127.0.0.1:{port}"))
+        .env("GOMON_AGGREGATOR__KAFKA__BROKERS", broker.address())
+        .env("GOMON_AGGREGATOR__KAFKA__GROUP_ID", "hostile-test")
+        .env("GOMON_AGGREGATOR__KAFKA__DEAD_LETTER_TOPIC", DEAD)
+        .env("GOMON_AGGREGATOR__REMOTE_WRITE__URL", vm.write_url())
+        .env("GOMON_AGGREGATOR__REMOTE_WRITE__MAX_DELAY", "200ms")
+        .env("GOMON_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("gomon aggregator");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .set("message.max.bytes", "2000000")
+        .create()
+        .expect("producer");
+    let send = |payload: Vec<u8>| {
+        let producer = producer.clone();
+        async move {
+            producer
+                .send(
+                    FutureRecord::<str, [u8]>::to(TOPIC)
+                        .key("hostile")
+                        .payload(&payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("published");
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    // Warm up with a valid batch, so that the baseline holds what any message costs.
+    send(gomon_proto::encode_batch(&batch(0, now - 10_000))).await;
+    eventually(
+        Duration::from_secs(30),
+        "the first batch stored",
+        || async { (stored_timestamps(&vm).await.len() == 1).then_some(()) },
+    )
+    .await;
+    let before = peak_resident(child.id());
+
+    let long_host = tiny_batch("h".repeat(40_000), now, 55_000);
+    let many = tiny_batch("many-samples".to_owned(), now, 60_000);
+    let mut wide = tiny_batch("wide".to_owned(), now, 1);
+    wide.samples[0].labels = vec![
+        Label {
+            name: "a".to_owned(),
+            value: String::new(),
+        };
+        190_000
+    ];
+    let mut long_value = tiny_batch("long-value".to_owned(), now, 1);
+    long_value.samples[0].labels = vec![Label {
+        name: "a".to_owned(),
+        value: "v".repeat(900_000),
+    }];
+    let future = batch(1, now + 3_600_000);
+    let hostile = [
+        (long_host, "host_too_long"),
+        (many, "too_many_samples"),
+        (wide, "too_many_labels"),
+        (long_value, "label_too_long"),
+        (future, "future_timestamp"),
+    ];
+    for (batch, _) in &hostile {
+        let payload = gomon_proto::encode_batch(batch);
+        assert!(payload.len() < 1_000_000, "{} bytes", payload.len());
+        send(payload).await;
+    }
+    let mut sent: BTreeSet<i64> = [now - 10_000].into();
+    for sequence in 2..6u64 {
+        let timestamp = now - 5_000 + sequence as i64;
+        send(gomon_proto::encode_batch(&batch(sequence, timestamp))).await;
+        sent.insert(timestamp);
+    }
+    eventually(
+        Duration::from_secs(30),
+        "the batches after the hostile ones stored",
+        || async { (stored_timestamps(&vm).await == sent).then_some(()) },
+    )
+    .await;
+    let grown = peak_resident(child.id()).saturating_sub(before);
+    assert!(
+        grown < 50 << 20,
+        "hostile messages grew the peak resident set by {} MiB",
+        grown >> 20
+    );
+    for (_, reason) in &hostile {
+        assert_eq!(
+            metric(
+                port,
+                &format!("aggregator_messages_invalid_total{{reason=\"{reason}\"}}")
+            )
+            .await,
+            1.0,
+            "{reason}"
+        );
+    }
+
+    // Each is in the dead-letter topic with its reason, whole.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .set("group.id", "hostile-test-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[DEAD]).expect("subscribe");
+    let mut letters = Vec::new();
+    while letters.len() < hostile.len() {
+        let message = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .expect("a dead letter within 20 s")
+            .expect("message");
+        let reason = message
+            .headers()
+            .and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|header| header.key == "gomon-invalid-reason")
+                    .and_then(|header| header.value)
+            })
+            .map(|value| String::from_utf8_lossy(value).into_owned())
+            .unwrap_or_default();
+        letters.push((reason, message.payload().map_or(0, <[u8]>::len)));
+    }
+    for (batch, reason) in &hostile {
+        let size = gomon_proto::encode_batch(batch).len();
+        assert!(
+            letters.contains(&((*reason).to_owned(), size)),
+            "{reason} ({size} bytes) not among {letters:?}"
+        );
+    }
+    eprintln!(
+        "peak resident set: {} MiB before the hostile messages, grown by {} KiB",
+        before >> 20,
+        grown >> 10
+    );
+
+    // For scale: the largest valid batch of that size (45,000 distinct series of a 253-byte host) is written, and
+    // costs what its series cost (requests, /federate), still far within the deployment's 512 MiB.
+    let written = metric(port, "aggregator_samples_written_total").await;
+    let mut largest = tiny_batch("v".repeat(253), now, 45_000);
+    for (i, sample) in largest.samples.iter_mut().enumerate() {
+        sample.name = format!("x{i}");
+    }
+    let payload = gomon_proto::encode_batch(&largest);
+    assert!(payload.len() < 1_000_000, "{} bytes", payload.len());
+    let before_valid = peak_resident(child.id());
+    send(payload).await;
+    eventually(
+        Duration::from_secs(30),
+        "the largest valid batch written",
+        || async {
+            (metric(port, "aggregator_samples_written_total").await >= written + 45_000.0)
+                .then_some(())
+        },
+    )
+    .await;
+    let grown_valid = peak_resident(child.id()).saturating_sub(before_valid);
+    eprintln!(
+        "the largest valid ~1 MB batch grew the peak resident set by {} MiB",
+        grown_valid >> 20
+    );
+    assert!(grown_valid < 256 << 20, "{} MiB", grown_valid >> 20);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    assert!(
+        child.wait().expect("exit").success(),
         "clean stop on SIGTERM"
     );
 }
