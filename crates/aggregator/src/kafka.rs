@@ -72,7 +72,7 @@ pub struct KafkaSource {
     consumer: Arc<StreamConsumer<Context>>,
     dead_letter: Option<(FutureProducer, String, Metrics)>,
     topic: String,
-    committer: Option<Committer>,
+    committer: Committer,
 }
 
 /// Commits offsets in order on a thread of its own, synchronously, so that each outcome is known and counted
@@ -180,7 +180,7 @@ impl KafkaSource {
             consumer,
             dead_letter: dead_letter.map(|(producer, topic)| (producer, topic, metrics)),
             topic: config.topic.clone(),
-            committer: Some(committer),
+            committer,
         })
     }
 }
@@ -227,10 +227,8 @@ impl Source for KafkaSource {
     }
 
     fn commit(&mut self, positions: &Positions) {
-        if let Some(committer) = &self.committer {
-            // The thread ends only in `close`.
-            let _ = committer.positions.send(positions.clone());
-        }
+        // The thread ends only in `close`.
+        let _ = self.committer.positions.send(positions.clone());
     }
 
     async fn set_aside(&mut self, delivery: &Delivery, reason: Invalid) {
@@ -268,12 +266,30 @@ impl Source for KafkaSource {
         }
     }
 
-    fn close(&mut self) {
-        if let Some(committer) = self.committer.take() {
+    /// Waits for the last commits and leaves the group (so that its partitions move at once), on a thread of its
+    /// own: brokers that do not answer by `deadline` are left behind, and what was not committed is replayed.
+    fn close(self, deadline: std::time::Instant) {
+        let Self {
+            consumer,
+            dead_letter,
+            committer,
+            ..
+        } = self;
+        let (closed, done) = mpsc::channel();
+        std::thread::spawn(move || {
             drop(committer.positions);
             if committer.thread.join().is_err() {
                 tracing::error!("the offset committer failed");
             }
+            drop(dead_letter);
+            drop(consumer);
+            let _ = closed.send(());
+        });
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if done.recv_timeout(left).is_err() {
+            tracing::warn!(
+                "Kafka did not answer the last commit and leave in time; stopping anyway: what was not committed is replayed"
+            );
         }
     }
 }
