@@ -164,7 +164,8 @@ impl SinkHealth {
 /// The least time a stopping pipeline gives its final commit, even when the writes took all of `shutdown_timeout`.
 const FINAL_COMMIT: Duration = Duration::from_millis(500);
 
-/// Runs the pipeline until `shutdown` fires or the source ends, then drains and commits.
+/// Runs the pipeline until `shutdown` fires (a source that drains: until it ends) or the source ends, then writes
+/// what it holds within `shutdown_timeout` of `shutdown` and commits what was accepted.
 pub async fn run<S: Source>(
     mut source: S,
     sinks: Sinks,
