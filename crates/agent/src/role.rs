@@ -260,7 +260,6 @@ fn publish_span(cycle: &HashMap<String, String>, destination: &str) -> tracing::
     span
 }
 
-/// Publishes the buffer's batches in order until shutdown, then tries for a short while to empty it.
 /// Where the agent's encoded batches go.
 pub enum Outlet {
     /// Kafka: the `gomon agent` role.
@@ -302,6 +301,20 @@ impl Outlet {
     }
 }
 
+/// How long a stopping agent keeps trying to publish the batches it holds.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Completes when a stopping sender's time is up: at `deadline`, or [`STOP_GRACE`] after shutdown fires; returns
+/// that time.
+async fn out_of_time(shutdown: &Shutdown, deadline: Option<Instant>) -> Instant {
+    shutdown.clone().wait().await;
+    let deadline = deadline.unwrap_or_else(|| Instant::now() + STOP_GRACE);
+    tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
+    deadline
+}
+
+/// Publishes the buffer's batches in order until shutdown, then tries for [`STOP_GRACE`] to empty it: a send still
+/// unacknowledged then (brokers away, a full in-process queue) is given up.
 async fn send_batches(
     mut publisher: Outlet,
     host: String,
@@ -309,14 +322,19 @@ async fn send_batches(
     metrics: Metrics,
     shutdown: Shutdown,
 ) {
-    if let Err(error) = publisher.prepare().await {
-        tracing::warn!(%error, "cannot create the Kafka topic");
+    tokio::select! {
+        prepared = publisher.prepare() => {
+            if let Err(error) = prepared {
+                tracing::warn!(%error, "cannot create the Kafka topic");
+            }
+        }
+        () = shutdown.clone().wait() => {}
     }
     let mut backoff = Duration::from_millis(500);
     let mut deadline: Option<Instant> = None;
     loop {
         if shutdown.is_triggered() && deadline.is_none() {
-            deadline = Some(Instant::now() + Duration::from_secs(5));
+            deadline = Some(Instant::now() + STOP_GRACE);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let left = buffer.lock().len();
@@ -341,10 +359,13 @@ async fn send_batches(
         };
         let span = publish_span(&cycle, publisher.kind());
         let trace_context = telemetry::inject(&span);
-        let sent = publisher
-            .send(&host, &payload, &trace_context)
-            .instrument(span.clone())
-            .await;
+        let sent = tokio::select! {
+            sent = publisher.send(&host, &payload, &trace_context).instrument(span.clone()) => sent,
+            ended = out_of_time(&shutdown, deadline) => {
+                deadline = Some(ended);
+                Err("stopping: not acknowledged in time".to_owned())
+            }
+        };
         if let Err(error) = &sent {
             span.record("otel.status_code", "ERROR");
             span.record("error", error.as_str());

@@ -1,5 +1,6 @@
 //! The agent against a real Kafka-protocol broker (tansu, in memory): what it publishes decodes to this host's
-//! metrics, and batches buffered while the broker is away arrive, in order, once it is back.
+//! metrics, batches buffered while the broker is away arrive, in order, once it is back, and with no broker at all
+//! it still stops within five seconds of shutdown.
 
 use std::time::{Duration, Instant};
 
@@ -147,4 +148,29 @@ async fn batches_buffered_while_the_broker_is_away_arrive_in_order() {
         [1, 2, 3, 4, 5, 6],
         "every buffered batch, once, in order"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_broker_it_stops_within_five_seconds_of_shutdown() {
+    // Creating the topic, then a send, waits for brokers that never answer.
+    for create_topic in [true, false] {
+        let mut config = agent_config(free_port());
+        config.kafka.create_topic = create_topic;
+        config.kafka.delivery_timeout = Duration::from_secs(60);
+        let (trigger, shutdown) = Shutdown::new();
+        let agent = tokio::spawn(gomon_agent::run(
+            config,
+            gomon_runtime::metrics::registry(),
+            shutdown,
+        ));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let stopping = Instant::now();
+        trigger.fire();
+        agent.await.expect("agent task").expect("agent");
+        let took = stopping.elapsed();
+        assert!(
+            took < Duration::from_secs(6),
+            "create_topic {create_topic}: stopped {took:?} after shutdown"
+        );
+    }
 }

@@ -84,7 +84,7 @@ pub struct KafkaSource {
     consumer: Arc<StreamConsumer<Context>>,
     dead_letter: Option<DeadLetter>,
     topic: String,
-    committer: Option<Committer>,
+    committer: Committer,
     /// Offsets not to commit past, by partition: invalid messages whose copy was abandoned when stopping.
     held: Positions,
     /// The copy to the dead-letter topic under way.
@@ -274,7 +274,7 @@ impl KafkaSource {
             consumer,
             dead_letter,
             topic: config.topic.clone(),
-            committer: Some(committer),
+            committer,
             held: Positions::new(),
             pending: None,
             asked: Positions::new(),
@@ -571,10 +571,8 @@ impl KafkaSource {
     }
 
     fn send_commit(&self, positions: Positions) {
-        if let Some(committer) = &self.committer {
-            // The thread ends only in `close`.
-            let _ = committer.positions.send(positions);
-        }
+        // The thread ends only in `close`.
+        let _ = self.committer.positions.send(positions);
     }
 
     /// Waits for the pending copy, if any. False when it was abandoned (the process stops): nothing more is read.
@@ -674,12 +672,30 @@ impl Source for KafkaSource {
         });
     }
 
-    fn close(&mut self) {
-        if let Some(committer) = self.committer.take() {
+    /// Waits for the last commits and leaves the group (so that its partitions move at once), on a thread of its
+    /// own: brokers that do not answer by `deadline` are left behind, and what was not committed is replayed.
+    fn close(self, deadline: std::time::Instant) {
+        let Self {
+            consumer,
+            dead_letter,
+            committer,
+            ..
+        } = self;
+        let (closed, done) = mpsc::channel();
+        std::thread::spawn(move || {
             drop(committer.positions);
             if committer.thread.join().is_err() {
                 tracing::error!("the offset committer failed");
             }
+            drop(dead_letter);
+            drop(consumer);
+            let _ = closed.send(());
+        });
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if done.recv_timeout(left).is_err() {
+            tracing::warn!(
+                "Kafka did not answer the last commit and leave in time; stopping anyway: what was not committed is replayed"
+            );
         }
     }
 }

@@ -6,6 +6,8 @@ use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
+use crate::remote_write::Blocked;
+
 /// Every metric of the aggregator, registered once.
 #[derive(Clone)]
 pub struct Metrics {
@@ -35,6 +37,8 @@ pub struct Metrics {
     pub commits: IntCounterVec,
     /// `aggregator_dead_letter_failing`
     pub dead_letter_failing: IntGauge,
+    /// `aggregator_remote_write_blocked{reason}`
+    pub blocked: IntGaugeVec,
 }
 
 impl Metrics {
@@ -65,12 +69,12 @@ impl Metrics {
             ),
             dropped: counter_vec(
                 "aggregator_samples_dropped_total",
-                "Samples the receiver refused for good (a 4xx other than 429), by reason.",
+                "Samples the receiver refused for good (400, 422, any 4xx but 401, 403, 404, 405, 407 and 429), by reason.",
                 &["reason"],
             ),
             requests: counter_vec(
                 "aggregator_write_requests_total",
-                "Remote write requests by outcome: ok, retryable or permanent.",
+                "Remote write requests by outcome: ok, retryable, blocked or permanent.",
                 &["outcome"],
             ),
             retries: counter(
@@ -115,19 +119,29 @@ impl Metrics {
                 "aggregator_dead_letter_failing",
                 "1 while the dead-letter topic is missing or a copy to it is being retried (consumption waits).",
             )),
+            blocked: must(IntGaugeVec::new(
+                Opts::new(
+                    "aggregator_remote_write_blocked",
+                    "1 while the receiver refuses our credentials or URL (the samples are kept and retried), by reason.",
+                ),
+                &["reason"],
+            )),
         };
         for invalid in crate::transform::Invalid::ALL {
             metrics.invalid.with_label_values(&[invalid.reason()]);
         }
         metrics.dropped.with_label_values(&["permanent"]);
-        for outcome in ["ok", "retryable", "permanent"] {
+        for outcome in ["ok", "retryable", "blocked", "permanent"] {
             metrics.requests.with_label_values(&[outcome]);
         }
         for outcome in ["ok", "error"] {
             metrics.commits.with_label_values(&[outcome]);
             metrics.dead_letter.with_label_values(&[outcome]);
         }
-        let collectors: [Box<dyn Collector>; 13] = [
+        for reason in Blocked::ALL {
+            metrics.blocked.with_label_values(&[reason.reason()]);
+        }
+        let collectors: [Box<dyn Collector>; 14] = [
             Box::new(metrics.consumed.clone()),
             Box::new(metrics.invalid.clone()),
             Box::new(metrics.dead_letter.clone()),
@@ -141,6 +155,7 @@ impl Metrics {
             Box::new(metrics.lag.clone()),
             Box::new(metrics.commits.clone()),
             Box::new(metrics.dead_letter_failing.clone()),
+            Box::new(metrics.blocked.clone()),
         ];
         for collector in collectors {
             must(registry.register(collector));

@@ -2,13 +2,14 @@
 //! in samples and in delay, written with up to `concurrency` requests in flight, and their positions committed back
 //! to the source in order, only once every earlier request was accepted (at least once).
 //!
-//! While the receiver is down, the request at the head is retried with backoff; once `concurrency` requests wait and
-//! the next is full, the source is not read: memory stays bounded and the brokers keep the backlog.
+//! While the receiver is down or refuses our credentials or URL, the requests are retried with backoff; once
+//! `concurrency` requests wait and the next is full, the source is not read: memory stays bounded and the brokers
+//! keep the backlog. Stopping never waits longer than `shutdown_timeout` for the receiver: what it has not accepted
+//! by then is not committed.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +17,7 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use gomon_proto::metrics::v1::MetricBatch;
 use gomon_proto::prometheus::TimeSeries;
-use gomon_runtime::shutdown::Shutdown;
+use gomon_runtime::shutdown::{Shutdown, Trigger};
 use gomon_runtime::telemetry;
 use opentelemetry::trace::TraceContextExt as _;
 use tokio::time::Instant;
@@ -25,7 +26,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::federate::Latest;
 use crate::metrics::Metrics;
-use crate::remote_write::{self, RemoteWriter, WriteError};
+use crate::remote_write::{self, Blocked, RemoteWriter, WriteError};
 use crate::transform::{self, Invalid};
 
 /// One message as the source delivered it.
@@ -56,8 +57,14 @@ pub trait Source: Send {
         delivery: &Delivery,
         reason: Invalid,
     ) -> impl Future<Output = ()> + Send;
-    /// Final commit, before the process ends.
-    fn close(&mut self);
+    /// Whether a stopping pipeline reads on until the source ends, its writers stopping by themselves (the
+    /// in-process queue); otherwise it stops reading at once and the source keeps the rest (Kafka).
+    fn drains(&self) -> bool {
+        false
+    }
+    /// Final commit, before the process ends; waits for it no later than `deadline` (what is not committed then is
+    /// replayed).
+    fn close(self, deadline: std::time::Instant);
 }
 
 /// Sizes and delays of the pipeline.
@@ -112,18 +119,55 @@ struct Done {
     outcome: Outcome,
 }
 
-/// Whether the remote write receiver is answering, for `/health/ready`.
+/// What the remote write receiver's last answer says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SinkState {
+    /// It accepts writes (or was not asked yet).
+    #[default]
+    Ok,
+    /// It is down or overloaded: requests are retried.
+    Retrying,
+    /// It refuses our credentials or URL: requests are kept and retried, and the aggregator is not ready.
+    Blocked(Blocked),
+}
+
+/// The remote write receiver's state, for `/health/ready` and `aggregator_remote_write_blocked`.
 #[derive(Clone, Debug, Default)]
-pub struct SinkHealth(Arc<AtomicBool>);
+pub struct SinkHealth(Arc<Mutex<SinkState>>);
 
 impl SinkHealth {
-    /// True while the last request to the receiver failed and is being retried.
-    pub fn failing(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+    /// The state of the last answer.
+    pub fn state(&self) -> SinkState {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records the state of an answer and sets the blocked gauge to match; returns the state before.
+    fn set(&self, state: SinkState, metrics: &Metrics) -> SinkState {
+        let mut current = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let before = std::mem::replace(&mut *current, state);
+        if before != state {
+            for reason in Blocked::ALL {
+                metrics
+                    .blocked
+                    .with_label_values(&[reason.reason()])
+                    .set(i64::from(state == SinkState::Blocked(reason)));
+            }
+        }
+        before
     }
 }
 
-/// Runs the pipeline until `shutdown` fires or the source ends, then drains and commits.
+/// The least time a stopping pipeline gives its final commit, even when the writes took all of `shutdown_timeout`.
+const FINAL_COMMIT: Duration = Duration::from_millis(500);
+
+/// Runs the pipeline until `shutdown` fires (a source that drains: until it ends) or the source ends, then writes
+/// what it holds within `shutdown_timeout` of `shutdown` and commits what was accepted.
 pub async fn run<S: Source>(
     mut source: S,
     sinks: Sinks,
@@ -133,27 +177,39 @@ pub async fn run<S: Source>(
     shutdown: Shutdown,
 ) {
     let (abandon, abandoned) = Shutdown::new();
+    let mut abandon = Some(abandon);
     let mut open = Open::default();
     let mut in_flight = FuturesOrdered::new();
+    // False once a request was abandoned: nothing after it may be committed.
+    let mut committing = true;
+    // When shutdown fired.
+    let mut stopping: Option<Instant> = None;
+    let drains = source.drains();
     loop {
+        let slot_free = in_flight.len() < limits.concurrency;
         // The next request is full and no slot is free: read nothing more until a request finishes.
-        let backpressure =
-            open.series.len() >= limits.max_samples && in_flight.len() >= limits.concurrency;
-        let deadline = open.since.map_or_else(
-            || Instant::now() + limits.max_delay,
-            |since| since + limits.max_delay,
-        );
+        let backpressure = open.series.len() >= limits.max_samples && !slot_free;
+        // Only while a slot is free: an overdue request waiting for one would wake this loop at once, every turn.
+        let deadline = open
+            .since
+            .filter(|_| slot_free)
+            .map(|since| since + limits.max_delay);
         tokio::select! {
             biased;
-            () = shutdown.clone().wait() => break,
+            () = shutdown.clone().wait(), if stopping.is_none() => {
+                stopping = Some(begin_stop(&mut abandon, limits.shutdown_timeout));
+                if !drains {
+                    break;
+                }
+            }
             Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                finish(&mut source, done, &metrics);
+                finish(&mut source, done, &metrics, &mut committing);
             }
             delivery = source.next(), if !backpressure => {
                 let Some(delivery) = delivery else { break };
                 take(&mut source, &mut open, delivery, &sinks, &metrics).await;
             }
-            () = tokio::time::sleep_until(deadline), if open.since.is_some() => {}
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {}
         }
         let overdue = open
             .since
@@ -166,26 +222,29 @@ pub async fn run<S: Source>(
             metrics.in_flight.set(in_flight.len() as i64);
         }
     }
-    // Stopping: write what is gathered, wait for what is in flight, commit what was accepted.
+    // Stopping: write what is gathered, wait for what is in flight (within the grace period), commit what was
+    // accepted.
+    let stopped = stopping.unwrap_or_else(|| begin_stop(&mut abandon, limits.shutdown_timeout));
     if open.since.is_some() {
         in_flight.push_back(write(open, &sinks, &metrics, &health, &abandoned));
     }
-    let grace = limits.shutdown_timeout;
-    tokio::spawn(async move {
-        tokio::time::sleep(grace).await;
-        abandon.fire();
-    });
-    while let Some(done) = in_flight.next().await {
-        if matches!(done.outcome, Outcome::Abandoned) {
-            tracing::warn!(
-                "stopping with writes not accepted; they will be replayed from the last commit"
-            );
-            break;
-        }
-        finish(&mut source, done, &metrics);
+    while committing && let Some(done) = in_flight.next().await {
+        finish(&mut source, done, &metrics, &mut committing);
     }
     metrics.in_flight.set(0);
-    source.close();
+    let deadline = (stopped + limits.shutdown_timeout).max(Instant::now() + FINAL_COMMIT);
+    source.close(deadline.into_std());
+}
+
+/// Starts a stopping pipeline's grace period: writes still unanswered `grace` from now are abandoned.
+fn begin_stop(abandon: &mut Option<Trigger>, grace: Duration) -> Instant {
+    if let Some(abandon) = abandon.take() {
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            abandon.fire();
+        });
+    }
+    Instant::now()
 }
 
 /// Decodes and transforms one message into the open request (or sets it aside).
@@ -297,15 +356,22 @@ fn write_span(traced: &[(tracing::Span, i64)], url: &reqwest::Url, samples: u64)
     span
 }
 
-/// Commits a finished request's positions.
-fn finish<S: Source>(source: &mut S, done: Done, metrics: &Metrics) {
+/// Commits a finished request's positions, unless a request before it was abandoned.
+fn finish<S: Source>(source: &mut S, done: Done, metrics: &Metrics, committing: &mut bool) {
     metrics.in_flight.dec();
-    if !matches!(done.outcome, Outcome::Abandoned) && !done.positions.is_empty() {
+    if matches!(done.outcome, Outcome::Abandoned) {
+        if std::mem::replace(committing, false) {
+            tracing::warn!(
+                "stopping with writes the receiver has not accepted: not committed (Kafka replays them)"
+            );
+        }
+    } else if *committing && !done.positions.is_empty() {
         source.commit(&done.positions);
     }
 }
 
-/// Writes one request, retrying while the receiver is down, until accepted, refused for good, or abandoned.
+/// Writes one request, retrying while the receiver is down or blocked, until accepted, refused for good, or
+/// abandoned.
 fn write(
     closed: Open,
     sinks: &Sinks,
@@ -332,16 +398,27 @@ fn write(
                 outcome: Outcome::Written,
             };
         };
+        let gave_up = || Done {
+            positions: Positions::new(),
+            outcome: Outcome::Abandoned,
+        };
+        // Out of time while a stopping `gomon up` drains its queue: nothing more is sent.
+        if abandoned.is_triggered() {
+            return gave_up();
+        }
         let body = Bytes::from(remote_write::encode(series));
         let span = write_span(&traced, remote.url(), samples);
         let mut attempt = 0u32;
         loop {
             let started = std::time::Instant::now();
-            let result = remote.send(body.clone()).instrument(span.clone()).await;
+            let result = tokio::select! {
+                result = remote.send(body.clone()).instrument(span.clone()) => result,
+                () = abandoned.clone().wait() => return gave_up(),
+            };
             metrics
                 .write_duration
                 .observe(started.elapsed().as_secs_f64());
-            match result {
+            let (message, retry_after, blocked) = match result {
                 Ok(()) => {
                     metrics.requests.with_label_values(&["ok"]).inc();
                     metrics.written.inc_by(samples);
@@ -355,7 +432,7 @@ fn write(
                     for (process, collected) in &traced {
                         process.record("pipeline.latency_ms", (now_ms - collected).max(0));
                     }
-                    if health.0.swap(false, Ordering::Relaxed) {
+                    if health.set(SinkState::Ok, &metrics) != SinkState::Ok {
                         tracing::info!(url = %remote.url(), "remote write receiver accepts writes again");
                     }
                     return Done {
@@ -364,6 +441,8 @@ fn write(
                     };
                 }
                 Err(WriteError::Permanent { message }) => {
+                    // It answers, and takes our credentials: neither retrying nor blocked.
+                    health.set(SinkState::Ok, &metrics);
                     metrics.requests.with_label_values(&["permanent"]).inc();
                     metrics
                         .dropped
@@ -384,24 +463,32 @@ fn write(
                 Err(WriteError::Retryable {
                     message,
                     retry_after,
-                }) => {
-                    metrics.requests.with_label_values(&["retryable"]).inc();
-                    attempt += 1;
-                    let wait = remote.backoff(attempt, retry_after);
-                    if !health.0.swap(true, Ordering::Relaxed) || attempt % 10 == 1 {
-                        span.in_scope(|| {
-                            tracing::warn!(url = %remote.url(), error = %message, attempt, retry_in = ?wait, "remote write failed; retrying");
-                        });
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = abandoned.clone().wait() => {
-                            return Done { positions, outcome: Outcome::Abandoned };
-                        }
-                    }
-                    metrics.retries.inc();
+                }) => (message, retry_after, None),
+                Err(WriteError::Blocked { reason, message }) => (message, None, Some(reason)),
+            };
+            attempt += 1;
+            let wait = remote.backoff(attempt, retry_after);
+            if let Some(reason) = blocked {
+                metrics.requests.with_label_values(&["blocked"]).inc();
+                health.set(SinkState::Blocked(reason), &metrics);
+                span.in_scope(|| {
+                    tracing::error!(url = %remote.url(), reason = reason.reason(), answer = %message, samples, attempt, retry_in = ?wait, "remote write receiver refuses our credentials or URL; the samples are kept and retried");
+                });
+            } else {
+                metrics.requests.with_label_values(&["retryable"]).inc();
+                if health.set(SinkState::Retrying, &metrics) != SinkState::Retrying
+                    || attempt % 10 == 1
+                {
+                    span.in_scope(|| {
+                        tracing::warn!(url = %remote.url(), error = %message, attempt, retry_in = ?wait, "remote write failed; retrying");
+                    });
                 }
             }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = abandoned.clone().wait() => return gave_up(),
+            }
+            metrics.retries.inc();
         }
     }
 }

@@ -35,5 +35,10 @@ impl Source for QueueSource {
 
     async fn set_aside(&mut self, _: &Delivery, _: Invalid) {}
 
-    fn close(&mut self) {}
+    /// The agent stops sending on shutdown and the queue closes: what it holds is written before the pipeline stops.
+    fn drains(&self) -> bool {
+        true
+    }
+
+    fn close(self, _: std::time::Instant) {}
 }

@@ -1,5 +1,5 @@
 //! The Prometheus remote write 1.0 sink: a snappy-compressed protobuf `WriteRequest` per request, retried with
-//! exponential backoff and jitter while the receiver is down or overloaded.
+//! exponential backoff and jitter while the receiver is down, overloaded or refuses our credentials or URL.
 
 use std::time::Duration;
 
@@ -20,7 +20,15 @@ pub enum WriteError {
         /// How long the receiver asked us to wait.
         retry_after: Option<Duration>,
     },
-    /// The receiver refused the data (another 4xx): sending it again cannot help.
+    /// The receiver refused our credentials or URL (401, 403, 404, 405, 407): a configuration fault, not bad data;
+    /// worth retrying until someone fixes it.
+    Blocked {
+        /// Why.
+        reason: Blocked,
+        /// The status and the receiver's answer.
+        message: String,
+    },
+    /// The receiver refused the data (400, 422 and any other 4xx): sending it again cannot help.
     Permanent {
         /// The status and the receiver's answer.
         message: String,
@@ -30,10 +38,75 @@ pub enum WriteError {
 impl std::fmt::Display for WriteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WriteError::Retryable { message, .. } | WriteError::Permanent { message } => {
-                f.write_str(message)
-            }
+            WriteError::Retryable { message, .. }
+            | WriteError::Blocked { message, .. }
+            | WriteError::Permanent { message } => f.write_str(message),
         }
+    }
+}
+
+/// Why the receiver refuses every request, whatever its data: the `reason` of `aggregator_remote_write_blocked`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// 401: missing or wrong credentials (a rotated token).
+    Unauthorized,
+    /// 403: credentials without the right to write.
+    Forbidden,
+    /// 404: wrong URL.
+    NotFound,
+    /// 405: a URL that does not take writes.
+    MethodNotAllowed,
+    /// 407: a proxy in between wants credentials.
+    ProxyAuthenticationRequired,
+}
+
+impl Blocked {
+    /// Every reason, in status order.
+    pub const ALL: [Blocked; 5] = [
+        Blocked::Unauthorized,
+        Blocked::Forbidden,
+        Blocked::NotFound,
+        Blocked::MethodNotAllowed,
+        Blocked::ProxyAuthenticationRequired,
+    ];
+
+    /// The reason for `status`, if it is one that blocks.
+    fn from_status(status: StatusCode) -> Option<Blocked> {
+        match status {
+            StatusCode::UNAUTHORIZED => Some(Blocked::Unauthorized),
+            StatusCode::FORBIDDEN => Some(Blocked::Forbidden),
+            StatusCode::NOT_FOUND => Some(Blocked::NotFound),
+            StatusCode::METHOD_NOT_ALLOWED => Some(Blocked::MethodNotAllowed),
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED => Some(Blocked::ProxyAuthenticationRequired),
+            _ => None,
+        }
+    }
+
+    /// Its label value: `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
+    /// `proxy_authentication_required`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Blocked::Unauthorized => "unauthorized",
+            Blocked::Forbidden => "forbidden",
+            Blocked::NotFound => "not_found",
+            Blocked::MethodNotAllowed => "method_not_allowed",
+            Blocked::ProxyAuthenticationRequired => "proxy_authentication_required",
+        }
+    }
+}
+
+/// How a failed request ends, from its status: retried (5xx, 429), blocked (401, 403, 404, 405, 407) or dropped
+/// (any other status).
+fn classify(status: StatusCode, message: String, retry_after: Option<Duration>) -> WriteError {
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        WriteError::Retryable {
+            message,
+            retry_after,
+        }
+    } else if let Some(reason) = Blocked::from_status(status) {
+        WriteError::Blocked { reason, message }
+    } else {
+        WriteError::Permanent { message }
     }
 }
 
@@ -190,15 +263,7 @@ impl RemoteWriter {
             .map(Duration::from_secs);
         let answer = response.text().await.unwrap_or_default();
         let answer: String = answer.trim().chars().take(512).collect();
-        let message = format!("{status}: {answer}");
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            Err(WriteError::Retryable {
-                message,
-                retry_after,
-            })
-        } else {
-            Err(WriteError::Permanent { message })
-        }
+        Err(classify(status, format!("{status}: {answer}"), retry_after))
     }
 
     /// How long to wait before retry number `attempt` (1, 2, ...): doubling from `min_backoff`, at most
@@ -261,6 +326,33 @@ mod tests {
             .expect("snappy");
         let decoded = WriteRequest::decode(raw.as_slice()).expect("protobuf");
         assert_eq!(decoded.timeseries, series);
+    }
+
+    #[test]
+    fn configuration_faults_block_bad_data_is_dropped_outages_are_retried() {
+        let class = |code: u16| {
+            let status = StatusCode::from_u16(code).expect("status");
+            match classify(status, String::new(), None) {
+                WriteError::Retryable { .. } => "retry".to_owned(),
+                WriteError::Blocked { reason, .. } => reason.reason().to_owned(),
+                WriteError::Permanent { .. } => "drop".to_owned(),
+            }
+        };
+        for (code, want) in [
+            (401, "unauthorized"),
+            (403, "forbidden"),
+            (404, "not_found"),
+            (405, "method_not_allowed"),
+            (407, "proxy_authentication_required"),
+            (400, "drop"),
+            (413, "drop"),
+            (422, "drop"),
+            (429, "retry"),
+            (500, "retry"),
+            (503, "retry"),
+        ] {
+            assert_eq!(class(code), want, "{code}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::AggregatorConfig;
 use crate::federate::Latest;
 use crate::kafka::{DeadLetterHealth, KafkaSource};
 use crate::metrics::Metrics;
-use crate::pipeline::{self, Limits, SinkHealth, Sinks, Source};
+use crate::pipeline::{self, Limits, SinkHealth, SinkState, Sinks, Source};
 use crate::remote_write::RemoteWriter;
 
 #[derive(Clone)]
@@ -49,8 +49,10 @@ async fn serve_federate(federate: Option<Arc<Latest>>) -> axum::response::Respon
         .into_response()
 }
 
+/// Ready unless invalid messages cannot be set aside (the dead-letter topic missing, or a copy being retried:
+/// consumption waits) or the receiver refuses our credentials or URL (503); a receiver that is down is reported, not
+/// failed.
 async fn ready(State(state): State<HttpState>) -> axum::response::Response {
-    // Invalid messages cannot be set aside: consumption stops at the first one.
     if let Some(problem) = state.dead_letter.problem() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -59,16 +61,24 @@ async fn ready(State(state): State<HttpState>) -> axum::response::Response {
         )
             .into_response();
     }
-    let sink = if state.health.failing() {
-        "retrying"
-    } else {
-        "ok"
+    let (status, body) = match state.health.state() {
+        SinkState::Ok => (
+            StatusCode::OK,
+            "{\"status\":\"ok\",\"remote_write\":\"ok\"}".to_owned(),
+        ),
+        SinkState::Retrying => (
+            StatusCode::OK,
+            "{\"status\":\"ok\",\"remote_write\":\"retrying\"}".to_owned(),
+        ),
+        SinkState::Blocked(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{{\"status\":\"unavailable\",\"remote_write\":\"blocked\",\"reason\":\"{}\"}}",
+                reason.reason()
+            ),
+        ),
     };
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        format!("{{\"status\":\"ok\",\"remote_write\":\"{sink}\"}}"),
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// The aggregator's parts, ready to run on a source: Kafka for `gomon aggregator`, the in-process queue for

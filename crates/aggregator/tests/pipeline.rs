@@ -1,12 +1,19 @@
 //! The aggregator between a real Kafka-protocol broker (tansu) and a real VictoriaMetrics (or Prometheus): what goes
-//! in comes out exactly, outages of the receiver lose nothing, poison messages are set aside, a group shares the
-//! partitions.
+//! in comes out exactly, outages of the receiver lose nothing, nor does a receiver refusing our credentials for a
+//! while, poison messages are set aside, a group shares the partitions.
 
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use gomon_proto::prometheus::WriteRequest;
+use gomon_proto::prost::Message as _;
 use gomon_testkit::{Broker, VictoriaMetrics, eventually, free_port};
 use rdkafka::ClientConfig;
 use rdkafka::Message as _;
@@ -444,6 +451,162 @@ async fn a_backlog_far_larger_than_the_requests_in_flight_arrives_whole() {
             .metric("aggregator_messages_consumed_total")
             .await,
         sent.len() as f64
+    );
+    aggregator.stop().await;
+}
+
+/// A remote write receiver in front of VictoriaMetrics that answers 401 while `refusing` is set (a token rotated on
+/// one side only), then passes the requests through, counting the samples VictoriaMetrics accepted.
+#[derive(Clone)]
+struct Gate {
+    upstream: String,
+    client: reqwest::Client,
+    refusing: Arc<AtomicBool>,
+    refused: Arc<AtomicU64>,
+    accepted: Arc<AtomicU64>,
+}
+
+impl Gate {
+    /// Starts a refusing gate in front of `upstream`; with its write URL.
+    async fn start(upstream: String) -> (Gate, String) {
+        let gate = Gate {
+            upstream,
+            client: reqwest::Client::new(),
+            refusing: Arc::new(AtomicBool::new(true)),
+            refused: Arc::new(AtomicU64::new(0)),
+            accepted: Arc::new(AtomicU64::new(0)),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("gate listener");
+        let url = format!(
+            "http://{}/api/v1/write",
+            listener.local_addr().expect("gate address")
+        );
+        let router = axum::Router::new()
+            .route("/api/v1/write", axum::routing::post(pass))
+            .with_state(gate.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (gate, url)
+    }
+}
+
+async fn pass(State(gate): State<Gate>, body: Bytes) -> (StatusCode, String) {
+    if gate.refusing.load(Ordering::SeqCst) {
+        gate.refused.fetch_add(1, Ordering::SeqCst);
+        return (StatusCode::UNAUTHORIZED, "invalid bearer token".to_owned());
+    }
+    let samples: u64 = snap::raw::Decoder::new()
+        .decompress_vec(&body)
+        .ok()
+        .and_then(|raw| WriteRequest::decode(raw.as_slice()).ok())
+        .map_or(0, |request| {
+            request
+                .timeseries
+                .iter()
+                .map(|series| series.samples.len() as u64)
+                .sum()
+        });
+    let answer = gate
+        .client
+        .post(&gate.upstream)
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body)
+        .send()
+        .await;
+    match answer {
+        Ok(answer) => {
+            let status =
+                StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            if status.is_success() {
+                gate.accepted.fetch_add(samples, Ordering::SeqCst);
+            }
+            (status, answer.text().await.unwrap_or_default())
+        }
+        Err(error) => (StatusCode::BAD_GATEWAY, error.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_refusing_our_credentials_blocks_until_it_accepts_and_loses_nothing() {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 2).await;
+    let vm = VictoriaMetrics::start();
+    let (gate, url) = Gate::start(vm.write_url()).await;
+    let aggregator = Running::start(config(&broker, TOPIC, &group(), Some(url)));
+    let producer = producer(&broker);
+    let start = now_ms() - 60_000;
+    let mut sent = Vec::new();
+    // Five seconds of batches while the receiver answers 401.
+    for round in 0..10 {
+        let timestamp = start + round * 1000;
+        publish_batch(&producer, TOPIC, &batch("rotated", timestamp, round as f64)).await;
+        sent.push(("rotated".to_owned(), timestamp, round as f64));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let blocked = "aggregator_remote_write_blocked{reason=\"unauthorized\"}";
+    eventually(Duration::from_secs(20), "the blocked gauge", || async {
+        (aggregator.metric(blocked).await == 1.0).then_some(())
+    })
+    .await;
+    let ready = reqwest::get(&aggregator.ready_url).await.expect("ready");
+    assert_eq!(ready.status(), 503);
+    let body = ready.text().await.expect("ready body");
+    assert!(body.contains("\"reason\":\"unauthorized\""), "{body}");
+    assert_eq!(
+        aggregator
+            .metric("aggregator_remote_write_blocked{reason=\"forbidden\"}")
+            .await,
+        0.0
+    );
+    // Kept and retried: nothing dropped, nothing committed.
+    assert!(gate.refused.load(Ordering::SeqCst) >= 3);
+    assert!(
+        aggregator
+            .metric("aggregator_write_requests_total{outcome=\"blocked\"}")
+            .await
+            >= 3.0
+    );
+    assert_eq!(
+        aggregator
+            .metric("aggregator_samples_dropped_total{reason=\"permanent\"}")
+            .await,
+        0.0
+    );
+    assert_eq!(
+        aggregator
+            .metric("aggregator_commits_total{outcome=\"ok\"}")
+            .await,
+        0.0
+    );
+
+    // The token is right again: everything arrives, each sample accepted once.
+    gate.refusing.store(false, Ordering::SeqCst);
+    wait_stored(&vm, "rotated", &expected(&sent), Duration::from_secs(30)).await;
+    let samples = (sent.len() * SAMPLES_PER_BATCH) as u64;
+    eventually(Duration::from_secs(10), "every sample accepted", || async {
+        (gate.accepted.load(Ordering::SeqCst) == samples).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "ready again", || async {
+        let ready = reqwest::get(&aggregator.ready_url).await.ok()?;
+        (ready.status() == 200 && aggregator.metric(blocked).await == 0.0).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(20), "the offsets committed", || async {
+        (aggregator
+            .metric("aggregator_commits_total{outcome=\"ok\"}")
+            .await
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(gate.accepted.load(Ordering::SeqCst), samples, "none twice");
+    assert_eq!(
+        aggregator.metric("aggregator_samples_written_total").await,
+        samples as f64
     );
     aggregator.stop().await;
 }

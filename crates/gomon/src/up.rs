@@ -6,8 +6,9 @@
 //! account is found. One listener serves the API, the combined `/metrics` of every part and the host metrics on
 //! `/federate`.
 //!
-//! Ctrl-C stops the agent first; the queue is drained into the aggregator, which writes what it holds; the alerting
-//! service finishes its requests and closes the database.
+//! Ctrl-C stops the agent first; the queue is drained into the aggregator, which writes what it holds within
+//! `aggregator.shutdown_timeout` (a receiver that is down or refuses the writes does not hold it up longer); the
+//! alerting service finishes its requests and closes the database.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -101,8 +102,7 @@ pub async fn run(mut config: Config, registry: Registry, shutdown: Shutdown) -> 
             stop.fire();
         }
     });
-    // The pipeline ends when the agent has stopped and the queue is empty, not at Ctrl-C.
-    let (_pipeline_stays, pipeline_runs) = Shutdown::new();
+    // At Ctrl-C the pipeline reads on until the agent has stopped and the queue is empty, writing within its grace.
     let (queue, queued) = tokio::sync::mpsc::channel(config.agent.buffer_batches.max(1));
     let agent = tokio::spawn({
         let registry = registry.clone();
@@ -124,7 +124,7 @@ pub async fn run(mut config: Config, registry: Registry, shutdown: Shutdown) -> 
             result
         }
     });
-    let pipeline = tokio::spawn(aggregator.run(QueueSource::new(queued), pipeline_runs));
+    let pipeline = tokio::spawn(aggregator.run(QueueSource::new(queued), stopping.clone()));
     let alerting =
         gomon_alerting::run_with_routes(config.alerting, registry, stopping, host_metrics).await;
     stop.fire();

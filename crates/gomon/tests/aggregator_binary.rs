@@ -1,11 +1,14 @@
 //! `gomon aggregator` as a process between a real Kafka-protocol broker and a real VictoriaMetrics: killed with
 //! SIGKILL in mid-stream and started again, it loses no sample (it replays from its last commit, and
-//! VictoriaMetrics' deduplication absorbs what is written twice); hostile messages of about 1 MB cost it little
-//! memory and are set aside.
+//! VictoriaMetrics' deduplication absorbs what is written twice); while VictoriaMetrics is down it uses next to no
+//! CPU, and SIGTERM stops it within its shutdown timeout without committing what was not written; hostile messages
+//! of about 1 MB cost it little memory and are set aside.
+
+mod support;
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gomon_proto::MetricBatch;
 use gomon_proto::metrics::v1::{Label, Sample};
@@ -33,16 +36,16 @@ fn aggregator(broker: &Broker, vm: &VictoriaMetrics, port: u16) -> Child {
         .expect("gomon aggregator")
 }
 
-fn batch(sequence: u64, timestamp_ms: i64) -> MetricBatch {
+fn batch(host: &str, sequence: u64, timestamp_ms: i64) -> MetricBatch {
     MetricBatch {
-        host: "sigkill-host".to_owned(),
+        host: host.to_owned(),
         timestamp_ms,
         sequence,
         samples: vec![Sample {
             name: "gomon_cpu_usage_percent".to_owned(),
             labels: vec![Label {
                 name: "host".to_owned(),
-                value: "sigkill-host".to_owned(),
+                value: host.to_owned(),
             }],
             value: sequence as f64,
             kind: 1,
@@ -51,8 +54,8 @@ fn batch(sequence: u64, timestamp_ms: i64) -> MetricBatch {
     }
 }
 
-async fn stored_timestamps(vm: &VictoriaMetrics) -> BTreeSet<i64> {
-    vm.export("gomon_cpu_usage_percent{host=\"sigkill-host\"}")
+async fn stored_timestamps(vm: &VictoriaMetrics, host: &str) -> BTreeSet<i64> {
+    vm.export(&format!("gomon_cpu_usage_percent{{host=\"{host}\"}}"))
         .await
         .into_iter()
         .flat_map(|series| series.timestamps)
@@ -85,7 +88,7 @@ async fn killed_in_mid_stream_and_restarted_it_loses_no_sample() {
         let mut sent = BTreeSet::new();
         for sequence in 0..150u64 {
             let timestamp = start + sequence as i64 * 1000;
-            let payload = gomon_proto::encode_batch(&batch(sequence, timestamp));
+            let payload = gomon_proto::encode_batch(&batch("sigkill-host", sequence, timestamp));
             producer
                 .send(
                     FutureRecord::to(TOPIC)
@@ -113,7 +116,7 @@ async fn killed_in_mid_stream_and_restarted_it_loses_no_sample() {
     let sent = publisher.await.expect("publisher");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let stored = stored_timestamps(&vm).await;
+        let stored = stored_timestamps(&vm, "sigkill-host").await;
         if stored == sent {
             break;
         }
@@ -135,6 +138,137 @@ async fn killed_in_mid_stream_and_restarted_it_loses_no_sample() {
         second.wait().expect("exit").success(),
         "clean stop on SIGTERM"
     );
+}
+
+/// `gomon aggregator` of `group` writing to `write_url`, with short delays, backoff and shutdown timeout (2 s).
+fn aggregator_role(
+    dir: &tempfile::TempDir,
+    broker: &Broker,
+    write_url: String,
+    group: &str,
+    port: u16,
+) -> support::Gomon {
+    support::Gomon::start(
+        "aggregator",
+        dir,
+        &[
+            ("GOMON_AGGREGATOR__LISTEN", format!("127.0.0.1:{port}")),
+            ("GOMON_AGGREGATOR__KAFKA__BROKERS", broker.address()),
+            ("GOMON_AGGREGATOR__KAFKA__GROUP_ID", group.to_owned()),
+            ("GOMON_AGGREGATOR__KAFKA__SESSION_TIMEOUT", "6s".to_owned()),
+            ("GOMON_AGGREGATOR__REMOTE_WRITE__URL", write_url),
+            (
+                "GOMON_AGGREGATOR__REMOTE_WRITE__MAX_DELAY",
+                "200ms".to_owned(),
+            ),
+            (
+                "GOMON_AGGREGATOR__REMOTE_WRITE__MIN_BACKOFF",
+                "100ms".to_owned(),
+            ),
+            (
+                "GOMON_AGGREGATOR__REMOTE_WRITE__MAX_BACKOFF",
+                "1s".to_owned(),
+            ),
+            ("GOMON_AGGREGATOR__SHUTDOWN_TIMEOUT", "2s".to_owned()),
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_outage_costs_no_cpu_and_sigterm_stops_in_time_leaving_the_rest_to_replay() {
+    const HOST: &str = "outage-host";
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 2).await;
+    // VictoriaMetrics is down from the start: its port refuses connections.
+    let mut vm = VictoriaMetrics::start();
+    vm.stop();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let mut first = aggregator_role(&dir, &broker, vm.write_url(), "outage-test", port);
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .create()
+        .expect("producer");
+    let start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+        - 300_000;
+    // A batch every 200 ms throughout the outage: the open request is always overdue.
+    let publisher = tokio::spawn(async move {
+        let mut sent = BTreeSet::new();
+        for sequence in 0..90u64 {
+            let timestamp = start + sequence as i64 * 1000;
+            let payload = gomon_proto::encode_batch(&batch(HOST, sequence, timestamp));
+            producer
+                .send(
+                    FutureRecord::to(TOPIC).key(HOST).payload(&payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("published");
+            sent.insert(timestamp);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        sent
+    });
+    // Both requests in flight are retrying and the next one waits for a slot: the state that used to spin.
+    eventually(Duration::from_secs(30), "two requests retrying", || async {
+        let in_flight = metric(port, "aggregator_writes_in_flight").await;
+        let retries = metric(port, "aggregator_write_retries_total").await;
+        (in_flight == 2.0 && retries >= 4.0).then_some(())
+    })
+    .await;
+    first.assert_running();
+    let cpu = first.cpu_seconds();
+    let wall = Instant::now();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let share = (first.cpu_seconds() - cpu) / wall.elapsed().as_secs_f64();
+    println!("CPU during the outage: {:.2}% of a core", share * 100.0);
+    assert!(
+        share < 0.02,
+        "{:.1}% of a core during the outage\n{}",
+        share * 100.0,
+        first.log_tail()
+    );
+    let sent = publisher.await.expect("publisher");
+
+    // SIGTERM with the receiver still down: out within shutdown_timeout (2 s) and a second, having committed
+    // nothing it did not write.
+    let log = dir.path().join("aggregator.log");
+    let signalled = Instant::now();
+    let status = first.terminate();
+    let took = signalled.elapsed();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    println!("stopped {took:?} after SIGTERM");
+    assert!(status.success(), "{status}\n{text}");
+    assert!(
+        took < Duration::from_secs(3),
+        "stopped {took:?} after SIGTERM\n{text}"
+    );
+    assert!(text.contains("not committed"), "{text}");
+
+    // The receiver is back: the next member of the group writes every sample.
+    vm.resume();
+    let again_dir = tempfile::tempdir().expect("temp dir");
+    let again = aggregator_role(&again_dir, &broker, vm.write_url(), "outage-test", port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stored = stored_timestamps(&vm, HOST).await;
+        if stored == sent {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} samples stored after the restart; missing {:?}\n{}",
+            stored.len(),
+            sent.len(),
+            sent.difference(&stored).take(10).collect::<Vec<_>>(),
+            again.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(again.terminate().success(), "clean stop on SIGTERM");
 }
 
 /// `VmHWM` (peak resident set) of process `pid`, in bytes.
@@ -217,11 +351,16 @@ async fn hostile_messages_cost_little_memory_and_are_set_aside() {
         .expect("clock")
         .as_millis() as i64;
     // Warm up with a valid batch, so that the baseline holds what any message costs.
-    send(gomon_proto::encode_batch(&batch(0, now - 10_000))).await;
+    send(gomon_proto::encode_batch(&batch(
+        "sigkill-host",
+        0,
+        now - 10_000,
+    )))
+    .await;
     eventually(
         Duration::from_secs(30),
         "the first batch stored",
-        || async { (stored_timestamps(&vm).await.len() == 1).then_some(()) },
+        || async { (stored_timestamps(&vm, "sigkill-host").await.len() == 1).then_some(()) },
     )
     .await;
     let before = peak_resident(child.id());
@@ -241,7 +380,7 @@ async fn hostile_messages_cost_little_memory_and_are_set_aside() {
         name: "a".to_owned(),
         value: "v".repeat(900_000),
     }];
-    let future = batch(1, now + 3_600_000);
+    let future = batch("sigkill-host", 1, now + 3_600_000);
     let hostile = [
         (long_host, "host_too_long"),
         (many, "too_many_samples"),
@@ -257,13 +396,18 @@ async fn hostile_messages_cost_little_memory_and_are_set_aside() {
     let mut sent: BTreeSet<i64> = [now - 10_000].into();
     for sequence in 2..6u64 {
         let timestamp = now - 5_000 + sequence as i64;
-        send(gomon_proto::encode_batch(&batch(sequence, timestamp))).await;
+        send(gomon_proto::encode_batch(&batch(
+            "sigkill-host",
+            sequence,
+            timestamp,
+        )))
+        .await;
         sent.insert(timestamp);
     }
     eventually(
         Duration::from_secs(30),
         "the batches after the hostile ones stored",
-        || async { (stored_timestamps(&vm).await == sent).then_some(()) },
+        || async { (stored_timestamps(&vm, "sigkill-host").await == sent).then_some(()) },
     )
     .await;
     let grown = peak_resident(child.id()).saturating_sub(before);

@@ -1,10 +1,13 @@
 //! `gomon up`: with no configuration and no external service it serves the API, the combined metrics and this
-//! host's metrics on one listener; Ctrl-C (SIGINT) stops it cleanly and a restart keeps the alerts.
+//! host's metrics on one listener; Ctrl-C (SIGINT) stops it cleanly and a restart keeps the alerts; a remote write
+//! receiver that refuses connections neither costs CPU nor holds up SIGTERM or SIGINT past the shutdown timeout.
+
+mod support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gomon_testkit::free_port;
+use gomon_testkit::{eventually, free_port};
 
 fn up(dir: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_gomon"))
@@ -151,4 +154,89 @@ async fn one_command_runs_everything_and_a_restart_keeps_the_alerts() {
     .await;
     assert!(listed.contains("Disk almost full"));
     interrupt(second);
+}
+
+/// `gomon up` writing to a port nobody listens on, with requests of at most 10 samples, a queue of 2 batches and a
+/// shutdown timeout of 2 s: the pipeline soon stops reading and the agent waits on a full queue (the agent's
+/// collection every second included, it uses under 2% of a core).
+fn up_refused(dir: &tempfile::TempDir, port: u16) -> support::Gomon {
+    let refused = format!("http://127.0.0.1:{}/api/v1/write", free_port());
+    support::Gomon::start(
+        "up",
+        dir,
+        &[
+            ("GOMON_ALERTING__LISTEN", format!("127.0.0.1:{port}")),
+            (
+                "GOMON_ALERTING__DATABASE__DATA_DIR",
+                dir.path().join("data").display().to_string(),
+            ),
+            ("GOMON_AGENT__INTERVAL", "1s".to_owned()),
+            ("GOMON_AGENT__HOSTNAME", "refused-host".to_owned()),
+            ("GOMON_AGENT__BUFFER_BATCHES", "2".to_owned()),
+            ("GOMON_AGGREGATOR__REMOTE_WRITE__URL", refused),
+            (
+                "GOMON_AGGREGATOR__REMOTE_WRITE__MAX_SAMPLES_PER_REQUEST",
+                "10".to_owned(),
+            ),
+            (
+                "GOMON_AGGREGATOR__REMOTE_WRITE__MIN_BACKOFF",
+                "100ms".to_owned(),
+            ),
+            (
+                "GOMON_AGGREGATOR__REMOTE_WRITE__MAX_BACKOFF",
+                "1s".to_owned(),
+            ),
+            ("GOMON_AGGREGATOR__SHUTDOWN_TIMEOUT", "2s".to_owned()),
+            ("HOME", dir.path().display().to_string()),
+            ("KUBECONFIG", dir.path().join("none").display().to_string()),
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_refuses_connections_does_not_hold_up_a_stop() {
+    for signal in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut up = up_refused(&dir, port);
+        let metrics = format!("http://127.0.0.1:{port}/metrics");
+        support::wait_ready(&mut up, &format!("http://127.0.0.1:{port}/health/ready")).await;
+        // Two requests retrying, the next one full, the queue full: the agent drops batches it cannot hand over.
+        eventually(
+            Duration::from_secs(30),
+            "the agent held up by a full queue",
+            || async {
+                let dropped =
+                    gomon_testkit::metric(&metrics, "agent_batches_dropped_total").await?;
+                let in_flight =
+                    gomon_testkit::metric(&metrics, "aggregator_writes_in_flight").await?;
+                (dropped >= 1.0 && in_flight == 2.0).then_some(())
+            },
+        )
+        .await;
+        let cpu = up.cpu_seconds();
+        let wall = Instant::now();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let share = (up.cpu_seconds() - cpu) / wall.elapsed().as_secs_f64();
+        println!(
+            "gomon up, receiver refusing connections: {:.2}% of a core",
+            share * 100.0
+        );
+        assert!(
+            share < 0.02,
+            "{:.1}% of a core while the receiver refuses connections\n{}",
+            share * 100.0,
+            up.log_tail()
+        );
+        let signalled = Instant::now();
+        let status = up.signal(signal);
+        let took = signalled.elapsed();
+        let log = std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
+        println!("gomon up stopped {took:?} after SIG{signal}");
+        assert!(status.success(), "SIG{signal}: {status}\n{log}");
+        assert!(
+            took < Duration::from_secs(3),
+            "stopped {took:?} after SIG{signal}; shutdown_timeout is 2 s\n{log}"
+        );
+    }
 }

@@ -122,6 +122,8 @@ pub struct Running {
     pub metrics_url: String,
     /// Its `/federate` URL.
     pub federate_url: String,
+    /// Its `/health/ready` URL.
+    pub ready_url: String,
 }
 
 impl Running {
@@ -135,6 +137,7 @@ impl Running {
         let (trigger, shutdown) = Shutdown::new();
         let metrics_url = format!("http://{}/metrics", config.listen);
         let federate_url = format!("http://{}/federate", config.listen);
+        let ready_url = format!("http://{}/health/ready", config.listen);
         let task = tokio::spawn(gomon_aggregator::run(
             config,
             gomon_runtime::metrics::registry(),
@@ -145,6 +148,7 @@ impl Running {
             task,
             metrics_url,
             federate_url,
+            ready_url,
         }
     }
 

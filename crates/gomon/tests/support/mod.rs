@@ -63,14 +63,40 @@ impl Gomon {
         }
     }
 
+    /// CPU time it has used so far (user and system), from `/proc/PID/stat`.
+    pub fn cpu_seconds(&self) -> f64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+        // Fields after the command name, which is in parentheses and may hold spaces: utime and stime are the
+        // 14th and 15th fields of the line, the 12th and 13th after it.
+        let after = stat.rsplit_once(')').expect("stat line").1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        let output = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .expect("getconf");
+        let per_second: f64 = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .expect("CLK_TCK");
+        ticks as f64 / per_second
+    }
+
     /// SIGTERM, then its exit status (within 20 s).
-    pub fn terminate(mut self) -> ExitStatus {
+    pub fn terminate(self) -> ExitStatus {
+        self.signal("TERM")
+    }
+
+    /// Sends `signal` (`TERM`, `INT`), then its exit status (within 20 s).
+    pub fn signal(mut self, signal: &str) -> ExitStatus {
         let mut child = self.child.take().expect("running");
         let sent = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args([&format!("-{signal}"), &child.id().to_string()])
             .status()
             .expect("kill");
-        assert!(sent.success(), "SIGTERM to gomon {}", self.role);
+        assert!(sent.success(), "SIG{signal} to gomon {}", self.role);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
@@ -80,7 +106,7 @@ impl Gomon {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "gomon {} did not stop within 20 s of SIGTERM\n{}",
+                    "gomon {} did not stop within 20 s of SIG{signal}\n{}",
                     self.role,
                     self.log_tail()
                 );
