@@ -363,3 +363,62 @@ done"#,
         "the webhook URL is a secret and never logged"
     );
 }
+
+/// Configurations that would open the API to anyone stop start-up with exit status 2, naming the key: a tokens file
+/// that holds no token (a Secret mounted empty), and a non-loopback address without tokens or
+/// `alerting.auth.anonymous`.
+#[test]
+fn an_api_open_by_accident_does_not_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let empty = dir.path().join("tokens.yaml");
+    std::fs::write(&empty, "[]\n").expect("write tokens");
+    let run = |env: &[(&str, String)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gomon"));
+        command
+            .arg("alerting")
+            .env("GOMON_ALERTING__DATABASE__DATA_DIR", dir.path())
+            .env(
+                "GOMON_ALERTING__LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            );
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command.output().expect("run gomon")
+    };
+    let output = run(&[(
+        "GOMON_ALERTING__AUTH__TOKENS_FILE",
+        empty.display().to_string(),
+    )]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("alerting.auth.tokens_file"), "{stderr}");
+    let public = format!("0.0.0.0:{}", free_port());
+    let output = run(&[("GOMON_ALERTING__LISTEN", public.clone())]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("alerting.auth.anonymous"), "{stderr}");
+    // Said on purpose, it serves there.
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gomon"))
+        .arg("alerting")
+        .env("GOMON_ALERTING__DATABASE__DATA_DIR", dir.path())
+        .env("GOMON_ALERTING__LISTEN", format!("0.0.0.0:{port}"))
+        .env("GOMON_ALERTING__AUTH__ANONYMOUS", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gomon");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut live = false;
+    while Instant::now() < deadline && !live {
+        live = Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{port}/health/live")])
+            .output()
+            .is_ok_and(|output| output.status.success());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(live, "anonymous on 0.0.0.0 serves");
+}
