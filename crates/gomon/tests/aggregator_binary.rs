@@ -75,10 +75,7 @@ async fn killed_in_mid_stream_and_restarted_it_loses_no_sample() {
     let vm = VictoriaMetrics::start();
     let port = free_port();
     let mut first = aggregator(&broker, &vm, port);
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.address())
-        .create()
-        .expect("producer");
+    let producer = broker.producer();
     let start = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
@@ -185,10 +182,7 @@ async fn a_receiver_outage_costs_no_cpu_and_sigterm_stops_in_time_leaving_the_re
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     let mut first = aggregator_role(&dir, &broker, vm.write_url(), "outage-test", port);
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.address())
-        .create()
-        .expect("producer");
+    let producer = broker.producer();
     let start = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")

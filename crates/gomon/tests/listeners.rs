@@ -41,9 +41,13 @@ async fn slow_clients_are_cut_and_connections_bounded(process: &mut Gomon, port:
     process.assert_running();
 }
 
-fn limits(role: &str) -> Vec<(String, String)> {
-    let section = role.to_uppercase();
-    vec![
+/// Runs `gomon role`, its listener configured under `section` (1 s header-read timeout, 8 connections) with `extra`
+/// settings, and checks it against slow clients.
+async fn check_listener(role: &'static str, section: &str, extra: &[(&str, String)]) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let port = free_port();
+    let section = section.to_uppercase();
+    let mut pairs = vec![
         (
             format!("GOMON_{section}__HTTP__HEADER_READ_TIMEOUT"),
             "1s".to_owned(),
@@ -52,78 +56,68 @@ fn limits(role: &str) -> Vec<(String, String)> {
             format!("GOMON_{section}__HTTP__MAX_CONNECTIONS"),
             "8".to_owned(),
         ),
-    ]
-}
-
-fn env(pairs: &[(String, String)]) -> Vec<(&str, String)> {
-    pairs
+        (
+            format!("GOMON_{section}__LISTEN"),
+            format!("127.0.0.1:{port}"),
+        ),
+        (
+            "GOMON_ALERTING__DATABASE__DATA_DIR".to_owned(),
+            dir.path().display().to_string(),
+        ),
+        ("HOME".to_owned(), dir.path().display().to_string()),
+        (
+            "KUBECONFIG".to_owned(),
+            dir.path().join("none").display().to_string(),
+        ),
+    ];
+    pairs.extend(
+        extra
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.clone())),
+    );
+    let env: Vec<(&str, String)> = pairs
         .iter()
         .map(|(key, value)| (key.as_str(), value.clone()))
-        .collect()
+        .collect();
+    let mut process = Gomon::start(role, &dir, &env);
+    slow_clients_are_cut_and_connections_bounded(&mut process, port).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerting_listener_cuts_slow_clients() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let port = free_port();
-    let mut pairs = limits("alerting");
-    pairs.push(("GOMON_ALERTING__LISTEN".into(), format!("127.0.0.1:{port}")));
-    pairs.push((
-        "GOMON_ALERTING__DATABASE__DATA_DIR".into(),
-        dir.path().display().to_string(),
-    ));
-    let mut process = Gomon::start("alerting", &dir, &env(&pairs));
-    slow_clients_are_cut_and_connections_bounded(&mut process, port).await;
+    check_listener("alerting", "alerting", &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_listener_cuts_slow_clients() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let port = free_port();
-    let mut pairs = limits("agent");
-    pairs.push(("GOMON_AGENT__LISTEN".into(), format!("127.0.0.1:{port}")));
     // No broker: the agent buffers, and its listener serves meanwhile.
-    pairs.push((
-        "GOMON_AGENT__KAFKA__BROKERS".into(),
-        format!("127.0.0.1:{}", free_port()),
-    ));
-    let mut process = Gomon::start("agent", &dir, &env(&pairs));
-    slow_clients_are_cut_and_connections_bounded(&mut process, port).await;
+    let brokers = format!("127.0.0.1:{}", free_port());
+    check_listener(
+        "agent",
+        "agent",
+        &[("GOMON_AGENT__KAFKA__BROKERS", brokers)],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregator_listener_cuts_slow_clients() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let port = free_port();
-    let mut pairs = limits("aggregator");
-    pairs.push((
-        "GOMON_AGGREGATOR__LISTEN".into(),
-        format!("127.0.0.1:{port}"),
-    ));
-    pairs.push((
-        "GOMON_AGGREGATOR__KAFKA__BROKERS".into(),
-        format!("127.0.0.1:{}", free_port()),
-    ));
-    let mut process = Gomon::start("aggregator", &dir, &env(&pairs));
-    slow_clients_are_cut_and_connections_bounded(&mut process, port).await;
+    let brokers = format!("127.0.0.1:{}", free_port());
+    check_listener(
+        "aggregator",
+        "aggregator",
+        &[("GOMON_AGGREGATOR__KAFKA__BROKERS", brokers)],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_listener_cuts_slow_clients() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let port = free_port();
-    let mut pairs = limits("alerting");
-    pairs.push(("GOMON_ALERTING__LISTEN".into(), format!("127.0.0.1:{port}")));
-    pairs.push((
-        "GOMON_ALERTING__DATABASE__DATA_DIR".into(),
-        dir.path().display().to_string(),
-    ));
-    pairs.push(("GOMON_AGENT__HOSTNAME".into(), "listener-test".into()));
-    pairs.push(("HOME".into(), dir.path().display().to_string()));
-    pairs.push((
-        "KUBECONFIG".into(),
-        dir.path().join("none").display().to_string(),
-    ));
-    let mut process = Gomon::start("up", &dir, &env(&pairs));
-    slow_clients_are_cut_and_connections_bounded(&mut process, port).await;
+    // `gomon up` serves everything on the alerting service's listener.
+    check_listener(
+        "up",
+        "alerting",
+        &[("GOMON_AGENT__HOSTNAME", "listener-test".to_owned())],
+    )
+    .await;
 }

@@ -85,6 +85,14 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// A producer to this broker, with the client's defaults.
+    pub fn producer(&self) -> rdkafka::producer::FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", self.address())
+            .create()
+            .expect("producer")
+    }
+
     /// Creates `topic` with `partitions` partitions.
     pub async fn create_topic(&self, topic: &str, partitions: i32) {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
