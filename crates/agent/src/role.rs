@@ -6,7 +6,6 @@
 //! the oldest batch is dropped and counted.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use gomon_proto::metrics::v1::{
     Label, MetricBatch, Sample as WireSample, sample::Kind as WireKind,
 };
 use gomon_runtime::http::SharedListener;
-use gomon_runtime::metrics::must;
+use gomon_runtime::metrics::{FamilyType, TextWriter, must};
 use gomon_runtime::shutdown::Shutdown;
 use gomon_runtime::telemetry;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
@@ -156,40 +155,28 @@ pub fn encode(snapshot: &Snapshot, sequence: u64) -> MetricBatch {
 fn render_snapshot(snapshot: &Snapshot) -> String {
     let mut samples: Vec<_> = snapshot.samples.iter().collect();
     samples.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut text = String::new();
+    let mut writer = TextWriter::default();
     let mut family = "";
     for sample in samples {
         if sample.name != family {
             family = &sample.name;
             let kind = match sample.kind {
-                Kind::Counter => "counter",
-                Kind::Gauge => "gauge",
+                Kind::Counter => FamilyType::Counter,
+                Kind::Gauge => FamilyType::Gauge,
             };
-            let _ = writeln!(
-                text,
-                "# HELP {family} Host metric collected by gomon agent."
-            );
-            let _ = writeln!(text, "# TYPE {family} {kind}");
+            writer.family(family, kind, Some("Host metric collected by gomon agent."));
         }
-        let labels: Vec<String> = sample
-            .labels
-            .iter()
-            .map(|(name, value)| {
-                let mut pair = format!("{name}=\"");
-                gomon_runtime::metrics::escape_label_value(value, &mut pair);
-                pair.push('"');
-                pair
-            })
-            .collect();
-        let _ = writeln!(
-            text,
-            "{}{{{}}} {}",
-            sample.name,
-            labels.join(","),
-            sample.value
+        writer.sample(
+            &sample.name,
+            sample
+                .labels
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+            sample.value,
+            None,
         );
     }
-    text
+    writer.finish()
 }
 
 #[derive(Clone)]

@@ -1,22 +1,74 @@
 //! The `/federate` sink: the latest sample of every series, in the Prometheus text format, for installations that
-//! scrape instead of running a remote write receiver (and for `gomon up`).
+//! scrape instead of running a remote write receiver (and for `gomon up`). It answers Prometheus's federation
+//! contract: `match[]` selectors choose the series, each family carries its `# TYPE` from the agent's sample kind,
+//! each sample its collection timestamp.
 //!
 //! A series disappears when its host has sent `stale_intervals` collection intervals without it (an interface that
-//! went away), or when the host itself has been silent that long. A host's interval is the time between its last two
-//! batches.
+//! went away). A host silent that long disappears whole, on the next [`Latest::prune`] (a timer) or render. A host's
+//! interval is the time between its last two batches.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
-use gomon_proto::prometheus::TimeSeries;
+use gomon_proto::metrics::v1::sample::Kind;
+use gomon_proto::prometheus::{Label, TimeSeries};
+use gomon_runtime::metrics::{FamilyType, TextWriter};
+use gomon_runtime::selector::Selector;
 
 /// Interval assumed for a host until its second batch arrives: the agent's default.
 const DEFAULT_INTERVAL_MS: i64 = 20_000;
 
+/// A series' identity: its labels, `__name__` included, sorted by name (as the transform makes them).
 #[derive(Debug)]
-struct Series {
-    name: String,
+struct SeriesKey(Vec<Label>);
+
+impl SeriesKey {
+    fn name(&self) -> &str {
+        self.label("__name__").unwrap_or("")
+    }
+
+    fn label(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|label| label.name == name)
+            .map(|label| label.value.as_str())
+    }
+
+    /// The labels other than `__name__`, in order.
+    fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .filter(|label| label.name != "__name__")
+            .map(|label| (label.name.as_str(), label.value.as_str()))
+    }
+}
+
+impl PartialEq for SeriesKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|(a, b)| a.name == b.name && a.value == b.value)
+    }
+}
+
+impl Eq for SeriesKey {}
+
+impl Hash for SeriesKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for label in &self.0 {
+            label.name.hash(state);
+            label.value.hash(state);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Point {
+    kind: FamilyType,
     value: f64,
     timestamp_ms: i64,
 }
@@ -25,13 +77,22 @@ struct Series {
 struct Host {
     last_ms: i64,
     interval_ms: i64,
-    /// Rendered labels (`{a="b",...}`) of each series, with the name kept apart.
-    series: HashMap<String, Series>,
+    series: HashMap<SeriesKey, Point>,
 }
 
 impl Host {
-    fn stale_before(&self, stale_intervals: u32) -> i64 {
-        self.last_ms - self.interval_ms.saturating_mul(i64::from(stale_intervals))
+    /// The span of `stale_intervals` of this host's intervals, in milliseconds.
+    fn staleness_ms(&self, stale_intervals: u32) -> i64 {
+        self.interval_ms.saturating_mul(i64::from(stale_intervals))
+    }
+}
+
+/// The `# TYPE` of a sample kind; an unset kind is a gauge, as the batch format says.
+fn family_type(kind: i32) -> FamilyType {
+    match Kind::try_from(kind) {
+        Ok(Kind::Counter) => FamilyType::Counter,
+        Ok(Kind::Gauge | Kind::Unspecified) => FamilyType::Gauge,
+        Err(_) => FamilyType::Untyped,
     }
 }
 
@@ -51,10 +112,14 @@ impl Latest {
         }
     }
 
-    /// Records one batch of `host` collected at `timestamp_ms` (its series as the transform made them).
-    pub fn update(&self, host: &str, timestamp_ms: i64, series: &[TimeSeries]) {
+    /// Records one batch of `host` collected at `timestamp_ms`: its series as the transform made them, and the kind
+    /// of each (the batch's `Sample.kind`, in the same order).
+    pub fn update(&self, host: &str, timestamp_ms: i64, series: &[TimeSeries], kinds: &[i32]) {
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-        let state = hosts.entry(host.to_owned()).or_default();
+        let state = match hosts.get_mut(host) {
+            Some(state) => state,
+            None => hosts.entry(host.to_owned()).or_default(),
+        };
         if timestamp_ms < state.last_ms {
             // A replayed or late batch: newer values are already here.
             return;
@@ -65,71 +130,82 @@ impl Latest {
             _ => DEFAULT_INTERVAL_MS,
         };
         state.last_ms = timestamp_ms;
-        for one in series {
-            let mut name = String::new();
-            let mut labels = String::from("{");
-            for label in &one.labels {
-                if label.name == "__name__" {
-                    name.clone_from(&label.value);
-                    continue;
-                }
-                if labels.len() > 1 {
-                    labels.push(',');
-                }
-                labels.push_str(&label.name);
-                labels.push_str("=\"");
-                gomon_runtime::metrics::escape_label_value(&label.value, &mut labels);
-                labels.push('"');
-            }
-            labels.push('}');
+        for (one, kind) in series.iter().zip(kinds) {
             if let Some(sample) = one.samples.last() {
                 state.series.insert(
-                    format!("{name}{labels}"),
-                    Series {
-                        name,
+                    SeriesKey(one.labels.clone()),
+                    Point {
+                        kind: family_type(*kind),
                         value: sample.value,
                         timestamp_ms: sample.timestamp,
                     },
                 );
             }
         }
-        let stale_before = state.stale_before(self.stale_intervals);
+        let stale_before = state.last_ms - state.staleness_ms(self.stale_intervals);
         state
             .series
-            .retain(|_, series| series.timestamp_ms > stale_before);
+            .retain(|_, point| point.timestamp_ms > stale_before);
     }
 
-    /// Every live series in the text format, families sorted by name; hosts silent for too long are forgotten.
-    pub fn render(&self, now_ms: i64) -> String {
+    /// Forgets the hosts silent for `stale_intervals` of their intervals at `now_ms`.
+    pub fn prune(&self, now_ms: i64) {
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         let stale_intervals = self.stale_intervals;
-        hosts.retain(|_, host| {
-            now_ms - host.last_ms <= host.interval_ms.saturating_mul(i64::from(stale_intervals))
-        });
-        let mut families: BTreeMap<&str, Vec<(&str, f64)>> = BTreeMap::new();
+        hosts.retain(|_, host| now_ms - host.last_ms <= host.staleness_ms(stale_intervals));
+    }
+
+    /// The live series that any of `selectors` selects (every series when there are none), in the text format,
+    /// families sorted by name, each with its `# TYPE` (`untyped` when hosts disagree) and timestamps.
+    pub fn render(&self, now_ms: i64, selectors: &[Selector]) -> String {
+        self.prune(now_ms);
+        let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut selected: Vec<(&str, &SeriesKey, &Point)> = Vec::new();
         for host in hosts.values() {
-            for (key, series) in &host.series {
-                families
-                    .entry(series.name.as_str())
-                    .or_default()
-                    .push((key.as_str(), series.value));
+            for (key, point) in &host.series {
+                if selectors.is_empty()
+                    || selectors
+                        .iter()
+                        .any(|selector| selector.matches(|name| key.label(name)))
+                {
+                    selected.push((key.name(), key, point));
+                }
             }
         }
-        let mut text = String::new();
-        for (name, mut series) in families {
-            series.sort_by(|a, b| a.0.cmp(b.0));
-            let _ = writeln!(text, "# TYPE {name} untyped");
-            for (key, value) in series {
-                let _ = writeln!(text, "{key} {value}");
+        selected.sort_unstable_by(|a, b| a.0.cmp(b.0).then_with(|| a.1.labels().cmp(b.1.labels())));
+        let mut writer = TextWriter::default();
+        let mut start = 0;
+        while start < selected.len() {
+            let name = selected[start].0;
+            let end = selected[start..]
+                .iter()
+                .position(|series| series.0 != name)
+                .map_or(selected.len(), |length| start + length);
+            let family = &selected[start..end];
+            let kind = family[0].2.kind;
+            let kind = if family.iter().all(|series| series.2.kind == kind) {
+                kind
+            } else {
+                FamilyType::Untyped
+            };
+            writer.family(name, kind, None);
+            for (_, key, point) in family {
+                writer.sample(name, key.labels(), point.value, Some(point.timestamp_ms));
             }
+            start = end;
         }
-        text
+        writer.finish()
     }
 
     /// How many series are held.
     pub fn len(&self) -> usize {
         let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         hosts.values().map(|host| host.series.len()).sum()
+    }
+
+    /// How many hosts are held.
+    pub fn hosts(&self) -> usize {
+        self.hosts.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Whether no series is held.
@@ -141,26 +217,34 @@ impl Latest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gomon_proto::prometheus::{Label, Sample};
+    use gomon_proto::prometheus::Sample;
 
-    fn series(name: &str, device: &str, value: f64, timestamp: i64) -> TimeSeries {
+    const COUNTER: i32 = Kind::Counter as i32;
+    const GAUGE: i32 = Kind::Gauge as i32;
+
+    fn series(name: &str, host: &str, device: &str, value: f64, timestamp: i64) -> TimeSeries {
+        let label = |name: &str, value: &str| Label {
+            name: name.into(),
+            value: value.into(),
+        };
         TimeSeries {
             labels: vec![
-                Label {
-                    name: "__name__".into(),
-                    value: name.into(),
-                },
-                Label {
-                    name: "device".into(),
-                    value: device.into(),
-                },
-                Label {
-                    name: "host".into(),
-                    value: "n1".into(),
-                },
+                label("__name__", name),
+                label("device", device),
+                label("host", host),
             ],
             samples: vec![Sample { value, timestamp }],
         }
+    }
+
+    fn rx(device: &str, value: f64, timestamp: i64) -> TimeSeries {
+        series(
+            "node_network_receive_bytes_total",
+            "n1",
+            device,
+            value,
+            timestamp,
+        )
     }
 
     #[test]
@@ -169,54 +253,104 @@ mod tests {
         latest.update(
             "n1",
             10_000,
-            &[
-                series("node_network_receive_bytes_total", "eth0", 1.0, 10_000),
-                series("node_network_receive_bytes_total", "veth\"9", 5.0, 10_000),
-            ],
+            &[rx("eth0", 1.0, 10_000), rx("veth\"9", 5.0, 10_000)],
+            &[COUNTER, COUNTER],
         );
-        latest.update(
-            "n1",
-            11_000,
-            &[series(
-                "node_network_receive_bytes_total",
-                "eth0",
-                2.0,
-                11_000,
-            )],
-        );
-        let text = latest.render(11_000);
+        latest.update("n1", 11_000, &[rx("eth0", 2.0, 11_000)], &[COUNTER]);
+        let text = latest.render(11_000, &[]);
         assert_eq!(
             text,
-            "# TYPE node_network_receive_bytes_total untyped\n\
-             node_network_receive_bytes_total{device=\"eth0\",host=\"n1\"} 2\n\
-             node_network_receive_bytes_total{device=\"veth\\\"9\",host=\"n1\"} 5\n"
+            "# TYPE node_network_receive_bytes_total counter\n\
+             node_network_receive_bytes_total{device=\"eth0\",host=\"n1\"} 2 11000\n\
+             node_network_receive_bytes_total{device=\"veth\\\"9\",host=\"n1\"} 5 10000\n"
         );
         // Two intervals (of 1 s) later without veth"9, it is gone; eth0 stays.
         for t in [12_000, 13_000] {
-            latest.update(
-                "n1",
-                t,
-                &[series("node_network_receive_bytes_total", "eth0", 3.0, t)],
-            );
+            latest.update("n1", t, &[rx("eth0", 3.0, t)], &[COUNTER]);
         }
-        let text = latest.render(13_000);
-        assert!(text.contains("device=\"eth0\",host=\"n1\"} 3"), "{text}");
+        let text = latest.render(13_000, &[]);
+        assert!(
+            text.contains("device=\"eth0\",host=\"n1\"} 3 13000"),
+            "{text}"
+        );
         assert!(!text.contains("veth"), "{text}");
         // A replayed old batch does not move values back.
+        latest.update("n1", 10_000, &[rx("eth0", 1.0, 10_000)], &[COUNTER]);
+        assert!(latest.render(13_000, &[]).contains("} 3 13000\n"));
+        // The host falls silent: after two intervals everything of it is gone.
+        assert_eq!(latest.len(), 1);
+        assert!(latest.render(16_000, &[]).is_empty());
+        assert!(latest.is_empty());
+    }
+
+    #[test]
+    fn silent_hosts_are_dropped_by_the_timer_without_a_scrape() {
+        let latest = Latest::new(5);
+        for host in 0..1000 {
+            let host = format!("pod-{host}");
+            latest.update(
+                &host,
+                1_000_000,
+                &[series("node_load1", &host, "", 0.5, 1_000_000)],
+                &[GAUGE],
+            );
+        }
+        latest.update(
+            "steady",
+            1_080_000,
+            &[series("node_load1", "steady", "", 0.5, 1_080_000)],
+            &[GAUGE],
+        );
+        assert_eq!(latest.hosts(), 1001);
+        // Five default intervals (20 s) after their only batch, the 1000 hosts are gone; the steady one stays.
+        latest.prune(1_100_001);
+        assert_eq!(latest.hosts(), 1);
+        assert_eq!(latest.len(), 1);
+    }
+
+    #[test]
+    fn match_selects_series_and_families_carry_their_type() {
+        let latest = Latest::new(5);
         latest.update(
             "n1",
             10_000,
-            &[series(
-                "node_network_receive_bytes_total",
-                "eth0",
-                1.0,
-                10_000,
-            )],
+            &[
+                series("node_load1", "n1", "", 0.25, 10_000),
+                rx("eth0", 7.0, 10_000),
+                rx("lo", 1.0, 10_000),
+                series("node_cpu_seconds_total", "n1", "", 100.0, 10_000),
+            ],
+            &[GAUGE, COUNTER, COUNTER, Kind::Unspecified as i32],
         );
-        assert!(latest.render(13_000).contains("} 3\n"));
-        // The host falls silent: after two intervals everything of it is gone.
-        assert_eq!(latest.len(), 1);
-        assert!(latest.render(16_000).is_empty());
-        assert!(latest.is_empty());
+        // Another host's agent calls the CPU family a counter: the families disagree, so it is untyped.
+        latest.update(
+            "n2",
+            10_000,
+            &[series("node_cpu_seconds_total", "n2", "", 50.0, 10_000)],
+            &[COUNTER],
+        );
+        let all = latest.render(10_000, &[]);
+        assert!(all.contains("# TYPE node_load1 gauge\n"), "{all}");
+        assert!(
+            all.contains("# TYPE node_network_receive_bytes_total counter\n"),
+            "{all}"
+        );
+        assert!(
+            all.contains("# TYPE node_cpu_seconds_total untyped\n"),
+            "{all}"
+        );
+        let selectors = [
+            Selector::parse("node_load1").expect("selector"),
+            Selector::parse(r#"{__name__=~"node_network_.*",device!="lo"}"#).expect("selector"),
+        ];
+        assert_eq!(
+            latest.render(10_000, &selectors),
+            "# TYPE node_load1 gauge\n\
+             node_load1{device=\"\",host=\"n1\"} 0.25 10000\n\
+             # TYPE node_network_receive_bytes_total counter\n\
+             node_network_receive_bytes_total{device=\"eth0\",host=\"n1\"} 7 10000\n"
+        );
+        let none = [Selector::parse(r#"{host="n9"}"#).expect("selector")];
+        assert!(latest.render(10_000, &none).is_empty());
     }
 }

@@ -265,15 +265,20 @@ async fn take<S: Source>(
     let added = decoded.and_then(|batch| {
         let host = batch.host.clone();
         let timestamp_ms = batch.timestamp_ms;
+        // The kinds only `/federate` needs (remote write 1.0 carries none).
+        let kinds: Vec<i32> = match sinks.federate {
+            Some(_) => batch.samples.iter().map(|sample| sample.kind).collect(),
+            None => Vec::new(),
+        };
         let _entered = span.enter();
         transform::append_series(batch, &sinks.external_labels, &mut open.series)
-            .map(|()| (host, timestamp_ms))
+            .map(|()| (host, timestamp_ms, kinds))
     });
     match added {
-        Ok((host, timestamp_ms)) => {
+        Ok((host, timestamp_ms, kinds)) => {
             open.collected_ms.push(timestamp_ms);
             if let Some(federate) = &sinks.federate {
-                federate.update(&host, timestamp_ms, &open.series[start..]);
+                federate.update(&host, timestamp_ms, &open.series[start..], &kinds);
             }
             if telemetry::enabled() {
                 span.record("samples", open.series.len() - start);

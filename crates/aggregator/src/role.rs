@@ -1,14 +1,15 @@
 //! The `gomon aggregator` role: the Kafka source, the pipeline and the HTTP endpoints.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use gomon_runtime::http::SharedListener;
+use gomon_runtime::selector::Selector;
 use gomon_runtime::shutdown::Shutdown;
 use prometheus::Registry;
 use tokio::net::TcpListener;
@@ -34,19 +35,65 @@ async fn serve_metrics(State(state): State<HttpState>) -> impl IntoResponse {
     )
 }
 
-async fn serve_federate(federate: Option<Arc<Latest>>) -> axum::response::Response {
+/// `GET /federate`: the series any `match[]` selector selects (every series without one), 400 naming a selector
+/// that does not parse.
+async fn serve_federate(
+    federate: Option<Arc<Latest>>,
+    query: Option<String>,
+) -> axum::response::Response {
     let Some(latest) = federate else {
         return (StatusCode::NOT_FOUND, "federate is disabled\n").into_response();
     };
-    let now_ms = SystemTime::now()
+    let selectors = gomon_runtime::http::query_pairs(query.as_deref()).and_then(|pairs| {
+        pairs
+            .iter()
+            .filter(|(name, _)| name == "match[]")
+            .map(|(_, selector)| {
+                Selector::parse(selector).map_err(|error| format!("match[]: {error}"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    });
+    let selectors = match selectors {
+        Ok(selectors) => selectors,
+        Err(error) => return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
+    };
+    // Rendering thousands of series is work: off the runtime's threads.
+    let rendered = tokio::task::spawn_blocking(move || latest.render(now_ms(), &selectors)).await;
+    match rendered {
+        Ok(text) => (
+            [(header::CONTENT_TYPE, gomon_runtime::metrics::CONTENT_TYPE)],
+            text,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "rendering /federate failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "federate is unavailable\n").into_response()
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    (
-        [(header::CONTENT_TYPE, gomon_runtime::metrics::CONTENT_TYPE)],
-        latest.render(now_ms),
-    )
-        .into_response()
+        .unwrap_or(0)
+}
+
+/// How often hosts gone silent leave `/federate`'s store, scraped or not.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+
+/// Forgets silent hosts every [`PRUNE_EVERY`] until `shutdown` fires.
+async fn prune_periodically(latest: Arc<Latest>, shutdown: Shutdown) {
+    let mut every = tokio::time::interval(PRUNE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stopping = shutdown.wait();
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            _ = every.tick() => latest.prune(now_ms()),
+            () = &mut stopping => return,
+        }
+    }
 }
 
 /// Ready unless invalid messages cannot be set aside (the dead-letter topic missing, or a copy being retried:
@@ -125,11 +172,17 @@ impl Aggregator {
     /// `GET /federate` (404 when disabled).
     pub fn federate_router(&self) -> Router {
         let federate = self.sinks.federate.clone();
-        Router::new().route("/federate", get(move || serve_federate(federate.clone())))
+        Router::new().route(
+            "/federate",
+            get(move |RawQuery(query): RawQuery| serve_federate(federate.clone(), query)),
+        )
     }
 
     /// Runs the pipeline on `source` until `shutdown` fires or the source ends, then drains and commits.
     pub async fn run<S: Source>(self, source: S, shutdown: Shutdown) {
+        if let Some(latest) = &self.sinks.federate {
+            tokio::spawn(prune_periodically(latest.clone(), shutdown.clone()));
+        }
         pipeline::run(
             source,
             self.sinks,

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use gomon_proto::prometheus::WriteRequest;
 use gomon_proto::prost::Message as _;
-use gomon_testkit::{Broker, VictoriaMetrics, eventually, free_port};
+use gomon_testkit::{Broker, Prometheus, VictoriaMetrics, eventually};
 use rdkafka::ClientConfig;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -359,33 +359,12 @@ async fn refused_writes_are_dropped_counted_and_committed() {
 async fn prometheus_accepts_the_same_writes() {
     let broker = Broker::start();
     broker.create_topic(TOPIC, 1).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config_file = dir.path().join("prometheus.yml");
-    std::fs::write(&config_file, "global:\n  scrape_interval: 1m\n").expect("config");
-    let port = free_port();
-    let mut prometheus = std::process::Command::new("prometheus")
-        .arg(format!("--config.file={}", config_file.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("prometheus is required (apt-get install prometheus; scripts/test.sh installs it)");
-    let base = format!("http://127.0.0.1:{port}");
-    eventually(Duration::from_secs(30), "Prometheus ready", || async {
-        let ready = reqwest::get(format!("{base}/-/ready")).await.ok()?;
-        ready.status().is_success().then_some(())
-    })
-    .await;
+    let prometheus = Prometheus::start("").await;
     let aggregator = Running::start(config(
         &broker,
         TOPIC,
         &group(),
-        Some(format!("{base}/api/v1/write")),
+        Some(format!("{}/api/v1/write", prometheus.url())),
     ));
     let producer = producer(&broker);
     let timestamp = now_ms() - 5_000;
@@ -394,20 +373,13 @@ async fn prometheus_accepts_the_same_writes() {
         Duration::from_secs(30),
         "the sample in Prometheus",
         || async {
-            let answer: serde_json::Value = reqwest::Client::new()
-                .get(format!("{base}/api/v1/query"))
-                .query(&[
-                    ("query", "gomon_memory_used_percent{host=\"to-prometheus\"}"),
-                    ("time", &format!("{}", timestamp as f64 / 1000.0)),
-                ])
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let value = answer["data"]["result"][0]["value"][1].as_str()?.to_owned();
-            Some(value)
+            let result = prometheus
+                .query(
+                    "gomon_memory_used_percent{host=\"to-prometheus\"}",
+                    Some(timestamp),
+                )
+                .await;
+            Some(result.first()?["value"][1].as_str()?.to_owned())
         },
     )
     .await;
@@ -419,8 +391,125 @@ async fn prometheus_accepts_the_same_writes() {
         0.0
     );
     aggregator.stop().await;
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
+}
+
+/// Prometheus federating the aggregator as its documentation says (`honor_labels`, `match[]`): the selected series
+/// only, at their collection timestamps, with their types; a selector that does not parse is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_federates_what_match_selects() {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 1).await;
+    let mut config = config(&broker, TOPIC, &group(), None);
+    config.federate.stale_intervals = 1000;
+    let listen = config.listen;
+    let aggregator = Running::start(config);
+    let prometheus = Prometheus::start(&format!(
+        "  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    params:\n      \
+         'match[]': ['{{__name__=\"node_cpu_seconds_total\",mode!=\"system\"}}', 'gomon_memory_used_percent']\n    \
+         static_configs: [{{targets: ['{listen}']}}]"
+    ))
+    .await;
+    let producer = producer(&broker);
+    let timestamp = now_ms() - 30_000;
+    publish_batch(&producer, TOPIC, &batch("federated", timestamp, 3.0)).await;
+    let at = timestamp + 1_000;
+    let series = eventually(Duration::from_secs(30), "the federated series", || async {
+        let result = prometheus.query("{host=\"federated\"}", Some(at)).await;
+        (result.len() == 3).then_some(result)
+    })
+    .await;
+    let mut seen: Vec<(String, String, String)> = series
+        .iter()
+        .map(|one| {
+            (
+                one["metric"]["__name__"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                one["metric"]["mode"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                one["value"][1].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let own =
+        |name: &str, mode: &str, value: &str| (name.to_owned(), mode.to_owned(), value.to_owned());
+    assert_eq!(
+        seen,
+        [
+            own("gomon_memory_used_percent", "", "3.25"),
+            own("node_cpu_seconds_total", "idle", "32"),
+            own("node_cpu_seconds_total", "user", "30"),
+        ]
+    );
+    // Stored at the collection time, not the scrape's: nothing before it, the sample right at it.
+    let stamped = prometheus
+        .query(
+            "timestamp(gomon_memory_used_percent{host=\"federated\"})",
+            Some(at),
+        )
+        .await;
+    assert_eq!(
+        stamped.first().and_then(|one| one["value"][1].as_str()),
+        Some(format!("{}", timestamp as f64 / 1000.0).as_str())
+    );
+    assert!(
+        prometheus
+            .query(
+                "gomon_memory_used_percent{host=\"federated\"}",
+                Some(timestamp - 1_000)
+            )
+            .await
+            .is_empty()
+    );
+    // Types from the batch's sample kinds.
+    let text = reqwest::get(format!(
+        "{}?match[]=%7Bhost%3D%22federated%22%7D",
+        aggregator.federate_url
+    ))
+    .await
+    .expect("federate")
+    .text()
+    .await
+    .expect("body");
+    assert!(
+        text.contains("# TYPE node_cpu_seconds_total counter\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE gomon_memory_used_percent gauge\n"),
+        "{text}"
+    );
+    let metadata: serde_json::Value = reqwest::get(format!(
+        "{}/api/v1/targets/metadata?metric=node_cpu_seconds_total",
+        prometheus.url()
+    ))
+    .await
+    .expect("metadata")
+    .json()
+    .await
+    .expect("metadata body");
+    assert_eq!(metadata["data"][0]["type"], "counter", "{metadata}");
+    for bad in [
+        "%7Bhost%3D%22a%00%22%7D",
+        "%7Bhost%3D",
+        "%7Bhost%3D~%22.*%22%7D",
+        "up%7Bhost%3D~%60%5Cw%7B50%7D%60%7D",
+    ] {
+        let answer = reqwest::get(format!("{}?match[]={bad}", aggregator.federate_url))
+            .await
+            .expect("federate");
+        assert_eq!(answer.status().as_u16(), 400, "{bad}");
+        let said = answer.text().await.expect("body");
+        assert!(said.contains("match[]"), "{said}");
+        if bad.contains("%60") {
+            assert!(said.contains("invalid regular expression"), "{said}");
+        }
+    }
+    aggregator.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,9 +16,6 @@ use crate::model::{Alert, MAX_ACTOR, check_no_nul};
 pub const MAX_MATCHER_TEXT: usize = 1024;
 /// Most matchers of one silence, or `filter` parameters of one request.
 pub const MAX_MATCHERS: usize = 32;
-/// Largest compiled regular expression of a matcher (the regex crate's `size_limit`, and its lazy DFA's cache):
-/// an expression such as `\w{50}` that would take more is refused rather than compiled.
-pub const MAX_REGEX_BYTES: usize = 1024 * 1024;
 
 /// One label matcher: `name` `=`, `!=`, `=~` or `!~` `value`. Regular expressions are anchored at both ends, as in
 /// Alertmanager; an absent label reads as the empty value. A regular expression is compiled once, when the matcher
@@ -105,7 +102,7 @@ impl Matcher {
     }
 
     /// Checks the name and value: not too long, and a regular expression that compiles within
-    /// [`MAX_REGEX_BYTES`]. The message says what is wrong.
+    /// [`gomon_runtime::selector::MAX_REGEX_BYTES`]. The message says what is wrong.
     pub fn check(&self) -> std::result::Result<(), String> {
         if self.name.len() > MAX_MATCHER_TEXT || self.value.len() > MAX_MATCHER_TEXT {
             return Err(format!(
@@ -123,16 +120,12 @@ impl Matcher {
             return Ok(None);
         }
         let compiled = self.compiled.get_or_init(|| {
-            regex::RegexBuilder::new(&format!("^(?:{})$", self.value))
-                .size_limit(MAX_REGEX_BYTES)
-                .dfa_size_limit(MAX_REGEX_BYTES)
-                .build()
-                .map_err(|error| {
-                    format!(
-                        "matcher {:.40}: invalid regular expression: {error}",
-                        self.name
-                    )
-                })
+            gomon_runtime::selector::anchored_regex(&self.value).map_err(|error| {
+                format!(
+                    "matcher {:.40}: invalid regular expression: {error}",
+                    self.name
+                )
+            })
         });
         compiled.as_ref().map(Some).map_err(Clone::clone)
     }

@@ -212,6 +212,28 @@ impl ListenerConfig {
     }
 }
 
+/// Most query parameters one request may give.
+pub const MAX_QUERY_PARAMS: usize = 64;
+
+/// The parameters of a query string, decoded. The error (for a 400) says why when there are more than
+/// [`MAX_QUERY_PARAMS`] or one holds a NUL byte (no stored text can hold one, so it could match nothing).
+pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if pairs.len() == MAX_QUERY_PARAMS {
+            return Err(format!("more than {MAX_QUERY_PARAMS} query parameters"));
+        }
+        if name.contains('\0') || value.contains('\0') {
+            return Err(format!(
+                "query parameter `{}`: must not contain a NUL byte",
+                name.replace('\0', "\\u0000")
+            ));
+        }
+        pairs.push((name.into_owned(), value.into_owned()));
+    }
+    Ok(pairs)
+}
+
 /// Serves `router` on `listener` within `limits` until `shutdown` fires, then stops accepting, closes idle
 /// connections and finishes the requests in flight.
 pub async fn serve(

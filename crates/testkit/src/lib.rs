@@ -1,5 +1,5 @@
 //! Real systems for integration tests, started on free loopback ports in temporary directories and stopped when
-//! dropped: a Kafka-protocol broker ([`Broker`], tansu in memory) and [`VictoriaMetrics`]; and a fake Slack
+//! dropped: a Kafka-protocol broker ([`Broker`], tansu in memory), [`VictoriaMetrics`] and [`Prometheus`]; and a fake Slack
 //! ([`slack::FakeSlack`]) speaking Slack's webhook and Web API wire formats, and an OTLP/HTTP trace receiver
 //! ([`otlp::OtlpReceiver`]).
 //!
@@ -246,6 +246,96 @@ impl VictoriaMetrics {
 }
 
 impl Drop for VictoriaMetrics {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// A Prometheus server (Debian's `prometheus`) with the remote write receiver on, scraping what `scrape_configs`
+/// (YAML, the items of that list, indented; empty for none) says every second; killed on drop.
+pub struct Prometheus {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Prometheus {
+    /// Starts a server on a free port and waits until it is ready.
+    pub async fn start(scrape_configs: &str) -> Prometheus {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_file = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config_file,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{}\n",
+                if scrape_configs.trim().is_empty() {
+                    "  []"
+                } else {
+                    scrape_configs
+                }
+            ),
+        )
+        .expect("config");
+        let port = free_port();
+        let child = Command::new(
+            std::env::var("PROMETHEUS").unwrap_or_else(|_| "prometheus".to_owned()),
+        )
+        .arg(format!("--config.file={}", config_file.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus is required (apt-get install prometheus; scripts/test.sh installs it)");
+        let server = Prometheus {
+            port,
+            _dir: dir,
+            child: Some(child),
+        };
+        let ready = format!("{}/-/ready", server.url());
+        eventually(Duration::from_secs(30), "Prometheus ready", || async {
+            let answer = reqwest::get(&ready).await.ok()?;
+            answer.status().is_success().then_some(())
+        })
+        .await;
+        server
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The `data.result` of the instant query `promql` at `time_ms` (now when `None`); empty on any failure.
+    pub async fn query(&self, promql: &str, time_ms: Option<i64>) -> Vec<serde_json::Value> {
+        let mut query = vec![("query", promql.to_owned())];
+        if let Some(time_ms) = time_ms {
+            query.push(("time", format!("{}", time_ms as f64 / 1000.0)));
+        }
+        let answer: Option<serde_json::Value> = async {
+            reqwest::Client::new()
+                .get(format!("{}/api/v1/query", self.url()))
+                .query(&query)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()
+        }
+        .await;
+        answer
+            .and_then(|answer| answer["data"]["result"].as_array().cloned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
     fn drop(&mut self) {
         stop(&mut self.child);
     }

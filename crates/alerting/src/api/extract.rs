@@ -130,28 +130,10 @@ fn strip_position(message: &str) -> &str {
     message.split(" at line ").next().unwrap_or(message)
 }
 
-/// Most query parameters one request may give.
-pub const MAX_QUERY_PARAMS: usize = 64;
-
-/// The parameters of a query string, decoded: 400 when there are more than [`MAX_QUERY_PARAMS`] or one holds a NUL
-/// byte (no stored text can hold one, so it could match nothing).
+/// The parameters of a query string, decoded: 400 when there are more than
+/// [`gomon_runtime::http::MAX_QUERY_PARAMS`] or one holds a NUL byte.
 pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
-    let mut pairs = Vec::new();
-    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        if pairs.len() == MAX_QUERY_PARAMS {
-            return Err(ApiError::bad_request(format!(
-                "more than {MAX_QUERY_PARAMS} query parameters"
-            )));
-        }
-        if name.contains('\0') || value.contains('\0') {
-            return Err(ApiError::bad_request(format!(
-                "query parameter `{}`: must not contain a NUL byte",
-                name.replace('\0', "\\u0000")
-            )));
-        }
-        pairs.push((name.into_owned(), value.into_owned()));
-    }
-    Ok(pairs)
+    gomon_runtime::http::query_pairs(query).map_err(ApiError::bad_request)
 }
 
 /// The `{id}` of an alert path, 400 when it is not a UUID.
@@ -206,7 +188,7 @@ mod tests {
         );
         let error = query_pairs(Some("namespace=a%00b")).expect_err("NUL");
         assert!(format!("{error:?}").contains("`namespace`"), "{error:?}");
-        let many = vec!["a=1"; MAX_QUERY_PARAMS + 1].join("&");
+        let many = vec!["a=1"; gomon_runtime::http::MAX_QUERY_PARAMS + 1].join("&");
         assert_eq!(
             query_pairs(Some(&many)).expect_err("too many").status(),
             StatusCode::BAD_REQUEST
