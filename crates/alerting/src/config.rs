@@ -24,6 +24,10 @@ pub struct Config {
     /// Longest time one HTTP request may take before it is answered with 408.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// On SIGTERM: how long to finish the requests and the Slack delivery under way; what is not done by then is
+    /// abandoned (an undelivered notification stays in the outbox and is delivered after the restart).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
     /// Where alerts are stored.
     pub database: DatabaseConfig,
     /// Who may call the API.
@@ -47,6 +51,7 @@ impl Default for Config {
             listen: None,
             http: gomon_runtime::http::ListenerConfig::default(),
             request_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(10),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             slack: SlackConfig::default(),
@@ -91,6 +96,7 @@ impl Config {
         }
         let positive = [
             ("alerting.request_timeout", self.request_timeout),
+            ("alerting.shutdown_timeout", self.shutdown_timeout),
             (
                 "alerting.database.acquire_timeout",
                 self.database.acquire_timeout,

@@ -87,7 +87,7 @@ pub async fn sweep_expired(core: Alerting, interval: Duration, shutdown: Shutdow
 
 /// Runs the alerting service until `shutdown` fires: binds its listener, opens the store (answering
 /// `/health/live` meanwhile, and 503 to everything else), serves the API, then stops accepting, finishes in-flight
-/// requests and closes the pool.
+/// requests and closes the pool, within `shutdown_timeout` of `shutdown` firing.
 pub async fn run(config: Config, registry: Registry, shutdown: Shutdown) -> anyhow::Result<()> {
     run_with_routes(config, registry, shutdown, axum::Router::new()).await
 }
@@ -197,17 +197,39 @@ pub async fn run_with_routes(
         api::router_with_watcher(core, registry, auth, config.request_timeout, watcher_health)
             .merge(extra);
     tracing::info!(address = %listener.0.local_addr()?, store = store.describe(), "alerting API listening");
-    let served = gomon_runtime::http::serve(listener, router, shutdown, config.http.clone()).await;
-    sweep.await?;
-    if let Some(watcher) = watcher {
-        watcher.await?;
-    }
-    if let Some(mut dispatcher) = dispatcher {
-        while let Some(stopped) = dispatcher.join_next().await {
-            stopped?;
+    let stopped = async {
+        let served =
+            gomon_runtime::http::serve(listener, router, shutdown.clone(), config.http.clone())
+                .await;
+        sweep.await?;
+        if let Some(watcher) = watcher {
+            watcher.await?;
+        }
+        if let Some(mut dispatcher) = dispatcher {
+            while let Some(stopped) = dispatcher.join_next().await {
+                stopped?;
+            }
+        }
+        store.close().await;
+        anyhow::Ok(served?)
+    };
+    // From SIGTERM on, a database or a Slack that does not answer holds the exit up for the timeout at most.
+    let overdue = async {
+        shutdown.clone().wait().await;
+        tokio::time::sleep(config.shutdown_timeout).await;
+    };
+    tokio::select! {
+        result = stopped => {
+            tracing::info!("alerting service stopped");
+            result
+        }
+        () = overdue => {
+            tracing::warn!(
+                shutdown_timeout = ?config.shutdown_timeout,
+                "alerting service stopped at its shutdown timeout: requests still waiting for the database were \
+                 cut off, and notifications not yet delivered stay in the outbox for the next start"
+            );
+            Ok(())
         }
     }
-    store.close().await;
-    tracing::info!("alerting service stopped");
-    Ok(served?)
 }

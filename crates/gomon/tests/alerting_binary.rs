@@ -79,7 +79,14 @@ impl Gomon {
     }
 
     /// SIGTERM, then the exit status and every log line.
-    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+    fn terminate(self) -> (std::process::ExitStatus, Vec<String>) {
+        let (status, lines, _) = self.terminate_timed();
+        (status, lines)
+    }
+
+    /// SIGTERM, then the exit status, every log line and how long it took to exit.
+    fn terminate_timed(mut self) -> (std::process::ExitStatus, Vec<String>, Duration) {
+        let sent = Instant::now();
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -88,8 +95,9 @@ impl Gomon {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
+                let took = sent.elapsed();
                 std::thread::sleep(Duration::from_millis(100)); // let the reader drain
-                return (status, self.lines.lock().expect("lines").clone());
+                return (status, self.lines.lock().expect("lines").clone(), took);
             }
             assert!(
                 Instant::now() < deadline,
@@ -421,4 +429,174 @@ fn an_api_open_by_accident_does_not_start() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(live, "anonymous on 0.0.0.0 serves");
+}
+
+/// A TCP proxy to `upstream` that can be frozen: while it is, connections are accepted and bytes read, but nothing
+/// is passed on in either direction, as with a database host that stopped answering without closing anything.
+struct FreezableProxy {
+    port: u16,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezableProxy {
+    fn start(upstream: String) -> FreezableProxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy listener");
+        let port = listener.local_addr().expect("proxy address").port();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let pass = |mut from: std::net::TcpStream,
+                    mut to: std::net::TcpStream,
+                    frozen: Arc<AtomicBool>| {
+            use std::io::{Read, Write};
+            let mut buffer = [0u8; 16384];
+            while let Ok(read) = from.read(&mut buffer) {
+                if read == 0 {
+                    break;
+                }
+                while frozen.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                if to.write_all(&buffer[..read]).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(std::net::Shutdown::Both);
+        };
+        let shared = frozen.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let frozen = shared.clone();
+                let upstream = upstream.clone();
+                std::thread::spawn(move || {
+                    while frozen.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                        return;
+                    };
+                    let (Ok(client_side), Ok(server_side)) =
+                        (client.try_clone(), server.try_clone())
+                    else {
+                        return;
+                    };
+                    let back = frozen.clone();
+                    std::thread::spawn(move || pass(server_side, client_side, back));
+                    pass(client, server, frozen);
+                });
+            }
+        });
+        FreezableProxy { port, frozen }
+    }
+
+    fn freeze(&self, frozen: bool) {
+        self.frozen
+            .store(frozen, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// SIGTERM while PostgreSQL has stopped answering (a request waits on it) and Slack hangs on a delivery: the
+/// service exits within `alerting.shutdown_timeout` plus a second, and the notification it could not deliver is
+/// delivered after the restart.
+#[test]
+fn sigterm_stops_in_time_with_the_database_and_slack_hanging_and_the_notification_waits() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let slack = runtime.block_on(gomon_testkit::slack::FakeSlack::start());
+    slack.set(gomon_testkit::slack::Behaviour::Slow(Duration::from_secs(
+        3600,
+    )));
+    let database = support::postgres_database();
+    let (server, name) = database.rsplit_once('/').expect("database URL");
+    let upstream = server
+        .rsplit_once('@')
+        .map_or(server, |(_, address)| address)
+        .to_owned();
+    let proxy = FreezableProxy::start(upstream);
+    let env = [
+        (
+            "GOMON_ALERTING__DATABASE__URL",
+            format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port),
+        ),
+        (
+            "GOMON_ALERTING__SLACK__WEBHOOK_URL",
+            slack.webhook_url.clone(),
+        ),
+        ("GOMON_ALERTING__SLACK__TIMEOUT", "5s".to_owned()),
+        ("GOMON_ALERTING__OUTBOX__LEASE", "6s".to_owned()),
+        ("GOMON_ALERTING__SHUTDOWN_TIMEOUT", "2s".to_owned()),
+    ];
+    let gomon = Gomon::start(&env);
+    bash(
+        &gomon.base,
+        r#"curl -sf -X POST $BASE/api/v1/alerts -H 'Content-Type: application/json' \
+             -d '{"title":"Waits out the outage","severity":"P1","source":"manual","namespace":"default"}'"#,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while slack.requests() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the delivery never reached Slack"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proxy.freeze(true);
+    let waiting = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-m",
+            "60",
+            "-X",
+            "POST",
+        ])
+        .arg(format!("{}/api/v1/alerts", gomon.base))
+        .args(["-H", "Content-Type: application/json", "-d"])
+        .arg(r#"{"title":"Sent while the database hangs","severity":"P3","source":"manual"}"#)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let (status, lines, took) = gomon.terminate_timed();
+    assert!(status.success(), "{status:?}\n{}", lines.join("\n"));
+    assert!(
+        took < Duration::from_secs(3),
+        "stopped {took:?} after SIGTERM, over its 2 s shutdown timeout plus a second\n{}",
+        lines.join("\n")
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("stopped at its shutdown timeout")),
+        "{}",
+        lines.join("\n")
+    );
+    let cut_off = waiting.wait_with_output().expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&cut_off.stdout),
+        "000",
+        "the request waiting for the database was cut off, not answered"
+    );
+
+    // The database answers again, Slack too: the notification left in the outbox goes out after the restart.
+    proxy.freeze(false);
+    slack.set(gomon_testkit::slack::Behaviour::Ok);
+    let again = Gomon::start(&env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !slack
+        .accepted()
+        .iter()
+        .any(|message| message.text.contains("Waits out the outage"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the notification left in the outbox was not delivered after the restart: {:?}",
+            again.lines.lock().expect("lines")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _) = again.terminate();
+    assert!(status.success());
 }
