@@ -1,11 +1,13 @@
 //! `gomon`: one binary, a subcommand per role.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod up;
 
 use clap::{Parser, Subcommand};
+use gomon_runtime::logging::LogFormat;
 use gomon_runtime::shutdown::Shutdown;
 use gomon_runtime::telemetry::Tracing;
 use serde::{Deserialize, Serialize};
@@ -17,6 +19,10 @@ struct Cli {
     /// YAML configuration file; every key can also be set by a GOMON_... environment variable.
     #[arg(long, short, global = true, env = "GOMON_CONFIG")]
     config: Option<PathBuf>,
+    /// Log lines: `json` (one object per line), `text` (for a person), or `auto`: text for `gomon up` at a
+    /// terminal, JSON otherwise.
+    #[arg(long, global = true, env = "GOMON_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Auto)]
+    log_format: LogFormatArg,
     #[command(subcommand)]
     role: Role,
 }
@@ -31,6 +37,14 @@ enum Role {
     Aggregator,
     /// Everything in one process on embedded defaults: agent, in-process queue, aggregator, alerting on SQLite.
     Up,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormatArg {
+    Auto,
+    Json,
+    Text,
 }
 
 /// The whole configuration file: one section per role.
@@ -73,7 +87,15 @@ fn main() -> ExitCode {
         .ok()
         .and_then(Option::as_ref)
         .map(Tracing::tracer);
-    if let Err(error) = gomon_runtime::logging::init(tracer) {
+    let log_format = match cli.log_format {
+        LogFormatArg::Json => LogFormat::Json,
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Auto if matches!(cli.role, Role::Up) && std::io::stdout().is_terminal() => {
+            LogFormat::Text
+        }
+        LogFormatArg::Auto => LogFormat::Json,
+    };
+    if let Err(error) = gomon_runtime::logging::init(tracer, log_format) {
         eprintln!("gomon: {error}");
         return ExitCode::from(2);
     }

@@ -216,6 +216,53 @@ fn serves_the_seed_api_on_postgres() {
     assert!(status.success());
 }
 
+/// Log lines are JSON unless a person asks for text (`--log-format text`, `GOMON_LOG_FORMAT`); `auto` gives text
+/// only to `gomon up` at a terminal, which a test's pipe is not.
+#[test]
+fn log_lines_are_json_unless_text_is_asked_for() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_gomon"))
+            .args(args)
+            .envs(env.iter().copied())
+            .env("GOMON_ALERTING__LISTEN", "not-an-address")
+            .output()
+            .expect("run gomon");
+        assert_eq!(output.status.code(), Some(2));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        stdout
+            .lines()
+            .find(|line| line.contains("cannot start"))
+            .unwrap_or_else(|| panic!("no log line in {stdout:?}"))
+            .to_owned()
+    };
+    for args in [
+        &["alerting"][..],
+        &["up"],
+        &["--log-format", "json", "alerting"],
+    ] {
+        let line = run(args, &[]);
+        let parsed: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+        assert_eq!(parsed["level"], "ERROR", "{line}");
+    }
+    for (args, env) in [
+        (&["--log-format", "text", "up"][..], &[][..]),
+        (&["alerting"], &[("GOMON_LOG_FORMAT", "text")]),
+    ] {
+        let line = run(args, env);
+        assert!(!line.starts_with('{'), "{line}");
+        assert!(
+            line.contains("ERROR") && line.contains("alerting.listen"),
+            "{line}"
+        );
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_gomon"))
+        .args(["--log-format", "xml", "alerting"])
+        .output()
+        .expect("run gomon");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("possible values"));
+}
+
 #[test]
 fn an_invalid_value_stops_start_up_naming_the_key() {
     let output = Command::new(env!("CARGO_BIN_EXE_gomon"))

@@ -1,7 +1,7 @@
 //! Layered configuration: built-in defaults, then an optional YAML file, then `GOMON_...` environment variables.
 //!
 //! A nested key maps to an environment variable by upper-casing it and joining the levels with `__`:
-//! `alerting.database.url` is `GOMON_ALERTING__DATABASE__URL`. `GOMON_LOG` is the log filter, not a key.
+//! `alerting.database.url` is `GOMON_ALERTING__DATABASE__URL`. `GOMON_LOG` (the log filter) and `GOMON_LOG_FORMAT` are not keys.
 
 use std::path::Path;
 
@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 pub const ENV_PREFIX: &str = "GOMON_";
 
 /// Environment variables with the prefix that are not configuration keys.
-const NOT_KEYS: &[&str] = &["LOG", "CONFIG"];
+const NOT_KEYS: &[&str] = &["LOG", "LOG_FORMAT", "CONFIG"];
 
 /// Why the configuration could not be loaded; the message names the offending key and where it came from.
 #[derive(Debug, thiserror::Error)]

@@ -1,10 +1,12 @@
-//! JSON logs on stdout, one object per line, filtered by `GOMON_LOG` (or `RUST_LOG`; default `info`), and the
-//! bridge from `tracing` spans to OpenTelemetry when traces are exported.
+//! Logs on stdout, filtered by `GOMON_LOG` (or `RUST_LOG`; default `info`), and the bridge from `tracing` spans to
+//! OpenTelemetry when traces are exported.
 //!
-//! A line has `timestamp`, `level`, `target`, `message` and the event's fields; written inside a span that is
-//! traced, it also has `trace_id` and `span_id` (lowercase hex, as Jaeger shows them).
+//! The roles write JSON, one object per line: `timestamp`, `level`, `target`, `message` and the event's fields;
+//! written inside a span that is traced, also `trace_id` and `span_id` (lowercase hex, as Jaeger shows them). A
+//! person at a terminal can have lines to read instead ([`LogFormat::Text`]).
 
 use std::fmt;
+use std::io::IsTerminal as _;
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
@@ -19,11 +21,24 @@ use tracing_subscriber::registry::{LookupSpan, Registry};
 
 use crate::telemetry;
 
-/// Installs the global subscriber: JSON logs, and the OpenTelemetry bridge when `tracer` is given (only
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors.
+    #[default]
+    Json,
+    /// A line for a person: time, level, where, message and fields; coloured on a terminal.
+    Text,
+}
+
+/// Installs the global subscriber: logs in `format`, and the OpenTelemetry bridge when `tracer` is given (only
 /// GoMon's own spans, whatever the log filter). Call once, first thing in `main`.
 ///
 /// Returns the filter that was applied, or an error naming the variable when its value does not parse.
-pub fn init(tracer: Option<opentelemetry_sdk::trace::Tracer>) -> Result<String, String> {
+pub fn init(
+    tracer: Option<opentelemetry_sdk::trace::Tracer>,
+    format: LogFormat,
+) -> Result<String, String> {
     let (variable, directives) = ["GOMON_LOG", "RUST_LOG"]
         .iter()
         .find_map(|name| std::env::var(name).ok().map(|value| (*name, value)))
@@ -31,11 +46,20 @@ pub fn init(tracer: Option<opentelemetry_sdk::trace::Tracer>) -> Result<String, 
     let filter = EnvFilter::builder()
         .parse(&directives)
         .map_err(|error| format!("invalid log filter in {variable}={directives:?}: {error}"))?;
-    let logs = tracing_subscriber::fmt::layer()
-        .event_format(JsonLine)
-        .with_writer(std::io::stdout)
-        // Events only: log lines never show span fields, and no span is made for the logs' sake.
-        .with_filter(filter.and(filter_fn(|metadata| metadata.is_event())));
+    // Events only: log lines never show span fields, and no span is made for the logs' sake.
+    let events = filter.and(filter_fn(|metadata| metadata.is_event()));
+    let logs = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .event_format(JsonLine)
+            .with_writer(std::io::stdout)
+            .with_filter(events)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_writer(std::io::stdout)
+            .with_filter(events)
+            .boxed(),
+    };
     let spans = tracer.map(|tracer| {
         tracing_opentelemetry::layer()
             .with_tracer(tracer)

@@ -132,7 +132,7 @@ impl Running {
         // Its logs, to read when a test fails.
         static LOGGING: std::sync::Once = std::sync::Once::new();
         LOGGING.call_once(|| {
-            let _ = gomon_runtime::logging::init(None);
+            let _ = gomon_runtime::logging::init(None, gomon_runtime::logging::LogFormat::Json);
         });
         let (trigger, shutdown) = Shutdown::new();
         let metrics_url = format!("http://{}/metrics", config.listen);
