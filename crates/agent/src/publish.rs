@@ -58,9 +58,12 @@ impl Default for KafkaConfig {
     }
 }
 
-fn config_error(key: &'static str, message: impl Into<String>) -> Error {
+fn config_error(
+    key: impl Into<std::borrow::Cow<'static, str>>,
+    message: impl Into<String>,
+) -> Error {
     Error::Config {
-        key,
+        key: key.into(),
         message: message.into(),
     }
 }
@@ -100,7 +103,7 @@ impl KafkaConfig {
             self.tls.as_ref(),
             self.sasl.as_ref(),
         )
-        .map_err(|error| config_error("agent.kafka", error.to_string()))?;
+        .map_err(|error| config_error(format!("agent.kafka.{}", error.key), error.message))?;
         config
             .set("client.id", "gomon-agent")
             .set("enable.idempotence", "true")

@@ -58,6 +58,38 @@ pub struct SecurityError {
 pub const COMPRESSIONS: &[&str] = &["none", "gzip", "snappy", "lz4", "zstd"];
 const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
+impl TlsConfig {
+    /// Each file that is set can be read, and a certificate comes with its key: librdkafka would only say so at the
+    /// first connection.
+    fn check(&self) -> Result<(), SecurityError> {
+        for (key, path) in [
+            ("tls.ca_file", &self.ca_file),
+            ("tls.cert_file", &self.cert_file),
+            ("tls.key_file", &self.key_file),
+        ] {
+            if let Some(path) = path
+                && let Err(error) = std::fs::read(path)
+            {
+                return Err(SecurityError {
+                    key: key.to_owned(),
+                    message: format!("cannot read {}: {error}", path.display()),
+                });
+            }
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => Err(SecurityError {
+                key: "tls.key_file".to_owned(),
+                message: "must be set with tls.cert_file".to_owned(),
+            }),
+            (None, Some(_)) => Err(SecurityError {
+                key: "tls.cert_file".to_owned(),
+                message: "must be set with tls.key_file".to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl SaslConfig {
     fn password(&self) -> Result<String, SecurityError> {
         crate::config::secret(
@@ -79,7 +111,8 @@ impl SaslConfig {
 /// Sets `bootstrap.servers`, `security.protocol` and the TLS and SASL settings on `config`.
 ///
 /// The protocol follows from what is set: `PLAINTEXT`, `SSL` (tls), `SASL_PLAINTEXT` (sasl) or `SASL_SSL` (both).
-/// Also the check of these values at start-up: a bad mechanism or an unreadable password file is an error.
+/// Also the check of these values at start-up: a bad mechanism, an unreadable TLS or password file, or a client
+/// certificate without its key is an error.
 pub fn connection(
     config: &mut ClientConfig,
     brokers: &str,
@@ -101,6 +134,7 @@ pub fn connection(
     };
     config.set("security.protocol", protocol);
     if let Some(tls) = tls {
+        tls.check()?;
         for (key, path) in [
             ("ssl.ca.location", &tls.ca_file),
             ("ssl.certificate.location", &tls.cert_file),
@@ -133,6 +167,7 @@ pub fn connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn sasl(password: Option<&str>, password_file: Option<PathBuf>) -> SaslConfig {
         SaslConfig {
@@ -143,10 +178,20 @@ mod tests {
         }
     }
 
+    /// A directory of its own for a test's files.
+    fn test_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gomon-kafka-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
     #[test]
     fn protocol_follows_from_tls_and_sasl() {
+        let dir = test_dir("protocol");
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").expect("write");
         let tls = TlsConfig {
-            ca_file: Some("/etc/kafka/ca.pem".into()),
+            ca_file: Some(ca.clone()),
             cert_file: None,
             key_file: None,
         };
@@ -164,9 +209,62 @@ mod tests {
         }
         let mut config = ClientConfig::new();
         connection(&mut config, "k:9092", Some(&tls), Some(&sasl)).expect("valid");
-        assert_eq!(config.get("ssl.ca.location"), Some("/etc/kafka/ca.pem"));
+        assert_eq!(
+            config.get("ssl.ca.location"),
+            Some(ca.display().to_string().as_str())
+        );
         assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
         assert_eq!(config.get("sasl.password"), Some("secret"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn tls_files_are_read_at_start_up_and_errors_name_the_key() {
+        let dir = test_dir("tls");
+        let pem = dir.join("file.pem");
+        std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\n").expect("write");
+        let tls = |ca: &Path, cert: Option<&Path>, key: Option<&Path>| TlsConfig {
+            ca_file: Some(ca.to_owned()),
+            cert_file: cert.map(Path::to_owned),
+            key_file: key.map(Path::to_owned),
+        };
+        let mut config = ClientConfig::new();
+        connection(
+            &mut config,
+            "k:9092",
+            Some(&tls(&pem, Some(&pem), Some(&pem))),
+            None,
+        )
+        .expect("valid");
+        assert_eq!(config.get("security.protocol"), Some("SSL"));
+        assert!(config.get("ssl.certificate.location").is_some());
+        assert!(config.get("ssl.key.location").is_some());
+
+        let missing = dir.join("missing.pem");
+        for (settings, key) in [
+            (tls(&missing, None, None), "tls.ca_file"),
+            (tls(&dir, None, None), "tls.ca_file"),
+            (tls(&pem, Some(&missing), Some(&pem)), "tls.cert_file"),
+            (tls(&pem, Some(&pem), Some(&missing)), "tls.key_file"),
+            (tls(&pem, Some(&pem), None), "tls.key_file"),
+            (tls(&pem, None, Some(&pem)), "tls.cert_file"),
+        ] {
+            let error = connection(&mut ClientConfig::new(), "k:9092", Some(&settings), None)
+                .expect_err("refused");
+            assert_eq!(error.key, key, "{settings:?}: {error}");
+        }
+        let error = connection(
+            &mut ClientConfig::new(),
+            "k:9092",
+            Some(&tls(&missing, None, None)),
+            None,
+        )
+        .expect_err("missing");
+        assert!(
+            error.message.contains(&missing.display().to_string()),
+            "{error}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
