@@ -247,6 +247,15 @@ async fn with_client_certificates_required_a_client_with_one_gets_through_and_on
     let (sent, failed, buffered) = failing_agent(&mut refused, refused_port).await;
     assert_eq!(sent, 0.0, "{}", refused.log_tail());
     assert!(failed >= 1.0 && buffered >= 2.0);
+    // It says why: the broker wants a certificate, which agent.kafka.tls.cert_file gives.
+    let log = refused.log();
+    assert!(
+        log.lines().any(|line| line.contains("\"level\":\"ERROR\"")
+            && line.contains("certificate required")
+            && line.contains("agent.kafka.tls.cert_file")),
+        "{}",
+        refused.log_tail()
+    );
     assert!(
         vm.export(&format!("{{host=\"{NO_CERTIFICATE}\"}}"))
             .await
@@ -279,32 +288,45 @@ async fn an_agent_that_trusts_another_ca_logs_the_certificate_problem_at_error_a
     let (sent, failed, buffered) = failing_agent(&mut agent, port).await;
     assert_eq!(sent, 0.0);
     assert!(failed >= 1.0 && buffered >= 2.0);
-    // A line at ERROR that says what to fix: the certificate could not be verified, at which broker.
+    // GoMon's own line at ERROR says what failed, at which broker, and which settings to check; the warning of the
+    // failed publish names the same cause.
     let address = broker.address();
-    let line = eventually(
+    let lines = |level: &'static str, message: &'static str| {
+        let log = agent.log();
+        async move {
+            log.lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .find(|line| {
+                    line["level"] == level
+                        && line["target"]
+                            .as_str()
+                            .is_some_and(|target| target.starts_with("gomon"))
+                        && line["message"]
+                            .as_str()
+                            .is_some_and(|text| text.starts_with(message))
+                })
+        }
+    };
+    let error = eventually(
         Duration::from_secs(20),
-        "an ERROR line about the broker's certificate",
-        || {
-            let log = agent.log();
-            let address = address.clone();
-            async move {
-                log.lines()
-                    .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-                    .find(|line| {
-                        let text = line.to_string();
-                        line["level"] == "ERROR"
-                            && text.contains("certificate verify failed")
-                            && text.contains(&address)
-                    })
-            }
-        },
+        "GoMon's ERROR line about the broker's certificate",
+        || lines("ERROR", "cannot connect to Kafka"),
     )
     .await;
-    let text = line.to_string();
-    assert!(
-        text.contains("ssl.ca.location") || text.contains("ca_file"),
-        "{text}"
-    );
+    let text = error["message"].as_str().unwrap_or_default();
+    assert!(text.contains("certificate verify failed"), "{error}");
+    assert!(text.contains(&address), "{error}");
+    let hint = error["hint"].as_str().unwrap_or_default();
+    assert!(hint.contains("agent.kafka.tls.ca_file"), "{error}");
+    let warning = eventually(
+        Duration::from_secs(20),
+        "the warning of a failed publish",
+        || lines("WARN", "cannot publish to Kafka"),
+    )
+    .await;
+    let cause = warning["error"].as_str().unwrap_or_default();
+    assert!(cause.contains("certificate verify failed"), "{warning}");
+    assert!(cause.contains("agent.kafka.tls.ca_file"), "{warning}");
     agent.assert_running();
     assert!(agent.terminate().success());
 }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::{Deserialize, Serialize};
 
 /// TLS files (PEM).
@@ -164,6 +165,35 @@ pub fn connection(
     Ok(())
 }
 
+/// What to check for an error librdkafka reports (its code and reason), in the keys of `section` (`agent.kafka`);
+/// `None` when the error does not point at GoMon's settings.
+pub fn hint(section: &str, code: Option<RDKafkaErrorCode>, reason: &str) -> Option<String> {
+    // A refused client certificate arrives as a transport failure with the TLS alert in the reason.
+    let tls = code == Some(RDKafkaErrorCode::SSL)
+        || reason.contains("SSL handshake failed")
+        || reason.contains("SSL routines");
+    match code {
+        _ if tls => Some(format!(
+            "TLS to the brokers failed: check that {section}.tls.ca_file holds the CA that signed the brokers' \
+             certificates and that they name the address in {section}.brokers; brokers that require client \
+             certificates need {section}.tls.cert_file and key_file, signed by a CA they trust"
+        )),
+        Some(RDKafkaErrorCode::Authentication) => Some(format!(
+            "the brokers refused the credentials: check {section}.sasl (mechanism, username, password)"
+        )),
+        _ => None,
+    }
+}
+
+/// Logs an error a Kafka client of `section` (`agent.kafka`) reports (librdkafka's error callback) at ERROR, with
+/// the broker and reason librdkafka gives and, for TLS and SASL failures, the settings to check.
+pub fn log_client_error(section: &str, error: &KafkaError, reason: &str) {
+    match hint(section, error.rdkafka_error_code(), reason) {
+        Some(hint) => tracing::error!(%error, reason, hint, "cannot connect to Kafka: {reason}"),
+        None => tracing::error!(%error, reason, "Kafka client error"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +246,33 @@ mod tests {
         assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
         assert_eq!(config.get("sasl.password"), Some("secret"));
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn hints_name_the_settings_to_check() {
+        let ssl = hint(
+            "agent.kafka",
+            Some(RDKafkaErrorCode::SSL),
+            "ssl://k:9093/bootstrap: SSL handshake failed: certificate verify failed",
+        )
+        .expect("TLS hint");
+        assert!(ssl.contains("agent.kafka.tls.ca_file"), "{ssl}");
+        let alert = hint(
+            "aggregator.kafka",
+            Some(RDKafkaErrorCode::BrokerTransportFailure),
+            "ssl://k:9093/bootstrap: Receive failed: SSL routines::tlsv13 alert certificate required",
+        )
+        .expect("TLS hint");
+        assert!(alert.contains("aggregator.kafka.tls.cert_file"), "{alert}");
+        let sasl =
+            hint("agent.kafka", Some(RDKafkaErrorCode::Authentication), "").expect("SASL hint");
+        assert!(sasl.contains("agent.kafka.sasl"), "{sasl}");
+        let down = hint(
+            "agent.kafka",
+            Some(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+        assert_eq!(down, None);
     }
 
     #[test]
