@@ -108,13 +108,13 @@ impl AgentConfig {
     pub fn check(&self) -> Result<(), Error> {
         if self.interval < MIN_INTERVAL {
             return Err(Error::Config {
-                key: "agent.interval",
+                key: "agent.interval".into(),
                 message: format!("must be at least 1s, not {:?}", self.interval),
             });
         }
         if self.filesystem_timeout < Duration::from_millis(1) {
             return Err(Error::Config {
-                key: "agent.filesystem_timeout",
+                key: "agent.filesystem_timeout".into(),
                 message: format!("must be at least 1ms, not {:?}", self.filesystem_timeout),
             });
         }
@@ -124,7 +124,7 @@ impl AgentConfig {
             .is_some_and(|h| h.trim().is_empty())
         {
             return Err(Error::Config {
-                key: "agent.hostname",
+                key: "agent.hostname".into(),
                 message: "must not be empty when set".to_owned(),
             });
         }
@@ -133,11 +133,14 @@ impl AgentConfig {
                 "header_read_timeout" => "agent.http.header_read_timeout",
                 _ => "agent.http.max_connections",
             };
-            return Err(Error::Config { key, message });
+            return Err(Error::Config {
+                key: key.into(),
+                message,
+            });
         }
         if self.buffer_batches == 0 {
             return Err(Error::Config {
-                key: "agent.buffer_batches",
+                key: "agent.buffer_batches".into(),
                 message: "must be at least 1".to_owned(),
             });
         }
@@ -155,7 +158,7 @@ impl AgentConfig {
         }
         let path = self.proc_path("sys/kernel/hostname");
         let no_name = |why: String| Error::Config {
-            key: "agent.hostname",
+            key: "agent.hostname".into(),
             message: format!("not set, {NODE_NAME_ENV} is not set either, and {why}"),
         };
         let text = std::fs::read_to_string(&path)

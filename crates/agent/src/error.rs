@@ -1,5 +1,6 @@
 //! The agent's error type.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 /// Why a collector could not be created or a host file could not be used.
@@ -9,7 +10,7 @@ pub enum Error {
     #[error("{key}: {message}")]
     Config {
         /// The configuration key at fault.
-        key: &'static str,
+        key: Cow<'static, str>,
         /// What is wrong with it.
         message: String,
     },
@@ -45,7 +46,7 @@ impl Error {
     pub(crate) fn again(&self) -> Self {
         match self {
             Error::Config { key, message } => Error::Config {
-                key,
+                key: key.clone(),
                 message: message.clone(),
             },
             Error::Read { path, source } => Error::Read {

@@ -8,7 +8,7 @@ use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use serde::{Deserialize, Serialize};
@@ -58,9 +58,12 @@ impl Default for KafkaConfig {
     }
 }
 
-fn config_error(key: &'static str, message: impl Into<String>) -> Error {
+fn config_error(
+    key: impl Into<std::borrow::Cow<'static, str>>,
+    message: impl Into<String>,
+) -> Error {
     Error::Config {
-        key,
+        key: key.into(),
         message: message.into(),
     }
 }
@@ -100,7 +103,7 @@ impl KafkaConfig {
             self.tls.as_ref(),
             self.sasl.as_ref(),
         )
-        .map_err(|error| config_error("agent.kafka", error.to_string()))?;
+        .map_err(|error| config_error(format!("agent.kafka.{}", error.key), error.message))?;
         config
             .set("client.id", "gomon-agent")
             .set("enable.idempotence", "true")
@@ -127,10 +130,41 @@ const FIRST_POLL: Duration = Duration::from_millis(2);
 /// Longest wait between two looks for a delivery report.
 const MAX_POLL: Duration = Duration::from_millis(50);
 
-/// Hands each message's delivery report to the sender waiting for it.
-struct Reports;
+/// Hands each message's delivery report to the sender waiting for it, and logs the client's errors (keeping the
+/// last one, the cause to name when a delivery fails).
+#[derive(Default)]
+struct Reports {
+    last_error: std::sync::Mutex<Option<String>>,
+}
 
-impl ClientContext for Reports {}
+impl Reports {
+    /// The client error reported since the last call, if any.
+    fn take_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+}
+
+impl ClientContext for Reports {
+    fn error(&self, error: KafkaError, reason: &str) {
+        gomon_runtime::kafka::log_client_error("agent.kafka", &error, reason);
+        let cause =
+            match gomon_runtime::kafka::hint("agent.kafka", error.rdkafka_error_code(), reason) {
+                Some(hint) => format!("{reason} ({hint})"),
+                None => reason.to_owned(),
+            };
+        let mut last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // "All brokers are down" follows each failed connection: the failure itself is the better cause.
+        if last.is_none() || error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
+            *last = Some(cause);
+        }
+    }
+}
 
 impl ProducerContext for Reports {
     type DeliveryOpaque = Box<mpsc::Sender<Result<(), String>>>;
@@ -167,7 +201,7 @@ impl Publisher {
     fn producer(config: &KafkaConfig) -> Result<BaseProducer<Reports>, Error> {
         config
             .client_config()?
-            .create_with_context(Reports)
+            .create_with_context(Reports::default())
             .map_err(|error| config_error("agent.kafka", error.to_string()))
     }
 
@@ -252,6 +286,12 @@ impl Publisher {
                 Err(mpsc::TryRecvError::Empty) => step = (step * 2).min(MAX_POLL),
             }
         };
+        // The delivery report says only that the message timed out; the client's last error says why.
+        let cause = self.producer.context().take_error();
+        let result = result.map_err(|error| match cause {
+            Some(cause) => format!("{error}; the client reported: {cause}"),
+            None => error,
+        });
         if result.is_err()
             && self.producer.client().fatal_error().is_some()
             && let Ok(producer) = Self::producer(&self.config)

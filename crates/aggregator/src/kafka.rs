@@ -36,6 +36,10 @@ pub struct Context {
 }
 
 impl ClientContext for Context {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        gomon_runtime::kafka::log_client_error("aggregator.kafka", &error, reason);
+    }
+
     fn stats(&self, statistics: Statistics) {
         for (topic, state) in &statistics.topics {
             for (partition, state) in &state.partitions {

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::{Deserialize, Serialize};
 
 /// TLS files (PEM).
@@ -58,6 +59,38 @@ pub struct SecurityError {
 pub const COMPRESSIONS: &[&str] = &["none", "gzip", "snappy", "lz4", "zstd"];
 const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
+impl TlsConfig {
+    /// Each file that is set can be read, and a certificate comes with its key: librdkafka would only say so at the
+    /// first connection.
+    fn check(&self) -> Result<(), SecurityError> {
+        for (key, path) in [
+            ("tls.ca_file", &self.ca_file),
+            ("tls.cert_file", &self.cert_file),
+            ("tls.key_file", &self.key_file),
+        ] {
+            if let Some(path) = path
+                && let Err(error) = std::fs::read(path)
+            {
+                return Err(SecurityError {
+                    key: key.to_owned(),
+                    message: format!("cannot read {}: {error}", path.display()),
+                });
+            }
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => Err(SecurityError {
+                key: "tls.key_file".to_owned(),
+                message: "must be set with tls.cert_file".to_owned(),
+            }),
+            (None, Some(_)) => Err(SecurityError {
+                key: "tls.cert_file".to_owned(),
+                message: "must be set with tls.key_file".to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl SaslConfig {
     fn password(&self) -> Result<String, SecurityError> {
         crate::config::secret(
@@ -79,7 +112,8 @@ impl SaslConfig {
 /// Sets `bootstrap.servers`, `security.protocol` and the TLS and SASL settings on `config`.
 ///
 /// The protocol follows from what is set: `PLAINTEXT`, `SSL` (tls), `SASL_PLAINTEXT` (sasl) or `SASL_SSL` (both).
-/// Also the check of these values at start-up: a bad mechanism or an unreadable password file is an error.
+/// Also the check of these values at start-up: a bad mechanism, an unreadable TLS or password file, or a client
+/// certificate without its key is an error.
 pub fn connection(
     config: &mut ClientConfig,
     brokers: &str,
@@ -101,6 +135,7 @@ pub fn connection(
     };
     config.set("security.protocol", protocol);
     if let Some(tls) = tls {
+        tls.check()?;
         for (key, path) in [
             ("ssl.ca.location", &tls.ca_file),
             ("ssl.certificate.location", &tls.cert_file),
@@ -130,9 +165,39 @@ pub fn connection(
     Ok(())
 }
 
+/// What to check for an error librdkafka reports (its code and reason), in the keys of `section` (`agent.kafka`);
+/// `None` when the error does not point at GoMon's settings.
+pub fn hint(section: &str, code: Option<RDKafkaErrorCode>, reason: &str) -> Option<String> {
+    // A refused client certificate arrives as a transport failure with the TLS alert in the reason.
+    let tls = code == Some(RDKafkaErrorCode::SSL)
+        || reason.contains("SSL handshake failed")
+        || reason.contains("SSL routines");
+    match code {
+        _ if tls => Some(format!(
+            "TLS to the brokers failed: check that {section}.tls.ca_file holds the CA that signed the brokers' \
+             certificates and that they name the address in {section}.brokers; brokers that require client \
+             certificates need {section}.tls.cert_file and key_file, signed by a CA they trust"
+        )),
+        Some(RDKafkaErrorCode::Authentication) => Some(format!(
+            "the brokers refused the credentials: check {section}.sasl (mechanism, username, password)"
+        )),
+        _ => None,
+    }
+}
+
+/// Logs an error a Kafka client of `section` (`agent.kafka`) reports (librdkafka's error callback) at ERROR, with
+/// the broker and reason librdkafka gives and, for TLS and SASL failures, the settings to check.
+pub fn log_client_error(section: &str, error: &KafkaError, reason: &str) {
+    match hint(section, error.rdkafka_error_code(), reason) {
+        Some(hint) => tracing::error!(%error, reason, hint, "cannot connect to Kafka: {reason}"),
+        None => tracing::error!(%error, reason, "Kafka client error"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn sasl(password: Option<&str>, password_file: Option<PathBuf>) -> SaslConfig {
         SaslConfig {
@@ -143,10 +208,20 @@ mod tests {
         }
     }
 
+    /// A directory of its own for a test's files.
+    fn test_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gomon-kafka-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
     #[test]
     fn protocol_follows_from_tls_and_sasl() {
+        let dir = test_dir("protocol");
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").expect("write");
         let tls = TlsConfig {
-            ca_file: Some("/etc/kafka/ca.pem".into()),
+            ca_file: Some(ca.clone()),
             cert_file: None,
             key_file: None,
         };
@@ -164,9 +239,89 @@ mod tests {
         }
         let mut config = ClientConfig::new();
         connection(&mut config, "k:9092", Some(&tls), Some(&sasl)).expect("valid");
-        assert_eq!(config.get("ssl.ca.location"), Some("/etc/kafka/ca.pem"));
+        assert_eq!(
+            config.get("ssl.ca.location"),
+            Some(ca.display().to_string().as_str())
+        );
         assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
         assert_eq!(config.get("sasl.password"), Some("secret"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn hints_name_the_settings_to_check() {
+        let ssl = hint(
+            "agent.kafka",
+            Some(RDKafkaErrorCode::SSL),
+            "ssl://k:9093/bootstrap: SSL handshake failed: certificate verify failed",
+        )
+        .expect("TLS hint");
+        assert!(ssl.contains("agent.kafka.tls.ca_file"), "{ssl}");
+        let alert = hint(
+            "aggregator.kafka",
+            Some(RDKafkaErrorCode::BrokerTransportFailure),
+            "ssl://k:9093/bootstrap: Receive failed: SSL routines::tlsv13 alert certificate required",
+        )
+        .expect("TLS hint");
+        assert!(alert.contains("aggregator.kafka.tls.cert_file"), "{alert}");
+        let sasl =
+            hint("agent.kafka", Some(RDKafkaErrorCode::Authentication), "").expect("SASL hint");
+        assert!(sasl.contains("agent.kafka.sasl"), "{sasl}");
+        let down = hint(
+            "agent.kafka",
+            Some(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+        assert_eq!(down, None);
+    }
+
+    #[test]
+    fn tls_files_are_read_at_start_up_and_errors_name_the_key() {
+        let dir = test_dir("tls");
+        let pem = dir.join("file.pem");
+        std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\n").expect("write");
+        let tls = |ca: &Path, cert: Option<&Path>, key: Option<&Path>| TlsConfig {
+            ca_file: Some(ca.to_owned()),
+            cert_file: cert.map(Path::to_owned),
+            key_file: key.map(Path::to_owned),
+        };
+        let mut config = ClientConfig::new();
+        connection(
+            &mut config,
+            "k:9092",
+            Some(&tls(&pem, Some(&pem), Some(&pem))),
+            None,
+        )
+        .expect("valid");
+        assert_eq!(config.get("security.protocol"), Some("SSL"));
+        assert!(config.get("ssl.certificate.location").is_some());
+        assert!(config.get("ssl.key.location").is_some());
+
+        let missing = dir.join("missing.pem");
+        for (settings, key) in [
+            (tls(&missing, None, None), "tls.ca_file"),
+            (tls(&dir, None, None), "tls.ca_file"),
+            (tls(&pem, Some(&missing), Some(&pem)), "tls.cert_file"),
+            (tls(&pem, Some(&pem), Some(&missing)), "tls.key_file"),
+            (tls(&pem, Some(&pem), None), "tls.key_file"),
+            (tls(&pem, None, Some(&pem)), "tls.cert_file"),
+        ] {
+            let error = connection(&mut ClientConfig::new(), "k:9092", Some(&settings), None)
+                .expect_err("refused");
+            assert_eq!(error.key, key, "{settings:?}: {error}");
+        }
+        let error = connection(
+            &mut ClientConfig::new(),
+            "k:9092",
+            Some(&tls(&missing, None, None)),
+            None,
+        )
+        .expect_err("missing");
+        assert!(
+            error.message.contains(&missing.display().to_string()),
+            "{error}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Real systems for integration tests, started on free loopback ports in temporary directories and stopped when
-//! dropped: a Kafka-protocol broker ([`Broker`], tansu in memory), [`VictoriaMetrics`] and [`Prometheus`]; and a fake Slack
+//! dropped: a Kafka-protocol broker ([`Broker`], tansu in memory; [`tls::TlsBroker`] behind stunnel for TLS),
+//! [`VictoriaMetrics`] and [`Prometheus`]; and a fake Slack
 //! ([`slack::FakeSlack`]) speaking Slack's webhook and Web API wire formats, and an OTLP/HTTP trace receiver
 //! ([`otlp::OtlpReceiver`]).
 //!
 //! A missing program is a test failure with the command that installs it, never a skip; `scripts/test.sh`
-//! installs both.
+//! installs them all.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +17,7 @@ use rdkafka::client::DefaultClientContext;
 
 pub mod otlp;
 pub mod slack;
+pub mod tls;
 
 /// The value of `series` (a metric name, with its labels as rendered: `name{label="value"}`) on the Prometheus
 /// text page at `url`; `None` when the page cannot be fetched or has no such series.
@@ -65,9 +67,17 @@ impl Broker {
 
     /// Starts a broker on `port`.
     pub fn start_on(port: u16) -> Broker {
+        Broker::start_advertising(port, port)
+    }
+
+    /// Starts a broker listening on `port` that names `advertised` as its address in metadata (a proxy's port:
+    /// clients then reach it only through the proxy).
+    pub fn start_advertising(port: u16, advertised: u16) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{advertised}");
         let child = Command::new(std::env::var("TANSU").unwrap_or_else(|_| "tansu".to_owned()))
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["broker", "--listener-url", &url])
+            .args(["--advertised-listener-url", &advertised])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -95,20 +105,24 @@ impl Broker {
 
     /// Creates `topic` with `partitions` partitions.
     pub async fn create_topic(&self, topic: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", self.address())
-            .create()
-            .expect("admin client");
-        let results = admin
-            .create_topics(
-                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-            )
-            .await
-            .expect("create topic");
-        for result in results {
-            result.expect("topic created");
-        }
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.address());
+        create_topic(config, topic, partitions).await;
+    }
+}
+
+/// Creates `topic` with `partitions` partitions through an admin client of `config`.
+async fn create_topic(config: ClientConfig, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = config.create().expect("admin client");
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topic");
+    for result in results {
+        result.expect("topic created");
     }
 }
 
