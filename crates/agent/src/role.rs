@@ -17,6 +17,7 @@ use axum::routing::get;
 use gomon_proto::metrics::v1::{
     Label, MetricBatch, Sample as WireSample, sample::Kind as WireKind,
 };
+use gomon_runtime::backoff::Backoff;
 use gomon_runtime::http::SharedListener;
 use gomon_runtime::metrics::{FamilyType, TextWriter, must};
 use gomon_runtime::shutdown::Shutdown;
@@ -291,6 +292,11 @@ impl Outlet {
 /// How long a stopping agent keeps trying to publish the batches it holds.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// First wait before publishing a failed batch again; doubles (with jitter) up to [`PUBLISH_MAX_BACKOFF`].
+const PUBLISH_MIN_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest wait between two tries of a batch.
+const PUBLISH_MAX_BACKOFF: Duration = Duration::from_secs(30);
+
 /// Completes when a stopping sender's time is up: at `deadline`, or [`STOP_GRACE`] after shutdown fires; returns
 /// that time.
 async fn out_of_time(shutdown: &Shutdown, deadline: Option<Instant>) -> Instant {
@@ -317,7 +323,7 @@ async fn send_batches(
         }
         () = shutdown.clone().wait() => {}
     }
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::new(PUBLISH_MIN_BACKOFF, PUBLISH_MAX_BACKOFF);
     let mut deadline: Option<Instant> = None;
     loop {
         if shutdown.is_triggered() && deadline.is_none() {
@@ -362,16 +368,16 @@ async fn send_batches(
             Ok(()) => {
                 buffer.lock().pop_front();
                 metrics.sent.inc();
-                backoff = Duration::from_millis(500);
+                backoff.reset();
             }
             Err(error) => {
                 metrics.failed.inc();
-                tracing::warn!(%error, retry_in = ?backoff, "cannot publish to Kafka; the batch stays buffered");
+                let wait = backoff.next_wait();
+                tracing::warn!(%error, retry_in = ?wait, "cannot publish to Kafka; the batch stays buffered");
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(wait) => {}
                     () = shutdown.clone().wait() => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
         metrics

@@ -1,11 +1,11 @@
 //! Configuration of `gomon aggregator` (the `aggregator:` section of the configuration file).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gomon_runtime::config::Secret;
 use gomon_runtime::kafka::{SaslConfig, TlsConfig};
 use serde::{Deserialize, Serialize};
 
@@ -150,7 +150,7 @@ impl Default for KafkaConfig {
 }
 
 /// `aggregator.remote_write`: a Prometheus remote write 1.0 receiver.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RemoteWriteConfig {
     /// Receiver URL: VictoriaMetrics `http://HOST:8428/api/v1/write`, Prometheus `http://HOST:9090/api/v1/write`.
@@ -174,7 +174,7 @@ pub struct RemoteWriteConfig {
     /// HTTP basic authentication.
     pub basic_auth: Option<BasicAuth>,
     /// Bearer token; or `bearer_token_file`.
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     /// File holding the bearer token (a mounted Secret).
     pub bearer_token_file: Option<PathBuf>,
     /// TLS to the receiver.
@@ -199,44 +199,16 @@ impl Default for RemoteWriteConfig {
     }
 }
 
-impl fmt::Debug for RemoteWriteConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteWriteConfig")
-            .field("url", &self.url)
-            .field("max_samples_per_request", &self.max_samples_per_request)
-            .field("max_delay", &self.max_delay)
-            .field("concurrency", &self.concurrency)
-            .field("basic_auth", &self.basic_auth)
-            .field(
-                "bearer_token",
-                &self.bearer_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("bearer_token_file", &self.bearer_token_file)
-            .field("tls", &self.tls)
-            .finish_non_exhaustive()
-    }
-}
-
 /// HTTP basic authentication.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     /// User name.
     pub username: String,
     /// Password; or `password_file`.
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// File holding the password.
     pub password_file: Option<PathBuf>,
-}
-
-impl fmt::Debug for BasicAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BasicAuth")
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("password_file", &self.password_file)
-            .finish()
-    }
 }
 
 /// TLS to an HTTP receiver (PEM files).
@@ -275,10 +247,11 @@ impl Default for FederateConfig {
 /// The secret of `key` (inline or from `{key}_file`; see [`gomon_runtime::config::secret`]).
 pub(crate) fn secret(
     key: &str,
-    inline: Option<&String>,
+    inline: Option<&Secret>,
     file: Option<&PathBuf>,
-) -> Result<Option<String>, ConfigError> {
-    gomon_runtime::config::secret(key, inline.map(String::as_str), file.map(PathBuf::as_path))
+) -> Result<Option<Secret>, ConfigError> {
+    gomon_runtime::config::secret(key, inline.map(Secret::expose), file.map(PathBuf::as_path))
+        .map(|value| value.map(Secret::new))
         .map_err(|error| config_error(error.key, error.message))
 }
 

@@ -27,8 +27,8 @@ use crate::AggregatorConfig;
 use crate::config::{ConfigError, KafkaConfig, config_error};
 use crate::metrics::Metrics;
 use crate::pipeline::{Delivery, Positions, Source};
-use crate::remote_write::backoff;
 use crate::transform::Invalid;
+use gomon_runtime::backoff;
 
 /// Reports lag, commits and rebalances into metrics and logs.
 pub struct Context {
@@ -359,7 +359,7 @@ impl KafkaSource {
                     Err(_) => return,
                 }
                 tokio::select! {
-                    () = tokio::time::sleep(backoff(min, max, attempt, None)) => {}
+                    () = tokio::time::sleep(backoff::delay(min, max, attempt, None)) => {}
                     () = shutdown.clone().wait() => return,
                 }
             }
@@ -536,7 +536,7 @@ impl DeadLetter {
                     Err(error) => tracing::error!(%error, "cannot make a new dead-letter producer"),
                 }
             }
-            let wait = backoff(self.min_backoff, self.max_backoff, attempt, None);
+            let wait = backoff::delay(self.min_backoff, self.max_backoff, attempt, None);
             if attempt == 1 || attempt.is_multiple_of(10) {
                 tracing::error!(%error, topic = self.topic, partition = delivery.partition, offset = delivery.offset, attempt, retry_in = ?wait, "cannot copy an invalid message to the dead-letter topic; retrying, and consuming nothing more meanwhile");
             }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use gomon_proto::prometheus::{TimeSeries, WriteRequest};
 use gomon_proto::prost::Message as _;
+use gomon_runtime::config::Secret;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 
@@ -13,7 +14,7 @@ use crate::config::{ConfigError, RemoteWriteConfig, config_error, secret};
 /// How a request ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum WriteError {
-    /// Worth retrying: a network error, a 5xx or a 429; `retry_after` is the receiver's `Retry-After`, if any.
+    /// Worth retrying: a network error, a 5xx, 429 or 408; `retry_after` is the receiver's `Retry-After`, if any.
     Retryable {
         /// What went wrong.
         message: String,
@@ -95,10 +96,10 @@ impl Blocked {
     }
 }
 
-/// How a failed request ends, from its status: retried (5xx, 429), blocked (401, 403, 404, 405, 407) or dropped
+/// How a failed request ends, from its status: retried (5xx, 429, 408), blocked (401, 403, 404, 405, 407) or dropped
 /// (any other status).
 fn classify(status: StatusCode, message: String, retry_after: Option<Duration>) -> WriteError {
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+    if gomon_runtime::backoff::retryable(status) {
         WriteError::Retryable {
             message,
             retry_after,
@@ -125,19 +126,10 @@ pub fn encode(timeseries: Vec<TimeSeries>) -> Vec<u8> {
 }
 
 /// Credentials sent with every request.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 enum Auth {
-    Basic(String, Option<String>),
-    Bearer(String),
-}
-
-impl std::fmt::Debug for Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Auth::Basic(user, _) => write!(f, "Basic({user}, <redacted>)"),
-            Auth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
-        }
-    }
+    Basic(String, Option<Secret>),
+    Bearer(Secret),
 }
 
 /// A client of one remote write receiver.
@@ -238,8 +230,10 @@ impl RemoteWriter {
     pub async fn send(&self, body: bytes::Bytes) -> Result<(), WriteError> {
         let mut request = self.client.post(self.url.clone()).body(body);
         request = match &self.auth {
-            Some(Auth::Basic(user, password)) => request.basic_auth(user, password.as_ref()),
-            Some(Auth::Bearer(token)) => request.bearer_auth(token),
+            Some(Auth::Basic(user, password)) => {
+                request.basic_auth(user, password.as_ref().map(Secret::expose))
+            }
+            Some(Auth::Bearer(token)) => request.bearer_auth(token.expose()),
             None => request,
         };
         let response = match request.send().await {
@@ -255,12 +249,7 @@ impl RemoteWriter {
         if status.is_success() {
             return Ok(());
         }
-        let retry_after = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = gomon_runtime::backoff::retry_after(response.headers());
         let answer = response.text().await.unwrap_or_default();
         let answer: String = answer.trim().chars().take(512).collect();
         Err(classify(status, format!("{status}: {answer}"), retry_after))
@@ -270,24 +259,7 @@ impl RemoteWriter {
     /// `max_backoff`, with jitter over its upper half so that many writers do not retry in step; a receiver's
     /// `Retry-After` is honoured up to `max_backoff`.
     pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        backoff(self.min_backoff, self.max_backoff, attempt, retry_after)
-    }
-}
-
-/// [`RemoteWriter::backoff`] between `min_backoff` and `max_backoff` (also the dead-letter copies' retries).
-pub fn backoff(
-    min_backoff: Duration,
-    max_backoff: Duration,
-    attempt: u32,
-    retry_after: Option<Duration>,
-) -> Duration {
-    let doubled =
-        min_backoff.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)));
-    let ceiling = doubled.min(max_backoff);
-    let jittered = ceiling.mul_f64(rand::random_range(0.5..=1.0));
-    match retry_after {
-        Some(asked) => asked.min(max_backoff).max(jittered),
-        None => jittered,
+        gomon_runtime::backoff::delay(self.min_backoff, self.max_backoff, attempt, retry_after)
     }
 }
 
@@ -347,40 +319,12 @@ mod tests {
             (400, "drop"),
             (413, "drop"),
             (422, "drop"),
+            (408, "retry"),
             (429, "retry"),
             (500, "retry"),
             (503, "retry"),
         ] {
             assert_eq!(class(code), want, "{code}");
         }
-    }
-
-    #[test]
-    fn backoff_doubles_within_bounds_and_honours_retry_after() {
-        let config = RemoteWriteConfig {
-            url: "http://127.0.0.1:1/api/v1/write".into(),
-            min_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-            ..RemoteWriteConfig::default()
-        };
-        let writer = RemoteWriter::new(&config).expect("writer");
-        for attempt in 1..40 {
-            let wait = writer.backoff(attempt, None);
-            let ceiling = Duration::from_millis(100)
-                .saturating_mul(2u32.saturating_pow(attempt - 1))
-                .min(Duration::from_secs(2));
-            assert!(
-                wait <= ceiling && wait >= ceiling / 2,
-                "{attempt}: {wait:?}"
-            );
-        }
-        assert_eq!(
-            writer.backoff(1, Some(Duration::from_secs(1))),
-            Duration::from_secs(1)
-        );
-        assert_eq!(
-            writer.backoff(1, Some(Duration::from_secs(600))),
-            Duration::from_secs(2)
-        );
     }
 }

@@ -1,14 +1,46 @@
 //! Layered configuration: built-in defaults, then an optional YAML file, then `GOMON_...` environment variables.
 //!
 //! A nested key maps to an environment variable by upper-casing it and joining the levels with `__`:
-//! `alerting.database.url` is `GOMON_ALERTING__DATABASE__URL`. `GOMON_LOG` (the log filter) and `GOMON_LOG_FORMAT` are not keys.
+//! `alerting.database.url` is `GOMON_ALERTING__DATABASE__URL`. `GOMON_LOG` (the log filter) and `GOMON_LOG_FORMAT`
+//! are not keys.
 
+use std::fmt;
 use std::path::Path;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Yaml};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A credential of the configuration (password, token, URL holding a token): its `Debug` is `<redacted>`, so no
+/// log line, error or panic message shows it. Read it with [`Secret::expose`] where it is sent.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, to send.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self::new(value)
+    }
+}
 
 /// Prefix of every configuration environment variable.
 pub const ENV_PREFIX: &str = "GOMON_";
@@ -122,7 +154,19 @@ fn describe(error: figment::Error) -> String {
 #[allow(clippy::result_large_err)] // figment::Jail's closure type
 mod tests {
     use super::*;
-    use serde::Deserialize;
+
+    #[test]
+    fn a_secret_reads_as_its_text_and_debugs_as_redacted() {
+        #[derive(Debug, Deserialize)]
+        struct Holder {
+            token: Secret,
+        }
+        let holder: Holder = serde_json::from_str(r#"{"token":"s3cret"}"#).expect("parse");
+        assert_eq!(holder.token.expose(), "s3cret");
+        let shown = format!("{holder:?} {:?}", Some(Secret::from("s3cret")));
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
 
     #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
     #[serde(deny_unknown_fields, default)]

@@ -1,12 +1,13 @@
 //! Connection settings shared by every Kafka client of GoMon (the agent's producer, the aggregator's consumer and
 //! dead-letter producer): brokers, TLS and SASL, and the librdkafka settings they mean.
 
-use std::fmt;
 use std::path::PathBuf;
 
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::{Deserialize, Serialize};
+
+use crate::config::Secret;
 
 /// TLS files (PEM).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -21,7 +22,7 @@ pub struct TlsConfig {
 }
 
 /// SASL credentials.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SaslConfig {
     /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
@@ -29,20 +30,9 @@ pub struct SaslConfig {
     /// User name.
     pub username: String,
     /// Password; or `password_file`.
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// File holding the password (a mounted Kubernetes Secret).
     pub password_file: Option<PathBuf>,
-}
-
-impl fmt::Debug for SaslConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SaslConfig")
-            .field("mechanism", &self.mechanism)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("password_file", &self.password_file)
-            .finish()
-    }
 }
 
 /// A Kafka setting that cannot be used; `key` is relative to the client's section (`sasl.password_file`).
@@ -95,7 +85,7 @@ impl SaslConfig {
     fn password(&self) -> Result<String, SecurityError> {
         crate::config::secret(
             "sasl.password",
-            self.password.as_deref(),
+            self.password.as_ref().map(Secret::expose),
             self.password_file.as_deref(),
         )
         .map_err(|error| SecurityError {
@@ -203,7 +193,7 @@ mod tests {
         SaslConfig {
             mechanism: "SCRAM-SHA-512".to_owned(),
             username: "gomon".to_owned(),
-            password: password.map(str::to_owned),
+            password: password.map(Secret::from),
             password_file,
         }
     }
