@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use gomon_runtime::kafka::{COMPRESSIONS, SaslConfig, TlsConfig};
+use gomon_runtime::kafka::{Compression, SaslConfig, TlsConfig};
 use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -31,7 +31,7 @@ pub struct KafkaConfig {
     /// Replication factor of a topic the agent creates.
     pub replication_factor: i32,
     /// `none`, `gzip`, `snappy`, `lz4` or `zstd`.
-    pub compression: String,
+    pub compression: Compression,
     /// How long one batch may take to be acknowledged by the brokers before the attempt counts as failed (the
     /// batch stays buffered and is sent again).
     #[serde(with = "humantime_serde")]
@@ -50,7 +50,7 @@ impl Default for KafkaConfig {
             create_topic: false,
             partitions: 3,
             replication_factor: 1,
-            compression: "lz4".to_owned(),
+            compression: Compression::Lz4,
             delivery_timeout: Duration::from_secs(30),
             tls: None,
             sasl: None,
@@ -73,16 +73,6 @@ impl KafkaConfig {
     pub fn check(&self) -> Result<(), Error> {
         if self.topic.trim().is_empty() {
             return Err(config_error("agent.kafka.topic", "must not be empty"));
-        }
-        if !COMPRESSIONS.contains(&self.compression.as_str()) {
-            return Err(config_error(
-                "agent.kafka.compression",
-                format!(
-                    "{:?} is not one of {}",
-                    self.compression,
-                    COMPRESSIONS.join(", ")
-                ),
-            ));
         }
         if self.delivery_timeout < Duration::from_millis(1) {
             return Err(config_error(
@@ -108,7 +98,7 @@ impl KafkaConfig {
             .set("client.id", "gomon-agent")
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("compression.type", &self.compression)
+            .set("compression.type", self.compression.as_str())
             // One batch is in flight at a time (the next waits for its acknowledgement), so lingering to fill
             // a larger request would only delay it and wake the broker thread once more.
             .set("linger.ms", "0")

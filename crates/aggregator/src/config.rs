@@ -111,7 +111,7 @@ pub struct KafkaConfig {
     /// Consumer group shared by every aggregator instance.
     pub group_id: String,
     /// Where a group without committed offsets starts: `earliest` or `latest`.
-    pub auto_offset_reset: String,
+    pub auto_offset_reset: OffsetReset,
     /// Topic that receives a copy of every invalid message (headers `gomon-invalid-reason`, `gomon-source-*`);
     /// a copy that fails is retried and the partition waits for it. Unset: invalid messages are only counted and
     /// logged.
@@ -137,7 +137,7 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:9092".to_owned(),
             topic: "gomon.metrics".to_owned(),
             group_id: "gomon-aggregator".to_owned(),
-            auto_offset_reset: "earliest".to_owned(),
+            auto_offset_reset: OffsetReset::Earliest,
             dead_letter_topic: None,
             create_dead_letter_topic: false,
             dead_letter_partitions: 1,
@@ -145,6 +145,26 @@ impl Default for KafkaConfig {
             session_timeout: Duration::from_secs(30),
             tls: None,
             sasl: None,
+        }
+    }
+}
+
+/// Where a consumer group without committed offsets starts reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetReset {
+    /// The oldest message the brokers hold: nothing published before the group existed is skipped.
+    Earliest,
+    /// Only messages published from now on.
+    Latest,
+}
+
+impl OffsetReset {
+    /// Its name, as librdkafka's `auto.offset.reset` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
         }
     }
 }
@@ -270,12 +290,6 @@ impl AggregatorConfig {
                 return Err(config_error(key, "must not be empty"));
             }
         }
-        if !["earliest", "latest"].contains(&kafka.auto_offset_reset.as_str()) {
-            return Err(config_error(
-                "aggregator.kafka.auto_offset_reset",
-                format!("{:?} is not earliest or latest", kafka.auto_offset_reset),
-            ));
-        }
         gomon_runtime::kafka::connection(
             &mut rdkafka::ClientConfig::new(),
             &kafka.brokers,
@@ -381,7 +395,89 @@ impl RemoteWriteConfig {
                 "set either basic_auth or a bearer token, not both",
             ));
         }
-        crate::remote_write::RemoteWriter::new(self)?;
+        self.resolve()?;
         Ok(())
     }
+
+    /// Reads and checks what the settings point at: the credentials (inline or from their files) and the TLS files
+    /// (parsed as PEM). The error names the key.
+    pub(crate) fn resolve(&self) -> Result<ResolvedRemote, ConfigError> {
+        let key = |name: &str| format!("aggregator.remote_write.{name}");
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|error| config_error(key("url"), error.to_string()))?;
+        let credentials = if let Some(basic) = &self.basic_auth {
+            let password = secret(
+                &key("basic_auth.password"),
+                basic.password.as_ref(),
+                basic.password_file.as_ref(),
+            )?;
+            Some(Credentials::Basic(basic.username.clone(), password))
+        } else {
+            secret(
+                &key("bearer_token"),
+                self.bearer_token.as_ref(),
+                self.bearer_token_file.as_ref(),
+            )?
+            .map(Credentials::Bearer)
+        };
+        let mut resolved = ResolvedRemote {
+            url,
+            credentials,
+            ca: None,
+            identity: None,
+            insecure_skip_verify: false,
+        };
+        let Some(tls) = &self.tls else {
+            return Ok(resolved);
+        };
+        let read = |name: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|error| {
+                config_error(
+                    key(&format!("tls.{name}")),
+                    format!("cannot read {}: {error}", path.display()),
+                )
+            })
+        };
+        if let Some(path) = &tls.ca_file {
+            let certificate = reqwest::Certificate::from_pem(&read("ca_file", path)?)
+                .map_err(|error| config_error(key("tls.ca_file"), error.to_string()))?;
+            resolved.ca = Some(certificate);
+        }
+        match (&tls.cert_file, &tls.key_file) {
+            (Some(cert), Some(private)) => {
+                let mut pem = read("cert_file", cert)?;
+                pem.extend(read("key_file", private)?);
+                let identity = reqwest::Identity::from_pem(&pem)
+                    .map_err(|error| config_error(key("tls.cert_file"), error.to_string()))?;
+                resolved.identity = Some(identity);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(config_error(
+                    key("tls.cert_file"),
+                    "cert_file and key_file go together",
+                ));
+            }
+        }
+        resolved.insecure_skip_verify = tls.insecure_skip_verify;
+        Ok(resolved)
+    }
+}
+
+/// Credentials sent with every remote write request.
+#[derive(Clone, Debug)]
+pub(crate) enum Credentials {
+    /// HTTP basic authentication: user name and password.
+    Basic(String, Option<Secret>),
+    /// A bearer token.
+    Bearer(Secret),
+}
+
+/// The remote write settings with their files read and checked, ready for the client.
+pub(crate) struct ResolvedRemote {
+    pub(crate) url: reqwest::Url,
+    pub(crate) credentials: Option<Credentials>,
+    pub(crate) ca: Option<reqwest::Certificate>,
+    pub(crate) identity: Option<reqwest::Identity>,
+    pub(crate) insecure_skip_verify: bool,
 }

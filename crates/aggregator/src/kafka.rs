@@ -218,7 +218,7 @@ impl KafkaSource {
             .set("group.id", &config.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", &config.auto_offset_reset)
+            .set("auto.offset.reset", config.auto_offset_reset.as_str())
             .set(
                 "session.timeout.ms",
                 config.session_timeout.as_millis().to_string(),

@@ -9,7 +9,7 @@ use gomon_runtime::config::Secret;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 
-use crate::config::{ConfigError, RemoteWriteConfig, config_error, secret};
+use crate::config::{ConfigError, Credentials, RemoteWriteConfig, config_error};
 
 /// How a request ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -125,19 +125,12 @@ pub fn encode(timeseries: Vec<TimeSeries>) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// Credentials sent with every request.
-#[derive(Clone, Debug)]
-enum Auth {
-    Basic(String, Option<Secret>),
-    Bearer(Secret),
-}
-
 /// A client of one remote write receiver.
 #[derive(Clone, Debug)]
 pub struct RemoteWriter {
     client: reqwest::Client,
     url: reqwest::Url,
-    auth: Option<Auth>,
+    credentials: Option<Credentials>,
     min_backoff: Duration,
     max_backoff: Duration,
 }
@@ -145,9 +138,7 @@ pub struct RemoteWriter {
 impl RemoteWriter {
     /// A client for `config`; files (CA, client certificate, secrets) are read here.
     pub fn new(config: &RemoteWriteConfig) -> Result<Self, ConfigError> {
-        let key = |name: &str| format!("aggregator.remote_write.{name}");
-        let url = reqwest::Url::parse(&config.url)
-            .map_err(|error| config_error(key("url"), error.to_string()))?;
+        let resolved = config.resolve()?;
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
@@ -158,64 +149,24 @@ impl RemoteWriter {
             "X-Prometheus-Remote-Write-Version",
             HeaderValue::from_static("0.1.0"),
         );
-        let auth = if let Some(basic) = &config.basic_auth {
-            let password = secret(
-                &key("basic_auth.password"),
-                basic.password.as_ref(),
-                basic.password_file.as_ref(),
-            )?;
-            Some(Auth::Basic(basic.username.clone(), password))
-        } else {
-            secret(
-                &key("bearer_token"),
-                config.bearer_token.as_ref(),
-                config.bearer_token_file.as_ref(),
-            )?
-            .map(Auth::Bearer)
-        };
         let mut builder = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(config.timeout)
-            .user_agent(concat!("gomon-aggregator/", env!("CARGO_PKG_VERSION")));
-        if let Some(tls) = &config.tls {
-            let read = |name: &str, path: &std::path::PathBuf| {
-                std::fs::read(path).map_err(|error| {
-                    config_error(
-                        key(&format!("tls.{name}")),
-                        format!("cannot read {}: {error}", path.display()),
-                    )
-                })
-            };
-            if let Some(path) = &tls.ca_file {
-                let certificate = reqwest::Certificate::from_pem(&read("ca_file", path)?)
-                    .map_err(|error| config_error(key("tls.ca_file"), error.to_string()))?;
-                builder = builder.add_root_certificate(certificate);
-            }
-            match (&tls.cert_file, &tls.key_file) {
-                (Some(cert), Some(private)) => {
-                    let mut pem = read("cert_file", cert)?;
-                    pem.extend(read("key_file", private)?);
-                    let identity = reqwest::Identity::from_pem(&pem)
-                        .map_err(|error| config_error(key("tls.cert_file"), error.to_string()))?;
-                    builder = builder.identity(identity);
-                }
-                (None, None) => {}
-                _ => {
-                    return Err(config_error(
-                        key("tls.cert_file"),
-                        "cert_file and key_file go together",
-                    ));
-                }
-            }
-            builder = builder.danger_accept_invalid_certs(tls.insecure_skip_verify);
+            .user_agent(concat!("gomon-aggregator/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs(resolved.insecure_skip_verify);
+        if let Some(ca) = resolved.ca {
+            builder = builder.add_root_certificate(ca);
+        }
+        if let Some(identity) = resolved.identity {
+            builder = builder.identity(identity);
         }
         let client = builder
             .build()
-            .map_err(|error| config_error(key("tls"), error.to_string()))?;
+            .map_err(|error| config_error("aggregator.remote_write.tls", error.to_string()))?;
         Ok(Self {
             client,
-            url,
-            auth,
+            url: resolved.url,
+            credentials: resolved.credentials,
             min_backoff: config.min_backoff,
             max_backoff: config.max_backoff,
         })
@@ -229,11 +180,11 @@ impl RemoteWriter {
     /// Sends one encoded body once.
     pub async fn send(&self, body: bytes::Bytes) -> Result<(), WriteError> {
         let mut request = self.client.post(self.url.clone()).body(body);
-        request = match &self.auth {
-            Some(Auth::Basic(user, password)) => {
+        request = match &self.credentials {
+            Some(Credentials::Basic(user, password)) => {
                 request.basic_auth(user, password.as_ref().map(Secret::expose))
             }
-            Some(Auth::Bearer(token)) => request.bearer_auth(token.expose()),
+            Some(Credentials::Bearer(token)) => request.bearer_auth(token.expose()),
             None => request,
         };
         let response = match request.send().await {
