@@ -386,13 +386,13 @@ async fn send_batches(
     }
 }
 
-/// Runs the agent until `shutdown` fires: publishing to Kafka, serving `agent.listen`.
+/// Runs the agent until `shutdown` fires: publishing to Kafka, serving `agent.listen`. `config` has passed
+/// [`AgentConfig::check`] (`gomon` checks it once, at start-up).
 pub async fn run(
     config: AgentConfig,
     registry: Registry,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    config.check()?;
     let publisher = Outlet::Kafka(Box::new(Publisher::new(&config.kafka)?));
     run_with(config, registry, shutdown, publisher, true).await
 }
@@ -406,7 +406,6 @@ pub async fn run_with(
     publisher: Outlet,
     serve: bool,
 ) -> anyhow::Result<()> {
-    config.check()?;
     let mut collector = Collector::new(config.clone())?;
     let metrics = Metrics::new(&registry);
     let buffer = Arc::new(Buffer {

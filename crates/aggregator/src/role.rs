@@ -138,9 +138,9 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
-    /// Builds the sinks of `config` and registers the metrics in `registry`.
+    /// Builds the sinks of `config` (checked by [`AggregatorConfig::check`]) and registers the metrics in
+    /// `registry`.
     pub fn new(config: &AggregatorConfig, registry: &Registry) -> anyhow::Result<Self> {
-        config.check()?;
         let remote = config
             .remote_write
             .as_ref()

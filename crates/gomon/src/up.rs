@@ -43,8 +43,6 @@ pub async fn run(mut config: Config, registry: Registry, shutdown: Shutdown) -> 
         config.alerting.kubernetes.enabled = found.is_some();
         found
     };
-    config.alerting.check()?;
-    config.agent.check()?;
     let authenticated = !config.alerting.auth.load_tokens()?.is_empty();
     let address = config.alerting.listen_addr(authenticated);
     let aggregator = Aggregator::new(&config.aggregator, &registry)?;

@@ -96,10 +96,9 @@ impl fmt::Debug for Collector {
 }
 
 impl Collector {
-    /// Checks `config` and resolves the host name (see [`AgentConfig::resolve_hostname`], with `NODE_NAME` from
-    /// the environment).
+    /// A collector for `config` (checked by [`AgentConfig::check`]), resolving the host name (see
+    /// [`AgentConfig::resolve_hostname`], with `NODE_NAME` from the environment).
     pub fn new(config: AgentConfig) -> Result<Collector, Error> {
-        config.check()?;
         let node_name = std::env::var(NODE_NAME_ENV).ok();
         let host = config.resolve_hostname(node_name.as_deref())?;
         let ticks = match procfs::ticks_per_second() {
