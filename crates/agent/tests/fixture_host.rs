@@ -3,7 +3,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::{FakeHost, label_values, value};
 use gomon_agent::{AgentConfig, Collector, Kind, Subsystem};
@@ -378,17 +377,6 @@ async fn malformed_files_are_errors_not_panics() {
         assert_eq!(errors[&subsystem], 1, "{subsystem}");
     }
     assert_eq!(errors[&Subsystem::System], 2, "loadavg and uptime");
-}
-
-#[test]
-fn an_interval_under_one_second_is_refused() {
-    let host = FakeHost::new();
-    let config = AgentConfig {
-        interval: Duration::from_millis(999),
-        ..host.config.clone()
-    };
-    let error = Collector::new(config).expect_err("too short").to_string();
-    assert!(error.starts_with("agent.interval: "), "{error}");
 }
 
 #[test]
