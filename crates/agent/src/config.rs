@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use gomon_runtime::config::KeyError;
+
 use crate::error::Error;
 
 /// Environment variable holding the Kubernetes node name (set from the downward API `spec.nodeName`).
@@ -106,45 +108,35 @@ impl Default for AgentConfig {
 impl AgentConfig {
     /// Checks what types alone cannot: values in range. The error names the key.
     pub fn check(&self) -> Result<(), Error> {
+        self.check_values()
+            .map_err(|error| Error::Config(error.within("agent")))
+    }
+
+    fn check_values(&self) -> Result<(), KeyError> {
         if self.interval < MIN_INTERVAL {
-            return Err(Error::Config {
-                key: "agent.interval".into(),
-                message: format!("must be at least 1s, not {:?}", self.interval),
-            });
+            return Err(KeyError::new(
+                "interval",
+                format!("must be at least 1s, not {:?}", self.interval),
+            ));
         }
         if self.filesystem_timeout < Duration::from_millis(1) {
-            return Err(Error::Config {
-                key: "agent.filesystem_timeout".into(),
-                message: format!("must be at least 1ms, not {:?}", self.filesystem_timeout),
-            });
+            return Err(KeyError::new(
+                "filesystem_timeout",
+                format!("must be at least 1ms, not {:?}", self.filesystem_timeout),
+            ));
         }
         if self
             .hostname
             .as_deref()
             .is_some_and(|h| h.trim().is_empty())
         {
-            return Err(Error::Config {
-                key: "agent.hostname".into(),
-                message: "must not be empty when set".to_owned(),
-            });
+            return Err(KeyError::new("hostname", "must not be empty when set"));
         }
-        if let Err((field, message)) = self.http.check() {
-            let key = match field {
-                "header_read_timeout" => "agent.http.header_read_timeout",
-                _ => "agent.http.max_connections",
-            };
-            return Err(Error::Config {
-                key: key.into(),
-                message,
-            });
-        }
+        self.http.check().map_err(|error| error.within("http"))?;
         if self.buffer_batches == 0 {
-            return Err(Error::Config {
-                key: "agent.buffer_batches".into(),
-                message: "must be at least 1".to_owned(),
-            });
+            return Err(KeyError::new("buffer_batches", "must be at least 1"));
         }
-        self.kafka.check()
+        self.kafka.check().map_err(|error| error.within("kafka"))
     }
 
     /// The `host` label: `hostname` when set, else `node_name` (the value of `NODE_NAME`) when not empty, else
@@ -157,9 +149,11 @@ impl AgentConfig {
             return Ok(name.to_owned());
         }
         let path = self.proc_path("sys/kernel/hostname");
-        let no_name = |why: String| Error::Config {
-            key: "agent.hostname".into(),
-            message: format!("not set, {NODE_NAME_ENV} is not set either, and {why}"),
+        let no_name = |why: String| {
+            Error::Config(KeyError::new(
+                "agent.hostname",
+                format!("not set, {NODE_NAME_ENV} is not set either, and {why}"),
+            ))
         };
         let text = std::fs::read_to_string(&path)
             .map_err(|error| no_name(format!("{} cannot be read: {error}", path.display())))?;

@@ -1,19 +1,16 @@
 //! The agent's error type.
 
-use std::borrow::Cow;
 use std::path::PathBuf;
+
+use gomon_runtime::config::KeyError;
 
 /// Why a collector could not be created or a host file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A configuration value is out of range or cannot be resolved; `key` is its path, e.g. `agent.interval`.
-    #[error("{key}: {message}")]
-    Config {
-        /// The configuration key at fault.
-        key: Cow<'static, str>,
-        /// What is wrong with it.
-        message: String,
-    },
+    /// A configuration value is out of range or cannot be resolved; its key is the whole path, e.g.
+    /// `agent.interval`.
+    #[error(transparent)]
+    Config(#[from] KeyError),
     /// A host file could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Read {
@@ -45,10 +42,7 @@ impl Error {
     /// The same error, for a second subsystem that depended on the same file.
     pub(crate) fn again(&self) -> Self {
         match self {
-            Error::Config { key, message } => Error::Config {
-                key: key.clone(),
-                message: message.clone(),
-            },
+            Error::Config(error) => Error::Config(error.clone()),
             Error::Read { path, source } => Error::Read {
                 path: path.clone(),
                 source: std::io::Error::new(source.kind(), source.to_string()),

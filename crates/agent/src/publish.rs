@@ -14,6 +14,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use serde::{Deserialize, Serialize};
 use std::sync::mpsc;
 
+use gomon_runtime::config::KeyError;
+
 use crate::error::Error;
 
 /// Kafka settings of the agent (`agent.kafka`).
@@ -58,42 +60,28 @@ impl Default for KafkaConfig {
     }
 }
 
-fn config_error(
-    key: impl Into<std::borrow::Cow<'static, str>>,
-    message: impl Into<String>,
-) -> Error {
-    Error::Config {
-        key: key.into(),
-        message: message.into(),
-    }
-}
-
 impl KafkaConfig {
-    /// Checks values types cannot; the error names the key.
-    pub fn check(&self) -> Result<(), Error> {
+    /// Checks values types cannot; the error names the key within the section (`topic`).
+    pub fn check(&self) -> Result<(), KeyError> {
         if self.topic.trim().is_empty() {
-            return Err(config_error("agent.kafka.topic", "must not be empty"));
+            return Err(KeyError::new("topic", "must not be empty"));
         }
         if self.delivery_timeout < Duration::from_millis(1) {
-            return Err(config_error(
-                "agent.kafka.delivery_timeout",
-                "must be at least 1ms",
-            ));
+            return Err(KeyError::new("delivery_timeout", "must be at least 1ms"));
         }
         self.client_config()?;
         Ok(())
     }
 
     /// The librdkafka settings these values mean.
-    fn client_config(&self) -> Result<ClientConfig, Error> {
+    fn client_config(&self) -> Result<ClientConfig, KeyError> {
         let mut config = ClientConfig::new();
         gomon_runtime::kafka::connection(
             &mut config,
             &self.brokers,
             self.tls.as_ref(),
             self.sasl.as_ref(),
-        )
-        .map_err(|error| config_error(format!("agent.kafka.{}", error.key), error.message))?;
+        )?;
         config
             .set("client.id", "gomon-agent")
             .set("enable.idempotence", "true")
@@ -190,9 +178,10 @@ impl Publisher {
 
     fn producer(config: &KafkaConfig) -> Result<BaseProducer<Reports>, Error> {
         config
-            .client_config()?
+            .client_config()
+            .map_err(|error| error.within("agent.kafka"))?
             .create_with_context(Reports::default())
-            .map_err(|error| config_error("agent.kafka", error.to_string()))
+            .map_err(|error| Error::Config(KeyError::new("agent.kafka", error.to_string())))
     }
 
     /// Creates the topic when `create_topic` is set and it does not exist yet.

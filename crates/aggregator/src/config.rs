@@ -5,26 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gomon_runtime::config::Secret;
+use gomon_runtime::config::{KeyError, Secret};
 use gomon_runtime::kafka::{SaslConfig, TlsConfig};
 use serde::{Deserialize, Serialize};
-
-/// A configuration value that cannot be used; `key` is its full path (`aggregator.remote_write.url`).
-#[derive(Debug, thiserror::Error)]
-#[error("{key}: {message}")]
-pub struct ConfigError {
-    /// The key at fault.
-    pub key: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-pub(crate) fn config_error(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.into(),
-        message: message.into(),
-    }
-}
 
 /// `aggregator:`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -269,25 +252,25 @@ pub(crate) fn secret(
     key: &str,
     inline: Option<&Secret>,
     file: Option<&PathBuf>,
-) -> Result<Option<Secret>, ConfigError> {
+) -> Result<Option<Secret>, KeyError> {
     gomon_runtime::config::secret(key, inline.map(Secret::expose), file.map(PathBuf::as_path))
         .map(|value| value.map(Secret::new))
-        .map_err(|error| config_error(error.key, error.message))
+        .map_err(|error| KeyError::new(error.key, error.message))
 }
 
 impl AggregatorConfig {
     /// Checks what types cannot; the error names the key.
-    pub fn check(&self) -> Result<(), ConfigError> {
-        self.http.check().map_err(|(field, message)| {
-            config_error(format!("aggregator.http.{field}"), message)
-        })?;
+    pub fn check(&self) -> Result<(), KeyError> {
+        self.http
+            .check()
+            .map_err(|error| error.within("aggregator.http"))?;
         let kafka = &self.kafka;
         for (key, value) in [
             ("aggregator.kafka.topic", &kafka.topic),
             ("aggregator.kafka.group_id", &kafka.group_id),
         ] {
             if value.trim().is_empty() {
-                return Err(config_error(key, "must not be empty"));
+                return Err(KeyError::new(key, "must not be empty"));
             }
         }
         gomon_runtime::kafka::connection(
@@ -296,10 +279,10 @@ impl AggregatorConfig {
             kafka.tls.as_ref(),
             kafka.sasl.as_ref(),
         )
-        .map_err(|error| config_error(format!("aggregator.kafka.{}", error.key), error.message))?;
+        .map_err(|error| error.within("aggregator.kafka"))?;
         for name in self.external_labels.keys() {
             if !crate::transform::valid_label_name(name) || name == "__name__" {
-                return Err(config_error(
+                return Err(KeyError::new(
                     format!("aggregator.external_labels.{name}"),
                     "is not a valid label name",
                 ));
@@ -311,20 +294,20 @@ impl AggregatorConfig {
         if let Some(topic) = &kafka.dead_letter_topic
             && (topic.trim().is_empty() || *topic == kafka.topic)
         {
-            return Err(config_error(
+            return Err(KeyError::new(
                 "aggregator.kafka.dead_letter_topic",
                 "must be a topic name other than aggregator.kafka.topic",
             ));
         }
         if kafka.dead_letter_partitions < 1 || kafka.dead_letter_replication_factor < 1 {
-            return Err(config_error(
+            return Err(KeyError::new(
                 "aggregator.kafka.dead_letter_partitions",
                 "dead_letter_partitions and dead_letter_replication_factor must be at least 1",
             ));
         }
         self.limits.check()?;
         if self.federate.stale_intervals == 0 {
-            return Err(config_error(
+            return Err(KeyError::new(
                 "aggregator.federate.stale_intervals",
                 "must be at least 1",
             ));
@@ -334,7 +317,7 @@ impl AggregatorConfig {
 }
 
 impl LimitsConfig {
-    fn check(&self) -> Result<(), ConfigError> {
+    fn check(&self) -> Result<(), KeyError> {
         for (name, value) in [
             ("max_message_bytes", self.max_message_bytes),
             ("max_host_bytes", self.max_host_bytes),
@@ -344,7 +327,7 @@ impl LimitsConfig {
             ("max_samples_per_batch", self.max_samples_per_batch),
         ] {
             if value == 0 {
-                return Err(config_error(
+                return Err(KeyError::new(
                     format!("aggregator.limits.{name}"),
                     "must be at least 1",
                 ));
@@ -352,7 +335,7 @@ impl LimitsConfig {
         }
         // Within librdkafka's default fetch.max.bytes (50 MiB), which fetch.message.max.bytes may not exceed.
         if self.max_message_bytes > 50 << 20 {
-            return Err(config_error(
+            return Err(KeyError::new(
                 "aggregator.limits.max_message_bytes",
                 "must be at most 50 MiB",
             ));
@@ -362,35 +345,40 @@ impl LimitsConfig {
 }
 
 impl RemoteWriteConfig {
-    fn check(&self) -> Result<(), ConfigError> {
+    fn check(&self) -> Result<(), KeyError> {
         let key = |name: &str| format!("aggregator.remote_write.{name}");
         match reqwest::Url::parse(&self.url) {
             Ok(url) if ["http", "https"].contains(&url.scheme()) => {}
-            Ok(_) => return Err(config_error(key("url"), "must be an http or https URL")),
-            Err(error) => return Err(config_error(key("url"), format!("{:?}: {error}", self.url))),
+            Ok(_) => return Err(KeyError::new(key("url"), "must be an http or https URL")),
+            Err(error) => {
+                return Err(KeyError::new(
+                    key("url"),
+                    format!("{:?}: {error}", self.url),
+                ));
+            }
         }
         if self.max_samples_per_request == 0 {
-            return Err(config_error(
+            return Err(KeyError::new(
                 key("max_samples_per_request"),
                 "must be at least 1",
             ));
         }
         if self.concurrency == 0 {
-            return Err(config_error(key("concurrency"), "must be at least 1"));
+            return Err(KeyError::new(key("concurrency"), "must be at least 1"));
         }
         if self.min_backoff.is_zero() || self.max_backoff < self.min_backoff {
-            return Err(config_error(
+            return Err(KeyError::new(
                 key("max_backoff"),
                 "min_backoff must be positive and max_backoff at least min_backoff",
             ));
         }
         if self.timeout.is_zero() {
-            return Err(config_error(key("timeout"), "must be positive"));
+            return Err(KeyError::new(key("timeout"), "must be positive"));
         }
         if self.basic_auth.is_some()
             && (self.bearer_token.is_some() || self.bearer_token_file.is_some())
         {
-            return Err(config_error(
+            return Err(KeyError::new(
                 key("basic_auth"),
                 "set either basic_auth or a bearer token, not both",
             ));
@@ -401,10 +389,10 @@ impl RemoteWriteConfig {
 
     /// Reads and checks what the settings point at: the credentials (inline or from their files) and the TLS files
     /// (parsed as PEM). The error names the key.
-    pub(crate) fn resolve(&self) -> Result<ResolvedRemote, ConfigError> {
+    pub(crate) fn resolve(&self) -> Result<ResolvedRemote, KeyError> {
         let key = |name: &str| format!("aggregator.remote_write.{name}");
         let url = reqwest::Url::parse(&self.url)
-            .map_err(|error| config_error(key("url"), error.to_string()))?;
+            .map_err(|error| KeyError::new(key("url"), error.to_string()))?;
         let credentials = if let Some(basic) = &self.basic_auth {
             let password = secret(
                 &key("basic_auth.password"),
@@ -432,7 +420,7 @@ impl RemoteWriteConfig {
         };
         let read = |name: &str, path: &PathBuf| {
             std::fs::read(path).map_err(|error| {
-                config_error(
+                KeyError::new(
                     key(&format!("tls.{name}")),
                     format!("cannot read {}: {error}", path.display()),
                 )
@@ -440,7 +428,7 @@ impl RemoteWriteConfig {
         };
         if let Some(path) = &tls.ca_file {
             let certificate = reqwest::Certificate::from_pem(&read("ca_file", path)?)
-                .map_err(|error| config_error(key("tls.ca_file"), error.to_string()))?;
+                .map_err(|error| KeyError::new(key("tls.ca_file"), error.to_string()))?;
             resolved.ca = Some(certificate);
         }
         match (&tls.cert_file, &tls.key_file) {
@@ -448,12 +436,12 @@ impl RemoteWriteConfig {
                 let mut pem = read("cert_file", cert)?;
                 pem.extend(read("key_file", private)?);
                 let identity = reqwest::Identity::from_pem(&pem)
-                    .map_err(|error| config_error(key("tls.cert_file"), error.to_string()))?;
+                    .map_err(|error| KeyError::new(key("tls.cert_file"), error.to_string()))?;
                 resolved.identity = Some(identity);
             }
             (None, None) => {}
             _ => {
-                return Err(config_error(
+                return Err(KeyError::new(
                     key("tls.cert_file"),
                     "cert_file and key_file go together",
                 ));

@@ -24,11 +24,12 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::AggregatorConfig;
-use crate::config::{ConfigError, KafkaConfig, config_error};
+use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
 use crate::pipeline::{Delivery, Positions, Source};
 use crate::transform::Invalid;
 use gomon_runtime::backoff;
+use gomon_runtime::config::KeyError;
 
 /// Reports lag, commits and rebalances into metrics and logs.
 pub struct Context {
@@ -190,7 +191,7 @@ impl Committer {
     }
 }
 
-fn client_config(config: &KafkaConfig) -> Result<ClientConfig, ConfigError> {
+fn client_config(config: &KafkaConfig) -> Result<ClientConfig, KeyError> {
     let mut client = ClientConfig::new();
     gomon_runtime::kafka::connection(
         &mut client,
@@ -198,7 +199,7 @@ fn client_config(config: &KafkaConfig) -> Result<ClientConfig, ConfigError> {
         config.tls.as_ref(),
         config.sasl.as_ref(),
     )
-    .map_err(|error| config_error(format!("aggregator.kafka.{}", error.key), error.message))?;
+    .map_err(|error| error.within("aggregator.kafka"))?;
     client.set("client.id", "gomon-aggregator");
     Ok(client)
 }
@@ -210,7 +211,7 @@ impl KafkaSource {
         aggregator: &AggregatorConfig,
         metrics: Metrics,
         shutdown: Shutdown,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, KeyError> {
         let config = &aggregator.kafka;
         let max_message_bytes = aggregator.limits.max_message_bytes;
         let mut client = client_config(config)?;
@@ -233,10 +234,10 @@ impl KafkaSource {
             .create_with_context(Context {
                 metrics: metrics.clone(),
             })
-            .map_err(|error| config_error("aggregator.kafka", error.to_string()))?;
+            .map_err(|error| KeyError::new("aggregator.kafka", error.to_string()))?;
         consumer
             .subscribe(&[&config.topic])
-            .map_err(|error| config_error("aggregator.kafka.topic", error.to_string()))?;
+            .map_err(|error| KeyError::new("aggregator.kafka.topic", error.to_string()))?;
         let dead_letter = match &config.dead_letter_topic {
             Some(topic) => {
                 let mut client = client_config(config)?;
@@ -251,7 +252,7 @@ impl KafkaSource {
                         (max_message_bytes + 65_536).to_string(),
                     );
                 let producer: FutureProducer = client.create().map_err(|error| {
-                    config_error("aggregator.kafka.dead_letter_topic", error.to_string())
+                    KeyError::new("aggregator.kafka.dead_letter_topic", error.to_string())
                 })?;
                 let remote = aggregator.remote_write.clone().unwrap_or_default();
                 Some(DeadLetter {

@@ -9,7 +9,8 @@ use gomon_runtime::config::Secret;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 
-use crate::config::{ConfigError, Credentials, RemoteWriteConfig, config_error};
+use crate::config::{Credentials, RemoteWriteConfig};
+use gomon_runtime::config::KeyError;
 
 /// How a request ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -137,7 +138,7 @@ pub struct RemoteWriter {
 
 impl RemoteWriter {
     /// A client for `config`; files (CA, client certificate, secrets) are read here.
-    pub fn new(config: &RemoteWriteConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: &RemoteWriteConfig) -> Result<Self, KeyError> {
         let resolved = config.resolve()?;
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -162,7 +163,7 @@ impl RemoteWriter {
         }
         let client = builder
             .build()
-            .map_err(|error| config_error("aggregator.remote_write.tls", error.to_string()))?;
+            .map_err(|error| KeyError::new("aggregator.remote_write.tls", error.to_string()))?;
         Ok(Self {
             client,
             url: resolved.url,

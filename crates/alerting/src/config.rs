@@ -81,7 +81,7 @@ impl Config {
         }
         self.http
             .check()
-            .map_err(|(field, message)| anyhow::anyhow!("alerting.http.{field}: {message}"))?;
+            .map_err(|error| error.within("alerting.http"))?;
         self.database.postgres_url()?;
         self.slack.check()?;
         self.outbox.check()?;

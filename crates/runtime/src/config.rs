@@ -53,14 +53,31 @@ const NOT_KEYS: &[&str] = &["LOG", "LOG_FORMAT", "CONFIG"];
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(String);
 
-/// A secret given inline or in a file, which a key names: `{key}` and `{key}_file`.
-#[derive(Debug, thiserror::Error)]
+/// A configuration value that cannot be used: its key and why. A section's check names keys relative to the
+/// section (`url`), and its caller adds the section once with [`KeyError::within`] (`aggregator.remote_write.url`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {message}")]
-pub struct SecretError {
-    /// The key at fault (`aggregator.remote_write.bearer_token_file`).
+pub struct KeyError {
+    /// The key at fault.
     pub key: String,
-    /// What is wrong with it; never the secret.
+    /// What is wrong with it; never a secret.
     pub message: String,
+}
+
+impl KeyError {
+    /// `key` is wrong: `message`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The same error with its key inside `section` (`agent.kafka` + `tls.ca_file`).
+    pub fn within(mut self, section: &str) -> Self {
+        self.key = format!("{section}.{}", self.key);
+        self
+    }
 }
 
 /// The secret of `key`: `inline`, or the text of `file`, trimmed; `None` when neither is set. Both set, a file
@@ -69,15 +86,15 @@ pub fn secret(
     key: &str,
     inline: Option<&str>,
     file: Option<&Path>,
-) -> Result<Option<String>, SecretError> {
+) -> Result<Option<String>, KeyError> {
     let name = key.rsplit('.').next().unwrap_or(key);
     let (at, value) = match (inline, file) {
         (None, None) => return Ok(None),
         (Some(_), Some(_)) => {
-            return Err(SecretError {
-                key: key.to_owned(),
-                message: format!("set either {name} or {name}_file, not both"),
-            });
+            return Err(KeyError::new(
+                key.to_owned(),
+                format!("set either {name} or {name}_file, not both"),
+            ));
         }
         (Some(value), None) => (key.to_owned(), value.trim().to_owned()),
         (None, Some(path)) => {
@@ -85,19 +102,16 @@ pub fn secret(
             match std::fs::read_to_string(path) {
                 Ok(text) => (at, text.trim().to_owned()),
                 Err(error) => {
-                    return Err(SecretError {
-                        key: at,
-                        message: format!("cannot read {}: {error}", path.display()),
-                    });
+                    return Err(KeyError::new(
+                        at,
+                        format!("cannot read {}: {error}", path.display()),
+                    ));
                 }
             }
         }
     };
     if value.is_empty() {
-        return Err(SecretError {
-            key: at,
-            message: "is empty".to_owned(),
-        });
+        return Err(KeyError::new(at, "is empty".to_owned()));
     }
     Ok(Some(value))
 }

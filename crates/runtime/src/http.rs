@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
+use crate::config::KeyError;
 use crate::metrics::must;
 use crate::shutdown::Shutdown;
 use crate::telemetry;
@@ -190,17 +191,17 @@ impl Default for ListenerConfig {
 }
 
 impl ListenerConfig {
-    /// Checks the values; the error names the field at fault (`header_read_timeout`), which the role prefixes
-    /// with its section (`alerting.http`).
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    /// Checks the values; the error names the field at fault (`header_read_timeout`), which the role puts
+    /// within its section (`alerting.http`).
+    pub fn check(&self) -> Result<(), KeyError> {
         if self.header_read_timeout < Duration::from_millis(1) {
-            return Err((
+            return Err(KeyError::new(
                 "header_read_timeout",
                 format!("must be at least 1ms, not {:?}", self.header_read_timeout),
             ));
         }
         if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS {
-            return Err((
+            return Err(KeyError::new(
                 "max_connections",
                 format!(
                     "must be 1 to {MAX_CONNECTIONS}, not {}",

@@ -7,7 +7,7 @@ use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Secret;
+use crate::config::{KeyError, Secret};
 
 /// TLS files (PEM).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,16 +33,6 @@ pub struct SaslConfig {
     pub password: Option<Secret>,
     /// File holding the password (a mounted Kubernetes Secret).
     pub password_file: Option<PathBuf>,
-}
-
-/// A Kafka setting that cannot be used; `key` is relative to the client's section (`sasl.password_file`).
-#[derive(Debug, thiserror::Error)]
-#[error("{key}: {message}")]
-pub struct SecurityError {
-    /// The key at fault, relative to the section holding `tls` and `sasl`.
-    pub key: String,
-    /// What is wrong with it.
-    pub message: String,
 }
 
 /// A SASL mechanism librdkafka speaks without Kerberos or OAuth set-up.
@@ -103,7 +93,7 @@ impl Compression {
 impl TlsConfig {
     /// Each file that is set can be read, and a certificate comes with its key: librdkafka would only say so at the
     /// first connection.
-    fn check(&self) -> Result<(), SecurityError> {
+    fn check(&self) -> Result<(), KeyError> {
         for (key, path) in [
             ("tls.ca_file", &self.ca_file),
             ("tls.cert_file", &self.cert_file),
@@ -112,18 +102,18 @@ impl TlsConfig {
             if let Some(path) = path
                 && let Err(error) = std::fs::read(path)
             {
-                return Err(SecurityError {
+                return Err(KeyError {
                     key: key.to_owned(),
                     message: format!("cannot read {}: {error}", path.display()),
                 });
             }
         }
         match (&self.cert_file, &self.key_file) {
-            (Some(_), None) => Err(SecurityError {
+            (Some(_), None) => Err(KeyError {
                 key: "tls.key_file".to_owned(),
                 message: "must be set with tls.cert_file".to_owned(),
             }),
-            (None, Some(_)) => Err(SecurityError {
+            (None, Some(_)) => Err(KeyError {
                 key: "tls.cert_file".to_owned(),
                 message: "must be set with tls.key_file".to_owned(),
             }),
@@ -133,20 +123,13 @@ impl TlsConfig {
 }
 
 impl SaslConfig {
-    fn password(&self) -> Result<String, SecurityError> {
+    fn password(&self) -> Result<String, KeyError> {
         crate::config::secret(
             "sasl.password",
             self.password.as_ref().map(Secret::expose),
             self.password_file.as_deref(),
-        )
-        .map_err(|error| SecurityError {
-            key: error.key,
-            message: error.message,
-        })?
-        .ok_or_else(|| SecurityError {
-            key: "sasl.password".to_owned(),
-            message: "set password or password_file".to_owned(),
-        })
+        )?
+        .ok_or_else(|| KeyError::new("sasl.password", "set password or password_file"))
     }
 }
 
@@ -160,9 +143,9 @@ pub fn connection(
     brokers: &str,
     tls: Option<&TlsConfig>,
     sasl: Option<&SaslConfig>,
-) -> Result<(), SecurityError> {
+) -> Result<(), KeyError> {
     if brokers.trim().is_empty() {
-        return Err(SecurityError {
+        return Err(KeyError {
             key: "brokers".to_owned(),
             message: "must not be empty".to_owned(),
         });
