@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kube::KubernetesConfig;
+use crate::pods::KubernetesConfig;
 use crate::notify::dispatcher::OutboxConfig;
 use crate::notify::slack::SlackConfig;
 use crate::rule_engines::AlertmanagerConfig;

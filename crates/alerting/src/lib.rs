@@ -1,13 +1,13 @@
 //! GoMon's alerting service: a REST API over a PostgreSQL or SQLite store, with deduplication, a lifecycle
 //! (firing -> acknowledged -> resolved) and an audit trail.
 //!
-//! Data flows one way: [`api`] handlers and the Kubernetes pod watcher ([`kube`]) call the [`service`] core, which validates, applies the lifecycle rules of
+//! Data flows one way: [`api`] handlers and the Kubernetes pod watcher ([`pods`]) call the [`service`] core, which validates, applies the lifecycle rules of
 //! [`model`] and persists through [`store`]. Nothing downstream knows what is upstream.
 
 pub mod api;
 pub mod config;
 pub mod error;
-pub mod kube;
+pub mod pods;
 pub mod model;
 pub mod notify;
 pub mod rule_engines;
@@ -173,16 +173,16 @@ pub async fn run_with_routes(
         config.alertmanager.sweep_interval,
         shutdown.clone(),
     ));
-    let kube_metrics = crate::kube::watcher::KubeMetrics::new(&registry);
+    let kube_metrics = crate::pods::watcher::KubeMetrics::new(&registry);
     let (watcher, watcher_health) = if config.kubernetes.enabled {
-        let health = crate::kube::WatcherHealth::default();
+        let health = crate::pods::WatcherHealth::default();
         tracing::info!(
             namespaces = ?config.kubernetes.namespaces,
             all_namespaces = config.kubernetes.all_namespaces,
             leader_election = config.kubernetes.leader_election.enabled,
             "Kubernetes pod watcher on"
         );
-        let task = tokio::spawn(crate::kube::run(
+        let task = tokio::spawn(crate::pods::run(
             core.clone(),
             config.kubernetes.clone(),
             kube_metrics,

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use gomon_alerting::Config;
-use gomon_alerting::kube::KubernetesConfig;
-use gomon_alerting::kube::pod::{self, RestartHistory, Workload};
-use gomon_alerting::kube::state::{AlertKey, Tracker};
+use gomon_alerting::pods::KubernetesConfig;
+use gomon_alerting::pods::pod::{self, RestartHistory, Workload};
+use gomon_alerting::pods::state::{AlertKey, Tracker};
 use gomon_alerting::model::Severity;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::kube::watcher::WatcherStatus;
+use crate::pods::watcher::WatcherStatus;
 
 /// A health answer.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

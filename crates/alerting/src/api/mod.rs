@@ -25,7 +25,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 pub use auth::Auth;
 pub use error::{ApiError, ErrorBody};
 
-use crate::kube::WatcherHealth;
+use crate::pods::WatcherHealth;
 use crate::service::Alerting;
 
 /// What every handler can reach.

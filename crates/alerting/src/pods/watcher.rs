@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ::kube::client::ClientBuilder;
-use ::kube::config::{KubeConfigOptions, Kubeconfig};
-use ::kube::runtime::watcher::{self, Event};
-use ::kube::{Api, Client};
+use kube::client::ClientBuilder;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::{AbortHandle, BoxStream, SelectAll};
@@ -208,10 +208,10 @@ async fn client(config: &KubernetesConfig, activity: &WatchActivity) -> anyhow::
             let kubeconfig = Kubeconfig::read_from(path).map_err(|error| {
                 anyhow::anyhow!("alerting.kubernetes.kubeconfig {}: {error}", path.display())
             })?;
-            ::kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?
         }
-        (None, Some(_)) => ::kube::Config::from_kubeconfig(&options).await?,
-        (None, None) => ::kube::Config::infer().await?,
+        (None, Some(_)) => kube::Config::from_kubeconfig(&options).await?,
+        (None, None) => kube::Config::infer().await?,
     };
     // The client's own retrying (up to 15 times, for up to minutes) would hide an outage from the health state
     // and hold a Lease renewal past the Lease's duration; the watcher backs off itself.
