@@ -34,7 +34,7 @@ async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
     let store = gomon_alerting::Store::open(&database.config)
         .await
         .expect("store");
-    let core = gomon_alerting::Alerting::new(store.clone(), &prometheus::Registry::new())
+    let service = gomon_alerting::AlertService::new(store.clone(), &prometheus::Registry::new())
         .with_notifications(Notifications::new(
             Severity::ALL.to_vec(),
             std::sync::Arc::new(tokio::sync::Notify::new()),
@@ -45,7 +45,7 @@ async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
         title: "leased".into(),
         ..NewAlert::default()
     };
-    core.create(new, None).await.expect("create");
+    service.create(new, None).await.expect("create");
     let start = now();
     let first = store
         .claim_due(start, start + chrono::Duration::milliseconds(1), 10)

@@ -1,4 +1,4 @@
-//! Handlers of `/api/v1/alerts`: each parses its request, calls the alerting core and shapes the answer.
+//! Handlers of `/api/v1/alerts`: each parses its request, calls the alerting service and shapes the answer.
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -11,7 +11,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AlertId, JsonBody, OptionalJsonBody};
 use crate::model::{Alert, AlertFilter, AlertPage, AuditEntry, Change, NewAlert};
-use crate::service::Alerting;
+use crate::service::AlertService;
 
 /// Page size when `limit` is not given.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -151,11 +151,11 @@ pub fn parse_filter(query: Option<&str>) -> Result<AlertFilter, ApiError> {
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub async fn create(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     Caller(caller): Caller,
     JsonBody(new): JsonBody<NewAlert>,
 ) -> Result<(StatusCode, HeaderMap, Json<Alert>), ApiError> {
-    let (alert, created) = core.create(new, caller).await?;
+    let (alert, created) = service.create(new, caller).await?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/alerts/{}", alert.id)) {
         headers.insert(header::LOCATION, location);
@@ -176,11 +176,11 @@ pub async fn create(
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub async fn list(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<AlertPage>, ApiError> {
     let filter = parse_filter(query.as_deref())?;
-    Ok(Json(core.list(&filter).await?))
+    Ok(Json(service.list(&filter).await?))
 }
 
 /// One alert.
@@ -192,10 +192,10 @@ pub async fn list(
         (status = 404, description = "No such alert", body = ErrorBody),
     ))]
 pub async fn get(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     AlertId(id): AlertId,
 ) -> Result<Json<Alert>, ApiError> {
-    Ok(Json(core.get(id).await?))
+    Ok(Json(service.get(id).await?))
 }
 
 /// Acknowledge a firing alert.
@@ -208,14 +208,16 @@ pub async fn get(
         (status = 409, description = "The alert is not firing", body = ErrorBody),
     ))]
 pub async fn acknowledge(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     AlertId(id): AlertId,
     Caller(caller): Caller,
     OptionalJsonBody(body): OptionalJsonBody<ByRequest>,
 ) -> Result<Json<Alert>, ApiError> {
     let by = body.unwrap_or_default().by;
     Ok(Json(
-        core.change(id, Change::Acknowledge { by }, caller).await?,
+        service
+            .change(id, Change::Acknowledge { by }, caller)
+            .await?,
     ))
 }
 
@@ -229,14 +231,14 @@ pub async fn acknowledge(
         (status = 409, description = "Already resolved", body = ErrorBody),
     ))]
 pub async fn resolve(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     AlertId(id): AlertId,
     Caller(caller): Caller,
     OptionalJsonBody(body): OptionalJsonBody<ByRequest>,
 ) -> Result<Json<Alert>, ApiError> {
     let by = body.unwrap_or_default().by;
     let change = Change::Resolve { by, note: None };
-    Ok(Json(core.change(id, change, caller).await?))
+    Ok(Json(service.change(id, change, caller).await?))
 }
 
 /// Assign an alert to someone.
@@ -250,7 +252,7 @@ pub async fn resolve(
         (status = 422, description = "assigned_to missing or too long", body = ErrorBody),
     ))]
 pub async fn assign(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     AlertId(id): AlertId,
     Caller(caller): Caller,
     JsonBody(body): JsonBody<AssignRequest>,
@@ -259,7 +261,7 @@ pub async fn assign(
         assigned_to: body.assigned_to,
         note: body.note,
     };
-    Ok(Json(core.change(id, change, caller).await?))
+    Ok(Json(service.change(id, change, caller).await?))
 }
 
 /// Delete an alert (its audit trail is kept, with a copy of it).
@@ -270,11 +272,11 @@ pub async fn assign(
         (status = 404, description = "No such alert", body = ErrorBody),
     ))]
 pub async fn delete(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     AlertId(id): AlertId,
     Caller(caller): Caller,
 ) -> Result<StatusCode, ApiError> {
-    core.delete(id, caller).await?;
+    service.delete(id, caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -286,11 +288,11 @@ pub async fn delete(
         (status = 404, description = "No such alert", body = ErrorBody),
     ))]
 pub async fn actions(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     AlertId(id): AlertId,
 ) -> Result<Json<ActionList>, ApiError> {
     Ok(Json(ActionList {
-        actions: core.actions(id).await?,
+        actions: service.actions(id).await?,
     }))
 }
 

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::alerts::{DEFAULT_LIMIT, parse_limit, parse_param};
 use super::error::{ApiError, ErrorBody};
 use crate::model::Notification;
-use crate::service::Alerting;
+use crate::service::AlertService;
 use crate::store::NotificationFilter;
 
 /// A page of the outbox.
@@ -64,11 +64,11 @@ fn parse_filter(query: Option<&str>) -> Result<NotificationFilter, ApiError> {
         (status = 400, description = "Invalid query parameter", body = ErrorBody),
     ))]
 pub async fn list(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<NotificationList>, ApiError> {
     let filter = parse_filter(query.as_deref())?;
-    let (notifications, total) = core.notifications(&filter).await?;
+    let (notifications, total) = service.notifications(&filter).await?;
     Ok(Json(NotificationList {
         notifications,
         total,

@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use kube::Api;
-use kube::api::PostParams;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::PostParams;
 
 /// One replica's hold on the Lease.
 pub struct LeaseLock {
