@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use super::breaker::CircuitBreaker;
-use super::slack::{Event, Outcome, SlackClient, SlackConfig, render};
+use super::slack::{Event, SendOutcome, SlackClient, SlackConfig, render};
 use crate::model::{self, Alert, Notification};
 use crate::store::{Delivery, Store};
 
@@ -365,14 +365,14 @@ impl Dispatcher {
         let age = (at - row.created_at).to_std().unwrap_or_default();
         let attempts = row.attempts + 1;
         match outcome {
-            Outcome::Accepted { ts, channel } => {
+            SendOutcome::Accepted { ts, channel } => {
                 self.breaker.on_success(Instant::now());
                 self.metrics.slack.with_label_values(&["success"]).inc();
                 self.metrics.delivery.observe(age.as_secs_f64());
                 tracing::info!(alert_id = %alert.id, notification = row.id, event = %row.event, "notification sent");
                 Delivery::Sent { at, channel, ts }
             }
-            Outcome::Transient {
+            SendOutcome::Transient {
                 reason,
                 retry_after,
             } => {
@@ -395,7 +395,7 @@ impl Dispatcher {
                     error: reason,
                 }
             }
-            Outcome::Permanent { reason } => {
+            SendOutcome::Permanent { reason } => {
                 // Slack answered: it is up, and the fault is ours (configuration or message).
                 self.breaker.on_success(Instant::now());
                 self.metrics.slack.with_label_values(&["failure"]).inc();
