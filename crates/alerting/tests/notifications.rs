@@ -29,7 +29,7 @@ on_both_stores!(
 async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
     use gomon_alerting::model::{NewAlert, Severity, now};
     use gomon_alerting::service::Notifications;
-    use gomon_alerting::store::Delivery;
+    use gomon_alerting::store::DeliveryRecord;
     let database = Database::new(backend).await;
     let store = gomon_alerting::Store::open(&database.config)
         .await
@@ -61,7 +61,7 @@ async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
         .expect("claim again");
     assert_eq!(second.len(), 1, "the expired lease made the row due again");
     let held_second = second[0].next_attempt_at;
-    let sent = Delivery::Sent {
+    let sent = DeliveryRecord::Sent {
         at: now(),
         channel: None,
         ts: None,
