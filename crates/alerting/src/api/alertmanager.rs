@@ -222,24 +222,60 @@ impl GettableAlert {
     }
 }
 
-/// Query parameters of `GET /api/v2/alerts`.
-#[derive(Debug, IntoParams)]
+/// Query parameters of `GET /api/v2/alerts` (and its groups), read from the query string by
+/// [`AlertsParams::from_query`].
+#[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct AlertsParams {
     /// Label matcher `name="value"`, `name!="value"`, `name=~"re"` or `name!~"re"`; repeat for several (all must
     /// match).
-    filter: Option<Vec<String>>,
+    #[param(value_type = Option<Vec<String>>)]
+    pub filter: Vec<Matcher>,
     /// Include alerts no silence mutes (default true).
-    active: Option<bool>,
+    pub active: Option<bool>,
     /// Include alerts a silence mutes (default true).
-    silenced: Option<bool>,
+    pub silenced: Option<bool>,
     /// Include inhibited alerts (accepted; no alert is inhibited).
-    inhibited: Option<bool>,
+    pub inhibited: Option<bool>,
     /// Include unprocessed alerts (accepted; every alert is processed).
-    unprocessed: Option<bool>,
+    pub unprocessed: Option<bool>,
     /// Receiver name regex (accepted, ignored: the only receiver is `gomon`).
-    receiver: Option<String>,
+    pub receiver: Option<String>,
+}
+
+impl AlertsParams {
+    /// Reads the query string; 400 naming the parameter when it is invalid.
+    pub fn from_query(query: Option<&str>) -> Result<AlertsParams, ApiError> {
+        let mut params = AlertsParams::default();
+        for (name, value) in super::extract::query_pairs(query)? {
+            match name.as_str() {
+                "filter" => {
+                    if params.filter.len() == MAX_MATCHERS {
+                        return Err(ApiError::bad_request(format!(
+                            "query parameter `filter`: at most {MAX_MATCHERS} matchers"
+                        )));
+                    }
+                    params.filter.push(Matcher::parse(&value).map_err(|error| {
+                        ApiError::bad_request(format!("query parameter `filter`: {error}"))
+                    })?);
+                }
+                "active" => params.active = Some(super::alerts::parse_param(&name, &value)?),
+                "silenced" => params.silenced = Some(super::alerts::parse_param(&name, &value)?),
+                "inhibited" => params.inhibited = Some(super::alerts::parse_param(&name, &value)?),
+                "unprocessed" => {
+                    params.unprocessed = Some(super::alerts::parse_param(&name, &value)?)
+                }
+                "receiver" => params.receiver = Some(value),
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown query parameter `{other}`: expected filter, active, silenced, inhibited, \
+                         unprocessed or receiver"
+                    )));
+                }
+            }
+        }
+        Ok(params)
+    }
 }
 
 /// List open alerts (Alertmanager API v2), oldest first, optionally filtered by label matchers.
@@ -301,42 +337,13 @@ struct Selection {
 }
 
 impl Selection {
-    /// Reads the query string; 400 naming the parameter when it is invalid.
-    fn parse(query: Option<&str>) -> Result<Selection, ApiError> {
-        let mut selection = Selection {
-            matchers: Vec::new(),
-            active: true,
-            silenced: true,
-        };
-        for (name, value) in super::extract::query_pairs(query)? {
-            match name.as_str() {
-                "filter" => {
-                    if selection.matchers.len() == MAX_MATCHERS {
-                        return Err(ApiError::bad_request(format!(
-                            "query parameter `filter`: at most {MAX_MATCHERS} matchers"
-                        )));
-                    }
-                    selection
-                        .matchers
-                        .push(Matcher::parse(&value).map_err(|error| {
-                            ApiError::bad_request(format!("query parameter `filter`: {error}"))
-                        })?);
-                }
-                "active" => selection.active = super::alerts::parse_param(&name, &value)?,
-                "silenced" => selection.silenced = super::alerts::parse_param(&name, &value)?,
-                "inhibited" | "unprocessed" => {
-                    super::alerts::parse_param::<bool>(&name, &value)?;
-                }
-                "receiver" => {}
-                other => {
-                    return Err(ApiError::bad_request(format!(
-                        "unknown query parameter `{other}`: expected filter, active, silenced, inhibited, \
-                         unprocessed or receiver"
-                    )));
-                }
-            }
+    /// What `params` keep: alerts matching every `filter`, muted or not as `active` and `silenced` say.
+    fn new(params: AlertsParams) -> Selection {
+        Selection {
+            matchers: params.filter,
+            active: params.active.unwrap_or(true),
+            silenced: params.silenced.unwrap_or(true),
         }
-        Ok(selection)
     }
 
     /// Writes the alerts of `page` this selection keeps to `out` as JSON array elements, each preceded by a comma
@@ -468,7 +475,7 @@ async fn open_alerts(
     query: Option<String>,
     grouped: bool,
 ) -> Result<Response, ApiError> {
-    let selection = Arc::new(Selection::parse(query.as_deref())?);
+    let selection = Arc::new(Selection::new(AlertsParams::from_query(query.as_deref())?));
     let silences = service.live_silences().await?;
     let first = service.open_page(None, PAGE).await?;
     let listing = Listing {

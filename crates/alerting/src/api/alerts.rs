@@ -10,7 +10,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AlertId, JsonBody, OptionalJsonBody};
-use crate::model::{Alert, AlertFilter, AlertPage, AuditEntry, Change, NewAlert};
+use crate::model::{
+    Alert, AlertFilter, AlertPage, AuditEntry, Change, Cursor, NewAlert, Severity, Status,
+};
 use crate::service::AlertService;
 
 /// Page size when `limit` is not given.
@@ -45,31 +47,85 @@ pub struct ActionList {
     pub actions: Vec<AuditEntry>,
 }
 
-/// Query parameters of the listing.
-#[derive(Debug, IntoParams)]
+/// Query parameters of the listing, read from the query string by [`ListParams::from_query`].
+#[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct ListParams {
     /// firing, acknowledged or resolved.
-    status: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub status: Option<Status>,
     /// P1, P2, P3 or P4.
-    severity: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub severity: Option<Severity>,
     /// Exact namespace.
-    namespace: Option<String>,
+    pub namespace: Option<String>,
     /// Exact source.
-    source: Option<String>,
+    pub source: Option<String>,
     /// `key=value`; repeat for several labels (all must match).
-    label: Option<Vec<String>>,
+    #[param(value_type = Option<Vec<String>>)]
+    pub label: Vec<(String, String)>,
     /// RFC 3339; alerts created at or after.
-    since: Option<DateTime<Utc>>,
+    pub since: Option<DateTime<Utc>>,
     /// RFC 3339; alerts created before.
-    until: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
     /// Page size, default 100, at most 1000.
-    limit: Option<u32>,
+    pub limit: Option<u32>,
     /// Alerts to skip.
-    offset: Option<u64>,
+    pub offset: Option<u64>,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub cursor: Option<Cursor>,
+}
+
+impl ListParams {
+    /// Reads the listing's query string; 400 naming the parameter when a value is invalid.
+    pub fn from_query(query: Option<&str>) -> Result<ListParams, ApiError> {
+        let mut params = ListParams::default();
+        for (name, value) in super::extract::query_pairs(query)? {
+            match name.as_str() {
+                "status" => params.status = Some(parse_param(&name, &value)?),
+                "severity" => params.severity = Some(parse_param(&name, &value)?),
+                "namespace" => params.namespace = Some(value),
+                "source" => params.source = Some(value),
+                "label" => {
+                    let (key, wanted) = value.split_once('=').ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "query parameter `label`: {value:?} is not key=value"
+                        ))
+                    })?;
+                    params.label.push((key.to_owned(), wanted.to_owned()));
+                }
+                "since" => params.since = Some(parse_time(&name, &value)?),
+                "until" => params.until = Some(parse_time(&name, &value)?),
+                "limit" => params.limit = Some(parse_limit(&value)?),
+                "offset" => params.offset = Some(parse_param(&name, &value)?),
+                "cursor" => params.cursor = Some(parse_param(&name, &value)?),
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown query parameter `{other}`: expected status, severity, namespace, source, label, \
+                         since, until, limit, offset or cursor"
+                    )));
+                }
+            }
+        }
+        Ok(params)
+    }
+
+    /// The filter these parameters select ([`DEFAULT_LIMIT`] alerts when `limit` is not given).
+    pub fn into_filter(self) -> AlertFilter {
+        AlertFilter {
+            status: self.status,
+            severity: self.severity,
+            namespace: self.namespace,
+            source: self.source,
+            labels: self.label,
+            since: self.since,
+            until: self.until,
+            limit: self.limit.unwrap_or(DEFAULT_LIMIT),
+            offset: self.offset.unwrap_or_default(),
+            after: self.cursor,
+        }
+    }
 }
 
 pub(super) fn parse_param<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ApiError>
@@ -100,42 +156,6 @@ fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
                 "query parameter `{name}`: {value:?} is not an RFC 3339 time: {error}"
             ))
         })
-}
-
-/// Reads the listing's query string into a filter; 400 naming the parameter when a value is invalid.
-pub fn parse_filter(query: Option<&str>) -> Result<AlertFilter, ApiError> {
-    let mut filter = AlertFilter {
-        limit: DEFAULT_LIMIT,
-        ..AlertFilter::default()
-    };
-    for (name, value) in super::extract::query_pairs(query)? {
-        match name.as_str() {
-            "status" => filter.status = Some(parse_param(&name, &value)?),
-            "severity" => filter.severity = Some(parse_param(&name, &value)?),
-            "namespace" => filter.namespace = Some(value),
-            "source" => filter.source = Some(value),
-            "label" => {
-                let (key, wanted) = value.split_once('=').ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "query parameter `label`: {value:?} is not key=value"
-                    ))
-                })?;
-                filter.labels.push((key.to_owned(), wanted.to_owned()));
-            }
-            "since" => filter.since = Some(parse_time(&name, &value)?),
-            "until" => filter.until = Some(parse_time(&name, &value)?),
-            "limit" => filter.limit = parse_limit(&value)?,
-            "offset" => filter.offset = parse_param(&name, &value)?,
-            "cursor" => filter.after = Some(parse_param(&name, &value)?),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{other}`: expected status, severity, namespace, source, label, \
-                     since, until, limit, offset or cursor"
-                )));
-            }
-        }
-    }
-    Ok(filter)
 }
 
 /// Create an alert, or return the open alert with the same fingerprint.
@@ -179,7 +199,7 @@ pub async fn list(
     State(service): State<AlertService>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<AlertPage>, ApiError> {
-    let filter = parse_filter(query.as_deref())?;
+    let filter = ListParams::from_query(query.as_deref())?.into_filter();
     Ok(Json(service.list(&filter).await?))
 }
 
@@ -299,7 +319,10 @@ pub async fn actions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Severity, Status};
+
+    fn parse_filter(query: Option<&str>) -> Result<AlertFilter, ApiError> {
+        ListParams::from_query(query).map(ListParams::into_filter)
+    }
 
     #[test]
     fn filter_reads_every_parameter() {

@@ -71,13 +71,33 @@ pub struct SilenceCreated {
     pub silence_id: Uuid,
 }
 
-/// Query parameters of `GET /api/v2/silences`.
-#[derive(Debug, IntoParams)]
+/// Query parameters of `GET /api/v2/silences`, read from the query string by [`SilencesParams::from_query`].
+#[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct SilencesParams {
     /// Label matcher; keeps the silences that have a matcher equal to it (repeat: all must be there).
-    filter: Option<Vec<String>>,
+    #[param(value_type = Option<Vec<String>>)]
+    pub filter: Vec<Matcher>,
+}
+
+impl SilencesParams {
+    /// Reads the query string; 400 naming the parameter when it is invalid.
+    pub fn from_query(query: Option<&str>) -> Result<SilencesParams, ApiError> {
+        let mut params = SilencesParams::default();
+        for (name, value) in super::extract::query_pairs(query)? {
+            match name.as_str() {
+                "filter" => params.filter.push(Matcher::parse(&value).map_err(|error| {
+                    ApiError::bad_request(format!("query parameter `filter`: {error}"))
+                })?),
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown query parameter `{other}`: expected filter"
+                    )));
+                }
+            }
+        }
+        Ok(params)
+    }
 }
 
 /// A silence id in the path; 400 when it is not a UUID.
@@ -106,19 +126,7 @@ pub async fn list(
     State(service): State<AlertService>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Vec<GettableSilence>>, ApiError> {
-    let mut wanted = Vec::new();
-    for (name, value) in super::extract::query_pairs(query.as_deref())? {
-        match name.as_str() {
-            "filter" => wanted.push(Matcher::parse(&value).map_err(|error| {
-                ApiError::bad_request(format!("query parameter `filter`: {error}"))
-            })?),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{other}`: expected filter"
-                )));
-            }
-        }
-    }
+    let wanted = SilencesParams::from_query(query.as_deref())?.filter;
     let now = model::now();
     let silences = service
         .silences()
