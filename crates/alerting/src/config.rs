@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kube::KubernetesConfig;
 use crate::notify::dispatcher::OutboxConfig;
 use crate::notify::slack::SlackConfig;
+use crate::pods::KubernetesConfig;
 use crate::rule_engines::AlertmanagerConfig;
 
 /// The alerting service's configuration. Every field has a default, so an empty section is valid.

@@ -1,4 +1,4 @@
-//! The one error type of the alerting core; the API maps each kind to a status code.
+//! The one error type of the alerting service; the API maps each kind to a status code.
 
 /// What went wrong with an alerting operation.
 #[derive(Clone, Debug, thiserror::Error)]

@@ -1,15 +1,16 @@
 //! GoMon's alerting service: a REST API over a PostgreSQL or SQLite store, with deduplication, a lifecycle
 //! (firing -> acknowledged -> resolved) and an audit trail.
 //!
-//! Data flows one way: [`api`] handlers and the Kubernetes pod watcher ([`kube`]) call the [`service`] core, which validates, applies the lifecycle rules of
-//! [`model`] and persists through [`store`]. Nothing downstream knows what is upstream.
+//! Data flows one way: [`api`] handlers and the Kubernetes pod watcher ([`pods`]) call the [`AlertService`] (in
+//! [`service`]), which validates, applies the lifecycle rules of [`model`] and persists through [`store`]. Nothing
+//! downstream knows what is upstream.
 
 pub mod api;
 pub mod config;
 pub mod error;
-pub mod kube;
 pub mod model;
 pub mod notify;
+pub mod pods;
 pub mod rule_engines;
 pub mod service;
 pub mod silence;
@@ -24,8 +25,10 @@ use gomon_runtime::shutdown::Shutdown;
 use prometheus::Registry;
 use tokio::net::TcpListener;
 
+use crate::service::Notifications;
+
 pub use config::Config;
-pub use service::Alerting;
+pub use service::AlertService;
 pub use store::Store;
 
 /// Opens the store, retrying while the database cannot be reached, until `shutdown` fires.
@@ -62,7 +65,7 @@ fn is_unreachable(error: &anyhow::Error) -> bool {
 
 /// Every `interval` until `shutdown` fires, resolves the open alerts whose end time has passed (alerts of rule
 /// engines that stopped re-sending them) and deletes the silences past their retention.
-pub async fn sweep_expired(core: Alerting, interval: Duration, shutdown: Shutdown) {
+pub async fn sweep_expired(service: AlertService, interval: Duration, shutdown: Shutdown) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -70,12 +73,12 @@ pub async fn sweep_expired(core: Alerting, interval: Duration, shutdown: Shutdow
             _ = ticks.tick() => {}
             () = shutdown.clone().wait() => return,
         }
-        match core.resolve_expired().await {
+        match service.resolve_expired().await {
             Ok(0) => {}
             Ok(resolved) => tracing::info!(resolved, "resolved alerts past their endsAt"),
             Err(error) => tracing::warn!(%error, "expiry sweep failed; trying again next interval"),
         }
-        match core.delete_old_silences().await {
+        match service.delete_old_silences().await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "deleted silences past their retention"),
             Err(error) => {
@@ -128,7 +131,7 @@ pub async fn run_with_routes(
         return Ok(());
     };
     let notify_metrics = notify::dispatcher::NotifyMetrics::new(&registry);
-    let mut core = Alerting::new(store.clone(), &registry)
+    let mut service = AlertService::new(store.clone(), &registry)
         .with_alertmanager(config.alertmanager.clone())
         .with_counted_sources(&config.sources);
     let dispatcher = match notify::slack::SlackClient::new(&config.slack)? {
@@ -143,7 +146,7 @@ pub async fn run_with_routes(
                 severities = ?severities,
                 "Slack notifications on: written to the outbox with each alert change, delivered in the background"
             );
-            core = core.with_notifications(service::Notifications::new(severities, wake.clone()));
+            service = service.with_notifications(Notifications::new(severities, wake.clone()));
             let dispatcher = notify::dispatcher::Dispatcher::new(
                 store.clone(),
                 client,
@@ -165,25 +168,25 @@ pub async fn run_with_routes(
             None
         }
     };
-    if let Err(error) = core.refresh_gauges().await {
+    if let Err(error) = service.refresh_gauges().await {
         tracing::warn!(%error, "alerting_active_alerts not initialised");
     }
     let sweep = tokio::spawn(sweep_expired(
-        core.clone(),
+        service.clone(),
         config.alertmanager.sweep_interval,
         shutdown.clone(),
     ));
-    let kube_metrics = crate::kube::watcher::KubeMetrics::new(&registry);
+    let kube_metrics = crate::pods::watcher::KubeMetrics::new(&registry);
     let (watcher, watcher_health) = if config.kubernetes.enabled {
-        let health = crate::kube::WatcherHealth::default();
+        let health = crate::pods::WatcherHealth::default();
         tracing::info!(
             namespaces = ?config.kubernetes.namespaces,
             all_namespaces = config.kubernetes.all_namespaces,
             leader_election = config.kubernetes.leader_election.enabled,
             "Kubernetes pod watcher on"
         );
-        let task = tokio::spawn(crate::kube::run(
-            core.clone(),
+        let task = tokio::spawn(crate::pods::run(
+            service.clone(),
             config.kubernetes.clone(),
             kube_metrics,
             health.clone(),
@@ -193,9 +196,14 @@ pub async fn run_with_routes(
     } else {
         (None, None)
     };
-    let router =
-        api::router_with_watcher(core, registry, auth, config.request_timeout, watcher_health)
-            .merge(extra);
+    let router = api::router_with_watcher(
+        service,
+        registry,
+        auth,
+        config.request_timeout,
+        watcher_health,
+    )
+    .merge(extra);
     tracing::info!(address = %listener.0.local_addr()?, store = store.describe(), "alerting API listening");
     let stopped = async {
         let served =

@@ -1,4 +1,4 @@
-//! The alerting core: validation, deduplication, lifecycle and metrics, over a [`Store`].
+//! The alerting service: validation, deduplication, lifecycle and metrics, over a [`Store`].
 //!
 //! Every way an alert arrives (the REST API, the Alertmanager API of rule engines, the Kubernetes pod watcher) goes
 //! through here.
@@ -20,7 +20,7 @@ use crate::silence::{PostableSilence, Silence, SilenceAction, alert_labels};
 use crate::store::{Applied, Changed, Creation, NotificationFilter, Step, Store};
 use gomon_runtime::metrics::must;
 
-/// The metrics the core keeps; their names are a contract with the dashboards and alert rules.
+/// The metrics the service keeps; their names are a contract with the dashboards and alert rules.
 #[derive(Clone, Debug)]
 struct Metrics {
     created: IntCounterVec,
@@ -95,9 +95,9 @@ impl Notifications {
     }
 }
 
-/// The alerting core. Cheap to clone.
+/// The alerting service. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Alerting {
+pub struct AlertService {
     store: Store,
     metrics: Metrics,
     notifications: Option<Notifications>,
@@ -119,11 +119,11 @@ pub const KNOWN_SOURCES: [&str; 6] = [
 /// The silences last read from the store, and when.
 type SilencesRead = (Instant, Arc<Vec<Silence>>);
 
-/// How long the core reuses the silences it read before reading them again.
+/// How long the service reuses the silences it read before reading them again.
 const SILENCES_FRESH_FOR: Duration = Duration::from_secs(1);
 
-impl Alerting {
-    /// The core over `store`, registering its metrics in `registry`.
+impl AlertService {
+    /// The service over `store`, registering its metrics in `registry`.
     pub fn new(store: Store, registry: &Registry) -> Self {
         Self {
             store,
@@ -135,7 +135,7 @@ impl Alerting {
         }
     }
 
-    /// The same core, mapping alerts of the Alertmanager API as `config` says.
+    /// The same service, mapping alerts of the Alertmanager API as `config` says.
     pub fn with_alertmanager(mut self, config: AlertmanagerConfig) -> Self {
         if let Some(source) = &config.source {
             Arc::make_mut(&mut self.counted_sources).insert(source.clone());
@@ -144,7 +144,7 @@ impl Alerting {
         self
     }
 
-    /// The same core, counting alerts of `sources` under their own name in `alerting_alerts_created_total`
+    /// The same service, counting alerts of `sources` under their own name in `alerting_alerts_created_total`
     /// besides [`KNOWN_SOURCES`]; any other source is counted as `other`, so that callers cannot create series.
     pub fn with_counted_sources(mut self, sources: &[String]) -> Self {
         Arc::make_mut(&mut self.counted_sources).extend(sources.iter().cloned());
@@ -161,7 +161,7 @@ impl Alerting {
         self.notifications.as_ref().map(|n| n.severities.as_slice())
     }
 
-    /// The same core, writing a notification to the outbox with every change `notifications` selects.
+    /// The same service, writing a notification to the outbox with every change `notifications` selects.
     pub fn with_notifications(mut self, notifications: Notifications) -> Self {
         self.notifications = Some(notifications);
         self
@@ -278,7 +278,7 @@ impl Alerting {
         self.map_each(alerts, |alert| alert.map(&self.alertmanager, now))
     }
 
-    /// Maps the alerts of a Grafana webhook one by one, as [`Alerting::map_rule_alerts`] does.
+    /// Maps the alerts of a Grafana webhook one by one, as [`AlertService::map_rule_alerts`] does.
     pub fn map_grafana_alerts(
         &self,
         alerts: Vec<std::result::Result<GrafanaAlert, Rejection>>,

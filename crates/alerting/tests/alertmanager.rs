@@ -624,28 +624,32 @@ async fn expiry_spares_an_alert_sent_again_meanwhile(backend: Backend) {
     let store = gomon_alerting::Store::open(&db.config)
         .await
         .expect("store");
-    let core = gomon_alerting::Alerting::new(store.clone(), &gomon_runtime::metrics::registry());
+    let service =
+        gomon_alerting::AlertService::new(store.clone(), &gomon_runtime::metrics::registry());
     let post = |ends_in: i64| {
         let alert: gomon_alerting::rule_engines::PostableAlert =
             serde_json::from_value(high_cpu("CPU at 91%", ends_in)).expect("alert");
-        let (mapped, rejected) = core.map_rule_alerts(vec![Ok(alert)]);
+        let (mapped, rejected) = service.map_rule_alerts(vec![Ok(alert)]);
         assert!(rejected.is_empty(), "{rejected:?}");
         mapped
     };
-    let touched = core.receive(post(1), None).await.expect("receive");
+    let touched = service.receive(post(1), None).await.expect("receive");
     let id = touched[0].id;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let now = gomon_alerting::model::now();
     assert_eq!(store.expired(now, 10).await.expect("expired"), [id]);
     // Sent again before the sweep gets to it: its end time moves on.
-    core.receive(post(300), None).await.expect("receive");
+    service.receive(post(300), None).await.expect("receive");
     let untouched = store
         .update_if_expired(id, now, |_| panic!("must not be called: no longer expired"))
         .await
         .expect("update_if_expired");
     assert!(untouched.is_none());
-    assert_eq!(core.resolve_expired().await.expect("sweep"), 0);
-    assert_eq!(core.get(id).await.expect("alert").status.as_str(), "firing");
+    assert_eq!(service.resolve_expired().await.expect("sweep"), 0);
+    assert_eq!(
+        service.get(id).await.expect("alert").status.as_str(),
+        "firing"
+    );
     store.close().await;
 }
 

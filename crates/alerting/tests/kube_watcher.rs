@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use gomon_alerting::Config;
-use gomon_alerting::kube::KubernetesConfig;
-use gomon_alerting::kube::pod::{self, RestartHistory, Workload};
-use gomon_alerting::kube::state::{AlertKey, Tracker};
 use gomon_alerting::model::Severity;
+use gomon_alerting::pods::KubernetesConfig;
+use gomon_alerting::pods::pod::{self, RestartHistory, Workload};
+use gomon_alerting::pods::state::{AlertKey, Tracker};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 use support::kube::{FakeKube, fixture};
@@ -776,7 +776,7 @@ async fn stale_alerts_are_reconciled_at_start_up(backend: Backend) {
     let store = gomon_alerting::Store::open(&cluster.database.config)
         .await
         .expect("store");
-    let core = gomon_alerting::Alerting::new(store.clone(), &prometheus::Registry::new());
+    let service = gomon_alerting::AlertService::new(store.clone(), &prometheus::Registry::new());
     let stale = |kind: &str, workload: &str, reason: &str| gomon_alerting::model::NewAlert {
         source: "kubernetes".into(),
         severity: Severity::P1,
@@ -799,7 +799,7 @@ async fn stale_alerts_are_reconciled_at_start_up(backend: Backend) {
         ("Deployment", "old-exporter", "ImagePullBackOff"),
         ("Deployment", "aggregator", "CrashLoopBackOff"),
     ] {
-        let (alert, created) = core
+        let (alert, created) = service
             .create(
                 stale(kind, workload, reason),
                 Some("kubernetes-watcher".into()),

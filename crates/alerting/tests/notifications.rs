@@ -29,12 +29,12 @@ on_both_stores!(
 async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
     use gomon_alerting::model::{NewAlert, Severity, now};
     use gomon_alerting::service::Notifications;
-    use gomon_alerting::store::Delivery;
+    use gomon_alerting::store::DeliveryRecord;
     let database = Database::new(backend).await;
     let store = gomon_alerting::Store::open(&database.config)
         .await
         .expect("store");
-    let core = gomon_alerting::Alerting::new(store.clone(), &prometheus::Registry::new())
+    let service = gomon_alerting::AlertService::new(store.clone(), &prometheus::Registry::new())
         .with_notifications(Notifications::new(
             Severity::ALL.to_vec(),
             std::sync::Arc::new(tokio::sync::Notify::new()),
@@ -45,7 +45,7 @@ async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
         title: "leased".into(),
         ..NewAlert::default()
     };
-    core.create(new, None).await.expect("create");
+    service.create(new, None).await.expect("create");
     let start = now();
     let first = store
         .claim_due(start, start + chrono::Duration::milliseconds(1), 10)
@@ -61,7 +61,7 @@ async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
         .expect("claim again");
     assert_eq!(second.len(), 1, "the expired lease made the row due again");
     let held_second = second[0].next_attempt_at;
-    let sent = Delivery::Sent {
+    let sent = DeliveryRecord::Sent {
         at: now(),
         channel: None,
         ts: None,

@@ -10,7 +10,7 @@ use gomon_alerting::model::{Change, NewAlert, Severity};
 use gomon_alerting::service::Notifications;
 use gomon_alerting::silence::{Matcher, PostableSilence};
 use gomon_alerting::store::NotificationFilter;
-use gomon_alerting::{Alerting, Store};
+use gomon_alerting::{AlertService, Store};
 use serde_json::{Value, json};
 use support::{Backend, Database, Server};
 
@@ -238,13 +238,13 @@ fn new_alert(title: &str) -> NewAlert {
     }
 }
 
-async fn notified(core: &Alerting, alert_id: uuid::Uuid) -> Vec<String> {
+async fn notified(service: &AlertService, alert_id: uuid::Uuid) -> Vec<String> {
     let filter = NotificationFilter {
         alert_id: Some(alert_id),
         limit: 100,
         ..NotificationFilter::default()
     };
-    let (rows, _) = core.notifications(&filter).await.expect("notifications");
+    let (rows, _) = service.notifications(&filter).await.expect("notifications");
     rows.into_iter().map(|n| n.event).collect()
 }
 
@@ -252,12 +252,11 @@ async fn a_silenced_alert_is_stored_but_not_notified(backend: Backend) {
     let db = Database::new(backend).await;
     let store = Store::open(&db.config).await.expect("store");
     let registry = gomon_runtime::metrics::registry();
-    let core = Alerting::new(store.clone(), &registry).with_notifications(Notifications::new(
-        Severity::ALL.to_vec(),
-        Arc::new(tokio::sync::Notify::new()),
-    ));
+    let service = AlertService::new(store.clone(), &registry).with_notifications(
+        Notifications::new(Severity::ALL.to_vec(), Arc::new(tokio::sync::Notify::new())),
+    );
     let now = chrono::Utc::now();
-    let silence = core
+    let silence = service
         .post_silence(
             PostableSilence {
                 id: None,
@@ -272,31 +271,38 @@ async fn a_silenced_alert_is_stored_but_not_notified(backend: Backend) {
         .await
         .expect("silence");
 
-    let (muted, created) = core
+    let (muted, created) = service
         .create(new_alert("DiskFull"), None)
         .await
         .expect("create");
     assert!(created);
-    let (loud, _) = core
+    let (loud, _) = service
         .create(new_alert("HighCPU"), None)
         .await
         .expect("create");
-    assert_eq!(core.get(muted.id).await.expect("stored").title, "DiskFull");
-    assert!(notified(&core, muted.id).await.is_empty());
-    assert_eq!(notified(&core, loud.id).await, ["created"]);
+    assert_eq!(
+        service.get(muted.id).await.expect("stored").title,
+        "DiskFull"
+    );
+    assert!(notified(&service, muted.id).await.is_empty());
+    assert_eq!(notified(&service, loud.id).await, ["created"]);
     let ack = Change::Acknowledge { by: None };
-    core.change(muted.id, ack.clone(), None)
+    service
+        .change(muted.id, ack.clone(), None)
         .await
         .expect("acknowledge");
-    assert!(notified(&core, muted.id).await.is_empty());
+    assert!(notified(&service, muted.id).await.is_empty());
 
-    core.expire_silence(silence, None).await.expect("expire");
+    service.expire_silence(silence, None).await.expect("expire");
     let resolve = Change::Resolve {
         by: None,
         note: None,
     };
-    core.change(muted.id, resolve, None).await.expect("resolve");
-    assert_eq!(notified(&core, muted.id).await, ["resolved"]);
+    service
+        .change(muted.id, resolve, None)
+        .await
+        .expect("resolve");
+    assert_eq!(notified(&service, muted.id).await, ["resolved"]);
     store.close().await;
 }
 

@@ -7,7 +7,9 @@ mod slack;
 use std::time::{Duration, Instant};
 
 use gomon_alerting::model::{NewAlert, Severity, now};
-use gomon_alerting::notify::slack::{Event, Message, Outcome, SlackClient, SlackConfig, render};
+use gomon_alerting::notify::slack::{
+    Event, Message, SendOutcome, SlackClient, SlackConfig, render,
+};
 use slack::{Behaviour, CHANNEL_ID, FakeSlack, WEBHOOK_PATH};
 
 const TOKEN: &str = "xoxb-0000-secret-token";
@@ -44,10 +46,10 @@ fn client(config: SlackConfig) -> SlackClient {
 }
 
 /// The reason of a failed outcome, checked free of secrets.
-fn reason(outcome: &Outcome, webhook_url: &str) -> String {
+fn reason(outcome: &SendOutcome, webhook_url: &str) -> String {
     let reason = match outcome {
-        Outcome::Transient { reason, .. } | Outcome::Permanent { reason } => reason.clone(),
-        Outcome::Accepted { .. } => return String::new(),
+        SendOutcome::Transient { reason, .. } | SendOutcome::Permanent { reason } => reason.clone(),
+        SendOutcome::Accepted { .. } => return String::new(),
     };
     for secret in [TOKEN, webhook_url, WEBHOOK_PATH] {
         assert!(!reason.contains(secret), "secret in reason {reason:?}");
@@ -64,7 +66,7 @@ async fn webhook_accepts_the_message() {
     let outcome = client.send(&message, "#ignored", Some("1.0")).await;
     assert_eq!(
         outcome,
-        Outcome::Accepted {
+        SendOutcome::Accepted {
             ts: None,
             channel: None
         }
@@ -92,7 +94,7 @@ async fn web_api_accepts_with_ts_and_sends_the_token_as_bearer() {
     for (outcome, received) in [first, second].iter().zip(&received) {
         assert_eq!(
             outcome,
-            &Outcome::Accepted {
+            &SendOutcome::Accepted {
                 ts: received.ts.clone(),
                 channel: Some(CHANNEL_ID.into())
             }
@@ -122,7 +124,7 @@ async fn web_api_is_preferred_when_both_are_configured() {
     assert!(client.uses_web_api());
     let outcome = client.send(&message(), "#alerts", None).await;
     assert!(
-        matches!(outcome, Outcome::Accepted { ts: Some(_), .. }),
+        matches!(outcome, SendOutcome::Accepted { ts: Some(_), .. }),
         "{outcome:?}"
     );
     assert_eq!(fake.received()[0].via, "api");
@@ -132,7 +134,7 @@ async fn web_api_is_preferred_when_both_are_configured() {
 async fn thread_ts_is_passed_through() {
     let fake = FakeSlack::start().await;
     let client = web_api(&fake);
-    let Outcome::Accepted {
+    let SendOutcome::Accepted {
         ts: Some(parent), ..
     } = client.send(&message(), "#alerts", None).await
     else {
@@ -140,7 +142,7 @@ async fn thread_ts_is_passed_through() {
     };
     let reply = client.send(&message(), "#alerts", Some(&parent)).await;
     assert!(
-        matches!(reply, Outcome::Accepted { ts: Some(_), .. }),
+        matches!(reply, SendOutcome::Accepted { ts: Some(_), .. }),
         "{reply:?}"
     );
     let received = fake.received();
@@ -155,7 +157,7 @@ async fn rate_limits_are_transient_with_retry_after() {
     });
     for client in [webhook(&fake), web_api(&fake)] {
         let outcome = client.send(&message(), "#alerts", None).await;
-        let Outcome::Transient { retry_after, .. } = &outcome else {
+        let SendOutcome::Transient { retry_after, .. } = &outcome else {
             panic!("expected transient, got {outcome:?}");
         };
         assert_eq!(*retry_after, Some(Duration::from_secs(2)));
@@ -175,7 +177,7 @@ async fn server_errors_are_transient() {
         assert!(
             matches!(
                 &outcome,
-                Outcome::Transient {
+                SendOutcome::Transient {
                     retry_after: None,
                     ..
                 }
@@ -205,7 +207,7 @@ async fn web_api_transient_error_codes_are_transient() {
         let outcome = client.send(&message(), "#alerts", None).await;
         assert_eq!(
             outcome,
-            Outcome::Transient {
+            SendOutcome::Transient {
                 reason: code.into(),
                 retry_after: None
             }
@@ -236,7 +238,10 @@ async fn slow_answers_time_out_as_transient() {
             started.elapsed() < Duration::from_millis(1500),
             "timeout honoured"
         );
-        assert!(matches!(&outcome, Outcome::Transient { .. }), "{outcome:?}");
+        assert!(
+            matches!(&outcome, SendOutcome::Transient { .. }),
+            "{outcome:?}"
+        );
         let reason = reason(&outcome, &fake.webhook_url);
         assert!(reason.contains("timed out"), "{reason}");
     }
@@ -254,7 +259,10 @@ async fn unreachable_slack_is_transient_without_the_url() {
         ..SlackConfig::default()
     });
     let outcome = client.send(&message(), "#alerts", None).await;
-    assert!(matches!(&outcome, Outcome::Transient { .. }), "{outcome:?}");
+    assert!(
+        matches!(&outcome, SendOutcome::Transient { .. }),
+        "{outcome:?}"
+    );
     let reason = reason(&outcome, &webhook_url);
     assert!(reason.starts_with("connection failed: "), "{reason}");
 }
@@ -267,19 +275,19 @@ async fn web_api_errors_are_permanent_with_the_code() {
     let outcome = client.send(&message(), "#gone", None).await;
     assert_eq!(
         outcome,
-        Outcome::Permanent {
+        SendOutcome::Permanent {
             reason: "channel_not_found".into()
         }
     );
     assert!(!outcome.counts_against_slack());
     let other = client.send(&message(), "#alerts", None).await;
-    assert!(matches!(other, Outcome::Accepted { .. }), "{other:?}");
+    assert!(matches!(other, SendOutcome::Accepted { .. }), "{other:?}");
     for code in ["invalid_auth", "not_in_channel", "is_archived"] {
         fake.set(Behaviour::ApiError(code));
         let outcome = client.send(&message(), "#alerts", None).await;
         assert_eq!(
             outcome,
-            Outcome::Permanent {
+            SendOutcome::Permanent {
                 reason: code.into()
             }
         );
@@ -298,7 +306,10 @@ async fn webhook_errors_are_permanent_with_status_and_body() {
     ] {
         fake.set(Behaviour::WebhookError { status, body });
         let outcome = client.send(&message(), "#alerts", None).await;
-        assert!(matches!(&outcome, Outcome::Permanent { .. }), "{outcome:?}");
+        assert!(
+            matches!(&outcome, SendOutcome::Permanent { .. }),
+            "{outcome:?}"
+        );
         assert!(!outcome.counts_against_slack());
         let reason = reason(&outcome, &fake.webhook_url);
         assert!(
@@ -318,7 +329,7 @@ async fn secrets_echoed_by_slack_are_redacted() {
     let outcome = webhook(&fake).send(&message(), "#alerts", None).await;
     assert_eq!(
         outcome,
-        Outcome::Permanent {
+        SendOutcome::Permanent {
             reason: "HTTP 404 <redacted>".into()
         }
     );
@@ -326,7 +337,7 @@ async fn secrets_echoed_by_slack_are_redacted() {
     let outcome = web_api(&fake).send(&message(), "#alerts", None).await;
     assert_eq!(
         outcome,
-        Outcome::Permanent {
+        SendOutcome::Permanent {
             reason: "<redacted>".into()
         }
     );
@@ -342,14 +353,14 @@ async fn a_message_without_content_is_refused_by_slack() {
     let outcome = webhook(&fake).send(&empty, "#alerts", None).await;
     assert_eq!(
         outcome,
-        Outcome::Permanent {
+        SendOutcome::Permanent {
             reason: "HTTP 400 no_text".into()
         }
     );
     let outcome = web_api(&fake).send(&empty, "#alerts", None).await;
     assert_eq!(
         outcome,
-        Outcome::Permanent {
+        SendOutcome::Permanent {
             reason: "no_text".into()
         }
     );

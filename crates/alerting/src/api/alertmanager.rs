@@ -22,7 +22,7 @@ use super::extract::JsonBody;
 use crate::error::Error;
 use crate::model::Alert;
 use crate::rule_engines::{GENERATOR_URL, PostableAlert, Rejection, RuleAlert};
-use crate::service::Alerting;
+use crate::service::AlertService;
 use crate::silence::{MAX_MATCHERS, Matcher, Silence, alert_labels};
 
 /// Receive alerts from Prometheus, vmalert or amtool (Alertmanager API v2). Every valid alert is stored (all of
@@ -38,7 +38,7 @@ use crate::silence::{MAX_MATCHERS, Matcher, Silence, alert_labels};
         (status = 503, description = "Database unavailable; nothing stored", body = ErrorBody),
     ))]
 pub async fn post_alerts(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     Caller(caller): Caller,
     JsonBody(body): JsonBody<Box<serde_json::value::RawValue>>,
 ) -> Result<StatusCode, ApiError> {
@@ -49,8 +49,8 @@ pub async fn post_alerts(
                 "expected a JSON array of alerts ({labels, annotations, startsAt, endsAt, generatorURL})",
             )
         })?;
-    let (alerts, rejected) = core.map_rule_alerts(parse_elements(items));
-    receive_valid(&core, alerts, rejected, caller).await
+    let (alerts, rejected) = service.map_rule_alerts(parse_elements(items));
+    receive_valid(&service, alerts, rejected, caller).await
 }
 
 /// Parses each element of a posted `alerts` array as `T`; one that does not parse is rejected as `malformed`,
@@ -90,14 +90,14 @@ pub struct InvalidAlert {
 /// Stores `alerts` (the valid alerts of a request) and answers: 200 when none was `rejected`, else 400 listing the
 /// rejected ones in `details.invalid`, with how many were stored in `details.stored`.
 pub(super) async fn receive_valid(
-    core: &Alerting,
+    service: &AlertService,
     alerts: Vec<RuleAlert>,
     rejected: Vec<(usize, Rejection)>,
     caller: Option<String>,
 ) -> Result<StatusCode, ApiError> {
     let stored = alerts.len();
     if !alerts.is_empty() {
-        core.receive(alerts, caller).await?;
+        service.receive(alerts, caller).await?;
     }
     if rejected.is_empty() {
         return Ok(StatusCode::OK);
@@ -222,24 +222,60 @@ impl GettableAlert {
     }
 }
 
-/// Query parameters of `GET /api/v2/alerts`.
-#[derive(Debug, IntoParams)]
+/// Query parameters of `GET /api/v2/alerts` (and its groups), read from the query string by
+/// [`AlertsParams::from_query`].
+#[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct AlertsParams {
     /// Label matcher `name="value"`, `name!="value"`, `name=~"re"` or `name!~"re"`; repeat for several (all must
     /// match).
-    filter: Option<Vec<String>>,
+    #[param(value_type = Option<Vec<String>>)]
+    pub filter: Vec<Matcher>,
     /// Include alerts no silence mutes (default true).
-    active: Option<bool>,
+    pub active: Option<bool>,
     /// Include alerts a silence mutes (default true).
-    silenced: Option<bool>,
+    pub silenced: Option<bool>,
     /// Include inhibited alerts (accepted; no alert is inhibited).
-    inhibited: Option<bool>,
+    pub inhibited: Option<bool>,
     /// Include unprocessed alerts (accepted; every alert is processed).
-    unprocessed: Option<bool>,
+    pub unprocessed: Option<bool>,
     /// Receiver name regex (accepted, ignored: the only receiver is `gomon`).
-    receiver: Option<String>,
+    pub receiver: Option<String>,
+}
+
+impl AlertsParams {
+    /// Reads the query string; 400 naming the parameter when it is invalid.
+    pub fn from_query(query: Option<&str>) -> Result<AlertsParams, ApiError> {
+        let mut params = AlertsParams::default();
+        for (name, value) in super::extract::query_pairs(query)? {
+            match name.as_str() {
+                "filter" => {
+                    if params.filter.len() == MAX_MATCHERS {
+                        return Err(ApiError::bad_request(format!(
+                            "query parameter `filter`: at most {MAX_MATCHERS} matchers"
+                        )));
+                    }
+                    params.filter.push(Matcher::parse(&value).map_err(|error| {
+                        ApiError::bad_request(format!("query parameter `filter`: {error}"))
+                    })?);
+                }
+                "active" => params.active = Some(super::alerts::parse_param(&name, &value)?),
+                "silenced" => params.silenced = Some(super::alerts::parse_param(&name, &value)?),
+                "inhibited" => params.inhibited = Some(super::alerts::parse_param(&name, &value)?),
+                "unprocessed" => {
+                    params.unprocessed = Some(super::alerts::parse_param(&name, &value)?)
+                }
+                "receiver" => params.receiver = Some(value),
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown query parameter `{other}`: expected filter, active, silenced, inhibited, \
+                         unprocessed or receiver"
+                    )));
+                }
+            }
+        }
+        Ok(params)
+    }
 }
 
 /// List open alerts (Alertmanager API v2), oldest first, optionally filtered by label matchers.
@@ -250,10 +286,10 @@ pub struct AlertsParams {
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub async fn get_alerts(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    open_alerts(core, query, false).await
+    open_alerts(service, query, false).await
 }
 
 /// The alerts of one group: Alertmanager's dispatcher groups alerts by the route's `group_by` labels.
@@ -276,10 +312,10 @@ pub struct AlertGroup {
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub async fn get_alert_groups(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    open_alerts(core, query, true).await
+    open_alerts(service, query, true).await
 }
 
 /// List the receivers (Alertmanager API v2): GoMon is the only one.
@@ -301,42 +337,13 @@ struct Selection {
 }
 
 impl Selection {
-    /// Reads the query string; 400 naming the parameter when it is invalid.
-    fn parse(query: Option<&str>) -> Result<Selection, ApiError> {
-        let mut selection = Selection {
-            matchers: Vec::new(),
-            active: true,
-            silenced: true,
-        };
-        for (name, value) in super::extract::query_pairs(query)? {
-            match name.as_str() {
-                "filter" => {
-                    if selection.matchers.len() == MAX_MATCHERS {
-                        return Err(ApiError::bad_request(format!(
-                            "query parameter `filter`: at most {MAX_MATCHERS} matchers"
-                        )));
-                    }
-                    selection
-                        .matchers
-                        .push(Matcher::parse(&value).map_err(|error| {
-                            ApiError::bad_request(format!("query parameter `filter`: {error}"))
-                        })?);
-                }
-                "active" => selection.active = super::alerts::parse_param(&name, &value)?,
-                "silenced" => selection.silenced = super::alerts::parse_param(&name, &value)?,
-                "inhibited" | "unprocessed" => {
-                    super::alerts::parse_param::<bool>(&name, &value)?;
-                }
-                "receiver" => {}
-                other => {
-                    return Err(ApiError::bad_request(format!(
-                        "unknown query parameter `{other}`: expected filter, active, silenced, inhibited, \
-                         unprocessed or receiver"
-                    )));
-                }
-            }
+    /// What `params` keep: alerts matching every `filter`, muted or not as `active` and `silenced` say.
+    fn new(params: AlertsParams) -> Selection {
+        Selection {
+            matchers: params.filter,
+            active: params.active.unwrap_or(true),
+            silenced: params.silenced.unwrap_or(true),
         }
-        Ok(selection)
     }
 
     /// Writes the alerts of `page` this selection keeps to `out` as JSON array elements, each preceded by a comma
@@ -377,7 +384,7 @@ impl Selection {
 
 /// Where the streamed listing is.
 struct Listing {
-    core: Alerting,
+    service: AlertService,
     selection: Arc<Selection>,
     silences: Arc<Vec<Silence>>,
     now: DateTime<Utc>,
@@ -405,7 +412,7 @@ impl Listing {
         }
         let page = match self.next.take() {
             Some(page) => page,
-            None => match self.core.open_page(self.after(), PAGE).await {
+            None => match self.service.open_page(self.after(), PAGE).await {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(%error, "listing open alerts failed part way; the answer is cut");
@@ -464,15 +471,15 @@ impl Listing {
 /// is bounded whatever the number of open alerts; matching runs on a blocking thread, so that a heavy filter never
 /// holds an async worker.
 async fn open_alerts(
-    core: Alerting,
+    service: AlertService,
     query: Option<String>,
     grouped: bool,
 ) -> Result<Response, ApiError> {
-    let selection = Arc::new(Selection::parse(query.as_deref())?);
-    let silences = core.live_silences().await?;
-    let first = core.open_page(None, PAGE).await?;
+    let selection = Arc::new(Selection::new(AlertsParams::from_query(query.as_deref())?));
+    let silences = service.live_silences().await?;
+    let first = service.open_page(None, PAGE).await?;
     let listing = Listing {
-        core,
+        service,
         selection,
         silences,
         now: crate::model::now(),
@@ -526,14 +533,14 @@ pub struct ConfigText {
 /// GoMon's configuration in Alertmanager's terms: `global.resolve_timeout` is `alerting.alertmanager.resolve_timeout`,
 /// and one route to one receiver, `gomon`; the mapping of severities and what is notified follow as comments, and
 /// what does not apply is said so. Valid Alertmanager configuration, so that `amtool config routes` reads it.
-pub fn config_yaml(core: &Alerting) -> String {
-    let config = core.alertmanager();
+pub fn config_yaml(service: &AlertService) -> String {
+    let config = service.alertmanager();
     let severities: Vec<String> = config
         .severities
         .iter()
         .map(|(label, severity)| format!("{label}: {severity}"))
         .collect();
-    let notified = match core.notified_severities() {
+    let notified = match service.notified_severities() {
         Some(notified) => {
             let notified: Vec<&str> = notified.iter().map(|s| s.as_str()).collect();
             format!(
@@ -608,7 +615,7 @@ pub async fn status(State(state): State<AppState>) -> Json<AlertmanagerStatus> {
             go_version: String::new(),
         },
         config: ConfigText {
-            original: config_yaml(&state.core),
+            original: config_yaml(&state.service),
         },
         uptime: state.started,
     })

@@ -1,4 +1,4 @@
-//! Handlers of `/api/v1/alerts`: each parses its request, calls the alerting core and shapes the answer.
+//! Handlers of `/api/v1/alerts`: each parses its request, calls the alerting service and shapes the answer.
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -10,8 +10,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AlertId, JsonBody, OptionalJsonBody};
-use crate::model::{Alert, AlertFilter, AlertPage, AuditEntry, Change, NewAlert};
-use crate::service::Alerting;
+use crate::model::{
+    Alert, AlertFilter, AlertPage, AuditEntry, Change, Cursor, NewAlert, Severity, Status,
+};
+use crate::service::AlertService;
 
 /// Page size when `limit` is not given.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -45,31 +47,85 @@ pub struct ActionList {
     pub actions: Vec<AuditEntry>,
 }
 
-/// Query parameters of the listing.
-#[derive(Debug, IntoParams)]
+/// Query parameters of the listing, read from the query string by [`ListParams::from_query`].
+#[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct ListParams {
     /// firing, acknowledged or resolved.
-    status: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub status: Option<Status>,
     /// P1, P2, P3 or P4.
-    severity: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub severity: Option<Severity>,
     /// Exact namespace.
-    namespace: Option<String>,
+    pub namespace: Option<String>,
     /// Exact source.
-    source: Option<String>,
+    pub source: Option<String>,
     /// `key=value`; repeat for several labels (all must match).
-    label: Option<Vec<String>>,
+    #[param(value_type = Option<Vec<String>>)]
+    pub label: Vec<(String, String)>,
     /// RFC 3339; alerts created at or after.
-    since: Option<DateTime<Utc>>,
+    pub since: Option<DateTime<Utc>>,
     /// RFC 3339; alerts created before.
-    until: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
     /// Page size, default 100, at most 1000.
-    limit: Option<u32>,
+    pub limit: Option<u32>,
     /// Alerts to skip.
-    offset: Option<u64>,
+    pub offset: Option<u64>,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub cursor: Option<Cursor>,
+}
+
+impl ListParams {
+    /// Reads the listing's query string; 400 naming the parameter when a value is invalid.
+    pub fn from_query(query: Option<&str>) -> Result<ListParams, ApiError> {
+        let mut params = ListParams::default();
+        for (name, value) in super::extract::query_pairs(query)? {
+            match name.as_str() {
+                "status" => params.status = Some(parse_param(&name, &value)?),
+                "severity" => params.severity = Some(parse_param(&name, &value)?),
+                "namespace" => params.namespace = Some(value),
+                "source" => params.source = Some(value),
+                "label" => {
+                    let (key, wanted) = value.split_once('=').ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "query parameter `label`: {value:?} is not key=value"
+                        ))
+                    })?;
+                    params.label.push((key.to_owned(), wanted.to_owned()));
+                }
+                "since" => params.since = Some(parse_time(&name, &value)?),
+                "until" => params.until = Some(parse_time(&name, &value)?),
+                "limit" => params.limit = Some(parse_limit(&value)?),
+                "offset" => params.offset = Some(parse_param(&name, &value)?),
+                "cursor" => params.cursor = Some(parse_param(&name, &value)?),
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown query parameter `{other}`: expected status, severity, namespace, source, label, \
+                         since, until, limit, offset or cursor"
+                    )));
+                }
+            }
+        }
+        Ok(params)
+    }
+
+    /// The filter these parameters select ([`DEFAULT_LIMIT`] alerts when `limit` is not given).
+    pub fn into_filter(self) -> AlertFilter {
+        AlertFilter {
+            status: self.status,
+            severity: self.severity,
+            namespace: self.namespace,
+            source: self.source,
+            labels: self.label,
+            since: self.since,
+            until: self.until,
+            limit: self.limit.unwrap_or(DEFAULT_LIMIT),
+            offset: self.offset.unwrap_or_default(),
+            after: self.cursor,
+        }
+    }
 }
 
 pub(super) fn parse_param<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ApiError>
@@ -102,42 +158,6 @@ fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
         })
 }
 
-/// Reads the listing's query string into a filter; 400 naming the parameter when a value is invalid.
-pub fn parse_filter(query: Option<&str>) -> Result<AlertFilter, ApiError> {
-    let mut filter = AlertFilter {
-        limit: DEFAULT_LIMIT,
-        ..AlertFilter::default()
-    };
-    for (name, value) in super::extract::query_pairs(query)? {
-        match name.as_str() {
-            "status" => filter.status = Some(parse_param(&name, &value)?),
-            "severity" => filter.severity = Some(parse_param(&name, &value)?),
-            "namespace" => filter.namespace = Some(value),
-            "source" => filter.source = Some(value),
-            "label" => {
-                let (key, wanted) = value.split_once('=').ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "query parameter `label`: {value:?} is not key=value"
-                    ))
-                })?;
-                filter.labels.push((key.to_owned(), wanted.to_owned()));
-            }
-            "since" => filter.since = Some(parse_time(&name, &value)?),
-            "until" => filter.until = Some(parse_time(&name, &value)?),
-            "limit" => filter.limit = parse_limit(&value)?,
-            "offset" => filter.offset = parse_param(&name, &value)?,
-            "cursor" => filter.after = Some(parse_param(&name, &value)?),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{other}`: expected status, severity, namespace, source, label, \
-                     since, until, limit, offset or cursor"
-                )));
-            }
-        }
-    }
-    Ok(filter)
-}
-
 /// Create an alert, or return the open alert with the same fingerprint.
 #[utoipa::path(post, path = "/api/v1/alerts", tag = "alerts", request_body = NewAlert,
     responses(
@@ -151,11 +171,11 @@ pub fn parse_filter(query: Option<&str>) -> Result<AlertFilter, ApiError> {
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub async fn create(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     Caller(caller): Caller,
     JsonBody(new): JsonBody<NewAlert>,
 ) -> Result<(StatusCode, HeaderMap, Json<Alert>), ApiError> {
-    let (alert, created) = core.create(new, caller).await?;
+    let (alert, created) = service.create(new, caller).await?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/alerts/{}", alert.id)) {
         headers.insert(header::LOCATION, location);
@@ -176,11 +196,11 @@ pub async fn create(
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub async fn list(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<AlertPage>, ApiError> {
-    let filter = parse_filter(query.as_deref())?;
-    Ok(Json(core.list(&filter).await?))
+    let filter = ListParams::from_query(query.as_deref())?.into_filter();
+    Ok(Json(service.list(&filter).await?))
 }
 
 /// One alert.
@@ -192,10 +212,10 @@ pub async fn list(
         (status = 404, description = "No such alert", body = ErrorBody),
     ))]
 pub async fn get(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     AlertId(id): AlertId,
 ) -> Result<Json<Alert>, ApiError> {
-    Ok(Json(core.get(id).await?))
+    Ok(Json(service.get(id).await?))
 }
 
 /// Acknowledge a firing alert.
@@ -208,14 +228,16 @@ pub async fn get(
         (status = 409, description = "The alert is not firing", body = ErrorBody),
     ))]
 pub async fn acknowledge(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     AlertId(id): AlertId,
     Caller(caller): Caller,
     OptionalJsonBody(body): OptionalJsonBody<ByRequest>,
 ) -> Result<Json<Alert>, ApiError> {
     let by = body.unwrap_or_default().by;
     Ok(Json(
-        core.change(id, Change::Acknowledge { by }, caller).await?,
+        service
+            .change(id, Change::Acknowledge { by }, caller)
+            .await?,
     ))
 }
 
@@ -229,14 +251,14 @@ pub async fn acknowledge(
         (status = 409, description = "Already resolved", body = ErrorBody),
     ))]
 pub async fn resolve(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     AlertId(id): AlertId,
     Caller(caller): Caller,
     OptionalJsonBody(body): OptionalJsonBody<ByRequest>,
 ) -> Result<Json<Alert>, ApiError> {
     let by = body.unwrap_or_default().by;
     let change = Change::Resolve { by, note: None };
-    Ok(Json(core.change(id, change, caller).await?))
+    Ok(Json(service.change(id, change, caller).await?))
 }
 
 /// Assign an alert to someone.
@@ -250,7 +272,7 @@ pub async fn resolve(
         (status = 422, description = "assigned_to missing or too long", body = ErrorBody),
     ))]
 pub async fn assign(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     AlertId(id): AlertId,
     Caller(caller): Caller,
     JsonBody(body): JsonBody<AssignRequest>,
@@ -259,7 +281,7 @@ pub async fn assign(
         assigned_to: body.assigned_to,
         note: body.note,
     };
-    Ok(Json(core.change(id, change, caller).await?))
+    Ok(Json(service.change(id, change, caller).await?))
 }
 
 /// Delete an alert (its audit trail is kept, with a copy of it).
@@ -270,11 +292,11 @@ pub async fn assign(
         (status = 404, description = "No such alert", body = ErrorBody),
     ))]
 pub async fn delete(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     AlertId(id): AlertId,
     Caller(caller): Caller,
 ) -> Result<StatusCode, ApiError> {
-    core.delete(id, caller).await?;
+    service.delete(id, caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -286,18 +308,21 @@ pub async fn delete(
         (status = 404, description = "No such alert", body = ErrorBody),
     ))]
 pub async fn actions(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     AlertId(id): AlertId,
 ) -> Result<Json<ActionList>, ApiError> {
     Ok(Json(ActionList {
-        actions: core.actions(id).await?,
+        actions: service.actions(id).await?,
     }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Severity, Status};
+
+    fn parse_filter(query: Option<&str>) -> Result<AlertFilter, ApiError> {
+        ListParams::from_query(query).map(ListParams::into_filter)
+    }
 
     #[test]
     fn filter_reads_every_parameter() {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::kube::watcher::WatcherStatus;
+use crate::pods::watcher::WatcherStatus;
 
 /// A health answer.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -38,7 +38,7 @@ pub async fn live() -> Json<Health> {
 #[utoipa::path(get, path = "/health/database", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn database(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match state.core.store().ping().await {
+    match state.service.store().ping().await {
         Ok(()) => (
             StatusCode::OK,
             Json(Health {
@@ -71,7 +71,7 @@ pub async fn ready(state: State<AppState>) -> (StatusCode, Json<Health>) {
 /// Prometheus metrics in the text format.
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    if let Err(error) = state.core.refresh_gauges().await {
+    if let Err(error) = state.service.refresh_gauges().await {
         tracing::warn!(%error, "alerting_active_alerts and alerting_notification_outbox_pending not refreshed");
     }
     (

@@ -25,21 +25,21 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 pub use auth::Auth;
 pub use error::{ApiError, ErrorBody};
 
-use crate::kube::WatcherHealth;
-use crate::service::Alerting;
+use crate::pods::WatcherHealth;
+use crate::service::AlertService;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    core: Alerting,
+    service: AlertService,
     registry: Registry,
     watcher: Option<WatcherHealth>,
     started: chrono::DateTime<chrono::Utc>,
 }
 
-impl FromRef<AppState> for Alerting {
-    fn from_ref(state: &AppState) -> Alerting {
-        state.core.clone()
+impl FromRef<AppState> for AlertService {
+    fn from_ref(state: &AppState) -> AlertService {
+        state.service.clone()
     }
 }
 
@@ -179,13 +179,18 @@ pub fn starting_router() -> Router {
 
 /// The complete router: the authenticated `/api/v1/alerts` routes, and the open health, metrics and OpenAPI routes.
 /// A request that takes longer than `request_timeout` is answered 408.
-pub fn router(core: Alerting, registry: Registry, auth: Auth, request_timeout: Duration) -> Router {
-    router_with_watcher(core, registry, auth, request_timeout, None)
+pub fn router(
+    service: AlertService,
+    registry: Registry,
+    auth: Auth,
+    request_timeout: Duration,
+) -> Router {
+    router_with_watcher(service, registry, auth, request_timeout, None)
 }
 
 /// The complete router, with `/health/ready` telling the state of the Kubernetes pod `watcher`, if any.
 pub fn router_with_watcher(
-    core: Alerting,
+    service: AlertService,
     registry: Registry,
     auth: Auth,
     request_timeout: Duration,
@@ -193,7 +198,7 @@ pub fn router_with_watcher(
 ) -> Router {
     let http_metrics = gomon_runtime::http::RequestMetrics::new(&registry, "alerting");
     let state = AppState {
-        core,
+        service,
         registry,
         watcher,
         started: crate::model::now(),

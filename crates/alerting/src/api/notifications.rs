@@ -7,8 +7,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::alerts::{DEFAULT_LIMIT, parse_limit, parse_param};
 use super::error::{ApiError, ErrorBody};
-use crate::model::Notification;
-use crate::service::Alerting;
+use crate::model::{Notification, NotificationStatus};
+use crate::service::AlertService;
 use crate::store::NotificationFilter;
 
 /// A page of the outbox.
@@ -20,40 +20,50 @@ pub struct NotificationList {
     pub total: u64,
 }
 
-/// Query parameters of the outbox listing.
-#[derive(Debug, IntoParams)]
+/// Query parameters of the outbox listing, read from the query string by [`NotificationParams::from_query`].
+#[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct NotificationParams {
     /// pending, sent or failed.
-    status: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub status: Option<NotificationStatus>,
     /// Only this alert's notifications.
-    alert_id: Option<uuid::Uuid>,
+    pub alert_id: Option<uuid::Uuid>,
     /// Page size, default 100, at most 1000.
-    limit: Option<u32>,
+    pub limit: Option<u32>,
     /// Rows to skip.
-    offset: Option<u64>,
+    pub offset: Option<u64>,
 }
 
-fn parse_filter(query: Option<&str>) -> Result<NotificationFilter, ApiError> {
-    let mut filter = NotificationFilter {
-        limit: DEFAULT_LIMIT,
-        ..NotificationFilter::default()
-    };
-    for (name, value) in super::extract::query_pairs(query)? {
-        match name.as_str() {
-            "status" => filter.status = Some(parse_param(&name, &value)?),
-            "alert_id" => filter.alert_id = Some(parse_param(&name, &value)?),
-            "limit" => filter.limit = parse_limit(&value)?,
-            "offset" => filter.offset = parse_param(&name, &value)?,
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{other}`: expected status, alert_id, limit or offset"
-                )));
+impl NotificationParams {
+    /// Reads the listing's query string; 400 naming the parameter when a value is invalid.
+    pub fn from_query(query: Option<&str>) -> Result<NotificationParams, ApiError> {
+        let mut params = NotificationParams::default();
+        for (name, value) in super::extract::query_pairs(query)? {
+            match name.as_str() {
+                "status" => params.status = Some(parse_param(&name, &value)?),
+                "alert_id" => params.alert_id = Some(parse_param(&name, &value)?),
+                "limit" => params.limit = Some(parse_limit(&value)?),
+                "offset" => params.offset = Some(parse_param(&name, &value)?),
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown query parameter `{other}`: expected status, alert_id, limit or offset"
+                    )));
+                }
             }
         }
+        Ok(params)
     }
-    Ok(filter)
+
+    /// The filter these parameters select ([`DEFAULT_LIMIT`] rows when `limit` is not given).
+    pub fn into_filter(self) -> NotificationFilter {
+        NotificationFilter {
+            status: self.status,
+            alert_id: self.alert_id,
+            limit: self.limit.unwrap_or(DEFAULT_LIMIT),
+            offset: self.offset.unwrap_or_default(),
+        }
+    }
 }
 
 /// The notification outbox, newest first.
@@ -64,11 +74,11 @@ fn parse_filter(query: Option<&str>) -> Result<NotificationFilter, ApiError> {
         (status = 400, description = "Invalid query parameter", body = ErrorBody),
     ))]
 pub async fn list(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<NotificationList>, ApiError> {
-    let filter = parse_filter(query.as_deref())?;
-    let (notifications, total) = core.notifications(&filter).await?;
+    let filter = NotificationParams::from_query(query.as_deref())?.into_filter();
+    let (notifications, total) = service.notifications(&filter).await?;
     Ok(Json(NotificationList {
         notifications,
         total,
@@ -78,7 +88,10 @@ pub async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::NotificationStatus;
+
+    fn parse_filter(query: Option<&str>) -> Result<NotificationFilter, ApiError> {
+        NotificationParams::from_query(query).map(NotificationParams::into_filter)
+    }
 
     #[test]
     fn filter_reads_status_and_refuses_unknown_values() {

@@ -13,7 +13,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use crate::model;
-use crate::service::Alerting;
+use crate::service::AlertService;
 use crate::silence::{Matcher, PostableSilence, Silence, SilenceAction};
 
 /// Where a silence is: `pending` (not started), `active` or `expired`.
@@ -71,13 +71,33 @@ pub struct SilenceCreated {
     pub silence_id: Uuid,
 }
 
-/// Query parameters of `GET /api/v2/silences`.
-#[derive(Debug, IntoParams)]
+/// Query parameters of `GET /api/v2/silences`, read from the query string by [`SilencesParams::from_query`].
+#[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct SilencesParams {
     /// Label matcher; keeps the silences that have a matcher equal to it (repeat: all must be there).
-    filter: Option<Vec<String>>,
+    #[param(value_type = Option<Vec<String>>)]
+    pub filter: Vec<Matcher>,
+}
+
+impl SilencesParams {
+    /// Reads the query string; 400 naming the parameter when it is invalid.
+    pub fn from_query(query: Option<&str>) -> Result<SilencesParams, ApiError> {
+        let mut params = SilencesParams::default();
+        for (name, value) in super::extract::query_pairs(query)? {
+            match name.as_str() {
+                "filter" => params.filter.push(Matcher::parse(&value).map_err(|error| {
+                    ApiError::bad_request(format!("query parameter `filter`: {error}"))
+                })?),
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown query parameter `{other}`: expected filter"
+                    )));
+                }
+            }
+        }
+        Ok(params)
+    }
 }
 
 /// A silence id in the path; 400 when it is not a UUID.
@@ -103,24 +123,12 @@ impl<S: Send + Sync> FromRequestParts<S> for SilenceId {
         (status = 400, description = "Invalid query parameter", body = ErrorBody),
     ))]
 pub async fn list(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Vec<GettableSilence>>, ApiError> {
-    let mut wanted = Vec::new();
-    for (name, value) in super::extract::query_pairs(query.as_deref())? {
-        match name.as_str() {
-            "filter" => wanted.push(Matcher::parse(&value).map_err(|error| {
-                ApiError::bad_request(format!("query parameter `filter`: {error}"))
-            })?),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{other}`: expected filter"
-                )));
-            }
-        }
-    }
+    let wanted = SilencesParams::from_query(query.as_deref())?.filter;
     let now = model::now();
-    let silences = core
+    let silences = service
         .silences()
         .await?
         .into_iter()
@@ -138,14 +146,14 @@ pub async fn list(
         (status = 404, description = "No silence with that id", body = ErrorBody),
     ))]
 pub async fn create(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     Caller(caller): Caller,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> Result<Json<SilenceCreated>, ApiError> {
     let posted: PostableSilence = serde_path_to_error::deserialize(body).map_err(|error| {
         ApiError::bad_request(format!("silence {}: {}", error.path(), error.inner()))
     })?;
-    let id = core
+    let id = service
         .post_silence(posted, caller)
         .await
         .map_err(mapping_error)?;
@@ -160,10 +168,10 @@ pub async fn create(
         (status = 404, description = "No such silence", body = ErrorBody),
     ))]
 pub async fn get(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     SilenceId(id): SilenceId,
 ) -> Result<Json<GettableSilence>, ApiError> {
-    let silence = core.silence(id).await?;
+    let silence = service.silence(id).await?;
     Ok(Json(GettableSilence::new(silence, model::now())))
 }
 
@@ -175,11 +183,11 @@ pub async fn get(
         (status = 404, description = "No such silence", body = ErrorBody),
     ))]
 pub async fn expire(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     SilenceId(id): SilenceId,
     Caller(caller): Caller,
 ) -> Result<(), ApiError> {
-    core.expire_silence(id, caller).await?;
+    service.expire_silence(id, caller).await?;
     Ok(())
 }
 
@@ -198,10 +206,10 @@ pub struct SilenceActionList {
         (status = 404, description = "No such silence", body = ErrorBody),
     ))]
 pub async fn actions(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     SilenceId(id): SilenceId,
 ) -> Result<Json<SilenceActionList>, ApiError> {
     Ok(Json(SilenceActionList {
-        actions: core.silence_actions(id).await?,
+        actions: service.silence_actions(id).await?,
     }))
 }

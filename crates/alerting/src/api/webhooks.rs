@@ -8,7 +8,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use crate::rule_engines::GrafanaWebhook;
-use crate::service::Alerting;
+use crate::service::AlertService;
 
 /// Receive a Grafana webhook notification: firing alerts open or update an alert (identity: the label set),
 /// resolved ones resolve it. Every valid alert is stored; invalid ones are listed in a 400 answer, as on
@@ -23,7 +23,7 @@ use crate::service::Alerting;
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub async fn grafana(
-    State(core): State<Alerting>,
+    State(service): State<AlertService>,
     Caller(caller): Caller,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> Result<StatusCode, ApiError> {
@@ -32,6 +32,6 @@ pub async fn grafana(
             "expected Grafana's webhook body with an `alerts` array: {error}"
         ))
     })?;
-    let (alerts, rejected) = core.map_grafana_alerts(parse_elements(webhook.alerts));
-    receive_valid(&core, alerts, rejected, caller).await
+    let (alerts, rejected) = service.map_grafana_alerts(parse_elements(webhook.alerts));
+    receive_valid(&service, alerts, rejected, caller).await
 }

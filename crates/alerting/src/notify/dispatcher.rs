@@ -15,9 +15,9 @@ use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use super::breaker::CircuitBreaker;
-use super::slack::{Event, Outcome, SlackClient, SlackConfig, render};
+use super::slack::{Event, SendOutcome, SlackClient, SlackConfig, render};
 use crate::model::{self, Alert, Notification};
-use crate::store::{Delivery, Store};
+use crate::store::{DeliveryRecord, Store};
 
 /// How the outbox is delivered and retried (`alerting.outbox`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -261,7 +261,7 @@ impl Dispatcher {
                 if let Some(wait) = blocked {
                     // Not attempted: give this row and the rest back, due at once, no attempt counted.
                     for unsent in std::iter::once(row).chain(rows.by_ref()) {
-                        self.finish(&unsent, Delivery::Released { at: model::now() })
+                        self.finish(&unsent, DeliveryRecord::Released { at: model::now() })
                             .await;
                     }
                     if !shutdown.is_triggered() {
@@ -296,10 +296,10 @@ impl Dispatcher {
                 let span = delivery_span(&row);
                 let delivery = self.deliver(&row).instrument(span.clone()).await;
                 let (outcome, error) = match &delivery {
-                    Delivery::Sent { .. } => ("sent", None),
-                    Delivery::Retry { error, .. } => ("retry", Some(error.as_str())),
-                    Delivery::Failed { error } => ("failed", Some(error.as_str())),
-                    Delivery::Released { .. } => ("released", None),
+                    DeliveryRecord::Sent { .. } => ("sent", None),
+                    DeliveryRecord::Retry { error, .. } => ("retry", Some(error.as_str())),
+                    DeliveryRecord::Failed { error } => ("failed", Some(error.as_str())),
+                    DeliveryRecord::Released { .. } => ("released", None),
                 };
                 span.record("outcome", outcome);
                 if let Some(error) = error {
@@ -313,7 +313,7 @@ impl Dispatcher {
     }
 
     /// Sends one notification and says what became of it.
-    async fn deliver(&mut self, row: &Notification) -> Delivery {
+    async fn deliver(&mut self, row: &Notification) -> DeliveryRecord {
         let payload: Payload = match serde_json::from_value(row.payload.clone()) {
             Ok(payload) => payload,
             Err(error) => return self.give_up(row, format!("unreadable payload: {error}")),
@@ -343,7 +343,7 @@ impl Dispatcher {
                 Err(error) => {
                     // Try again later rather than post the follow-up outside its thread.
                     let wait = self.outbox.backoff(row.attempts + 1);
-                    return Delivery::Retry {
+                    return DeliveryRecord::Retry {
                         at: model::now()
                             + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
                         error: format!("cannot find the thread of the first message: {error}"),
@@ -365,14 +365,14 @@ impl Dispatcher {
         let age = (at - row.created_at).to_std().unwrap_or_default();
         let attempts = row.attempts + 1;
         match outcome {
-            Outcome::Accepted { ts, channel } => {
+            SendOutcome::Accepted { ts, channel } => {
                 self.breaker.on_success(Instant::now());
                 self.metrics.slack.with_label_values(&["success"]).inc();
                 self.metrics.delivery.observe(age.as_secs_f64());
                 tracing::info!(alert_id = %alert.id, notification = row.id, event = %row.event, "notification sent");
-                Delivery::Sent { at, channel, ts }
+                DeliveryRecord::Sent { at, channel, ts }
             }
-            Outcome::Transient {
+            SendOutcome::Transient {
                 reason,
                 retry_after,
             } => {
@@ -390,12 +390,12 @@ impl Dispatcher {
                     .max(retry_after.unwrap_or_default());
                 tracing::warn!(alert_id = %alert.id, notification = row.id, attempts, %reason, retry_in = ?wait,
                     "Slack delivery failed, will retry");
-                Delivery::Retry {
+                DeliveryRecord::Retry {
                     at: at + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
                     error: reason,
                 }
             }
-            Outcome::Permanent { reason } => {
+            SendOutcome::Permanent { reason } => {
                 // Slack answered: it is up, and the fault is ours (configuration or message).
                 self.breaker.on_success(Instant::now());
                 self.metrics.slack.with_label_values(&["failure"]).inc();
@@ -405,7 +405,7 @@ impl Dispatcher {
                 let wait = self.outbox.backoff(attempts);
                 tracing::warn!(alert_id = %alert.id, notification = row.id, attempts, %reason, retry_in = ?wait,
                     "Slack refused the notification, will retry");
-                Delivery::Retry {
+                DeliveryRecord::Retry {
                     at: at + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
                     error: reason,
                 }
@@ -413,14 +413,14 @@ impl Dispatcher {
         }
     }
 
-    fn give_up(&self, row: &Notification, error: String) -> Delivery {
+    fn give_up(&self, row: &Notification, error: String) -> DeliveryRecord {
         self.metrics.failed.inc();
         tracing::error!(alert_id = %row.alert_id, notification = row.id, %error, "notification failed for good");
-        Delivery::Failed { error }
+        DeliveryRecord::Failed { error }
     }
 
     /// Records `delivery`, retrying a few times: a sent row that stays pending would be sent again.
-    async fn finish(&self, row: &Notification, delivery: Delivery) {
+    async fn finish(&self, row: &Notification, delivery: DeliveryRecord) {
         for attempt in 1..=5 {
             match self
                 .store

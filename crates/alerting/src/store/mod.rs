@@ -1,7 +1,15 @@
 //! Where alerts live: PostgreSQL in production, SQLite embedded. Both speak the same SQL (written once, in
 //! [`sql`]) and behave the same; the store knows nothing of HTTP.
+//!
+//! This module is the facade ([`Store`]) and the types it takes and returns. Creations go through the
+//! group-commit writer (`writer`), which on PostgreSQL stores new alerts in bulk (`pg_bulk`); rows are mapped
+//! onto the model's types in `rows`.
 
+#[macro_use]
+mod rows;
+mod pg_bulk;
 mod sql;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,16 +27,16 @@ use crate::model::{
     Alert, AlertFilter, AlertPage, AuditEntry, NewNotification, Notification, NotificationStatus,
     Severity,
 };
-
-use crate::silence::{Matcher, Silence, SilenceAction};
-use sql::PgWriter;
+use crate::silence::{Silence, SilenceAction};
+use pg_bulk::PgWriter;
 pub use sql::{PostgresStore, SqliteStore};
+use writer::{PG_WRITERS, Request, Writer};
 
 /// The alert store, on one of the two databases.
 ///
-/// Creations go through a queue to the writer tasks. A writer takes every request waiting (up to [`MAX_BATCH`]
-/// alerts) and stores them in one transaction: under load one commit serves many requests; alone, a request waits
-/// for nobody. The alerts of one request are never split between transactions, so a request is stored whole or
+/// Creations go through a queue to the writer tasks. A writer takes every request waiting (up to
+/// [`MAX_BATCH`](writer::MAX_BATCH) alerts) and stores them in one transaction: under load one commit serves many
+/// requests; alone, a request waits for nobody. The alerts of one request are never split between transactions, so a request is stored whole or
 /// not at all. PostgreSQL has [`PG_WRITERS`] writers, so that one gathers and executes its batch while another
 /// waits for its commit; SQLite has one.
 #[derive(Clone, Debug)]
@@ -44,16 +52,6 @@ enum Database {
     /// Embedded SQLite in the data directory.
     Sqlite(SqliteStore),
 }
-
-/// Most alerts one writer transaction stores (a larger request is stored alone, in one transaction).
-const MAX_BATCH: usize = 512;
-
-/// A writer gathering fewer alerts than this waits for more while another writer is storing (see
-/// [`Writers::take`]).
-const MIN_SHARED_BATCH: usize = 64;
-
-/// Writer tasks on PostgreSQL, each with a connection of its own.
-const PG_WRITERS: usize = 3;
 
 /// One alert to create, who creates it, and the notification to write with it.
 #[derive(Debug)]
@@ -95,17 +93,11 @@ pub enum Applied {
 pub type Changed = (Alert, AuditEntry, Option<NewNotification>);
 
 /// What became of one creation.
-enum Outcome {
+enum CreationOutcome {
     /// Its alert was inserted.
     Created,
     /// An open alert had its fingerprint: that alert (refreshed, if the creation asked for it).
     Existing(Box<Alert>),
-}
-
-/// The creations of one request, and where their result goes.
-struct Request {
-    creations: Vec<Creation>,
-    reply: oneshot::Sender<Result<Vec<(Alert, bool)>>>,
 }
 
 /// Calls the same method on whichever database the store uses, in a span of its own (see [`store_span`]).
@@ -198,21 +190,9 @@ impl Store {
     }
 
     fn new(database: Database, writers: Vec<Writer>) -> Store {
-        let (creations, requests) = mpsc::channel(1024);
-        let shared = std::sync::Arc::new(Writers {
-            queue: tokio::sync::Mutex::new(Queue {
-                requests,
-                held: None,
-            }),
-            storing: std::sync::atomic::AtomicUsize::new(0),
-            finished: tokio::sync::Notify::new(),
-        });
-        for writer in writers {
-            tokio::spawn(write_creations(writer, shared.clone()));
-        }
         Store {
             database,
-            creations,
+            creations: writer::spawn(writers),
         }
     }
 
@@ -379,9 +359,9 @@ impl Store {
         &self,
         id: i64,
         held: DateTime<Utc>,
-        outcome: &Delivery,
+        record: &DeliveryRecord,
     ) -> Result<bool> {
-        dispatch!(self.finish_notification(id, held, outcome))
+        dispatch!(self.finish_notification(id, held, record))
     }
 
     /// Channel and Slack timestamp of the delivered `created` notification of `alert_id`, to thread follow-ups.
@@ -413,240 +393,9 @@ impl Store {
     }
 }
 
-/// What a creation writer stores batches with. On PostgreSQL each writer keeps a connection of its own (outside
-/// the pool), so a batch costs no checkout and no ping. SQLite's single pooled connection is shared with reads.
-enum Writer {
-    Postgres(PostgresStore, Box<PgWriter>),
-    Sqlite(SqliteStore),
-}
-
-impl Writer {
-    /// Stores `batch` (see [`PostgresStore::create_batch_bulk`]); `whole`: some request has several alerts.
-    async fn create_batch(
-        &mut self,
-        batch: &[Item<'_>],
-        whole: bool,
-    ) -> Result<Vec<Result<Outcome>>> {
-        match self {
-            Writer::Postgres(store, connection) => {
-                store.create_batch_bulk(connection, batch, whole).await
-            }
-            Writer::Sqlite(store) => store.create_batch(batch).await,
-        }
-    }
-
-    /// Stores `requests` in one transaction; the result of each request (one creation that failed fails its
-    /// request). A failure of the transaction fails every request in it.
-    async fn store(&mut self, requests: &[Request]) -> Result<Vec<Result<Vec<Outcome>>>> {
-        // Same lock order in every transaction (by fingerprint; a request's own order kept among equals):
-        // concurrent batches never deadlock on each other's rows.
-        let mut order: Vec<(usize, usize)> = requests
-            .iter()
-            .enumerate()
-            .flat_map(|(r, request)| (0..request.creations.len()).map(move |c| (r, c)))
-            .collect();
-        order.sort_by(|&(r1, c1), &(r2, c2)| {
-            let fingerprint = |r: usize, c: usize| &requests[r].creations[c].alert.fingerprint;
-            fingerprint(r1, c1).cmp(fingerprint(r2, c2))
-        });
-        let items: Vec<Item<'_>> = order
-            .iter()
-            .map(|&(r, c)| &requests[r].creations[c])
-            .collect();
-        let whole = requests.iter().any(|request| request.creations.len() > 1);
-        let results = self.create_batch(&items, whole).await?;
-        // Back to each request, in its own order.
-        let mut results: Vec<_> = order
-            .into_iter()
-            .zip(results)
-            .map(|((r, c), result)| (r, c, result))
-            .collect();
-        results.sort_by_key(|&(r, c, _)| (r, c));
-        let mut answers: Vec<Result<Vec<Outcome>>> =
-            requests.iter().map(|_| Ok(Vec::new())).collect();
-        for (r, _, result) in results {
-            if let Ok(answer) = &mut answers[r] {
-                match result {
-                    Ok(stored) => answer.push(stored),
-                    Err(error) => answers[r] = Err(error),
-                }
-            }
-        }
-        Ok(answers)
-    }
-}
-
-/// The requests waiting for a writer, and the one a writer took but left for the next batch (it did not fit).
-struct Queue {
-    requests: mpsc::Receiver<Request>,
-    held: Option<Request>,
-}
-
-/// The writers' shared state: the queue (one writer gathers from it at a time), how many writers are storing a
-/// batch, and a signal each time one finishes.
-struct Writers {
-    queue: tokio::sync::Mutex<Queue>,
-    storing: std::sync::atomic::AtomicUsize,
-    finished: tokio::sync::Notify,
-}
-
-impl Writers {
-    /// Takes the requests waiting, at least one (waiting for it), up to [`MAX_BATCH`] alerts in all. While they
-    /// make fewer than [`MIN_SHARED_BATCH`] alerts and another writer is storing, it waits for more, or for that
-    /// writer to finish: small batches one after another (alerts posted one by one) cost the database less than
-    /// the same alerts in more, smaller, concurrent batches. Empty: the queue is closed.
-    async fn take(&self, batch: &mut Vec<Request>) {
-        use std::sync::atomic::Ordering;
-        let mut queue = self.queue.lock().await;
-        let first = match queue.held.take() {
-            Some(request) => request,
-            None => match queue.requests.recv().await {
-                Some(request) => request,
-                None => return,
-            },
-        };
-        let mut size = first.creations.len();
-        batch.push(first);
-        loop {
-            while size < MAX_BATCH {
-                let Ok(request) = queue.requests.try_recv() else {
-                    break;
-                };
-                if size + request.creations.len() > MAX_BATCH {
-                    queue.held = Some(request);
-                    return;
-                }
-                size += request.creations.len();
-                batch.push(request);
-            }
-            let finished = self.finished.notified();
-            if size >= MIN_SHARED_BATCH || self.storing.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            tokio::select! {
-                request = queue.requests.recv() => match request {
-                    Some(request) if size + request.creations.len() > MAX_BATCH => {
-                        queue.held = Some(request);
-                        return;
-                    }
-                    Some(request) => {
-                        size += request.creations.len();
-                        batch.push(request);
-                    }
-                    None => return,
-                },
-                () = finished => {}
-            }
-        }
-    }
-}
-
-/// A writer task: takes the requests waiting (see [`Writers::take`]) and stores them together, until the queue
-/// closes. Writers share the queue; one gathers while others store.
-async fn write_creations(mut writer: Writer, writers: std::sync::Arc<Writers>) {
-    use std::sync::atomic::Ordering;
-    let mut batch = Vec::new();
-    loop {
-        writers.take(&mut batch).await;
-        if batch.is_empty() {
-            return;
-        }
-        writers.storing.fetch_add(1, Ordering::AcqRel);
-        let results = match writer.store(&batch).await {
-            Ok(results) => results,
-            Err(error) if batch.len() > 1 && !matches!(error, Error::Unavailable(_)) => {
-                // One request spoiled the batch: store each alone, so that only it fails.
-                let mut results = Vec::with_capacity(batch.len());
-                for request in &batch {
-                    let result = writer.store(std::slice::from_ref(request)).await;
-                    results.push(result.and_then(|mut one| {
-                        one.pop().unwrap_or_else(|| {
-                            Err(Error::Internal("no result for a request".into()))
-                        })
-                    }));
-                }
-                results
-            }
-            Err(error) => batch.iter().map(|_| Err(error.clone())).collect(),
-        };
-        writers.storing.fetch_sub(1, Ordering::AcqRel);
-        writers.finished.notify_waiters();
-        for (request, result) in batch.drain(..).zip(results) {
-            let answer = result.map(|outcomes| {
-                request
-                    .creations
-                    .into_iter()
-                    .zip(outcomes)
-                    .map(|(creation, outcome)| match outcome {
-                        Outcome::Created => (creation.alert, true),
-                        Outcome::Existing(alert) => (*alert, false),
-                    })
-                    .collect()
-            });
-            // A requester that went away no longer needs its answer; the alerts are stored all the same.
-            let _ = request.reply.send(answer);
-        }
-    }
-}
-
-/// A row of `alerts_active`, as both databases return it.
-#[derive(sqlx::FromRow)]
-struct AlertRow {
-    id: Uuid,
-    alert_group_id: Uuid,
-    fingerprint: String,
-    source: String,
-    severity: String,
-    status: String,
-    title: String,
-    description: Option<String>,
-    namespace: Option<String>,
-    labels: sqlx::types::Json<std::collections::BTreeMap<String, String>>,
-    annotations: sqlx::types::Json<std::collections::BTreeMap<String, String>>,
-    incident_id: Option<Uuid>,
-    jaeger_trace_id: Option<String>,
-    created_at: DateTime<Utc>,
-    acknowledged_at: Option<DateTime<Utc>>,
-    acknowledged_by: Option<String>,
-    updated_at: DateTime<Utc>,
-    resolved_at: Option<DateTime<Utc>>,
-    assigned_to: Option<String>,
-    ends_at: Option<DateTime<Utc>>,
-}
-
-impl TryFrom<AlertRow> for Alert {
-    type Error = Error;
-    fn try_from(row: AlertRow) -> Result<Alert> {
-        let corrupt =
-            |what: String| Error::Internal(format!("alert {} in the store: {what}", row.id));
-        Ok(Alert {
-            severity: row.severity.parse().map_err(corrupt)?,
-            status: row.status.parse().map_err(corrupt)?,
-            id: row.id,
-            alert_group_id: row.alert_group_id,
-            fingerprint: row.fingerprint,
-            source: row.source,
-            title: row.title,
-            description: row.description,
-            namespace: row.namespace,
-            labels: row.labels.0,
-            annotations: row.annotations.0,
-            incident_id: row.incident_id,
-            jaeger_trace_id: row.jaeger_trace_id,
-            created_at: row.created_at,
-            acknowledged_at: row.acknowledged_at,
-            acknowledged_by: row.acknowledged_by,
-            updated_at: row.updated_at,
-            resolved_at: row.resolved_at,
-            assigned_to: row.assigned_to,
-            ends_at: row.ends_at,
-        })
-    }
-}
-
-/// What became of one delivery attempt.
+/// What became of one delivery attempt, as [`Store::finish_notification`] records it on the outbox row.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Delivery {
+pub enum DeliveryRecord {
     /// Slack accepted it.
     Sent {
         /// When.
@@ -686,113 +435,4 @@ pub struct NotificationFilter {
     pub limit: u32,
     /// Rows to skip.
     pub offset: u64,
-}
-
-/// A row of `notifications`.
-#[derive(sqlx::FromRow)]
-struct NotificationRow {
-    id: i64,
-    alert_id: Uuid,
-    event: String,
-    status: String,
-    payload: sqlx::types::Json<serde_json::Value>,
-    attempts: i32,
-    next_attempt_at: DateTime<Utc>,
-    last_error: Option<String>,
-    created_at: DateTime<Utc>,
-    sent_at: Option<DateTime<Utc>>,
-    slack_channel: Option<String>,
-    slack_ts: Option<String>,
-}
-
-impl TryFrom<NotificationRow> for Notification {
-    type Error = Error;
-    fn try_from(row: NotificationRow) -> Result<Notification> {
-        Ok(Notification {
-            status: row.status.parse().map_err(|error: String| {
-                Error::Internal(format!("notification {} in the store: {error}", row.id))
-            })?,
-            id: row.id,
-            alert_id: row.alert_id,
-            event: row.event,
-            payload: row.payload.0,
-            attempts: row.attempts,
-            next_attempt_at: row.next_attempt_at,
-            last_error: row.last_error,
-            created_at: row.created_at,
-            sent_at: row.sent_at,
-            slack_channel: row.slack_channel,
-            slack_ts: row.slack_ts,
-        })
-    }
-}
-
-/// A row of `alert_actions`.
-#[derive(sqlx::FromRow)]
-struct ActionRow {
-    alert_id: Uuid,
-    action: String,
-    actor: Option<String>,
-    details: sqlx::types::Json<serde_json::Value>,
-    created_at: DateTime<Utc>,
-}
-
-impl From<ActionRow> for AuditEntry {
-    fn from(row: ActionRow) -> Self {
-        AuditEntry {
-            alert_id: row.alert_id,
-            action: row.action,
-            actor: row.actor,
-            details: row.details.0,
-            created_at: row.created_at,
-        }
-    }
-}
-
-/// A row of `silences`.
-#[derive(sqlx::FromRow)]
-struct SilenceRow {
-    id: Uuid,
-    matchers: sqlx::types::Json<Vec<Matcher>>,
-    starts_at: DateTime<Utc>,
-    ends_at: DateTime<Utc>,
-    created_by: String,
-    comment: String,
-    updated_at: DateTime<Utc>,
-}
-
-/// A row of `silence_actions`.
-#[derive(sqlx::FromRow)]
-struct SilenceActionRow {
-    silence_id: Uuid,
-    action: String,
-    actor: Option<String>,
-    details: sqlx::types::Json<serde_json::Value>,
-    created_at: DateTime<Utc>,
-}
-
-impl From<SilenceActionRow> for SilenceAction {
-    fn from(row: SilenceActionRow) -> Self {
-        SilenceAction {
-            silence_id: row.silence_id,
-            action: row.action,
-            actor: row.actor,
-            details: row.details.0,
-            created_at: row.created_at,
-        }
-    }
-}
-
-impl From<SilenceRow> for Silence {
-    fn from(row: SilenceRow) -> Self {
-        Silence {
-            id: row.id,
-            matchers: row.matchers.0,
-            starts_at: row.starts_at,
-            ends_at: row.ends_at,
-            created_by: row.created_by,
-            comment: row.comment,
-            updated_at: row.updated_at,
-        }
-    }
 }

@@ -5,34 +5,21 @@
 //! single writer connection needs none).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::types::Json;
-use sqlx::{Connection, Postgres, QueryBuilder, Sqlite};
+use sqlx::{Postgres, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
-use super::{
-    ActionRow, AlertRow, Delivery, Item, NotificationFilter, NotificationRow, Outcome,
-    SilenceActionRow, SilenceRow,
-};
+use super::rows::{ActionRow, AlertRow, NotificationRow, SilenceActionRow, SilenceRow};
+use super::{CreationOutcome, DeliveryRecord, Item, NotificationFilter};
 use crate::error::{Error, Result};
 use crate::model::{
     Alert, AlertFilter, AlertPage, AuditEntry, Cursor, NewNotification, Notification, Severity,
 };
 use crate::silence::{Silence, SilenceAction};
 
-/// The columns of an alert, in the order [`super::AlertRow`] reads them.
-macro_rules! alert_columns {
-    () => {
-        "id, alert_group_id, fingerprint, source, severity, status, title, description, namespace, labels, \
-         annotations, incident_id, jaeger_trace_id, created_at, acknowledged_at, acknowledged_by, updated_at, \
-         resolved_at, assigned_to, ends_at"
-    };
-}
-
-const SELECT_ALERT: &str = concat!("SELECT ", alert_columns!(), " FROM alerts_active");
+pub(super) const SELECT_ALERT: &str = concat!("SELECT ", alert_columns!(), " FROM alerts_active");
 
 const INSERT_ALERT: &str = "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, status, \
      title, description, namespace, labels, annotations, incident_id, jaeger_trace_id, created_at, acknowledged_at, \
@@ -138,7 +125,7 @@ macro_rules! sql_store {
             pub(super) async fn create_batch(
                 &self,
                 batch: &[Item<'_>],
-            ) -> Result<Vec<Result<Outcome>>> {
+            ) -> Result<Vec<Result<CreationOutcome>>> {
                 let mut tx = self.pool.begin().await?;
                 let results = Self::create_in(&mut tx, batch).await?;
                 tx.commit().await?;
@@ -146,10 +133,10 @@ macro_rules! sql_store {
             }
 
             /// [`Self::create_batch`] in transaction `tx`, one statement after another.
-            async fn create_in(
+            pub(super) async fn create_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 batch: &[Item<'_>],
-            ) -> Result<Vec<Result<Outcome>>> {
+            ) -> Result<Vec<Result<CreationOutcome>>> {
                 let mut results = Vec::with_capacity(batch.len());
                 for creation in batch {
                     results.push(Self::insert_or_get_open(tx, creation).await?);
@@ -160,7 +147,7 @@ macro_rules! sql_store {
             async fn insert_or_get_open(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 creation: Item<'_>,
-            ) -> Result<Result<Outcome>> {
+            ) -> Result<Result<CreationOutcome>> {
                 let alert = &creation.alert;
                 for _ in 0..INSERT_ATTEMPTS {
                     let inserted = sqlx::query(INSERT_ALERT)
@@ -192,7 +179,7 @@ macro_rules! sql_store {
                         if let Some(notification) = &creation.notification {
                             Self::insert_notification(tx, notification).await?;
                         }
-                        return Ok(Ok(Outcome::Created));
+                        return Ok(Ok(CreationOutcome::Created));
                     }
                     let open = sqlx::query_as::<_, AlertRow>(&format!(
                         "{SELECT_ALERT} WHERE alert_group_id = $1 AND status <> 'resolved'"
@@ -206,7 +193,7 @@ macro_rules! sql_store {
                             Err(error) => return Ok(Err(error)),
                         };
                         if !creation.refresh {
-                            return Ok(Ok(Outcome::Existing(Box::new(open))));
+                            return Ok(Ok(CreationOutcome::Existing(Box::new(open))));
                         }
                         let open = refreshed(open, alert);
                         sqlx::query(REFRESH_OPEN)
@@ -218,7 +205,7 @@ macro_rules! sql_store {
                             .bind($time(open.updated_at))
                             .execute(&mut **tx)
                             .await?;
-                        return Ok(Ok(Outcome::Existing(Box::new(open))));
+                        return Ok(Ok(CreationOutcome::Existing(Box::new(open))));
                     }
                     // The open duplicate was resolved between the insert and the select: insert again.
                 }
@@ -311,10 +298,10 @@ macro_rules! sql_store {
                 &self,
                 id: i64,
                 held: DateTime<Utc>,
-                outcome: &Delivery,
+                record: &DeliveryRecord,
             ) -> Result<bool> {
-                let query = match outcome {
-                    Delivery::Sent { at, channel, ts } => sqlx::query(
+                let query = match record {
+                    DeliveryRecord::Sent { at, channel, ts } => sqlx::query(
                         "UPDATE notifications SET status = 'sent', attempts = attempts + 1, sent_at = $2, \
                          slack_channel = $3, slack_ts = $4, last_error = NULL \
                          WHERE id = $1 AND status = 'pending' AND next_attempt_at = $5",
@@ -323,20 +310,20 @@ macro_rules! sql_store {
                     .bind($time(*at))
                     .bind(channel.clone())
                     .bind(ts.clone()),
-                    Delivery::Retry { at, error } => sqlx::query(
+                    DeliveryRecord::Retry { at, error } => sqlx::query(
                         "UPDATE notifications SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 \
                          WHERE id = $1 AND status = 'pending' AND next_attempt_at = $4",
                     )
                     .bind(id)
                     .bind($time(*at))
                     .bind(error.clone()),
-                    Delivery::Failed { error } => sqlx::query(
+                    DeliveryRecord::Failed { error } => sqlx::query(
                         "UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = $2 \
                          WHERE id = $1 AND status = 'pending' AND next_attempt_at = $3",
                     )
                     .bind(id)
                     .bind(error.clone()),
-                    Delivery::Released { at } => sqlx::query(
+                    DeliveryRecord::Released { at } => sqlx::query(
                         "UPDATE notifications SET next_attempt_at = $2 \
                          WHERE id = $1 AND status = 'pending' AND next_attempt_at = $3",
                     )
@@ -565,8 +552,8 @@ macro_rules! sql_store {
                     match step {
                         Step::Create(creation) => {
                             applied.push(match Self::insert_or_get_open(&mut tx, &creation).await?? {
-                                Outcome::Created => Applied::Created(creation.alert, true),
-                                Outcome::Existing(open) => Applied::Created(*open, false),
+                                CreationOutcome::Created => Applied::Created(creation.alert, true),
+                                CreationOutcome::Existing(open) => Applied::Created(*open, false),
                             });
                         }
                         Step::Resolve(fingerprint) => {
@@ -795,237 +782,3 @@ sql_store!(
     SqliteStore, Sqlite, time: sqlite_time, label_filter: sqlite_label_filter, lock: "",
     skip_locked: ""
 );
-
-/// Every alert of a batch (with its `created` audit entry: see [`AuditEntry::created`]) and its notification in
-/// one PostgreSQL statement: the batch travels as arrays,
-/// so the statement (prepared once) is the same whatever the batch size. Returns the ids it inserted; an alert
-/// whose fingerprint already has an open alert (in the table, or earlier in the batch) is skipped.
-const PG_BULK_CREATE: &str = "WITH new AS ( \
-       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-         $8::text[], $9::jsonb[], $10::jsonb[], $11::text[], $12::timestamptz[], $13::text[], $14::jsonb[], \
-         $15::timestamptz[]) \
-       AS t(id, alert_group_id, fingerprint, source, severity, title, description, namespace, labels, annotations, \
-         jaeger_trace_id, created_at, created_by, notification, ends_at) \
-     ), inserted AS ( \
-       INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, status, title, description, \
-         namespace, labels, annotations, jaeger_trace_id, created_at, updated_at, ends_at, created_by) \
-       SELECT id, alert_group_id, fingerprint, source, severity, 'firing', title, description, namespace, labels, \
-         annotations, jaeger_trace_id, created_at, created_at, ends_at, created_by FROM new \
-       ON CONFLICT (alert_group_id) WHERE status <> 'resolved' DO NOTHING \
-       RETURNING id \
-     ), outbox AS ( \
-       INSERT INTO notifications (alert_id, event, status, payload, attempts, next_attempt_at, created_at) \
-       SELECT new.id, 'created', 'pending', new.notification, 0, new.created_at, new.created_at \
-       FROM new JOIN inserted USING (id) WHERE new.notification IS NOT NULL \
-     ) \
-     SELECT id FROM inserted";
-
-/// The creation writer's own PostgreSQL connection, opened on first use and after any error.
-pub(super) struct PgWriter {
-    options: PgConnectOptions,
-    connect_timeout: Duration,
-    connection: Option<PgConnection>,
-}
-
-impl PgWriter {
-    pub(super) fn new(options: PgConnectOptions, connect_timeout: Duration) -> Self {
-        Self {
-            options,
-            connect_timeout,
-            connection: None,
-        }
-    }
-
-    async fn connection(&mut self) -> Result<&mut PgConnection> {
-        if self.connection.is_none() {
-            let connect = PgConnection::connect_with(&self.options);
-            let connection = tokio::time::timeout(self.connect_timeout, connect)
-                .await
-                .map_err(|_| Error::Unavailable("timed out connecting to the database".into()))??;
-            self.connection = Some(connection);
-        }
-        self.connection
-            .as_mut()
-            .ok_or_else(|| Error::Internal("writer connection missing".into()))
-    }
-}
-
-/// Refreshes the open alerts of the given groups (fingerprints) from a repeat of their rule engine (see
-/// [`super::Creation::refresh`]), returning them as they are now.
-const PG_BULK_REFRESH: &str = concat!(
-    "UPDATE alerts_active SET title = u.new_title, description = u.new_description, \
-     annotations = u.new_annotations, ends_at = u.new_ends_at, updated_at = u.new_updated_at \
-     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[]) \
-     AS u(new_group_id, new_title, new_description, new_annotations, new_ends_at, new_updated_at) \
-     WHERE alert_group_id = u.new_group_id AND status <> 'resolved' RETURNING ",
-    alert_columns!()
-);
-
-impl PostgresStore {
-    /// Runs [`PG_BULK_CREATE`] for `batch` on `connection`; the ids it inserted.
-    async fn bulk_insert(
-        connection: &mut PgConnection,
-        batch: &[Item<'_>],
-    ) -> Result<std::collections::HashSet<Uuid>> {
-        let alerts = || batch.iter().map(|c| &c.alert);
-        let text = |f: fn(&Alert) -> Option<&str>| alerts().map(f).collect::<Vec<_>>();
-        Ok(sqlx::query_scalar::<_, Uuid>(PG_BULK_CREATE)
-            .bind(alerts().map(|a| a.id).collect::<Vec<_>>())
-            .bind(alerts().map(|a| a.alert_group_id).collect::<Vec<_>>())
-            .bind(text(|a| Some(&a.fingerprint)))
-            .bind(text(|a| Some(&a.source)))
-            .bind(text(|a| Some(a.severity.as_str())))
-            .bind(text(|a| Some(&a.title)))
-            .bind(text(|a| a.description.as_deref()))
-            .bind(text(|a| a.namespace.as_deref()))
-            .bind(alerts().map(|a| Json(&a.labels)).collect::<Vec<_>>())
-            .bind(alerts().map(|a| Json(&a.annotations)).collect::<Vec<_>>())
-            .bind(text(|a| a.jaeger_trace_id.as_deref()))
-            .bind(alerts().map(|a| a.created_at).collect::<Vec<_>>())
-            .bind(batch.iter().map(|c| c.actor.as_deref()).collect::<Vec<_>>())
-            .bind(
-                batch
-                    .iter()
-                    .map(|c| c.notification.as_ref().map(|n| Json(&n.payload)))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(alerts().map(|a| a.ends_at).collect::<Vec<_>>())
-            .fetch_all(connection)
-            .await?
-            .into_iter()
-            .collect())
-    }
-
-    /// Stores a batch of creations in one transaction on the writer's connection: new alerts with one statement
-    /// (see [`PG_BULK_CREATE`]); the repeats it skipped refreshed with one more (see [`PG_BULK_REFRESH`]) or looked
-    /// up; the rare one whose duplicate was resolved in between through the general path, in the same transaction.
-    /// After any error the connection is dropped, and the next batch opens a new one.
-    pub(super) async fn create_batch_bulk(
-        &self,
-        writer: &mut PgWriter,
-        batch: &[Item<'_>],
-        whole: bool,
-    ) -> Result<Vec<Result<Outcome>>> {
-        let connection = writer.connection().await?;
-        let result = Self::bulk_in(connection, batch, whole).await;
-        if result.is_err() {
-            writer.connection = None;
-        }
-        result
-    }
-
-    /// [`Self::create_batch_bulk`] on `connection`. `whole` false (every request of the batch has one alert):
-    /// the insert runs on its own, one round trip, and only what it skipped is done in a transaction after it;
-    /// a request of one alert is still stored whole, as the insert and the rest never both write its alert.
-    async fn bulk_in(
-        connection: &mut PgConnection,
-        batch: &[Item<'_>],
-        whole: bool,
-    ) -> Result<Vec<Result<Outcome>>> {
-        // The statement writes what a new alert has; anything else takes the general path.
-        let fresh = batch.iter().all(|c| {
-            let alert = &c.alert;
-            alert.status == crate::model::Status::Firing
-                && alert.created_at == alert.updated_at
-                && c.notification.as_ref().is_none_or(|n| {
-                    n.alert_id == alert.id
-                        && n.event == "created"
-                        && n.created_at == alert.created_at
-                })
-        });
-        if !fresh {
-            let mut tx = connection.begin().await?;
-            let results = Self::create_in(&mut tx, batch).await?;
-            tx.commit().await?;
-            return Ok(results);
-        }
-        let alone = if whole {
-            None
-        } else {
-            let inserted = Self::bulk_insert(connection, batch).await?;
-            if inserted.len() == batch.len() {
-                return Ok(batch.iter().map(|_| Ok(Outcome::Created)).collect());
-            }
-            Some(inserted)
-        };
-        let mut tx = connection.begin().await?;
-        let inserted = match alone {
-            Some(inserted) => inserted,
-            None => Self::bulk_insert(&mut tx, batch).await?,
-        };
-        let skipped: Vec<Item<'_>> = batch
-            .iter()
-            .copied()
-            .filter(|c| !inserted.contains(&c.alert.id))
-            .collect();
-        if skipped.is_empty() {
-            tx.commit().await?;
-            return Ok(batch.iter().map(|_| Ok(Outcome::Created)).collect());
-        }
-        // Repeats to refresh: the last of each fingerprint (the batch is in fingerprint order, each request's
-        // own order kept), so that the last word stands.
-        let mut refresh: Vec<Item<'_>> = Vec::new();
-        for creation in skipped.iter().filter(|c| c.refresh) {
-            match refresh.last_mut() {
-                Some(last) if last.alert.fingerprint == creation.alert.fingerprint => {
-                    *last = creation
-                }
-                _ => refresh.push(creation),
-            }
-        }
-        let mut open: Vec<Alert> = if refresh.is_empty() {
-            Vec::new()
-        } else {
-            let alerts = || refresh.iter().map(|c| &c.alert);
-            sqlx::query_as::<_, AlertRow>(PG_BULK_REFRESH)
-                .bind(alerts().map(|a| a.alert_group_id).collect::<Vec<_>>())
-                .bind(alerts().map(|a| a.title.as_str()).collect::<Vec<_>>())
-                .bind(
-                    alerts()
-                        .map(|a| a.description.as_deref())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(alerts().map(|a| Json(&a.annotations)).collect::<Vec<_>>())
-                .bind(alerts().map(|a| a.ends_at).collect::<Vec<_>>())
-                .bind(alerts().map(|a| a.updated_at).collect::<Vec<_>>())
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(Alert::try_from)
-                .collect::<Result<_>>()?
-        };
-        let unknown: Vec<Uuid> = skipped
-            .iter()
-            .map(|c| c.alert.alert_group_id)
-            .filter(|group| !open.iter().any(|o| o.alert_group_id == *group))
-            .collect();
-        if !unknown.is_empty() {
-            let rows = sqlx::query_as::<_, AlertRow>(&format!(
-                "{SELECT_ALERT} WHERE alert_group_id = ANY($1) AND status <> 'resolved'"
-            ))
-            .bind(&unknown)
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in rows {
-                open.push(Alert::try_from(row)?);
-            }
-        }
-        let mut results = Vec::with_capacity(batch.len());
-        for creation in batch {
-            let alert = &creation.alert;
-            if inserted.contains(&alert.id) {
-                results.push(Ok(Outcome::Created));
-            } else if let Some(existing) = open.iter().find(|o| o.fingerprint == alert.fingerprint)
-            {
-                results.push(Ok(Outcome::Existing(Box::new(existing.clone()))));
-            } else {
-                let mut one = Self::create_in(&mut tx, std::slice::from_ref(creation)).await?;
-                results.push(one.pop().unwrap_or_else(|| {
-                    Err(Error::Internal("empty result for a one-alert batch".into()))
-                }));
-            }
-        }
-        tx.commit().await?;
-        Ok(results)
-    }
-}

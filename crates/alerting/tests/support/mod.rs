@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use gomon_alerting::api::{self, Auth};
 use gomon_alerting::config::{ApiToken, DatabaseConfig};
-use gomon_alerting::{Alerting, Store};
+use gomon_alerting::{AlertService, Store};
 use gomon_runtime::http::SharedListener;
 use gomon_runtime::shutdown::{Shutdown, Trigger};
 use tempfile::TempDir;
@@ -103,9 +103,9 @@ impl Server {
     ) -> Server {
         let store = Store::open(config).await.expect("open store");
         let registry = gomon_runtime::metrics::registry();
-        let core = Alerting::new(store.clone(), &registry);
+        let service = AlertService::new(store.clone(), &registry);
         let router = api::router(
-            core.clone(),
+            service.clone(),
             registry.clone(),
             Auth::new(tokens),
             request_timeout,
@@ -115,7 +115,7 @@ impl Server {
         let (trigger, shutdown) = Shutdown::new();
         // The expiry sweep, often, so that tests of alerts past their endsAt need not wait long.
         tokio::spawn(gomon_alerting::sweep_expired(
-            core,
+            service,
             Duration::from_millis(200),
             shutdown.clone(),
         ));

@@ -1,4 +1,4 @@
-//! The Kubernetes pod watcher: failing pods open alerts, recovered pods resolve them, through the alerting core
+//! The Kubernetes pod watcher: failing pods open alerts, recovered pods resolve them, through the alerting service
 //! like any other alert.
 //!
 //! [`pod`] decides whether a pod is failing (pure functions of the Pod object), [`state`] folds watch events into

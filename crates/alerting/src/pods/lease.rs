@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use ::kube::Api;
-use ::kube::api::PostParams;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::PostParams;
 
 /// One replica's hold on the Lease.
 pub struct LeaseLock {
@@ -21,8 +21,8 @@ pub struct LeaseLock {
     observed: Option<(Option<String>, Option<MicroTime>, Instant)>,
 }
 
-fn is_conflict(error: &::kube::Error) -> bool {
-    matches!(error, ::kube::Error::Api(status) if status.code == 409)
+fn is_conflict(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409)
 }
 
 impl LeaseLock {
@@ -57,7 +57,7 @@ impl LeaseLock {
 
     /// Takes or renews the Lease. True when this replica holds it afterwards; false when another replica does
     /// (or won a race for it).
-    pub async fn try_acquire_or_renew(&mut self) -> Result<bool, ::kube::Error> {
+    pub async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             let lease = Lease {

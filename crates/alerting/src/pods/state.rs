@@ -1,6 +1,6 @@
 //! The watcher's state: the pods it has seen, folded from watch events, and the alerts it keeps open. Deciding
 //! which alerts to open and which to resolve is a pure function of that state and the time ([`Tracker::evaluate`]);
-//! the caller carries the decisions out through the alerting core and reports back.
+//! the caller carries the decisions out through the alerting service and reports back.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -85,7 +85,7 @@ struct Open {
 /// What to do after an evaluation.
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// Alerts to create (the core returns the open one when it exists already).
+    /// Alerts to create (the service returns the open one when it exists already).
     pub create: Vec<(AlertKey, NewAlert)>,
     /// Alerts to resolve, with the note for the audit trail.
     pub resolve: Vec<(AlertKey, Uuid, String)>,

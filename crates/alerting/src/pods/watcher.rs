@@ -1,22 +1,22 @@
 //! The watcher task: connects to the API server, takes the Lease when leader election is on, runs one kube-rs watch
 //! per namespace (or one for all), folds their events into a [`Tracker`] and carries its decisions out through the
-//! alerting core. API errors are counted, shown on `/health/ready` and retried with backoff; a watch that receives
+//! alerting service. API errors are counted, shown on `/health/ready` and retried with backoff; a watch that receives
 //! nothing for `watch_idle_timeout` is started again. Nothing here stops the service.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ::kube::client::ClientBuilder;
-use ::kube::config::{KubeConfigOptions, Kubeconfig};
-use ::kube::runtime::watcher::{self, Event};
-use ::kube::{Api, Client};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::{AbortHandle, BoxStream, SelectAll};
 use gomon_runtime::metrics::must;
 use gomon_runtime::shutdown::Shutdown;
 use k8s_openapi::api::core::v1::Pod;
+use kube::client::ClientBuilder;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -27,7 +27,7 @@ use super::lease::LeaseLock;
 use super::state::{ACTOR, AlertKey, Plan, SOURCE, Tracker};
 use crate::error::Error;
 use crate::model::{self, Change};
-use crate::service::Alerting;
+use crate::service::AlertService;
 
 /// The watcher's metrics.
 #[derive(Clone, Debug)]
@@ -208,10 +208,10 @@ async fn client(config: &KubernetesConfig, activity: &WatchActivity) -> anyhow::
             let kubeconfig = Kubeconfig::read_from(path).map_err(|error| {
                 anyhow::anyhow!("alerting.kubernetes.kubeconfig {}: {error}", path.display())
             })?;
-            ::kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?
         }
-        (None, Some(_)) => ::kube::Config::from_kubeconfig(&options).await?,
-        (None, None) => ::kube::Config::infer().await?,
+        (None, Some(_)) => kube::Config::from_kubeconfig(&options).await?,
+        (None, None) => kube::Config::infer().await?,
     };
     // The client's own retrying (up to 15 times, for up to minutes) would hide an outage from the health state
     // and hold a Lease renewal past the Lease's duration; the watcher backs off itself.
@@ -245,7 +245,7 @@ enum Ended {
 
 /// Runs the watcher until `shutdown` fires. Never returns early on errors: it backs off and tries again.
 pub async fn run(
-    core: Alerting,
+    service: AlertService,
     config: KubernetesConfig,
     metrics: KubeMetrics,
     health: WatcherHealth,
@@ -292,7 +292,7 @@ pub async fn run(
             );
         }
         let mut session = Session {
-            core: &core,
+            service: &service,
             config: &config,
             metrics: &metrics,
             health: &health,
@@ -357,7 +357,7 @@ async fn acquire(
 
 /// One watching session: from the first list until shutdown, a lost Lease or a dead stream.
 struct Session<'a> {
-    core: &'a Alerting,
+    service: &'a AlertService,
     config: &'a KubernetesConfig,
     metrics: &'a KubeMetrics,
     health: &'a WatcherHealth,
@@ -589,7 +589,7 @@ impl Session<'_> {
     /// Reconciles with the store when a list completed, then decides and carries the decisions out.
     async fn evaluate(&mut self) {
         if self.needs_adoption {
-            match self.core.open_from(SOURCE).await {
+            match self.service.open_from(SOURCE).await {
                 Ok(alerts) => {
                     self.tracker.adopt(&alerts, model::now());
                     self.needs_adoption = false;
@@ -603,7 +603,7 @@ impl Session<'_> {
         let plan = self.tracker.evaluate(model::now());
         self.metrics.failing_pods(&plan);
         for (key, new) in plan.create {
-            match self.core.create(new, Some(ACTOR.to_owned())).await {
+            match self.service.create(new, Some(ACTOR.to_owned())).await {
                 Ok((alert, created)) => {
                     if created {
                         tracing::info!(alert_id = %alert.id, namespace = %key.namespace,
@@ -627,7 +627,11 @@ impl Session<'_> {
             by: None,
             note: Some(note),
         };
-        match self.core.change(id, change, Some(ACTOR.to_owned())).await {
+        match self
+            .service
+            .change(id, change, Some(ACTOR.to_owned()))
+            .await
+        {
             Ok(_) => {
                 tracing::info!(alert_id = %id, namespace = %key.namespace, workload = %key.workload.name,
                     reason = %key.reason, "pod failure alert resolved");
