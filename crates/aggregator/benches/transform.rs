@@ -2,6 +2,8 @@
 //!
 //! `cargo bench -p gomon-aggregator --bench transform`; throughput is reported in samples per second.
 
+#![allow(missing_docs)] // criterion_group! makes an undocumented public function.
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gomon_aggregator::{remote_write, transform};
 use gomon_proto::MetricBatch;

@@ -35,7 +35,11 @@ fn kubernetes_credentials() -> Option<String> {
 }
 
 /// Runs every part until `shutdown` fires or one of them fails.
-pub async fn run(mut config: Config, registry: Registry, shutdown: Shutdown) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    mut config: Config,
+    registry: Registry,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let kubernetes = if config.alerting.kubernetes.enabled {
         Some("as configured".to_owned())
     } else {

@@ -30,11 +30,19 @@ pub enum Behaviour {
     /// 500 `internal_error`.
     ServerError,
     /// 429 with `Retry-After`; body `rate_limited` (webhook) or `{"ok":false,"error":"ratelimited"}` (Web API).
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        /// The `Retry-After` it answers, in seconds.
+        retry_after_secs: u64,
+    },
     /// Sleeps, then accepts.
     Slow(Duration),
     /// Answers with this HTTP status and text body (webhook errors: 400 `no_text`, 403 `invalid_token`, ...).
-    WebhookError { status: u16, body: &'static str },
+    WebhookError {
+        /// The HTTP status.
+        status: u16,
+        /// The text body.
+        body: &'static str,
+    },
     /// HTTP 200 `{"ok":false,"error":...}` (a webhook gets 400 with the code as its body).
     ApiError(&'static str),
 }

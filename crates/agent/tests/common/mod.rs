@@ -8,13 +8,13 @@ use gomon_agent::{AgentConfig, Snapshot};
 use tempfile::TempDir;
 
 /// The fixture directory.
-pub fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// A fake host in a temporary directory: `proc/` copied from the fixtures (so files can be swapped), `sys/` the
 /// fixture sysfs, and `root/` a root filesystem with the directories the fixture mount table names.
-pub struct FakeHost {
+pub(crate) struct FakeHost {
     /// Keeps the directory alive.
     pub dir: TempDir,
     /// The configuration pointing at it.
@@ -23,7 +23,7 @@ pub struct FakeHost {
 
 impl FakeHost {
     /// Builds the fake host, with `node-a` as the configured host name.
-    pub fn new() -> FakeHost {
+    pub(crate) fn new() -> FakeHost {
         let dir = tempfile::tempdir().expect("temp dir");
         let proc = dir.path().join("proc");
         copy_dir(&fixtures().join("proc"), &proc);
@@ -42,7 +42,7 @@ impl FakeHost {
     }
 
     /// Replaces `proc/{relative}` with the fixture file `fixture`.
-    pub fn replace(&self, relative: &str, fixture: &str) {
+    pub(crate) fn replace(&self, relative: &str, fixture: &str) {
         std::fs::copy(
             fixtures().join(fixture),
             self.config.proc_root.join(relative),
@@ -51,7 +51,7 @@ impl FakeHost {
     }
 
     /// Removes `proc/{relative}`.
-    pub fn remove(&self, relative: &str) {
+    pub(crate) fn remove(&self, relative: &str) {
         std::fs::remove_file(self.config.proc_root.join(relative)).expect("remove");
     }
 }
@@ -70,7 +70,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// The value of the sample `name` with exactly `labels` (besides `host`); panics naming it when absent.
-pub fn value(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> f64 {
     snapshot
         .find(name, labels)
         .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
@@ -78,7 +78,7 @@ pub fn value(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 /// The distinct values of label `label` among the samples named `name`, sorted.
-pub fn label_values(snapshot: &Snapshot, name: &str, label: &str) -> Vec<String> {
+pub(crate) fn label_values(snapshot: &Snapshot, name: &str, label: &str) -> Vec<String> {
     let mut values: Vec<String> = snapshot
         .series(name)
         .filter_map(|s| s.label(label).map(str::to_owned))

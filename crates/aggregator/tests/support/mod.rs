@@ -14,7 +14,7 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
@@ -22,7 +22,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// A batch of `host` at `timestamp_ms`: a counter per CPU mode and a gauge, values derived from `seed`.
-pub fn batch(host: &str, timestamp_ms: i64, seed: f64) -> MetricBatch {
+pub(crate) fn batch(host: &str, timestamp_ms: i64, seed: f64) -> MetricBatch {
     let label = |name: &str, value: &str| Label {
         name: name.to_owned(),
         value: value.to_owned(),
@@ -55,10 +55,10 @@ pub fn batch(host: &str, timestamp_ms: i64, seed: f64) -> MetricBatch {
 }
 
 /// Samples per [`batch`].
-pub const SAMPLES_PER_BATCH: usize = 4;
+pub(crate) const SAMPLES_PER_BATCH: usize = 4;
 
 /// A producer to the test broker.
-pub fn producer(broker: &Broker) -> FutureProducer {
+pub(crate) fn producer(broker: &Broker) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", broker.address())
         .set("message.timeout.ms", "10000")
@@ -67,7 +67,7 @@ pub fn producer(broker: &Broker) -> FutureProducer {
 }
 
 /// Publishes `payload` keyed by `key`.
-pub async fn publish(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
+pub(crate) async fn publish(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
     producer
         .send(
             FutureRecord::to(topic).key(key).payload(payload),
@@ -78,7 +78,7 @@ pub async fn publish(producer: &FutureProducer, topic: &str, key: &str, payload:
 }
 
 /// Publishes `batch` keyed by its host.
-pub async fn publish_batch(producer: &FutureProducer, topic: &str, batch: &MetricBatch) {
+pub(crate) async fn publish_batch(producer: &FutureProducer, topic: &str, batch: &MetricBatch) {
     publish(
         producer,
         topic,
@@ -89,7 +89,7 @@ pub async fn publish_batch(producer: &FutureProducer, topic: &str, batch: &Metri
 }
 
 /// An aggregator configuration for the test broker and a remote write URL, flushing every 100 ms.
-pub fn config(
+pub(crate) fn config(
     broker: &Broker,
     topic: &str,
     group: &str,
@@ -115,7 +115,7 @@ pub fn config(
 }
 
 /// An aggregator running in this process.
-pub struct Running {
+pub(crate) struct Running {
     trigger: Trigger,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// Its `/metrics` URL.
@@ -128,7 +128,7 @@ pub struct Running {
 
 impl Running {
     /// Starts `config`.
-    pub fn start(config: AggregatorConfig) -> Running {
+    pub(crate) fn start(config: AggregatorConfig) -> Running {
         // Its logs, to read when a test fails.
         static LOGGING: std::sync::Once = std::sync::Once::new();
         LOGGING.call_once(|| {
@@ -153,14 +153,14 @@ impl Running {
     }
 
     /// The value of the metric line starting with `series` (name and labels), 0 when absent.
-    pub async fn metric(&self, series: &str) -> f64 {
+    pub(crate) async fn metric(&self, series: &str) -> f64 {
         gomon_testkit::metric(&self.metrics_url, series)
             .await
             .unwrap_or(0.0)
     }
 
     /// Stops it (SIGTERM's path) and waits until it has committed.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.trigger.fire();
         self.task
             .await

@@ -37,7 +37,7 @@ use crate::silence::{MAX_MATCHERS, Matcher, Silence, alert_labels};
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 503, description = "Database unavailable; nothing stored", body = ErrorBody),
     ))]
-pub async fn post_alerts(
+pub(super) async fn post_alerts(
     State(service): State<AlertService>,
     Caller(caller): Caller,
     JsonBody(body): JsonBody<Box<serde_json::value::RawValue>>,
@@ -78,7 +78,7 @@ where
 
 /// One alert of a request that was not stored.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct InvalidAlert {
+pub(super) struct InvalidAlert {
     /// Its index in the request's `alerts`.
     pub index: usize,
     /// Why, in a word: the `reason` of `alerting_alerts_invalid_total`.
@@ -141,7 +141,7 @@ pub(super) fn mapping_error(error: Error) -> ApiError {
 
 /// A receiver, as Alertmanager names them.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Receiver {
+pub(super) struct Receiver {
     /// Its name: always `gomon`.
     pub name: String,
 }
@@ -158,7 +158,7 @@ impl Receiver {
 /// Where an alert is, in Alertmanager's terms.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct AlertStatus {
+pub(super) struct AlertStatus {
     /// `active`, or `suppressed` when a silence mutes it.
     pub state: String,
     /// Ids of the silences that mute it.
@@ -170,7 +170,7 @@ pub struct AlertStatus {
 /// An open alert as the Alertmanager API returns it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct GettableAlert {
+pub(super) struct GettableAlert {
     /// The label set (with `alertname` set to the title for alerts that have none).
     pub labels: BTreeMap<String, String>,
     /// Annotations.
@@ -226,7 +226,7 @@ impl GettableAlert {
 /// [`AlertsParams::from_query`].
 #[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct AlertsParams {
+pub(super) struct AlertsParams {
     /// Label matcher `name="value"`, `name!="value"`, `name=~"re"` or `name!~"re"`; repeat for several (all must
     /// match).
     #[param(value_type = Option<Vec<String>>)]
@@ -245,7 +245,7 @@ pub struct AlertsParams {
 
 impl AlertsParams {
     /// Reads the query string; 400 naming the parameter when it is invalid.
-    pub fn from_query(query: Option<&str>) -> Result<AlertsParams, ApiError> {
+    pub(super) fn from_query(query: Option<&str>) -> Result<AlertsParams, ApiError> {
         let mut params = AlertsParams::default();
         for (name, value) in super::extract::query_pairs(query)? {
             match name.as_str() {
@@ -285,7 +285,7 @@ impl AlertsParams {
         (status = 400, description = "Invalid query parameter", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
-pub async fn get_alerts(
+pub(super) async fn get_alerts(
     State(service): State<AlertService>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -294,7 +294,7 @@ pub async fn get_alerts(
 
 /// The alerts of one group: Alertmanager's dispatcher groups alerts by the route's `group_by` labels.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AlertGroup {
+pub(super) struct AlertGroup {
     /// The group's labels: none, as GoMon's route groups by nothing.
     pub labels: BTreeMap<String, String>,
     /// `{"name": "gomon"}`.
@@ -311,7 +311,7 @@ pub struct AlertGroup {
         (status = 400, description = "Invalid query parameter", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
-pub async fn get_alert_groups(
+pub(super) async fn get_alert_groups(
     State(service): State<AlertService>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -321,7 +321,7 @@ pub async fn get_alert_groups(
 /// List the receivers (Alertmanager API v2): GoMon is the only one.
 #[utoipa::path(get, path = "/api/v2/receivers", tag = "alertmanager",
     responses((status = 200, description = "The receivers", body = Vec<Receiver>)))]
-pub async fn receivers() -> Json<Vec<Receiver>> {
+pub(super) async fn receivers() -> Json<Vec<Receiver>> {
     Json(vec![Receiver::gomon()])
 }
 
@@ -496,7 +496,7 @@ async fn open_alerts(
 
 /// Cluster state: GoMon does not cluster.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ClusterStatus {
+pub(super) struct ClusterStatus {
     /// `gomon`.
     pub name: String,
     /// `disabled`.
@@ -508,7 +508,7 @@ pub struct ClusterStatus {
 /// Version of the service.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct VersionInfo {
+pub(super) struct VersionInfo {
     /// GoMon's version.
     pub version: String,
     /// Empty.
@@ -525,7 +525,7 @@ pub struct VersionInfo {
 
 /// The configuration, as Alertmanager shows its YAML.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ConfigText {
+pub(super) struct ConfigText {
     /// What of GoMon's configuration maps onto Alertmanager's, as Alertmanager YAML.
     pub original: String,
 }
@@ -533,7 +533,7 @@ pub struct ConfigText {
 /// GoMon's configuration in Alertmanager's terms: `global.resolve_timeout` is `alerting.alertmanager.resolve_timeout`,
 /// and one route to one receiver, `gomon`; the mapping of severities and what is notified follow as comments, and
 /// what does not apply is said so. Valid Alertmanager configuration, so that `amtool config routes` reads it.
-pub fn config_yaml(service: &AlertService) -> String {
+pub(super) fn config_yaml(service: &AlertService) -> String {
     let config = service.alertmanager();
     let severities: Vec<String> = config
         .severities
@@ -585,7 +585,7 @@ fn go_duration(duration: std::time::Duration) -> String {
 /// What `GET /api/v2/status` answers.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct AlertmanagerStatus {
+pub(super) struct AlertmanagerStatus {
     /// Cluster state.
     pub cluster: ClusterStatus,
     /// Version.
@@ -599,7 +599,7 @@ pub struct AlertmanagerStatus {
 /// Status of the Alertmanager API (enough for `amtool config show` and clients that probe it).
 #[utoipa::path(get, path = "/api/v2/status", tag = "alertmanager",
     responses((status = 200, description = "Status", body = AlertmanagerStatus)))]
-pub async fn status(State(state): State<AppState>) -> Json<AlertmanagerStatus> {
+pub(super) async fn status(State(state): State<AppState>) -> Json<AlertmanagerStatus> {
     Json(AlertmanagerStatus {
         cluster: ClusterStatus {
             name: "gomon".into(),

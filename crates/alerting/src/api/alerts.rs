@@ -16,14 +16,14 @@ use crate::model::{
 use crate::service::AlertService;
 
 /// Page size when `limit` is not given.
-pub const DEFAULT_LIMIT: u32 = 100;
+pub(super) const DEFAULT_LIMIT: u32 = 100;
 /// Largest page size.
-pub const MAX_LIMIT: u32 = 1000;
+pub(super) const MAX_LIMIT: u32 = 1000;
 
 /// Body of acknowledge and resolve (optional).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ByRequest {
+pub(super) struct ByRequest {
     /// Who does it; defaults to the API token's name.
     #[serde(default)]
     pub by: Option<String>,
@@ -32,7 +32,7 @@ pub struct ByRequest {
 /// Body of assign.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AssignRequest {
+pub(super) struct AssignRequest {
     /// The new owner.
     pub assigned_to: String,
     /// Why; kept in the audit trail.
@@ -42,7 +42,7 @@ pub struct AssignRequest {
 
 /// An alert's audit trail.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ActionList {
+pub(super) struct ActionList {
     /// Oldest first.
     pub actions: Vec<AuditEntry>,
 }
@@ -50,7 +50,7 @@ pub struct ActionList {
 /// Query parameters of the listing, read from the query string by [`ListParams::from_query`].
 #[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListParams {
+pub(super) struct ListParams {
     /// firing, acknowledged or resolved.
     #[param(value_type = Option<String>)]
     pub status: Option<Status>,
@@ -79,7 +79,7 @@ pub struct ListParams {
 
 impl ListParams {
     /// Reads the listing's query string; 400 naming the parameter when a value is invalid.
-    pub fn from_query(query: Option<&str>) -> Result<ListParams, ApiError> {
+    pub(super) fn from_query(query: Option<&str>) -> Result<ListParams, ApiError> {
         let mut params = ListParams::default();
         for (name, value) in super::extract::query_pairs(query)? {
             match name.as_str() {
@@ -112,7 +112,7 @@ impl ListParams {
     }
 
     /// The filter these parameters select ([`DEFAULT_LIMIT`] alerts when `limit` is not given).
-    pub fn into_filter(self) -> AlertFilter {
+    pub(super) fn into_filter(self) -> AlertFilter {
         AlertFilter {
             status: self.status,
             severity: self.severity,
@@ -170,7 +170,7 @@ fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
         (status = 422, description = "A field is missing or invalid", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
-pub async fn create(
+pub(super) async fn create(
     State(service): State<AlertService>,
     Caller(caller): Caller,
     JsonBody(new): JsonBody<NewAlert>,
@@ -195,7 +195,7 @@ pub async fn create(
         (status = 400, description = "Invalid query parameter", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
-pub async fn list(
+pub(super) async fn list(
     State(service): State<AlertService>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<AlertPage>, ApiError> {
@@ -211,7 +211,7 @@ pub async fn list(
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 404, description = "No such alert", body = ErrorBody),
     ))]
-pub async fn get(
+pub(super) async fn get(
     State(service): State<AlertService>,
     AlertId(id): AlertId,
 ) -> Result<Json<Alert>, ApiError> {
@@ -227,7 +227,7 @@ pub async fn get(
         (status = 404, description = "No such alert", body = ErrorBody),
         (status = 409, description = "The alert is not firing", body = ErrorBody),
     ))]
-pub async fn acknowledge(
+pub(super) async fn acknowledge(
     State(service): State<AlertService>,
     AlertId(id): AlertId,
     Caller(caller): Caller,
@@ -250,7 +250,7 @@ pub async fn acknowledge(
         (status = 404, description = "No such alert", body = ErrorBody),
         (status = 409, description = "Already resolved", body = ErrorBody),
     ))]
-pub async fn resolve(
+pub(super) async fn resolve(
     State(service): State<AlertService>,
     AlertId(id): AlertId,
     Caller(caller): Caller,
@@ -271,7 +271,7 @@ pub async fn resolve(
         (status = 409, description = "The alert is resolved", body = ErrorBody),
         (status = 422, description = "assigned_to missing or too long", body = ErrorBody),
     ))]
-pub async fn assign(
+pub(super) async fn assign(
     State(service): State<AlertService>,
     AlertId(id): AlertId,
     Caller(caller): Caller,
@@ -291,7 +291,7 @@ pub async fn assign(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such alert", body = ErrorBody),
     ))]
-pub async fn delete(
+pub(super) async fn delete(
     State(service): State<AlertService>,
     AlertId(id): AlertId,
     Caller(caller): Caller,
@@ -307,7 +307,7 @@ pub async fn delete(
         (status = 200, description = "Every change, oldest first", body = ActionList),
         (status = 404, description = "No such alert", body = ErrorBody),
     ))]
-pub async fn actions(
+pub(super) async fn actions(
     State(service): State<AlertService>,
     AlertId(id): AlertId,
 ) -> Result<Json<ActionList>, ApiError> {

@@ -21,12 +21,12 @@ pub struct Auth {
 /// Who is calling: the name of the token used, if tokens are configured. It is the actor of every change the
 /// request makes; a name the request body gives (`by`) is only recorded beside it.
 #[derive(Clone, Debug, Default)]
-pub struct Caller(pub Option<String>);
+pub(super) struct Caller(pub Option<String>);
 
 /// The least role a request needs: reads need `read`; posting alerts `ingest`; changing alerts and silences
 /// `operate`; anything else (deleting alerts, routes added later) `admin`, so that a new route is closed until it
 /// is listed here.
-pub fn required_access(method: &Method, route: &str) -> Access {
+pub(super) fn required_access(method: &Method, route: &str) -> Access {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Access::Read;
     }
@@ -79,7 +79,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Middleware: checks the bearer token and records the [`Caller`].
-pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
+pub(super) async fn authenticate(
+    State(auth): State<Auth>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     if !auth.enabled() {
         return next.run(request).await;
     }

@@ -10,13 +10,13 @@ use uuid::Uuid;
 use super::error::ApiError;
 
 /// Largest request body accepted; larger ones get 413.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(super) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// A JSON request body that must be present.
-pub struct JsonBody<T>(pub T);
+pub(super) struct JsonBody<T>(pub T);
 
 /// A JSON request body that may be absent: no body at all (and no content type) reads as `None`.
-pub struct OptionalJsonBody<T>(pub Option<T>);
+pub(super) struct OptionalJsonBody<T>(pub Option<T>);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
@@ -91,7 +91,7 @@ async fn read_json<S: Send + Sync, T: DeserializeOwned>(
 }
 
 /// Parses `bytes` as `T`, telling malformed JSON (400) from JSON of the wrong shape (422 naming the field).
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -132,12 +132,12 @@ fn strip_position(message: &str) -> &str {
 
 /// The parameters of a query string, decoded: 400 when there are more than
 /// [`gomon_runtime::http::MAX_QUERY_PARAMS`] or one holds a NUL byte.
-pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+pub(super) fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
     gomon_runtime::http::query_pairs(query).map_err(ApiError::bad_request)
 }
 
 /// The `{id}` of an alert path, 400 when it is not a UUID.
-pub struct AlertId(pub Uuid);
+pub(super) struct AlertId(pub Uuid);
 
 impl<S: Send + Sync> FromRequestParts<S> for AlertId {
     type Rejection = ApiError;

@@ -12,7 +12,7 @@ use crate::pods::watcher::WatcherStatus;
 
 /// A health answer.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Health {
+pub(super) struct Health {
     /// `ok` or `unavailable`.
     pub status: String,
     /// Why it is unavailable.
@@ -26,7 +26,7 @@ pub struct Health {
 
 /// The process is up.
 #[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, body = Health)))]
-pub async fn live() -> Json<Health> {
+pub(super) async fn live() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
         reason: None,
@@ -37,7 +37,7 @@ pub async fn live() -> Json<Health> {
 /// The database answers.
 #[utoipa::path(get, path = "/health/database", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
-pub async fn database(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+pub(super) async fn database(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     match state.service.store().ping().await {
         Ok(()) => (
             StatusCode::OK,
@@ -61,7 +61,7 @@ pub async fn database(State(state): State<AppState>) -> (StatusCode, Json<Health
 /// Ready to serve: the database answers. Also tells the Kubernetes pod watcher's state, when it is enabled.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
-pub async fn ready(state: State<AppState>) -> (StatusCode, Json<Health>) {
+pub(super) async fn ready(state: State<AppState>) -> (StatusCode, Json<Health>) {
     let watcher = state.watcher.as_ref().map(|watcher| watcher.get());
     let (status, Json(mut health)) = database(state).await;
     health.kubernetes = watcher;
@@ -70,7 +70,7 @@ pub async fn ready(state: State<AppState>) -> (StatusCode, Json<Health>) {
 
 /// Prometheus metrics in the text format.
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Err(error) = state.service.refresh_gauges().await {
         tracing::warn!(%error, "alerting_active_alerts and alerting_notification_outbox_pending not refreshed");
     }

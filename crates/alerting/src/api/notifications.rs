@@ -13,7 +13,7 @@ use crate::store::NotificationFilter;
 
 /// A page of the outbox.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct NotificationList {
+pub(super) struct NotificationList {
     /// Newest first.
     pub notifications: Vec<Notification>,
     /// How many rows match the filter, across all pages.
@@ -23,7 +23,7 @@ pub struct NotificationList {
 /// Query parameters of the outbox listing, read from the query string by [`NotificationParams::from_query`].
 #[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct NotificationParams {
+pub(super) struct NotificationParams {
     /// pending, sent or failed.
     #[param(value_type = Option<String>)]
     pub status: Option<NotificationStatus>,
@@ -37,7 +37,7 @@ pub struct NotificationParams {
 
 impl NotificationParams {
     /// Reads the listing's query string; 400 naming the parameter when a value is invalid.
-    pub fn from_query(query: Option<&str>) -> Result<NotificationParams, ApiError> {
+    pub(super) fn from_query(query: Option<&str>) -> Result<NotificationParams, ApiError> {
         let mut params = NotificationParams::default();
         for (name, value) in super::extract::query_pairs(query)? {
             match name.as_str() {
@@ -56,7 +56,7 @@ impl NotificationParams {
     }
 
     /// The filter these parameters select ([`DEFAULT_LIMIT`] rows when `limit` is not given).
-    pub fn into_filter(self) -> NotificationFilter {
+    pub(super) fn into_filter(self) -> NotificationFilter {
         NotificationFilter {
             status: self.status,
             alert_id: self.alert_id,
@@ -73,7 +73,7 @@ impl NotificationParams {
         (status = 200, description = "A page of the outbox", body = NotificationList),
         (status = 400, description = "Invalid query parameter", body = ErrorBody),
     ))]
-pub async fn list(
+pub(super) async fn list(
     State(service): State<AlertService>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<NotificationList>, ApiError> {

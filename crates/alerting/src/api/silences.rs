@@ -18,7 +18,7 @@ use crate::silence::{Matcher, PostableSilence, Silence, SilenceAction};
 
 /// Where a silence is: `pending` (not started), `active` or `expired`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SilenceStatus {
+pub(super) struct SilenceStatus {
     /// `pending`, `active` or `expired`.
     pub state: String,
 }
@@ -26,7 +26,7 @@ pub struct SilenceStatus {
 /// A silence as the Alertmanager API returns it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct GettableSilence {
+pub(super) struct GettableSilence {
     /// Its id.
     pub id: Uuid,
     /// Its state now.
@@ -65,7 +65,7 @@ impl GettableSilence {
 /// The answer to a posted silence.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SilenceCreated {
+pub(super) struct SilenceCreated {
     /// The silence's id.
     #[serde(rename = "silenceID")]
     pub silence_id: Uuid,
@@ -74,7 +74,7 @@ pub struct SilenceCreated {
 /// Query parameters of `GET /api/v2/silences`, read from the query string by [`SilencesParams::from_query`].
 #[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct SilencesParams {
+pub(super) struct SilencesParams {
     /// Label matcher; keeps the silences that have a matcher equal to it (repeat: all must be there).
     #[param(value_type = Option<Vec<String>>)]
     pub filter: Vec<Matcher>,
@@ -82,7 +82,7 @@ pub struct SilencesParams {
 
 impl SilencesParams {
     /// Reads the query string; 400 naming the parameter when it is invalid.
-    pub fn from_query(query: Option<&str>) -> Result<SilencesParams, ApiError> {
+    pub(super) fn from_query(query: Option<&str>) -> Result<SilencesParams, ApiError> {
         let mut params = SilencesParams::default();
         for (name, value) in super::extract::query_pairs(query)? {
             match name.as_str() {
@@ -101,7 +101,7 @@ impl SilencesParams {
 }
 
 /// A silence id in the path; 400 when it is not a UUID.
-pub struct SilenceId(pub Uuid);
+pub(super) struct SilenceId(pub Uuid);
 
 impl<S: Send + Sync> FromRequestParts<S> for SilenceId {
     type Rejection = ApiError;
@@ -122,7 +122,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SilenceId {
         (status = 200, description = "The silences", body = Vec<GettableSilence>),
         (status = 400, description = "Invalid query parameter", body = ErrorBody),
     ))]
-pub async fn list(
+pub(super) async fn list(
     State(service): State<AlertService>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Vec<GettableSilence>>, ApiError> {
@@ -145,7 +145,7 @@ pub async fn list(
         (status = 400, description = "Invalid silence", body = ErrorBody),
         (status = 404, description = "No silence with that id", body = ErrorBody),
     ))]
-pub async fn create(
+pub(super) async fn create(
     State(service): State<AlertService>,
     Caller(caller): Caller,
     JsonBody(body): JsonBody<serde_json::Value>,
@@ -167,7 +167,7 @@ pub async fn create(
         (status = 200, description = "The silence", body = GettableSilence),
         (status = 404, description = "No such silence", body = ErrorBody),
     ))]
-pub async fn get(
+pub(super) async fn get(
     State(service): State<AlertService>,
     SilenceId(id): SilenceId,
 ) -> Result<Json<GettableSilence>, ApiError> {
@@ -182,7 +182,7 @@ pub async fn get(
         (status = 200, description = "Expired"),
         (status = 404, description = "No such silence", body = ErrorBody),
     ))]
-pub async fn expire(
+pub(super) async fn expire(
     State(service): State<AlertService>,
     SilenceId(id): SilenceId,
     Caller(caller): Caller,
@@ -193,7 +193,7 @@ pub async fn expire(
 
 /// A silence's audit trail.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SilenceActionList {
+pub(super) struct SilenceActionList {
     /// Oldest first.
     pub actions: Vec<SilenceAction>,
 }
@@ -205,7 +205,7 @@ pub struct SilenceActionList {
         (status = 200, description = "Every action, oldest first", body = SilenceActionList),
         (status = 404, description = "No such silence", body = ErrorBody),
     ))]
-pub async fn actions(
+pub(super) async fn actions(
     State(service): State<AlertService>,
     SilenceId(id): SilenceId,
 ) -> Result<Json<SilenceActionList>, ApiError> {

@@ -22,7 +22,7 @@ use crate::service::AlertService;
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
-pub async fn grafana(
+pub(super) async fn grafana(
     State(service): State<AlertService>,
     Caller(caller): Caller,
     JsonBody(body): JsonBody<serde_json::Value>,

@@ -92,7 +92,7 @@ fn namespace_of(object: &Value) -> String {
 }
 
 /// The running fake; stops when dropped.
-pub struct FakeKube {
+pub(crate) struct FakeKube {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     shared: Shared,
@@ -110,7 +110,7 @@ impl Drop for FakeKube {
 }
 
 impl FakeKube {
-    pub async fn start() -> FakeKube {
+    pub(crate) async fn start() -> FakeKube {
         let shared = Shared::default();
         let router = Router::new()
             .route("/api/v1/pods", get(all_pods))
@@ -142,7 +142,7 @@ impl FakeKube {
     }
 
     /// A kubeconfig file in `dir` pointing at this server, with `monitoring` as the default namespace.
-    pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+    pub(crate) fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
         let path = dir.join("kubeconfig");
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\nusers:\n- name: watcher\n  \
@@ -186,7 +186,7 @@ impl FakeKube {
     }
 
     /// Creates or changes a pod: `ADDED` or `MODIFIED` to the watches.
-    pub fn put(&self, pod: Value) {
+    pub(crate) fn put(&self, pod: Value) {
         let key = (
             namespace_of(&pod),
             pod["metadata"]["name"]
@@ -199,7 +199,7 @@ impl FakeKube {
     }
 
     /// Creates or changes a pod without telling the watches (a change they will only learn from a re-list).
-    pub fn put_silently(&self, mut pod: Value) {
+    pub(crate) fn put_silently(&self, mut pod: Value) {
         let mut inner = lock(&self.shared);
         inner.version += 1;
         pod["metadata"]["resourceVersion"] = json!(inner.version.to_string());
@@ -214,7 +214,7 @@ impl FakeKube {
     }
 
     /// Deletes a pod: `DELETED` to the watches.
-    pub fn delete(&self, namespace: &str, name: &str) {
+    pub(crate) fn delete(&self, namespace: &str, name: &str) {
         let pod = lock(&self.shared)
             .pods
             .get(&(namespace.to_owned(), name.to_owned()))
@@ -225,12 +225,12 @@ impl FakeKube {
     }
 
     /// Sends a `BOOKMARK` with the current resourceVersion to every watch that asked for bookmarks.
-    pub fn bookmark(&self) {
+    pub(crate) fn bookmark(&self) {
         bookmark(&self.shared);
     }
 
     /// Sends bookmarks every `period` from now on, as a real API server does (about every minute).
-    pub fn bookmark_every(&self, period: std::time::Duration) {
+    pub(crate) fn bookmark_every(&self, period: std::time::Duration) {
         let shared = self.shared.clone();
         let task = tokio::spawn(async move {
             let mut interval = tokio::time::interval(period);
@@ -248,27 +248,27 @@ impl FakeKube {
 
     /// The watches open now stay open but are sent nothing more, bookmarks included (a proxy or NAT entry that
     /// died without closing the connection). Watches opened later are served as usual.
-    pub fn silence_watches(&self) {
+    pub(crate) fn silence_watches(&self) {
         let mut inner = lock(&self.shared);
         let watches: Vec<Watch> = inner.watches.drain(..).collect();
         inner.silenced.extend(watches);
     }
 
     /// Silenced watch connections the client has not closed.
-    pub fn silenced_open(&self) -> usize {
+    pub(crate) fn silenced_open(&self) -> usize {
         let mut inner = lock(&self.shared);
         inner.silenced.retain(|watch| !watch.lines.is_closed());
         inner.silenced.len()
     }
 
     /// While true, lists (not watches) wait without answering.
-    pub fn hold_lists(&self, hold: bool) {
+    pub(crate) fn hold_lists(&self, hold: bool) {
         lock(&self.shared).lists_held = hold;
     }
 
     /// Forgets the history: every open watch gets an `ERROR` event with `410 Gone` and is closed, and resuming
     /// from any version seen so far is answered the same way, so the watcher must list again.
-    pub fn expire(&self) {
+    pub(crate) fn expire(&self) {
         let mut inner = lock(&self.shared);
         inner.version += 1;
         inner.expired_below = inner.version;
@@ -280,34 +280,34 @@ impl FakeKube {
     }
 
     /// Closes every open watch connection, as a proxy or the API server timing out would.
-    pub fn drop_watches(&self) {
+    pub(crate) fn drop_watches(&self) {
         lock(&self.shared).watches.clear();
     }
 
     /// While true, every request is answered 503 (the API server is unreachable behind its load balancer).
-    pub fn fail_requests(&self, fail: bool) {
+    pub(crate) fn fail_requests(&self, fail: bool) {
         lock(&self.shared).fail_requests = fail;
     }
 
     /// Lists served so far.
-    pub fn lists(&self) -> u64 {
+    pub(crate) fn lists(&self) -> u64 {
         lock(&self.shared).lists
     }
 
     /// Watch requests served so far.
-    pub fn watch_requests(&self) -> u64 {
+    pub(crate) fn watch_requests(&self) -> u64 {
         lock(&self.shared).watch_requests
     }
 
     /// Open watch connections.
-    pub fn open_watches(&self) -> usize {
+    pub(crate) fn open_watches(&self) -> usize {
         let mut inner = lock(&self.shared);
         inner.watches.retain(|watch| !watch.lines.is_closed());
         inner.watches.len()
     }
 
     /// The Lease `namespace/name`, if any.
-    pub fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
+    pub(crate) fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
         lock(&self.shared)
             .leases
             .get(&(namespace.to_owned(), name.to_owned()))
@@ -511,7 +511,7 @@ async fn replace_lease(
 }
 
 /// A pod fixture (`tests/fixtures/pods/<name>.json`).
-pub fn fixture(name: &str) -> Value {
+pub(crate) fn fixture(name: &str) -> Value {
     let path = format!(
         "{}/tests/fixtures/pods/{name}.json",
         env!("CARGO_MANIFEST_DIR")

@@ -34,26 +34,26 @@ use tokio::task::JoinHandle;
 
 /// Which database a test runs on.
 #[derive(Clone, Copy, Debug)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
 
 /// The PostgreSQL server the tests use; a test fails (never skips) without one.
-pub fn postgres_server() -> String {
+pub(crate) fn postgres_server() -> String {
     std::env::var("TEST_POSTGRES_URL").expect(
         "TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh, which starts PostgreSQL",
     )
 }
 
 /// A database of the test's own: a new SQLite directory, or a new PostgreSQL database.
-pub struct Database {
+pub(crate) struct Database {
     pub config: DatabaseConfig,
     _dir: TempDir,
 }
 
 impl Database {
-    pub async fn new(backend: Backend) -> Database {
+    pub(crate) async fn new(backend: Backend) -> Database {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut config = DatabaseConfig {
             data_dir: dir.path().to_path_buf(),
@@ -79,7 +79,7 @@ impl Database {
 }
 
 /// A running alerting API.
-pub struct Server {
+pub(crate) struct Server {
     pub base: String,
     pub client: reqwest::Client,
     pub registry: prometheus::Registry,
@@ -91,12 +91,12 @@ pub struct Server {
 
 impl Server {
     /// Serves the API over `config`'s database with `tokens`.
-    pub async fn start(config: &DatabaseConfig, tokens: Vec<ApiToken>) -> Server {
+    pub(crate) async fn start(config: &DatabaseConfig, tokens: Vec<ApiToken>) -> Server {
         Self::start_with_timeout(config, tokens, Duration::from_secs(30)).await
     }
 
     /// Serves the API answering 408 to requests that take longer than `request_timeout`.
-    pub async fn start_with_timeout(
+    pub(crate) async fn start_with_timeout(
         config: &DatabaseConfig,
         tokens: Vec<ApiToken>,
         request_timeout: Duration,
@@ -142,7 +142,7 @@ impl Server {
 
     /// Runs the whole service as `gomon alerting` does (`gomon_alerting::run`: store, API, outbox dispatcher)
     /// on a free local port, and waits until it is ready.
-    pub async fn start_service(mut config: gomon_alerting::Config) -> Server {
+    pub(crate) async fn start_service(mut config: gomon_alerting::Config) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("free port")
@@ -178,7 +178,7 @@ impl Server {
     }
 
     /// Stops serving (the dispatcher finishes its delivery under way) and closes the store.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.trigger.fire();
         self.task.await.expect("server task");
         if let Some(store) = self.store {
@@ -187,18 +187,22 @@ impl Server {
     }
 
     /// Kills the service at once, as a crash would: nothing is finished or recorded.
-    pub fn kill(self) {
+    pub(crate) fn kill(self) {
         if let Some(service) = self.service {
             service.abort();
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// POSTs `body` as JSON to `path`; returns status and parsed body.
-    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
         let response = self
             .client
             .post(self.url(path))
@@ -209,18 +213,22 @@ impl Server {
         read(response).await
     }
 
-    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, serde_json::Value) {
         let response = self.client.get(self.url(path)).send().await.expect("GET");
         read(response).await
     }
 
     /// PUT with no body and no content type, as the seed's curl calls send.
-    pub async fn put_empty(&self, path: &str) -> (u16, serde_json::Value) {
+    pub(crate) async fn put_empty(&self, path: &str) -> (u16, serde_json::Value) {
         let response = self.client.put(self.url(path)).send().await.expect("PUT");
         read(response).await
     }
 
-    pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    pub(crate) async fn put(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
         let response = self
             .client
             .put(self.url(path))
@@ -231,7 +239,7 @@ impl Server {
         read(response).await
     }
 
-    pub async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         self.client
             .get(self.url("/metrics"))
             .send()
@@ -244,7 +252,7 @@ impl Server {
 }
 
 /// Status and JSON body (Null when empty).
-pub async fn read(response: reqwest::Response) -> (u16, serde_json::Value) {
+pub(crate) async fn read(response: reqwest::Response) -> (u16, serde_json::Value) {
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
     let body = if text.is_empty() {
@@ -257,20 +265,20 @@ pub async fn read(response: reqwest::Response) -> (u16, serde_json::Value) {
 }
 
 /// A minimal alert body.
-pub fn alert(title: &str) -> serde_json::Value {
+pub(crate) fn alert(title: &str) -> serde_json::Value {
     serde_json::json!({"source": "api", "severity": "P2", "title": title})
 }
 
 /// A TCP proxy in front of a server that can be cut (every connection dropped, new ones refused) and restored,
 /// to see what the service does when its database goes away.
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub port: u16,
     up: Arc<AtomicBool>,
     generation: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Proxy {
-    pub async fn start(target: String) -> Proxy {
+    pub(crate) async fn start(target: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let up = Arc::new(AtomicBool::new(true));
@@ -303,21 +311,26 @@ impl Proxy {
     }
 
     /// Drops every open connection and refuses new ones.
-    pub fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         self.generation.send_modify(|g| *g += 1);
     }
 
     /// Lets connections through again.
-    pub fn restore(&self) {
+    pub(crate) fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
 }
-pub mod kube;
-pub mod slack;
+pub(crate) mod kube;
+pub(crate) mod slack;
 
 /// POSTs `body` to `path` until it answers `status` (within 10 s); fails otherwise.
-pub async fn eventually_status(server: &Server, path: &str, body: serde_json::Value, status: u16) {
+pub(crate) async fn eventually_status(
+    server: &Server,
+    path: &str,
+    body: serde_json::Value,
+    status: u16,
+) {
     let mut last = (0, serde_json::Value::Null);
     for _ in 0..100 {
         last = server.post(path, body.clone()).await;

@@ -3,4 +3,4 @@
 // Not every test binary that includes the support module talks to Slack.
 #![allow(unused_imports)]
 
-pub use gomon_testkit::slack::*;
+pub(crate) use gomon_testkit::slack::*;

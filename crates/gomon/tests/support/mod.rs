@@ -8,14 +8,18 @@ use std::time::{Duration, Instant};
 use gomon_testkit::free_port;
 
 /// A `gomon ROLE` process with its output in a log file; killed when dropped.
-pub struct Gomon {
+pub(crate) struct Gomon {
     pub role: &'static str,
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Gomon {
-    pub fn start(role: &'static str, dir: &tempfile::TempDir, env: &[(&str, String)]) -> Gomon {
+    pub(crate) fn start(
+        role: &'static str,
+        dir: &tempfile::TempDir,
+        env: &[(&str, String)],
+    ) -> Gomon {
         let log = dir.path().join(format!("{role}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_gomon"));
@@ -39,12 +43,12 @@ impl Gomon {
     }
 
     /// Its whole log (stdout and stderr) so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The last lines of its log, for failure messages.
-    pub fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(30)..].join("\n");
@@ -52,7 +56,7 @@ impl Gomon {
     }
 
     /// Fails if the process has exited.
-    pub fn assert_running(&mut self) {
+    pub(crate) fn assert_running(&mut self) {
         let child = self.child.as_mut().expect("running");
         if let Some(status) = child.try_wait().expect("try_wait") {
             panic!(
@@ -64,7 +68,7 @@ impl Gomon {
     }
 
     /// CPU time it has used so far (user and system), from `/proc/PID/stat`.
-    pub fn cpu_seconds(&self) -> f64 {
+    pub(crate) fn cpu_seconds(&self) -> f64 {
         let pid = self.child.as_ref().expect("running").id();
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
         // Fields after the command name, which is in parentheses and may hold spaces: utime and stime are the
@@ -85,12 +89,12 @@ impl Gomon {
     }
 
     /// SIGTERM, then its exit status (within 20 s).
-    pub fn terminate(self) -> ExitStatus {
+    pub(crate) fn terminate(self) -> ExitStatus {
         self.signal("TERM")
     }
 
     /// Sends `signal` (`TERM`, `INT`), then its exit status (within 20 s).
-    pub fn signal(mut self, signal: &str) -> ExitStatus {
+    pub(crate) fn signal(mut self, signal: &str) -> ExitStatus {
         let mut child = self.child.take().expect("running");
         let sent = Command::new("kill")
             .args([&format!("-{signal}"), &child.id().to_string()])
@@ -126,7 +130,7 @@ impl Drop for Gomon {
 }
 
 /// A new, empty database on the test PostgreSQL server; its URL.
-pub fn postgres_database() -> String {
+pub(crate) fn postgres_database() -> String {
     let server = std::env::var("TEST_POSTGRES_URL").expect(
         "TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh, which starts PostgreSQL",
     );
@@ -144,7 +148,7 @@ pub fn postgres_database() -> String {
 }
 
 /// Waits until `url` answers 200, while `process` runs.
-pub async fn wait_ready(process: &mut Gomon, url: &str) {
+pub(crate) async fn wait_ready(process: &mut Gomon, url: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         process.assert_running();
