@@ -674,8 +674,8 @@ def _live_check(args, procs: Processes, rendered, secrets_dir: Path, scrape: dic
         # Slack is "down": deliveries fail, the breaker opens, the notification metrics move.
         # No Kubernetes API server here: the pod watcher stays off (its keys are still checked).
         "GOMON_ALERTING__KUBERNETES__ENABLED": "false",
-        "GOMON_ALERTING__SLACK__API_URL": f"http://127.0.0.1:{dead}", "GOMON_ALERTING__OUTBOX__BACKOFF_INITIAL": "100ms",
-        "GOMON_ALERTING__OUTBOX__BACKOFF_MAX": "500ms"})
+        "GOMON_ALERTING__SLACK__API_URL": f"http://127.0.0.1:{dead}", "GOMON_ALERTING__OUTBOX__MIN_BACKOFF": "100ms",
+        "GOMON_ALERTING__OUTBOX__MAX_BACKOFF": "500ms"})
     api = f"http://127.0.0.1:{ports['alerting']}"
     if not wait_for("gomon alerting ready", lambda: http_get(api + "/health/ready")[0] == 200, 60, procs, "alerting"):
         return

@@ -21,6 +21,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use gomon_runtime::http::SharedListener;
+use gomon_runtime::backoff::Backoff;
 use gomon_runtime::shutdown::Shutdown;
 use prometheus::Registry;
 use tokio::net::TcpListener;
@@ -36,17 +37,17 @@ pub async fn open_store(
     config: &config::DatabaseConfig,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<Store>> {
-    let mut delay = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     loop {
         match Store::open(config).await {
             Ok(store) => return Ok(Some(store)),
             Err(error) if is_unreachable(&error) => {
+                let delay = backoff.next_wait();
                 tracing::warn!(%error, retry_in = ?delay, "database unreachable, retrying");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = shutdown.clone().wait() => return Ok(None),
                 }
-                delay = (delay * 2).min(Duration::from_secs(10));
             }
             Err(error) => return Err(error),
         }

@@ -505,8 +505,8 @@ impl Cluster {
         kubernetes.kubeconfig = Some(self.kube.kubeconfig(self.dir.path()));
         kubernetes.stabilization_window = WINDOW;
         kubernetes.evaluation_interval = EVALUATION;
-        kubernetes.backoff_initial = Duration::from_millis(50);
-        kubernetes.backoff_max = Duration::from_millis(200);
+        kubernetes.min_backoff = Duration::from_millis(50);
+        kubernetes.max_backoff = Duration::from_millis(200);
         kubernetes.leader_election.lease_duration = Duration::from_secs(2);
         kubernetes.leader_election.renew_interval = Duration::from_millis(200);
         config

@@ -111,8 +111,8 @@ fn config(database: &Database, fake: &FakeSlack, web_api: bool) -> Config {
         half_open_max_requests: 1,
     };
     config.outbox = OutboxConfig {
-        backoff_initial: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(200),
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
         poll_interval: Duration::from_millis(50),
         lease: Duration::from_secs(2),
         max_attempts: 3,

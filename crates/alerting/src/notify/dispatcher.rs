@@ -30,12 +30,12 @@ pub struct OutboxConfig {
     /// While the circuit breaker is open nothing is tried, so a notification waits without ageing out.
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
-    /// Wait before the first retry; doubled on each further one, with jitter.
-    #[serde(with = "humantime_serde")]
-    pub backoff_initial: Duration,
-    /// Longest wait between two tries.
-    #[serde(with = "humantime_serde")]
-    pub backoff_max: Duration,
+    /// Wait before the first retry; doubled on each further one, with jitter. Also read as `backoff_initial`.
+    #[serde(with = "humantime_serde", alias = "backoff_initial")]
+    pub min_backoff: Duration,
+    /// Longest wait between two tries. Also read as `backoff_max`.
+    #[serde(with = "humantime_serde", alias = "backoff_max")]
+    pub max_backoff: Duration,
     /// How long a dispatcher holds a claimed notification before another replica may take it.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
@@ -51,8 +51,8 @@ impl Default for OutboxConfig {
         Self {
             max_attempts: 5,
             max_age: Duration::from_secs(24 * 3600),
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),
             batch_size: 16,
@@ -65,8 +65,8 @@ impl OutboxConfig {
     pub fn check(&self) -> anyhow::Result<()> {
         let positive = [
             ("alerting.outbox.max_age", self.max_age),
-            ("alerting.outbox.backoff_initial", self.backoff_initial),
-            ("alerting.outbox.backoff_max", self.backoff_max),
+            ("alerting.outbox.min_backoff", self.min_backoff),
+            ("alerting.outbox.max_backoff", self.max_backoff),
             ("alerting.outbox.lease", self.lease),
             ("alerting.outbox.poll_interval", self.poll_interval),
         ];
@@ -84,16 +84,10 @@ impl OutboxConfig {
         Ok(())
     }
 
-    /// Wait before try `attempt + 1` after `attempt` failed ones: exponential, capped, with jitter in [50%, 100%].
+    /// Wait before try `attempts + 1` after `attempts` failed ones (see [`gomon_runtime::backoff::delay`]).
     fn backoff(&self, attempts: i32) -> Duration {
-        let exponent = u32::try_from(attempts.saturating_sub(1))
-            .unwrap_or(0)
-            .min(20);
-        let full = self
-            .backoff_initial
-            .saturating_mul(1 << exponent)
-            .min(self.backoff_max);
-        full.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+        let attempts = u32::try_from(attempts).unwrap_or(1);
+        gomon_runtime::backoff::delay(self.min_backoff, self.max_backoff, attempts, None)
     }
 }
 
@@ -266,7 +260,7 @@ impl Dispatcher {
                     }
                     if !shutdown.is_triggered() {
                         tokio::select! {
-                            () = tokio::time::sleep(wait.min(self.outbox.backoff_max)) => {}
+                            () = tokio::time::sleep(wait.min(self.outbox.max_backoff)) => {}
                             () = shutdown.clone().wait() => {}
                         }
                     }
@@ -449,10 +443,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_former_backoff_keys_are_still_read() {
+        let config: OutboxConfig =
+            serde_yaml::from_str("backoff_initial: 2s\nbackoff_max: 9s\n").expect("former keys");
+        assert_eq!(config.min_backoff, Duration::from_secs(2));
+        assert_eq!(config.max_backoff, Duration::from_secs(9));
+        let config: OutboxConfig =
+            serde_yaml::from_str("min_backoff: 3s\nmax_backoff: 7s\n").expect("keys");
+        assert_eq!(config.min_backoff, Duration::from_secs(3));
+        assert_eq!(config.max_backoff, Duration::from_secs(7));
+    }
+
+    #[test]
     fn backoff_doubles_is_capped_and_jittered() {
         let config = OutboxConfig {
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(10),
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(10),
             ..OutboxConfig::default()
         };
         for attempts in 1..=8 {

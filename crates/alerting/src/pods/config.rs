@@ -52,12 +52,12 @@ pub struct KubernetesConfig {
     /// How often time-based conditions (Pending, not Ready, restart windows, stabilisation) are re-evaluated.
     #[serde(with = "humantime_serde")]
     pub evaluation_interval: Duration,
-    /// First wait after an API error; doubles up to `backoff_max`.
-    #[serde(with = "humantime_serde")]
-    pub backoff_initial: Duration,
-    /// Longest wait between attempts while the API server fails.
-    #[serde(with = "humantime_serde")]
-    pub backoff_max: Duration,
+    /// First wait after an API error; doubles (with jitter) up to `max_backoff`. Also read as `backoff_initial`.
+    #[serde(with = "humantime_serde", alias = "backoff_initial")]
+    pub min_backoff: Duration,
+    /// Longest wait between attempts while the API server fails. Also read as `backoff_max`.
+    #[serde(with = "humantime_serde", alias = "backoff_max")]
+    pub max_backoff: Duration,
     /// A namespace's watch that receives nothing (no event, not even a bookmark) for this long is dropped, and
     /// the namespace listed and watched again. Keep it well above the API server's bookmark interval (about a
     /// minute).
@@ -102,8 +102,8 @@ impl Default for KubernetesConfig {
             ]),
             stabilization_window: Duration::from_secs(120),
             evaluation_interval: Duration::from_secs(10),
-            backoff_initial: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(30),
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
             watch_idle_timeout: Duration::from_secs(300),
             severity_rules: SeverityRule::seed(),
             default_severity: Severity::P3,
@@ -200,8 +200,8 @@ impl KubernetesConfig {
             ("restart_window", self.restart_window),
             ("stabilization_window", self.stabilization_window),
             ("evaluation_interval", self.evaluation_interval),
-            ("backoff_initial", self.backoff_initial),
-            ("backoff_max", self.backoff_max),
+            ("min_backoff", self.min_backoff),
+            ("max_backoff", self.max_backoff),
             ("watch_idle_timeout", self.watch_idle_timeout),
             (
                 "leader_election.lease_duration",

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::{AbortHandle, BoxStream, SelectAll};
 use gomon_runtime::metrics::must;
+use gomon_runtime::backoff::Backoff;
 use gomon_runtime::shutdown::Shutdown;
 use k8s_openapi::api::core::v1::Pod;
 use kube::client::ClientBuilder;
@@ -157,33 +158,6 @@ impl WatcherHealth {
     }
 }
 
-/// Doubling delays between `initial` and `max`.
-struct Backoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    fn new(config: &KubernetesConfig) -> Self {
-        Self {
-            initial: config.backoff_initial,
-            max: config.backoff_max,
-            next: config.backoff_initial,
-        }
-    }
-
-    fn next(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        delay
-    }
-
-    fn reset(&mut self) {
-        self.next = self.initial;
-    }
-}
-
 /// Waits `delay`; false if shutdown came first.
 async fn pause(delay: Duration, shutdown: &Shutdown) -> bool {
     tokio::select! {
@@ -251,7 +225,7 @@ pub async fn run(
     health: WatcherHealth,
     shutdown: Shutdown,
 ) {
-    let mut backoff = Backoff::new(&config);
+    let mut backoff = Backoff::new(config.min_backoff, config.max_backoff);
     let identity = identity(&config);
     let activity = WatchActivity::default();
     loop {
@@ -261,7 +235,7 @@ pub async fn run(
                 metrics.errors.inc();
                 tracing::warn!(%error, "Kubernetes API client not configured, retrying");
                 health.set("retrying", Some(error.to_string()));
-                if !pause(backoff.next(), &shutdown).await {
+                if !pause(backoff.next_wait(), &shutdown).await {
                     break;
                 }
                 continue;
@@ -321,7 +295,7 @@ pub async fn run(
                 health.leader(Some(false));
             }
             Ended::Failed => {
-                if !pause(backoff.next(), &shutdown).await {
+                if !pause(backoff.next_wait(), &shutdown).await {
                     break;
                 }
             }
@@ -460,7 +434,7 @@ impl Session<'_> {
             }
         };
         let mut unlisted: BTreeSet<usize> = (0..targets.len()).collect();
-        let mut backoff = Backoff::new(self.config);
+        let mut backoff = Backoff::new(self.config.min_backoff, self.config.max_backoff);
         let mut paused_until: Option<tokio::time::Instant> = None;
         let mut evaluation = tokio::time::interval(self.config.evaluation_interval);
         evaluation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -511,7 +485,7 @@ impl Session<'_> {
                         self.metrics.errors.inc();
                         tracing::warn!(%error, "Kubernetes watch error, backing off");
                         self.health.set("retrying", Some(error.to_string()));
-                        paused_until = Some(tokio::time::Instant::now() + backoff.next());
+                        paused_until = Some(tokio::time::Instant::now() + backoff.next_wait());
                     }
                     None => return Ended::Failed,
                 },
