@@ -7,7 +7,9 @@ async fn main() -> anyhow::Result<()> {
     let mut config = gomon_alerting::Config::default();
     let listen = std::env::var("GOMON_BENCH_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
     config.listen = Some(listen.parse()?);
-    config.database.url = std::env::var("GOMON_BENCH_DATABASE_URL").ok();
+    config.database.url = std::env::var("GOMON_BENCH_DATABASE_URL")
+        .ok()
+        .map(Into::into);
     let (trigger, shutdown) = gomon_runtime::shutdown::Shutdown::new();
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -1,10 +1,10 @@
 //! Configuration of `gomon alerting` (the `alerting:` section of the configuration file).
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gomon_runtime::config::Secret;
 use serde::{Deserialize, Serialize};
 
 use crate::notify::dispatcher::OutboxConfig;
@@ -145,11 +145,11 @@ impl Config {
 }
 
 /// The alert store: PostgreSQL when `url` is set, otherwise SQLite in `data_dir`.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// PostgreSQL connection URL (`postgres://user:password@host:5432/alerting`). Unset: embedded SQLite.
-    pub url: Option<String>,
+    pub url: Option<Secret>,
     /// File holding the PostgreSQL URL (a mounted Kubernetes Secret); used when `url` is unset.
     pub url_file: Option<PathBuf>,
     /// Directory of the embedded SQLite database (`alerting.db`), created when missing.
@@ -177,19 +177,6 @@ impl Default for DatabaseConfig {
     }
 }
 
-impl fmt::Debug for DatabaseConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DatabaseConfig")
-            .field("url", &self.url.as_ref().map(|_| "<redacted>"))
-            .field("url_file", &self.url_file)
-            .field("data_dir", &self.data_dir)
-            .field("max_connections", &self.max_connections)
-            .field("acquire_timeout", &self.acquire_timeout)
-            .field("statement_timeout", &self.statement_timeout)
-            .finish()
-    }
-}
-
 /// API authentication. With no token configured every request is allowed, which the service accepts only on a
 /// loopback address or with `anonymous: true`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -204,25 +191,15 @@ pub struct AuthConfig {
 }
 
 /// One API token and what it may do.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiToken {
     /// Who holds it: recorded as the actor of the changes it makes.
     pub name: String,
     /// The secret itself.
-    pub token: String,
+    pub token: Secret,
     /// `read`, `ingest`, `operate` or `admin` (`write` is read as `admin`).
     pub access: Access,
-}
-
-impl fmt::Debug for ApiToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiToken")
-            .field("name", &self.name)
-            .field("token", &"<redacted>")
-            .field("access", &self.access)
-            .finish()
-    }
 }
 
 /// What a token may do. Each role may do everything the roles before it may.
@@ -278,7 +255,7 @@ impl AuthConfig {
             tokens.extend(more);
         }
         for (index, token) in tokens.iter().enumerate() {
-            if token.token.trim().is_empty() {
+            if token.token.expose().trim().is_empty() {
                 anyhow::bail!("alerting.auth.tokens: token `{}` is empty", token.name);
             }
             if token.name.trim().is_empty() {
@@ -313,7 +290,7 @@ impl DatabaseConfig {
     /// The PostgreSQL URL from `url` or `url_file`, if any.
     pub fn postgres_url(&self) -> anyhow::Result<Option<String>> {
         if let Some(url) = &self.url {
-            return Ok(Some(url.clone()));
+            return Ok(Some(url.expose().to_owned()));
         }
         match &self.url_file {
             Some(path) => std::fs::read_to_string(path)

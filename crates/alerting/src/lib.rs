@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use gomon_runtime::http::SharedListener;
 use gomon_runtime::backoff::Backoff;
+use gomon_runtime::http::SharedListener;
 use gomon_runtime::shutdown::Shutdown;
 use prometheus::Registry;
 use tokio::net::TcpListener;

@@ -34,7 +34,13 @@ on_both_stores!(
 async fn a_post_that_fails_in_the_database_stores_nothing() {
     use sqlx::Connection;
     let db = Database::new(Backend::Postgres).await;
-    let url = db.config.url.clone().expect("PostgreSQL URL");
+    let url = db
+        .config
+        .url
+        .clone()
+        .expect("PostgreSQL URL")
+        .expose()
+        .to_owned();
     let server = Server::start(&db.config, vec![]).await;
     let batch: Vec<Value> = (0..200)
         .map(|i| json!({"labels": {"alertname": "AllOrNothing", "pod": format!("p-{i}")}, "endsAt": rfc3339(300)}))
@@ -161,7 +167,13 @@ fn fingerprint_of(alert: &Value) -> String {
 async fn a_post_that_creates_and_resolves_is_all_or_nothing() {
     use sqlx::Connection;
     let db = Database::new(Backend::Postgres).await;
-    let url = db.config.url.clone().expect("PostgreSQL URL");
+    let url = db
+        .config
+        .url
+        .clone()
+        .expect("PostgreSQL URL")
+        .expose()
+        .to_owned();
     let server = Server::start(&db.config, vec![]).await;
     let firing = |name: &str, ends_in: i64| json!({"labels": {"alertname": name}, "endsAt": rfc3339(ends_in)});
     let (status, body) = server

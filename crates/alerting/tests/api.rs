@@ -717,7 +717,7 @@ async fn tokens_guard_the_api(backend: Backend) {
 fn token(name: &str, access: Access) -> ApiToken {
     ApiToken {
         name: name.into(),
-        token: format!("{name}-secret"),
+        token: format!("{name}-secret").into(),
         access,
     }
 }
@@ -1083,7 +1083,13 @@ async fn health_endpoints_answer(backend: Backend) {
 /// A pool on `database` (PostgreSQL), its schema migrated up to, not including, migration `version`: the schema
 /// of an older GoMon, for upgrade tests.
 async fn migrated_before(database: &Database, version: i64) -> sqlx::PgPool {
-    let url = database.config.url.clone().expect("postgres url");
+    let url = database
+        .config
+        .url
+        .clone()
+        .expect("postgres url")
+        .expose()
+        .to_owned();
     let pool = sqlx::PgPool::connect(&url).await.expect("connect");
     let mut before = sqlx::migrate!("migrations/postgres");
     before.migrations = before
@@ -1181,7 +1187,13 @@ async fn upgrade_keeps_open_alerts_deduplicated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_is_503_then_recovers() {
     let database = Database::new(Backend::Postgres).await;
-    let real_url = database.config.url.clone().expect("postgres url");
+    let real_url = database
+        .config
+        .url
+        .clone()
+        .expect("postgres url")
+        .expose()
+        .to_owned();
     let address = real_url
         .trim_start_matches("postgres://")
         .split('@')
@@ -1191,7 +1203,11 @@ async fn postgres_outage_is_503_then_recovers() {
         .to_owned();
     let proxy = support::Proxy::start(address.clone()).await;
     let mut config = database.config.clone();
-    config.url = Some(real_url.replace(&address, &format!("127.0.0.1:{}", proxy.port)));
+    config.url = Some(
+        real_url
+            .replace(&address, &format!("127.0.0.1:{}", proxy.port))
+            .into(),
+    );
     config.acquire_timeout = Duration::from_secs(1);
     let server = Server::start(&config, Vec::new()).await;
     assert_eq!(server.post("/api/v1/alerts", alert("before")).await.0, 201);
@@ -1301,7 +1317,13 @@ async fn postgres_admin(sql: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_postgres_answers_503_with_retry_after() {
     let database = Database::new(Backend::Postgres).await;
-    let url = database.config.url.clone().expect("PostgreSQL URL");
+    let url = database
+        .config
+        .url
+        .clone()
+        .expect("PostgreSQL URL")
+        .expose()
+        .to_owned();
     let name = url.rsplit('/').next().expect("database name").to_owned();
     let server = Server::start(&database.config, Vec::new()).await;
     assert_eq!(server.post("/api/v1/alerts", alert("before")).await.0, 201);

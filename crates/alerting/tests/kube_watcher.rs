@@ -498,7 +498,7 @@ impl Cluster {
     fn config(&self) -> Config {
         let mut config = Config::default();
         config.database = self.database.config.clone();
-        config.slack.webhook_url = Some(self.slack.webhook_url.clone());
+        config.slack.webhook_url = Some(self.slack.webhook_url.clone().into());
         config.outbox.poll_interval = Duration::from_millis(50);
         let kubernetes = &mut config.kubernetes;
         kubernetes.enabled = true;

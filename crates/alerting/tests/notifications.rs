@@ -101,7 +101,7 @@ fn config(database: &Database, fake: &FakeSlack, web_api: bool) -> Config {
         config.slack.bot_token = Some("xoxb-test-token".into());
         config.slack.api_url = fake.api_url.clone();
     } else {
-        config.slack.webhook_url = Some(fake.webhook_url.clone());
+        config.slack.webhook_url = Some(fake.webhook_url.clone().into());
     }
     config.slack.timeout = Duration::from_millis(500);
     config.slack.public_url = Some("http://alerting.local".into());

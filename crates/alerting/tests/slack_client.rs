@@ -35,7 +35,7 @@ fn web_api(fake: &FakeSlack) -> SlackClient {
 
 fn webhook(fake: &FakeSlack) -> SlackClient {
     client(SlackConfig {
-        webhook_url: Some(fake.webhook_url.clone()),
+        webhook_url: Some(fake.webhook_url.clone().into()),
         ..SlackConfig::default()
     })
 }
@@ -116,7 +116,7 @@ async fn web_api_accepts_with_ts_and_sends_the_token_as_bearer() {
 async fn web_api_is_preferred_when_both_are_configured() {
     let fake = FakeSlack::start().await;
     let client = client(SlackConfig {
-        webhook_url: Some(fake.webhook_url.clone()),
+        webhook_url: Some(fake.webhook_url.clone().into()),
         bot_token: Some(TOKEN.into()),
         api_url: format!("{}/", fake.api_url),
         ..SlackConfig::default()
@@ -221,7 +221,7 @@ async fn slow_answers_time_out_as_transient() {
     fake.set(Behaviour::Slow(Duration::from_secs(2)));
     for mut config in [
         SlackConfig {
-            webhook_url: Some(fake.webhook_url.clone()),
+            webhook_url: Some(fake.webhook_url.clone().into()),
             ..SlackConfig::default()
         },
         SlackConfig {
@@ -255,7 +255,7 @@ async fn unreachable_slack_is_transient_without_the_url() {
     drop(listener);
     let webhook_url = format!("http://{address}{WEBHOOK_PATH}");
     let client = client(SlackConfig {
-        webhook_url: Some(webhook_url.clone()),
+        webhook_url: Some(webhook_url.clone().into()),
         ..SlackConfig::default()
     });
     let outcome = client.send(&message(), "#alerts", None).await;

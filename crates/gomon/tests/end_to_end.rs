@@ -177,10 +177,7 @@ async fn host_metrics_reach_victoria_metrics_through_kafka_and_an_alert_lifecycl
             ),
             ("GOMON_ALERTING__SLACK__PUBLIC_URL", api.clone()),
             ("GOMON_ALERTING__OUTBOX__POLL_INTERVAL", "100ms".to_owned()),
-            (
-                "GOMON_ALERTING__OUTBOX__MIN_BACKOFF",
-                "100ms".to_owned(),
-            ),
+            ("GOMON_ALERTING__OUTBOX__MIN_BACKOFF", "100ms".to_owned()),
             ("GOMON_ALERTING__OUTBOX__MAX_BACKOFF", "1s".to_owned()),
         ],
     );

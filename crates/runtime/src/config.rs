@@ -42,6 +42,12 @@ impl From<&str> for Secret {
     }
 }
 
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
 /// Prefix of every configuration environment variable.
 pub const ENV_PREFIX: &str = "GOMON_";
 

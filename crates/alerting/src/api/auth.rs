@@ -62,7 +62,7 @@ impl Auth {
     fn find(&self, presented: &str) -> Option<&ApiToken> {
         // Compare against every token, in time independent of where the bytes differ.
         self.tokens.iter().fold(None, |found, token| {
-            if constant_time_eq(token.token.as_bytes(), presented.as_bytes()) {
+            if constant_time_eq(token.token.expose().as_bytes(), presented.as_bytes()) {
                 Some(token)
             } else {
                 found

@@ -72,7 +72,7 @@ impl Database {
                 .await
                 .expect("create test database");
             admin.close().await;
-            config.url = Some(format!("{server}/{name}"));
+            config.url = Some(format!("{server}/{name}").into());
         }
         Database { config, _dir: dir }
     }

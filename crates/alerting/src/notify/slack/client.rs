@@ -1,9 +1,9 @@
 //! The Slack HTTP client: posts a message through an incoming webhook or the Web API's `chat.postMessage`, and
 //! classifies Slack's answer (accepted, try again later, or give up), with every secret removed from the reason.
 
-use std::fmt;
 use std::time::Duration;
 
+use gomon_runtime::config::Secret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -58,32 +58,19 @@ const TRANSIENT_API_ERRORS: [&str; 5] = [
 /// Longest part of a response body kept in a reason.
 const MAX_REASON_BODY: usize = 300;
 
+/// Where messages go: an incoming webhook, or the Web API with a bot token.
+#[derive(Debug)]
 enum Target {
-    Webhook { url: String },
-    WebApi { endpoint: String, token: String },
+    Webhook { url: Secret },
+    WebApi { endpoint: String, token: Secret },
 }
 
 /// Sends messages to Slack through the Web API (bot token) or an incoming webhook.
+#[derive(Debug)]
 pub struct SlackClient {
     http: reqwest::Client,
     target: Target,
     timeout: Duration,
-}
-
-impl fmt::Debug for SlackClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut debug = f.debug_struct("SlackClient");
-        match &self.target {
-            Target::Webhook { .. } => debug
-                .field("via", &"webhook")
-                .field("webhook_url", &"<redacted>"),
-            Target::WebApi { endpoint, .. } => debug
-                .field("via", &"web_api")
-                .field("endpoint", endpoint)
-                .field("bot_token", &"<redacted>"),
-        };
-        debug.field("timeout", &self.timeout).finish()
-    }
 }
 
 #[derive(Deserialize)]
@@ -100,9 +87,12 @@ impl SlackClient {
     pub fn new(config: &SlackConfig) -> anyhow::Result<Option<SlackClient>> {
         let target = if let Some(token) = config.bot_token()? {
             let endpoint = format!("{}/chat.postMessage", config.api_url.trim_end_matches('/'));
-            Target::WebApi { endpoint, token }
+            Target::WebApi {
+                endpoint,
+                token: token.into(),
+            }
         } else if let Some(url) = config.webhook_url()? {
-            Target::Webhook { url }
+            Target::Webhook { url: url.into() }
         } else {
             return Ok(None);
         };
@@ -135,9 +125,9 @@ impl SlackClient {
         thread_ts: Option<&str>,
     ) -> SendOutcome {
         let outcome = match &self.target {
-            Target::Webhook { url } => self.send_webhook(url, message).await,
+            Target::Webhook { url } => self.send_webhook(url.expose(), message).await,
             Target::WebApi { endpoint, token } => {
-                self.send_api(endpoint, token, message, channel, thread_ts)
+                self.send_api(endpoint, token.expose(), message, channel, thread_ts)
                     .await
             }
         };
@@ -255,12 +245,12 @@ impl SlackClient {
         let mut secrets = Vec::new();
         match &self.target {
             Target::Webhook { url } => {
-                secrets.push(url.clone());
+                secrets.push(url.expose().to_owned());
                 // The path is the secret part of a webhook URL.
-                let path = reqwest::Url::parse(url).map(|parsed| parsed.path().to_owned());
+                let path = reqwest::Url::parse(url.expose()).map(|parsed| parsed.path().to_owned());
                 secrets.extend(path.ok().filter(|path| path.len() > 1));
             }
-            Target::WebApi { token, .. } => secrets.push(token.clone()),
+            Target::WebApi { token, .. } => secrets.push(token.expose().to_owned()),
         }
         redact_outcome(outcome, &secrets)
     }

@@ -1,25 +1,25 @@
 //! `alerting.slack`: where notifications go (webhook or bot token, routes per severity), the links their messages
 //! carry, and the checks made at start-up. Secrets never appear in `Debug` output or error messages.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gomon_runtime::config::Secret;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Severity;
 use crate::notify::breaker::BreakerConfig;
 
 /// Slack notifications (`alerting.slack`). Nothing is sent unless a webhook URL or a bot token is configured.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SlackConfig {
     /// Incoming webhook URL (a secret). Its channel is fixed by Slack, so `routes` only decide what is sent.
-    pub webhook_url: Option<String>,
+    pub webhook_url: Option<Secret>,
     /// File holding the webhook URL (a mounted Kubernetes Secret).
     pub webhook_url_file: Option<PathBuf>,
     /// Bot token for the Web API (`chat.postMessage`); preferred over the webhook when both are set.
-    pub bot_token: Option<String>,
+    pub bot_token: Option<Secret>,
     /// File holding the bot token.
     pub bot_token_file: Option<PathBuf>,
     /// Base URL of the Web API.
@@ -74,27 +74,6 @@ impl Default for SlackConfig {
             jaeger_url: None,
             circuit_breaker: BreakerConfig::default(),
         }
-    }
-}
-
-impl fmt::Debug for SlackConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SlackConfig")
-            .field(
-                "webhook_url",
-                &self.webhook_url.as_ref().map(|_| "<redacted>"),
-            )
-            .field("webhook_url_file", &self.webhook_url_file)
-            .field("bot_token", &self.bot_token.as_ref().map(|_| "<redacted>"))
-            .field("bot_token_file", &self.bot_token_file)
-            .field("api_url", &self.api_url)
-            .field("timeout", &self.timeout)
-            .field("routes", &self.routes)
-            .field("public_url", &self.public_url)
-            .field("grafana_url", &self.grafana_url)
-            .field("jaeger_url", &self.jaeger_url)
-            .field("circuit_breaker", &self.circuit_breaker)
-            .finish()
     }
 }
 
@@ -161,12 +140,12 @@ impl SlackConfig {
 /// The secret `alerting.slack.{key}`, inline or from `{key}_file` (see [`gomon_runtime::config::secret`]).
 fn load_secret(
     key: &str,
-    inline: &Option<String>,
+    inline: &Option<Secret>,
     file: &Option<PathBuf>,
 ) -> anyhow::Result<Option<String>> {
     Ok(gomon_runtime::config::secret(
         &format!("alerting.slack.{key}"),
-        inline.as_deref(),
+        inline.as_ref().map(Secret::expose),
         file.as_deref(),
     )?)
 }
