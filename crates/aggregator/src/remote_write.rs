@@ -203,7 +203,7 @@ impl RemoteWriter {
         }
         let retry_after = gomon_runtime::backoff::retry_after(response.headers());
         let answer = response.text().await.unwrap_or_default();
-        let answer: String = answer.trim().chars().take(512).collect();
+        let answer = gomon_runtime::text::truncate(answer.trim(), 512);
         Err(classify(status, format!("{status}: {answer}"), retry_after))
     }
 

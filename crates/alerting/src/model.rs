@@ -223,15 +223,7 @@ pub fn group_id(fingerprint: &str) -> Uuid {
     Uuid::new_v5(&GROUP_NAMESPACE, fingerprint.as_bytes())
 }
 
-/// `text` cut to at most `max` characters, the last of them an ellipsis when anything was cut.
-pub fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
+pub use gomon_runtime::text::truncate;
 
 /// A NUL byte is refused in every text field: PostgreSQL keeps none in text or JSON, and SQLite would cut C strings
 /// at it.

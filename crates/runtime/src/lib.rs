@@ -3,7 +3,8 @@
 //! Each role (alerting, agent and aggregator) uses the same pieces: layered configuration
 //! ([`config`]), one retry schedule ([`backoff`]), JSON logs ([`logging`]), a Prometheus registry with process metrics ([`metrics`]),
 //! HTTP serving with request metrics and graceful shutdown ([`http`], [`shutdown`]), Kafka connection settings
-//! ([`kafka`]), label matchers and series selectors ([`selector`]) and traces exported over OTLP ([`telemetry`]).
+//! ([`kafka`]), label matchers and series selectors ([`selector`]), traces exported over OTLP ([`telemetry`]) and
+//! shortened text ([`text`]).
 
 pub mod backoff;
 pub mod config;
@@ -14,3 +15,4 @@ pub mod metrics;
 pub mod selector;
 pub mod shutdown;
 pub mod telemetry;
+pub mod text;

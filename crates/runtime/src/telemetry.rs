@@ -619,7 +619,7 @@ impl Exporter {
         } else {
             Err(format!(
                 "HTTP {status}: {}",
-                answer.chars().take(200).collect::<String>()
+                crate::text::truncate(&answer, 200)
             ))
         }
     }
