@@ -5,7 +5,8 @@
 #![allow(missing_docs)] // criterion_group! makes an undocumented public function.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gomon_aggregator::{remote_write, transform};
+use gomon_aggregator::sinks::remote_write;
+use gomon_aggregator::transform;
 use gomon_proto::MetricBatch;
 use gomon_proto::metrics::v1::{Label, Sample};
 

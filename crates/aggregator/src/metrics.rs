@@ -6,7 +6,7 @@ use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-use crate::remote_write::Blocked;
+use crate::sinks::remote_write::Blocked;
 
 /// Every metric of the aggregator, registered once.
 #[derive(Clone)]

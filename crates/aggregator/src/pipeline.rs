@@ -24,9 +24,9 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::federate::Latest;
 use crate::metrics::Metrics;
-use crate::remote_write::{self, Blocked, RemoteWriter, WriteError};
+use crate::sinks::federate::Latest;
+use crate::sinks::remote_write::{self, Blocked, RemoteWriter, WriteError};
 use crate::transform::{self, Invalid};
 
 /// One message as the source delivered it.

@@ -15,11 +15,11 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 
 use crate::AggregatorConfig;
-use crate::federate::Latest;
-use crate::kafka::{DeadLetterHealth, KafkaSource};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Limits, SinkHealth, SinkState, Sinks, Source};
-use crate::remote_write::RemoteWriter;
+use crate::sinks::federate::Latest;
+use crate::sinks::remote_write::RemoteWriter;
+use crate::sources::kafka::{DeadLetterHealth, KafkaSource};
 
 #[derive(Clone)]
 struct HttpState {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use gomon_agent::Outlet;
 use gomon_aggregator::Aggregator;
-use gomon_aggregator::queue::QueueSource;
+use gomon_aggregator::sources::queue::QueueSource;
 use gomon_runtime::shutdown::Shutdown;
 use prometheus::Registry;
 
