@@ -84,9 +84,15 @@ impl Config {
             .map_err(|error| error.within("alerting.http"))?;
         self.database.postgres_url()?;
         self.slack.check()?;
-        self.outbox.check()?;
-        self.kubernetes.check()?;
-        self.alertmanager.check()?;
+        self.outbox
+            .check()
+            .map_err(|error| error.within("alerting.outbox"))?;
+        self.kubernetes
+            .check()
+            .map_err(|error| error.within("alerting.kubernetes"))?;
+        self.alertmanager
+            .check()
+            .map_err(|error| error.within("alerting.alertmanager"))?;
         if self.outbox.lease <= self.slack.timeout {
             anyhow::bail!(
                 "alerting.outbox.lease: must be longer than alerting.slack.timeout ({:?}), not {:?}",

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use gomon_runtime::config::KeyError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -54,13 +55,14 @@ impl Default for AlertmanagerConfig {
 
 impl AlertmanagerConfig {
     /// Checks what types alone cannot; the message names the key.
-    pub fn check(&self) -> anyhow::Result<()> {
+    pub fn check(&self) -> Result<(), KeyError> {
         if let Some(source) = &self.source
             && (source.trim().is_empty() || source.chars().count() > MAX_SOURCE)
         {
-            anyhow::bail!(
-                "alerting.alertmanager.source: must be 1 to {MAX_SOURCE} characters, not {source:?}"
-            );
+            return Err(KeyError::new(
+                "source",
+                format!("must be 1 to {MAX_SOURCE} characters, not {source:?}"),
+            ));
         }
         for (key, value) in [
             ("resolve_timeout", self.resolve_timeout),
@@ -68,7 +70,10 @@ impl AlertmanagerConfig {
             ("silence_retention", self.silence_retention),
         ] {
             if value < Duration::from_millis(1) {
-                anyhow::bail!("alerting.alertmanager.{key}: must be at least 1ms, not {value:?}");
+                return Err(KeyError::new(
+                    key,
+                    format!("must be at least 1ms, not {value:?}"),
+                ));
             }
         }
         Ok(())

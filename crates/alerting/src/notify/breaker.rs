@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use gomon_runtime::config::KeyError;
 use prometheus::IntGauge;
 use serde::{Deserialize, Serialize};
 
@@ -34,19 +35,22 @@ impl Default for BreakerConfig {
 }
 
 impl BreakerConfig {
-    /// Checks the values are in range; `key` is where this section sits in the configuration file.
-    pub fn check(&self, key: &str) -> anyhow::Result<()> {
+    /// Checks the values are in range; the error names the key within this section.
+    pub fn check(&self) -> Result<(), KeyError> {
         if self.failure_threshold == 0 {
-            anyhow::bail!("{key}.failure_threshold: must be at least 1");
+            return Err(KeyError::new("failure_threshold", "must be at least 1"));
         }
         if self.half_open_max_requests == 0 {
-            anyhow::bail!("{key}.half_open_max_requests: must be at least 1");
+            return Err(KeyError::new(
+                "half_open_max_requests",
+                "must be at least 1",
+            ));
         }
         if self.timeout_duration < Duration::from_millis(1) {
-            anyhow::bail!(
-                "{key}.timeout_duration: must be at least 1ms, not {:?}",
-                self.timeout_duration
-            );
+            return Err(KeyError::new(
+                "timeout_duration",
+                format!("must be at least 1ms, not {:?}", self.timeout_duration),
+            ));
         }
         Ok(())
     }
@@ -237,13 +241,13 @@ mod tests {
         assert_eq!(config.failure_threshold, 5);
         assert_eq!(config.timeout_duration, Duration::from_secs(60));
         assert_eq!(config.half_open_max_requests, 3);
-        assert!(config.check("alerting.slack.circuit_breaker").is_ok());
+        assert!(config.check().is_ok());
         let zero = BreakerConfig {
             failure_threshold: 0,
             ..BreakerConfig::default()
         };
-        let error = zero.check("cb").expect_err("zero threshold").to_string();
-        assert!(error.contains("cb.failure_threshold"), "{error}");
+        let error = zero.check().expect_err("zero threshold").within("cb");
+        assert_eq!(error.key, "cb.failure_threshold");
         let parsed: BreakerConfig =
             serde_json::from_str(r#"{"timeout_duration": "30s"}"#).expect("parse");
         assert_eq!(parsed.timeout_duration, Duration::from_secs(30));

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gomon_runtime::config::KeyError;
 use gomon_runtime::metrics::must;
 use gomon_runtime::shutdown::Shutdown;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
@@ -62,24 +63,27 @@ impl Default for OutboxConfig {
 
 impl OutboxConfig {
     /// Checks values types cannot: each message names the key.
-    pub fn check(&self) -> anyhow::Result<()> {
+    pub fn check(&self) -> Result<(), KeyError> {
         let positive = [
-            ("alerting.outbox.max_age", self.max_age),
-            ("alerting.outbox.min_backoff", self.min_backoff),
-            ("alerting.outbox.max_backoff", self.max_backoff),
-            ("alerting.outbox.lease", self.lease),
-            ("alerting.outbox.poll_interval", self.poll_interval),
+            ("max_age", self.max_age),
+            ("min_backoff", self.min_backoff),
+            ("max_backoff", self.max_backoff),
+            ("lease", self.lease),
+            ("poll_interval", self.poll_interval),
         ];
         for (key, value) in positive {
             if value < Duration::from_millis(1) {
-                anyhow::bail!("{key}: must be at least 1ms, not {value:?}");
+                return Err(KeyError::new(
+                    key,
+                    format!("must be at least 1ms, not {value:?}"),
+                ));
             }
         }
         if self.max_attempts == 0 {
-            anyhow::bail!("alerting.outbox.max_attempts: must be at least 1");
+            return Err(KeyError::new("max_attempts", "must be at least 1"));
         }
         if self.batch_size == 0 {
-            anyhow::bail!("alerting.outbox.batch_size: must be at least 1");
+            return Err(KeyError::new("batch_size", "must be at least 1"));
         }
         Ok(())
     }

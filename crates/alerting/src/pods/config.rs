@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gomon_runtime::config::KeyError;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Severity;
@@ -194,8 +195,7 @@ impl KubernetesConfig {
     }
 
     /// Checks values types alone cannot; the message names the key. Checked whether or not the watcher is enabled.
-    pub fn check(&self) -> anyhow::Result<()> {
-        let key = |name: &str| format!("alerting.kubernetes.{name}");
+    pub fn check(&self) -> Result<(), KeyError> {
         let positive = [
             ("restart_window", self.restart_window),
             ("stabilization_window", self.stabilization_window),
@@ -214,35 +214,48 @@ impl KubernetesConfig {
         ];
         for (name, value) in positive {
             if value < Duration::from_millis(1) {
-                anyhow::bail!("{}: must be at least 1ms, not {value:?}", key(name));
+                return Err(KeyError::new(
+                    name,
+                    format!("must be at least 1ms, not {value:?}"),
+                ));
             }
         }
         if self.leader_election.renew_interval >= self.leader_election.lease_duration {
-            anyhow::bail!(
-                "{}: must be shorter than leader_election.lease_duration ({:?}), not {:?}",
-                key("leader_election.renew_interval"),
-                self.leader_election.lease_duration,
-                self.leader_election.renew_interval
-            );
+            return Err(KeyError::new(
+                "leader_election.renew_interval",
+                format!(
+                    "must be shorter than leader_election.lease_duration ({:?}), not {:?}",
+                    self.leader_election.lease_duration, self.leader_election.renew_interval
+                ),
+            ));
         }
         if !self.all_namespaces {
             if self.namespaces.is_empty() {
-                anyhow::bail!(
-                    "{}: list at least one namespace, or set all_namespaces",
-                    key("namespaces")
-                );
+                return Err(KeyError::new(
+                    "namespaces",
+                    "list at least one namespace, or set all_namespaces",
+                ));
             }
             if let Some(index) = self.namespaces.iter().position(|n| n.trim().is_empty()) {
-                anyhow::bail!("{}[{index}]: must not be empty", key("namespaces"));
+                return Err(KeyError::new(
+                    format!("namespaces[{index}]"),
+                    "must not be empty",
+                ));
             }
         }
         if self.leader_election.lease_name.trim().is_empty() {
-            anyhow::bail!("{}: must not be empty", key("leader_election.lease_name"));
+            return Err(KeyError::new(
+                "leader_election.lease_name",
+                "must not be empty",
+            ));
         }
         if let Some(selector) = &self.label_selector
             && selector.trim().is_empty()
         {
-            anyhow::bail!("{}: must not be empty when set", key("label_selector"));
+            return Err(KeyError::new(
+                "label_selector",
+                "must not be empty when set",
+            ));
         }
         Ok(())
     }
@@ -275,19 +288,31 @@ mod tests {
     fn check_names_the_key() {
         let mut config = KubernetesConfig::default();
         config.leader_election.renew_interval = Duration::from_secs(20);
-        let error = config.check().expect_err("renew too long").to_string();
+        let error = config
+            .check()
+            .map_err(|error| error.within("alerting.kubernetes"))
+            .expect_err("renew too long")
+            .to_string();
         assert!(
             error.contains("alerting.kubernetes.leader_election.renew_interval"),
             "{error}"
         );
         let mut config = KubernetesConfig::default();
         config.namespaces.clear();
-        let error = config.check().expect_err("no namespace").to_string();
+        let error = config
+            .check()
+            .map_err(|error| error.within("alerting.kubernetes"))
+            .expect_err("no namespace")
+            .to_string();
         assert!(error.contains("alerting.kubernetes.namespaces"), "{error}");
         config.all_namespaces = true;
         assert!(config.check().is_ok());
         config.stabilization_window = Duration::ZERO;
-        let error = config.check().expect_err("zero window").to_string();
+        let error = config
+            .check()
+            .map_err(|error| error.within("alerting.kubernetes"))
+            .expect_err("zero window")
+            .to_string();
         assert!(
             error.contains("alerting.kubernetes.stabilization_window"),
             "{error}"
@@ -296,7 +321,11 @@ mod tests {
             watch_idle_timeout: Duration::ZERO,
             ..KubernetesConfig::default()
         };
-        let error = config.check().expect_err("zero idle timeout").to_string();
+        let error = config
+            .check()
+            .map_err(|error| error.within("alerting.kubernetes"))
+            .expect_err("zero idle timeout")
+            .to_string();
         assert!(
             error.contains("alerting.kubernetes.watch_idle_timeout"),
             "{error}"

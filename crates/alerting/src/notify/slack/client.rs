@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gomon_runtime::config::Secret;
+use gomon_runtime::config::{KeyError, Secret};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -85,13 +85,14 @@ impl SlackClient {
     /// The client `config` describes; `None` when neither a webhook URL nor a bot token is configured. Prefers the
     /// Web API when a bot token is set. Reads the `*_file` secrets.
     pub fn new(config: &SlackConfig) -> anyhow::Result<Option<SlackClient>> {
-        let target = if let Some(token) = config.bot_token()? {
+        let within = |error: KeyError| error.within("alerting.slack");
+        let target = if let Some(token) = config.bot_token().map_err(within)? {
             let endpoint = format!("{}/chat.postMessage", config.api_url.trim_end_matches('/'));
             Target::WebApi {
                 endpoint,
                 token: token.into(),
             }
-        } else if let Some(url) = config.webhook_url()? {
+        } else if let Some(url) = config.webhook_url().map_err(within)? {
             Target::Webhook { url: url.into() }
         } else {
             return Ok(None);

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gomon_runtime::config::Secret;
+use gomon_runtime::config::{KeyError, Secret};
 use serde::{Deserialize, Serialize};
 
 use crate::model::Severity;
@@ -88,66 +88,79 @@ impl SlackConfig {
 
     /// Checks what types alone cannot: secrets readable and set once, URLs valid, routes complete, durations in
     /// range. The message names the key and never contains a secret.
-    pub fn check(&self) -> anyhow::Result<()> {
+    pub fn check(&self) -> Result<(), KeyError> {
+        self.check_values()
+            .map_err(|error| error.within("alerting.slack"))
+    }
+
+    fn check_values(&self) -> Result<(), KeyError> {
         if self.webhook_url()?.is_some_and(|url| !is_http_url(&url)) {
-            anyhow::bail!("alerting.slack.webhook_url: not an http(s) URL");
+            return Err(KeyError::new("webhook_url", "not an http(s) URL"));
         }
         self.bot_token()?;
         if !is_http_url(&self.api_url) {
-            anyhow::bail!(
-                "alerting.slack.api_url: {:?} is not an http(s) URL",
-                self.api_url
-            );
+            return Err(KeyError::new(
+                "api_url",
+                format!("{:?} is not an http(s) URL", self.api_url),
+            ));
         }
         let links = [
-            ("alerting.slack.public_url", &self.public_url),
-            ("alerting.slack.grafana_url", &self.grafana_url),
-            ("alerting.slack.jaeger_url", &self.jaeger_url),
+            ("public_url", &self.public_url),
+            ("grafana_url", &self.grafana_url),
+            ("jaeger_url", &self.jaeger_url),
         ];
         for (key, value) in links {
             if let Some(value) = value.as_deref().filter(|value| !is_http_url(value)) {
-                anyhow::bail!("{key}: {value:?} is not an http(s) URL");
+                return Err(KeyError::new(
+                    key,
+                    format!("{value:?} is not an http(s) URL"),
+                ));
             }
         }
         if self.timeout < Duration::from_millis(1) {
-            anyhow::bail!(
-                "alerting.slack.timeout: must be at least 1ms, not {:?}",
-                self.timeout
-            );
+            return Err(KeyError::new(
+                "timeout",
+                format!("must be at least 1ms, not {:?}", self.timeout),
+            ));
         }
         for (index, route) in self.routes.iter().enumerate() {
             if route.channel.trim().is_empty() {
-                anyhow::bail!("alerting.slack.routes[{index}].channel: must not be empty");
+                return Err(KeyError::new(
+                    format!("routes[{index}].channel"),
+                    "must not be empty",
+                ));
             }
             if route.severities.is_empty() {
-                anyhow::bail!("alerting.slack.routes[{index}].severities: must list at least one");
+                return Err(KeyError::new(
+                    format!("routes[{index}].severities"),
+                    "must list at least one",
+                ));
             }
         }
-        self.circuit_breaker.check("alerting.slack.circuit_breaker")
+        self.circuit_breaker
+            .check()
+            .map_err(|error| error.within("circuit_breaker"))
     }
 
-    /// The webhook URL from `webhook_url` or `webhook_url_file`, trimmed.
-    pub(super) fn webhook_url(&self) -> anyhow::Result<Option<String>> {
+    /// The webhook URL from `webhook_url` or `webhook_url_file`, trimmed; the error names the key within this
+    /// section.
+    pub(super) fn webhook_url(&self) -> Result<Option<String>, KeyError> {
         load_secret("webhook_url", &self.webhook_url, &self.webhook_url_file)
     }
 
-    /// The bot token from `bot_token` or `bot_token_file`, trimmed.
-    pub(super) fn bot_token(&self) -> anyhow::Result<Option<String>> {
+    /// The bot token from `bot_token` or `bot_token_file`, trimmed; the error names the key within this section.
+    pub(super) fn bot_token(&self) -> Result<Option<String>, KeyError> {
         load_secret("bot_token", &self.bot_token, &self.bot_token_file)
     }
 }
 
-/// The secret `alerting.slack.{key}`, inline or from `{key}_file` (see [`gomon_runtime::config::secret`]).
+/// The secret `key`, inline or from `{key}_file` (see [`gomon_runtime::config::secret`]).
 fn load_secret(
     key: &str,
     inline: &Option<Secret>,
     file: &Option<PathBuf>,
-) -> anyhow::Result<Option<String>> {
-    Ok(gomon_runtime::config::secret(
-        &format!("alerting.slack.{key}"),
-        inline.as_ref().map(Secret::expose),
-        file.as_deref(),
-    )?)
+) -> Result<Option<String>, KeyError> {
+    gomon_runtime::config::secret(key, inline.as_ref().map(Secret::expose), file.as_deref())
 }
 
 fn is_http_url(text: &str) -> bool {
