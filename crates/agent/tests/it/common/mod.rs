@@ -1,7 +1,5 @@
 //! Helpers shared by the integration tests: a fake host built from the fixture files.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 use std::path::{Path, PathBuf};
 
 use gomon_agent::{AgentConfig, Snapshot};
@@ -15,8 +13,8 @@ pub(crate) fn fixtures() -> PathBuf {
 /// A fake host in a temporary directory: `proc/` copied from the fixtures (so files can be swapped), `sys/` the
 /// fixture sysfs, and `root/` a root filesystem with the directories the fixture mount table names.
 pub(crate) struct FakeHost {
-    /// Keeps the directory alive.
-    pub dir: TempDir,
+    /// Keeps the directory alive (never read).
+    _dir: TempDir,
     /// The configuration pointing at it.
     pub config: AgentConfig,
 }
@@ -38,7 +36,7 @@ impl FakeHost {
             hostname: Some("node-a".to_owned()),
             ..AgentConfig::default()
         };
-        FakeHost { dir, config }
+        FakeHost { _dir: dir, config }
     }
 
     /// Replaces `proc/{relative}` with the fixture file `fixture`.

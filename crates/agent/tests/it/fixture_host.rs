@@ -1,10 +1,8 @@
 //! Collection from a fake host built from fixture files with known values.
 
-mod common;
-
 use std::path::Path;
 
-use common::{FakeHost, label_values, value};
+use crate::common::{FakeHost, label_values, value};
 use gomon_agent::{AgentConfig, Collector, Kind, Subsystem};
 
 #[tokio::test]

@@ -1,10 +1,8 @@
 //! Collection from the real `/proc` of the machine running the tests: the main series exist and are plausible.
 
-mod common;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::value;
+use crate::common::value;
 use gomon_agent::config::DEFAULT_FILESYSTEM_EXCLUDE_TYPES;
 use gomon_agent::{AgentConfig, Collector, Subsystem};
 
