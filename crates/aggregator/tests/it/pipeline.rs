@@ -2,13 +2,14 @@
 //! in comes out exactly, outages of the receiver lose nothing, nor does a receiver refusing our credentials for a
 //! while, poison messages are set aside, a group shares the partitions.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::support::{
+    Running, SAMPLES_PER_BATCH, batch, config, now_ms, producer, publish, publish_batch,
+};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,9 +20,6 @@ use rdkafka::ClientConfig;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers as _;
-use support::{
-    Running, SAMPLES_PER_BATCH, batch, config, now_ms, producer, publish, publish_batch,
-};
 
 const TOPIC: &str = "gomon.metrics";
 

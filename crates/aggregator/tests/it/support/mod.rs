@@ -1,7 +1,5 @@
 //! Shared by the aggregator's integration tests: batches to publish, a producer, an aggregator run in-process.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gomon_aggregator::AggregatorConfig;
