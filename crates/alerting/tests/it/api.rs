@@ -1,13 +1,13 @@
 //! The API suite, run against both stores: every test here runs once on SQLite and once on PostgreSQL.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::support::{Backend, Database, Server, alert};
 use gomon_alerting::config::{Access, ApiToken};
 use serde_json::{Value, json};
-use support::{Backend, Database, Server, alert};
 
 on_both_stores!(
     create_returns_the_stored_alert,

@@ -2,17 +2,17 @@
 //! mapping, deduplication by label set, resolution by `endsAt` and by expiry, the answers of a real Alertmanager to
 //! the same alerts, and the real clients: vmalert over VictoriaMetrics, and Prometheus.
 
-mod support;
+use crate::support;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use crate::support::{Backend, Database, Server};
 use chrono::Utc;
 use gomon_testkit::{VictoriaMetrics, eventually, free_port};
 use serde_json::{Value, json};
-use support::{Backend, Database, Server};
 
 on_both_stores!(
     repeats_update_one_alert_and_ends_at_resolves,

@@ -1,18 +1,16 @@
 //! Silences of the Alertmanager API v2: the API, muting of notifications, and amtool as a client of the alerts and
 //! silences API.
 
-mod support;
-
 use std::process::Command;
 use std::sync::Arc;
 
+use crate::support::{Backend, Database, Server};
 use gomon_alerting::model::{Change, NewAlert, Severity};
 use gomon_alerting::service::Notifications;
 use gomon_alerting::silence::{Matcher, PostableSilence};
 use gomon_alerting::store::NotificationFilter;
 use gomon_alerting::{AlertService, Store};
 use serde_json::{Value, json};
-use support::{Backend, Database, Server};
 
 on_both_stores!(
     silences_round_trip_and_mark_alerts_suppressed,

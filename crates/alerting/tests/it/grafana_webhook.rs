@@ -1,11 +1,11 @@
 //! `POST /api/v1/webhooks/grafana`: Grafana's webhook contact point payload (fixtures in the form Grafana's
 //! documentation gives, firing then resolved) opens and resolves alerts.
 
-mod support;
+use crate::support;
 
+use crate::support::{Backend, Database, Server};
 use gomon_alerting::config::{Access, ApiToken};
 use serde_json::{Value, json};
-use support::{Backend, Database, Server};
 
 on_both_stores!(
     firing_then_resolved_payload_opens_and_resolves,

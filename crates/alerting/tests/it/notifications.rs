@@ -1,18 +1,16 @@
 //! Notifications end to end: the whole service (`gomon_alerting::run`) with its outbox dispatcher, against a
 //! local server speaking Slack's wire formats (incoming webhook and Web API), on SQLite and PostgreSQL.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::support::slack::{Behaviour, FakeSlack, Received};
+use crate::support::{Backend, Database, Server, alert};
 use gomon_alerting::Config;
 use gomon_alerting::notify::breaker::BreakerConfig;
 use gomon_alerting::notify::dispatcher::OutboxConfig;
 use gomon_alerting::notify::slack::Route;
 use serde_json::{Value, json};
-use support::slack::{Behaviour, FakeSlack, Received};
-use support::{Backend, Database, Server, alert};
 
 on_both_stores!(
     webhook_delivers_every_change_in_order,

@@ -2,10 +2,13 @@
 //! output, in `tests/fixtures/pods`), and the whole service end to end against a local server speaking the
 //! Kubernetes list and watch protocol, on SQLite and PostgreSQL.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
+use crate::support::kube::{FakeKube, fixture};
+use crate::support::slack::FakeSlack;
+use crate::support::{Backend, Database, Server};
 use chrono::{DateTime, Utc};
 use gomon_alerting::Config;
 use gomon_alerting::model::Severity;
@@ -14,9 +17,6 @@ use gomon_alerting::pods::pod::{self, RestartHistory, Workload};
 use gomon_alerting::pods::state::{AlertKey, Tracker};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
-use support::kube::{FakeKube, fixture};
-use support::slack::FakeSlack;
-use support::{Backend, Database, Server};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Decisions, without a cluster.

@@ -1,11 +1,8 @@
 //! Test harness: the alerting API served on a free local port over a fresh SQLite file or a fresh PostgreSQL
 //! database (on the server `scripts/test.sh` starts and names in `TEST_POSTGRES_URL`).
 
-#![allow(dead_code)]
-
 /// Runs each listed test once per backend: `mod sqlite { ... }` and `mod postgres { ... }` calling
-/// `$name(Backend::Sqlite)` and `$name(Backend::Postgres)` of the test file.
-#[macro_export]
+/// `$name(Backend::Sqlite)` and `$name(Backend::Postgres)` of the test module.
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -82,7 +79,6 @@ impl Database {
 pub(crate) struct Server {
     pub base: String,
     pub client: reqwest::Client,
-    pub registry: prometheus::Registry,
     store: Option<Store>,
     trigger: Trigger,
     task: JoinHandle<()>,
@@ -132,7 +128,6 @@ impl Server {
         Server {
             base,
             client: reqwest::Client::new(),
-            registry,
             store: Some(store),
             trigger,
             task,
@@ -161,7 +156,6 @@ impl Server {
         let server = Server {
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
-            registry,
             store: None,
             trigger,
             task,

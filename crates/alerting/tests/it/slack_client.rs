@@ -1,16 +1,13 @@
 //! The Slack client against a fake Slack: every answer Slack can give maps to the right outcome, and no secret ever
 //! shows in one.
 
-#[path = "support/slack.rs"]
-mod slack;
-
 use std::time::{Duration, Instant};
 
+use crate::support::slack::{Behaviour, CHANNEL_ID, FakeSlack, WEBHOOK_PATH};
 use gomon_alerting::model::{NewAlert, Severity, now};
 use gomon_alerting::notify::slack::{
     Event, Message, SendOutcome, SlackClient, SlackConfig, render,
 };
-use slack::{Behaviour, CHANNEL_ID, FakeSlack, WEBHOOK_PATH};
 
 const TOKEN: &str = "xoxb-0000-secret-token";
 
