@@ -3,7 +3,6 @@
 //! the same alerts, and the real clients: vmalert over VictoriaMetrics, and Prometheus.
 
 use crate::support;
-
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -1,7 +1,6 @@
 //! The API suite, run against both stores: every test here runs once on SQLite and once on PostgreSQL.
 
 use crate::support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -2,7 +2,6 @@
 //! documentation gives, firing then resolved) opens and resolves alerts.
 
 use crate::support;
-
 use crate::support::{Backend, Database, Server};
 use gomon_alerting::config::{Access, ApiToken};
 use serde_json::{Value, json};

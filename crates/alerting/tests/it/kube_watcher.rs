@@ -3,7 +3,6 @@
 //! Kubernetes list and watch protocol, on SQLite and PostgreSQL.
 
 use crate::support;
-
 use std::time::{Duration, Instant};
 
 use crate::support::kube::{FakeKube, fixture};

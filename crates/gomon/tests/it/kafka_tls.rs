@@ -7,16 +7,14 @@
 //!
 //! tansu, stunnel (`apt-get install stunnel4`) and VictoriaMetrics are required: a missing one fails the test.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::{Gomon, wait_ready};
 use gomon_testkit::tls::{Pki, TlsBroker};
 use gomon_testkit::{VictoriaMetrics, eventually, free_port};
 use rdkafka::producer::{BaseProducer, Producer as _};
-use support::{Gomon, wait_ready};
 
 const TOPIC: &str = "gomon.metrics";
 

@@ -4,17 +4,15 @@
 //! written inside a span carry its `trace_id` and `span_id`. The alerting service's request, store and Slack
 //! delivery spans, and the alert's `jaeger_trace_id`, are checked against the same receiver.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Gomon, postgres_database, wait_ready};
 use gomon_testkit::otlp::{OtlpReceiver, ReceivedSpan};
 use gomon_testkit::slack::FakeSlack;
 use gomon_testkit::{Broker, VictoriaMetrics, eventually, free_port};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
-use support::{Gomon, postgres_database, wait_ready};
 
 const TOPIC: &str = "gomon.metrics";
 const WAIT: Duration = Duration::from_secs(60);

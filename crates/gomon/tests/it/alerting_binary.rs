@@ -1,7 +1,6 @@
 //! `gomon alerting` as a user runs it: the built binary as a separate process, configured by environment.
 
-mod support;
-
+use crate::support;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,4 @@
 //! Running `gomon` roles as processes in the binary's tests.
-#![allow(dead_code)] // Each test file uses part of it.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};

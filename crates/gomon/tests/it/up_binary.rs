@@ -2,8 +2,7 @@
 //! host's metrics on one listener; Ctrl-C (SIGINT) stops it cleanly and a restart keeps the alerts; a remote write
 //! receiver that refuses connections neither costs CPU nor holds up SIGTERM or SIGINT past the shutdown timeout.
 
-mod support;
-
+use crate::support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

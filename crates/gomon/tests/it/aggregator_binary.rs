@@ -4,8 +4,7 @@
 //! CPU, and SIGTERM stops it within its shutdown timeout without committing what was not written; hostile messages
 //! of about 1 MB cost it little memory and are set aside.
 
-mod support;
-
+use crate::support;
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -1,12 +1,11 @@
 //! Every role's HTTP listener (`gomon up`'s too) under slow clients: a connection that never finishes its request is closed after
 //! `http.header_read_timeout`, and no more than `http.max_connections` are served at once.
 
-mod support;
-
+use crate::support;
 use std::time::{Duration, Instant};
 
+use crate::support::Gomon;
 use gomon_testkit::{free_port, slow_clients_closed};
-use support::Gomon;
 
 /// Fills every connection slot of the listener on `port` with slow clients, then shows that a proper request waits
 /// until the server has cut them (after its 1 s header-read timeout) and is answered then.

@@ -10,12 +10,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-mod support;
-
+use crate::support::{Gomon, postgres_database, wait_ready};
 use gomon_testkit::slack::{FakeSlack, Received};
 use gomon_testkit::{Broker, VictoriaMetrics, eventually, free_port};
 use serde_json::{Value, json};
-use support::{Gomon, postgres_database, wait_ready};
 
 const TOPIC: &str = "gomon.metrics";
 const HOST: &str = "e2e-test-host";
