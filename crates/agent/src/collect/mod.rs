@@ -100,7 +100,16 @@ impl Collector {
     /// [`AgentConfig::resolve_hostname`], with `NODE_NAME` from the environment).
     pub fn new(config: AgentConfig) -> Result<Collector, Error> {
         let node_name = std::env::var(NODE_NAME_ENV).ok();
-        let host = config.resolve_hostname(node_name.as_deref())?;
+        Collector::with_node_name(config, node_name.as_deref())
+    }
+
+    /// [`Collector::new`] with `node_name` standing for the value of `NODE_NAME` (`None`: unset), so that tests
+    /// need not change the environment of their process.
+    pub fn with_node_name(
+        config: AgentConfig,
+        node_name: Option<&str>,
+    ) -> Result<Collector, Error> {
+        let host = config.resolve_hostname(node_name)?;
         let ticks = match procfs::ticks_per_second() {
             0 => DEFAULT_TICKS_PER_SECOND,
             ticks => ticks,

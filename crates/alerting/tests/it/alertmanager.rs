@@ -1,0 +1,877 @@
+//! The Alertmanager API v2 (`/api/v2/alerts`, `/api/v2/alerts/groups`, `/api/v2/receivers`, `/api/v2/status`): its
+//! mapping, deduplication by label set, resolution by `endsAt` and by expiry, the answers of a real Alertmanager to
+//! the same alerts, and the real clients: vmalert over VictoriaMetrics, and Prometheus.
+
+use crate::support;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use crate::support::{Backend, Database, Server};
+use chrono::Utc;
+use gomon_testkit::{VictoriaMetrics, eventually, free_port};
+use serde_json::{Value, json};
+
+on_both_stores!(
+    repeats_update_one_alert_and_ends_at_resolves,
+    an_alert_not_sent_again_is_resolved_after_its_ends_at,
+    one_bad_alert_costs_only_itself,
+    long_values_are_stored_whole_and_cut_in_their_columns,
+    get_alerts_filters_and_status_answers,
+    alert_groups_and_receivers_answer_as_alertmanager_does,
+    expiry_spares_an_alert_sent_again_meanwhile,
+    a_batch_of_64_and_repeats_within_one_post,
+    vmalert_alert_fires_and_resolves,
+    prometheus_alert_fires_and_resolves,
+);
+
+/// A POST whose alerts PostgreSQL fails to store part way (the statement storing them waits on a row lock for one
+/// of its last alerts, and its connection is terminated meanwhile) stores none of them and answers 503; sent again,
+/// it stores them all. 200 alerts: more than one writer batch held before requests became the unit of a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_that_fails_in_the_database_stores_nothing() {
+    use sqlx::Connection;
+    let db = Database::new(Backend::Postgres).await;
+    let url = db
+        .config
+        .url
+        .clone()
+        .expect("PostgreSQL URL")
+        .expose()
+        .to_owned();
+    let server = Server::start(&db.config, vec![]).await;
+    let batch: Vec<Value> = (0..200)
+        .map(|i| json!({"labels": {"alertname": "AllOrNothing", "pod": format!("p-{i}")}, "endsAt": rfc3339(300)}))
+        .collect();
+    let fingerprint = fingerprint_of(&batch[150]);
+
+    // Another transaction holds an open alert with the fingerprint of alerts[150], not yet committed: storing
+    // alerts[150] waits for it.
+    let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .expect("begin");
+    sqlx::query(
+        "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, title) \
+         VALUES (gen_random_uuid(), $1, $2, 'test', 'P3', 'holds the row lock')",
+    )
+    .bind(gomon_alerting::model::group_id(&fingerprint))
+    .bind(&fingerprint)
+    .execute(&mut holder)
+    .await
+    .expect("insert the lock holder");
+
+    let post = post_in_background(&server, Value::Array(batch.clone()));
+    // The storing statement waits on the lock: the database fails it by terminating its connection.
+    let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let waiting = waiting_on_a_lock(&mut admin, "WITH new AS%").await;
+    terminate(&mut admin, waiting).await;
+    let (status, body) = post.await.expect("POST task");
+    assert_eq!(status, 503, "{body}");
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("rollback");
+    let counts = || async {
+        let mut check = sqlx::PgConnection::connect(&url).await.expect("connect");
+        let alerts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alerts_active")
+            .fetch_one(&mut check)
+            .await
+            .expect("count alerts");
+        let actions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alert_actions")
+            .fetch_one(&mut check)
+            .await
+            .expect("count audit rows");
+        (alerts, actions)
+    };
+    assert_eq!(
+        counts().await,
+        (0, 0),
+        "nothing of the failed POST is stored"
+    );
+
+    // The rule engine sends it again: everything is stored.
+    let (status, body) = server.post("/api/v2/alerts", Value::Array(batch)).await;
+    assert_eq!(status, 200, "{body}");
+    // Each alert's `created` entry is kept in its own row: no audit row yet.
+    assert_eq!(counts().await, (200, 0));
+    let (_, page) = server
+        .get("/api/v1/alerts?source=alertmanager&limit=1000")
+        .await;
+    assert_eq!(page["total"], 200, "{page}");
+    let id = page["alerts"][0]["id"].as_str().expect("id");
+    let (_, trail) = server.get(&format!("/api/v1/alerts/{id}/actions")).await;
+    assert_eq!(trail["actions"][0]["action"], "created", "{trail}");
+    assert_eq!(
+        trail["actions"][0]["details"]["source"], "alertmanager",
+        "{trail}"
+    );
+    server.stop().await;
+}
+
+/// POSTs `alerts` to `server`'s Alertmanager API in a task of its own; the task answers the status and body.
+fn post_in_background(server: &Server, alerts: Value) -> tokio::task::JoinHandle<(u16, Value)> {
+    let (client, url) = (server.client.clone(), server.url("/api/v2/alerts"));
+    tokio::spawn(async move {
+        support::read(client.post(url).json(&alerts).send().await.expect("POST")).await
+    })
+}
+
+/// The backend whose statement (`LIKE` pattern `query`) waits on a lock, waiting up to 10 s for one.
+async fn waiting_on_a_lock(admin: &mut sqlx::PgConnection, query: &str) -> i32 {
+    for _ in 0..100 {
+        let waiting = sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE $1",
+        )
+        .bind(query)
+        .fetch_optional(&mut *admin)
+        .await
+        .expect("pg_stat_activity");
+        if let Some(pid) = waiting {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no statement like {query:?} waits on a lock");
+}
+
+/// Terminates backend `pid`: the database fails its statement.
+async fn terminate(admin: &mut sqlx::PgConnection, pid: i32) {
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(admin)
+        .await
+        .expect("terminate");
+    assert!(terminated, "backend {pid} terminated");
+}
+
+/// The fingerprint GoMon gives `alert` of the Alertmanager API.
+fn fingerprint_of(alert: &Value) -> String {
+    let mapped: gomon_alerting::rule_engines::PostableAlert =
+        serde_json::from_value(alert.clone()).expect("alert");
+    mapped
+        .map(&Default::default(), Utc::now())
+        .expect("maps")
+        .alert
+        .fingerprint()
+}
+
+/// A POST that creates one alert and resolves another is one transaction: when PostgreSQL fails it after the
+/// creation (the resolution waits on a row lock held elsewhere, and its connection is terminated), neither the
+/// creation nor the resolution is kept; sent again, both are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_that_creates_and_resolves_is_all_or_nothing() {
+    use sqlx::Connection;
+    let db = Database::new(Backend::Postgres).await;
+    let url = db
+        .config
+        .url
+        .clone()
+        .expect("PostgreSQL URL")
+        .expose()
+        .to_owned();
+    let server = Server::start(&db.config, vec![]).await;
+    let firing = |name: &str, ends_in: i64| json!({"labels": {"alertname": name}, "endsAt": rfc3339(ends_in)});
+    let (status, body) = server
+        .post("/api/v2/alerts", json!([firing("Old", 300)]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The request is applied in fingerprint order: pick a new alert that comes before the one it resolves, so that
+    // it is written before the failure.
+    let old = fingerprint_of(&firing("Old", 300));
+    let new_name = (0..)
+        .map(|i| format!("New{i}"))
+        .find(|name| fingerprint_of(&firing(name, 300)) < old)
+        .expect("a name");
+
+    let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT id FROM alerts_active WHERE title = 'Old' FOR UPDATE")
+        .fetch_one(&mut holder)
+        .await
+        .expect("lock the open alert");
+    let request = json!([firing(&new_name, 300), firing("Old", -1)]);
+    let post = post_in_background(&server, request.clone());
+    let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let waiting = waiting_on_a_lock(&mut admin, "%FOR UPDATE").await;
+    let created_meanwhile: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM alerts_active WHERE title = $1")
+            .bind(&new_name)
+            .fetch_one(&mut admin)
+            .await
+            .expect("count");
+    assert_eq!(created_meanwhile, 0, "not visible before the commit");
+    terminate(&mut admin, waiting).await;
+    let (status, body) = post.await.expect("POST task");
+    assert_eq!(status, 503, "{body}");
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("rollback");
+    let states = || async {
+        let mut check = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::query_as::<_, (String, String)>(
+            "SELECT title, status FROM alerts_active ORDER BY title",
+        )
+        .fetch_all(&mut check)
+        .await
+        .expect("alerts")
+    };
+    assert_eq!(
+        states().await,
+        vec![("Old".to_owned(), "firing".to_owned())],
+        "nothing of the failed POST is kept"
+    );
+
+    let (status, body) = server.post("/api/v2/alerts", request).await;
+    assert_eq!(status, 200, "{body}");
+    let mut want = vec![
+        (new_name.clone(), "firing".to_owned()),
+        ("Old".to_owned(), "resolved".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(states().await, want);
+    server.stop().await;
+}
+
+/// The alerts of `source`, newest first.
+async fn from_source(server: &Server, source: &str) -> Vec<Value> {
+    let (status, page) = server.get(&format!("/api/v1/alerts?source={source}")).await;
+    assert_eq!(status, 200, "{page}");
+    page["alerts"].as_array().cloned().unwrap_or_default()
+}
+
+fn rfc3339(offset_seconds: i64) -> String {
+    (Utc::now() + chrono::Duration::seconds(offset_seconds)).to_rfc3339()
+}
+
+fn high_cpu(summary: &str, ends_in: i64) -> Value {
+    json!({
+        "labels": {"alertname": "HighCPU", "severity": "critical", "namespace": "prod", "instance": "a:9100"},
+        "annotations": {"summary": summary, "description": "CPU busy for 5 minutes", "runbook": "http://rb"},
+        "startsAt": rfc3339(-60),
+        "endsAt": rfc3339(ends_in),
+        "generatorURL": "http://prometheus:9090/graph?g0.expr=cpu+%3E+0.9",
+    })
+}
+
+async fn repeats_update_one_alert_and_ends_at_resolves(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let (status, body) = server
+        .post("/api/v2/alerts", json!([high_cpu("CPU at 91%", 300)]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let alerts = from_source(&server, "prometheus").await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let alert = &alerts[0];
+    assert_eq!(alert["severity"], "P1");
+    assert_eq!(alert["status"], "firing");
+    assert_eq!(alert["title"], "HighCPU: CPU at 91%");
+    assert_eq!(alert["description"], "CPU busy for 5 minutes");
+    assert_eq!(alert["namespace"], "prod");
+    assert_eq!(alert["labels"]["instance"], "a:9100");
+    assert_eq!(alert["annotations"]["runbook"], "http://rb");
+    let id = alert["id"].as_str().expect("id").to_owned();
+
+    let first_end = alert["ends_at"].as_str().expect("ends_at").to_owned();
+
+    // The same label set with another summary, later end: the same alert, updated.
+    let (status, body) = server
+        .post("/api/v2/alerts", json!([high_cpu("CPU at 97%", 600)]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let alerts = from_source(&server, "prometheus").await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["id"], id.as_str());
+    assert_eq!(alerts[0]["title"], "HighCPU: CPU at 97%");
+    let time = |text: &str| chrono::DateTime::parse_from_rfc3339(text).expect("time");
+    let second_end = alerts[0]["ends_at"].as_str().expect("ends_at");
+    assert!(time(second_end) - time(&first_end) >= chrono::Duration::seconds(299));
+
+    // endsAt in the past: resolved.
+    let (status, body) = server
+        .post("/api/v2/alerts", json!([high_cpu("CPU at 97%", -1)]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, alert) = server.get(&format!("/api/v1/alerts/{id}")).await;
+    assert_eq!(alert["status"], "resolved", "{alert}");
+    let (_, actions) = server.get(&format!("/api/v1/alerts/{id}/actions")).await;
+    let kinds: Vec<&str> = actions["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    assert_eq!(kinds, ["created", "resolved"]);
+
+    // Resolving what is not open changes nothing; firing again opens a new alert of the same group.
+    let (status, _) = server
+        .post("/api/v2/alerts", json!([high_cpu("CPU at 97%", -1)]))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(from_source(&server, "prometheus").await.len(), 1);
+    let (status, _) = server
+        .post("/api/v2/alerts", json!([high_cpu("CPU at 99%", 300)]))
+        .await;
+    assert_eq!(status, 200);
+    let alerts = from_source(&server, "prometheus").await;
+    assert_eq!(alerts.len(), 2);
+    assert_eq!(alerts[0]["status"], "firing");
+    assert_eq!(alerts[0]["alert_group_id"], alerts[1]["alert_group_id"]);
+    server.stop().await;
+}
+
+async fn an_alert_not_sent_again_is_resolved_after_its_ends_at(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let (status, body) = server
+        .post("/api/v2/alerts", json!([high_cpu("CPU at 91%", 2)]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let alerts = from_source(&server, "prometheus").await;
+    assert_eq!(alerts[0]["status"], "firing");
+    let id = alerts[0]["id"].as_str().expect("id").to_owned();
+    let resolved = eventually(Duration::from_secs(15), "expiry of the alert", || {
+        let (server, id) = (&server, &id);
+        async move {
+            let (_, alert) = server.get(&format!("/api/v1/alerts/{id}")).await;
+            (alert["status"] == "resolved").then_some(alert)
+        }
+    })
+    .await;
+    let resolved_at = chrono::DateTime::parse_from_rfc3339(
+        resolved["resolved_at"].as_str().expect("resolved_at"),
+    )
+    .expect("time");
+    let created_at =
+        chrono::DateTime::parse_from_rfc3339(resolved["created_at"].as_str().expect("created_at"))
+            .expect("time");
+    assert!(
+        resolved_at - created_at >= chrono::Duration::milliseconds(1500),
+        "resolved before its endsAt: {resolved}"
+    );
+    let (_, actions) = server.get(&format!("/api/v1/alerts/{id}/actions")).await;
+    let last = actions["actions"]
+        .as_array()
+        .and_then(|a| a.last())
+        .cloned()
+        .expect("an action");
+    assert_eq!(last["action"], "resolved");
+    assert_eq!(last["actor"], "expiry");
+    server.stop().await;
+}
+
+async fn one_bad_alert_costs_only_itself(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let no_alertname = json!({"labels": {"job": "x"}});
+    let nul = json!({"labels": {"alertname": "Nul", "pod": "a\u{0000}b"}});
+    let (status, body) = server
+        .post(
+            "/api/v2/alerts",
+            json!([high_cpu("ok", 300), no_alertname, {"labels": "nope"}, nul]),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().expect("error");
+    assert!(
+        error.contains("alerts[1]") && error.contains("alertname"),
+        "{error}"
+    );
+    assert_eq!(body["details"]["stored"], 1, "{body}");
+    let invalid = body["details"]["invalid"].as_array().expect("invalid list");
+    let listed: Vec<(u64, &str)> = invalid
+        .iter()
+        .map(|item| {
+            (
+                item["index"].as_u64().expect("index"),
+                item["reason"].as_str().expect("reason"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(1, "no_alertname"), (2, "malformed"), (3, "nul_byte")],
+        "{body}"
+    );
+    assert!(
+        invalid[2]["message"]
+            .as_str()
+            .expect("message")
+            .contains("labels.pod"),
+        "{body}"
+    );
+    // The valid alert of the batch is stored.
+    let stored = from_source(&server, "prometheus").await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["labels"]["alertname"], "HighCPU");
+    for reason in ["no_alertname", "malformed", "nul_byte"] {
+        let series = format!("alerting_alerts_invalid_total{{reason=\"{reason}\"}}");
+        assert_eq!(
+            gomon_testkit::metric(&server.url("/metrics"), &series).await,
+            Some(1.0),
+            "{reason}"
+        );
+    }
+    // Not an array at all: nothing to store.
+    let (status, body) = server.post("/api/v2/alerts", json!({"labels": {}})).await;
+    assert_eq!(status, 400, "{body}");
+    // Every alert invalid: 400, nothing stored.
+    let (status, body) = server
+        .post("/api/v2/alerts", json!([{"labels": {"job": "y"}}]))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["details"]["stored"], 0, "{body}");
+    assert_eq!(from_source(&server, "prometheus").await.len(), 1);
+    server.stop().await;
+}
+
+async fn long_values_are_stored_whole_and_cut_in_their_columns(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let namespace = "n".repeat(101);
+    let summary = "s".repeat(300);
+    let long = json!({"labels": {"alertname": "Long", "namespace": namespace},
+        "annotations": {"summary": summary}, "endsAt": rfc3339(300)});
+    let (status, body) = server
+        .post("/api/v2/alerts", json!([long, high_cpu("ok", 300)]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, page) = server.get("/api/v1/alerts?label=alertname%3DLong").await;
+    let alert = &page["alerts"][0];
+    assert_eq!(alert["labels"]["namespace"], namespace.as_str(), "{alert}");
+    assert_eq!(alert["annotations"]["summary"], summary.as_str(), "{alert}");
+    let column = alert["namespace"].as_str().expect("namespace");
+    assert_eq!(column.chars().count(), 100);
+    assert!(column.ends_with('…'), "{column}");
+    assert_eq!(alert["title"].as_str().expect("title").chars().count(), 255);
+    // The Grafana webhook takes the same alert.
+    let grafana = json!({"alerts": [{"status": "firing",
+        "labels": {"alertname": "LongG", "namespace": "g".repeat(150)}}]});
+    let (status, body) = server.post("/api/v1/webhooks/grafana", grafana).await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await;
+}
+
+async fn get_alerts_filters_and_status_answers(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let other =
+        json!({"labels": {"alertname": "DiskFull", "severity": "warning"}, "endsAt": rfc3339(300)});
+    let (status, _) = server
+        .post(
+            "/api/v2/alerts",
+            json!([high_cpu("CPU at 91%", 300), other]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, all) = server.get("/api/v2/alerts").await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all.as_array().expect("array").len(), 2, "{all}");
+    let (status, some) = server
+        .get("/api/v2/alerts?filter=alertname%3D%22DiskFull%22")
+        .await;
+    assert_eq!(status, 200, "{some}");
+    let some = some.as_array().expect("array");
+    assert_eq!(some.len(), 1);
+    assert_eq!(some[0]["labels"]["severity"], "warning");
+    assert_eq!(some[0]["status"]["state"], "active");
+    assert!(some[0]["endsAt"].is_string(), "{some:?}");
+    let (_, not) = server
+        .get("/api/v2/alerts?filter=alertname!%3DDiskFull")
+        .await;
+    let not = not.as_array().expect("array");
+    assert_eq!(not.len(), 1);
+    assert_eq!(
+        not[0]["generatorURL"],
+        "http://prometheus:9090/graph?g0.expr=cpu+%3E+0.9"
+    );
+    let (status, body) = server.get("/api/v2/alerts?filter=garbage").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, status_body) = server.get("/api/v2/status").await;
+    assert_eq!(status, 200);
+    assert_eq!(status_body["cluster"]["status"], "disabled");
+    assert!(status_body["versionInfo"]["version"].is_string());
+    // The configuration GoMon runs with, as Alertmanager YAML.
+    let original = status_body["config"]["original"].as_str().expect("config");
+    let config: serde_yaml::Value = serde_yaml::from_str(original).expect("YAML");
+    assert_eq!(config["global"]["resolve_timeout"], "5m", "{original}");
+    assert_eq!(config["route"]["receiver"], "gomon", "{original}");
+    assert!(original.contains("critical: P1"), "{original}");
+    assert!(
+        original.contains("Not applicable: inhibit_rules"),
+        "{original}"
+    );
+    server.stop().await;
+}
+
+/// The label sets of the alerts of each group of a `GET /api/v2/alerts/groups` answer, with the group's labels and
+/// receiver: what a dashboard shows, in an order that does not depend on the server.
+fn groups_shown(groups: &Value) -> Vec<(Value, Value, Vec<String>)> {
+    let mut shown: Vec<(Value, Value, Vec<String>)> = groups
+        .as_array()
+        .expect("an array of groups")
+        .iter()
+        .map(|group| {
+            let mut alerts: Vec<String> = group["alerts"]
+                .as_array()
+                .expect("the group's alerts")
+                .iter()
+                .map(|alert| alert["labels"].to_string())
+                .collect();
+            alerts.sort();
+            (group["labels"].clone(), group["receiver"].clone(), alerts)
+        })
+        .collect();
+    shown.sort_by_key(|(labels, _, _)| labels.to_string());
+    shown
+}
+
+/// `GET /api/v2/alerts/groups` and `GET /api/v2/receivers`, which dashboards read (Grafana's Alertmanager data
+/// source, karma), answer what a real Alertmanager with GoMon's route (one receiver, no grouping) answers for the
+/// same alerts, with and without a filter.
+async fn alert_groups_and_receivers_answer_as_alertmanager_does(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let work = tempfile::tempdir().expect("temporary directory");
+    let config = work.path().join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        "route:\n  receiver: gomon\nreceivers:\n  - name: gomon\n",
+    )
+    .expect("Alertmanager configuration");
+    let port = free_port();
+    let _alertmanager = spawn(
+        "prometheus-alertmanager",
+        &[
+            format!("--config.file={}", config.display()),
+            format!("--storage.path={}", work.path().join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--cluster.listen-address=".into(),
+        ],
+        &work.path().join("alertmanager.log"),
+    );
+    let alertmanager = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        let (client, url) = (client.clone(), format!("{alertmanager}{path}"));
+        async move {
+            let response = client.get(url).send().await.ok()?;
+            response.error_for_status().ok()?.json::<Value>().await.ok()
+        }
+    };
+    eventually(Duration::from_secs(30), "Alertmanager ready", || {
+        get("/api/v2/status")
+    })
+    .await;
+
+    let disk =
+        json!({"labels": {"alertname": "DiskFull", "severity": "warning"}, "endsAt": rfc3339(300)});
+    let alerts = json!([high_cpu("CPU at 91%", 300), disk]);
+    let (status, body) = server.post("/api/v2/alerts", alerts.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    client
+        .post(format!("{alertmanager}/api/v2/alerts"))
+        .json(&alerts)
+        .send()
+        .await
+        .expect("POST to Alertmanager")
+        .error_for_status()
+        .expect("Alertmanager took the alerts");
+
+    for query in [
+        "",
+        "?filter=alertname%3D%22DiskFull%22",
+        "?filter=alertname%3D%22None%22",
+    ] {
+        let path = format!("/api/v2/alerts/groups{query}");
+        let (status, ours) = server.get(&path).await;
+        assert_eq!(status, 200, "{ours}");
+        let want = if query.contains("None") { 0 } else { 1 };
+        // Alertmanager's dispatcher files alerts into groups shortly after it takes them.
+        let theirs = eventually(Duration::from_secs(30), "Alertmanager's groups", || async {
+            let groups = get(&path).await?;
+            let shown = groups_shown(&groups);
+            let filed: usize = shown.iter().map(|(_, _, alerts)| alerts.len()).sum();
+            let expected: usize = groups_shown(&ours).iter().map(|(_, _, a)| a.len()).sum();
+            (filed == expected).then_some(groups)
+        })
+        .await;
+        assert_eq!(groups_shown(&ours), groups_shown(&theirs), "{path}");
+        assert_eq!(groups_shown(&ours).len(), want, "{path}: {ours}");
+    }
+    let (_, ours) = server.get("/api/v2/alerts/groups").await;
+    assert_eq!(
+        ours[0]["alerts"].as_array().expect("alerts").len(),
+        2,
+        "{ours}"
+    );
+    assert_eq!(
+        ours[0]["alerts"][0]["receivers"][0]["name"], "gomon",
+        "{ours}"
+    );
+
+    let (status, ours) = server.get("/api/v2/receivers").await;
+    assert_eq!(status, 200, "{ours}");
+    let theirs = get("/api/v2/receivers")
+        .await
+        .expect("Alertmanager's receivers");
+    assert_eq!(ours, theirs);
+    assert_eq!(ours, json!([{"name": "gomon"}]));
+    server.stop().await;
+}
+
+/// The sweep picks expired alerts, then resolves each under its row lock only if it is still past its end time: a
+/// re-send in between wins.
+async fn expiry_spares_an_alert_sent_again_meanwhile(backend: Backend) {
+    let db = Database::new(backend).await;
+    let store = gomon_alerting::Store::open(&db.config)
+        .await
+        .expect("store");
+    let service =
+        gomon_alerting::AlertService::new(store.clone(), &gomon_runtime::metrics::registry());
+    let post = |ends_in: i64| {
+        let alert: gomon_alerting::rule_engines::PostableAlert =
+            serde_json::from_value(high_cpu("CPU at 91%", ends_in)).expect("alert");
+        let (mapped, rejected) = service.map_rule_alerts(vec![Ok(alert)]);
+        assert!(rejected.is_empty(), "{rejected:?}");
+        mapped
+    };
+    let touched = service.receive(post(1), None).await.expect("receive");
+    let id = touched[0].id;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let now = gomon_alerting::model::now();
+    assert_eq!(store.expired(now, 10).await.expect("expired"), [id]);
+    // Sent again before the sweep gets to it: its end time moves on.
+    service.receive(post(300), None).await.expect("receive");
+    let untouched = store
+        .update_if_expired(id, now, |_| panic!("must not be called: no longer expired"))
+        .await
+        .expect("update_if_expired");
+    assert!(untouched.is_none());
+    assert_eq!(service.resolve_expired().await.expect("sweep"), 0);
+    assert_eq!(
+        service.get(id).await.expect("alert").status.as_str(),
+        "firing"
+    );
+    store.close().await;
+}
+
+async fn a_batch_of_64_and_repeats_within_one_post(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let batch: Vec<Value> = (0..64)
+        .map(|i| {
+            json!({"labels": {"alertname": "Batch", "pod": format!("p-{i}")}, "endsAt": rfc3339(300),
+                   "generatorURL": "http://vmalert:8880/vmalert/alert?group_id=1&alert_id=2"})
+        })
+        .collect();
+    let (status, body) = server
+        .post("/api/v2/alerts", Value::Array(batch.clone()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, page) = server.get("/api/v1/alerts?source=vmalert&limit=1000").await;
+    assert_eq!(page["total"], 64, "{page}");
+    // The same batch again: every alert updated, none created.
+    let (status, _) = server.post("/api/v2/alerts", Value::Array(batch)).await;
+    assert_eq!(status, 200);
+    let (_, page) = server.get("/api/v1/alerts?source=vmalert&limit=1000").await;
+    assert_eq!(page["total"], 64);
+
+    // One alert twice in one request: applied in order, the last word stands.
+    let firing = json!({"labels": {"alertname": "Twice"}, "endsAt": rfc3339(300)});
+    let resolved = json!({"labels": {"alertname": "Twice"}, "endsAt": rfc3339(-1)});
+    let (status, _) = server
+        .post("/api/v2/alerts", json!([firing, resolved]))
+        .await;
+    assert_eq!(status, 200);
+    let twice = |page: &Value| -> Vec<String> {
+        page["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == "Twice")
+            .map(|a| a["status"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let (_, page) = server.get("/api/v1/alerts?source=alertmanager").await;
+    assert_eq!(twice(&page), ["resolved"]);
+    let (status, _) = server
+        .post("/api/v2/alerts", json!([resolved, firing]))
+        .await;
+    assert_eq!(status, 200);
+    let (_, page) = server.get("/api/v1/alerts?source=alertmanager").await;
+    assert_eq!(twice(&page), ["firing", "resolved"]);
+    server.stop().await;
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(program: &str, args: &[String], log: &std::path::Path) -> Running {
+    let log = std::fs::File::create(log).expect("log file");
+    Running(
+        Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|error| panic!("{program} is required: {error}")),
+    )
+}
+
+/// Writes `line` (Prometheus text format) to VictoriaMetrics and makes it searchable.
+async fn import(vm: &VictoriaMetrics, line: &str) {
+    let client = reqwest::Client::new();
+    client
+        .post(format!("{}/api/v1/import/prometheus", vm.url()))
+        .body(line.to_owned())
+        .send()
+        .await
+        .expect("import")
+        .error_for_status()
+        .expect("import status");
+    client
+        .get(format!("{}/internal/force_flush", vm.url()))
+        .send()
+        .await
+        .expect("flush");
+}
+
+const RULES: &str = r#"groups:
+  - name: gomon
+    interval: 1s
+    rules:
+      - alert: GomonTestHigh
+        expr: gomon_am_test > 1
+        labels:
+          severity: critical
+          namespace: monitoring
+        annotations:
+          summary: "value is {{ $value }}"
+          description: gomon_am_test is above 1
+"#;
+
+/// Waits for the alert of `source` to be in `status`; returns it.
+async fn alert_in(server: &Server, source: &str, status: &str, log: &std::path::Path) -> Value {
+    let what = format!("a {status} GomonTestHigh alert from {source}");
+    let found = tokio::time::timeout(
+        Duration::from_secs(60),
+        eventually(Duration::from_secs(60), &what, || async {
+            from_source(server, source)
+                .await
+                .into_iter()
+                .find(|a| a["labels"]["alertname"] == "GomonTestHigh" && a["status"] == status)
+        }),
+    )
+    .await;
+    found.unwrap_or_else(|_| {
+        panic!(
+            "timed out waiting for {what}; client log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        )
+    })
+}
+
+async fn vmalert_alert_fires_and_resolves(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let vm = VictoriaMetrics::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, RULES).expect("rules");
+    import(&vm, "gomon_am_test{job=\"t\"} 5").await;
+    let log = dir.path().join("vmalert.log");
+    let _vmalert = spawn(
+        "vmalert",
+        &[
+            format!("-rule={}", rules.display()),
+            format!("-datasource.url={}", vm.url()),
+            format!("-notifier.url={}", server.base),
+            "-evaluationInterval=1s".into(),
+            format!("-httpListenAddr=127.0.0.1:{}", free_port()),
+        ],
+        &log,
+    );
+    let alert = alert_in(&server, "vmalert", "firing", &log).await;
+    assert_eq!(alert["severity"], "P1", "{alert}");
+    assert_eq!(alert["namespace"], "monitoring");
+    assert_eq!(alert["title"], "GomonTestHigh: value is 5");
+    assert_eq!(alert["description"], "gomon_am_test is above 1");
+    assert_eq!(alert["labels"]["job"], "t");
+    let id = alert["id"].clone();
+
+    import(&vm, "gomon_am_test{job=\"t\"} 0").await;
+    let resolved = alert_in(&server, "vmalert", "resolved", &log).await;
+    assert_eq!(resolved["id"], id);
+    assert_eq!(from_source(&server, "vmalert").await.len(), 1);
+    server.stop().await;
+}
+
+async fn prometheus_alert_fires_and_resolves(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    // What Prometheus scrapes: one gauge the test sets.
+    let value = Arc::new(AtomicI64::new(5));
+    let scraped = value.clone();
+    let metrics = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let value = scraped.load(Ordering::SeqCst);
+            async move { format!("# TYPE gomon_am_test gauge\ngomon_am_test {value}\n") }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let target = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, metrics).await });
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("rules.yml"), RULES).expect("rules");
+    let gomon = server.base.trim_start_matches("http://").to_owned();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+         rule_files: [rules.yml]\n\
+         alerting:\n  alertmanagers:\n    - api_version: v2\n      static_configs:\n        - targets: [\"{gomon}\"]\n\
+         scrape_configs:\n  - job_name: t\n    static_configs:\n      - targets: [\"{target}\"]\n"
+    );
+    let config_file = dir.path().join("prometheus.yml");
+    std::fs::write(&config_file, config).expect("config");
+    let log = dir.path().join("prometheus.log");
+    let _prometheus = spawn(
+        "prometheus",
+        &[
+            format!("--config.file={}", config_file.display()),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{}", free_port()),
+        ],
+        &log,
+    );
+    let alert = alert_in(&server, "prometheus", "firing", &log).await;
+    assert_eq!(alert["severity"], "P1", "{alert}");
+    assert_eq!(alert["namespace"], "monitoring");
+    assert_eq!(alert["title"], "GomonTestHigh: value is 5");
+    assert_eq!(alert["labels"]["job"], "t");
+    let id = alert["id"].clone();
+
+    value.store(0, Ordering::SeqCst);
+    let resolved = alert_in(&server, "prometheus", "resolved", &log).await;
+    assert_eq!(resolved["id"], id);
+    assert_eq!(from_source(&server, "prometheus").await.len(), 1);
+    server.stop().await;
+}

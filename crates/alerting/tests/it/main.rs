@@ -1,0 +1,15 @@
+//! The alerting service's integration tests, in one test binary (one link of sqlx and kube instead of one per
+//! file): the API suite and the rule engines' APIs on both stores, notifications against a fake Slack, silences,
+//! and the pod watcher against a fake Kubernetes API server.
+
+// First, for `on_both_stores!` in the modules after it.
+#[macro_use]
+mod support;
+
+mod alertmanager;
+mod api;
+mod grafana_webhook;
+mod kube_watcher;
+mod notifications;
+mod silences;
+mod slack_client;

@@ -1,0 +1,653 @@
+//! Notifications end to end: the whole service (`gomon_alerting::run`) with its outbox dispatcher, against a
+//! local server speaking Slack's wire formats (incoming webhook and Web API), on SQLite and PostgreSQL.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::support::slack::{Behaviour, FakeSlack, Received};
+use crate::support::{Backend, Database, Server, alert};
+use gomon_alerting::Config;
+use gomon_alerting::notify::breaker::BreakerConfig;
+use gomon_alerting::notify::dispatcher::OutboxConfig;
+use gomon_alerting::notify::slack::Route;
+use serde_json::{Value, json};
+
+on_both_stores!(
+    webhook_delivers_every_change_in_order,
+    web_api_threads_follow_ups_under_the_first_message,
+    an_outage_opens_the_breaker_and_loses_nothing,
+    a_restart_during_an_outage_loses_and_repeats_nothing,
+    a_permanent_error_fails_without_blocking_others,
+    retry_after_is_honoured,
+    an_expired_lease_fences_the_old_holder_out,
+    after_an_outage_the_urgent_alert_is_notified_first,
+);
+
+/// A dispatcher whose lease ran out can neither renew nor record: the row belongs to whoever claimed it next.
+async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
+    use gomon_alerting::model::{NewAlert, Severity, now};
+    use gomon_alerting::service::Notifications;
+    use gomon_alerting::store::DeliveryRecord;
+    let database = Database::new(backend).await;
+    let store = gomon_alerting::Store::open(&database.config)
+        .await
+        .expect("store");
+    let service = gomon_alerting::AlertService::new(store.clone(), &prometheus::Registry::new())
+        .with_notifications(Notifications::new(
+            Severity::ALL.to_vec(),
+            std::sync::Arc::new(tokio::sync::Notify::new()),
+        ));
+    let new = NewAlert {
+        source: "api".into(),
+        severity: Severity::P1,
+        title: "leased".into(),
+        ..NewAlert::default()
+    };
+    service.create(new, None).await.expect("create");
+    let start = now();
+    let first = store
+        .claim_due(start, start + chrono::Duration::milliseconds(1), 10)
+        .await
+        .expect("claim");
+    assert_eq!(first.len(), 1);
+    let held_first = first[0].next_attempt_at;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let later = now();
+    let second = store
+        .claim_due(later, later + chrono::Duration::seconds(30), 10)
+        .await
+        .expect("claim again");
+    assert_eq!(second.len(), 1, "the expired lease made the row due again");
+    let held_second = second[0].next_attempt_at;
+    let sent = DeliveryRecord::Sent {
+        at: now(),
+        channel: None,
+        ts: None,
+    };
+    assert!(
+        !store
+            .renew_lease(first[0].id, held_first, now())
+            .await
+            .expect("renew")
+    );
+    assert!(
+        !store
+            .finish_notification(first[0].id, held_first, &sent)
+            .await
+            .expect("finish")
+    );
+    assert!(
+        store
+            .finish_notification(second[0].id, held_second, &sent)
+            .await
+            .expect("finish")
+    );
+    assert!(
+        !store
+            .finish_notification(second[0].id, held_second, &sent)
+            .await
+            .expect("finish twice")
+    );
+    store.close().await;
+}
+
+/// A configuration for tests: fast retries and a breaker that opens after 3 failures for 300 ms.
+fn config(database: &Database, fake: &FakeSlack, web_api: bool) -> Config {
+    let mut config = Config::default();
+    config.database = database.config.clone();
+    if web_api {
+        config.slack.bot_token = Some("xoxb-test-token".into());
+        config.slack.api_url = fake.api_url.clone();
+    } else {
+        config.slack.webhook_url = Some(fake.webhook_url.clone().into());
+    }
+    config.slack.timeout = Duration::from_millis(500);
+    config.slack.public_url = Some("http://alerting.local".into());
+    config.slack.circuit_breaker = BreakerConfig {
+        failure_threshold: 3,
+        timeout_duration: Duration::from_millis(300),
+        half_open_max_requests: 1,
+    };
+    config.outbox = OutboxConfig {
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        poll_interval: Duration::from_millis(50),
+        lease: Duration::from_secs(2),
+        max_attempts: 3,
+        ..OutboxConfig::default()
+    };
+    config
+}
+
+/// Polls `check` until it holds, for at most `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Waits until the service's Slack circuit breaker is open.
+async fn breaker_opens(server: &Server) {
+    eventually(Duration::from_secs(10), "the breaker to open", || async {
+        server
+            .metrics()
+            .await
+            .contains("alerting_circuit_breaker_state 1")
+    })
+    .await;
+}
+
+/// The alert id a message links to (its "View alert" button).
+fn alert_of(message: &Received) -> String {
+    let blocks = message.blocks.to_string();
+    let start = blocks
+        .find("/api/v1/alerts/")
+        .map(|i| i + "/api/v1/alerts/".len());
+    start
+        .and_then(|i| blocks.get(i..i + 36))
+        .unwrap_or_else(|| panic!("no alert link in {blocks}"))
+        .to_owned()
+}
+
+/// The event a message announces.
+fn event_of(message: &Received) -> &'static str {
+    for (word, event) in [
+        ("FIRING", "created"),
+        ("ACKNOWLEDGED", "acknowledged"),
+        ("ASSIGNED", "assigned"),
+        ("RESOLVED", "resolved"),
+    ] {
+        if message.text.contains(word) {
+            return event;
+        }
+    }
+    panic!("no event in {:?}", message.text)
+}
+
+/// Accepted messages per alert, in arrival order.
+fn by_alert(messages: &[Received]) -> BTreeMap<String, Vec<&'static str>> {
+    let mut map: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    for message in messages {
+        map.entry(alert_of(message))
+            .or_default()
+            .push(event_of(message));
+    }
+    map
+}
+
+async fn notifications(server: &Server, query: &str) -> Value {
+    let (status, body) = server.get(&format!("/api/v1/notifications?{query}")).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn total(server: &Server, status: &str) -> u64 {
+    notifications(server, &format!("status={status}")).await["total"]
+        .as_u64()
+        .unwrap_or_default()
+}
+
+/// Creates an alert and walks it through acknowledge, assign and resolve; returns its id.
+async fn full_lifecycle(server: &Server, title: &str) -> String {
+    let (status, created) = server
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P1", "title": title}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        server
+            .put(
+                &format!("/api/v1/alerts/{id}/acknowledge"),
+                json!({"by": "alice"})
+            )
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        server
+            .put(
+                &format!("/api/v1/alerts/{id}/assign"),
+                json!({"assigned_to": "bob", "note": "db team"})
+            )
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        server
+            .put_empty(&format!("/api/v1/alerts/{id}/resolve"))
+            .await
+            .0,
+        200
+    );
+    id
+}
+
+const LIFECYCLE: [&str; 4] = ["created", "acknowledged", "assigned", "resolved"];
+
+async fn webhook_delivers_every_change_in_order(backend: Backend) {
+    let database = Database::new(backend).await;
+    let fake = FakeSlack::start().await;
+    let server = Server::start_service(config(&database, &fake, false)).await;
+    let id = full_lifecycle(&server, "Kafka broker down").await;
+    eventually(Duration::from_secs(10), "four deliveries", || async {
+        fake.accepted().len() == 4
+    })
+    .await;
+    let accepted = fake.accepted();
+    assert_eq!(by_alert(&accepted)[&id], LIFECYCLE);
+    let first = &accepted[0];
+    assert_eq!(first.via, "webhook");
+    assert!(
+        first.text.contains("Kafka broker down") && first.text.contains("P1"),
+        "{}",
+        first.text
+    );
+    let blocks = first.blocks.to_string();
+    assert!(
+        blocks.contains("header") && blocks.contains("http://alerting.local/api/v1/alerts/"),
+        "{blocks}"
+    );
+    assert!(
+        accepted[2].blocks.to_string().contains("db team"),
+        "the assignment note is shown"
+    );
+    assert_eq!(total(&server, "sent").await, 4);
+    assert_eq!(total(&server, "pending").await, 0);
+    let text = server.metrics().await;
+    assert!(
+        text.contains(r#"alerting_slack_notifications_total{status="success"} 4"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("alerting_notification_outbox_pending 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("alerting_notification_delivery_seconds_count 4"),
+        "{text}"
+    );
+    assert!(text.contains("alerting_circuit_breaker_state 0"), "{text}");
+    server.stop().await;
+}
+
+async fn web_api_threads_follow_ups_under_the_first_message(backend: Backend) {
+    let database = Database::new(backend).await;
+    let fake = FakeSlack::start().await;
+    let mut config = config(&database, &fake, true);
+    config.slack.routes = vec![
+        Route {
+            severities: vec![gomon_alerting::model::Severity::P1],
+            channel: "#critical".into(),
+        },
+        Route {
+            severities: vec![gomon_alerting::model::Severity::P3],
+            channel: "#alerts".into(),
+        },
+    ];
+    let server = Server::start_service(config).await;
+    let id = full_lifecycle(&server, "Postgres primary unreachable").await;
+    let (_, p3) = server
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P3", "title": "disk 80%"}),
+        )
+        .await;
+    let (_, p2) = server
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P2", "title": "not routed"}),
+        )
+        .await;
+    eventually(Duration::from_secs(10), "five deliveries", || async {
+        fake.accepted().len() == 5
+    })
+    .await;
+    let accepted = fake.accepted();
+    let lifecycle: Vec<&Received> = accepted.iter().filter(|m| alert_of(m) == id).collect();
+    assert_eq!(lifecycle.len(), 4);
+    let first_ts = lifecycle[0]
+        .ts
+        .clone()
+        .expect("chat.postMessage answered a ts");
+    assert_eq!(
+        lifecycle[0].thread_ts, None,
+        "the first message starts the thread"
+    );
+    assert_eq!(lifecycle[0].channel.as_deref(), Some("#critical"));
+    for follow_up in &lifecycle[1..] {
+        assert_eq!(
+            follow_up.thread_ts.as_deref(),
+            Some(first_ts.as_str()),
+            "threaded under the first"
+        );
+    }
+    assert_eq!(
+        lifecycle[0].authorization.as_deref(),
+        Some("Bearer xoxb-test-token")
+    );
+    let p3_message = accepted
+        .iter()
+        .find(|m| alert_of(m) == p3["id"].as_str().expect("id"))
+        .expect("P3 sent");
+    assert_eq!(
+        p3_message.channel.as_deref(),
+        Some("#alerts"),
+        "routed by severity"
+    );
+    assert!(
+        accepted
+            .iter()
+            .all(|m| alert_of(m) != p2["id"].as_str().expect("id")),
+        "P2 is not routed"
+    );
+    let sent = notifications(&server, &format!("alert_id={id}")).await;
+    assert_eq!(sent["total"], 4);
+    assert!(
+        sent["notifications"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .all(|n| n["slack_ts"].is_string())
+    );
+    server.stop().await;
+}
+
+async fn an_outage_opens_the_breaker_and_loses_nothing(backend: Backend) {
+    let database = Database::new(backend).await;
+    let fake = FakeSlack::start().await;
+    fake.set(Behaviour::ServerError);
+    let server = Server::start_service(config(&database, &fake, false)).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(full_lifecycle(&server, &format!("outage alert {i}")).await);
+    }
+    breaker_opens(&server).await;
+    assert!(
+        total(&server, "pending").await > 0,
+        "undelivered notifications wait in the outbox"
+    );
+    let requests_while_open = fake.requests();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        fake.requests(),
+        requests_while_open,
+        "nothing is sent while the breaker is open"
+    );
+    // Creating and changing alerts never waits for Slack nor fails because of it.
+    let started = Instant::now();
+    let (status, _) = server
+        .post("/api/v1/alerts", alert("during the outage"))
+        .await;
+    assert_eq!(status, 201);
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    fake.set(Behaviour::Ok);
+    eventually(
+        Duration::from_secs(15),
+        "every notification delivered",
+        || async { total(&server, "sent").await == 13 },
+    )
+    .await;
+    let accepted = fake.accepted();
+    assert_eq!(accepted.len(), 13, "each notification exactly once");
+    let per_alert = by_alert(&accepted);
+    for id in &ids {
+        assert_eq!(per_alert[id], LIFECYCLE, "in order for alert {id}");
+    }
+    let text = server.metrics().await;
+    assert!(
+        text.contains("alerting_circuit_breaker_state 0"),
+        "closed again: {text}"
+    );
+    assert!(
+        text.contains(r#"alerting_slack_notifications_total{status="failure"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("alerting_notification_outbox_pending 0"),
+        "{text}"
+    );
+    server.stop().await;
+}
+
+/// 500 P4 alerts wait in the outbox while Slack is down; a P1 raised after them is the first message once Slack is
+/// back.
+async fn after_an_outage_the_urgent_alert_is_notified_first(backend: Backend) {
+    let database = Database::new(backend).await;
+    let fake = FakeSlack::start().await;
+    fake.set(Behaviour::ServerError);
+    let mut config = config(&database, &fake, false);
+    // The first failure opens the breaker, long enough for the P1 to be written while nothing is attempted.
+    config.slack.circuit_breaker = BreakerConfig {
+        failure_threshold: 1,
+        timeout_duration: Duration::from_millis(1500),
+        half_open_max_requests: 1,
+    };
+    let server = Server::start_service(config).await;
+    let low: Vec<Value> = (0..500)
+        .map(|i| json!({"labels": {"alertname": "Low", "severity": "info", "n": i.to_string()}}))
+        .collect();
+    let (status, body) = server.post("/api/v2/alerts", json!(low)).await;
+    assert_eq!(status, 200, "{body}");
+    breaker_opens(&server).await;
+    let (status, urgent) = server
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P1", "title": "urgent"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{urgent}");
+    let urgent = urgent["id"].as_str().expect("id").to_owned();
+    assert_eq!(total(&server, "pending").await, 501);
+    fake.set(Behaviour::Ok);
+    eventually(Duration::from_secs(15), "a delivery", || async {
+        !fake.accepted().is_empty()
+    })
+    .await;
+    let first = &fake.accepted()[0];
+    assert_eq!(alert_of(first), urgent, "first message: {}", first.text);
+    eventually(
+        Duration::from_secs(60),
+        "every notification delivered",
+        || async { total(&server, "sent").await == 501 },
+    )
+    .await;
+    server.stop().await;
+}
+
+async fn a_restart_during_an_outage_loses_and_repeats_nothing(backend: Backend) {
+    let database = Database::new(backend).await;
+    let fake = FakeSlack::start().await;
+    fake.set(Behaviour::ServerError);
+    let first = Server::start_service(config(&database, &fake, false)).await;
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        ids.push(full_lifecycle(&first, &format!("restart alert {i}")).await);
+    }
+    eventually(Duration::from_secs(10), "failed attempts", || async {
+        fake.requests() >= 3
+    })
+    .await;
+    first.stop().await;
+
+    fake.set(Behaviour::Ok);
+    let second = Server::start_service(config(&database, &fake, false)).await;
+    eventually(Duration::from_secs(15), "the backlog delivered", || async {
+        fake.accepted().len() >= 8 && total(&second, "pending").await == 0
+    })
+    .await;
+    let accepted = fake.accepted();
+    assert_eq!(accepted.len(), 8, "nothing lost, nothing twice");
+    let per_alert = by_alert(&accepted);
+    for id in &ids {
+        assert_eq!(per_alert[id], LIFECYCLE);
+    }
+    second.stop().await;
+}
+
+async fn a_permanent_error_fails_without_blocking_others(backend: Backend) {
+    let database = Database::new(backend).await;
+    let fake = FakeSlack::start().await;
+    fake.set_for_channel("#gone", Behaviour::ApiError("channel_not_found"));
+    let mut config = config(&database, &fake, true);
+    config.slack.routes = vec![
+        Route {
+            severities: vec![gomon_alerting::model::Severity::P1],
+            channel: "#gone".into(),
+        },
+        Route {
+            severities: vec![gomon_alerting::model::Severity::P3],
+            channel: "#alerts".into(),
+        },
+    ];
+    let server = Server::start_service(config).await;
+    let (_, broken) = server
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P1", "title": "to nowhere"}),
+        )
+        .await;
+    let (_, fine) = server
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P3", "title": "to #alerts"}),
+        )
+        .await;
+    eventually(
+        Duration::from_secs(10),
+        "the P1 notification to fail",
+        || async { total(&server, "failed").await == 1 },
+    )
+    .await;
+    let failed = notifications(&server, "status=failed").await;
+    let row = &failed["notifications"][0];
+    assert_eq!(row["alert_id"], broken["id"]);
+    assert_eq!(row["attempts"], 3, "max_attempts tries");
+    assert!(
+        row["last_error"]
+            .as_str()
+            .expect("reason")
+            .contains("channel_not_found"),
+        "{row}"
+    );
+    eventually(Duration::from_secs(5), "the P3 notification", || async {
+        fake.accepted()
+            .iter()
+            .any(|m| alert_of(m) == fine["id"].as_str().unwrap_or_default())
+    })
+    .await;
+    let text = server.metrics().await;
+    assert!(
+        text.contains("alerting_notifications_failed_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("alerting_circuit_breaker_state 0"),
+        "our own bad request does not open it: {text}"
+    );
+    server.stop().await;
+}
+
+async fn retry_after_is_honoured(backend: Backend) {
+    let database = Database::new(backend).await;
+    let fake = FakeSlack::start().await;
+    fake.set(Behaviour::RateLimited {
+        retry_after_secs: 1,
+    });
+    let server = Server::start_service(config(&database, &fake, false)).await;
+    let started = Instant::now();
+    assert_eq!(
+        server.post("/api/v1/alerts", alert("rate limited")).await.0,
+        201
+    );
+    eventually(Duration::from_secs(5), "the first attempt", || async {
+        fake.requests() >= 1
+    })
+    .await;
+    fake.set(Behaviour::Ok);
+    eventually(
+        Duration::from_secs(10),
+        "delivery after Retry-After",
+        || async { fake.accepted().len() == 1 },
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited for Retry-After: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(fake.requests(), 2, "one refused attempt, then one accepted");
+    server.stop().await;
+}
+
+/// Two replicas on one PostgreSQL deliver each notification once, and one keeps delivering when the other is
+/// killed in the middle of its work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_outbox_and_survive_a_kill() {
+    let database = Database::new(Backend::Postgres).await;
+    let fake = FakeSlack::start().await;
+    fake.set(Behaviour::Slow(Duration::from_millis(40)));
+    let a = Server::start_service(config(&database, &fake, false)).await;
+    let b = Server::start_service(config(&database, &fake, false)).await;
+    for i in 0..10 {
+        let via = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(
+            via.post("/api/v1/alerts", alert(&format!("replicated {i}")))
+                .await
+                .0,
+            201
+        );
+    }
+    eventually(Duration::from_secs(15), "ten deliveries", || async {
+        total(&b, "sent").await == 10
+    })
+    .await;
+    let accepted = fake.accepted();
+    assert_eq!(
+        accepted.len(),
+        10,
+        "each notification once across both replicas"
+    );
+
+    for i in 0..10 {
+        assert_eq!(
+            b.post("/api/v1/alerts", alert(&format!("after the kill {i}")))
+                .await
+                .0,
+            201
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    a.kill();
+    eventually(
+        Duration::from_secs(20),
+        "the survivor delivers everything",
+        || async { total(&b, "sent").await == 20 },
+    )
+    .await;
+    let accepted = fake.accepted();
+    let distinct: std::collections::BTreeSet<String> = accepted.iter().map(alert_of).collect();
+    assert_eq!(distinct.len(), 20, "every alert notified");
+    // A message Slack accepted just as its replica died, before the replica could record it, is sent again by
+    // the survivor: at most the one delivery in flight at the kill.
+    assert!(
+        accepted.len() <= 21,
+        "{} deliveries for 20 notifications",
+        accepted.len()
+    );
+    b.stop().await;
+}
