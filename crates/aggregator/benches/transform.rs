@@ -1,4 +1,5 @@
-//! Limits + decode + transform + encode throughput: one agent batch (as a real host produces) in, one remote write body out.
+//! Limits + decode + transform + encode throughput: one agent batch (as a real host produces) in, one remote write body out;
+//! and the cost of recording the series for `/federate`.
 //!
 //! `cargo bench -p gomon-aggregator --bench transform`; throughput is reported in samples per second.
 
@@ -125,6 +126,31 @@ fn pipeline(c: &mut Criterion) {
                 std::hint::black_box(
                     transform::decode_within(payload, &limits, now_ms).expect("valid batch"),
                 );
+            }
+        })
+    });
+    // The `/federate` store: the same ten hosts' series recorded again, as every batch after a host's first does.
+    let batches: Vec<(
+        String,
+        i64,
+        Vec<gomon_proto::prometheus::TimeSeries>,
+        Vec<i32>,
+    )> = payloads
+        .iter()
+        .map(|payload| {
+            let batch = transform::decode(payload).expect("valid batch");
+            let (host, timestamp_ms) = (batch.host.clone(), batch.timestamp_ms);
+            let kinds = batch.samples.iter().map(|sample| sample.kind).collect();
+            let mut series = Vec::new();
+            transform::append_series(batch, &external, &mut series).expect("valid names");
+            (host, timestamp_ms, series, kinds)
+        })
+        .collect();
+    let latest = gomon_aggregator::sinks::federate::Latest::new(5);
+    group.bench_function("federate_update", |b| {
+        b.iter(|| {
+            for (host, timestamp_ms, series, kinds) in &batches {
+                latest.update(host, *timestamp_ms, series, kinds);
             }
         })
     });

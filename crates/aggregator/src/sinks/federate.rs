@@ -8,7 +8,9 @@
 //! interval is the time between its last two batches.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use foldhash::fast::RandomState;
 use std::sync::Mutex;
 
 use gomon_proto::metrics::v1::sample::Kind;
@@ -19,51 +21,82 @@ use gomon_runtime::selector::Selector;
 /// Interval assumed for a host until its second batch arrives: the agent's default.
 const DEFAULT_INTERVAL_MS: i64 = 20_000;
 
-/// A series' identity: its labels, `__name__` included, sorted by name (as the transform makes them).
+/// A series' identity: its labels, `__name__` included, in the transform's order (sorted by name), kept in one
+/// allocation: each name and value as a 4-byte little-endian length and its bytes. Comparing a batch's series with it
+/// reads one contiguous buffer rather than a string per label.
 #[derive(Debug)]
-struct SeriesKey(Vec<Label>);
+struct SeriesKey(Box<[u8]>);
 
 impl SeriesKey {
+    fn new(labels: &[Label]) -> Self {
+        let size = labels
+            .iter()
+            .map(|label| 8 + label.name.len() + label.value.len())
+            .sum();
+        let mut bytes = Vec::with_capacity(size);
+        for part in labels.iter().flat_map(|label| [&label.name, &label.value]) {
+            // A label longer than 4 GiB cannot come through the message size limit.
+            let length = u32::try_from(part.len()).unwrap_or(u32::MAX);
+            bytes.extend_from_slice(&length.to_le_bytes());
+            bytes.extend_from_slice(part.as_bytes());
+        }
+        Self(bytes.into_boxed_slice())
+    }
+
+    /// Whether `labels` are this series' labels.
+    fn is(&self, labels: &[Label]) -> bool {
+        let mut rest = &self.0[..];
+        for part in labels.iter().flat_map(|label| [&label.name, &label.value]) {
+            let Some((length, after)) = rest.split_first_chunk::<4>() else {
+                return false;
+            };
+            if u32::from_le_bytes(*length) as usize != part.len()
+                || !after.starts_with(part.as_bytes())
+            {
+                return false;
+            }
+            rest = &after[part.len()..];
+        }
+        rest.is_empty()
+    }
+
+    /// Every label, `__name__` included, as (name, value).
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut rest = &self.0[..];
+        let mut next = move || {
+            let (length, after) = rest.split_first_chunk::<4>()?;
+            let length = u32::from_le_bytes(*length) as usize;
+            let (part, after) = after.split_at_checked(length)?;
+            rest = after;
+            std::str::from_utf8(part).ok()
+        };
+        std::iter::from_fn(move || Some((next()?, next()?)))
+    }
+
     fn name(&self) -> &str {
         self.label("__name__").unwrap_or("")
     }
 
     fn label(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|label| label.name == name)
-            .map(|label| label.value.as_str())
+        self.pairs()
+            .find(|(label, _)| *label == name)
+            .map(|(_, value)| value)
     }
 
     /// The labels other than `__name__`, in order.
     fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .iter()
-            .filter(|label| label.name != "__name__")
-            .map(|label| (label.name.as_str(), label.value.as_str()))
+        self.pairs().filter(|(name, _)| *name != "__name__")
     }
 }
 
-impl PartialEq for SeriesKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.len() == other.0.len()
-            && self
-                .0
-                .iter()
-                .zip(&other.0)
-                .all(|(a, b)| a.name == b.name && a.value == b.value)
+/// The hash of a series' labels, the key of its bucket in [`Host::series`].
+fn labels_hash(state: &RandomState, labels: &[Label]) -> u64 {
+    let mut hasher = state.build_hasher();
+    for label in labels {
+        label.name.hash(&mut hasher);
+        label.value.hash(&mut hasher);
     }
-}
-
-impl Eq for SeriesKey {}
-
-impl Hash for SeriesKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        for label in &self.0 {
-            label.name.hash(state);
-            label.value.hash(state);
-        }
-    }
+    hasher.finish()
 }
 
 #[derive(Debug)]
@@ -77,7 +110,9 @@ struct Point {
 struct Host {
     last_ms: i64,
     interval_ms: i64,
-    series: HashMap<SeriesKey, Point>,
+    /// The series by the hash of their labels: a batch updates the series it has seen before without copying
+    /// their labels again.
+    series: HashMap<u64, Vec<(SeriesKey, Point)>>,
 }
 
 impl Host {
@@ -101,6 +136,7 @@ fn family_type(kind: i32) -> FamilyType {
 pub struct Latest {
     stale_intervals: u32,
     hosts: Mutex<HashMap<String, Host>>,
+    hasher: RandomState,
 }
 
 impl Latest {
@@ -109,6 +145,7 @@ impl Latest {
         Self {
             stale_intervals,
             hosts: Mutex::new(HashMap::new()),
+            hasher: RandomState::default(),
         }
     }
 
@@ -131,21 +168,28 @@ impl Latest {
         };
         state.last_ms = timestamp_ms;
         for (one, kind) in series.iter().zip(kinds) {
-            if let Some(sample) = one.samples.last() {
-                state.series.insert(
-                    SeriesKey(one.labels.clone()),
-                    Point {
-                        kind: family_type(*kind),
-                        value: sample.value,
-                        timestamp_ms: sample.timestamp,
-                    },
-                );
+            let Some(sample) = one.samples.last() else {
+                continue;
+            };
+            let point = Point {
+                kind: family_type(*kind),
+                value: sample.value,
+                timestamp_ms: sample.timestamp,
+            };
+            let bucket = state
+                .series
+                .entry(labels_hash(&self.hasher, &one.labels))
+                .or_default();
+            match bucket.iter_mut().find(|(key, _)| key.is(&one.labels)) {
+                Some((_, known)) => *known = point,
+                None => bucket.push((SeriesKey::new(&one.labels), point)),
             }
         }
         let stale_before = state.last_ms - state.staleness_ms(self.stale_intervals);
-        state
-            .series
-            .retain(|_, point| point.timestamp_ms > stale_before);
+        state.series.retain(|_, bucket| {
+            bucket.retain(|(_, point)| point.timestamp_ms > stale_before);
+            !bucket.is_empty()
+        });
     }
 
     /// Forgets the hosts silent for `stale_intervals` of their intervals at `now_ms`.
@@ -162,7 +206,7 @@ impl Latest {
         let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         let mut selected: Vec<(&str, &SeriesKey, &Point)> = Vec::new();
         for host in hosts.values() {
-            for (key, point) in &host.series {
+            for (key, point) in host.series.values().flatten() {
                 if selectors.is_empty()
                     || selectors
                         .iter()
@@ -200,7 +244,11 @@ impl Latest {
     /// How many series are held.
     pub fn len(&self) -> usize {
         let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-        hosts.values().map(|host| host.series.len()).sum()
+        hosts
+            .values()
+            .flat_map(|host| host.series.values())
+            .map(Vec::len)
+            .sum()
     }
 
     /// How many hosts are held.
@@ -245,6 +293,24 @@ mod tests {
             value,
             timestamp,
         )
+    }
+
+    #[test]
+    fn a_series_key_is_its_labels_exactly() {
+        let label = |name: &str, value: &str| Label {
+            name: name.into(),
+            value: value.into(),
+        };
+        let labels = [label("__name__", "up"), label("a", "b\0c"), label("d", "")];
+        let key = SeriesKey::new(&labels);
+        assert!(key.is(&labels));
+        assert_eq!(key.name(), "up");
+        assert_eq!(key.label("a"), Some("b\0c"));
+        assert_eq!(key.labels().collect::<Vec<_>>(), [("a", "b\0c"), ("d", "")]);
+        // Where one part ends matters, and so does every label.
+        assert!(!key.is(&[label("__name__", "up"), label("ab", "\0c"), label("d", "")]));
+        assert!(!key.is(&labels[..2]));
+        assert!(!SeriesKey::new(&labels[..2]).is(&labels));
     }
 
     #[test]
