@@ -10,7 +10,7 @@ command -v cc >/dev/null || missing+=(gcc)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 install_packages up.sh "${missing[@]}"
-# The `quick` profile: minutes from a fresh clone, where the image's release profile (whole-program optimisation)
-# takes over ten on two cores.
+# The `quick` profile: about four minutes from a fresh clone, where the image's release profile (whole-program
+# optimisation) takes over ten on two cores.
 cargo build --profile quick -q -p gomon
 exec target/quick/gomon up "$@"
