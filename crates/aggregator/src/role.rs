@@ -1,7 +1,7 @@
 //! The `gomon aggregator` role: the Kafka source, the pipeline and the HTTP endpoints.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::AggregatorConfig;
 use crate::metrics::Metrics;
-use crate::pipeline::{self, Limits, SinkHealth, SinkState, Sinks, Source};
+use crate::pipeline::{self, Limits, SinkHealth, SinkState, Sinks, Source, now_ms};
 use crate::sinks::federate::Latest;
 use crate::sinks::remote_write::RemoteWriter;
 use crate::sources::kafka::{DeadLetterHealth, KafkaSource};
@@ -70,13 +70,6 @@ async fn serve_federate(
             (StatusCode::SERVICE_UNAVAILABLE, "federate is unavailable\n").into_response()
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// How often hosts gone silent leave `/federate`'s store, scraped or not.
