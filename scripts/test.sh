@@ -22,6 +22,7 @@ install_packages test.sh "${missing[@]}"
 
 # The Kafka-protocol broker the agent's and the aggregator's tests use (an eight-minute build, done once per machine).
 install_tansu test.sh
+install_cargo_deny test.sh
 
 . scripts/lib/postgres.sh
 trap stop_postgres EXIT
@@ -29,6 +30,14 @@ start_postgres
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The dependency policy of deny.toml: licences, banned and duplicate crates, sources.
+cargo deny --log-level error check --hide-inclusion-graph --show-stats licenses bans sources
+# Advisories need the RustSec database from github.com, which not every machine reaches.
+if timeout 120 cargo deny fetch db >/dev/null 2>&1; then
+  cargo deny --offline check --show-stats advisories
+else
+  echo "test.sh: advisories NOT checked: the RustSec advisory database (github.com) cannot be fetched from here"
+fi
 cargo test --workspace 2>&1 | tee target/test-output.log
 # cargo test's own summary is per test binary; print one line for the whole run.
 awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }

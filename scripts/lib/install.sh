@@ -19,11 +19,24 @@ install_packages() {
 # install_tansu WHO: the Kafka-protocol broker tansu, built with cargo when missing (about eight minutes, once per
 # machine; it lands in ~/.cargo/bin).
 install_tansu() {
+  cargo_bin_on_path
+  command -v tansu >/dev/null && return 0
+  echo "$1: installing tansu (Kafka-compatible broker) with cargo, about eight minutes"
+  cargo install --quiet tansu --features dynostore
+}
+
+# cargo-deny, the dependency policy check (deny.toml), installed once per machine.
+install_cargo_deny() {
+  cargo_bin_on_path
+  command -v cargo-deny >/dev/null && return 0
+  echo "$1: installing cargo-deny with cargo, about three minutes"
+  cargo install --quiet --locked cargo-deny --version 0.20.2
+}
+
+# Puts ~/.cargo/bin, where cargo installs programs, on PATH.
+cargo_bin_on_path() {
   case ":$PATH:" in
     *":$HOME/.cargo/bin:"*) ;;
     *) export PATH="$PATH:$HOME/.cargo/bin" ;;
   esac
-  command -v tansu >/dev/null && return 0
-  echo "$1: installing tansu (Kafka-compatible broker) with cargo, about eight minutes"
-  cargo install --quiet tansu --features dynostore
 }

@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn yaml_with_humantime_durations_and_unknown_keys() {
-        let config: AgentConfig = serde_yaml::from_str(
+        let config: AgentConfig = yaml_serde::from_str(
             "proc_root: /host/proc\ninterval: 1m\nfilesystem_timeout: 250ms\n",
         )
         .expect("valid");
@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(config.sys_root, PathBuf::from("/sys"));
         assert_eq!(config.interval, Duration::from_secs(60));
         assert_eq!(config.filesystem_timeout, Duration::from_millis(250));
-        let error = serde_yaml::from_str::<AgentConfig>("procroot: /x\n")
+        let error = yaml_serde::from_str::<AgentConfig>("procroot: /x\n")
             .expect_err("unknown key")
             .to_string();
         assert!(error.contains("procroot"), "{error}");

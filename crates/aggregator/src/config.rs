@@ -281,7 +281,7 @@ impl AggregatorConfig {
         )
         .map_err(|error| error.within("aggregator.kafka"))?;
         for name in self.external_labels.keys() {
-            if !crate::transform::valid_label_name(name) || name == "__name__" {
+            if !gomon_runtime::selector::valid_label_name(name) || name == "__name__" {
                 return Err(KeyError::new(
                     format!("aggregator.external_labels.{name}"),
                     "is not a valid label name",

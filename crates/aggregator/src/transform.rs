@@ -4,6 +4,8 @@
 use gomon_proto::MetricBatch;
 use gomon_proto::prometheus::{Label, Sample, TimeSeries};
 
+use gomon_runtime::selector::{valid_label_name, valid_metric_name};
+
 use crate::config::LimitsConfig;
 
 /// Why a message is set aside instead of written (the `reason` label of `aggregator_messages_invalid_total`).
@@ -71,20 +73,6 @@ impl Invalid {
             Invalid::FutureTimestamp => "future_timestamp",
         }
     }
-}
-
-/// `[a-zA-Z_:][a-zA-Z0-9_:]*`
-pub fn valid_metric_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_' | b':'))
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
-}
-
-/// `[a-zA-Z_][a-zA-Z0-9_]*`
-pub fn valid_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Decodes a Kafka message's value into a batch.
@@ -487,18 +475,5 @@ mod tests {
             .map(|invalid| invalid.reason())
             .collect();
         assert_eq!(reasons.len(), Invalid::ALL.len());
-    }
-
-    #[test]
-    fn names_follow_prometheus_rules() {
-        for good in ["a", "node_cpu_seconds_total", ":recorded:rule", "_x9"] {
-            assert!(valid_metric_name(good), "{good}");
-        }
-        for bad in ["", "9a", "a-b", "a b", "é"] {
-            assert!(!valid_metric_name(bad), "{bad}");
-        }
-        assert!(valid_label_name("mountpoint"));
-        assert!(!valid_label_name("a:b"));
-        assert!(!valid_label_name(""));
     }
 }

@@ -34,7 +34,7 @@ pub use store::Store;
 
 /// Opens the store, retrying while the database cannot be reached, until `shutdown` fires.
 pub async fn open_store(
-    config: &config::DatabaseConfig,
+    config: &store::DatabaseConfig,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<Store>> {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
@@ -103,7 +103,12 @@ pub async fn run_with_routes(
     shutdown: Shutdown,
     extra: axum::Router,
 ) -> anyhow::Result<()> {
-    let auth = api::Auth::new(config.auth.load_tokens()?);
+    let auth = api::Auth::new(
+        config
+            .auth
+            .load_tokens()
+            .map_err(|error| error.within("alerting.auth"))?,
+    );
     let address = config.listen_addr(auth.enabled());
     let listener = TcpListener::bind(address)
         .await

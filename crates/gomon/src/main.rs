@@ -113,12 +113,13 @@ fn main() -> ExitCode {
         }
     };
     let checked = match cli.role {
-        Role::Alerting => config.alerting.check(),
+        Role::Alerting => config.alerting.check().map_err(anyhow::Error::from),
         Role::Agent => config.agent.check().map_err(anyhow::Error::from),
         Role::Aggregator => config.aggregator.check().map_err(anyhow::Error::from),
         Role::Up => config
             .alerting
             .check()
+            .map_err(anyhow::Error::from)
             .and_then(|()| Ok(config.agent.check()?))
             .and_then(|()| Ok(config.aggregator.check()?)),
     };

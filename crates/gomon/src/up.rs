@@ -47,7 +47,12 @@ pub(crate) async fn run(
         config.alerting.kubernetes.enabled = found.is_some();
         found
     };
-    let authenticated = !config.alerting.auth.load_tokens()?.is_empty();
+    let authenticated = !config
+        .alerting
+        .auth
+        .load_tokens()
+        .map_err(|error| error.within("alerting.auth"))?
+        .is_empty();
     let address = config.alerting.listen_addr(authenticated);
     let aggregator = Aggregator::new(&config.aggregator, &registry)?;
     let host_metrics = aggregator.federate_router();

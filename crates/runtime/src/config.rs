@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::Path;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Yaml};
+use figment::providers::{Env, Format, Serialized};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +45,19 @@ impl From<&str> for Secret {
 impl From<String> for Secret {
     fn from(value: String) -> Self {
         Self(value)
+    }
+}
+
+/// The configuration file's format for figment: YAML, read by the maintained `yaml_serde`.
+struct Yaml;
+
+impl Format for Yaml {
+    type Error = yaml_serde::Error;
+
+    const NAME: &'static str = "YAML";
+
+    fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, Self::Error> {
+        yaml_serde::from_str(text)
     }
 }
 

@@ -1,5 +1,5 @@
-//! Label matchers and Prometheus series selectors (`name{label="value",other=~"re.*"}`), with regular expressions
-//! anchored at both ends and bounded in size, as every matcher of GoMon compiles them.
+//! Prometheus metric and label names, label matchers and series selectors (`name{label="value",other=~"re.*"}`),
+//! with regular expressions anchored at both ends and bounded in size, as every matcher of GoMon compiles them.
 
 use regex::{Regex, RegexBuilder};
 
@@ -17,6 +17,20 @@ pub fn anchored_regex(pattern: &str) -> Result<Regex, regex::Error> {
         .size_limit(MAX_REGEX_BYTES)
         .dfa_size_limit(MAX_REGEX_BYTES)
         .build()
+}
+
+/// A valid metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`
+pub fn valid_metric_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_' | b':'))
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+}
+
+/// A valid label name: `[a-zA-Z_][a-zA-Z0-9_]*`
+pub fn valid_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// How a label matcher compares.
@@ -296,5 +310,18 @@ mod tests {
         assert!(error.contains("at most 32"), "{error}");
         let long = format!("{{host=\"{}\"}}", "x".repeat(MAX_SELECTOR_BYTES));
         assert!(Selector::parse(&long).is_err());
+    }
+
+    #[test]
+    fn names_follow_prometheus_rules() {
+        for good in ["a", "node_cpu_seconds_total", ":recorded:rule", "_x9"] {
+            assert!(valid_metric_name(good), "{good}");
+        }
+        for bad in ["", "9a", "a-b", "a b", "é"] {
+            assert!(!valid_metric_name(bad), "{bad}");
+        }
+        assert!(valid_label_name("mountpoint"));
+        assert!(!valid_label_name("a:b"));
+        assert!(!valid_label_name(""));
     }
 }

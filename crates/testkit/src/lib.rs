@@ -2,7 +2,7 @@
 //! dropped: a Kafka-protocol broker ([`Broker`], tansu in memory; [`tls::TlsBroker`] behind stunnel for TLS),
 //! [`VictoriaMetrics`] and [`Prometheus`]; and a fake Slack
 //! ([`slack::FakeSlack`]) speaking Slack's webhook and Web API wire formats, and an OTLP/HTTP trace receiver
-//! ([`otlp::OtlpReceiver`]).
+//! ([`otlp::OtlpReceiver`]); a TCP [`proxy::Proxy`] that cuts or freezes the way to a real server.
 //!
 //! A missing program is a test failure with the command that installs it, never a skip; `scripts/test.sh`
 //! installs them all.
@@ -16,6 +16,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
 pub mod otlp;
+pub mod proxy;
 pub mod slack;
 pub mod tls;
 

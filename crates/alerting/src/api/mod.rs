@@ -22,7 +22,7 @@ use prometheus::Registry;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
-pub use auth::Auth;
+pub use auth::{Access, ApiToken, Auth, AuthConfig};
 pub use error::{ApiError, ErrorBody};
 
 use crate::pods::WatcherHealth;

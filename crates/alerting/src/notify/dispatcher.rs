@@ -449,11 +449,11 @@ mod tests {
     #[test]
     fn the_former_backoff_keys_are_still_read() {
         let config: OutboxConfig =
-            serde_yaml::from_str("backoff_initial: 2s\nbackoff_max: 9s\n").expect("former keys");
+            yaml_serde::from_str("backoff_initial: 2s\nbackoff_max: 9s\n").expect("former keys");
         assert_eq!(config.min_backoff, Duration::from_secs(2));
         assert_eq!(config.max_backoff, Duration::from_secs(9));
         let config: OutboxConfig =
-            serde_yaml::from_str("min_backoff: 3s\nmax_backoff: 7s\n").expect("keys");
+            yaml_serde::from_str("min_backoff: 3s\nmax_backoff: 7s\n").expect("keys");
         assert_eq!(config.min_backoff, Duration::from_secs(3));
         assert_eq!(config.max_backoff, Duration::from_secs(7));
     }

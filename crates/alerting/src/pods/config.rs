@@ -337,7 +337,7 @@ mod tests {
         let yaml = "enabled: true\nnamespaces: [monitoring]\nrestart_thresholds: {monitoring: 2}\n\
                     stabilization_window: 1m\nseverity_rules:\n  - {namespaces: [monitoring], apps: ['kafka*'], \
                     labels: {tier: data}, severity: P1}\nleader_election: {lease_duration: 20s, renew_interval: 2s}\n";
-        let config: KubernetesConfig = serde_yaml::from_str(yaml).expect("parses");
+        let config: KubernetesConfig = yaml_serde::from_str(yaml).expect("parses");
         assert!(config.enabled);
         assert_eq!(config.restart_threshold_for("monitoring"), 2);
         assert_eq!(config.stabilization_window, Duration::from_secs(60));
@@ -347,7 +347,7 @@ mod tests {
             "gomon-alerting-kube-watcher"
         );
         assert!(config.check().is_ok());
-        let error = serde_yaml::from_str::<KubernetesConfig>("namespace: [monitoring]")
+        let error = yaml_serde::from_str::<KubernetesConfig>("namespace: [monitoring]")
             .expect_err("misspelt key")
             .to_string();
         assert!(error.contains("unknown field `namespace`"), "{error}");

@@ -7,6 +7,7 @@
 
 #[macro_use]
 mod rows;
+mod config;
 mod pg_bulk;
 mod sql;
 mod writer;
@@ -21,7 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::config::DatabaseConfig;
+pub use config::DatabaseConfig;
+
 use crate::error::{Error, Result};
 use crate::model::{
     Alert, AlertFilter, AlertPage, AuditEntry, NewNotification, Notification, NotificationStatus,
@@ -129,7 +131,10 @@ fn store_span(database: &'static str, method: &'static str) -> tracing::Span {
 impl Store {
     /// Opens the store `config` names and brings its schema up to date.
     pub async fn open(config: &DatabaseConfig) -> anyhow::Result<Store> {
-        match config.postgres_url()? {
+        match config
+            .postgres_url()
+            .map_err(|error| error.within("alerting.database"))?
+        {
             Some(url) => {
                 let options = PgConnectOptions::from_str(&url)
                     .map_err(|error| anyhow::anyhow!("alerting.database.url: {error}"))?

@@ -501,7 +501,7 @@ async fn get_alerts_filters_and_status_answers(backend: Backend) {
     assert!(status_body["versionInfo"]["version"].is_string());
     // The configuration GoMon runs with, as Alertmanager YAML.
     let original = status_body["config"]["original"].as_str().expect("config");
-    let config: serde_yaml::Value = serde_yaml::from_str(original).expect("YAML");
+    let config: yaml_serde::Value = yaml_serde::from_str(original).expect("YAML");
     assert_eq!(config["global"]["resolve_timeout"], "5m", "{original}");
     assert_eq!(config["route"]["receiver"], "gomon", "{original}");
     assert!(original.contains("critical: P1"), "{original}");

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::support::{Backend, Database, Server, alert};
-use gomon_alerting::config::{Access, ApiToken};
+use gomon_alerting::api::{Access, ApiToken};
 use serde_json::{Value, json};
 
 on_both_stores!(
@@ -1200,7 +1200,7 @@ async fn postgres_outage_is_503_then_recovers() {
         .and_then(|rest| rest.split('/').next())
         .expect("host:port")
         .to_owned();
-    let proxy = support::Proxy::start(address.clone()).await;
+    let proxy = gomon_testkit::proxy::Proxy::start(address.clone()).await;
     let mut config = database.config.clone();
     config.url = Some(
         real_url
@@ -1385,7 +1385,7 @@ async fn a_full_disk_under_sqlite_answers_503_with_retry_after() {
         }
     }
     let _unmount = Unmount(mount.path().to_path_buf());
-    let config = gomon_alerting::config::DatabaseConfig {
+    let config = gomon_alerting::store::DatabaseConfig {
         data_dir: mount.path().join("data"),
         ..Database::new(Backend::Sqlite).await.config
     };

@@ -3,7 +3,7 @@
 
 use crate::support;
 use crate::support::{Backend, Database, Server};
-use gomon_alerting::config::{Access, ApiToken};
+use gomon_alerting::api::{Access, ApiToken};
 use serde_json::{Value, json};
 
 on_both_stores!(

@@ -6,7 +6,6 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use crate::support::kube::{FakeKube, fixture};
-use crate::support::slack::FakeSlack;
 use crate::support::{Backend, Database, Server};
 use chrono::{DateTime, Utc};
 use gomon_alerting::Config;
@@ -14,6 +13,7 @@ use gomon_alerting::model::Severity;
 use gomon_alerting::pods::KubernetesConfig;
 use gomon_alerting::pods::pod::{self, RestartHistory, Workload};
 use gomon_alerting::pods::state::{AlertKey, Tracker};
+use gomon_testkit::slack::FakeSlack;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
@@ -346,7 +346,7 @@ fn severity_follows_the_seeds_rules_by_app_label_then_name() {
     let mut custom = config.clone();
     custom.severity_rules.insert(
         0,
-        serde_yaml::from_str(
+        yaml_serde::from_str(
             "{namespaces: [kube-system], labels: {k8s-app: kube-dns}, severity: P1}",
         )
         .expect("rule"),

@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::support::slack::{Behaviour, FakeSlack, Received};
 use crate::support::{Backend, Database, Server, alert};
 use gomon_alerting::Config;
 use gomon_alerting::notify::breaker::BreakerConfig;
 use gomon_alerting::notify::dispatcher::OutboxConfig;
 use gomon_alerting::notify::slack::Route;
+use gomon_testkit::slack::{Behaviour, FakeSlack, Received};
 use serde_json::{Value, json};
 
 on_both_stores!(

@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::slack::{Behaviour, CHANNEL_ID, FakeSlack, WEBHOOK_PATH};
 use gomon_alerting::model::{NewAlert, Severity, now};
 use gomon_alerting::notify::slack::{
     Event, Message, SendOutcome, SlackClient, SlackConfig, render,
 };
+use gomon_testkit::slack::{Behaviour, CHANNEL_ID, FakeSlack, WEBHOOK_PATH};
 
 const TOKEN: &str = "xoxb-0000-secret-token";
 

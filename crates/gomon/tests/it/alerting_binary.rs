@@ -477,69 +477,6 @@ fn an_api_open_by_accident_does_not_start() {
     assert!(live, "anonymous on 0.0.0.0 serves");
 }
 
-/// A TCP proxy to `upstream` that can be frozen: while it is, connections are accepted and bytes read, but nothing
-/// is passed on in either direction, as with a database host that stopped answering without closing anything.
-struct FreezableProxy {
-    port: u16,
-    frozen: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl FreezableProxy {
-    fn start(upstream: String) -> FreezableProxy {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy listener");
-        let port = listener.local_addr().expect("proxy address").port();
-        let frozen = Arc::new(AtomicBool::new(false));
-        let pass = |mut from: std::net::TcpStream,
-                    mut to: std::net::TcpStream,
-                    frozen: Arc<AtomicBool>| {
-            use std::io::{Read, Write};
-            let mut buffer = [0u8; 16384];
-            while let Ok(read) = from.read(&mut buffer) {
-                if read == 0 {
-                    break;
-                }
-                while frozen.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                if to.write_all(&buffer[..read]).is_err() {
-                    break;
-                }
-            }
-            let _ = to.shutdown(std::net::Shutdown::Both);
-        };
-        let shared = frozen.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().map_while(Result::ok) {
-                let frozen = shared.clone();
-                let upstream = upstream.clone();
-                std::thread::spawn(move || {
-                    while frozen.load(Ordering::SeqCst) {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    let Ok(server) = std::net::TcpStream::connect(&upstream) else {
-                        return;
-                    };
-                    let (Ok(client_side), Ok(server_side)) =
-                        (client.try_clone(), server.try_clone())
-                    else {
-                        return;
-                    };
-                    let back = frozen.clone();
-                    std::thread::spawn(move || pass(server_side, client_side, back));
-                    pass(client, server, frozen);
-                });
-            }
-        });
-        FreezableProxy { port, frozen }
-    }
-
-    fn freeze(&self, frozen: bool) {
-        self.frozen
-            .store(frozen, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 /// SIGTERM while PostgreSQL has stopped answering (a request waits on it) and Slack hangs on a delivery: the
 /// service exits within `alerting.shutdown_timeout` plus a second, and the notification it could not deliver is
 /// delivered after the restart.
@@ -556,7 +493,7 @@ fn sigterm_stops_in_time_with_the_database_and_slack_hanging_and_the_notificatio
         .rsplit_once('@')
         .map_or(server, |(_, address)| address)
         .to_owned();
-    let proxy = FreezableProxy::start(upstream);
+    let proxy = runtime.block_on(gomon_testkit::proxy::Proxy::start(upstream));
     let env = [
         (
             "GOMON_ALERTING__DATABASE__URL",
@@ -584,7 +521,7 @@ fn sigterm_stops_in_time_with_the_database_and_slack_hanging_and_the_notificatio
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    proxy.freeze(true);
+    proxy.freeze();
     let waiting = Command::new("curl")
         .args([
             "-s",
@@ -627,7 +564,7 @@ fn sigterm_stops_in_time_with_the_database_and_slack_hanging_and_the_notificatio
     );
 
     // The database answers again, Slack too: the notification left in the outbox goes out after the restart.
-    proxy.freeze(false);
+    proxy.restore();
     slack.set(gomon_testkit::slack::Behaviour::Ok);
     let again = Gomon::start(&env);
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -87,13 +87,8 @@ impl SlackConfig {
     }
 
     /// Checks what types alone cannot: secrets readable and set once, URLs valid, routes complete, durations in
-    /// range. The message names the key and never contains a secret.
+    /// range. The error names the key within this section and never contains a secret.
     pub fn check(&self) -> Result<(), KeyError> {
-        self.check_values()
-            .map_err(|error| error.within("alerting.slack"))
-    }
-
-    fn check_values(&self) -> Result<(), KeyError> {
         if self.webhook_url()?.is_some_and(|url| !is_http_url(&url)) {
             return Err(KeyError::new("webhook_url", "not an http(s) URL"));
         }
@@ -195,7 +190,7 @@ mod tests {
 
     #[test]
     fn configuration_parses_with_defaults_and_refuses_unknown_keys() {
-        let config: SlackConfig = serde_yaml::from_str(
+        let config: SlackConfig = yaml_serde::from_str(
             "bot_token: xoxb-1\ntimeout: 3s\nroutes:\n  - severities: [P1]\n    channel: '#pager'\ncircuit_breaker:\n  failure_threshold: 2\n",
         )
         .expect("parse");
@@ -204,15 +199,19 @@ mod tests {
         assert_eq!(config.circuit_breaker.failure_threshold, 2);
         assert_eq!(config.channel_for(Severity::P1), Some("#pager"));
         assert!(config.check().is_ok());
-        assert!(serde_yaml::from_str::<SlackConfig>("webhook: x").is_err());
-        assert!(serde_yaml::from_str::<SlackConfig>("routes: [{channel: '#a'}]").is_err());
+        assert!(yaml_serde::from_str::<SlackConfig>("webhook: x").is_err());
+        assert!(yaml_serde::from_str::<SlackConfig>("routes: [{channel: '#a'}]").is_err());
     }
 
     #[test]
     fn check_names_the_key_and_never_the_secret() {
         assert!(SlackConfig::default().check().is_ok());
         let expect_error = |config: SlackConfig, key: &str| {
-            let error = config.check().expect_err(key).to_string();
+            let error = config
+                .check()
+                .expect_err(key)
+                .within("alerting.slack")
+                .to_string();
             assert!(error.contains(key), "{error}");
             assert!(!error.contains("hunter2"), "{error}");
         };
@@ -300,7 +299,11 @@ mod tests {
             Some("xoxb-hunter2")
         );
         std::fs::write(&path, "  \n").expect("write empty token");
-        let error = config.check().expect_err("empty file").to_string();
+        let error = config
+            .check()
+            .expect_err("empty file")
+            .within("alerting.slack")
+            .to_string();
         assert!(error.contains("alerting.slack.bot_token_file"), "{error}");
     }
 }

@@ -17,16 +17,15 @@ macro_rules! on_both_stores {
 }
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gomon_alerting::api::{self, Auth};
-use gomon_alerting::config::{ApiToken, DatabaseConfig};
+use gomon_alerting::api::{self, ApiToken, Auth};
+use gomon_alerting::store::DatabaseConfig;
 use gomon_alerting::{AlertService, Store};
 use gomon_runtime::http::SharedListener;
 use gomon_runtime::shutdown::{Shutdown, Trigger};
 use tempfile::TempDir;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// Which database a test runs on.
@@ -263,60 +262,7 @@ pub(crate) fn alert(title: &str) -> serde_json::Value {
     serde_json::json!({"source": "api", "severity": "P2", "title": title})
 }
 
-/// A TCP proxy in front of a server that can be cut (every connection dropped, new ones refused) and restored,
-/// to see what the service does when its database goes away.
-pub(crate) struct Proxy {
-    pub port: u16,
-    up: Arc<AtomicBool>,
-    generation: Arc<tokio::sync::watch::Sender<u64>>,
-}
-
-impl Proxy {
-    pub(crate) async fn start(target: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let port = listener.local_addr().expect("proxy address").port();
-        let up = Arc::new(AtomicBool::new(true));
-        let (generation, _) = tokio::sync::watch::channel(0u64);
-        let generation = Arc::new(generation);
-        let (accept_up, accept_generation) = (up.clone(), generation.clone());
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !accept_up.load(Ordering::SeqCst) {
-                    continue; // dropped: connection refused in effect
-                }
-                let target = target.clone();
-                let mut cut = accept_generation.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Proxy {
-            port,
-            up,
-            generation,
-        }
-    }
-
-    /// Drops every open connection and refuses new ones.
-    pub(crate) fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.generation.send_modify(|g| *g += 1);
-    }
-
-    /// Lets connections through again.
-    pub(crate) fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
 pub(crate) mod kube;
-pub(crate) mod slack;
 
 /// POSTs `body` to `path` until it answers `status` (within 10 s); fails otherwise.
 pub(crate) async fn eventually_status(

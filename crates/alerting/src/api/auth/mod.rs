@@ -10,7 +10,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use crate::config::{Access, ApiToken};
+
+mod config;
+
+pub use config::{Access, ApiToken, AuthConfig};
 
 /// The configured tokens; empty means every request is allowed.
 #[derive(Clone, Debug, Default)]
