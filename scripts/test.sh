@@ -16,6 +16,8 @@ command -v make >/dev/null || missing+=(make)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v stunnel >/dev/null || missing+=(stunnel4)   # TLS in front of tansu in the Kafka TLS tests
+[ -x /usr/bin/chromium ] || missing+=(chromium)           # the console's tests drive a real browser
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 . scripts/lib/install.sh
 install_packages test.sh "${missing[@]}"
 # The Debian package may start a cluster of its own; the tests use their own server and leave it alone.

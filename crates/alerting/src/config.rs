@@ -7,6 +7,7 @@ use gomon_runtime::config::KeyError;
 use serde::{Deserialize, Serialize};
 
 use crate::api::AuthConfig;
+use crate::console::ConsoleConfig;
 use crate::notify::dispatcher::OutboxConfig;
 use crate::notify::slack::SlackConfig;
 use crate::pods::KubernetesConfig;
@@ -41,6 +42,8 @@ pub struct Config {
     pub kubernetes: KubernetesConfig,
     /// How alerts of the Alertmanager API (Prometheus, vmalert) are mapped and expired.
     pub alertmanager: AlertmanagerConfig,
+    /// The web console at `/`.
+    pub console: ConsoleConfig,
     /// Sources of the REST API counted under their own name in `alerting_alerts_created_total`, besides GoMon's
     /// own (`api`, `kubernetes`, `prometheus`, `vmalert`, `alertmanager`, `grafana`); others count as `other`.
     pub sources: Vec<String>,
@@ -59,6 +62,7 @@ impl Default for Config {
             outbox: OutboxConfig::default(),
             kubernetes: KubernetesConfig::default(),
             alertmanager: AlertmanagerConfig::default(),
+            console: ConsoleConfig::default(),
             sources: Vec::new(),
         }
     }
@@ -104,6 +108,9 @@ impl Config {
         self.alertmanager
             .check()
             .map_err(|error| error.within("alerting.alertmanager"))?;
+        self.console
+            .check()
+            .map_err(|error| error.within("alerting.console"))?;
         if self.outbox.lease <= self.slack.timeout {
             return Err(KeyError::new(
                 "alerting.outbox.lease",

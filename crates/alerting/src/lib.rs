@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod model;
 pub mod notify;
@@ -93,15 +94,24 @@ pub async fn sweep_expired(service: AlertService, interval: Duration, shutdown: 
 /// `/health/live` meanwhile, and 503 to everything else), serves the API, then stops accepting, finishes in-flight
 /// requests and closes the pool, within `shutdown_timeout` of `shutdown` firing.
 pub async fn run(config: Config, registry: Registry, shutdown: Shutdown) -> anyhow::Result<()> {
-    run_with_routes(config, registry, shutdown, axum::Router::new()).await
+    run_with(config, registry, shutdown, Neighbours::default()).await
 }
 
-/// [`run`], serving `extra` routes beside the API on the same listener (`gomon up` adds the host metrics).
-pub async fn run_with_routes(
+/// What a process that runs the alerting service beside other roles (`gomon up`) adds to it.
+#[derive(Default)]
+pub struct Neighbours {
+    /// Routes served beside the API on the same listener (the aggregator's `/federate`).
+    pub routes: axum::Router,
+    /// The hosts' recent metrics, kept by the aggregator in the same process, for the console's Hosts page.
+    pub hosts: Option<Arc<dyn console::hosts::HostHistory>>,
+}
+
+/// [`run`], with what the other roles of the same process add (`gomon up`).
+pub async fn run_with(
     config: Config,
     registry: Registry,
     shutdown: Shutdown,
-    extra: axum::Router,
+    extra: Neighbours,
 ) -> anyhow::Result<()> {
     let auth = api::Auth::new(
         config
@@ -140,8 +150,10 @@ pub async fn run_with_routes(
     let mut service = AlertService::new(store.clone(), &registry)
         .with_alertmanager(config.alertmanager.clone())
         .with_counted_sources(&config.sources);
+    let mut delivery = notify::DeliveryStatus::default();
     let dispatcher = match notify::slack::SlackClient::new(&config.slack)? {
         Some(client) => {
+            delivery = notify::DeliveryStatus::configured();
             let wake = Arc::new(tokio::sync::Notify::new());
             let severities: Vec<model::Severity> = model::Severity::ALL
                 .into_iter()
@@ -160,6 +172,7 @@ pub async fn run_with_routes(
                 config.outbox.clone(),
                 notify_metrics,
                 wake,
+                delivery.clone(),
             );
             // Owned by this future: if it is dropped, the dispatcher stops with it.
             let mut tasks = tokio::task::JoinSet::new();
@@ -202,14 +215,30 @@ pub async fn run_with_routes(
     } else {
         (None, None)
     };
-    let router = api::router_with_watcher(
-        service,
-        registry,
-        auth,
-        config.request_timeout,
-        watcher_health,
-    )
-    .merge(extra);
+    let console = config.console.enabled.then(|| api::ConsoleLinks {
+        jaeger_url: config
+            .console
+            .jaeger_url
+            .clone()
+            .or(config.slack.jaeger_url.clone()),
+        grafana_url: config
+            .console
+            .grafana_url
+            .clone()
+            .or(config.slack.grafana_url.clone()),
+    });
+    let hosts = match extra.hosts {
+        Some(history) => console::hosts::HostSource::Memory(history),
+        None => console::hosts::HostSource::from_config(&config.console),
+    };
+    let components = api::Components {
+        watcher: watcher_health,
+        delivery,
+        console,
+        hosts,
+    };
+    let router = api::router_with(service, registry, auth, config.request_timeout, components)
+        .merge(extra.routes);
     tracing::info!(address = %listener.0.local_addr()?, store = store.describe(), "alerting API listening");
     let stopped = async {
         let served =

@@ -653,6 +653,8 @@ pub struct AlertFilter {
     pub source: Option<String>,
     /// Only alerts carrying every one of these labels with these values.
     pub labels: Vec<(String, String)>,
+    /// Only alerts whose title contains this text, ignoring ASCII case.
+    pub title_contains: Option<String>,
     /// Only alerts created at or after this time.
     pub since: Option<DateTime<Utc>>,
     /// Only alerts created before this time.
@@ -663,6 +665,39 @@ pub struct AlertFilter {
     pub offset: u64,
     /// Resume after this alert (from a previous page's `next_cursor`).
     pub after: Option<Cursor>,
+}
+
+/// How many alerts are open, by status and severity: what `GET /api/v1/alerts/summary` answers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OpenCounts {
+    /// Firing alerts by severity (`{"P1": 2}`); severities with none are absent.
+    pub firing: BTreeMap<String, u64>,
+    /// Acknowledged alerts by severity.
+    pub acknowledged: BTreeMap<String, u64>,
+}
+
+impl OpenCounts {
+    /// The counts of `rows` (status, severity, count); resolved rows are ignored.
+    pub fn new(rows: &[(Status, Severity, u64)]) -> Self {
+        let mut counts = Self::default();
+        for (status, severity, count) in rows {
+            let by_severity = match status {
+                Status::Firing => &mut counts.firing,
+                Status::Acknowledged => &mut counts.acknowledged,
+                Status::Resolved => continue,
+            };
+            *by_severity.entry(severity.as_str().to_owned()).or_default() += count;
+        }
+        counts
+    }
+
+    /// Open alerts of `severity`, firing or acknowledged.
+    pub fn open(&self, severity: Severity) -> u64 {
+        [&self.firing, &self.acknowledged]
+            .iter()
+            .filter_map(|by_severity| by_severity.get(severity.as_str()))
+            .sum()
+    }
 }
 
 /// Position in the newest-first order: the last alert of a page.

@@ -13,7 +13,8 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use crate::model::Notification;
 use crate::model::{
-    self, Alert, AlertFilter, AlertPage, AuditEntry, Change, NewAlert, NewNotification, Severity,
+    self, Alert, AlertFilter, AlertPage, AuditEntry, Change, NewAlert, NewNotification, OpenCounts,
+    Severity,
 };
 use crate::rule_engines::{AlertmanagerConfig, GrafanaAlert, PostableAlert, Rejection, RuleAlert};
 use crate::silence::{PostableSilence, Silence, SilenceAction, alert_labels};
@@ -681,18 +682,39 @@ impl AlertService {
         self.metrics
             .outbox_pending
             .set(self.store.pending_notifications().await?);
-        let counts = self.store.open_by_severity().await?;
+        self.open_counts().await?;
+        Ok(())
+    }
+
+    /// Notifications waiting in the outbox.
+    pub async fn pending_notifications(&self) -> Result<i64> {
+        self.store.pending_notifications().await
+    }
+
+    /// How many alerts are open, by status and severity; sets `alerting_active_alerts` on the way.
+    pub async fn open_counts(&self) -> Result<OpenCounts> {
+        let counts = OpenCounts::new(&self.store.open_counts().await?);
         for severity in Severity::ALL {
-            let count = counts
-                .iter()
-                .find(|(s, _)| *s == severity)
-                .map_or(0, |(_, count)| *count);
             self.metrics
                 .active
                 .with_label_values(&[severity.as_str()])
-                .set(count);
+                .set(i64::try_from(counts.open(severity)).unwrap_or(i64::MAX));
         }
-        Ok(())
+        Ok(counts)
+    }
+
+    /// The silences that mute alert `id` now or will when they start (expired ones left out).
+    pub async fn silences_of(&self, id: Uuid) -> Result<Vec<Silence>> {
+        let alert = self.get(id).await?;
+        let labels = alert_labels(&alert);
+        let now = model::now();
+        Ok(self
+            .store
+            .silences(Some(now))
+            .await?
+            .into_iter()
+            .filter(|silence| silence.matchers.iter().all(|m| m.matches(&labels)))
+            .collect())
     }
 }
 

@@ -132,8 +132,16 @@ pub(crate) async fn run(
         }
     });
     let pipeline = tokio::spawn(aggregator.run(QueueSource::new(queued), stopping.clone()));
-    let alerting =
-        gomon_alerting::run_with_routes(config.alerting, registry, stopping, host_metrics).await;
+    let alerting = gomon_alerting::run_with(
+        config.alerting,
+        registry,
+        stopping,
+        gomon_alerting::Neighbours {
+            routes: host_metrics,
+            hosts: None,
+        },
+    )
+    .await;
     stop.fire();
     let agent = agent.await?;
     pipeline.await?;

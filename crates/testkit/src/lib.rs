@@ -15,6 +15,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
+pub mod browser;
 pub mod otlp;
 pub mod proxy;
 pub mod slack;

@@ -11,7 +11,8 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AlertId, JsonBody, OptionalJsonBody};
 use crate::model::{
-    Alert, AlertFilter, AlertPage, AuditEntry, Change, Cursor, NewAlert, Severity, Status,
+    Alert, AlertFilter, AlertPage, AuditEntry, Change, Cursor, NewAlert, OpenCounts, Severity,
+    Status,
 };
 use crate::service::AlertService;
 
@@ -19,6 +20,9 @@ use crate::service::AlertService;
 pub(super) const DEFAULT_LIMIT: u32 = 100;
 /// Largest page size.
 pub(super) const MAX_LIMIT: u32 = 1000;
+
+/// Longest text of the `q` (title contains) filter, in characters.
+const MAX_TITLE_QUERY: usize = 200;
 
 /// Body of acknowledge and resolve (optional).
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -64,6 +68,8 @@ pub(super) struct ListParams {
     /// `key=value`; repeat for several labels (all must match).
     #[param(value_type = Option<Vec<String>>)]
     pub label: Vec<(String, String)>,
+    /// Text the title contains, ASCII case ignored; at most 200 characters.
+    pub q: Option<String>,
     /// RFC 3339; alerts created at or after.
     pub since: Option<DateTime<Utc>>,
     /// RFC 3339; alerts created before.
@@ -95,6 +101,14 @@ impl ListParams {
                     })?;
                     params.label.push((key.to_owned(), wanted.to_owned()));
                 }
+                "q" => {
+                    if value.chars().count() > MAX_TITLE_QUERY {
+                        return Err(ApiError::bad_request(format!(
+                            "query parameter `q`: at most {MAX_TITLE_QUERY} characters"
+                        )));
+                    }
+                    params.q = Some(value).filter(|text| !text.is_empty());
+                }
                 "since" => params.since = Some(parse_time(&name, &value)?),
                 "until" => params.until = Some(parse_time(&name, &value)?),
                 "limit" => params.limit = Some(parse_limit(&value)?),
@@ -103,7 +117,7 @@ impl ListParams {
                 other => {
                     return Err(ApiError::bad_request(format!(
                         "unknown query parameter `{other}`: expected status, severity, namespace, source, label, \
-                         since, until, limit, offset or cursor"
+                         q, since, until, limit, offset or cursor"
                     )));
                 }
             }
@@ -119,6 +133,7 @@ impl ListParams {
             namespace: self.namespace,
             source: self.source,
             labels: self.label,
+            title_contains: self.q,
             since: self.since,
             until: self.until,
             limit: self.limit.unwrap_or(DEFAULT_LIMIT),
@@ -314,6 +329,15 @@ pub(super) async fn actions(
     Ok(Json(ActionList {
         actions: service.actions(id).await?,
     }))
+}
+
+/// How many alerts are open, by status and severity: the console's counts. Resolved alerts are not counted.
+#[utoipa::path(get, path = "/api/v1/alerts/summary", tag = "alerts",
+    responses((status = 200, description = "Open alerts by status and severity", body = OpenCounts)))]
+pub(super) async fn summary(
+    State(service): State<AlertService>,
+) -> Result<Json<OpenCounts>, ApiError> {
+    Ok(Json(service.open_counts().await?))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 mod alertmanager;
 mod alerts;
 mod auth;
+mod console;
 mod error;
 mod extract;
 mod health;
@@ -23,8 +24,11 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 pub use auth::{Access, ApiToken, Auth, AuthConfig};
+pub use console::ConsoleLinks;
 pub use error::{ApiError, ErrorBody};
 
+use crate::console::hosts::HostSource;
+use crate::notify::DeliveryStatus;
 use crate::pods::WatcherHealth;
 use crate::service::AlertService;
 
@@ -34,7 +38,24 @@ pub struct AppState {
     service: AlertService,
     registry: Registry,
     watcher: Option<WatcherHealth>,
+    delivery: DeliveryStatus,
+    links: ConsoleLinks,
+    hosts: HostSource,
     started: chrono::DateTime<chrono::Utc>,
+}
+
+/// The parts of the service the API reports on besides the store, and the console. The default has no pod
+/// watcher, no configured receiver and no console.
+#[derive(Clone, Debug, Default)]
+pub struct Components {
+    /// The Kubernetes pod watcher's health, for `/health/ready`.
+    pub watcher: Option<WatcherHealth>,
+    /// How notifications are being delivered, for `/api/v1/notifications/status`.
+    pub delivery: DeliveryStatus,
+    /// The console's links; `None` serves no console.
+    pub console: Option<ConsoleLinks>,
+    /// Where the console's Hosts page reads from.
+    pub hosts: HostSource,
 }
 
 impl FromRef<AppState> for AlertService {
@@ -48,7 +69,8 @@ impl FromRef<AppState> for AlertService {
 #[openapi(
     info(title = "GoMon alerting API", description = "Alerts: create, list, acknowledge, assign, resolve."),
     paths(alerts::create, alerts::list, alerts::get, alerts::acknowledge, alerts::resolve, alerts::assign,
-          alerts::delete, alerts::actions, health::live, health::ready, health::database, health::metrics,
+          alerts::delete, alerts::actions, alerts::summary, silences::of_alert, notifications::status,
+          console::session, console::hosts, health::live, health::ready, health::database, health::metrics,
           notifications::list, alertmanager::post_alerts, alertmanager::get_alerts, alertmanager::get_alert_groups,
           alertmanager::receivers, alertmanager::status,
           silences::list, silences::create, silences::get, silences::expire, silences::actions, webhooks::grafana,
@@ -90,6 +112,8 @@ impl utoipa::Modify for GuardedRoutes {
                 && !path.starts_with("/api/v1/notifications")
                 && !path.starts_with("/api/v1/silences")
                 && !path.starts_with("/api/v1/webhooks")
+                && !path.starts_with("/api/v1/console")
+                && !path.starts_with("/api/v1/hosts")
                 && !path.starts_with("/api/v2/")
             {
                 continue;
@@ -185,26 +209,37 @@ pub fn router(
     auth: Auth,
     request_timeout: Duration,
 ) -> Router {
-    router_with_watcher(service, registry, auth, request_timeout, None)
+    router_with(
+        service,
+        registry,
+        auth,
+        request_timeout,
+        Components::default(),
+    )
 }
 
-/// The complete router, with `/health/ready` telling the state of the Kubernetes pod `watcher`, if any.
-pub fn router_with_watcher(
+/// The complete router, reporting on `components` and serving the console when they have one.
+pub fn router_with(
     service: AlertService,
     registry: Registry,
     auth: Auth,
     request_timeout: Duration,
-    watcher: Option<WatcherHealth>,
+    components: Components,
 ) -> Router {
     let http_metrics = gomon_runtime::http::RequestMetrics::new(&registry, "alerting");
+    let console = components.console.is_some();
     let state = AppState {
         service,
         registry,
-        watcher,
+        watcher: components.watcher,
+        delivery: components.delivery,
+        links: components.console.unwrap_or_default(),
+        hosts: components.hosts,
         started: crate::model::now(),
     };
     let api = Router::new()
         .route("/api/v1/alerts", get(alerts::list).post(alerts::create))
+        .route("/api/v1/alerts/summary", get(alerts::summary))
         .route(
             "/api/v1/alerts/{id}",
             get(alerts::get).delete(alerts::delete),
@@ -222,7 +257,11 @@ pub fn router_with_watcher(
             axum::routing::put(alerts::assign),
         )
         .route("/api/v1/alerts/{id}/actions", get(alerts::actions))
+        .route("/api/v1/alerts/{id}/silences", get(silences::of_alert))
         .route("/api/v1/notifications", get(notifications::list))
+        .route("/api/v1/notifications/status", get(notifications::status))
+        .route("/api/v1/console", get(console::session))
+        .route("/api/v1/hosts", get(console::hosts))
         .route(
             "/api/v2/alerts",
             get(alertmanager::get_alerts).post(alertmanager::post_alerts),
@@ -252,6 +291,11 @@ pub fn router_with_watcher(
         .route("/health/database", get(health::database))
         .route("/metrics", get(health::metrics))
         .route("/api/v1/openapi.json", get(openapi));
+    let open = if console {
+        open.merge(crate::console::routes())
+    } else {
+        open
+    };
     let router = api
         .merge(open)
         .fallback(not_found)

@@ -5,9 +5,11 @@ use axum::extract::{RawQuery, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::AppState;
 use super::alerts::{DEFAULT_LIMIT, parse_limit, parse_param};
 use super::error::{ApiError, ErrorBody};
 use crate::model::{Notification, NotificationStatus};
+use crate::notify::status::ReceiverStatus;
 use crate::service::AlertService;
 use crate::store::NotificationFilter;
 
@@ -82,6 +84,28 @@ pub(super) async fn list(
     Ok(Json(NotificationList {
         notifications,
         total,
+    }))
+}
+
+/// What `GET /api/v1/notifications/status` answers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(super) struct DeliveryView {
+    /// Each receiver: its circuit breaker, last error, last success and what waits for it.
+    pub receivers: Vec<ReceiverStatus>,
+}
+
+/// How delivery is going: each receiver's circuit breaker and when it last changed, its last error and last
+/// success, and the notifications waiting in the outbox.
+#[utoipa::path(get, path = "/api/v1/notifications/status", tag = "notifications",
+    responses(
+        (status = 200, description = "The receivers' delivery status", body = DeliveryView),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(super) async fn status(State(state): State<AppState>) -> Result<Json<DeliveryView>, ApiError> {
+    let mut receiver = state.delivery.get();
+    receiver.pending = state.service.pending_notifications().await?;
+    Ok(Json(DeliveryView {
+        receivers: vec![receiver],
     }))
 }
 

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::alertmanager::mapping_error;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::JsonBody;
+use super::extract::{AlertId, JsonBody};
 use crate::model;
 use crate::service::AlertService;
 use crate::silence::{Matcher, PostableSilence, Silence, SilenceAction};
@@ -136,6 +136,28 @@ pub(super) async fn list(
         .map(|silence| GettableSilence::new(silence, now))
         .collect();
     Ok(Json(silences))
+}
+
+/// The silences that mute an alert now, or will when they start; expired ones are left out.
+#[utoipa::path(get, path = "/api/v1/alerts/{id}/silences", tag = "alerts",
+    params(("id" = uuid::Uuid, Path, description = "Alert id")),
+    responses(
+        (status = 200, description = "Active and pending silences matching the alert's labels", body = Vec<GettableSilence>),
+        (status = 404, description = "No such alert", body = ErrorBody),
+    ))]
+pub(super) async fn of_alert(
+    State(service): State<AlertService>,
+    AlertId(id): AlertId,
+) -> Result<Json<Vec<GettableSilence>>, ApiError> {
+    let now = model::now();
+    Ok(Json(
+        service
+            .silences_of(id)
+            .await?
+            .into_iter()
+            .map(|silence| GettableSilence::new(silence, now))
+            .collect(),
+    ))
 }
 
 /// Create a silence, or change the one `id` names. With API tokens, `createdBy` is the token's name.

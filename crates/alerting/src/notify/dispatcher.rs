@@ -17,6 +17,7 @@ use tracing::Instrument as _;
 
 use super::breaker::CircuitBreaker;
 use super::slack::{Event, SendOutcome, SlackClient, SlackConfig, render};
+use super::status::DeliveryStatus;
 use crate::model::{self, Alert, Notification};
 use crate::store::{DeliveryRecord, Store};
 
@@ -194,6 +195,7 @@ pub struct Dispatcher {
     breaker: CircuitBreaker,
     metrics: NotifyMetrics,
     wake: Arc<Notify>,
+    status: DeliveryStatus,
 }
 
 impl Dispatcher {
@@ -205,6 +207,7 @@ impl Dispatcher {
         outbox: OutboxConfig,
         metrics: NotifyMetrics,
         wake: Arc<Notify>,
+        status: DeliveryStatus,
     ) -> Self {
         let breaker =
             CircuitBreaker::new(slack.circuit_breaker.clone(), metrics.breaker_state.clone());
@@ -216,6 +219,7 @@ impl Dispatcher {
             breaker,
             metrics,
             wake,
+            status,
         }
     }
 
@@ -254,7 +258,9 @@ impl Dispatcher {
                 let blocked = if shutdown.is_triggered() {
                     Some(Duration::ZERO)
                 } else {
-                    self.breaker.try_acquire(Instant::now()).err()
+                    let refused = self.breaker.try_acquire(Instant::now()).err();
+                    self.status.breaker(self.breaker.state());
+                    refused
                 };
                 if let Some(wait) = blocked {
                     // Not attempted: give this row and the rest back, due at once, no attempt counted.
@@ -365,6 +371,8 @@ impl Dispatcher {
         match outcome {
             SendOutcome::Accepted { ts, channel } => {
                 self.breaker.on_success(Instant::now());
+                self.status.breaker(self.breaker.state());
+                self.status.delivered();
                 self.metrics.slack.with_label_values(&["success"]).inc();
                 self.metrics.delivery.observe(age.as_secs_f64());
                 tracing::info!(alert_id = %alert.id, notification = row.id, event = %row.event, "notification sent");
@@ -375,6 +383,8 @@ impl Dispatcher {
                 retry_after,
             } => {
                 self.breaker.on_failure(Instant::now());
+                self.status.breaker(self.breaker.state());
+                self.status.failed(&reason);
                 self.metrics.slack.with_label_values(&["failure"]).inc();
                 if age > self.outbox.max_age {
                     return self.give_up(
@@ -396,6 +406,8 @@ impl Dispatcher {
             SendOutcome::Permanent { reason } => {
                 // Slack answered: it is up, and the fault is ours (configuration or message).
                 self.breaker.on_success(Instant::now());
+                self.status.breaker(self.breaker.state());
+                self.status.failed(&reason);
                 self.metrics.slack.with_label_values(&["failure"]).inc();
                 if attempts >= i32::try_from(self.outbox.max_attempts).unwrap_or(i32::MAX) {
                     return self.give_up(row, reason);

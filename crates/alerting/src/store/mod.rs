@@ -27,7 +27,7 @@ pub use config::DatabaseConfig;
 use crate::error::{Error, Result};
 use crate::model::{
     Alert, AlertFilter, AlertPage, AuditEntry, NewNotification, Notification, NotificationStatus,
-    Severity,
+    Severity, Status,
 };
 use crate::silence::{Silence, SilenceAction};
 use pg_bulk::PgWriter;
@@ -330,9 +330,9 @@ impl Store {
         dispatch!(self.silence(id))
     }
 
-    /// How many alerts are not resolved, per severity (severities with none are absent).
-    pub async fn open_by_severity(&self) -> Result<Vec<(Severity, i64)>> {
-        dispatch!(self.open_by_severity())
+    /// How many alerts are not resolved, per status and severity (pairs with none are absent).
+    pub async fn open_counts(&self) -> Result<Vec<(Status, Severity, u64)>> {
+        dispatch!(self.open_counts())
     }
 
     /// Takes up to `limit` due notifications for delivery, most urgent first (P1 to P4),

@@ -16,6 +16,7 @@ use super::{CreationOutcome, DeliveryRecord, Item, NotificationFilter};
 use crate::error::{Error, Result};
 use crate::model::{
     Alert, AlertFilter, AlertPage, AuditEntry, Cursor, NewNotification, Notification, Severity,
+    Status,
 };
 use crate::silence::{Silence, SilenceAction};
 
@@ -46,8 +47,8 @@ const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (alert_id, event, s
 const NOTIFICATION_COLUMNS: &str = "id, alert_id, event, status, payload, attempts, next_attempt_at, last_error, \
      created_at, sent_at, slack_channel, slack_ts";
 
-const OPEN_BY_SEVERITY: &str =
-    "SELECT severity, COUNT(*) FROM alerts_active WHERE status <> 'resolved' GROUP BY severity";
+const OPEN_COUNTS: &str = "SELECT status, severity, COUNT(*) FROM alerts_active WHERE status <> 'resolved' \
+     GROUP BY status, severity";
 
 /// A repeat of an open alert from a rule engine: what may change while it stays the same alert, and its end time.
 const REFRESH_OPEN: &str = "UPDATE alerts_active SET title = $2, description = $3, annotations = $4, ends_at = $5, \
@@ -56,6 +57,21 @@ const REFRESH_OPEN: &str = "UPDATE alerts_active SET title = $2, description = $
 /// Open alerts whose end time has passed, oldest end first.
 const EXPIRED: &str = "SELECT id FROM alerts_active WHERE status <> 'resolved' AND ends_at IS NOT NULL \
      AND ends_at < $1 ORDER BY ends_at LIMIT $2";
+
+/// The `LIKE` pattern of titles containing `text`, case-insensitively (as `LOWER(title)` lowers ASCII on both
+/// databases): `%`, `_` and `\` in `text` are matched as themselves.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
 
 /// Creates a silence, or replaces the one with its id.
 const UPSERT_SILENCE: &str = "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment, updated_at) \
@@ -407,6 +423,12 @@ macro_rules! sql_store {
                 for (key, value) in &filter.labels {
                     $label_filter(builder, key, value);
                 }
+                if let Some(text) = &filter.title_contains {
+                    builder
+                        .push(" AND LOWER(title) LIKE ")
+                        .push_bind(like_pattern(text))
+                        .push(" ESCAPE '\\'");
+                }
                 if let Some(since) = filter.since {
                     builder.push(" AND created_at >= ").push_bind($time(since));
                 }
@@ -748,14 +770,17 @@ macro_rules! sql_store {
                 Ok(row.map(Silence::from))
             }
 
-            pub(super) async fn open_by_severity(&self) -> Result<Vec<(Severity, i64)>> {
-                let rows: Vec<(String, i64)> = sqlx::query_as(OPEN_BY_SEVERITY).fetch_all(&self.pool).await?;
+            pub(super) async fn open_counts(&self) -> Result<Vec<(Status, Severity, u64)>> {
+                let rows: Vec<(String, String, i64)> = sqlx::query_as(OPEN_COUNTS).fetch_all(&self.pool).await?;
                 rows.into_iter()
-                    .map(|(severity, count)| {
+                    .map(|(status, severity, count)| {
+                        let status = status
+                            .parse()
+                            .map_err(|error: String| Error::Internal(format!("alerts_active.status: {error}")))?;
                         let severity = severity
                             .parse()
                             .map_err(|error: String| Error::Internal(format!("alerts_active.severity: {error}")))?;
-                        Ok((severity, count))
+                        Ok((status, severity, u64::try_from(count).unwrap_or_default()))
                     })
                     .collect()
             }

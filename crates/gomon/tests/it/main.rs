@@ -3,6 +3,7 @@
 
 mod aggregator_binary;
 mod alerting_binary;
+mod console;
 mod end_to_end;
 mod kafka_tls;
 mod listeners;

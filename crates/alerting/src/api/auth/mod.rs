@@ -129,6 +129,7 @@ pub(super) async fn authenticate(
     request
         .extensions_mut()
         .insert(Caller(Some(token.name.clone())));
+    request.extensions_mut().insert(token.access);
     next.run(request).await
 }
 
