@@ -26,6 +26,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::metrics::Metrics;
 use crate::sinks::federate::Latest;
+use crate::sinks::hosts::HostWindow;
 use crate::sinks::remote_write::{self, Blocked, RemoteWriter, WriteError};
 use crate::transform::{self, Invalid};
 
@@ -87,6 +88,8 @@ pub struct Sinks {
     pub remote: Option<RemoteWriter>,
     /// The `/federate` store, if it is served.
     pub federate: Option<Arc<Latest>>,
+    /// The hosts' recent measures, if the console of this process shows them.
+    pub hosts: Option<Arc<HostWindow>>,
     /// Labels added to every series.
     pub external_labels: Arc<Vec<(String, String)>>,
     /// What one message may hold.
@@ -279,6 +282,9 @@ async fn take<S: Source>(
             open.collected_ms.push(timestamp_ms);
             if let Some(federate) = &sinks.federate {
                 federate.update(&host, timestamp_ms, &open.series[start..], &kinds);
+            }
+            if let Some(hosts) = &sinks.hosts {
+                hosts.update(&host, timestamp_ms, &open.series[start..]);
             }
             if telemetry::enabled() {
                 span.record("samples", open.series.len() - start);

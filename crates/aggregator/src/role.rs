@@ -18,6 +18,7 @@ use crate::AggregatorConfig;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Limits, SinkHealth, SinkState, Sinks, Source, now_ms};
 use crate::sinks::federate::Latest;
+use crate::sinks::hosts::HostWindow;
 use crate::sinks::remote_write::RemoteWriter;
 use crate::sources::kafka::{DeadLetterHealth, KafkaSource};
 
@@ -148,6 +149,7 @@ impl Aggregator {
             sinks: Sinks {
                 remote,
                 federate,
+                hosts: None,
                 external_labels: Arc::new(config.external_labels.clone().into_iter().collect()),
                 limits: Arc::new(config.limits.clone()),
             },
@@ -160,6 +162,14 @@ impl Aggregator {
             metrics: Metrics::new(registry),
             health: SinkHealth::default(),
         })
+    }
+
+    /// Keeps the hosts' recent measures from now on, for a console in the same process; the window to read them.
+    pub fn keep_host_window(&mut self) -> Arc<HostWindow> {
+        self.sinks
+            .hosts
+            .get_or_insert_with(|| Arc::new(HostWindow::new()))
+            .clone()
     }
 
     /// `GET /federate` (404 when disabled).

@@ -15,11 +15,37 @@ use std::sync::Arc;
 
 use gomon_agent::Outlet;
 use gomon_aggregator::Aggregator;
+use gomon_aggregator::sinks::hosts::HostWindow;
 use gomon_aggregator::sources::queue::QueueSource;
+use gomon_alerting::console::hosts::{HostHistory, HostView, Measure};
 use gomon_runtime::shutdown::Shutdown;
 use prometheus::Registry;
 
 use crate::Config;
+
+/// The aggregator's window of host measures, as the console's Hosts page reads it.
+struct HostsOfAggregator(Arc<HostWindow>);
+
+impl HostHistory for HostsOfAggregator {
+    fn hosts(&self) -> Vec<HostView> {
+        let measure = |measure: gomon_aggregator::sinks::hosts::Measure| Measure {
+            now: measure.now,
+            points: measure.points,
+        };
+        self.0
+            .snapshot(chrono::Utc::now().timestamp_millis())
+            .into_iter()
+            .map(|host| HostView {
+                host: host.host,
+                last_seen: chrono::DateTime::from_timestamp_millis(host.last_ms),
+                cpu: measure(host.cpu),
+                memory: measure(host.memory),
+                disk: measure(host.disk),
+                network: measure(host.network),
+            })
+            .collect()
+    }
+}
 
 /// Where a kubeconfig or in-cluster credentials are, if anywhere.
 fn kubernetes_credentials() -> Option<String> {
@@ -54,8 +80,9 @@ pub(crate) async fn run(
         .map_err(|error| error.within("alerting.auth"))?
         .is_empty();
     let address = config.alerting.listen_addr(authenticated);
-    let aggregator = Aggregator::new(&config.aggregator, &registry)?;
+    let mut aggregator = Aggregator::new(&config.aggregator, &registry)?;
     let host_metrics = aggregator.federate_router();
+    let host_window = HostsOfAggregator(aggregator.keep_host_window());
 
     let store = match &config.alerting.database.url {
         Some(_) => "PostgreSQL (alerting.database.url)".to_owned(),
@@ -138,7 +165,7 @@ pub(crate) async fn run(
         stopping,
         gomon_alerting::Neighbours {
             routes: host_metrics,
-            hosts: None,
+            hosts: Some(Arc::new(host_window)),
         },
     )
     .await;

@@ -345,3 +345,206 @@ async fn a_read_only_token_sees_no_actions_and_the_api_refuses_them() {
         })
         .await;
 }
+
+/// The Hosts page of `gomon up` shows this host's CPU, memory, disk and network from its own aggregator, with a
+/// sparkline of the last hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hosts_page_of_gomon_up_shows_this_host_with_a_sparkline() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let mut process = Gomon::start(
+        "up",
+        &dir,
+        &[
+            ("GOMON_ALERTING__LISTEN", format!("127.0.0.1:{port}")),
+            (
+                "GOMON_ALERTING__DATABASE__DATA_DIR",
+                dir.path().join("data").display().to_string(),
+            ),
+            ("GOMON_AGENT__INTERVAL", "1s".to_owned()),
+            ("GOMON_AGENT__HOSTNAME", "console-host".to_owned()),
+            ("KUBECONFIG", dir.path().join("none").display().to_string()),
+        ],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    support::wait_ready(&mut process, &format!("{base}/health/ready")).await;
+    let browser = Browser::start(1280, 900).await;
+    browser.goto(&format!("{base}/#/hosts")).await;
+    let host = "section[data-host='console-host']";
+    let cpu = browser
+        .wait_for_text(
+            &format!("{host} [data-metric=cpu] strong"),
+            Duration::from_secs(20),
+            |text| text.ends_with('%') && !text.starts_with('–'),
+        )
+        .await;
+    let busy: f64 = cpu.trim_end_matches(" %").parse().expect("a percentage");
+    assert!((0.0..=100.0).contains(&busy), "{cpu}");
+    for metric in ["memory", "disk", "network"] {
+        browser
+            .wait_for_text(
+                &format!("{host} [data-metric={metric}] strong"),
+                Duration::from_secs(10),
+                |text| !text.starts_with('–'),
+            )
+            .await;
+    }
+    // Two points ten seconds apart make a line.
+    browser
+        .wait_for(
+            &format!("{host} [data-metric=cpu] svg polyline"),
+            Duration::from_secs(40),
+        )
+        .await;
+    let source = browser
+        .wait_for("#hosts-source", Duration::from_secs(5))
+        .await;
+    assert!(browser.text(&source).await.contains("aggregator"));
+    process.assert_running();
+}
+
+/// Where the console runs apart from the aggregator, the Hosts page reads VictoriaMetrics' query API; when that is
+/// down the page is told so (503), and without a URL it says how to enable it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hosts_api_reads_victoria_metrics_or_says_why_not() {
+    let vm = gomon_testkit::VictoriaMetrics::start();
+    // Ten minutes of one host, a sample a minute: CPU half idle, memory three quarters used, one ext4 disk 60 %
+    // full, 1,000 bytes a second each way on eth0.
+    let now = chrono_now();
+    let mut lines = String::new();
+    for minute in 0..10_i64 {
+        let at = (now - (10 - minute) * 60) * 1000;
+        let seconds = (minute * 60) as f64;
+        for (series, value) in [
+            (
+                r#"node_cpu_seconds_total{host="db-1",cpu="0",mode="idle"}"#,
+                seconds * 0.5,
+            ),
+            (
+                r#"node_cpu_seconds_total{host="db-1",cpu="0",mode="user"}"#,
+                seconds * 0.5,
+            ),
+            (r#"node_memory_MemAvailable_bytes{host="db-1"}"#, 250.0),
+            (r#"node_memory_MemTotal_bytes{host="db-1"}"#, 1000.0),
+            (
+                r#"node_filesystem_avail_bytes{host="db-1",mountpoint="/",fstype="ext4"}"#,
+                40.0,
+            ),
+            (
+                r#"node_filesystem_size_bytes{host="db-1",mountpoint="/",fstype="ext4"}"#,
+                100.0,
+            ),
+            (
+                r#"node_network_receive_bytes_total{host="db-1",device="eth0"}"#,
+                seconds * 1000.0,
+            ),
+            (
+                r#"node_network_transmit_bytes_total{host="db-1",device="eth0"}"#,
+                seconds * 1000.0,
+            ),
+        ] {
+            lines.push_str(&format!("{series} {value} {at}\n"));
+        }
+    }
+    let imported = reqwest::Client::new()
+        .post(format!("{}/api/v1/import/prometheus", vm.url()))
+        .body(lines)
+        .send()
+        .await
+        .expect("import");
+    assert!(imported.status().is_success());
+    let flushed = reqwest::get(format!("{}/internal/force_flush", vm.url()))
+        .await
+        .expect("flush");
+    assert!(flushed.status().is_success());
+
+    let dir = tempfile::tempdir().expect("dir");
+    let start = |metrics_url: Option<String>| {
+        let port = free_port();
+        let mut env = vec![
+            ("GOMON_ALERTING__LISTEN", format!("127.0.0.1:{port}")),
+            (
+                "GOMON_ALERTING__DATABASE__DATA_DIR",
+                dir.path()
+                    .join(format!("data-{port}"))
+                    .display()
+                    .to_string(),
+            ),
+        ];
+        if let Some(url) = metrics_url {
+            env.push(("GOMON_ALERTING__CONSOLE__METRICS_URL", url));
+        }
+        (
+            Gomon::start("alerting", &dir, &env),
+            format!("http://127.0.0.1:{port}"),
+        )
+    };
+    let hosts = |base: String| async move {
+        let response = reqwest::get(format!("{base}/api/v1/hosts"))
+            .await
+            .expect("hosts");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.expect("JSON"))
+    };
+
+    let (mut reading, base) = start(Some(vm.url()));
+    support::wait_ready(&mut reading, &format!("{base}/health/ready")).await;
+    let answer = gomon_testkit::eventually(Duration::from_secs(20), "db-1 in the hosts", || {
+        let hosts = hosts(base.clone());
+        async move {
+            let (status, answer) = hosts.await;
+            (status == 200 && answer["hosts"][0]["cpu"]["now"].is_number()).then_some(answer)
+        }
+    })
+    .await;
+    assert_eq!(answer["source"], "query");
+    let host = &answer["hosts"][0];
+    assert_eq!(host["host"], "db-1");
+    let near = |value: &Value, expected: f64| {
+        value
+            .as_f64()
+            .is_some_and(|value| (value - expected).abs() < expected * 0.05 + 1e-9)
+    };
+    assert!(near(&host["cpu"]["now"], 0.5), "{host}");
+    assert!(near(&host["memory"]["now"], 0.75), "{host}");
+    assert!(near(&host["disk"]["now"], 0.6), "{host}");
+    assert!(near(&host["network"]["now"], 2000.0), "{host}");
+    assert!(
+        host["cpu"]["points"]
+            .as_array()
+            .is_some_and(|points| points.len() >= 5),
+        "{host}"
+    );
+
+    // VictoriaMetrics down: 503 naming it, not an empty page.
+    let (mut down, base) = start(Some(format!("http://127.0.0.1:{}", free_port())));
+    support::wait_ready(&mut down, &format!("{base}/health/ready")).await;
+    let (status, answer) = hosts(base).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("cannot be reached")),
+        "{answer}"
+    );
+
+    // Nowhere to read from: the page says how to enable it.
+    let (mut none, base) = start(None);
+    support::wait_ready(&mut none, &format!("{base}/health/ready")).await;
+    let (status, answer) = hosts(base).await;
+    assert_eq!(status, 200);
+    assert!(answer["source"].is_null());
+    assert!(
+        answer["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("metrics_url")),
+        "{answer}"
+    );
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
