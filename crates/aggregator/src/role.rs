@@ -164,6 +164,11 @@ impl Aggregator {
         })
     }
 
+    /// The remote write receiver's state as the pipeline last saw it.
+    pub fn remote_write_health(&self) -> SinkHealth {
+        self.health.clone()
+    }
+
     /// Keeps the hosts' recent measures from now on, for a console in the same process; the window to read them.
     pub fn keep_host_window(&mut self) -> Arc<HostWindow> {
         self.sinks

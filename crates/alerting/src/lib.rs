@@ -104,6 +104,8 @@ pub struct Neighbours {
     pub routes: axum::Router,
     /// The hosts' recent metrics, kept by the aggregator in the same process, for the console's Hosts page.
     pub hosts: Option<Arc<dyn console::hosts::HostHistory>>,
+    /// The other roles' state, for the console's Status page.
+    pub status: Option<Arc<dyn console::Neighbour>>,
 }
 
 /// [`run`], with what the other roles of the same process add (`gomon up`).
@@ -236,6 +238,7 @@ pub async fn run_with(
         delivery,
         console,
         hosts,
+        neighbour: extra.status,
     };
     let router = api::router_with(service, registry, auth, config.request_timeout, components)
         .merge(extra.routes);

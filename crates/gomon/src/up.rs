@@ -15,9 +15,11 @@ use std::sync::Arc;
 
 use gomon_agent::Outlet;
 use gomon_aggregator::Aggregator;
+use gomon_aggregator::pipeline::{SinkHealth, SinkState};
 use gomon_aggregator::sinks::hosts::HostWindow;
 use gomon_aggregator::sources::queue::QueueSource;
 use gomon_alerting::console::hosts::{HostHistory, HostView, Measure};
+use gomon_alerting::console::{ComponentStatus, Neighbour};
 use gomon_runtime::shutdown::Shutdown;
 use prometheus::Registry;
 
@@ -44,6 +46,41 @@ impl HostHistory for HostsOfAggregator {
                 network: measure(host.network),
             })
             .collect()
+    }
+}
+
+/// The aggregator's remote write, as the console's Status page shows it.
+struct AggregatorStatus {
+    health: SinkHealth,
+    remote_write: Option<String>,
+}
+
+impl Neighbour for AggregatorStatus {
+    fn status(&self) -> Vec<ComponentStatus> {
+        let (state, detail) = match (&self.remote_write, self.health.state()) {
+            (None, _) => (
+                "off",
+                "no aggregator.remote_write.url: samples go to /federate and the Hosts page only"
+                    .to_owned(),
+            ),
+            (Some(url), SinkState::Ok) => ("ok", format!("writing to {url}")),
+            (Some(url), SinkState::Retrying) => (
+                "retrying",
+                format!("{url} is down or overloaded; samples wait and are retried"),
+            ),
+            (Some(url), SinkState::Blocked(reason)) => (
+                "blocked",
+                format!(
+                    "{url} refuses the writes ({}); samples wait until the credentials or URL are fixed",
+                    reason.reason()
+                ),
+            ),
+        };
+        vec![ComponentStatus {
+            name: "Remote write".to_owned(),
+            state: state.to_owned(),
+            detail,
+        }]
     }
 }
 
@@ -83,6 +120,14 @@ pub(crate) async fn run(
     let mut aggregator = Aggregator::new(&config.aggregator, &registry)?;
     let host_metrics = aggregator.federate_router();
     let host_window = HostsOfAggregator(aggregator.keep_host_window());
+    let aggregator_status = AggregatorStatus {
+        health: aggregator.remote_write_health(),
+        remote_write: config
+            .aggregator
+            .remote_write
+            .as_ref()
+            .map(|remote| remote.url.clone()),
+    };
 
     let store = match &config.alerting.database.url {
         Some(_) => "PostgreSQL (alerting.database.url)".to_owned(),
@@ -166,6 +211,7 @@ pub(crate) async fn run(
         gomon_alerting::Neighbours {
             routes: host_metrics,
             hosts: Some(Arc::new(host_window)),
+            status: Some(Arc::new(aggregator_status)),
         },
     )
     .await;

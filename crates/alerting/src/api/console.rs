@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::{Access, Caller};
 use super::error::{ApiError, ErrorBody};
+use crate::console::ComponentStatus;
 use crate::console::hosts::Hosts;
 
 /// The caller as the console shows it.
@@ -39,6 +40,8 @@ pub(super) struct ConsoleSession {
     pub version: String,
     /// The links of `alerting.console`.
     pub links: ConsoleLinks,
+    /// The other parts of this process (`gomon up`'s aggregator), if any.
+    pub components: Vec<ComponentStatus>,
 }
 
 /// Who is calling and with which role, GoMon's version and the console's links: what the console reads first.
@@ -58,6 +61,11 @@ pub(super) async fn session(
         },
         version: env!("CARGO_PKG_VERSION").to_owned(),
         links: state.links.clone(),
+        components: state
+            .neighbour
+            .as_ref()
+            .map(|neighbour| neighbour.status())
+            .unwrap_or_default(),
     })
 }
 

@@ -11,6 +11,7 @@ mod notifications;
 mod silences;
 mod webhooks;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
@@ -27,6 +28,7 @@ pub use auth::{Access, ApiToken, Auth, AuthConfig};
 pub use console::ConsoleLinks;
 pub use error::{ApiError, ErrorBody};
 
+use crate::console::Neighbour;
 use crate::console::hosts::HostSource;
 use crate::notify::DeliveryStatus;
 use crate::pods::WatcherHealth;
@@ -41,12 +43,13 @@ pub struct AppState {
     delivery: DeliveryStatus,
     links: ConsoleLinks,
     hosts: HostSource,
+    neighbour: Option<Arc<dyn Neighbour>>,
     started: chrono::DateTime<chrono::Utc>,
 }
 
 /// The parts of the service the API reports on besides the store, and the console. The default has no pod
 /// watcher, no configured receiver and no console.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Components {
     /// The Kubernetes pod watcher's health, for `/health/ready`.
     pub watcher: Option<WatcherHealth>,
@@ -56,6 +59,19 @@ pub struct Components {
     pub console: Option<ConsoleLinks>,
     /// Where the console's Hosts page reads from.
     pub hosts: HostSource,
+    /// The other roles of this process, for the console's Status page.
+    pub neighbour: Option<Arc<dyn Neighbour>>,
+}
+
+impl std::fmt::Debug for Components {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Components")
+            .field("watcher", &self.watcher)
+            .field("delivery", &self.delivery)
+            .field("console", &self.console)
+            .field("hosts", &self.hosts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FromRef<AppState> for AlertService {
@@ -235,6 +251,7 @@ pub fn router_with(
         delivery: components.delivery,
         links: components.console.unwrap_or_default(),
         hosts: components.hosts,
+        neighbour: components.neighbour,
         started: crate::model::now(),
     };
     let api = Router::new()

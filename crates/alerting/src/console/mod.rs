@@ -16,6 +16,23 @@ use sha2::{Digest, Sha256};
 
 pub use config::ConsoleConfig;
 
+/// A part of the process other than the alerting service (`gomon up`'s aggregator), as the Status page shows it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ComponentStatus {
+    /// What it is: `remote write`.
+    pub name: String,
+    /// `ok`, `retrying`, `blocked` or `off`.
+    pub state: String,
+    /// More, in a sentence.
+    pub detail: String,
+}
+
+/// The other roles of this process, asked for their state when the console reads it.
+pub trait Neighbour: Send + Sync {
+    /// The state of each part now.
+    fn status(&self) -> Vec<ComponentStatus>;
+}
+
 /// The policy of every console answer: this origin only, no inline script or style, no framing, no plugins.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
