@@ -140,22 +140,17 @@ async fn bench() {
     let mut api = Vec::new();
     for _ in 0..20 {
         let started = Instant::now();
-        for path in [
-            "/api/v1/alerts?limit=50&offset=0",
-            "/api/v1/alerts/summary",
-        ] {
-            let response = http
-                .get(format!("{base}{path}"))
-                .send()
-                .await
-                .expect("API");
+        for path in ["/api/v1/alerts?limit=50&offset=0", "/api/v1/alerts/summary"] {
+            let response = http.get(format!("{base}{path}")).send().await.expect("API");
             assert!(response.status().is_success());
             response.bytes().await.expect("body");
         }
         api.push(started.elapsed().as_secs_f64() * 1000.0);
     }
 
-    println!("alerts page with {open} open alerts, {runs} loads in headless Chromium ({rows} rows drawn):");
+    println!(
+        "alerts page with {open} open alerts, {runs} loads in headless Chromium ({rows} rows drawn):"
+    );
     println!(
         "  rows drawn after navigation: p50 {:.0} ms, max {:.0} ms (target: interactive under 1000 ms)",
         percentile(&mut drawn, 0.5),

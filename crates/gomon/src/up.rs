@@ -160,6 +160,7 @@ pub(crate) async fn run(
     );
     eprintln!(
         "GoMon is up. Ctrl-C stops it.\n\
+         \x20 console        http://{address}/\n\
          \x20 alerts API     http://{address}/api/v1/alerts\n\
          \x20 host metrics   http://{address}/federate   (this host, every {interval:?})\n\
          \x20 GoMon metrics  http://{address}/metrics\n\

@@ -27,6 +27,7 @@ on_both_stores!(
     metrics_count_alerts_and_requests,
     active_gauge_is_true_after_restart,
     health_endpoints_answer,
+    the_consoles_reads_count_filter_and_match,
 );
 
 async fn start(backend: Backend) -> (Database, Server) {
@@ -1644,5 +1645,97 @@ async fn hostile_requests_never_get_a_5xx(backend: Backend) {
     }
     // The service is still healthy.
     assert_eq!(server.get("/health/ready").await.0, 200);
+    server.stop().await;
+}
+
+/// What the console reads: open counts by status and severity, the title filter (ASCII case ignored, `%` and `_`
+/// matched as themselves, bounded), the silences of one alert, the delivery status, and the caller.
+async fn the_consoles_reads_count_filter_and_match(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    let mut ids = Vec::new();
+    for (title, severity) in [
+        ("Disk 100% full on db-1", "P1"),
+        ("disk_usage high on db-2", "P1"),
+        ("Memory pressure", "P3"),
+    ] {
+        let (status, created) = server
+            .post(
+                "/api/v1/alerts",
+                json!({"source": "api", "severity": severity, "title": title, "labels": {"team": "db"}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["id"].as_str().expect("id").to_owned());
+    }
+    let (status, _) = server
+        .put_empty(&format!("/api/v1/alerts/{}/acknowledge", ids[0]))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = server
+        .put_empty(&format!("/api/v1/alerts/{}/resolve", ids[2]))
+        .await;
+    assert_eq!(status, 200);
+    let (status, summary) = server.get("/api/v1/alerts/summary").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        summary,
+        json!({"firing": {"P1": 1}, "acknowledged": {"P1": 1}})
+    );
+
+    let titles = |page: &Value| -> Vec<String> {
+        page["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .map(|alert| alert["title"].as_str().expect("title").to_owned())
+            .collect()
+    };
+    let (_, page) = server.get("/api/v1/alerts?q=DISK").await;
+    assert_eq!(page["total"], 2, "{page}");
+    let (_, page) = server.get("/api/v1/alerts?q=100%25").await;
+    assert_eq!(titles(&page), ["Disk 100% full on db-1"], "% is itself");
+    let (_, page) = server.get("/api/v1/alerts?q=k_u").await;
+    assert_eq!(titles(&page), ["disk_usage high on db-2"], "_ is itself");
+    let (_, page) = server.get("/api/v1/alerts?q=%5C").await;
+    assert_eq!(page["total"], 0, "a backslash is itself: {page}");
+    let (status, error) = server
+        .get(&format!("/api/v1/alerts?q={}", "x".repeat(201)))
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(error["error"].as_str().is_some_and(|e| e.contains("`q`")));
+
+    let (status, _) = server
+        .post(
+            "/api/v2/silences",
+            json!({"matchers": [{"name": "team", "value": "db", "isRegex": false}],
+                   "startsAt": "2020-01-01T00:00:00Z", "endsAt": "2999-01-01T00:00:00Z",
+                   "createdBy": "ops", "comment": "maintenance"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, silences) = server
+        .get(&format!("/api/v1/alerts/{}/silences", ids[1]))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(silences.as_array().map(Vec::len), Some(1), "{silences}");
+    assert_eq!(silences[0]["status"]["state"], "active");
+    let (status, _) = server
+        .get("/api/v1/alerts/00000000-0000-0000-0000-000000000000/silences")
+        .await;
+    assert_eq!(status, 404);
+
+    let (status, delivery) = server.get("/api/v1/notifications/status").await;
+    assert_eq!(status, 200);
+    assert_eq!(delivery["receivers"][0]["name"], "slack");
+    assert_eq!(delivery["receivers"][0]["configured"], false);
+    let (status, session) = server.get("/api/v1/console").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        session["caller"]["access"], "admin",
+        "no tokens: everything"
+    );
+    let (status, hosts) = server.get("/api/v1/hosts").await;
+    assert_eq!(status, 200);
+    assert!(hosts["source"].is_null(), "{hosts}");
     server.stop().await;
 }
