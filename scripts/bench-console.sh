@@ -15,5 +15,5 @@ trap stop_postgres EXIT
 start_postgres
 psql "$TEST_POSTGRES_URL/postgres" -qc "CREATE DATABASE bench_console"
 cargo build --release -q -p gomon
-GOMON_BINARY="$PWD/target/release/gomon" BENCH_DATABASE_URL="$TEST_POSTGRES_URL/bench_console" \
+BENCH_GOMON_BINARY="$PWD/target/release/gomon" BENCH_DATABASE_URL="$TEST_POSTGRES_URL/bench_console" \
   cargo bench -q -p gomon --bench console

@@ -34,10 +34,11 @@ async fn bench() {
     let runs = env_number("RUNS", 5);
     let database = std::env::var("BENCH_DATABASE_URL")
         .expect("BENCH_DATABASE_URL: run scripts/bench-console.sh, which starts PostgreSQL");
-    let binary = std::env::var("GOMON_BINARY").expect("GOMON_BINARY: the release gomon");
+    let binary =
+        std::env::var("BENCH_GOMON_BINARY").expect("BENCH_GOMON_BINARY: the release gomon");
     let port = free_port();
     let dir = tempfile::tempdir().expect("dir");
-    let mut gomon = std::process::Command::new(binary)
+    let gomon = std::process::Command::new(binary)
         .arg("alerting")
         .env("GOMON_ALERTING__LISTEN", format!("127.0.0.1:{port}"))
         .env("GOMON_ALERTING__DATABASE__URL", &database)
@@ -45,6 +46,7 @@ async fn bench() {
         .current_dir(dir.path())
         .spawn()
         .expect("gomon alerting");
+    let _gomon = Killed(gomon);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -60,7 +62,8 @@ async fn bench() {
 
     // OPEN open alerts, as a rule engine posts them, 500 a request.
     let loading = Instant::now();
-    let severities = ["P1", "P2", "P3", "P4"];
+    // Alertmanager's severity names, which GoMon maps to P1..P4.
+    let severities = ["critical", "error", "warning", "info"];
     for start in (0..open).step_by(500) {
         let batch: Vec<Value> = (start..(start + 500).min(open))
             .map(|index| {
@@ -114,7 +117,7 @@ async fn bench() {
         let page = if run % 2 == 0 {
             format!("{base}/?run={run}#/alerts")
         } else {
-            format!("{base}/?run={run}#/alerts?severity=P1&q=latency7")
+            format!("{base}/?run={run}#/alerts?severity=P2&q=latency7")
         };
         browser.goto(&page).await;
         browser
@@ -170,6 +173,14 @@ async fn bench() {
         "  assets: {weight} bytes ({:.1} KB, target under 300 KB)",
         weight as f64 / 1024.0
     );
-    let _ = gomon.kill();
-    let _ = gomon.wait();
+}
+
+/// A child process killed when dropped, panic or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

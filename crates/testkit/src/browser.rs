@@ -188,28 +188,22 @@ impl Browser {
 
     /// The rendered text of `element`.
     pub async fn text(&self, element: &Element) -> String {
-        self.call(
-            reqwest::Method::GET,
-            &format!("/element/{}/text", element.0),
-            None,
-        )
-        .await
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+        self.string(&format!("/element/{}/text", element.0)).await
     }
 
     /// The current value of `element` (an input, a select or a text area).
     pub async fn value(&self, element: &Element) -> String {
-        self.call(
-            reqwest::Method::GET,
-            &format!("/element/{}/property/value", element.0),
-            None,
-        )
-        .await
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+        self.string(&format!("/element/{}/property/value", element.0))
+            .await
+    }
+
+    /// What `GET path` answers, as text (empty when it is not a string).
+    async fn string(&self, path: &str) -> String {
+        self.call(reqwest::Method::GET, path, None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// The rendered text of the whole page.
