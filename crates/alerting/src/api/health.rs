@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use crate::console::ComponentStatus;
 use crate::pods::watcher::WatcherStatus;
 
 /// A health answer.
@@ -22,6 +23,9 @@ pub(super) struct Health {
     /// status: the API serves whatever the watcher does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<WatcherStatus>,
+    /// The other roles of this process (`gomon up`'s aggregator): not ready while one of them is `blocked`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<ComponentStatus>,
 }
 
 /// The process is up.
@@ -31,6 +35,7 @@ pub(super) async fn live() -> Json<Health> {
         status: "ok".into(),
         reason: None,
         kubernetes: None,
+        components: Vec::new(),
     })
 }
 
@@ -45,6 +50,7 @@ pub(super) async fn database(State(state): State<AppState>) -> (StatusCode, Json
                 status: "ok".into(),
                 reason: None,
                 kubernetes: None,
+                components: Vec::new(),
             }),
         ),
         Err(error) => (
@@ -53,6 +59,7 @@ pub(super) async fn database(State(state): State<AppState>) -> (StatusCode, Json
                 status: "unavailable".into(),
                 reason: Some(error.to_string()),
                 kubernetes: None,
+                components: Vec::new(),
             }),
         ),
     }
@@ -63,8 +70,22 @@ pub(super) async fn database(State(state): State<AppState>) -> (StatusCode, Json
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub(super) async fn ready(state: State<AppState>) -> (StatusCode, Json<Health>) {
     let watcher = state.watcher.as_ref().map(|watcher| watcher.get());
-    let (status, Json(mut health)) = database(state).await;
+    let components = state
+        .neighbour
+        .as_ref()
+        .map(|neighbour| neighbour.status())
+        .unwrap_or_default();
+    let (mut status, Json(mut health)) = database(state).await;
     health.kubernetes = watcher;
+    if let Some(blocked) = components
+        .iter()
+        .find(|component| component.state == "blocked")
+    {
+        status = StatusCode::SERVICE_UNAVAILABLE;
+        health.status = "unavailable".into();
+        health.reason = Some(format!("{}: {}", blocked.name, blocked.detail));
+    }
+    health.components = components;
     (status, Json(health))
 }
 

@@ -239,3 +239,68 @@ async fn a_receiver_that_refuses_connections_does_not_hold_up_a_stop() {
         );
     }
 }
+
+/// A remote write receiver that refuses GoMon's credentials (401) blocks the aggregator: `gomon up` says so on
+/// `/health/ready` (503, naming the remote write) as `gomon aggregator` does, and its console's Status page too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_refusing_the_credentials_makes_up_not_ready() {
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0").expect("receiver");
+    let address = receiver.local_addr().expect("address");
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in receiver.incoming().map_while(Result::ok) {
+            let mut stream = stream;
+            let mut buffer = [0u8; 65536];
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+            let _ = stream.read(&mut buffer);
+            let _ = stream.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let mut up = support::Gomon::start(
+        "up",
+        &dir,
+        &[
+            ("GOMON_ALERTING__LISTEN", format!("127.0.0.1:{port}")),
+            (
+                "GOMON_ALERTING__DATABASE__DATA_DIR",
+                dir.path().join("data").display().to_string(),
+            ),
+            ("GOMON_AGENT__INTERVAL", "1s".to_owned()),
+            (
+                "GOMON_AGGREGATOR__REMOTE_WRITE__URL",
+                format!("http://{address}/api/v1/write"),
+            ),
+            ("HOME", dir.path().display().to_string()),
+            ("KUBECONFIG", dir.path().join("none").display().to_string()),
+        ],
+    );
+    let url = format!("http://127.0.0.1:{port}/health/ready");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        up.assert_running();
+        if let Some((503, body)) = get(&url).await {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never unready while blocked\n{}",
+            up.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let health: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(health["status"], "unavailable", "{health}");
+    assert!(
+        health["reason"].as_str().is_some_and(
+            |reason| reason.contains("Remote write") && reason.contains("unauthorized")
+        ),
+        "{health}"
+    );
+    assert_eq!(health["components"][0]["state"], "blocked", "{health}");
+    let status = up.terminate();
+    assert!(status.success(), "{status:?}");
+}
