@@ -112,15 +112,20 @@ impl Service {
     }
 }
 
-/// Signs in with `token` on the console of `base`; waits for the alerts page.
+/// Signs in with `token` on the console of `base` with the keyboard alone (the token field has the focus; Enter
+/// submits); waits for the alerts page.
 async fn sign_in(browser: &Browser, base: &str, token: &str) {
     browser.goto(&format!("{base}/")).await;
-    let input = browser.wait_for("#token", Duration::from_secs(10)).await;
-    browser.fill(&input, token).await;
-    let submit = browser
-        .wait_for("form button[type=submit]", Duration::from_secs(5))
+    browser.wait_for("#token", Duration::from_secs(10)).await;
+    let focused = browser
+        .execute(
+            "return document.activeElement && document.activeElement.id",
+            json!([]),
+        )
         .await;
-    browser.click(&submit).await;
+    assert_eq!(focused, "token", "the token field has the focus");
+    let input = browser.wait_for("#token", Duration::from_secs(5)).await;
+    browser.fill(&input, &format!("{token}\u{E007}")).await;
     browser
         .wait_for("table#alerts", Duration::from_secs(10))
         .await;
