@@ -360,16 +360,7 @@ async fn the_hosts_page_of_gomon_up_shows_this_host_with_a_sparkline() {
     let mut process = Gomon::start(
         "up",
         &dir,
-        &[
-            ("GOMON_ALERTING__LISTEN", format!("127.0.0.1:{port}")),
-            (
-                "GOMON_ALERTING__DATABASE__DATA_DIR",
-                dir.path().join("data").display().to_string(),
-            ),
-            ("GOMON_AGENT__INTERVAL", "1s".to_owned()),
-            ("GOMON_AGENT__HOSTNAME", "console-host".to_owned()),
-            ("KUBECONFIG", dir.path().join("none").display().to_string()),
-        ],
+        &support::up_env(&dir, port, "console-host", &[]),
     );
     let base = format!("http://127.0.0.1:{port}");
     support::wait_ready(&mut process, &format!("{base}/health/ready")).await;

@@ -163,32 +163,28 @@ fn up_refused(dir: &tempfile::TempDir, port: u16) -> support::Gomon {
     support::Gomon::start(
         "up",
         dir,
-        &[
-            ("GOMON_ALERTING__LISTEN", format!("127.0.0.1:{port}")),
-            (
-                "GOMON_ALERTING__DATABASE__DATA_DIR",
-                dir.path().join("data").display().to_string(),
-            ),
-            ("GOMON_AGENT__INTERVAL", "1s".to_owned()),
-            ("GOMON_AGENT__HOSTNAME", "refused-host".to_owned()),
-            ("GOMON_AGENT__BUFFER_BATCHES", "2".to_owned()),
-            ("GOMON_AGGREGATOR__REMOTE_WRITE__URL", refused),
-            (
-                "GOMON_AGGREGATOR__REMOTE_WRITE__MAX_SAMPLES_PER_REQUEST",
-                "10".to_owned(),
-            ),
-            (
-                "GOMON_AGGREGATOR__REMOTE_WRITE__MIN_BACKOFF",
-                "100ms".to_owned(),
-            ),
-            (
-                "GOMON_AGGREGATOR__REMOTE_WRITE__MAX_BACKOFF",
-                "1s".to_owned(),
-            ),
-            ("GOMON_AGGREGATOR__SHUTDOWN_TIMEOUT", "2s".to_owned()),
-            ("HOME", dir.path().display().to_string()),
-            ("KUBECONFIG", dir.path().join("none").display().to_string()),
-        ],
+        &support::up_env(
+            dir,
+            port,
+            "refused-host",
+            &[
+                ("GOMON_AGENT__BUFFER_BATCHES", "2".to_owned()),
+                ("GOMON_AGGREGATOR__REMOTE_WRITE__URL", refused),
+                (
+                    "GOMON_AGGREGATOR__REMOTE_WRITE__MAX_SAMPLES_PER_REQUEST",
+                    "10".to_owned(),
+                ),
+                (
+                    "GOMON_AGGREGATOR__REMOTE_WRITE__MIN_BACKOFF",
+                    "100ms".to_owned(),
+                ),
+                (
+                    "GOMON_AGGREGATOR__REMOTE_WRITE__MAX_BACKOFF",
+                    "1s".to_owned(),
+                ),
+                ("GOMON_AGGREGATOR__SHUTDOWN_TIMEOUT", "2s".to_owned()),
+            ],
+        ),
     )
 }
 
@@ -263,20 +259,15 @@ async fn a_receiver_refusing_the_credentials_makes_up_not_ready() {
     let mut up = support::Gomon::start(
         "up",
         &dir,
-        &[
-            ("GOMON_ALERTING__LISTEN", format!("127.0.0.1:{port}")),
-            (
-                "GOMON_ALERTING__DATABASE__DATA_DIR",
-                dir.path().join("data").display().to_string(),
-            ),
-            ("GOMON_AGENT__INTERVAL", "1s".to_owned()),
-            (
+        &support::up_env(
+            &dir,
+            port,
+            "blocked-host",
+            &[(
                 "GOMON_AGGREGATOR__REMOTE_WRITE__URL",
                 format!("http://{address}/api/v1/write"),
-            ),
-            ("HOME", dir.path().display().to_string()),
-            ("KUBECONFIG", dir.path().join("none").display().to_string()),
-        ],
+            )],
+        ),
     );
     let url = format!("http://127.0.0.1:{port}/health/ready");
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -128,6 +128,29 @@ impl Drop for Gomon {
     }
 }
 
+/// The environment of a `gomon up` kept to itself: listening on `port`, its SQLite, `HOME` and no kubeconfig in
+/// `dir`, collecting every second as `host`; `more` added.
+pub(crate) fn up_env(
+    dir: &tempfile::TempDir,
+    port: u16,
+    host: &str,
+    more: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("GOMON_ALERTING__LISTEN", format!("127.0.0.1:{port}")),
+        (
+            "GOMON_ALERTING__DATABASE__DATA_DIR",
+            dir.path().join("data").display().to_string(),
+        ),
+        ("GOMON_AGENT__INTERVAL", "1s".to_owned()),
+        ("GOMON_AGENT__HOSTNAME", host.to_owned()),
+        ("HOME", dir.path().display().to_string()),
+        ("KUBECONFIG", dir.path().join("none").display().to_string()),
+    ];
+    env.extend_from_slice(more);
+    env
+}
+
 /// A new, empty database on the test PostgreSQL server; its URL.
 pub(crate) fn postgres_database() -> String {
     let server = std::env::var("TEST_POSTGRES_URL").expect(
