@@ -47,9 +47,21 @@
     }
   }
 
+  /** Replaces the children of `el`, keeping the keyboard focus on the same link, button or field if it was there. */
   function replace(el, ...children) {
+    const focused = document.activeElement;
+    const had = focused && focused !== el && el.contains(focused) ? identity(focused) : null;
     el.replaceChildren();
     append(el, children);
+    if (had) {
+      const again = [...el.querySelectorAll(focused.tagName)].find((candidate) => identity(candidate) === had);
+      if (again) again.focus();
+    }
+  }
+
+  /** What tells a focusable element from its neighbours across a redraw. */
+  function identity(el) {
+    return [el.tagName, el.id, el.getAttribute('href'), el.getAttribute('name'), el.textContent].join('\u0000');
   }
 
   const main = () => document.getElementById('main');

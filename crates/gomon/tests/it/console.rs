@@ -189,6 +189,26 @@ async fn a_person_follows_and_handles_an_alert_in_the_browser() {
     )
     .expect("screenshot");
 
+    // The list redraws every 2 s; a person moving with the keyboard keeps their place.
+    let href = format!("#/alerts/{id}");
+    browser
+        .execute(
+            "document.querySelector(`a[href='${arguments[0]}']`).focus()",
+            json!([href]),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        browser
+            .execute(
+                "return document.activeElement.getAttribute('href')",
+                json!([])
+            )
+            .await,
+        json!(href),
+        "the focus survives a redraw"
+    );
+
     // Acknowledge in the page: the status changes and the audit trail names alice.
     let link = browser
         .wait_for(&format!("{row} a"), Duration::from_secs(5))
