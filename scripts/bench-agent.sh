@@ -3,7 +3,7 @@
 # memory in steady state, from /proc/<pid>/stat and status. Budget: <= 2 ms of CPU per cycle, <= 15 MB resident,
 # and at most 0.3 of node_exporter's CPU per scrape on the same host in the same run.
 # Environment: CYCLES (default 120) at INTERVAL (default 1s); TRACES=1 exports spans to a local OTLP/HTTP sink;
-# PROFILE (default release) the cargo profile built and run, or GOMON_BIN a gomon executable to run as it is.
+# PROFILE (default release) the cargo profile built and run, or AGENT_BIN a gomon executable to run as it is.
 # When prometheus-node-exporter is installed it runs beside the agent, scraped every INTERVAL during the same
 # cycles, and its CPU per scrape is printed with the ratio.
 set -euo pipefail
@@ -12,9 +12,9 @@ CYCLES=${CYCLES:-120}
 INTERVAL=${INTERVAL:-1}
 PROFILE=${PROFILE:-release}
 command -v tansu >/dev/null || { echo "tansu is missing: cargo install tansu --features dynostore" >&2; exit 1; }
-if [ -z "${GOMON_BIN:-}" ]; then
+if [ -z "${AGENT_BIN:-}" ]; then
   cargo build --profile "$PROFILE" -q -p gomon
-  GOMON_BIN=${CARGO_TARGET_DIR:-target}/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")/gomon
+  AGENT_BIN=${CARGO_TARGET_DIR:-target}/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")/gomon
 fi
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 KAFKA=$(free_port)
@@ -26,13 +26,14 @@ AGENT=
 NE=
 SCRAPER=
 . scripts/lib/otlp-sink.sh
-# The agent first, so that it can flush its spans to the sink.
-trap 'kill $AGENT 2>/dev/null; wait $AGENT 2>/dev/null; kill $BROKER $SINK $NE $SCRAPER 2>/dev/null; wait 2>/dev/null' EXIT
+# The agent first, so that it can flush its spans to the sink; errexit off, so that one process already gone does
+# not leave the others running.
+trap 'set +e; kill $AGENT 2>/dev/null; wait $AGENT 2>/dev/null; kill $BROKER $SINK $NE $SCRAPER 2>/dev/null; wait 2>/dev/null' EXIT
 start_otlp_sink
 sleep 1
 GOMON_LOG=warn GOMON_AGENT__INTERVAL=${INTERVAL}s GOMON_AGENT__LISTEN=127.0.0.1:$LISTEN \
   GOMON_AGENT__KAFKA__BROKERS=127.0.0.1:$KAFKA GOMON_AGENT__KAFKA__CREATE_TOPIC=true \
-  "$GOMON_BIN" agent &
+  "$AGENT_BIN" agent &
 AGENT=$!
 if command -v prometheus-node-exporter >/dev/null; then
   NE_PORT=$(free_port)
