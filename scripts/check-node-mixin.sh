@@ -84,8 +84,9 @@ pids+=($!)
 wait_http "http://127.0.0.1:$VM_NE/health"
 wait_http "http://127.0.0.1:$VM_GOMON/health"
 
-# gomon up with its defaults (job="node", instance = the host name), writing to the second VictoriaMetrics.
-GOMON_LOG=warn GOMON_LOG_FORMAT=json GOMON_AGENT__INTERVAL=${INTERVAL}s GOMON_ALERTING__LISTEN="127.0.0.1:$UP" \
+# gomon up with its defaults (job="node", instance = the host name), writing to the second VictoriaMetrics; an
+# external label given as a YAML map in its variable, as docs/configuration.md says maps may be.
+GOMON_AGGREGATOR__EXTERNAL_LABELS='{cluster: node-mixin-check}' GOMON_LOG=warn GOMON_LOG_FORMAT=json GOMON_AGENT__INTERVAL=${INTERVAL}s GOMON_ALERTING__LISTEN="127.0.0.1:$UP" \
   GOMON_ALERTING__DATABASE__DATA_DIR="$work/gomon-data" \
   GOMON_AGGREGATOR__REMOTE_WRITE__URL="http://127.0.0.1:$VM_GOMON/api/v1/write" \
   "$gomon" up >"$work/gomon.log" 2>&1 &

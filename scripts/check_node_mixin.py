@@ -170,6 +170,11 @@ def main():
         hosts = scalar(base, 'count(count by (instance) ({job="node"}))', at)
         print(f"{side}: {node:.0f} node_* series of {names:.0f} names per host ({every:.0f} series in all, "
               f"{hosts:.0f} instance)" if None not in (node, names, every, hosts) else f"{side}: no series")
+    # gomon up was given GOMON_AGGREGATOR__EXTERNAL_LABELS='{cluster: node-mixin-check}': every series has it.
+    labelled = scalar(args.gomon, 'count({cluster="node-mixin-check",job="node"})', at)
+    every = scalar(args.gomon, 'count({job="node"})', at)
+    if labelled is None or labelled != every:
+        errors.append(f"the external label of a YAML map in a variable is on {labelled} of {every} GoMon series")
     figures = json.loads(args.figures)
     for key, value in figures.items():
         print(f"{key}: {value}")
