@@ -71,6 +71,9 @@ pub struct AgentConfig {
     /// Longest wait for a cycle's `statvfs` calls (they run concurrently); a mount not answered by then is skipped.
     #[serde(with = "humantime_serde")]
     pub filesystem_timeout: Duration,
+    /// Directory of `*.prom` files in the Prometheus text format whose samples every cycle adds, like
+    /// node_exporter's `--collector.textfile.directory`. Unset: none, and `node_textfile_scrape_error` is 0.
+    pub textfile_directory: Option<PathBuf>,
     /// Address of the agent's own HTTP server: `/metrics` (the host's current values and the agent's health, to
     /// scrape like node_exporter) and `/health/live`, `/health/ready`.
     pub listen: SocketAddr,
@@ -97,6 +100,7 @@ impl Default for AgentConfig {
                 .collect(),
             network_exclude_devices: vec!["lo".to_owned()],
             filesystem_timeout: Duration::from_secs(5),
+            textfile_directory: None,
             listen: SocketAddr::from(([0, 0, 0, 0], 9100)),
             http: gomon_runtime::http::ListenerConfig::default(),
             buffer_batches: 30,

@@ -95,7 +95,12 @@ fn pipeline(c: &mut Criterion) {
                 .unwrap_or(0)
         })
         .sum();
-    let external = vec![("cluster".to_owned(), "prod".to_owned())];
+    // An external label, and the default `job` and `instance`.
+    let external = transform::AddedLabels {
+        external: vec![("cluster".to_owned(), "prod".to_owned())],
+        job: Some("node".to_owned()),
+        instance: Some(transform::INSTANCE_HOST.to_owned()),
+    };
     // The pipeline's path: the limits checked on the wire, then decoded.
     let limits = gomon_aggregator::config::LimitsConfig::default();
     let now_ms = 1_764_000_000_000;

@@ -25,6 +25,12 @@ pub struct AggregatorConfig {
     pub federate: FederateConfig,
     /// Labels added to every series that does not carry them already (`cluster`, `env`, ...).
     pub external_labels: BTreeMap<String, String>,
+    /// The `job` label of every series that does not carry one (after `external_labels`): node_exporter's
+    /// rules and dashboards select `job="node"`. Empty: no `job` label.
+    pub job: String,
+    /// The `instance` label of every series that does not carry one (after `external_labels`), `{host}` standing
+    /// for the host the batch came from (`{host}:9100` gives a scrape's form). Empty: no `instance` label.
+    pub instance: String,
     /// How long a stopping aggregator waits for writes in flight before it leaves them to be replayed.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -77,6 +83,8 @@ impl Default for AggregatorConfig {
             remote_write: None,
             federate: FederateConfig::default(),
             external_labels: BTreeMap::new(),
+            job: "node".to_owned(),
+            instance: crate::transform::INSTANCE_HOST.to_owned(),
             shutdown_timeout: Duration::from_secs(10),
             limits: LimitsConfig::default(),
         }
@@ -288,6 +296,17 @@ impl AggregatorConfig {
                 ));
             }
         }
+        let rest = self.instance.replace(crate::transform::INSTANCE_HOST, "");
+        if rest.contains(['{', '}']) {
+            return Err(KeyError::new(
+                "aggregator.instance",
+                format!(
+                    "{:?}: only {} may stand between braces",
+                    self.instance,
+                    crate::transform::INSTANCE_HOST
+                ),
+            ));
+        }
         if let Some(remote) = &self.remote_write {
             remote.check()?;
         }
@@ -468,4 +487,32 @@ pub(crate) struct ResolvedRemote {
     pub(crate) ca: Option<reqwest::Certificate>,
     pub(crate) identity: Option<reqwest::Identity>,
     pub(crate) insecure_skip_verify: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_and_instance_default_to_node_exporter_s_and_the_template_is_checked() {
+        let config = AggregatorConfig::default();
+        assert_eq!(config.job, "node");
+        assert_eq!(config.instance, "{host}");
+        assert_eq!(config.check(), Ok(()));
+        for instance in ["", "{host}:9100", "node/{host}/{host}"] {
+            let config = AggregatorConfig {
+                instance: instance.to_owned(),
+                ..AggregatorConfig::default()
+            };
+            assert_eq!(config.check(), Ok(()), "{instance}");
+        }
+        for instance in ["{hostname}", "{host", "{{host}}"] {
+            let config = AggregatorConfig {
+                instance: instance.to_owned(),
+                ..AggregatorConfig::default()
+            };
+            let error = config.check().expect_err(instance);
+            assert_eq!(error.key, "aggregator.instance", "{instance}");
+        }
+    }
 }

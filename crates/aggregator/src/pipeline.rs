@@ -90,8 +90,8 @@ pub struct Sinks {
     pub federate: Option<Arc<Latest>>,
     /// The hosts' recent measures, if the console of this process shows them.
     pub hosts: Option<Arc<HostWindow>>,
-    /// Labels added to every series.
-    pub external_labels: Arc<Vec<(String, String)>>,
+    /// Labels added to every series: external labels, `job` and `instance`.
+    pub added_labels: Arc<transform::AddedLabels>,
     /// What one message may hold.
     pub limits: Arc<crate::config::LimitsConfig>,
 }
@@ -274,7 +274,7 @@ async fn take<S: Source>(
             None => Vec::new(),
         };
         let _entered = span.enter();
-        transform::append_series(batch, &sinks.external_labels, &mut open.series)
+        transform::append_series(batch, &sinks.added_labels, &mut open.series)
             .map(|()| (host, timestamp_ms, kinds))
     });
     match added {

@@ -21,6 +21,7 @@ use crate::sinks::federate::Latest;
 use crate::sinks::hosts::HostWindow;
 use crate::sinks::remote_write::RemoteWriter;
 use crate::sources::kafka::{DeadLetterHealth, KafkaSource};
+use crate::transform;
 
 #[derive(Clone)]
 struct HttpState {
@@ -150,7 +151,7 @@ impl Aggregator {
                 remote,
                 federate,
                 hosts: None,
-                external_labels: Arc::new(config.external_labels.clone().into_iter().collect()),
+                added_labels: Arc::new(transform::AddedLabels::from_config(config)),
                 limits: Arc::new(config.limits.clone()),
             },
             limits: Limits {

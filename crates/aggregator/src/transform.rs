@@ -1,12 +1,50 @@
-//! From an agent's batch to Prometheus time series: names and labels checked, `host` from the batch, external labels
-//! added, labels sorted, the collection time as every sample's timestamp.
+//! From an agent's batch to Prometheus time series: names and labels checked, `host` from the batch, external labels,
+//! `job` and `instance` added, labels sorted, the collection time as every sample's timestamp.
 
 use gomon_proto::MetricBatch;
 use gomon_proto::prometheus::{Label, Sample, TimeSeries};
 
 use gomon_runtime::selector::{valid_label_name, valid_metric_name};
 
-use crate::config::LimitsConfig;
+use crate::config::{AggregatorConfig, LimitsConfig};
+
+/// What the aggregator adds to every series besides `host`: `aggregator.external_labels`, then `job` and
+/// `instance` (`aggregator.job`, `aggregator.instance`), each only where the series does not carry the name yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddedLabels {
+    /// `aggregator.external_labels`.
+    pub external: Vec<(String, String)>,
+    /// The value of `job`; `None`: no `job` label.
+    pub job: Option<String>,
+    /// The `instance` template, `{host}` standing for the batch's host; `None`: no `instance` label.
+    pub instance: Option<String>,
+}
+
+impl AddedLabels {
+    /// The labels `config` asks for; an empty `job` or `instance` adds none.
+    pub fn from_config(config: &AggregatorConfig) -> Self {
+        let set = |value: &str| (!value.is_empty()).then(|| value.to_owned());
+        Self {
+            external: config
+                .external_labels
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+            job: set(&config.job),
+            instance: set(&config.instance),
+        }
+    }
+
+    /// The `instance` of `host`'s series.
+    fn instance(&self, host: &str) -> Option<String> {
+        self.instance
+            .as_ref()
+            .map(|template| template.replace(INSTANCE_HOST, host))
+    }
+}
+
+/// What stands for the batch's host in `aggregator.instance`.
+pub const INSTANCE_HOST: &str = "{host}";
 
 /// Why a message is set aside instead of written (the `reason` label of `aggregator_messages_invalid_total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -234,11 +272,12 @@ mod wire {
 /// The series of `batch`, one sample each, appended to `out`.
 ///
 /// Labels: the sample's own, `host` from the batch (it wins over a sample's `host`: the batch says where the sample
-/// was collected), then `external` for names the series does not have; sorted by name as remote write requires.
-/// The whole batch is refused when one name is invalid, so a batch is written entirely or not at all.
+/// was collected), then `added`'s external labels, `job` and `instance` for names the series does not have; sorted
+/// by name as remote write requires. The whole batch is refused when one name is invalid, so a batch is written
+/// entirely or not at all.
 pub fn append_series(
     batch: MetricBatch,
-    external: &[(String, String)],
+    added: &AddedLabels,
     out: &mut Vec<TimeSeries>,
 ) -> Result<(), Invalid> {
     if batch.host.is_empty() {
@@ -249,12 +288,20 @@ pub fn append_series(
     }
     let start = out.len();
     out.reserve(batch.samples.len());
+    let target: Vec<(&str, String)> = [
+        ("job", added.job.clone()),
+        ("instance", added.instance(&batch.host)),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|value| (name, value)))
+    .collect();
     for sample in batch.samples {
         if !valid_metric_name(&sample.name) {
             out.truncate(start);
             return Err(Invalid::InvalidName);
         }
-        let mut labels = Vec::with_capacity(sample.labels.len() + 2 + external.len());
+        let mut labels =
+            Vec::with_capacity(sample.labels.len() + 2 + added.external.len() + target.len());
         labels.push(Label {
             name: "__name__".to_owned(),
             value: sample.name,
@@ -276,10 +323,14 @@ pub fn append_series(
                 value: label.value,
             });
         }
-        for (name, value) in external {
-            if !labels.iter().any(|label| &label.name == name) {
+        let external = added
+            .external
+            .iter()
+            .map(|(name, value)| (name.as_str(), value));
+        for (name, value) in external.chain(target.iter().map(|(name, value)| (*name, value))) {
+            if !labels.iter().any(|label| label.name == name) {
                 labels.push(Label {
-                    name: name.clone(),
+                    name: name.to_owned(),
                     value: value.clone(),
                 });
             }
@@ -335,10 +386,13 @@ mod tests {
 
     #[test]
     fn host_comes_from_the_batch_and_external_labels_fill_in() {
-        let external = vec![
-            ("cluster".to_owned(), "prod-eu".to_owned()),
-            ("mode".to_owned(), "external-loses".to_owned()),
-        ];
+        let external = AddedLabels {
+            external: vec![
+                ("cluster".to_owned(), "prod-eu".to_owned()),
+                ("mode".to_owned(), "external-loses".to_owned()),
+            ],
+            ..AddedLabels::default()
+        };
         let mut out = Vec::new();
         append_series(
             batch(vec![sample(
@@ -367,24 +421,101 @@ mod tests {
     }
 
     #[test]
+    fn job_and_instance_fill_in_after_the_external_labels() {
+        let mut config = AggregatorConfig::default();
+        let labels = |config: &AggregatorConfig, own: &[(&str, &str)]| {
+            let mut out = Vec::new();
+            append_series(
+                batch(vec![sample("node_load1", own, 0.5)]),
+                &AddedLabels::from_config(config),
+                &mut out,
+            )
+            .expect("valid");
+            pairs(&out[0])
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let owned = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        // The defaults: what node_exporter's users select and group by, `host` kept.
+        assert_eq!(
+            labels(&config, &[]),
+            owned(&[
+                ("__name__", "node_load1"),
+                ("host", "node-7"),
+                ("instance", "node-7"),
+                ("job", "node"),
+            ])
+        );
+        // A template, another job; an external label of the same name wins, as does the sample's own.
+        config.instance = "{host}:9100".to_owned();
+        config.job = "hosts".to_owned();
+        assert_eq!(
+            labels(&config, &[]),
+            owned(&[
+                ("__name__", "node_load1"),
+                ("host", "node-7"),
+                ("instance", "node-7:9100"),
+                ("job", "hosts"),
+            ])
+        );
+        config
+            .external_labels
+            .insert("job".to_owned(), "from-external".to_owned());
+        assert_eq!(
+            labels(&config, &[("instance", "own")]),
+            owned(&[
+                ("__name__", "node_load1"),
+                ("host", "node-7"),
+                ("instance", "own"),
+                ("job", "from-external"),
+            ])
+        );
+        // Empty: no label.
+        config.external_labels.clear();
+        config.job.clear();
+        config.instance.clear();
+        assert_eq!(
+            labels(&config, &[]),
+            owned(&[("__name__", "node_load1"), ("host", "node-7")])
+        );
+    }
+
+    #[test]
     fn a_batch_with_one_bad_name_is_refused_whole() {
         let mut out = Vec::new();
-        append_series(batch(vec![sample("ok_metric", &[], 1.0)]), &[], &mut out).expect("valid");
+        append_series(
+            batch(vec![sample("ok_metric", &[], 1.0)]),
+            &AddedLabels::default(),
+            &mut out,
+        )
+        .expect("valid");
         let bad = batch(vec![sample("fine", &[], 1.0), sample("bad name", &[], 2.0)]);
-        assert_eq!(append_series(bad, &[], &mut out), Err(Invalid::InvalidName));
+        assert_eq!(
+            append_series(bad, &AddedLabels::default(), &mut out),
+            Err(Invalid::InvalidName)
+        );
         let bad_label = batch(vec![sample("fine", &[("0day", "x")], 1.0)]);
         assert_eq!(
-            append_series(bad_label, &[], &mut out),
+            append_series(bad_label, &AddedLabels::default(), &mut out),
             Err(Invalid::InvalidName)
         );
         assert_eq!(out.len(), 1, "nothing of a refused batch stays");
         let mut no_host = batch(vec![]);
         no_host.host.clear();
-        assert_eq!(append_series(no_host, &[], &mut out), Err(Invalid::NoHost));
+        assert_eq!(
+            append_series(no_host, &AddedLabels::default(), &mut out),
+            Err(Invalid::NoHost)
+        );
         let mut no_time = batch(vec![]);
         no_time.timestamp_ms = 0;
         assert_eq!(
-            append_series(no_time, &[], &mut out),
+            append_series(no_time, &AddedLabels::default(), &mut out),
             Err(Invalid::NoTimestamp)
         );
         assert_eq!(decode(b"\xff\xff\xff garbage"), Err(Invalid::Decode));

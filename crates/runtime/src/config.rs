@@ -3,12 +3,16 @@
 //! A nested key maps to an environment variable by upper-casing it and joining the levels with `__`:
 //! `alerting.database.url` is `GOMON_ALERTING__DATABASE__URL`. `GOMON_LOG` (the log filter) and `GOMON_LOG_FORMAT`
 //! are not keys.
+//!
+//! A list or map in a variable is written in figment's inline syntax (`[a,b]`, `{job=node,env=prod}`) or as a YAML
+//! flow collection (`[a, b]`, `{job: node, env: prod}`), as in the configuration file.
 
 use std::fmt;
 use std::path::Path;
 
-use figment::Figment;
 use figment::providers::{Env, Format, Serialized};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -153,11 +157,66 @@ where
         }
         figment = figment.merge(Yaml::file_exact(path));
     }
-    figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(NOT_KEYS).split("__"));
+    figment = figment.merge(Environment(
+        Env::prefixed(ENV_PREFIX).ignore(NOT_KEYS).split("__"),
+    ));
     figment.extract().map_err(|errors| {
         let messages: Vec<String> = errors.into_iter().map(describe).collect();
         ConfigError(messages.join("; "))
     })
+}
+
+/// The `GOMON_` variables: figment's environment provider, whose values are read in figment's inline syntax, and
+/// then the values it left as strings that are YAML flow maps or lists (`{job: node}`, `[a, b]`) read as YAML.
+struct Environment(Env);
+
+impl Provider for Environment {
+    fn metadata(&self) -> Metadata {
+        self.0.metadata()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut data = self.0.data()?;
+        for dict in data.values_mut() {
+            dict.values_mut().for_each(yaml_flow);
+        }
+        Ok(data)
+    }
+}
+
+/// Replaces, within `value`, every string that is a YAML flow map or list by what it holds. A string that YAML reads
+/// otherwise, or as a collection with an empty entry (`{abc}` is the map `abc: null`), is left as it is, so a plain
+/// value that happens to start with a brace stays a string.
+fn yaml_flow(value: &mut Value) {
+    match value {
+        Value::Dict(_, dict) => dict.values_mut().for_each(yaml_flow),
+        Value::Array(_, items) => items.iter_mut().for_each(yaml_flow),
+        Value::String(_, text) => {
+            let text = text.trim();
+            let collection = (text.starts_with('{') && text.ends_with('}'))
+                || (text.starts_with('[') && text.ends_with(']'));
+            if !collection {
+                return;
+            }
+            if let Ok(parsed) = yaml_serde::from_str::<Value>(text)
+                && matches!(parsed, Value::Dict(..) | Value::Array(..))
+                && !has_empty(&parsed)
+            {
+                *value = parsed;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `value` holds a null anywhere.
+fn has_empty(value: &Value) -> bool {
+    match value {
+        Value::Empty(..) => true,
+        Value::Dict(_, dict) => dict.values().any(has_empty),
+        Value::Array(_, items) => items.iter().any(has_empty),
+        _ => false,
+    }
 }
 
 /// One figment error as "key `a.b` (from SOURCE): what is wrong".
@@ -171,7 +230,19 @@ fn describe(error: figment::Error) -> String {
             None => m.name.to_string(),
         })
         .unwrap_or_else(|| "defaults".to_string());
-    let kind = error.kind.to_string();
+    let mut kind = error.kind.to_string();
+    // A string where a collection belongs: in a variable, one that neither syntax reads.
+    if let figment::error::Kind::InvalidType(figment::error::Actual::Str(_), expected) = &error.kind
+    {
+        if expected.contains("map") {
+            kind.push_str(
+                "; a map in an environment variable is written {key=value,other=value} or \
+                 {key: value, other: value}",
+            );
+        } else if expected.contains("sequence") {
+            kind.push_str("; a list in an environment variable is written [a,b] or [a, b]");
+        }
+    }
     if key.is_empty() {
         format!("{kind} (from {source})")
     } else {
@@ -206,6 +277,8 @@ mod tests {
     struct Inner {
         port: u16,
         name: String,
+        labels: std::collections::BTreeMap<String, String>,
+        list: Vec<String>,
     }
 
     #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -233,6 +306,50 @@ mod tests {
             let error = load::<Root>(None).expect_err("must fail").to_string();
             assert!(error.contains("`inner.port`"), "{error}");
             assert!(error.contains("GOMON_INNER__PORT"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn maps_and_lists_in_variables_take_figment_s_syntax_or_yaml_s() {
+        let labels = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        for (variable, want) in [
+            ("{job=node}", labels(&[("job", "node")])),
+            ("{job: node}", labels(&[("job", "node")])),
+            (
+                " {job: node, env: \"prod eu\"} ",
+                labels(&[("env", "prod eu"), ("job", "node")]),
+            ),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env("GOMON_INNER__LABELS", variable);
+                jail.set_env("GOMON_INNER__LIST", "[a, b]");
+                let root: Root = load(None).map_err(|e| e.to_string())?;
+                assert_eq!(root.inner.labels, want, "{variable}");
+                assert_eq!(root.inner.list, ["a", "b"]);
+                Ok(())
+            });
+        }
+        // A plain value starting with a brace stays a string.
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GOMON_INNER__NAME", "{abc}");
+            let root: Root = load(None).map_err(|e| e.to_string())?;
+            assert_eq!(root.inner.name, "{abc}");
+            Ok(())
+        });
+        // Neither syntax: the key, the variable and both accepted forms.
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GOMON_INNER__LABELS", "{job: }");
+            let error = load::<Root>(None).expect_err("must fail").to_string();
+            assert!(error.contains("`inner.labels`"), "{error}");
+            assert!(error.contains("GOMON_INNER__LABELS"), "{error}");
+            assert!(error.contains("{key=value,other=value}"), "{error}");
+            assert!(error.contains("{key: value, other: value}"), "{error}");
             Ok(())
         });
     }

@@ -23,7 +23,11 @@ pub(crate) fn excluded(device: &str) -> bool {
     })
 }
 
-/// Emits `node_disk_*` counters per device, partitions included.
+/// `/proc/diskstats` counts time in milliseconds.
+const SECONDS_PER_MILLISECOND: f64 = 0.001;
+
+/// Emits node_exporter's `node_disk_*` series of `/proc/diskstats` per device, partitions included: counters, and
+/// the gauge `node_disk_io_now`. The discard fields (Linux 4.18) and flush fields (5.5) only where the kernel has them.
 pub(crate) fn collect(config: &AgentConfig, out: &mut Samples) -> Result<(), Error> {
     let path = config.proc_path("diskstats");
     let text = read(&path)?;
@@ -31,31 +35,72 @@ pub(crate) fn collect(config: &AgentConfig, out: &mut Samples) -> Result<(), Err
         .map_err(|error| Error::parse(&path, error.to_string()))?;
     for disk in disks.iter().filter(|disk| !excluded(&disk.name)) {
         let labels = [("device", disk.name.as_str())];
-        out.counter(
-            "node_disk_read_bytes_total",
-            &labels,
-            disk.sectors_read as f64 * SECTOR_BYTES,
-        );
-        out.counter(
-            "node_disk_written_bytes_total",
-            &labels,
-            disk.sectors_written as f64 * SECTOR_BYTES,
-        );
-        out.counter(
-            "node_disk_reads_completed_total",
-            &labels,
-            disk.reads as f64,
-        );
-        out.counter(
-            "node_disk_writes_completed_total",
-            &labels,
-            disk.writes as f64,
-        );
-        out.counter(
-            "node_disk_io_time_seconds_total",
-            &labels,
-            disk.time_in_progress as f64 / 1000.0,
-        );
+        let seconds = |milliseconds: u64| milliseconds as f64 * SECONDS_PER_MILLISECOND;
+        let counters = [
+            ("node_disk_reads_completed_total", disk.reads as f64),
+            ("node_disk_reads_merged_total", disk.merged as f64),
+            (
+                "node_disk_read_bytes_total",
+                disk.sectors_read as f64 * SECTOR_BYTES,
+            ),
+            (
+                "node_disk_read_time_seconds_total",
+                seconds(disk.time_reading),
+            ),
+            ("node_disk_writes_completed_total", disk.writes as f64),
+            ("node_disk_writes_merged_total", disk.writes_merged as f64),
+            (
+                "node_disk_written_bytes_total",
+                disk.sectors_written as f64 * SECTOR_BYTES,
+            ),
+            (
+                "node_disk_write_time_seconds_total",
+                seconds(disk.time_writing),
+            ),
+            (
+                "node_disk_io_time_seconds_total",
+                seconds(disk.time_in_progress),
+            ),
+            (
+                "node_disk_io_time_weighted_seconds_total",
+                seconds(disk.weighted_time_in_progress),
+            ),
+        ];
+        for (name, value) in counters {
+            out.counter(name, &labels, value);
+        }
+        out.gauge("node_disk_io_now", &labels, disk.in_progress as f64);
+        let optional = [
+            (
+                "node_disk_discards_completed_total",
+                disk.discards.map(|v| v as f64),
+            ),
+            (
+                "node_disk_discards_merged_total",
+                disk.discards_merged.map(|v| v as f64),
+            ),
+            (
+                "node_disk_discarded_sectors_total",
+                disk.sectors_discarded.map(|v| v as f64),
+            ),
+            (
+                "node_disk_discard_time_seconds_total",
+                disk.time_discarding.map(seconds),
+            ),
+            (
+                "node_disk_flush_requests_total",
+                disk.flushes.map(|v| v as f64),
+            ),
+            (
+                "node_disk_flush_requests_time_seconds_total",
+                disk.time_flushing.map(seconds),
+            ),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                out.counter(name, &labels, value);
+            }
+        }
     }
     Ok(())
 }

@@ -28,6 +28,8 @@ pub(crate) struct Mount {
     pub(crate) mountpoint: String,
     /// The filesystem type (`ext4`).
     pub(crate) fstype: String,
+    /// Mounted read-only (`ro` among the options of the fourth field).
+    pub(crate) readonly: bool,
 }
 
 /// Parses `/proc/mounts` text, undoing the kernel's octal escapes (`\040` is a space).
@@ -40,10 +42,14 @@ pub(crate) fn parse_mounts(path: &Path, text: &str) -> Result<Vec<Mount>, Error>
         else {
             return Err(Error::parse(path, format!("short line {line:?}")));
         };
+        let readonly = fields
+            .next()
+            .is_some_and(|options| options.split(',').any(|option| option == "ro"));
         mounts.push(Mount {
             device: unescape(device),
             mountpoint: unescape(mountpoint),
             fstype: unescape(fstype),
+            readonly,
         });
     }
     Ok(mounts)
@@ -160,7 +166,8 @@ impl Filesystems {
         }
     }
 
-    /// Emits `node_filesystem_*{device,fstype,mountpoint}`, `gomon_filesystem_used_bytes{mountpoint}` and
+    /// Emits `node_filesystem_*{device,fstype,mountpoint}` (`device_error` and `readonly` for every mount, the
+    /// capacity series for those `statvfs` answered), `gomon_filesystem_used_bytes{mountpoint}` and
     /// `gomon_filesystem_used_percent{device,fstype,mountpoint}`. Returns how many mounts timed out.
     pub(crate) async fn collect(
         &self,
@@ -176,6 +183,8 @@ impl Filesystems {
                 ("fstype", mount.fstype.as_str()),
                 ("mountpoint", mount.mountpoint.as_str()),
             ];
+            let readonly = if mount.readonly { 1.0 } else { 0.0 };
+            out.gauge("node_filesystem_readonly", &labels, readonly);
             let stats = match outcome {
                 Outcome::Stats(stats) => stats,
                 Outcome::Failed(error) => {
@@ -307,8 +316,12 @@ mod tests {
         let text = "/dev/sda1 / ext4 rw 0 0\n\
                     proc /proc proc rw 0 0\n\
                     /dev/sdb1 /data ext4 rw 0 0\n\
-                    /dev/sdc1 /data xfs rw 0 0\n";
+                    /dev/sdc1 /data xfs ro,relatime 0 0\n";
         let mounts = parse_mounts(Path::new("mounts"), text).expect("parses");
+        let readonly: Vec<bool> = mounts.iter().map(|m| m.readonly).collect();
+        assert_eq!(readonly, [false, false, false, true]);
+        let bare = parse_mounts(Path::new("mounts"), "/dev/x /x ext4\n").expect("no options");
+        assert!(!bare[0].readonly);
         let exclude = vec!["proc".to_owned()];
         let selected = select(mounts, &exclude);
         let points: Vec<(&str, &str)> = selected

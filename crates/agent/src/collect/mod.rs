@@ -3,12 +3,20 @@
 //! Each subsystem reads its files under the configured roots and appends samples; a subsystem whose source is
 //! missing or malformed is logged and counted in [`Collector::errors`] while the others still report.
 
+mod bonding;
+mod conntrack;
 mod cpu;
 mod diskstats;
+mod filefd;
 mod filesystem;
+mod mdadm;
 mod memory;
 mod network;
 mod system;
+mod textfile;
+mod timex;
+mod uname;
+mod vmstat;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,16 +48,40 @@ pub enum Subsystem {
     Network,
     /// Load, uptime, processes, context switches and boot time, from `{proc_root}/loadavg`, `uptime` and `stat`.
     System,
+    /// Virtual memory statistics (page faults, paging, swapping, OOM kills), from `{proc_root}/vmstat`.
+    Vmstat,
+    /// Kernel file handles, from `{proc_root}/sys/fs/file-nr`.
+    Filefd,
+    /// Connection tracking, from `{proc_root}/sys/net/netfilter` and `{proc_root}/net/stat/nf_conntrack`.
+    Conntrack,
+    /// The kernel clock's synchronisation, from `adjtimex(2)`.
+    Timex,
+    /// The kernel's name and version, from `uname(2)`.
+    Uname,
+    /// Bonded interfaces, from `{sys_root}/class/net`.
+    Bonding,
+    /// Software RAID, from `{proc_root}/mdstat`.
+    Mdadm,
+    /// Text files of other programs' metrics, from `agent.textfile_directory`.
+    Textfile,
 }
 
 impl Subsystem {
     /// Every subsystem, in the order a cycle collects them.
-    pub const ALL: [Subsystem; 6] = [
+    pub const ALL: [Subsystem; 14] = [
         Subsystem::Cpu,
         Subsystem::Memory,
         Subsystem::System,
+        Subsystem::Vmstat,
+        Subsystem::Filefd,
+        Subsystem::Conntrack,
+        Subsystem::Timex,
+        Subsystem::Uname,
         Subsystem::Diskstats,
+        Subsystem::Mdadm,
         Subsystem::Network,
+        Subsystem::Bonding,
+        Subsystem::Textfile,
         Subsystem::Filesystem,
     ];
 
@@ -62,6 +94,14 @@ impl Subsystem {
             Subsystem::Diskstats => "diskstats",
             Subsystem::Network => "network",
             Subsystem::System => "system",
+            Subsystem::Vmstat => "vmstat",
+            Subsystem::Filefd => "filefd",
+            Subsystem::Conntrack => "conntrack",
+            Subsystem::Timex => "timex",
+            Subsystem::Uname => "uname",
+            Subsystem::Bonding => "bonding",
+            Subsystem::Mdadm => "mdadm",
+            Subsystem::Textfile => "textfile",
         }
     }
 }
@@ -183,13 +223,34 @@ impl Collector {
         let stat = stat.map(|stat| system::stat(&stat, &mut out));
         self.record(Subsystem::System, stat);
         drop(span);
-        let span = collector_span(Subsystem::Diskstats).entered();
-        let disks = diskstats::collect(&self.config, &mut out);
-        self.record(Subsystem::Diskstats, disks);
+        self.run(Subsystem::Vmstat, &mut out, vmstat::collect);
+        self.run(Subsystem::Filefd, &mut out, filefd::collect);
+        self.run(Subsystem::Conntrack, &mut out, conntrack::collect);
+        let span = collector_span(Subsystem::Timex).entered();
+        match timex::read() {
+            Ok(state) => timex::emit(&state, &mut out),
+            // Not allowed to ask (a seccomp profile): no series, as node_exporter.
+            Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+                tracing::debug!(%error, "adjtimex not permitted");
+            }
+            Err(error) => {
+                let error = Error::Read {
+                    path: "adjtimex(2)".into(),
+                    source: error,
+                };
+                self.record::<()>(Subsystem::Timex, Err(error));
+            }
+        }
         drop(span);
-        let span = collector_span(Subsystem::Network).entered();
-        let network = network::collect(&self.config, &mut out);
-        self.record(Subsystem::Network, network);
+        let span = collector_span(Subsystem::Uname).entered();
+        uname::collect(&mut out);
+        drop(span);
+        self.run(Subsystem::Diskstats, &mut out, diskstats::collect);
+        self.run(Subsystem::Mdadm, &mut out, mdadm::collect);
+        self.run(Subsystem::Network, &mut out, network::collect);
+        self.run(Subsystem::Bonding, &mut out, bonding::collect);
+        let span = collector_span(Subsystem::Textfile).entered();
+        textfile::collect(&self.config, &mut out);
         drop(span);
         let filesystems = self
             .filesystems
@@ -205,6 +266,19 @@ impl Collector {
             timestamp_ms: i64::try_from(now.as_millis()).unwrap_or(i64::MAX),
             samples: out.into_vec(),
         }
+    }
+
+    /// Runs one collector of `subsystem` in its span, logging and counting its failure.
+    fn run(
+        &mut self,
+        subsystem: Subsystem,
+        out: &mut Samples,
+        collect: fn(&AgentConfig, &mut Samples) -> Result<(), Error>,
+    ) {
+        let span = collector_span(subsystem).entered();
+        let result = collect(&self.config, out);
+        self.record(subsystem, result);
+        drop(span);
     }
 
     /// Passes a success through; logs and counts a failure.
@@ -250,6 +324,18 @@ pub(crate) fn read(path: &Path) -> Result<String, Error> {
         })?;
     Ok(String::from_utf8(bytes)
         .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()))
+}
+
+/// Reads a host file that may rightly be absent (a kernel module not loaded, a driver not in use): `None` when it
+/// does not exist.
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, Error> {
+    match read(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(Error::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Parses one numeric field of `path`; `what` names it in the error.

@@ -512,3 +512,127 @@ async fn an_interface_gone_between_two_cycles_has_no_series_and_no_error() {
         collector.errors()
     );
 }
+
+#[tokio::test]
+async fn the_series_node_mixin_needs_from_fixture_files() {
+    let host = FakeHost::new();
+    let mut collector = Collector::new(host.config.clone()).expect("valid config");
+    let snapshot = collector.collect().await;
+    let kib = |n: f64| n * 1024.0;
+    for (name, labels, expected) in [
+        ("node_memory_Slab_bytes", &[][..], kib(700_000.0)),
+        ("node_memory_Active_anon_bytes", &[], kib(1_000_000.0)),
+        ("node_memory_HugePages_Total", &[], 0.0),
+        ("node_memory_Hugepagesize_bytes", &[], kib(2048.0)),
+        ("node_vmstat_pgmajfault", &[], 161_516.0),
+        ("node_vmstat_pgpgout", &[], 326_241_256.0),
+        ("node_vmstat_oom_kill", &[], 2.0),
+        ("node_filefd_allocated", &[], 1024.0),
+        ("node_filefd_maximum", &[], 1_631_329.0),
+        ("node_nf_conntrack_entries", &[], 300.0),
+        ("node_nf_conntrack_entries_limit", &[], 400.0),
+        ("node_nf_conntrack_stat_found", &[], 3.0),
+        ("node_nf_conntrack_stat_search_restart", &[], 17.0),
+        (
+            "node_disk_io_time_weighted_seconds_total",
+            &[("device", "vda")],
+            1.3,
+        ),
+        (
+            "node_disk_read_time_seconds_total",
+            &[("device", "vda")],
+            0.5,
+        ),
+        ("node_disk_writes_merged_total", &[("device", "vda")], 30.0),
+        ("node_disk_io_now", &[("device", "vda")], 0.0),
+        (
+            "node_disk_discards_completed_total",
+            &[("device", "vda")],
+            0.0,
+        ),
+        ("node_md_disks_required", &[("device", "md0")], 2.0),
+        (
+            "node_md_disks",
+            &[("device", "md0"), ("state", "active")],
+            1.0,
+        ),
+        (
+            "node_md_disks",
+            &[("device", "md0"), ("state", "failed")],
+            1.0,
+        ),
+        ("node_bonding_slaves", &[("master", "bond0")], 2.0),
+        ("node_bonding_active", &[("master", "bond0")], 1.0),
+        ("node_textfile_scrape_error", &[], 0.0),
+    ] {
+        assert_eq!(value(&snapshot, name, labels), expected, "{name}{labels:?}");
+    }
+    // Read-only from the mount options, for a mount statvfs cannot answer too.
+    let mount = |device: &'static str, fstype: &'static str, mountpoint: &'static str| {
+        [
+            ("device", device),
+            ("fstype", fstype),
+            ("mountpoint", mountpoint),
+        ]
+    };
+    assert_eq!(
+        value(
+            &snapshot,
+            "node_filesystem_readonly",
+            &mount("/dev/vda1", "ext4", "/")
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &snapshot,
+            "node_filesystem_readonly",
+            &mount("/dev/vdd1", "ext4", "/missing")
+        ),
+        1.0
+    );
+    // The real kernel's clock and name: adjtimex and uname know no proc_root.
+    assert_eq!(snapshot.series("node_timex_sync_status").count(), 1);
+    assert_eq!(snapshot.series("node_timex_maxerror_seconds").count(), 1);
+    let uname = snapshot.series("node_uname_info").next().expect("uname");
+    assert_eq!(uname.label("sysname"), Some("Linux"));
+    let kind = |name: &str| snapshot.series(name).next().map(|s| s.kind);
+    assert_eq!(kind("node_vmstat_pgmajfault"), Some(Kind::Counter));
+    assert_eq!(kind("node_filefd_allocated"), Some(Kind::Gauge));
+    assert_eq!(kind("node_disk_io_now"), Some(Kind::Gauge));
+    assert!(
+        collector.errors().values().all(|n| *n == 0),
+        "{:?}",
+        collector.errors()
+    );
+}
+
+#[tokio::test]
+async fn new_sources_missing_or_garbled_are_counted_and_never_stop_the_others() {
+    let host = FakeHost::new();
+    // Modules and drivers not loaded: no series, no error.
+    for absent in ["sys/net/netfilter/nf_conntrack_count", "mdstat"] {
+        host.remove(absent);
+    }
+    let mut collector = Collector::new(host.config.clone()).expect("valid config");
+    let snapshot = collector.collect().await;
+    assert_eq!(snapshot.series("node_nf_conntrack_entries").count(), 0);
+    assert_eq!(snapshot.series("node_md_disks").count(), 0);
+    assert!(collector.errors().values().all(|n| *n == 0));
+
+    // Files that must be there, garbled: each counted in its subsystem, the rest still reported.
+    let garbage = "this is not\na proc file: at all\n\u{0}\u{1}";
+    std::fs::write(host.config.proc_root.join("sys/fs/file-nr"), garbage).expect("write");
+    // vmstat's other lines are not read: a chosen field that is not a number is the error.
+    std::fs::write(host.config.proc_root.join("vmstat"), "pgmajfault lots\n").expect("write");
+    std::fs::write(host.config.proc_root.join("mdstat"), garbage).expect("write");
+    let snapshot = collector.collect().await;
+    let errors = collector.errors();
+    for subsystem in [Subsystem::Vmstat, Subsystem::Filefd, Subsystem::Mdadm] {
+        assert_eq!(errors[&subsystem], 1, "{subsystem}");
+    }
+    assert_eq!(snapshot.series("node_cpu_seconds_total").count(), 16);
+    assert!(snapshot.series("node_memory_MemTotal_bytes").count() == 1);
+    assert!(snapshot.series("node_filesystem_readonly").count() > 0);
+    assert_eq!(value(&snapshot, "node_textfile_scrape_error", &[]), 0.0);
+}

@@ -106,7 +106,7 @@ async fn known_batches_arrive_in_victoria_metrics_exactly() {
     let want = expected(&sent);
     wait_stored(&vm, "exact-.*", &want, Duration::from_secs(30)).await;
 
-    // Labels: the agent's host, the external label, nothing of the aggregator's own.
+    // Labels: the agent's host, the external label, the default `job` and `instance`, nothing of the aggregator's own.
     let series = vm
         .export("node_cpu_seconds_total{host=\"exact-a\",mode=\"idle\"}")
         .await;
@@ -123,6 +123,8 @@ async fn known_batches_arrive_in_victoria_metrics_exactly() {
             ("cluster", "test-cluster"),
             ("cpu", "0"),
             ("host", "exact-a"),
+            ("instance", "exact-a"),
+            ("job", "node"),
             ("mode", "idle"),
         ]
     );
@@ -149,7 +151,7 @@ async fn known_batches_arrive_in_victoria_metrics_exactly() {
         .expect("body");
     assert!(
         federate
-            .contains("gomon_memory_used_percent{cluster=\"test-cluster\",host=\"exact-c\"} 18.75"),
+            .contains("gomon_memory_used_percent{cluster=\"test-cluster\",host=\"exact-c\",instance=\"exact-c\",job=\"node\"} 18.75"),
         "{federate}"
     );
     aggregator.stop().await;

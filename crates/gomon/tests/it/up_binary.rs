@@ -88,17 +88,20 @@ async fn one_command_runs_everything_and_a_restart_keeps_the_alerts() {
         &format!("{base}/federate"),
         "host metrics",
         Duration::from_secs(10),
-        |body| body.contains("node_memory_MemTotal_bytes{host=\"up-test-host\"}"),
+        |body| body.contains("node_memory_MemTotal_bytes{host=\"up-test-host\","),
     )
     .await;
     assert!(
         federate.contains(&format!(
-            "node_memory_MemTotal_bytes{{host=\"up-test-host\"}} {mem_total}"
+            "node_memory_MemTotal_bytes{{host=\"up-test-host\",instance=\"up-test-host\",job=\"node\"}} {mem_total}"
         )),
         "{federate}"
     );
     assert!(
-        federate.contains("node_cpu_seconds_total{cpu=\"0\",host=\"up-test-host\",mode=\"idle\"}")
+        federate.contains(
+            "node_cpu_seconds_total{cpu=\"0\",host=\"up-test-host\",instance=\"up-test-host\",job=\"node\",mode=\"idle\"}"
+        ),
+        "{federate}"
     );
 
     // The combined metrics hold every part's own.
