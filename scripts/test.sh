@@ -46,3 +46,4 @@ awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
      END { printf "tests: %d passed, %d failed\n", passed, failed; if (ignored > 0) exit 1 }' \
   target/test-output.log
 scripts/check-deploy.sh   # deploy/: manifests, provisioning, rules, Terraform; PromQL against VictoriaMetrics fed by gomon
+scripts/check-node-mixin.sh   # node_exporter's mixin: every alert and recording rule with data on node_exporter's side has data on GoMon's
