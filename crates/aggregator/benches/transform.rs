@@ -99,7 +99,7 @@ fn pipeline(c: &mut Criterion) {
     let external = transform::AddedLabels {
         external: vec![("cluster".to_owned(), "prod".to_owned())],
         job: Some("node".to_owned()),
-        instance: Some(transform::INSTANCE_HOST.to_owned()),
+        instance: Some(gomon_aggregator::config::INSTANCE_HOST.to_owned()),
     };
     // The pipeline's path: the limits checked on the wire, then decoded.
     let limits = gomon_aggregator::config::LimitsConfig::default();

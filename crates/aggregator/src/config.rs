@@ -9,6 +9,9 @@ use gomon_runtime::config::{KeyError, Secret};
 use gomon_runtime::kafka::{SaslConfig, TlsConfig};
 use serde::{Deserialize, Serialize};
 
+/// What stands for the batch's host in `aggregator.instance`.
+pub const INSTANCE_HOST: &str = "{host}";
+
 /// `aggregator:`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -84,7 +87,7 @@ impl Default for AggregatorConfig {
             federate: FederateConfig::default(),
             external_labels: BTreeMap::new(),
             job: "node".to_owned(),
-            instance: crate::transform::INSTANCE_HOST.to_owned(),
+            instance: INSTANCE_HOST.to_owned(),
             shutdown_timeout: Duration::from_secs(10),
             limits: LimitsConfig::default(),
         }
@@ -296,14 +299,13 @@ impl AggregatorConfig {
                 ));
             }
         }
-        let rest = self.instance.replace(crate::transform::INSTANCE_HOST, "");
+        let rest = self.instance.replace(INSTANCE_HOST, "");
         if rest.contains(['{', '}']) {
             return Err(KeyError::new(
                 "aggregator.instance",
                 format!(
                     "{:?}: only {} may stand between braces",
-                    self.instance,
-                    crate::transform::INSTANCE_HOST
+                    self.instance, INSTANCE_HOST
                 ),
             ));
         }

@@ -6,7 +6,7 @@ use gomon_proto::prometheus::{Label, Sample, TimeSeries};
 
 use gomon_runtime::selector::{valid_label_name, valid_metric_name};
 
-use crate::config::{AggregatorConfig, LimitsConfig};
+use crate::config::{AggregatorConfig, INSTANCE_HOST, LimitsConfig};
 
 /// What the aggregator adds to every series besides `host`: `aggregator.external_labels`, then `job` and
 /// `instance` (`aggregator.job`, `aggregator.instance`), each only where the series does not carry the name yet.
@@ -42,9 +42,6 @@ impl AddedLabels {
             .map(|template| template.replace(INSTANCE_HOST, host))
     }
 }
-
-/// What stands for the batch's host in `aggregator.instance`.
-pub const INSTANCE_HOST: &str = "{host}";
 
 /// Why a message is set aside instead of written (the `reason` label of `aggregator_messages_invalid_total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
