@@ -29,23 +29,10 @@ if [ -z "$kustomize_version" ] || [ "$(printf '%s\n' 4.1.0 "$kustomize_version" 
 fi
 
 venv=target/deploy-check-venv
-requirements="kubernetes-validate==1.37.0 python-hcl2==8.1.4 PyYAML==6.0.4"
-if [ "$(cat "$venv/requirements" 2>/dev/null)" != "$requirements" ]; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  # shellcheck disable=SC2086
-  "$venv/bin/pip" install --quiet --disable-pip-version-check $requirements
-  echo "$requirements" >"$venv/requirements"
-fi
+python_venv check-deploy "$venv" kubernetes-validate==1.37.0 python-hcl2==8.1.4 PyYAML==6.0.4
 export PATH="$PWD/$venv/bin:$PATH"
 
-# The gomon binary: the debug build scripts/test.sh's `cargo test` made, when it is newer than every source file;
-# otherwise build it.
-gomon=target/debug/gomon
-if [ ! -x "$gomon" ] || [ -n "$(find crates Cargo.toml Cargo.lock -newer "$gomon" -type f -print -quit)" ]; then
-  echo "check-deploy: building gomon"
-  cargo build --quiet -p gomon
-fi
+gomon=$(debug_gomon check-deploy)
 
 # A fresh database for the alerting service.
 cleanup() {

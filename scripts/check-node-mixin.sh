@@ -24,20 +24,8 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 install_packages check-node-mixin "${missing[@]}"
 
 venv=$target/node-mixin-venv
-requirements="jsonnet==0.22.0"
-if [ "$(cat "$venv/requirements" 2>/dev/null)" != "$requirements" ]; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check $requirements
-  echo "$requirements" >"$venv/requirements"
-fi
-
-# The gomon binary: the debug build when it is newer than every source file; otherwise build it.
-gomon=$target/debug/gomon
-if [ ! -x "$gomon" ] || [ -n "$(find crates Cargo.toml Cargo.lock -newer "$gomon" -type f -print -quit)" ]; then
-  echo "check-node-mixin: building gomon"
-  cargo build --quiet -p gomon
-fi
+python_venv check-node-mixin "$venv" jsonnet==0.22.0
+gomon=$(debug_gomon check-node-mixin)
 
 work=$(mktemp -d)
 pids=()

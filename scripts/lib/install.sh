@@ -40,3 +40,28 @@ cargo_bin_on_path() {
     *) export PATH="$PATH:$HOME/.cargo/bin" ;;
   esac
 }
+
+# python_venv WHO DIR REQUIREMENT...: a Python virtual environment in DIR holding exactly REQUIREMENT... (pip
+# specifiers), made again only when the list changes.
+python_venv() {
+  local who=$1 dir=$2
+  shift 2
+  if [ "$(cat "$dir/requirements" 2>/dev/null)" != "$*" ]; then
+    echo "$who: installing $* in $dir"
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "$@"
+    echo "$*" >"$dir/requirements"
+  fi
+}
+
+# debug_gomon WHO: prints the path of the debug gomon binary, building it first unless it is newer than every
+# source file (scripts/test.sh's `cargo test` usually just made it).
+debug_gomon() {
+  local gomon=${CARGO_TARGET_DIR:-target}/debug/gomon
+  if [ ! -x "$gomon" ] || [ -n "$(find crates Cargo.toml Cargo.lock -newer "$gomon" -type f -print -quit)" ]; then
+    echo "$1: building gomon" >&2
+    cargo build --quiet -p gomon >&2
+  fi
+  echo "$gomon"
+}
