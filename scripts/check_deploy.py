@@ -36,7 +36,19 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S_VERSION = "1.30.0"
-KUSTOMIZATIONS = ["deploy/k8s/infra", "deploy/k8s/overlays/local", "deploy/k8s/overlays/production"]
+KUSTOMIZATIONS = ["deploy/k8s/infra", "deploy/k8s/overlays/local", "deploy/k8s/overlays/production",
+                  "deploy/k8s/overlays/kube-prometheus-stack"]
+# The operators' components: rendered on top of the production overlay. Their rule objects are generated from
+# deploy/vmalert/rules.yml (BLESS=1 rewrites them).
+COMPONENTS = {
+    "deploy/k8s/components/prometheus-operator":
+        ("prometheusrule.yaml", "monitoring.coreos.com/v1", "PrometheusRule"),
+    "deploy/k8s/components/victoria-metrics-operator":
+        ("vmrule.yaml", "operator.victoriametrics.com/v1beta1", "VMRule"),
+}
+CRDS = ROOT / "third_party" / "crds"
+# node_exporter's port, which kube-prometheus-stack's node-exporter DaemonSet holds on every node's network.
+NODE_EXPORTER_PORT = 9100
 GOMON_ROLES = ("alerting", "agent", "aggregator")
 # What the issue fixes for each of our workloads: memory request/limit, CPU request.
 RESOURCES = {"agent": ("256Mi", "200m"), "aggregator": ("512Mi", "200m"), "alerting": ("256Mi", "100m")}
@@ -130,7 +142,96 @@ def render(path: str) -> list[dict]:
     return load_yaml_docs(result.stdout)
 
 
+def render_component(component: str, tmp: Path) -> list[dict]:
+    """The production overlay with `component` added, as a user of that operator would render it."""
+    root = tmp / ("with-" + Path(component).name)
+    root.mkdir()
+    (root / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(ROOT / "deploy/k8s/overlays/production", root)],
+        "components": [os.path.relpath(ROOT / component, root)]}))
+    result = run(["kubectl", "kustomize", str(root)])
+    if not R.check(result.returncode == 0, f"kubectl kustomize (production + {component}): {result.stderr[:2000]}"):
+        return []
+    return load_yaml_docs(result.stdout)
+
+
+def operator_rules(api_version: str, kind: str) -> str:
+    """The rule object of an operator component: deploy/vmalert/rules.yml's groups, unchanged."""
+    groups = yaml.safe_load((DEPLOY / "vmalert" / "rules.yml").read_text())["groups"]
+    doc = {"apiVersion": api_version, "kind": kind,
+           "metadata": {"name": "gomon", "labels": {"app.kubernetes.io/name": "gomon"}}, "spec": {"groups": groups}}
+    return ("# Generated from deploy/vmalert/rules.yml by scripts/check_deploy.py: do not edit; after changing the rules,\n"
+            "# run `BLESS=1 scripts/check-deploy.sh`.\n" + yaml.safe_dump(doc, sort_keys=False, width=120))
+
+
+def bless_operator_rules() -> None:
+    for component, (file, api_version, kind) in COMPONENTS.items():
+        (ROOT / component / file).write_text(operator_rules(api_version, kind))
+
+
+def check_operator_rules() -> None:
+    for component, (file, api_version, kind) in COMPONENTS.items():
+        path = ROOT / component / file
+        R.check(path.exists() and path.read_text() == operator_rules(api_version, kind),
+                f"{component}/{file} differs from deploy/vmalert/rules.yml: run BLESS=1 scripts/check-deploy.sh")
+
+
+def custom_resource_schemas() -> dict[tuple[str, str], dict]:
+    """(apiVersion, kind) -> openAPIV3Schema, from the CRDs in third_party/crds."""
+    schemas = {}
+    for path in sorted(CRDS.glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        for version in crd["spec"]["versions"]:
+            schemas[(f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])] = \
+                version["schema"]["openAPIV3Schema"]
+    return schemas
+
+
+def unknown_fields(value, schema: dict, where: str) -> list[str]:
+    """Fields the API server would prune (or refuse, with strict field validation): not in the schema's properties."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    found = []
+    if isinstance(value, dict) and "properties" in schema:
+        for key, item in value.items():
+            if key not in schema["properties"]:
+                found.append(f"{where}.{key}")
+            elif where or key != "metadata":
+                found += unknown_fields(item, schema["properties"][key], f"{where}.{key}")
+    elif isinstance(value, dict) and isinstance(schema.get("additionalProperties"), dict):
+        for key, item in value.items():
+            found += unknown_fields(item, schema["additionalProperties"], f"{where}.{key}")
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            found += unknown_fields(item, schema["items"], f"{where}[{i}]")
+    return found
+
+
+def validate_custom_resources(label: str, docs: list[dict]) -> None:
+    """Every object of an operator's kind against its CRD's published schema: types, required fields, enums,
+    patterns, and no field the schema does not know."""
+    import jsonschema
+    schemas = custom_resource_schemas()
+    for d in docs:
+        if (d["apiVersion"], d["kind"]) not in schemas:
+            continue
+        name = f"{label}: {d['kind']}/{d['metadata']['name']}"
+        schema = schemas[(d["apiVersion"], d["kind"])]
+        errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+                  for e in jsonschema.Draft7Validator(schema).iter_errors(d)]
+        R.check(not errors, f"{name} does not validate against its CRD: {errors[:5]}")
+        unknown = unknown_fields(d, schema, "")
+        R.check(not unknown, f"{name}: fields unknown to its CRD: {unknown[:10]}")
+
+
+def is_custom_resource(d: dict) -> bool:
+    return d["apiVersion"].split("/")[0].endswith((".coreos.com", ".victoriametrics.com"))
+
+
 def kubernetes_validate(label: str, docs: list[dict], tmp: Path) -> None:
+    validate_custom_resources(label, docs)
+    docs = [d for d in docs if not is_custom_resource(d)]
     path = tmp / (label.replace("/", "_") + ".yaml")
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     result = run(["kubernetes-validate", "--strict", "--quiet", "-k", K8S_VERSION, str(path)])
@@ -247,6 +348,63 @@ def check_objects(label: str, docs: list[dict], secrets: dict[str, set[str]], ex
                 if R.check(svc is not None, f"{label}: ingress host {rule['host']} -> unknown Service {backend['name']}"):
                     R.check(backend["port"].get("name") in {p.get("name") for p in svc["spec"]["ports"]},
                             f"{label}: ingress host {rule['host']} -> unknown port {backend['port']}")
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions) against a set of labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for e in selector.get("matchExpressions", []):
+        present, value = e["key"] in labels, labels.get(e["key"])
+        ok = {"In": present and value in e.get("values", []), "NotIn": not present or value not in e.get("values", []),
+              "Exists": present, "DoesNotExist": not present}.get(e["operator"], False)
+        if not ok:
+            return False
+    return True
+
+
+def check_host_ports(label: str, docs: list[dict]) -> None:
+    """Nothing on a node's network takes node_exporter's port, which kube-prometheus-stack's node-exporter holds."""
+    for workload, template in pod_specs(docs):
+        spec = template["spec"]
+        for c in spec["containers"]:
+            for p in c.get("ports", []):
+                R.check(p.get("hostPort") != NODE_EXPORTER_PORT
+                        and not (spec.get("hostNetwork") and p["containerPort"] == NODE_EXPORTER_PORT),
+                        f"{label}: {workload['kind']}/{workload['metadata']['name']} takes the node's port "
+                        f"{NODE_EXPORTER_PORT}, node-exporter's")
+
+
+def check_monitors(label: str, docs: list[dict]) -> None:
+    """The operators' scrape objects reach every GoMon program on a named port, and nothing else."""
+    services = [d for d in docs if d["kind"] == "Service"]
+    templates = {w["metadata"]["name"]: t for w, t in pod_specs(docs)}
+    monitors = [d for d in docs if d["kind"] in ("ServiceMonitor", "VMServiceScrape", "PodMonitor", "VMPodScrape")]
+    reached = set()
+    for m in monitors:
+        name = f"{label}: {m['kind']}/{m['metadata']['name']}"
+        spec = m["spec"]
+        R.check(spec.get("jobLabel") == "app.kubernetes.io/name", f"{name}: job must be app.kubernetes.io/name, "
+                "as in deploy/k8s/infra/scrape.yml, so that the rules' selectors hold")
+        if m["kind"] in ("ServiceMonitor", "VMServiceScrape"):
+            targets = [s for s in services if selects(spec["selector"], s["metadata"].get("labels", {}))]
+            ports = [{p.get("name") for p in s["spec"]["ports"]} for s in targets]
+            endpoints = spec["endpoints"]
+        else:
+            targets = [t for t in templates.values() if selects(spec["selector"], t["metadata"].get("labels", {}))]
+            ports = [{p.get("name") for c in t["spec"]["containers"] for p in c.get("ports", [])} for t in targets]
+            endpoints = spec["podMetricsEndpoints"]
+        names = [t["metadata"].get("labels", {}).get("app.kubernetes.io/name") for t in targets]
+        R.check(bool(targets), f"{name} selects nothing")
+        for e in endpoints:
+            R.check(all(e.get("port") in p for p in ports), f"{name}: port {e.get('port')} is not on {names}")
+            if "agent" in names:
+                drops = e.get("metricRelabelings", []) + e.get("metricRelabelConfigs", [])
+                R.check(any(r.get("action") == "drop" and r.get("regex") == "(node|gomon)_.*" for r in drops),
+                        f"{name}: the agent's host series must be dropped (they arrive through Kafka)")
+        reached |= set(names)
+    if monitors:
+        R.check(reached == set(GOMON_ROLES), f"{label}: the scrape objects reach {sorted(reached)}, not every role")
 
 
 def secrets_from_script(tmp: Path) -> tuple[dict[str, set[str]], Path]:
@@ -774,12 +932,24 @@ def main() -> int:
         tmp = Path(t)
         print("== secrets, kustomize, Kubernetes schemas", flush=True)
         secrets, secrets_dir = secrets_from_script(tmp)
+        if os.environ.get("BLESS"):
+            bless_operator_rules()
+        check_operator_rules()
         rendered = {k: render(k) for k in KUSTOMIZATIONS}
+        rendered.update({k: render_component(k, tmp) for k in COMPONENTS})
         for label, docs in rendered.items():
             if docs:
                 kubernetes_validate(label, docs, tmp)
+                check_host_ports(label, docs)
+                check_monitors(label, docs)
+        kps = rendered["deploy/k8s/overlays/kube-prometheus-stack"]
+        R.check(all(d["metadata"].get("labels", {}).get("release") == "kube-prometheus-stack"
+                    for d in kps if d["apiVersion"].startswith("monitoring.coreos.com/")),
+                "kube-prometheus-stack overlay: its Prometheus selects only objects labelled release")
+        R.check(not any(d["metadata"]["name"] == "grafana" for d in kps if d["kind"] in ("Deployment", "Service")),
+                "kube-prometheus-stack overlay: the chart's Grafana is used; GoMon's must be left out")
         infra = rendered["deploy/k8s/infra"]
-        for label in KUSTOMIZATIONS[1:]:
+        for label in KUSTOMIZATIONS[1:] + list(COMPONENTS):
             if rendered[label]:
                 check_objects(label, rendered[label], secrets, infra)
         check_objects("deploy/k8s/infra", infra, secrets, [])

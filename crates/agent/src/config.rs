@@ -15,7 +15,11 @@ use crate::error::Error;
 /// Environment variable holding the Kubernetes node name (set from the downward API `spec.nodeName`).
 pub const NODE_NAME_ENV: &str = "NODE_NAME";
 
-/// Shortest collection interval accepted.
+/// The agent's default HTTP port: not node_exporter's 9100, so that both can share a node's network (both run with
+/// `hostNetwork` in Kubernetes, beside kube-prometheus-stack's node-exporter).
+pub const DEFAULT_PORT: u16 = 9110;
+
+/// The shortest collection interval.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Filesystem types skipped by default: pseudo and virtual filesystems with no meaningful capacity.
@@ -101,7 +105,7 @@ impl Default for AgentConfig {
             network_exclude_devices: vec!["lo".to_owned()],
             filesystem_timeout: Duration::from_secs(5),
             textfile_directory: None,
-            listen: SocketAddr::from(([0, 0, 0, 0], 9100)),
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
             http: gomon_runtime::http::ListenerConfig::default(),
             buffer_batches: 30,
             kafka: KafkaConfig::default(),
