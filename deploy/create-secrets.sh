@@ -6,6 +6,8 @@
 #                          slack-bot-token               $SLACK_BOT_TOKEN (xoxb-...)
 #   grafana                admin-password                Grafana's admin password (generated)
 #   grafana-slack-secret   webhook-url                   $SLACK_WEBHOOK_URL, Grafana's contact point slack-webhook
+#   gomon-ingress-auth     auth, user, password          the production ingress's basic authentication in front of
+#                                                        VictoriaMetrics, Jaeger and Kibana (htpasswd; generated)
 #   kafka-tls              ca.crt, tls.crt, tls.key      a CA and the brokers' certificate (generated, 10 years)
 #
 #   SLACK_BOT_TOKEN=xoxb-... SLACK_WEBHOOK_URL=https://hooks.slack.com/services/... deploy/create-secrets.sh
@@ -83,6 +85,11 @@ create gomon-alerting \
 create grafana --from-literal=admin-password="$(random)"
 create grafana-slack-secret --from-literal=webhook-url="$SLACK_WEBHOOK_URL"
 
+# The production ingress asks for this user before VictoriaMetrics, Jaeger and Kibana (NGINX reads `auth`).
+ingress_password=$(random)
+create gomon-ingress-auth --from-literal=user=gomon --from-literal=password="$ingress_password" \
+  --from-literal=auth="gomon:$(openssl passwd -apr1 "$ingress_password")"
+
 # Kafka: a private CA, and one certificate for the three brokers (PKCS#8 key, as Kafka's PEM key store needs).
 headless="kafka-headless.${namespace}.svc"
 openssl req -x509 -newkey rsa:3072 -nodes -days 3650 -subj "/CN=gomon-kafka-ca" \
@@ -99,3 +106,4 @@ create kafka-tls \
   --from-file=ca.crt="$work/ca.crt" --from-file=tls.crt="$work/tls.crt" --from-file=tls.key="$work/tls.key"
 
 echo "API tokens: kubectl get secret gomon-alerting -n $namespace -o jsonpath='{.data.tokens\\.yaml}' | base64 -d"
+echo "Ingress password (user gomon): kubectl get secret gomon-ingress-auth -n $namespace -o jsonpath='{.data.password}' | base64 -d"

@@ -147,7 +147,7 @@ def render_component(component: str, tmp: Path) -> list[dict]:
     root = tmp / ("with-" + Path(component).name)
     root.mkdir()
     (root / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": "monitoring",
         "resources": [os.path.relpath(ROOT / "deploy/k8s/overlays/production", root)],
         "components": [os.path.relpath(ROOT / component, root)]}))
     result = run(["kubectl", "kustomize", str(root)])
@@ -263,6 +263,12 @@ def check_objects(label: str, docs: list[dict], secrets: dict[str, set[str]], ex
         spec = template["spec"]
         R.check(spec.get("serviceAccountName", "default") in accounts,
                 f"{name}: ServiceAccount {spec.get('serviceAccountName')} is not defined")
+        bound = {(s.get("kind"), s.get("name")) for b in by_kind.get("RoleBinding", {}).values()
+                 for s in b.get("subjects", [])} | {(s.get("kind"), s.get("name"))
+                 for b in by_kind.get("ClusterRoleBinding", {}).values() for s in b.get("subjects", [])}
+        R.check(spec.get("automountServiceAccountToken") is False
+                or ("ServiceAccount", spec.get("serviceAccountName")) in bound,
+                f"{name}: mounts a Kubernetes API token it has no role for")
         claims = {t["metadata"]["name"] for t in workload["spec"].get("volumeClaimTemplates", [])}
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
         for v in volumes.values():
@@ -291,22 +297,24 @@ def check_objects(label: str, docs: list[dict], secrets: dict[str, set[str]], ex
                 port = (c.get(probe, {}).get("httpGet") or c.get(probe, {}).get("tcpSocket") or {}).get("port")
                 if isinstance(port, str):
                     R.check(port in ports, f"{cname}: {probe} uses unknown port name {port}")
-            R.check("livenessProbe" in c, f"{cname}: no liveness probe")
+            R.check("livenessProbe" in c or c in spec.get("initContainers", []), f"{cname}: no liveness probe")
             R.check("requests" in c.get("resources", {}) and "limits" in c.get("resources", {}),
                     f"{cname}: requests and limits are both needed")
             sc = c.get("securityContext", {})
-            R.check(sc.get("allowPrivilegeEscalation") is False and sc.get("capabilities", {}).get("drop") == ["ALL"],
+            R.check(sc.get("allowPrivilegeEscalation") is False and sc.get("capabilities", {}).get("drop") == ["ALL"]
+                    and not sc.get("capabilities", {}).get("add") and not sc.get("privileged"),
                     f"{cname}: privilege escalation must be off and every capability dropped")
+            R.check(sc.get("readOnlyRootFilesystem") is True, f"{cname}: root filesystem must be read-only")
+            pod_sc = spec.get("securityContext", {})
+            R.check(sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True
+                    and sc.get("runAsUser", pod_sc.get("runAsUser")) not in (0, None),
+                    f"{cname}: must run as a non-root user, named by its uid")
         # Our own programs: the issue's settings.
         for c in spec["containers"]:
             role = c.get("args", [None])[0]
             if role not in GOMON_ROLES:
                 continue
             cname = f"{name} container {c['name']}"
-            sc = c.get("securityContext", {})
-            R.check(sc.get("readOnlyRootFilesystem") is True, f"{cname}: root filesystem must be read-only")
-            R.check((sc.get("runAsNonRoot") or spec.get("securityContext", {}).get("runAsNonRoot")) is True,
-                    f"{cname}: must run as non-root")
             memory, cpu = RESOURCES[role]
             res = c["resources"]
             R.check(res["requests"].get("memory") == memory and res["limits"].get("memory") == memory
@@ -326,8 +334,6 @@ def check_objects(label: str, docs: list[dict], secrets: dict[str, set[str]], ex
                             == "spec.nodeName" for e in c.get("env", [])), f"{cname}: NODE_NAME from spec.nodeName")
                 R.check(any(t.get("operator") == "Exists" and "key" not in t for t in spec.get("tolerations", [])),
                         f"{cname}: must tolerate every taint to run on every node")
-            if role == "aggregator":
-                R.check(any(x["name"] == "filebeat" for x in spec["containers"]), f"{cname}: Filebeat sidecar missing")
     # Services select pods and name their ports.
     templates = [t for _, t in pod_specs(everything)]
     for svc in by_kind.get("Service", {}).values():
@@ -405,6 +411,42 @@ def check_monitors(label: str, docs: list[dict]) -> None:
         reached |= set(names)
     if monitors:
         R.check(reached == set(GOMON_ROLES), f"{label}: the scrape objects reach {sorted(reached)}, not every role")
+
+
+# Behind the production ingress, these Services authenticate every request themselves (API tokens; Grafana's users).
+SELF_AUTHENTICATING = {"alerting", "grafana"}
+
+
+def check_ingress_auth(label: str, docs: list[dict], secrets_dir: Path) -> None:
+    """Nothing behind the ingress answers without authentication: a backend authenticates by itself, or the
+    ingress asks for a user of an htpasswd Secret made by deploy/create-secrets.sh, whose password it accepts."""
+    for ing in (d for d in docs if d["kind"] == "Ingress"):
+        annotations = ing["metadata"].get("annotations", {})
+        for rule in ing["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]["name"]
+                where = f"{label}: {rule['host']} -> {backend}"
+                if backend in SELF_AUTHENTICATING:
+                    continue
+                secret = annotations.get("nginx.ingress.kubernetes.io/auth-secret")
+                R.check(annotations.get("nginx.ingress.kubernetes.io/auth-type") == "basic" and secret is not None,
+                        f"{where}: reachable without authentication")
+                if secret is None:
+                    continue
+                secret_file = secrets_dir / f"{secret}.yaml"
+                if not R.check(secret_file.exists(), f"{where}: Secret {secret} is not made by create-secrets.sh"):
+                    continue
+                data = {k: base64.b64decode(v).decode() for k, v in yaml.safe_load(secret_file.read_text())["data"].items()}
+                user, _, hashed = data.get("auth", "").partition(":")
+                salt = hashed.split("$")[2] if hashed.count("$") == 3 else ""
+                again = run(["openssl", "passwd", "-apr1", "-salt", salt, data.get("password", "")]).stdout.strip()
+                R.check(user == data.get("user") and hashed.startswith("$apr1$") and again == hashed,
+                        f"{where}: Secret {secret}'s auth does not accept its user and password")
+    for workload, template in pod_specs(docs):
+        if workload["metadata"]["name"] == "grafana":
+            env = {e["name"]: e.get("value") for c in template["spec"]["containers"] for e in c.get("env", [])}
+            R.check(str(env.get("GF_AUTH_ANONYMOUS_ENABLED", "false")).lower() == "false",
+                    f"{label}: Grafana must not let anonymous users in")
 
 
 def secrets_from_script(tmp: Path) -> tuple[dict[str, set[str]], Path]:
@@ -589,8 +631,20 @@ def check_logs(base: list[dict]) -> None:
     host, _, port = filebeat["output.logstash"]["hosts"][0].partition(":")
     R.check(host in services and int(port) in [p["port"] for p in services[host]["spec"]["ports"]],
             f"filebeat: output {host}:{port} is not a Service port")
-    R.check(any("/aggregator/" in p for i in filebeat["filebeat.inputs"] for p in i["paths"]),
-            "filebeat: must read the aggregator container's logs")
+    paths = [p for i in filebeat["filebeat.inputs"] for p in i["paths"]]
+    for role in GOMON_ROLES:
+        R.check(any(p.endswith(f"_{role}-*_*/{role}/*.log") for p in paths), f"filebeat: must read {role}'s logs")
+    R.check(all(p.startswith("/var/log/pods/${POD_NAMESPACE}_") for p in paths),
+            f"filebeat: reads only GoMon's containers in its namespace, not {paths}")
+    daemonsets = [t for w, t in pod_specs(base) if w["kind"] == "DaemonSet" and w["metadata"]["name"] == "filebeat"]
+    if R.check(len(daemonsets) == 1, "filebeat: a DaemonSet named filebeat is needed"):
+        spec = daemonsets[0]["spec"]
+        host_paths = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+        R.check(list(host_paths.values()) == ["/var/log/pods"], f"filebeat: mounts host paths {host_paths}")
+        mounts = [m for c in spec["containers"] for m in c["volumeMounts"] if m["name"] in host_paths]
+        R.check(all(m.get("readOnly") for m in mounts), "filebeat: /var/log/pods must be mounted read-only")
+        R.check(spec["securityContext"].get("runAsGroup") == 0,
+                "filebeat: the kubelet's log files are root:root 0640: it reads them through group 0, as non-root")
     pipeline = (DEPLOY / "elk" / "logstash" / "gomon.conf").read_text()
     code = re.sub(r'"(?:[^"\\]|\\.)*"|#.*', "", pipeline)
     R.check(code.count("{") == code.count("}") and code.count("[") == code.count("]"),
@@ -837,6 +891,8 @@ def _live_check(args, procs: Processes, rendered, secrets_dir: Path, scrape: dic
     api = f"http://127.0.0.1:{ports['alerting']}"
     if not wait_for("gomon alerting ready", lambda: http_get(api + "/health/ready")[0] == 200, 60, procs, "alerting"):
         return
+    status, _ = http_get(api + "/api/v1/alerts")
+    R.check(status == 401, f"alerting, behind the production ingress: GET /api/v1/alerts without a token answered {status}")
     created = []
     for i in range(6):
         status, body = http_send("POST", api + "/api/v1/alerts", {
@@ -953,6 +1009,8 @@ def main() -> int:
             if rendered[label]:
                 check_objects(label, rendered[label], secrets, infra)
         check_objects("deploy/k8s/infra", infra, secrets, [])
+        for label in ("deploy/k8s/overlays/production", "deploy/k8s/overlays/kube-prometheus-stack"):
+            check_ingress_auth(label, rendered[label], secrets_dir)
         local_hosts = {r["host"] for d in rendered["deploy/k8s/overlays/local"] if d["kind"] == "Ingress"
                        for r in d["spec"]["rules"]}
         R.check(local_hosts == INGRESS_HOSTS, f"local overlay: ingress hosts {sorted(local_hosts)}")
