@@ -413,6 +413,118 @@ def check_monitors(label: str, docs: list[dict]) -> None:
         R.check(reached == set(GOMON_ROLES), f"{label}: the scrape objects reach {sorted(reached)}, not every role")
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# NetworkPolicies: every flow the architecture has is allowed, and no other.
+
+# (source, destination, port): pods by app.kubernetes.io/name; `ingress-nginx` the ingress controller (its
+# namespace), `kube-dns` the cluster's DNS, `outside` an address beyond the pod network (the API server, Slack),
+# `node` a pod on a node's network (the agent).
+FLOWS = {
+    *{(src, "kafka", 9092) for src in ("agent", "aggregator", "kafka")}, ("kafka", "kafka", 9093),
+    *{(src, "jaeger", 4318) for src in ("agent", "aggregator", "alerting")},
+    ("aggregator", "victoria-metrics", 8428), ("vmalert", "victoria-metrics", 8428),
+    ("grafana", "victoria-metrics", 8428), ("grafana", "jaeger", 16686), ("grafana", "alerting", 8080),
+    ("grafana", "outside", 443), ("alerting", "postgres", 5432), ("alerting", "outside", 443),
+    ("alerting", "outside", 6443), ("filebeat", "logstash", 5044), ("logstash", "elasticsearch", 9200),
+    ("kibana", "elasticsearch", 9200),
+    *{("victoria-metrics", dst, port) for dst, port in (("alerting", 8080), ("aggregator", 9101), ("grafana", 3000),
+                                                        ("vmalert", 8880), ("jaeger", 14269), ("agent", 9110),
+                                                        ("outside", 443), ("outside", 6443))},
+    *{("ingress-nginx", dst, port) for dst, port in (("alerting", 8080), ("grafana", 3000),
+                                                     ("victoria-metrics", 8428), ("jaeger", 16686), ("kibana", 5601))},
+}
+# Ports open to any source: the agents reach them from the nodes' network (Kafka authenticates its clients).
+OPEN_PORTS = {("kafka", 9092), ("jaeger", 4317), ("jaeger", 4318)}
+
+
+class Endpoint:
+    def __init__(self, name: str, namespace: str, labels: dict, ports: dict, pod_network: bool = True,
+                 governed: bool = False) -> None:
+        self.name, self.namespace, self.labels, self.ports = name, namespace, labels, ports
+        self.pod_network, self.governed = pod_network, governed
+
+
+def peer_matches(peer: dict, other: Endpoint) -> bool:
+    if "ipBlock" in peer:
+        return peer["ipBlock"]["cidr"] == "0.0.0.0/0" and not peer["ipBlock"].get("except")
+    if not other.pod_network:
+        return False
+    if "namespaceSelector" in peer:
+        if not selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": other.namespace}):
+            return False
+    elif other.namespace != "monitoring":
+        return False
+    return selects(peer.get("podSelector", {}), other.labels)
+
+
+def port_matches(rule_ports: list[dict] | None, dst: Endpoint, port: int, protocol: str) -> bool:
+    if not rule_ports:
+        return True
+    for p in rule_ports:
+        if p.get("protocol", "TCP") != protocol:
+            continue
+        if "port" not in p:
+            return True
+        number = dst.ports.get(p["port"]) if isinstance(p["port"], str) else p["port"]
+        if number is not None and number <= port <= p.get("endPort", number):
+            return True
+    return False
+
+
+def allowed(policies: list[dict], src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP") -> bool:
+    """Kubernetes' NetworkPolicy semantics for one connection: the source's egress and the destination's ingress."""
+    for end, other, kind, peers_key in ((src, dst, "Egress", "to"), (dst, src, "Ingress", "from")):
+        if not end.governed:
+            continue
+        selecting = [p for p in policies if kind in p["spec"].get("policyTypes", ["Ingress"])
+                     and selects(p["spec"]["podSelector"], end.labels)]
+        if not selecting:
+            continue
+        if not any((not rule.get(peers_key) or any(peer_matches(peer, other) for peer in rule[peers_key]))
+                   and port_matches(rule.get("ports"), dst, port, protocol)
+                   for p in selecting for rule in p["spec"].get(kind.lower(), [])):
+            return False
+    return True
+
+
+def check_network_policies(label: str, docs: list[dict], infra: list[dict]) -> None:
+    policies = [d for d in docs + infra if d["kind"] == "NetworkPolicy"]
+    pods = []
+    for workload, template in pod_specs(docs + infra):
+        labels = template["metadata"].get("labels", {})
+        ports = {p.get("name"): p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+        host = bool(template["spec"].get("hostNetwork"))
+        pods.append(Endpoint(labels.get("app.kubernetes.io/name", workload["metadata"]["name"]), "monitoring", labels,
+                             ports, pod_network=not host, governed=not host))
+    for pod in pods:
+        R.check(pod.pod_network is False or "app.kubernetes.io/part-of" in pod.labels,
+                f"{label}: pod {pod.name} lacks app.kubernetes.io/part-of, which the policies select")
+    others = [Endpoint("ingress-nginx", "ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"}, {}),
+              Endpoint("outside", "", {}, {}, pod_network=False)]
+    dns = Endpoint("kube-dns", "kube-system", {"k8s-app": "kube-dns"}, {"dns": 53})
+    node = Endpoint("node", "", {}, {}, pod_network=False)
+    sources = pods + others[:1] + [node]
+    unrestricted = {"ingress-nginx", "node"} | {p.name for p in pods if not p.governed}
+    destinations = pods + others
+    got, want = set(), set()
+    for src in sources:
+        for dst in destinations:
+            for port in sorted(set(dst.ports.values()) | ({443, 6443} if dst.name == "outside" else set())):
+                if (src is dst and src.name != "kafka") or not (src.governed or dst.governed):
+                    continue  # a pod to itself does not cross the network; nothing governs the others
+                if allowed(policies, src, dst, port):
+                    got.add((src.name, dst.name, port))
+                if (src.name, dst.name, port) in FLOWS or (src.name in unrestricted and (dst.name, port) in OPEN_PORTS):
+                    want.add((src.name, dst.name, port))
+        if src.governed:
+            for protocol in ("UDP", "TCP"):
+                R.check(allowed(policies, src, dns, 53, protocol), f"{label}: {src.name} cannot resolve names ({protocol})")
+    names = {p.name for p in pods}
+    want = {f for f in want if {f[0], f[1]} - {"ingress-nginx", "outside", "node"} <= names}
+    R.check(not (want - got), f"{label}: the NetworkPolicies block flows the architecture has: {sorted(want - got)}")
+    R.check(not (got - want), f"{label}: the NetworkPolicies allow flows the architecture lacks: {sorted(got - want)}")
+
+
 # Behind the production ingress, these Services authenticate every request themselves (API tokens; Grafana's users).
 SELF_AUTHENTICATING = {"alerting", "grafana"}
 
@@ -1011,6 +1123,8 @@ def main() -> int:
         check_objects("deploy/k8s/infra", infra, secrets, [])
         for label in ("deploy/k8s/overlays/production", "deploy/k8s/overlays/kube-prometheus-stack"):
             check_ingress_auth(label, rendered[label], secrets_dir)
+        for label in KUSTOMIZATIONS[1:]:
+            check_network_policies(label, rendered[label], infra)
         local_hosts = {r["host"] for d in rendered["deploy/k8s/overlays/local"] if d["kind"] == "Ingress"
                        for r in d["spec"]["rules"]}
         R.check(local_hosts == INGRESS_HOSTS, f"local overlay: ingress hosts {sorted(local_hosts)}")
