@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Validates deploy/: run by scripts/check-deploy.sh, which installs the tools and Python packages it needs.
 
-Static checks: every kustomization renders and validates against the Kubernetes schemas; the rendered objects hang
-together (every ConfigMap, Secret key, ServiceAccount, Service port and ingress backend they name exists); the
+Static checks: every kustomization (and the operator components) renders and validates against the Kubernetes
+schemas and the operators' CRDs; the rendered objects hang together (every ConfigMap, Secret key, ServiceAccount,
+Service port and ingress backend they name exists); every container is locked down; the NetworkPolicies allow
+exactly the architecture's flows; the production ingress lets nothing through unauthenticated; the
 programs' configuration files are accepted by `gomon` itself; Grafana's provisioning files, the dashboards, the
 vmalert rules, the scrape configuration, Filebeat/Logstash, Terraform and the ArgoCD applications parse and say
 what they must.
