@@ -192,6 +192,12 @@ pub async fn run_with(
     if let Err(error) = service.refresh_gauges().await {
         tracing::warn!(%error, "alerting_active_alerts not initialised");
     }
+    let reload = tokio::spawn(api::reload_tokens(
+        config.auth.clone(),
+        auth.clone(),
+        registry.clone(),
+        shutdown.clone(),
+    ));
     let sweep = tokio::spawn(sweep_expired(
         service.clone(),
         config.alertmanager.sweep_interval,
@@ -248,6 +254,7 @@ pub async fn run_with(
             gomon_runtime::http::serve(listener, router, shutdown.clone(), config.http.clone())
                 .await;
         sweep.await?;
+        reload.await?;
         if let Some(watcher) = watcher {
             watcher.await?;
         }

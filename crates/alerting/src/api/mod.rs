@@ -24,7 +24,7 @@ use prometheus::Registry;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
-pub use auth::{Access, ApiToken, Auth, AuthConfig};
+pub use auth::{Access, ApiToken, Auth, AuthConfig, reload_tokens};
 pub use console::ConsoleLinks;
 pub use error::{ApiError, ErrorBody};
 

@@ -1739,3 +1739,81 @@ async fn the_consoles_reads_count_filter_and_match(backend: Backend) {
     assert!(hosts["source"].is_null(), "{hosts}");
     server.stop().await;
 }
+
+/// A token removed from `alerting.auth.tokens_file` is refused, and one added is accepted, without a restart (a
+/// rotated Kubernetes Secret). A file that no longer loads (emptied, not YAML, an empty token, deleted) keeps the
+/// tokens in force: the API never opens, and the failures are counted.
+#[tokio::test]
+async fn a_rotated_tokens_file_takes_effect_and_a_broken_one_never_opens_the_api() {
+    let database = Database::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = dir.path().join("tokens.yaml");
+    let write = |text: &str| std::fs::write(&file, text).expect("write tokens file");
+    write("- {name: old, token: old-secret, access: read}\n");
+    let mut config = gomon_alerting::Config::default();
+    config.database = database.config.clone();
+    config.auth.tokens_file = Some(file.clone());
+    config.auth.reload_interval = Duration::from_millis(100);
+    let server = Server::start_service(config).await;
+    let status = |token: Option<&'static str>| {
+        let mut request = server.client.get(server.url("/api/v1/alerts"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.expect("request").status().as_u16() }
+    };
+    assert_eq!(status(Some("old-secret")).await, 200);
+    assert_eq!(status(Some("new-secret")).await, 401);
+
+    write("- {name: new, token: new-secret, access: read}\n");
+    let mut rotated = false;
+    for _ in 0..100 {
+        if status(Some("new-secret")).await == 200 {
+            rotated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rotated, "the new token was never accepted");
+    assert_eq!(
+        status(Some("old-secret")).await,
+        401,
+        "a removed token still works"
+    );
+
+    let broken = [
+        "",
+        "[]\n",
+        "- {name: x, token: [unclosed\n",
+        "- {name: x, token: '  ', access: read}\n",
+    ];
+    for text in broken {
+        write(text);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            status(Some("new-secret")).await,
+            200,
+            "{text:?} dropped the tokens in force"
+        );
+        assert_eq!(status(None).await, 401, "{text:?} opened the API");
+        assert_eq!(status(Some("old-secret")).await, 401, "{text:?}");
+    }
+    std::fs::remove_file(&file).expect("remove tokens file");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status(None).await, 401, "a deleted file opened the API");
+    assert_eq!(status(Some("new-secret")).await, 200);
+    let metrics = server.url("/metrics");
+    assert_eq!(
+        gomon_testkit::metric(&metrics, "alerting_auth_reloads_total{result=\"failure\"}").await,
+        Some(5.0)
+    );
+    assert_eq!(
+        gomon_testkit::metric(&metrics, "alerting_auth_reloads_total{result=\"success\"}").await,
+        Some(1.0)
+    );
+    assert_eq!(
+        gomon_testkit::metric(&metrics, "alerting_auth_tokens").await,
+        Some(1.0)
+    );
+    server.stop().await;
+}

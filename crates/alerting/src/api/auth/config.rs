@@ -1,13 +1,14 @@
 //! Configuration of API authentication (`alerting.auth`): the tokens and the role each grants.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use gomon_runtime::config::{KeyError, Secret};
 use serde::{Deserialize, Serialize};
 
 /// API authentication. With no token configured every request is allowed, which the service accepts only on a
 /// loopback address or with `anonymous: true`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Tokens accepted in `Authorization: Bearer <token>`.
@@ -16,6 +17,22 @@ pub struct AuthConfig {
     pub tokens_file: Option<PathBuf>,
     /// Serve the API without tokens on a non-loopback address. Off: such a configuration stops start-up.
     pub anonymous: bool,
+    /// How often `tokens_file` is read again: a token added to or removed from the file (a rotated Kubernetes
+    /// Secret) is accepted or refused from then on, without a restart. A file that no longer loads keeps the tokens
+    /// in force, and the error is logged and counted.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            tokens_file: None,
+            anonymous: false,
+            reload_interval: Duration::from_secs(10),
+        }
+    }
 }
 
 /// One API token and what it may do.
@@ -78,6 +95,9 @@ impl AuthConfig {
                 )));
             }
             tokens.extend(more);
+        }
+        if self.tokens_file.is_some() && self.reload_interval < Duration::from_millis(100) {
+            return Err(KeyError::new("reload_interval", "must be at least 100ms"));
         }
         for (index, token) in tokens.iter().enumerate() {
             let refuse = |message: String| Err(KeyError::new("tokens", message));

@@ -1,7 +1,11 @@
 //! Bearer-token authentication of the API, and what each role may do: `read` reads, `ingest` also posts alerts,
 //! `operate` also changes alerts and silences, `admin` also deletes.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use gomon_runtime::metrics::must;
+use gomon_runtime::shutdown::Shutdown;
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
@@ -15,10 +19,11 @@ mod config;
 
 pub use config::{Access, ApiToken, AuthConfig};
 
-/// The configured tokens; empty means every request is allowed.
+/// The tokens in force; none means every request is allowed. Shared by every request and by
+/// [`reload_tokens`], which replaces them when `alerting.auth.tokens_file` changes.
 #[derive(Clone, Debug, Default)]
 pub struct Auth {
-    tokens: Arc<Vec<ApiToken>>,
+    tokens: Arc<RwLock<Arc<Vec<ApiToken>>>>,
 }
 
 /// Who is calling: the name of the token used, if tokens are configured. It is the actor of every change the
@@ -53,24 +58,95 @@ impl Auth {
     /// Authentication with `tokens`.
     pub fn new(tokens: Vec<ApiToken>) -> Self {
         Self {
-            tokens: Arc::new(tokens),
+            tokens: Arc::new(RwLock::new(Arc::new(tokens))),
         }
     }
 
-    /// Whether any token is configured.
+    /// Whether any token is configured. Fixed for the life of the service: [`Auth::replace`] never empties it.
     pub fn enabled(&self) -> bool {
-        !self.tokens.is_empty()
+        !self.current().is_empty()
     }
 
-    fn find(&self, presented: &str) -> Option<&ApiToken> {
+    fn current(&self) -> Arc<Vec<ApiToken>> {
+        // Nothing panics while holding the lock, so a poisoned one still holds a whole set.
+        let guard = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(&guard)
+    }
+
+    /// Puts `tokens` in force, unless they are none while some are: emptying the set would open the API.
+    fn replace(&self, tokens: Vec<ApiToken>) -> bool {
+        let mut guard = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
+        if tokens.is_empty() && !guard.is_empty() {
+            return false;
+        }
+        *guard = Arc::new(tokens);
+        true
+    }
+
+    fn find(&self, presented: &str) -> Option<ApiToken> {
         // Compare against every token, in time independent of where the bytes differ.
-        self.tokens.iter().fold(None, |found, token| {
+        self.current().iter().fold(None, |found, token| {
             if constant_time_eq(token.token.expose().as_bytes(), presented.as_bytes()) {
-                Some(token)
+                Some(token.clone())
             } else {
                 found
             }
         })
+    }
+}
+
+/// Reads `config.tokens_file` every `config.reload_interval` until `shutdown` and, when its contents changed, puts
+/// the tokens it holds (with the inline ones) in force. A file that cannot be read or loaded (unreadable, not YAML,
+/// no token, a duplicate) leaves the tokens in force as they were: logged, and counted in
+/// `alerting_auth_reloads_total{result="failure"}`.
+pub async fn reload_tokens(config: AuthConfig, auth: Auth, registry: Registry, shutdown: Shutdown) {
+    let Some(path) = config.tokens_file.clone() else {
+        return;
+    };
+    let reloads = must(IntCounterVec::new(
+        Opts::new(
+            "alerting_auth_reloads_total",
+            "Times alerting.auth.tokens_file changed and was loaded (success) or refused (failure).",
+        ),
+        &["result"],
+    ));
+    let in_force = must(IntGauge::new(
+        "alerting_auth_tokens",
+        "API tokens in force (inline and from alerting.auth.tokens_file).",
+    ));
+    must(registry.register(Box::new(reloads.clone())));
+    must(registry.register(Box::new(in_force.clone())));
+    in_force.set(i64::try_from(auth.current().len()).unwrap_or(i64::MAX));
+    let mut last = std::fs::read(&path).ok();
+    let mut ticks = tokio::time::interval(config.reload_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.clone().wait() => return,
+        }
+        let contents = std::fs::read(&path).ok();
+        if contents == last {
+            continue;
+        }
+        last = contents;
+        match config.load_tokens() {
+            Ok(tokens) if auth.replace(tokens.clone()) => {
+                reloads.with_label_values(&["success"]).inc();
+                in_force.set(i64::try_from(tokens.len()).unwrap_or(i64::MAX));
+                tracing::info!(tokens = tokens.len(), file = %path.display(), "API tokens reloaded");
+            }
+            Ok(_) => {
+                reloads.with_label_values(&["failure"]).inc();
+                tracing::error!(file = %path.display(), "API tokens not reloaded: no token left; the old ones stay");
+            }
+            Err(error) => {
+                reloads.with_label_values(&["failure"]).inc();
+                let error = error.within("alerting.auth");
+                tracing::error!(%error, "API tokens not reloaded; the tokens in force stay until the file loads");
+            }
+        }
     }
 }
 
