@@ -282,6 +282,56 @@ def configmap_file(docs: list[dict], prefix: str, key: str) -> str | None:
 # ---------------------------------------------------------------------------------------------------------------
 # Grafana, vmalert, scrape configuration, logs, Terraform, ArgoCD, Dockerfile.
 
+# Dashboards take the Prometheus-type datasource as this variable, so that any Grafana (the bundled one, or one
+# of kube-prometheus-stack loading them through its sidecar) can show them on its own datasource.
+DASHBOARD_DATASOURCE_VARIABLE = "datasource"
+DASHBOARD_DATASOURCE = "${datasource}"
+# The sidecar of the Grafana Helm chart and kube-prometheus-stack loads ConfigMaps with this label (its default).
+DASHBOARD_SIDECAR_LABEL = ("grafana_dashboard", "1")
+# What the GoMon Pipeline dashboard must show: agent batches published and failed, Kafka lag, aggregator
+# throughput and retries, remote write latency, the dead-letter queue.
+PIPELINE_METRICS = ("agent_batches_sent_total", "agent_batches_failed_total", "aggregator_consumer_lag",
+                    "aggregator_samples_written_total", "aggregator_write_retries_total",
+                    "aggregator_write_duration_seconds_bucket", "aggregator_dead_letter_messages_total")
+
+
+def datasource_refs(node):
+    """Every datasource a dashboard names (panels, targets, variables, annotations), as its uid or its string."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "datasource":
+                yield value.get("uid") if isinstance(value, dict) else value
+            else:
+                yield from datasource_refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from datasource_refs(item)
+
+
+def check_dashboard_configmaps(docs: list[dict], grafana: dict, path: str) -> None:
+    """Every dashboard of deploy/grafana/dashboards ships, as it is, in a ConfigMap with the sidecar's label, and
+    the bundled Grafana mounts such a ConfigMap where its dashboard provider reads."""
+    files = {f.name: f.read_text() for f in (DEPLOY / "grafana" / "dashboards").glob("*.json")}
+    key, value = DASHBOARD_SIDECAR_LABEL
+    shipped: dict[str, str] = {}
+    labelled = set()
+    for d in docs:
+        if d["kind"] != "ConfigMap" or not set(d.get("data", {})) & set(files):
+            continue
+        name = d["metadata"]["name"]
+        if R.check(d["metadata"].get("labels", {}).get(key) == value,
+                   f"grafana: dashboard ConfigMap {name} lacks the sidecar label {key}: \"{value}\""):
+            labelled.add(name)
+        shipped.update(d["data"])
+    for fname, text in files.items():
+        R.check(shipped.get(fname) == text, f"grafana: dashboard {fname} is not shipped as it is in a ConfigMap")
+    volumes = {v["name"]: v for v in grafana["spec"].get("volumes", [])}
+    mounted = [volumes.get(m["name"], {}).get("configMap", {}).get("name") for c in grafana["spec"]["containers"]
+               for m in c["volumeMounts"] if m["mountPath"] == path]
+    R.check(any(m in labelled for m in mounted),
+            f"grafana: the bundled Grafana must mount a labelled dashboard ConfigMap at {path}, mounts {mounted}")
+
+
 def grafana_expressions(grafana_docs: list[dict]) -> list[tuple[str, str]]:
     """Checks Grafana's provisioning; returns (where, PromQL) for every query in dashboards and alert rules."""
     exprs: list[tuple[str, str]] = []
@@ -328,8 +378,27 @@ def grafana_expressions(grafana_docs: list[dict]) -> list[tuple[str, str]]:
             yield p
             yield from walk(p.get("panels", []))
 
+    pipeline = titles.get("GoMon Pipeline")
+    if R.check(pipeline is not None, "grafana: dashboard 'GoMon Pipeline' missing"):
+        queries = [t["expr"] for p in walk(pipeline["panels"]) for t in p.get("targets", [])]
+        named = set().union(*map(metric_names, queries)) if queries else set()
+        for metric in PIPELINE_METRICS:
+            R.check(metric in named, f"grafana: GoMon Pipeline has no panel on {metric}")
+        R.check(any(re.search(r"histogram_quantile\(\s*0\.\d+\s*,.*aggregator_write_duration_seconds_bucket", q)
+                    for q in queries), "grafana: GoMon Pipeline needs remote write latency quantiles")
+
     for fname, d in dashboards.items():
-        for var in d.get("templating", {}).get("list", []):
+        variables = d.get("templating", {}).get("list", [])
+        selector = [v for v in variables if v["name"] == DASHBOARD_DATASOURCE_VARIABLE]
+        R.check(len(selector) == 1 and selector[0].get("type") == "datasource" and selector[0].get("query") == "prometheus",
+                f"grafana: {fname} needs the variable ${DASHBOARD_DATASOURCE_VARIABLE} of type datasource, "
+                "query prometheus")
+        for ref in datasource_refs(d):
+            R.check(ref == DASHBOARD_DATASOURCE, f"grafana: {fname}: datasource {ref} is not the variable "
+                    f"{DASHBOARD_DATASOURCE} (no fixed datasource uid in a dashboard)")
+        for var in variables:
+            if var.get("type") == "datasource":
+                continue
             q = var.get("query")
             q = q.get("query") if isinstance(q, dict) else q
             m = re.fullmatch(r"\s*label_values\(\s*(.+?)\s*,\s*(\w+)\s*\)\s*", q or "")
@@ -338,13 +407,16 @@ def grafana_expressions(grafana_docs: list[dict]) -> list[tuple[str, str]]:
         for p in walk(d.get("panels", [])):
             if p.get("type") == "row":
                 continue
-            R.check(p.get("datasource", {}).get("uid") in uids, f"grafana: {fname} panel '{p['title']}': unknown datasource")
+            R.check(p.get("datasource", {}).get("uid") == DASHBOARD_DATASOURCE,
+                    f"grafana: {fname} panel '{p['title']}': datasource must be {DASHBOARD_DATASOURCE}")
             targets = p.get("targets", [])
             R.check(bool(targets), f"grafana: {fname} panel '{p['title']}' has no query")
             for t in targets:
-                R.check(t.get("datasource", {}).get("uid", next(iter(uids))) in uids,
-                        f"grafana: {fname} panel '{p['title']}' target {t.get('refId')}: unknown datasource")
+                R.check(t.get("datasource", {}).get("uid") == DASHBOARD_DATASOURCE,
+                        f"grafana: {fname} panel '{p['title']}' target {t.get('refId')}: datasource must be "
+                        f"{DASHBOARD_DATASOURCE}")
                 exprs.append((f"{fname} panel '{p['title']}' {t.get('refId')}", t["expr"]))
+    check_dashboard_configmaps(grafana_docs, grafana, provider["options"]["path"])
 
     alerting = prov / "alerting"
     rules = yaml.safe_load((alerting / "rules.yaml").read_text())
