@@ -10,6 +10,7 @@ what they must.
 Live check: VictoriaMetrics, fed by scraping the real `gomon alerting`, `gomon agent` and (when the binary has it)
 `gomon aggregator`, which remote-writes what the agent publishes through a Kafka-protocol broker (tansu), runs
 every PromQL expression of the dashboards and rules; each must succeed and every metric it names must exist.
+Grafana's Alertmanager datasource, as provisioned, lists alerts and sets and expires a silence in `gomon alerting`.
 """
 
 from __future__ import annotations
@@ -626,10 +627,13 @@ def http_get(url: str, headers: dict | None = None, timeout: float = 5) -> tuple
         return 0, str(e)
 
 
-def http_send(method: str, url: str, body: dict | None, token: str) -> tuple[int, str]:
+def http_send(method: str, url: str, body: dict | None, token: str | None = None,
+              headers: dict | None = None) -> tuple[int, str]:
+    """A JSON request with `Authorization: Bearer <token>`, or with `headers` as they are."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    sent = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {}),
+            **(headers or {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=sent)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.read().decode()
@@ -674,6 +678,116 @@ def container_env(docs: list[dict], role: str) -> dict[str, str]:
                 env.update({e["name"]: e["value"] for e in c.get("env", []) if e["name"].startswith("GOMON_")
                             and "value" in e})
     return env
+
+
+def grafana_alertmanager_datasource(docs: list[dict], secrets_dir: Path) -> tuple[str, dict[str, str]] | None:
+    """Checks Grafana's Alertmanager datasource as the rendered manifests provision it: Prometheus flavour, Grafana's
+    own alerts kept out, URL at the alerting Service's port that `gomon alerting` listens on, bearer token from a
+    variable the Grafana container reads from a Secret. Returns the URL's path and the headers Grafana sends, with
+    the token of the check's Secrets."""
+    text = configmap_file(docs, "grafana-datasources", "alertmanager.yaml")
+    if not R.check(text is not None, "grafana: ConfigMap grafana-datasources has no alertmanager.yaml"):
+        return None
+    sources = [d for d in yaml.safe_load(text)["datasources"] if d["type"] == "alertmanager"]
+    if not R.check(len(sources) == 1, "grafana: alertmanager.yaml must provision one datasource of type alertmanager"):
+        return None
+    ds, jd = sources[0], sources[0].get("jsonData", {})
+    R.check(jd.get("implementation") == "prometheus" and jd.get("handleGrafanaManagedAlerts") is False
+            and ds.get("access", "proxy") == "proxy",
+            f"grafana: Alertmanager datasource: implementation prometheus, handleGrafanaManagedAlerts false, access "
+            f"proxy; has {jd}")
+    url = urllib.parse.urlsplit(ds["url"])
+    service = next((d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == url.hostname), None)
+    alerting = next((t for _, t in pod_specs(docs) for c in t["spec"]["containers"]
+                     if c.get("args", [None])[0] == "alerting"), None)
+    if R.check(service is not None and alerting is not None,
+               f"grafana: Alertmanager datasource URL {ds['url']}: no Service {url.hostname} or no alerting pod"):
+        R.check(service["spec"]["selector"].items() <= alerting["metadata"]["labels"].items(),
+                f"grafana: Alertmanager datasource URL {ds['url']}: Service {url.hostname} does not select alerting")
+        port = next((p for p in service["spec"]["ports"] if p["port"] == (url.port or 80)), None)
+        container = next(c for c in alerting["spec"]["containers"] if c.get("args", [None])[0] == "alerting")
+        target = port and next((p["containerPort"] for p in container.get("ports", [])
+                                if port["targetPort"] in (p.get("name"), p["containerPort"])), None)
+        config = configmap_file(docs, "gomon-alerting-config", "gomon.yaml") or "{}"
+        listen = str(yaml.safe_load(config)["alerting"].get("listen", ""))
+        R.check(target is not None and listen.endswith(f":{target}"),
+                f"grafana: Alertmanager datasource URL {ds['url']}: port {url.port} does not reach the alerting "
+                f"service's listen address {listen}")
+    value = ds.get("secureJsonData", {}).get("httpHeaderValue1", "")
+    m = re.fullmatch(r"Bearer \$\{(\w+)\}", value)
+    if not R.check(jd.get("httpHeaderName1") == "Authorization" and m is not None,
+                   "grafana: Alertmanager datasource: header Authorization: Bearer ${VARIABLE} expected"):
+        return None
+    grafana = next(t for d, t in pod_specs(docs) if d["metadata"]["name"] == "grafana")
+    ref = next((e.get("valueFrom", {}).get("secretKeyRef") for c in grafana["spec"]["containers"]
+                for e in c.get("env", []) if e["name"] == m.group(1)), None)
+    if not R.check(ref is not None, f"grafana: ${m.group(1)} of the Alertmanager datasource is not read from a Secret"):
+        return None
+    path = secrets_dir / ref["name"] / ref["key"]
+    if not R.check(path.exists(), f"grafana: Secret {ref['name']} key {ref['key']} is not made by create-secrets.sh"):
+        return None
+    return url.path.rstrip("/"), {"Authorization": value.replace(f"${{{m.group(1)}}}", path.read_text().strip())}
+
+
+def grafana_alertmanager_requests(api: str, datasource: tuple[str, dict[str, str]]) -> None:
+    """The requests Grafana's Alertmanager datasource makes (health test, alert list and groups, silences: list,
+    create, expire), sent to the running `gomon alerting` with the datasource's path and header; the alerts the
+    live check created carry the label check=deploy."""
+    path, headers = datasource
+    base = api + path
+    R.check(http_get(base + "/api/v2/status")[0] == 401, "alerting: /api/v2/status answers without a token")
+
+    def get(rel: str):
+        status, body = http_get(base + rel, headers)
+        R.check(status == 200, f"Grafana's Alertmanager datasource: GET {rel} answered {status}: {body[:300]}")
+        return json.loads(body) if status == 200 else None
+
+    status = get("/api/v2/status")
+    if status is not None:
+        R.check(status.get("cluster", {}).get("status") and "version" in status.get("versionInfo", {})
+                and "route:" in status.get("config", {}).get("original", ""),
+                f"Grafana's Alertmanager datasource: /api/v2/status is not Alertmanager's: {str(status)[:300]}")
+    query = "?" + urllib.parse.urlencode({"filter": 'check="deploy"', "active": "true", "silenced": "true",
+                                          "inhibited": "true"})
+    alerts = get("/api/v2/alerts" + query) or []
+    R.check(bool(alerts) and all(a["labels"].get("check") == "deploy" and a["status"]["state"] == "active"
+                                 for a in alerts),
+            f"Grafana's Alertmanager datasource: /api/v2/alerts must list the check's alerts, active: {str(alerts)[:300]}")
+    groups = get("/api/v2/alerts/groups" + query) or []
+    R.check(sorted(a["fingerprint"] for g in groups for a in g["alerts"]) == sorted(a["fingerprint"] for a in alerts)
+            and all(g["receiver"]["name"] for g in groups),
+            f"Grafana's Alertmanager datasource: /api/v2/alerts/groups must group the same alerts: {str(groups)[:300]}")
+    R.check(isinstance(get("/api/v2/silences"), list), "Grafana's Alertmanager datasource: /api/v2/silences not a list")
+
+    now = time.time()
+    stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(t))  # noqa: E731
+    status, body = http_send("POST", base + "/api/v2/silences", {
+        "matchers": [{"name": "check", "value": "deploy", "isRegex": False, "isEqual": True}],
+        "startsAt": stamp(now), "endsAt": stamp(now + 3600), "createdBy": "admin", "comment": "deploy check"},
+        headers=headers)
+    if not R.check(status == 200 and "silenceID" in body,
+                   f"Grafana's Alertmanager datasource: POST /api/v2/silences answered {status}: {body[:300]}"):
+        return
+    silence = json.loads(body)["silenceID"]
+
+    def muted(state: str):
+        def check() -> bool:
+            status, body = http_get(base + "/api/v2/alerts" + query, headers)
+            listed = json.loads(body) if status == 200 else []
+            return bool(listed) and all(a["status"]["state"] == state
+                                        and (silence in a["status"]["silencedBy"]) == (state == "suppressed")
+                                        for a in listed)
+        return check
+    wait_for("the silence set through Grafana's datasource mutes the check's alerts", muted("suppressed"), 10)
+    listed = [s for s in get("/api/v2/silences") or [] if s["id"] == silence]
+    R.check(len(listed) == 1 and listed[0]["createdBy"] == "grafana" and listed[0]["status"]["state"] == "active",
+            f"Grafana's Alertmanager datasource: the silence must be active and made by the token `grafana`: {listed}")
+    status, body = http_send("DELETE", f"{base}/api/v2/silence/{silence}", None, headers=headers)
+    R.check(status == 200, f"Grafana's Alertmanager datasource: DELETE /api/v2/silence/{silence} answered {status}: "
+            f"{body[:300]}")
+    R.check((get(f"/api/v2/silence/{silence}") or {}).get("status", {}).get("state") == "expired",
+            "Grafana's Alertmanager datasource: the deleted silence must be expired")
+    wait_for("the expired silence no longer mutes the check's alerts", muted("active"), 10)
 
 
 def live_check(args, tmp: Path, rendered: dict[str, list[dict]], secrets_dir: Path, scrape: dict,
@@ -737,7 +851,10 @@ def _live_check(args, procs: Processes, rendered, secrets_dir: Path, scrape: dic
     secret.mkdir()
     (secret / "database-url").write_text(args.database_url)
     token = "deploy-check-write-token"
-    (secret / "tokens.yaml").write_text(f"- name: deploy-check\n  token: {token}\n  access: write\n")
+    # The Secret's tokens (Grafana's among them), and one for the check's own requests.
+    tokens = yaml.safe_load((secrets_dir / "gomon-alerting" / "tokens.yaml").read_text())
+    (secret / "tokens.yaml").write_text(yaml.safe_dump(tokens + [{"name": "deploy-check", "token": token,
+                                                                   "access": "write"}]))
     shutil.copy(secrets_dir / "gomon-alerting" / "slack-bot-token", secret / "slack-bot-token")
     config = tmp / "alerting.yaml"
     config.write_text((configs["alerting"] or "").replace("/var/run/secrets/gomon", str(secret)))
@@ -762,6 +879,9 @@ def _live_check(args, procs: Processes, rendered, secrets_dir: Path, scrape: dic
         http_send("PUT", f"{api}/api/v1/alerts/{created[0]}/acknowledge", None, token)
         http_send("PUT", f"{api}/api/v1/alerts/{created[1]}/resolve", None, token)
         http_get(f"{api}/api/v1/alerts?status=firing", {"Authorization": f"Bearer {token}"})
+    datasource = grafana_alertmanager_datasource(local, secrets_dir)
+    if datasource:
+        grafana_alertmanager_requests(api, datasource)
 
     # The broker, the agent publishing to it, and the aggregator writing what it consumes to VictoriaMetrics.
     if tansu:
