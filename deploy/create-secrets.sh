@@ -2,7 +2,10 @@
 # Creates every Secret GoMon's deployment reads, in the namespace `monitoring`:
 #   postgres               password                      PostgreSQL password of alerting_service (generated)
 #   gomon-alerting         database-url                  postgres://alerting_service:<password>@postgres:5432/alerting
-#                          tokens.yaml                   API tokens: grafana (read) and oncall (write), generated
+#                          tokens.yaml                   API tokens, generated: grafana (operate), rule-engines
+#                                                        (ingest), oncall (operate), admin (admin)
+#                          grafana-token                 the grafana token of tokens.yaml, for Grafana's
+#                                                        Alertmanager data source (GOMON_ALERTING_TOKEN)
 #                          slack-bot-token               $SLACK_BOT_TOKEN (xoxb-...)
 #   grafana                admin-password                Grafana's admin password (generated)
 #   grafana-slack-secret   webhook-url                   $SLACK_WEBHOOK_URL, Grafana's contact point slack-webhook
@@ -61,10 +64,14 @@ else
 fi
 create postgres --from-literal=password="$db_password"
 
+# Grafana's Alertmanager data source lists alerts and sets and expires silences: operate. Its token is also a key
+# of its own, which the Grafana container reads; both are made together, so they always match.
+grafana_token=$(random)
+printf '%s' "$grafana_token" >"$work/grafana-token"
 cat >"$work/tokens.yaml" <<TOKENS
 - name: grafana
-  token: $(random)
-  access: read
+  token: $grafana_token
+  access: operate
 - name: rule-engines
   token: $(random)
   access: ingest
@@ -80,6 +87,7 @@ printf '%s' "$SLACK_BOT_TOKEN" >"$work/slack-bot-token"
 create gomon-alerting \
   --from-file=database-url="$work/database-url" \
   --from-file=tokens.yaml="$work/tokens.yaml" \
+  --from-file=grafana-token="$work/grafana-token" \
   --from-file=slack-bot-token="$work/slack-bot-token"
 
 create grafana --from-literal=admin-password="$(random)"

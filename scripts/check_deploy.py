@@ -12,6 +12,7 @@ what they must.
 Live check: VictoriaMetrics, fed by scraping the real `gomon alerting`, `gomon agent` and (when the binary has it)
 `gomon aggregator`, which remote-writes what the agent publishes through a Kafka-protocol broker (tansu), runs
 every PromQL expression of the dashboards and rules; each must succeed and every metric it names must exist.
+Grafana's Alertmanager datasource, as provisioned, lists alerts and sets and expires a silence in `gomon alerting`.
 """
 
 from __future__ import annotations
@@ -596,6 +597,56 @@ def configmap_file(docs: list[dict], prefix: str, key: str) -> str | None:
 # ---------------------------------------------------------------------------------------------------------------
 # Grafana, vmalert, scrape configuration, logs, Terraform, ArgoCD, Dockerfile.
 
+# Dashboards take the Prometheus-type datasource as this variable, so that any Grafana (the bundled one, or one
+# of kube-prometheus-stack loading them through its sidecar) can show them on its own datasource.
+DASHBOARD_DATASOURCE_VARIABLE = "datasource"
+DASHBOARD_DATASOURCE = "${datasource}"
+# The sidecar of the Grafana Helm chart and kube-prometheus-stack loads ConfigMaps with this label (its default).
+DASHBOARD_SIDECAR_LABEL = ("grafana_dashboard", "1")
+# What the GoMon Pipeline dashboard must show: agent batches published and failed, Kafka lag, aggregator
+# throughput and retries, remote write latency, the dead-letter queue.
+PIPELINE_METRICS = ("agent_batches_sent_total", "agent_batches_failed_total", "aggregator_consumer_lag",
+                    "aggregator_samples_written_total", "aggregator_write_retries_total",
+                    "aggregator_write_duration_seconds_bucket", "aggregator_dead_letter_messages_total")
+
+
+def datasource_refs(node):
+    """Every datasource a dashboard names (panels, targets, variables, annotations), as its uid or its string."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "datasource":
+                yield value.get("uid") if isinstance(value, dict) else value
+            else:
+                yield from datasource_refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from datasource_refs(item)
+
+
+def check_dashboard_configmaps(docs: list[dict], grafana: dict, path: str) -> None:
+    """Every dashboard of deploy/grafana/dashboards ships, as it is, in a ConfigMap with the sidecar's label, and
+    the bundled Grafana mounts such a ConfigMap where its dashboard provider reads."""
+    files = {f.name: f.read_text() for f in (DEPLOY / "grafana" / "dashboards").glob("*.json")}
+    key, value = DASHBOARD_SIDECAR_LABEL
+    shipped: dict[str, str] = {}
+    labelled = set()
+    for d in docs:
+        if d["kind"] != "ConfigMap" or not set(d.get("data", {})) & set(files):
+            continue
+        name = d["metadata"]["name"]
+        if R.check(d["metadata"].get("labels", {}).get(key) == value,
+                   f"grafana: dashboard ConfigMap {name} lacks the sidecar label {key}: \"{value}\""):
+            labelled.add(name)
+        shipped.update(d["data"])
+    for fname, text in files.items():
+        R.check(shipped.get(fname) == text, f"grafana: dashboard {fname} is not shipped as it is in a ConfigMap")
+    volumes = {v["name"]: v for v in grafana["spec"].get("volumes", [])}
+    mounted = [volumes.get(m["name"], {}).get("configMap", {}).get("name") for c in grafana["spec"]["containers"]
+               for m in c["volumeMounts"] if m["mountPath"] == path]
+    R.check(any(m in labelled for m in mounted),
+            f"grafana: the bundled Grafana must mount a labelled dashboard ConfigMap at {path}, mounts {mounted}")
+
+
 def grafana_expressions(grafana_docs: list[dict]) -> list[tuple[str, str]]:
     """Checks Grafana's provisioning; returns (where, PromQL) for every query in dashboards and alert rules."""
     exprs: list[tuple[str, str]] = []
@@ -642,8 +693,27 @@ def grafana_expressions(grafana_docs: list[dict]) -> list[tuple[str, str]]:
             yield p
             yield from walk(p.get("panels", []))
 
+    pipeline = titles.get("GoMon Pipeline")
+    if R.check(pipeline is not None, "grafana: dashboard 'GoMon Pipeline' missing"):
+        queries = [t["expr"] for p in walk(pipeline["panels"]) for t in p.get("targets", [])]
+        named = set().union(*map(metric_names, queries)) if queries else set()
+        for metric in PIPELINE_METRICS:
+            R.check(metric in named, f"grafana: GoMon Pipeline has no panel on {metric}")
+        R.check(any(re.search(r"histogram_quantile\(\s*0\.\d+\s*,.*aggregator_write_duration_seconds_bucket", q)
+                    for q in queries), "grafana: GoMon Pipeline needs remote write latency quantiles")
+
     for fname, d in dashboards.items():
-        for var in d.get("templating", {}).get("list", []):
+        variables = d.get("templating", {}).get("list", [])
+        selector = [v for v in variables if v["name"] == DASHBOARD_DATASOURCE_VARIABLE]
+        R.check(len(selector) == 1 and selector[0].get("type") == "datasource" and selector[0].get("query") == "prometheus",
+                f"grafana: {fname} needs the variable ${DASHBOARD_DATASOURCE_VARIABLE} of type datasource, "
+                "query prometheus")
+        for ref in datasource_refs(d):
+            R.check(ref == DASHBOARD_DATASOURCE, f"grafana: {fname}: datasource {ref} is not the variable "
+                    f"{DASHBOARD_DATASOURCE} (no fixed datasource uid in a dashboard)")
+        for var in variables:
+            if var.get("type") == "datasource":
+                continue
             q = var.get("query")
             q = q.get("query") if isinstance(q, dict) else q
             m = re.fullmatch(r"\s*label_values\(\s*(.+?)\s*,\s*(\w+)\s*\)\s*", q or "")
@@ -652,13 +722,16 @@ def grafana_expressions(grafana_docs: list[dict]) -> list[tuple[str, str]]:
         for p in walk(d.get("panels", [])):
             if p.get("type") == "row":
                 continue
-            R.check(p.get("datasource", {}).get("uid") in uids, f"grafana: {fname} panel '{p['title']}': unknown datasource")
+            R.check(p.get("datasource", {}).get("uid") == DASHBOARD_DATASOURCE,
+                    f"grafana: {fname} panel '{p['title']}': datasource must be {DASHBOARD_DATASOURCE}")
             targets = p.get("targets", [])
             R.check(bool(targets), f"grafana: {fname} panel '{p['title']}' has no query")
             for t in targets:
-                R.check(t.get("datasource", {}).get("uid", next(iter(uids))) in uids,
-                        f"grafana: {fname} panel '{p['title']}' target {t.get('refId')}: unknown datasource")
+                R.check(t.get("datasource", {}).get("uid") == DASHBOARD_DATASOURCE,
+                        f"grafana: {fname} panel '{p['title']}' target {t.get('refId')}: datasource must be "
+                        f"{DASHBOARD_DATASOURCE}")
                 exprs.append((f"{fname} panel '{p['title']}' {t.get('refId')}", t["expr"]))
+    check_dashboard_configmaps(grafana_docs, grafana, provider["options"]["path"])
 
     alerting = prov / "alerting"
     rules = yaml.safe_load((alerting / "rules.yaml").read_text())
@@ -880,10 +953,13 @@ def http_get(url: str, headers: dict | None = None, timeout: float = 5) -> tuple
         return 0, str(e)
 
 
-def http_send(method: str, url: str, body: dict | None, token: str) -> tuple[int, str]:
+def http_send(method: str, url: str, body: dict | None, token: str | None = None,
+              headers: dict | None = None) -> tuple[int, str]:
+    """A JSON request with `Authorization: Bearer <token>`, or with `headers` as they are."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    sent = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {}),
+            **(headers or {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=sent)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.read().decode()
@@ -928,6 +1004,116 @@ def container_env(docs: list[dict], role: str) -> dict[str, str]:
                 env.update({e["name"]: e["value"] for e in c.get("env", []) if e["name"].startswith("GOMON_")
                             and "value" in e})
     return env
+
+
+def grafana_alertmanager_datasource(docs: list[dict], secrets_dir: Path) -> tuple[str, dict[str, str]] | None:
+    """Checks Grafana's Alertmanager datasource as the rendered manifests provision it: Prometheus flavour, Grafana's
+    own alerts kept out, URL at the alerting Service's port that `gomon alerting` listens on, bearer token from a
+    variable the Grafana container reads from a Secret. Returns the URL's path and the headers Grafana sends, with
+    the token of the check's Secrets."""
+    text = configmap_file(docs, "grafana-datasources", "alertmanager.yaml")
+    if not R.check(text is not None, "grafana: ConfigMap grafana-datasources has no alertmanager.yaml"):
+        return None
+    sources = [d for d in yaml.safe_load(text)["datasources"] if d["type"] == "alertmanager"]
+    if not R.check(len(sources) == 1, "grafana: alertmanager.yaml must provision one datasource of type alertmanager"):
+        return None
+    ds, jd = sources[0], sources[0].get("jsonData", {})
+    R.check(jd.get("implementation") == "prometheus" and jd.get("handleGrafanaManagedAlerts") is False
+            and ds.get("access", "proxy") == "proxy",
+            f"grafana: Alertmanager datasource: implementation prometheus, handleGrafanaManagedAlerts false, access "
+            f"proxy; has {jd}")
+    url = urllib.parse.urlsplit(ds["url"])
+    service = next((d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == url.hostname), None)
+    alerting = next((t for _, t in pod_specs(docs) for c in t["spec"]["containers"]
+                     if c.get("args", [None])[0] == "alerting"), None)
+    if R.check(service is not None and alerting is not None,
+               f"grafana: Alertmanager datasource URL {ds['url']}: no Service {url.hostname} or no alerting pod"):
+        R.check(service["spec"]["selector"].items() <= alerting["metadata"]["labels"].items(),
+                f"grafana: Alertmanager datasource URL {ds['url']}: Service {url.hostname} does not select alerting")
+        port = next((p for p in service["spec"]["ports"] if p["port"] == (url.port or 80)), None)
+        container = next(c for c in alerting["spec"]["containers"] if c.get("args", [None])[0] == "alerting")
+        target = port and next((p["containerPort"] for p in container.get("ports", [])
+                                if port["targetPort"] in (p.get("name"), p["containerPort"])), None)
+        config = configmap_file(docs, "gomon-alerting-config", "gomon.yaml") or "{}"
+        listen = str(yaml.safe_load(config)["alerting"].get("listen", ""))
+        R.check(target is not None and listen.endswith(f":{target}"),
+                f"grafana: Alertmanager datasource URL {ds['url']}: port {url.port} does not reach the alerting "
+                f"service's listen address {listen}")
+    value = ds.get("secureJsonData", {}).get("httpHeaderValue1", "")
+    m = re.fullmatch(r"Bearer \$\{(\w+)\}", value)
+    if not R.check(jd.get("httpHeaderName1") == "Authorization" and m is not None,
+                   "grafana: Alertmanager datasource: header Authorization: Bearer ${VARIABLE} expected"):
+        return None
+    grafana = next(t for d, t in pod_specs(docs) if d["metadata"]["name"] == "grafana")
+    ref = next((e.get("valueFrom", {}).get("secretKeyRef") for c in grafana["spec"]["containers"]
+                for e in c.get("env", []) if e["name"] == m.group(1)), None)
+    if not R.check(ref is not None, f"grafana: ${m.group(1)} of the Alertmanager datasource is not read from a Secret"):
+        return None
+    path = secrets_dir / ref["name"] / ref["key"]
+    if not R.check(path.exists(), f"grafana: Secret {ref['name']} key {ref['key']} is not made by create-secrets.sh"):
+        return None
+    return url.path.rstrip("/"), {"Authorization": value.replace(f"${{{m.group(1)}}}", path.read_text().strip())}
+
+
+def grafana_alertmanager_requests(api: str, datasource: tuple[str, dict[str, str]]) -> None:
+    """The requests Grafana's Alertmanager datasource makes (health test, alert list and groups, silences: list,
+    create, expire), sent to the running `gomon alerting` with the datasource's path and header; the alerts the
+    live check created carry the label check=deploy."""
+    path, headers = datasource
+    base = api + path
+    R.check(http_get(base + "/api/v2/status")[0] == 401, "alerting: /api/v2/status answers without a token")
+
+    def get(rel: str):
+        status, body = http_get(base + rel, headers)
+        R.check(status == 200, f"Grafana's Alertmanager datasource: GET {rel} answered {status}: {body[:300]}")
+        return json.loads(body) if status == 200 else None
+
+    status = get("/api/v2/status")
+    if status is not None:
+        R.check(status.get("cluster", {}).get("status") and "version" in status.get("versionInfo", {})
+                and "route:" in status.get("config", {}).get("original", ""),
+                f"Grafana's Alertmanager datasource: /api/v2/status is not Alertmanager's: {str(status)[:300]}")
+    query = "?" + urllib.parse.urlencode({"filter": 'check="deploy"', "active": "true", "silenced": "true",
+                                          "inhibited": "true"})
+    alerts = get("/api/v2/alerts" + query) or []
+    R.check(bool(alerts) and all(a["labels"].get("check") == "deploy" and a["status"]["state"] == "active"
+                                 for a in alerts),
+            f"Grafana's Alertmanager datasource: /api/v2/alerts must list the check's alerts, active: {str(alerts)[:300]}")
+    groups = get("/api/v2/alerts/groups" + query) or []
+    R.check(sorted(a["fingerprint"] for g in groups for a in g["alerts"]) == sorted(a["fingerprint"] for a in alerts)
+            and all(g["receiver"]["name"] for g in groups),
+            f"Grafana's Alertmanager datasource: /api/v2/alerts/groups must group the same alerts: {str(groups)[:300]}")
+    R.check(isinstance(get("/api/v2/silences"), list), "Grafana's Alertmanager datasource: /api/v2/silences not a list")
+
+    now = time.time()
+    stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(t))  # noqa: E731
+    status, body = http_send("POST", base + "/api/v2/silences", {
+        "matchers": [{"name": "check", "value": "deploy", "isRegex": False, "isEqual": True}],
+        "startsAt": stamp(now), "endsAt": stamp(now + 3600), "createdBy": "admin", "comment": "deploy check"},
+        headers=headers)
+    if not R.check(status == 200 and "silenceID" in body,
+                   f"Grafana's Alertmanager datasource: POST /api/v2/silences answered {status}: {body[:300]}"):
+        return
+    silence = json.loads(body)["silenceID"]
+
+    def muted(state: str):
+        def check() -> bool:
+            status, body = http_get(base + "/api/v2/alerts" + query, headers)
+            listed = json.loads(body) if status == 200 else []
+            return bool(listed) and all(a["status"]["state"] == state
+                                        and (silence in a["status"]["silencedBy"]) == (state == "suppressed")
+                                        for a in listed)
+        return check
+    wait_for("the silence set through Grafana's datasource mutes the check's alerts", muted("suppressed"), 10)
+    listed = [s for s in get("/api/v2/silences") or [] if s["id"] == silence]
+    R.check(len(listed) == 1 and listed[0]["createdBy"] == "grafana" and listed[0]["status"]["state"] == "active",
+            f"Grafana's Alertmanager datasource: the silence must be active and made by the token `grafana`: {listed}")
+    status, body = http_send("DELETE", f"{base}/api/v2/silence/{silence}", None, headers=headers)
+    R.check(status == 200, f"Grafana's Alertmanager datasource: DELETE /api/v2/silence/{silence} answered {status}: "
+            f"{body[:300]}")
+    R.check((get(f"/api/v2/silence/{silence}") or {}).get("status", {}).get("state") == "expired",
+            "Grafana's Alertmanager datasource: the deleted silence must be expired")
+    wait_for("the expired silence no longer mutes the check's alerts", muted("active"), 10)
 
 
 def live_check(args, tmp: Path, rendered: dict[str, list[dict]], secrets_dir: Path, scrape: dict,
@@ -991,7 +1177,10 @@ def _live_check(args, procs: Processes, rendered, secrets_dir: Path, scrape: dic
     secret.mkdir()
     (secret / "database-url").write_text(args.database_url)
     token = "deploy-check-write-token"
-    (secret / "tokens.yaml").write_text(f"- name: deploy-check\n  token: {token}\n  access: write\n")
+    # The Secret's tokens (Grafana's among them), and one for the check's own requests.
+    tokens = yaml.safe_load((secrets_dir / "gomon-alerting" / "tokens.yaml").read_text())
+    (secret / "tokens.yaml").write_text(yaml.safe_dump(tokens + [{"name": "deploy-check", "token": token,
+                                                                   "access": "write"}]))
     shutil.copy(secrets_dir / "gomon-alerting" / "slack-bot-token", secret / "slack-bot-token")
     config = tmp / "alerting.yaml"
     config.write_text((configs["alerting"] or "").replace("/var/run/secrets/gomon", str(secret)))
@@ -1018,6 +1207,9 @@ def _live_check(args, procs: Processes, rendered, secrets_dir: Path, scrape: dic
         http_send("PUT", f"{api}/api/v1/alerts/{created[0]}/acknowledge", None, token)
         http_send("PUT", f"{api}/api/v1/alerts/{created[1]}/resolve", None, token)
         http_get(f"{api}/api/v1/alerts?status=firing", {"Authorization": f"Bearer {token}"})
+    datasource = grafana_alertmanager_datasource(local, secrets_dir)
+    if datasource:
+        grafana_alertmanager_requests(api, datasource)
 
     # The broker, the agent publishing to it, and the aggregator writing what it consumes to VictoriaMetrics.
     if tansu:
