@@ -190,7 +190,9 @@ def check_objects(label: str, docs: list[dict], secrets: dict[str, set[str]], ex
                 port = (c.get(probe, {}).get("httpGet") or c.get(probe, {}).get("tcpSocket") or {}).get("port")
                 if isinstance(port, str):
                     R.check(port in ports, f"{cname}: {probe} uses unknown port name {port}")
-            R.check("livenessProbe" in c, f"{cname}: no liveness probe")
+            # Init containers run to completion: no liveness probe.
+            if c in spec["containers"]:
+                R.check("livenessProbe" in c, f"{cname}: no liveness probe")
             R.check("requests" in c.get("resources", {}) and "limits" in c.get("resources", {}),
                     f"{cname}: requests and limits are both needed")
             sc = c.get("securityContext", {})
@@ -761,6 +763,325 @@ def _live_check(args, procs: Processes, rendered, secrets_dir: Path, scrape: dic
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# PostgreSQL access: an application role over verified TLS for the alerting service.
+
+POSTGRES_SERVICE_NAMES = {"postgres", "postgres.monitoring.svc", "postgres.monitoring.svc.cluster.local"}
+
+
+def openssl(*args: str) -> subprocess.CompletedProcess:
+    return run(["openssl", *args])
+
+
+def cert_verifies(label: str, cert: Path, ca: Path, purposes: tuple[str, ...]) -> None:
+    """`openssl verify` of CERT against CA alone, for each TLS purpose (sslserver, sslclient)."""
+    for purpose in purposes:
+        result = openssl("verify", "-x509_strict", "-purpose", purpose, "-CAfile", str(ca), str(cert))
+        R.check(result.returncode == 0 and result.stdout.strip().endswith(": OK"),
+                f"{label}: {cert.parent.name}/{cert.name} does not verify against {ca.parent.name}/{ca.name} "
+                f"for {purpose}: {(result.stdout + result.stderr).strip()[:300]}")
+
+
+def key_matches(label: str, cert: Path, key: Path) -> None:
+    cert_pub = openssl("x509", "-in", str(cert), "-noout", "-pubkey").stdout
+    key_pub = openssl("pkey", "-in", str(key), "-pubout").stdout
+    R.check(bool(cert_pub) and cert_pub == key_pub, f"{label}: {key.parent.name}/{key.name} is not the key of {cert.name}")
+    R.check(key.read_text().startswith("-----BEGIN PRIVATE KEY-----"),
+            f"{label}: {key.parent.name}/{key.name} must be an unencrypted PKCS#8 PEM key")
+
+
+def find_object(docs: list[dict], kind: str, name: str) -> dict | None:
+    return next((d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name), None)
+
+
+def role_container(docs: list[dict], role: str) -> tuple[dict, dict] | None:
+    """(pod template, container) of the GoMon container running ROLE."""
+    for _, template in pod_specs(docs):
+        for c in template["spec"]["containers"]:
+            if c.get("args", [None])[0] == role:
+                return template, c
+    return None
+
+
+def mounted_secret(template: dict, container: dict, path: str) -> tuple[str, str] | None:
+    """(Secret, key) whose file the container sees at PATH, or None when no Secret volume puts one there."""
+    volumes = {v["name"]: v for v in template["spec"].get("volumes", [])}
+    for m in container.get("volumeMounts", []):
+        prefix = m["mountPath"].rstrip("/") + "/"
+        secret = volumes.get(m["name"], {}).get("secret")
+        if secret is None or not path.startswith(prefix):
+            continue
+        rel = path[len(prefix):]
+        items = secret.get("items")
+        key = next((i["key"] for i in items if i["path"] == rel), None) if items else rel
+        return (secret["secretName"], key) if key else None
+    return None
+
+
+def pod_secrets(template: dict) -> set[str]:
+    return {v["secret"]["secretName"] for v in template["spec"].get("volumes", []) if "secret" in v} | {
+        e["valueFrom"]["secretKeyRef"]["name"] for c in template["spec"]["containers"] for e in c.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})}
+
+
+def postgres_settings(container: dict) -> dict[str, str]:
+    """The `-c name=value` server settings of the postgres container's arguments."""
+    argv = container.get("args", [])
+    return dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv[:-1]) if a == "-c" and "=" in argv[i + 1])
+
+
+def mounted_configmap(docs: list[dict], template: dict, container: dict, directory: str) -> tuple[dict, dict] | None:
+    """(ConfigMap data, volume) of the ConfigMap the container mounts at DIRECTORY."""
+    volumes = {v["name"]: v for v in template["spec"].get("volumes", [])}
+    for m in container.get("volumeMounts", []):
+        volume = volumes.get(m["name"], {})
+        if m["mountPath"].rstrip("/") == directory.rstrip("/") and "configMap" in volume:
+            cm = find_object(docs, "ConfigMap", volume["configMap"]["name"])
+            return (cm.get("data", {}), volume) if cm else None
+    return None
+
+
+def secret_file(secrets_dir: Path, secret: str, key: str) -> str:
+    path = secrets_dir / secret / key
+    return path.read_text().strip() if path.exists() else ""
+
+
+def check_postgres_security(args, infra: list[dict], overlays: dict[str, list[dict]], secrets_dir: Path,
+                            tmp: Path) -> None:
+    """PostgreSQL's superuser is for administration only; the alerting service connects as alerting_service, which
+    owns the database alerting and nothing else, over TLS verified against the CA of postgres-tls (verify-full);
+    the server accepts TLS with SCRAM only. Then the same, live: a PostgreSQL set up as the image would be, with the
+    rendered settings, pg_hba.conf, init script and the Secrets' certificate and passwords."""
+    pg = find_object(infra, "StatefulSet", "postgres")
+    if not R.check(pg is not None, "infra: StatefulSet postgres missing"):
+        return
+    template = pg["spec"]["template"]
+    server = next((c for c in template["spec"]["containers"] if c["name"] == "postgres"), {})
+    settings = postgres_settings(server)
+    R.check(settings.get("ssl") == "on" and settings.get("password_encryption") == "scram-sha-256"
+            and all(settings.get(k) for k in ("ssl_cert_file", "ssl_key_file", "hba_file")),
+            f"infra: postgres must run with ssl=on, its certificate and key, scram-sha-256 and its hba_file: {settings}")
+    env = {e["name"]: e for e in server.get("env", [])}
+
+    def from_secret(name: str) -> tuple[str, str] | None:
+        ref = env.get(name, {}).get("valueFrom", {}).get("secretKeyRef")
+        return (ref["name"], ref["key"]) if ref else None
+
+    superuser = env.get("POSTGRES_USER", {}).get("value", "postgres")
+    R.check(superuser != "alerting_service" and "POSTGRES_DB" not in env,
+            f"infra: the image's superuser ({superuser}) must not be the application role, nor own its database")
+    R.check(from_secret("POSTGRES_PASSWORD") == ("postgres", "postgres-password")
+            and from_secret("ALERTING_SERVICE_PASSWORD") == ("postgres", "alerting-password"),
+            "infra: postgres must take the superuser's and alerting_service's passwords from their own keys of Secret postgres")
+    superuser_password = secret_file(secrets_dir, "postgres", "postgres-password")
+    app_password = secret_file(secrets_dir, "postgres", "alerting-password")
+    R.check(bool(superuser_password) and bool(app_password) and superuser_password != app_password,
+            "secret postgres: the two passwords must be set and differ")
+
+    # The key file: copied by an init container from the Secret postgres-tls, 0600, into a volume the server reads.
+    key_path, cert_path = settings.get("ssl_key_file", ""), settings.get("ssl_cert_file", "")
+    mount = next((m for m in server.get("volumeMounts", []) if key_path.startswith(m["mountPath"].rstrip("/") + "/")), {})
+    copiers = [c for c in template["spec"].get("initContainers", [])
+               if any(m["name"] == mount.get("name") and not m.get("readOnly") for m in c.get("volumeMounts", []))]
+    copier_text = " ".join(" ".join(c.get("command", []) + c.get("args", [])) for c in copiers)
+    sources = {mounted_secret(template, c, p) for c in copiers
+               for p in re.findall(r"(/\S+/tls\.(?:crt|key))", copier_text)}
+    R.check(bool(mount) and mount.get("readOnly") is True and len(copiers) == 1
+            and "-m 0600" in copier_text and key_path in copier_text and cert_path in copier_text
+            and {("postgres-tls", "tls.key"), ("postgres-tls", "tls.crt")} <= sources,
+            "infra: an init container must copy tls.key (mode 0600) and tls.crt of Secret postgres-tls to "
+            f"{key_path} and {cert_path}, read-only for the server")
+
+    # pg_hba.conf: TLS with SCRAM for the application role to its database; nothing else over the network.
+    hba_dir, _, hba_name = settings.get("hba_file", "").rpartition("/")
+    hba_cm = mounted_configmap(infra, template, server, hba_dir)
+    hba = (hba_cm[0] if hba_cm else {}).get(hba_name)
+    if R.check(hba is not None, f"infra: postgres must mount a ConfigMap with {hba_name} at {hba_dir}"):
+        rules = [line.split() for line in hba.splitlines() if line.split() and not line.lstrip().startswith("#")]
+        network = [r for r in rules if r[0] != "local"]
+        R.check(bool(network) and all(r[0] == "hostssl" and r[1:3] == ["alerting", "alerting_service"]
+                                      and r[-1] == "scram-sha-256" for r in network),
+                f"infra: pg_hba.conf must allow the network only hostssl, database alerting, user alerting_service, "
+                f"scram-sha-256: {network}")
+        R.check(all(r[-1] in ("peer", "scram-sha-256") for r in rules if r[0] == "local"),
+                "infra: pg_hba.conf must not trust local connections")
+    init_cm = mounted_configmap(infra, template, server, "/docker-entrypoint-initdb.d")
+    init = {k: v for k, v in (init_cm[0] if init_cm else {}).items() if k.endswith(".sh")}
+    R.check(bool(init) and init_cm[1]["configMap"].get("defaultMode", 0o644) & 0o111 == 0o111,
+            "infra: postgres must mount its init script, executable, at /docker-entrypoint-initdb.d")
+
+    # The server certificate and the alerting service's URL.
+    tls = secrets_dir / "postgres-tls"
+    cert_verifies("postgres-tls", tls / "tls.crt", tls / "ca.crt", ("sslserver",))
+    key_matches("postgres-tls", tls / "tls.crt", tls / "tls.key")
+    sans = set(re.findall(r"DNS:([^,\s]+)", openssl("x509", "-in", str(tls / "tls.crt"), "-noout", "-ext",
+                                                     "subjectAltName").stdout))
+    R.check(POSTGRES_SERVICE_NAMES <= sans, f"postgres-tls: the certificate must name {sorted(POSTGRES_SERVICE_NAMES)}, names {sorted(sans)}")
+    url = secret_file(secrets_dir, "gomon-alerting", "database-url")
+    u = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qs(u.query)
+    services = {d["metadata"]["name"] for d in infra if d["kind"] == "Service"}
+    R.check(u.scheme == "postgres" and u.username == "alerting_service" and u.password == app_password
+            and u.path == "/alerting" and u.hostname in sans and u.hostname.split(".")[0] in services,
+            "gomon-alerting database-url must connect as alerting_service (its password) to the database alerting "
+            f"of the postgres Service, by a name its certificate carries: {u._replace(netloc=u.hostname or '')}")
+    R.check(query.get("sslmode") == ["verify-full"] and len(query.get("sslrootcert", [])) == 1,
+            f"gomon-alerting database-url must say sslmode=verify-full and sslrootcert: {u.query}")
+    root = query.get("sslrootcert", [""])[0]
+    for label, docs in overlays.items():
+        found = role_container(docs, "alerting")
+        config = yaml.safe_load(configmap_file(docs, "gomon-alerting-config", "gomon.yaml") or "{}")
+        url_file = ((config or {}).get("alerting", {}).get("database") or {}).get("url_file", "")
+        R.check(found is not None and mounted_secret(*found, root) == ("postgres-tls", "ca.crt")
+                and mounted_secret(*found, url_file) == ("gomon-alerting", "database-url"),
+                f"{label}: the alerting container must read its database URL from gomon-alerting and find the CA of "
+                f"postgres-tls at {root}")
+    if init and hba is not None and u.hostname:
+        live_postgres(args, tmp, settings, hba, init, superuser, superuser_password, app_password, u.hostname, tls)
+
+
+def live_postgres(args, tmp: Path, settings: dict[str, str], hba: str, init: dict[str, str], superuser: str,
+                  superuser_password: str, app_password: str, host: str, tls: Path) -> None:
+    pg_bin = Path(run(["bash", "-c", f". {ROOT}/scripts/lib/postgres.sh && postgres_bin"]).stdout.strip())
+    if not R.check((pg_bin / "postgres").exists(), "live PostgreSQL: no PostgreSQL binaries (scripts/lib/postgres.sh)"):
+        return
+    root = os.geteuid() == 0
+    as_postgres = ["runuser", "-u", "postgres", "--"] if root else []
+    # Outside the check's private temporary directory: the postgres user must reach its files.
+    d = Path(tempfile.mkdtemp(prefix="gomon-pg-tls.", dir="/tmp"))
+    procs = Processes(tmp)
+    port = free_port()
+    pg_env = dict(os.environ, PGHOST=str(d), PGPORT=str(port))
+
+    def pg_ctl(*argv: str) -> subprocess.CompletedProcess:
+        return run(as_postgres + [str(pg_bin / "pg_ctl"), "-D", str(d / "data"), "-l", str(d / "server.log"), "-w",
+                                  "-t", "60", *argv], env=pg_env)
+
+    try:
+        d.chmod(0o755)
+        files = {"ssl_cert_file": d / "tls.crt", "ssl_key_file": d / "tls.key", "hba_file": d / "pg_hba.conf"}
+        shutil.copy(tls / "tls.crt", files["ssl_cert_file"])
+        shutil.copy(tls / "tls.key", files["ssl_key_file"])
+        files["ssl_key_file"].chmod(0o600)  # what the init container does
+        files["hba_file"].write_text(hba)
+        (d / "pwfile").write_text(superuser_password)
+        for name, text in init.items():
+            (d / name).write_text(text)
+        if root:
+            for p in [d, *d.iterdir()]:
+                shutil.chown(p, "postgres")
+        result = run(as_postgres + [str(pg_bin / "initdb"), "-D", str(d / "data"), "-U", superuser,
+                                    f"--pwfile={d / 'pwfile'}", "--no-sync"])
+        if not R.check(result.returncode == 0, f"live PostgreSQL: initdb failed: {result.stderr[-1000:]}"):
+            return
+        server = " ".join(f"-c {k}={files[k] if k in files else v}" for k, v in settings.items())
+        server += f" -k {d} -p {port} -c fsync=off"
+        if not root:
+            # The rendered pg_hba.conf lets the superuser in by peer only, as the OS user postgres: not us.
+            (d / "init_hba.conf").write_text("local all all trust\n")
+            R.note("live PostgreSQL: not root, so the init script runs with a trusting local pg_hba.conf")
+        init_server = server + (f" -c hba_file={d / 'init_hba.conf'}" if not root else "")
+        # As the image's entrypoint: a server on the Unix socket only runs the init scripts, then the real one.
+        result = pg_ctl("-o", init_server + " -c listen_addresses=''", "start")
+        if not R.check(result.returncode == 0, f"live PostgreSQL: the rendered settings do not start it: "
+                       f"{result.stderr[-500:]}{(d / 'server.log').read_text()[-1500:]}"):
+            return
+        for name in sorted(init):
+            result = run(as_postgres + ["sh", str(d / name)], env=dict(
+                pg_env, POSTGRES_USER=superuser, POSTGRES_PASSWORD=superuser_password, PGPASSWORD=superuser_password,
+                ALERTING_SERVICE_PASSWORD=app_password))
+            R.check(result.returncode == 0, f"live PostgreSQL: init script {name} fails: {result.stderr[-1000:]}")
+        pg_ctl("-m", "fast", "stop")
+        result = pg_ctl("-o", server + " -c listen_addresses=127.0.0.1", "start")
+        if not R.check(result.returncode == 0, f"live PostgreSQL: does not start: {(d / 'server.log').read_text()[-1500:]}"):
+            return
+
+        def psql(sql: str, user: str = "alerting_service", password: str = app_password, dbname: str = "alerting",
+                 name: str = host, sslmode: str = "verify-full") -> subprocess.CompletedProcess:
+            conninfo = (f"host={name} hostaddr=127.0.0.1 port={port} user={user} dbname={dbname} sslmode={sslmode} "
+                        f"sslrootcert={tls / 'ca.crt'} connect_timeout=5")
+            return run([str(pg_bin / "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1", conninfo, "-c", sql],
+                       env=dict(os.environ, PGPASSWORD=password))
+
+        result = psql("SELECT r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolreplication, r.rolbypassrls, s.ssl, "
+                      "(SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'alerting'), "
+                      "(SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE datallowconn "
+                      " AND (has_database_privilege(datname, 'CONNECT') OR has_database_privilege(datname, 'TEMP'))) "
+                      "FROM pg_roles r, pg_stat_ssl s WHERE r.rolname = current_user AND s.pid = pg_backend_pid()")
+        R.check(result.returncode == 0 and result.stdout.strip() == "f|f|f|f|f|t|alerting_service|alerting",
+                "live PostgreSQL: alerting_service over verify-full (host name checked against the certificate) must "
+                "be no superuser, without CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, on TLS, owner of alerting, "
+                f"and may connect to alerting only: {result.stdout.strip()}{result.stderr.strip()}")
+        result = psql("CREATE DATABASE deploy_check_forbidden")
+        R.check(result.returncode != 0 and "permission denied to create database" in result.stderr,
+                f"live PostgreSQL: alerting_service must not create databases: {result.stdout}{result.stderr}")
+        refused = {
+            "without TLS": psql("SELECT 1", sslmode="disable"),
+            "to the database postgres": psql("SELECT 1", dbname="postgres"),
+            f"as the superuser {superuser}, over TLS": psql("SELECT 1", user=superuser, password=superuser_password,
+                                                            dbname="postgres"),
+        }
+        for what, result in refused.items():
+            R.check(result.returncode != 0 and "no pg_hba.conf entry" in result.stderr,
+                    f"live PostgreSQL: a connection {what} must be refused by pg_hba.conf: {result.stdout}{result.stderr}")
+        result = psql("SELECT 1", name="localhost")
+        R.check(result.returncode != 0 and "does not match host name" in result.stderr,
+                f"live PostgreSQL: verify-full must refuse a host name the certificate lacks: {result.stderr}")
+        live_alerting_over_tls(args, procs, port, host, tls / "ca.crt", app_password, d)
+        result = psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner <> current_user")
+        R.check(result.returncode == 0 and result.stdout.strip() == "0",
+                f"live PostgreSQL: every table of alerting must belong to alerting_service: {result.stdout}{result.stderr}")
+    finally:
+        procs.stop_all()
+        if (d / "data" / "postmaster.pid").exists():
+            pg_ctl("-m", "immediate", "stop")
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def live_alerting_over_tls(args, procs: Processes, port: int, host: str, ca: Path, password: str, d: Path) -> None:
+    """`gomon alerting` migrates and serves as alerting_service over sslmode=verify-full, reaching HOST (a name of the
+    server certificate) in a mount namespace whose /etc/hosts maps it to 127.0.0.1; and refuses the server when
+    the URL names a host its certificate does not."""
+    gomon = str(Path(args.gomon).resolve())
+    hosts = d / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n127.0.0.1 {host}\n")
+    unshare = ["unshare", "-m", "--propagation", "private"] + ([] if os.geteuid() == 0 else ["-r"])
+    mapped = unshare + ["sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts)]
+    probe = run(mapped + ["getent", "hosts", host]) if shutil.which("unshare") else None
+    api_port, wrong_port = free_port(), free_port()
+
+    def start(name: str, url_host: str, listen: int, prefix: list[str]) -> None:
+        url_file = d / f"{name}-url"
+        url_file.write_text(f"postgres://alerting_service:{password}@{url_host}:{port}/alerting"
+                            f"?sslmode=verify-full&sslrootcert={ca}")
+        procs.start(name, prefix + [gomon, "alerting"], {
+            "GOMON_ALERTING__LISTEN": f"127.0.0.1:{listen}", "GOMON_ALERTING__DATABASE__URL_FILE": str(url_file),
+            "GOMON_ALERTING__KUBERNETES__ENABLED": "false"})
+
+    if probe is None or probe.returncode != 0 or not probe.stdout.startswith("127.0.0.1"):
+        R.note(f"live PostgreSQL: cannot map {host} to 127.0.0.1 in a mount namespace "
+               f"({(probe.stderr.strip() if probe else 'no unshare')[:120]}): gomon alerting was not run over "
+               "verify-full; psql proved the certificate, the host name and pg_hba.conf instead")
+    else:
+        start("alerting-tls", host, api_port, mapped)
+        api = f"http://127.0.0.1:{api_port}"
+        if wait_for("gomon alerting on PostgreSQL as alerting_service over verify-full",
+                    lambda: http_get(api + "/health/ready")[0] == 200, 60, procs, "alerting-tls"):
+            status, body = http_send("POST", api + "/api/v1/alerts", {
+                "source": "deploy-check", "severity": "P3", "title": "Over verify-full"}, "")
+            if R.check(status == 201, f"gomon alerting over verify-full: POST /api/v1/alerts answered {status}: {body[:300]}"):
+                R.note(f"gomon alerting migrated and served as alerting_service over sslmode=verify-full ({host} "
+                       "mapped to 127.0.0.1 in a mount namespace of its own)")
+    # The same URL naming localhost, which resolves without help: the certificate does not carry it.
+    start("alerting-wrong-name", "localhost", wrong_port, [])
+    log = procs.tmp / "alerting-wrong-name.log"
+    refused = wait_for("gomon alerting refusing a server certificate without the URL's host name",
+                       lambda: "certificate not valid for name" in (log.read_text() if log.exists() else ""), 20,
+                       procs, "alerting-wrong-name")
+    R.check(refused and http_get(f"http://127.0.0.1:{wrong_port}/health/ready")[0] != 200,
+            "gomon alerting must not be ready when verify-full fails")
+
+
+# ---------------------------------------------------------------------------------------------------------------
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -783,6 +1104,9 @@ def main() -> int:
             if rendered[label]:
                 check_objects(label, rendered[label], secrets, infra)
         check_objects("deploy/k8s/infra", infra, secrets, [])
+        print("== PostgreSQL access: the application role over verify-full", flush=True)
+        if secrets and infra:
+            check_postgres_security(args, infra, {k: rendered[k] for k in KUSTOMIZATIONS[1:]}, secrets_dir, tmp)
         local_hosts = {r["host"] for d in rendered["deploy/k8s/overlays/local"] if d["kind"] == "Ingress"
                        for r in d["spec"]["rules"]}
         R.check(local_hosts == INGRESS_HOSTS, f"local overlay: ingress hosts {sorted(local_hosts)}")
