@@ -11,13 +11,19 @@
 #                            slack-bot-token               $SLACK_BOT_TOKEN (xoxb-...)
 #   grafana                  admin-password                Grafana's admin password (generated)
 #   grafana-slack-secret     webhook-url                   $SLACK_WEBHOOK_URL, Grafana's contact point slack-webhook
-#   kafka-tls                ca.crt, tls.crt, tls.key      a CA and the brokers' certificate (generated, 10 years)
+#   kafka-tls                ca.crt, tls.crt, tls.key      the Kafka CA and the brokers' certificate (CN
+#                                                          gomon-kafka-broker, a super user)
+#   kafka-client-agent       ca.crt, tls.crt, tls.key      client certificate CN gomon-agent (Kafka principal
+#   kafka-client-aggregator                                User:gomon-agent), and CN gomon-aggregator
+#   kafka-admin              ca.crt, tls.crt, tls.key      CN gomon-kafka-admin, a super user: the kafka-setup Job
+#                                                          creates the topics and the ACLs with it
 # Every certificate is generated (10 years, RSA 3072, PKCS#8 keys); the CA keys are not kept.
 #
 #   SLACK_BOT_TOKEN=xoxb-... SLACK_WEBHOOK_URL=https://hooks.slack.com/services/... deploy/create-secrets.sh
 #
 # A Secret that already exists is left as it is (PostgreSQL keeps the passwords it was initialised with), so the
-# script can be run again; delete a Secret to have it made anew. Needs kubectl and openssl.
+# script can be run again; delete a Secret to have it made anew. The four Kafka Secrets are made together, from one
+# CA: delete all of them or none. Needs kubectl and openssl.
 # With GOMON_SECRETS_DIR=<dir> nothing is sent to a cluster: the Secrets are written there as YAML files.
 set -euo pipefail
 
@@ -79,6 +85,18 @@ else
   mkdir -p "$out_dir"
 fi
 
+# The four Kafka Secrets come from one CA (whose key is not kept): all exist, or none. Checked before making anything.
+kafka_secrets=(kafka-tls kafka-client-agent kafka-client-aggregator kafka-admin)
+kafka_present=()
+for name in "${kafka_secrets[@]}"; do
+  if exists "$name"; then kafka_present+=("$name"); fi
+done
+if [ "${#kafka_present[@]}" != 0 ] && [ "${#kafka_present[@]}" != "${#kafka_secrets[@]}" ]; then
+  echo "the Kafka Secrets are made together from one CA, but only ${kafka_present[*]} exist:" \
+    "delete them (kubectl delete secret -n $namespace ${kafka_present[*]}) and run this again" >&2
+  exit 1
+fi
+
 # PostgreSQL: the passwords are read back when the Secret exists, so the alerting URL always matches.
 if exists postgres; then
   superuser_password=$(kubectl get secret postgres -n "$namespace" -o jsonpath='{.data.postgres-password}' | base64 -d)
@@ -131,19 +149,26 @@ create gomon-alerting \
 create grafana --from-literal=admin-password="$(random)"
 create grafana-slack-secret --from-literal=webhook-url="$SLACK_WEBHOOK_URL"
 
-# Kafka: a private CA, and one certificate for the three brokers (PKCS#8 key, as Kafka's PEM key store needs).
-headless="kafka-headless.${namespace}.svc"
-openssl req -x509 -newkey rsa:3072 -nodes -days 3650 -subj "/CN=gomon-kafka-ca" \
-  -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
-openssl req -newkey rsa:3072 -nodes -subj "/CN=kafka.${namespace}.svc" \
-  -keyout "$work/tls.key" -out "$work/tls.csr" 2>/dev/null
-cat >"$work/san.ext" <<SAN
-subjectAltName = DNS:*.${headless}.cluster.local, DNS:*.${headless}, DNS:kafka.${namespace}.svc.cluster.local, DNS:kafka.${namespace}.svc, DNS:kafka
-extendedKeyUsage = serverAuth, clientAuth
-SAN
-openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial -days 3650 \
-  -extfile "$work/san.ext" -out "$work/tls.crt" 2>/dev/null
-create kafka-tls \
-  --from-file=ca.crt="$work/ca.crt" --from-file=tls.crt="$work/tls.crt" --from-file=tls.key="$work/tls.key"
+# Kafka: a private CA, the brokers' certificate and one client certificate per client (PKCS#8 keys, as Kafka's
+# PEM key store needs). The brokers map a certificate's CN to the principal User:<CN> (ssl.principal.mapping.rules
+# in config/kafka-start.sh), which the ACLs of config/kafka-acls.txt name.
+if [ "${#kafka_present[@]}" = "${#kafka_secrets[@]}" ]; then
+  echo "secret/kafka-tls, kafka-client-agent, kafka-client-aggregator and kafka-admin exist, left unchanged"
+else
+  headless="kafka-headless.${namespace}.svc"
+  ca "$work/kafka-ca" gomon-kafka-ca
+  # The brokers' certificate serves the listeners and authenticates them to each other (inter-broker, controller).
+  cert "$work/kafka-ca" "$work/kafka-broker" gomon-kafka-broker serverAuth,clientAuth \
+    "DNS:*.${headless}.cluster.local, DNS:*.${headless}, DNS:kafka.${namespace}.svc.cluster.local, DNS:kafka.${namespace}.svc, DNS:kafka"
+  create kafka-tls --from-file=ca.crt="$work/kafka-ca.crt" --from-file=tls.crt="$work/kafka-broker.crt" \
+    --from-file=tls.key="$work/kafka-broker.key"
+  for client in agent:kafka-client-agent:gomon-agent aggregator:kafka-client-aggregator:gomon-aggregator \
+    admin:kafka-admin:gomon-kafka-admin; do
+    IFS=: read -r file secret cn <<<"$client"
+    cert "$work/kafka-ca" "$work/kafka-$file" "$cn" clientAuth
+    create "$secret" --from-file=ca.crt="$work/kafka-ca.crt" --from-file=tls.crt="$work/kafka-$file.crt" \
+      --from-file=tls.key="$work/kafka-$file.key"
+  done
+fi
 
 echo "API tokens: kubectl get secret gomon-alerting -n $namespace -o jsonpath='{.data.tokens\\.yaml}' | base64 -d"

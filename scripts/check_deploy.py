@@ -141,7 +141,7 @@ def kubernetes_validate(label: str, docs: list[dict], tmp: Path) -> None:
 
 def pod_specs(docs: list[dict]):
     for d in docs:
-        if d.get("kind") in ("Deployment", "StatefulSet", "DaemonSet"):
+        if d.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
             yield d, d["spec"]["template"]
 
 
@@ -190,8 +190,8 @@ def check_objects(label: str, docs: list[dict], secrets: dict[str, set[str]], ex
                 port = (c.get(probe, {}).get("httpGet") or c.get(probe, {}).get("tcpSocket") or {}).get("port")
                 if isinstance(port, str):
                     R.check(port in ports, f"{cname}: {probe} uses unknown port name {port}")
-            # Init containers run to completion: no liveness probe.
-            if c in spec["containers"]:
+            # Init containers and Jobs run to completion (kafka-setup has a deadline instead): no liveness probe.
+            if c in spec["containers"] and workload["kind"] != "Job":
                 R.check("livenessProbe" in c, f"{cname}: no liveness probe")
             R.check("requests" in c.get("resources", {}) and "limits" in c.get("resources", {}),
                     f"{cname}: requests and limits are both needed")
@@ -269,8 +269,7 @@ def secrets_from_script(tmp: Path) -> tuple[dict[str, set[str]], Path]:
         for key, value in doc.get("data", {}).items():
             (files / key).write_bytes(base64.b64decode(value))
     kubernetes_validate("create-secrets.sh output", docs, tmp)
-    key = (out / "kafka-tls" / "tls.key").read_text() if (out / "kafka-tls" / "tls.key").exists() else ""
-    R.check(key.startswith("-----BEGIN PRIVATE KEY-----"), "kafka-tls tls.key must be an unencrypted PKCS#8 PEM key")
+    # The certificates and keys: check_kafka_security and check_postgres_security.
     return secrets, out
 
 
@@ -623,7 +622,6 @@ def _live_check(args, procs: Processes, rendered, secrets_dir: Path, scrape: dic
                                       if (Path.home() / ".cargo/bin/tansu").exists() else None)
     dead = free_port()  # nothing listens there
     production, local = rendered["deploy/k8s/overlays/production"], rendered["deploy/k8s/overlays/local"]
-    ca = str(secrets_dir / "kafka-tls" / "ca.crt")
 
     # The configuration files of the ConfigMaps, as the pods get them.
     configs = {role: configmap_file(local, f"gomon-{role}-config", "gomon.yaml") for role in GOMON_ROLES}
@@ -634,12 +632,12 @@ def _live_check(args, procs: Processes, rendered, secrets_dir: Path, scrape: dic
     accepts_config(procs, gomon, "agent", configs["agent"] or "", {
         **container_env(production, "agent"), "NODE_NAME": "deploy-check", "GOMON_AGENT__PROC_ROOT": "/proc",
         "GOMON_AGENT__SYS_ROOT": "/sys", "GOMON_AGENT__ROOT_FS": "/", "GOMON_AGENT__LISTEN": f"127.0.0.1:{port}",
-        "GOMON_AGENT__KAFKA__BROKERS": f"127.0.0.1:{dead}", "GOMON_AGENT__KAFKA__TLS__CA_FILE": ca}, port)
+        "GOMON_AGENT__KAFKA__BROKERS": f"127.0.0.1:{dead}", **kafka_tls_env(production, "agent", secrets_dir)}, port)
     if has_aggregator:
         port = free_port()
         accepts_config(procs, gomon, "aggregator", configs["aggregator"] or "", {
             **container_env(production, "aggregator"), "GOMON_AGGREGATOR__LISTEN": f"127.0.0.1:{port}",
-            "GOMON_AGGREGATOR__KAFKA__BROKERS": f"127.0.0.1:{dead}", "GOMON_AGGREGATOR__KAFKA__TLS__CA_FILE": ca,
+            "GOMON_AGGREGATOR__KAFKA__BROKERS": f"127.0.0.1:{dead}", **kafka_tls_env(production, "aggregator", secrets_dir),
             "GOMON_AGGREGATOR__REMOTE_WRITE__URL": f"http://127.0.0.1:{dead}/api/v1/write"}, port)
     else:
         R.note("gomon has no aggregator role yet: its configuration and aggregator_* metrics are not checked")
@@ -763,13 +761,31 @@ def _live_check(args, procs: Processes, rendered, secrets_dir: Path, scrape: dic
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# PostgreSQL access: an application role over verified TLS for the alerting service.
+# Kafka and PostgreSQL access: mutual TLS and least-privilege ACLs for every Kafka client; an application role
+# over verified TLS for the alerting service.
 
+# The Kafka clients (the role whose container runs them) and their principals, User:<certificate CN>.
+KAFKA_CLIENTS = {"agent": "User:gomon-agent", "aggregator": "User:gomon-aggregator"}
+KAFKA_SUPER_USERS = {"User:gomon-kafka-broker", "User:gomon-kafka-admin"}
+# Every ACL, exactly (principal, operation, resource type, literal name): what the programs do and nothing more.
+KAFKA_ACLS = {
+    ("User:gomon-agent", "Write", "topic", "gomon.metrics"),
+    ("User:gomon-aggregator", "Read", "topic", "gomon.metrics"),
+    ("User:gomon-aggregator", "Read", "group", "gomon-aggregator"),
+    ("User:gomon-aggregator", "Write", "topic", "gomon.metrics.dead-letter"),
+}
+KAFKA_TOPICS = {("gomon.metrics", 3, 3), ("gomon.metrics.dead-letter", 3, 3)}
 POSTGRES_SERVICE_NAMES = {"postgres", "postgres.monitoring.svc", "postgres.monitoring.svc.cluster.local"}
 
 
 def openssl(*args: str) -> subprocess.CompletedProcess:
     return run(["openssl", *args])
+
+
+def cert_subject(cert: Path) -> str:
+    """The certificate's subject as an RFC 2253 string (what Kafka's principal mapping rules see)."""
+    out = openssl("x509", "-in", str(cert), "-noout", "-subject", "-nameopt", "RFC2253").stdout.strip()
+    return out.removeprefix("subject=").strip()
 
 
 def cert_verifies(label: str, cert: Path, ca: Path, purposes: tuple[str, ...]) -> None:
@@ -821,6 +837,224 @@ def pod_secrets(template: dict) -> set[str]:
     return {v["secret"]["secretName"] for v in template["spec"].get("volumes", []) if "secret" in v} | {
         e["valueFrom"]["secretKeyRef"]["name"] for c in template["spec"]["containers"] for e in c.get("env", [])
         if "secretKeyRef" in e.get("valueFrom", {})}
+
+
+def kafka_client_files(docs: list[dict], role: str, secrets_dir: Path) -> dict[str, Path]:
+    """The TLS files of ROLE's Kafka client (`ca_file`, `cert_file`, `key_file` of its rendered configuration) as
+    files of deploy/create-secrets.sh's output, through the Secret volumes of its container."""
+    found = role_container(docs, role)
+    text = configmap_file(docs, f"gomon-{role}-config", "gomon.yaml")
+    if found is None or text is None:
+        return {}
+    tls = (yaml.safe_load(text)[role].get("kafka") or {}).get("tls") or {}
+    files = {}
+    for key in ("ca_file", "cert_file", "key_file"):
+        source = mounted_secret(*found, tls[key]) if tls.get(key) else None
+        if source:
+            files[key] = secrets_dir / source[0] / source[1]
+    return files
+
+
+def script_default(script: str, variable: str) -> str | None:
+    """The default of `${VARIABLE:-default}` in a shell script."""
+    m = re.search(r"\$\{" + variable + r":-([^}]+)\}", script)
+    return m.group(1) if m else None
+
+
+def stub_kafka_bin(tmp: Path) -> tuple[Path, Path]:
+    """Stand-ins for the Kafka distribution's scripts: each records its arguments (one line per call) and the
+    server start copies its properties file, so that our scripts can run without Kafka."""
+    bin_dir, calls = tmp / "kafka-bin", tmp / "kafka-calls"
+    bin_dir.mkdir(exist_ok=True)
+    for name in ("kafka-storage.sh", "kafka-server-start.sh", "kafka-broker-api-versions.sh", "kafka-topics.sh",
+                 "kafka-acls.sh"):
+        body = f'#!/bin/sh\nprintf "%s\\n" "{name} $*" >> "{calls}"\n'
+        if name == "kafka-server-start.sh":
+            body += f'cp "$1" "{tmp}/server.properties"\n'
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    return bin_dir, calls
+
+
+def properties(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+
+
+def kafka_principal(rules: str, subject: str) -> str | None:
+    """The principal Kafka's ssl.principal.mapping.rules give a certificate subject (RULE:pattern/replacement/,
+    applied in order to the whole subject; DEFAULT keeps the subject); None when no rule applies (refused)."""
+    for m in re.finditer(r"\s*(DEFAULT|RULE:((?:\\.|[^\\/])*)/((?:\\.|[^\\/])*)/([LU]?))\s*(?:,|$)", rules):
+        if m.group(1) == "DEFAULT":
+            return f"User:{subject}"
+        if re.fullmatch(m.group(2), subject):
+            name = re.sub(m.group(2), re.sub(r"\$(\d)", r"\\\1", m.group(3)), subject, count=1)
+            return "User:" + (name.lower() if m.group(4) == "L" else name.upper() if m.group(4) == "U" else name)
+    return None
+
+
+def check_kafka_security(label: str, docs: list[dict], secrets_dir: Path, tmp: Path) -> None:
+    """The brokers require client certificates and authorise with ACLs; every client of the overlay presents its
+    own certificate, signed by the Kafka CA, whose principal is the one its ACLs name; the ACLs the kafka-setup
+    Job applies are exactly KAFKA_ACLS, and exactly what the clients' configurations need."""
+    work = tmp / f"kafka-{label.replace('/', '_')}"
+    work.mkdir()
+    bin_dir, calls = stub_kafka_bin(work)
+    ca = secrets_dir / "kafka-tls" / "ca.crt"
+
+    # The brokers' properties, as kafka-start.sh writes them in kafka-0.
+    kafka = find_object(docs, "StatefulSet", "kafka")
+    script = configmap_file(docs, "kafka-config", "kafka-start.sh")
+    if not R.check(kafka is not None and script is not None, f"{label}: Kafka StatefulSet or its kafka-start.sh missing"):
+        return
+    template = kafka["spec"]["template"]
+    broker = template["spec"]["containers"][0]
+    tls_dir = script_default(script, "KAFKA_TLS_DIR") or ""
+    R.check(all(mounted_secret(template, broker, f"{tls_dir}/{k}") == ("kafka-tls", k) for k in ("ca.crt", "tls.crt", "tls.key")),
+            f"{label}: the brokers must read ca.crt, tls.crt and tls.key of the Secret kafka-tls in {tls_dir}")
+    (work / "kafka-start.sh").write_text(script)
+    result = run(["sh", str(work / "kafka-start.sh")], env=dict(
+        os.environ, HOSTNAME="kafka-0", POD_NAMESPACE="monitoring", KAFKA_CLUSTER_ID="check",
+        KAFKA_TLS_DIR=str(secrets_dir / "kafka-tls"), KAFKA_WORK_DIR=str(work / "broker"), KAFKA_BIN=str(bin_dir)))
+    rendered = work / "server.properties"
+    if not R.check(result.returncode == 0 and rendered.exists(), f"{label}: kafka-start.sh fails: {result.stderr[-500:]}"):
+        return
+    props = properties(rendered.read_text())
+    protocols = dict(p.split(":") for p in props.get("listener.security.protocol.map", "").split(","))
+    listeners = {l.split("://")[0] for l in props.get("listeners", "").split(",")}
+    R.check(bool(listeners) and all(protocols.get(l) == "SSL" for l in listeners),
+            f"{label}: every broker listener must be SSL, are {props.get('listener.security.protocol.map')}")
+    R.check(props.get("ssl.client.auth") == "required"
+            and not any(k.endswith(".ssl.client.auth") and v != "required" for k, v in props.items()),
+            f"{label}: ssl.client.auth must be required on every listener (client and controller)")
+    R.check(props.get("authorizer.class.name") == "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            f"{label}: the brokers must authorise with StandardAuthorizer")
+    R.check(props.get("allow.everyone.if.no.acl.found") == "false", f"{label}: allow.everyone.if.no.acl.found must be false")
+    R.check(props.get("auto.create.topics.enable") == "false", f"{label}: auto.create.topics.enable must be false")
+    R.check(props.get("ssl.truststore.location") == str(secrets_dir / "kafka-tls" / "ca.crt"),
+            f"{label}: the brokers must trust the CA of kafka-tls only, trust {props.get('ssl.truststore.location')}")
+    rules = props.get("ssl.principal.mapping.rules", "DEFAULT")
+    super_users = set(props.get("super.users", "").split(";"))
+    R.check(super_users == KAFKA_SUPER_USERS, f"{label}: super.users must be {sorted(KAFKA_SUPER_USERS)}, is {sorted(super_users)}")
+    R.check(kafka_principal(rules, "CN=someone,O=elsewhere") is None,
+            f"{label}: ssl.principal.mapping.rules ({rules}) must refuse a subject other than CN=<name>")
+    broker_cert = secrets_dir / "kafka-tls" / "tls.crt"
+    cert_verifies(f"{label} kafka-tls", broker_cert, ca, ("sslserver", "sslclient"))
+    key_matches(f"{label} kafka-tls", broker_cert, secrets_dir / "kafka-tls" / "tls.key")
+    R.check(kafka_principal(rules, cert_subject(broker_cert)) in super_users,
+            f"{label}: the brokers' certificate ({cert_subject(broker_cert)}) must map to a super user")
+
+    # The clients: their own certificate, their principal, what their configuration needs.
+    needed, secrets_used = set(), {}
+    for role, principal in KAFKA_CLIENTS.items():
+        found = role_container(docs, role)
+        text = configmap_file(docs, f"gomon-{role}-config", "gomon.yaml")
+        if not R.check(found is not None and text is not None, f"{label}: no {role} container or configuration"):
+            continue
+        kafka_config = yaml.safe_load(text)[role]["kafka"]
+        tls = kafka_config.get("tls") or {}
+        name = f"{label}: {role}"
+        R.check(all(tls.get(k) for k in ("ca_file", "cert_file", "key_file")) and not kafka_config.get("sasl"),
+                f"{name}: kafka.tls must set ca_file, cert_file and key_file (mutual TLS), is {tls}")
+        sources = {mounted_secret(*found, tls[k]) for k in ("ca_file", "cert_file", "key_file") if tls.get(k)}
+        own = {s for s, _ in filter(None, sources)}
+        if not R.check(None not in sources and len(own) == 1,
+                       f"{name}: its Kafka TLS files must all come from one mounted Secret, come from {sources}"):
+            continue
+        secret = own.pop()
+        secrets_used[role] = secret
+        R.check(pod_secrets(found[0]) == {secret}, f"{name}: the pod must mount its own Secret {secret} only, "
+                f"mounts {sorted(pod_secrets(found[0]))}")
+        files = kafka_client_files(docs, role, secrets_dir)
+        if not R.check(all(f.exists() for f in files.values()) and len(files) == 3,
+                       f"{name}: deploy/create-secrets.sh does not make {sorted(str(f) for f in files.values())}"):
+            continue
+        R.check(files["ca_file"].read_bytes() == ca.read_bytes(), f"{name}: {secret} ca.crt is not the Kafka CA")
+        cert_verifies(f"{label} {secret}", files["cert_file"], ca, ("sslclient",))
+        key_matches(f"{label} {secret}", files["cert_file"], files["key_file"])
+        subject = cert_subject(files["cert_file"])
+        R.check(kafka_principal(rules, subject) == principal,
+                f"{name}: certificate {subject} maps to {kafka_principal(rules, subject)}, its ACLs name {principal}")
+        R.check(kafka_principal(rules, subject) not in super_users, f"{name}: a client must not be a super user")
+        if role == "agent":
+            R.check(kafka_config.get("create_topic") is False, f"{name}: create_topic must be false (the Job creates it)")
+            needed.add((principal, "Write", "topic", kafka_config["topic"]))
+        else:
+            R.check(kafka_config.get("create_dead_letter_topic") is False,
+                    f"{name}: create_dead_letter_topic must be false (the Job creates it)")
+            needed |= {(principal, "Read", "topic", kafka_config["topic"]),
+                       (principal, "Read", "group", kafka_config["group_id"])}
+            if kafka_config.get("dead_letter_topic"):
+                needed.add((principal, "Write", "topic", kafka_config["dead_letter_topic"]))
+    R.check(len(set(secrets_used.values())) == len(secrets_used), f"{label}: Kafka clients share a Secret: {secrets_used}")
+    R.check(needed == KAFKA_ACLS, f"{label}: the clients' configurations need the ACLs {sorted(needed)}, "
+            f"not the decided {sorted(KAFKA_ACLS)}")
+
+    # The kafka-setup Job, run with stand-ins for Kafka's tools: the topics and ACLs it creates, as whom.
+    job = find_object(docs, "Job", "kafka-setup")
+    if not R.check(job is not None, f"{label}: Job kafka-setup missing"):
+        return
+    R.check(0 < job["spec"].get("activeDeadlineSeconds", 0) <= 3600 and job["spec"].get("backoffLimit", 6) <= 10,
+            f"{label}: Job kafka-setup must give up in the end (activeDeadlineSeconds, backoffLimit)")
+    jt = job["spec"]["template"]
+    jc = jt["spec"]["containers"][0]
+    command = jc.get("command", []) + jc.get("args", [])
+    script_path = next((a for a in command if a.endswith(".sh")), "")
+    mounted = mounted_configmap(docs, jt, jc, script_path.rpartition("/")[0])
+    setup = {k: (mounted[0] if mounted else {}).get(k) for k in ("kafka-setup.sh", "kafka-topics.txt", "kafka-acls.txt")}
+    if not R.check(script_path.endswith("/kafka-setup.sh") and None not in setup.values(),
+                   f"{label}: Job kafka-setup must run kafka-setup.sh from a mounted ConfigMap with its topics and ACLs"):
+        return
+    R.check(script_default(setup["kafka-setup.sh"], "KAFKA_SETUP_DIR") == script_path.rpartition("/")[0],
+            f"{label}: kafka-setup.sh must read its files where the Job mounts them")
+    admin_dir = script_default(setup["kafka-setup.sh"], "KAFKA_TLS_DIR") or ""
+    R.check(all(mounted_secret(jt, jc, f"{admin_dir}/{k}") == ("kafka-admin", k) for k in ("ca.crt", "tls.crt", "tls.key"))
+            and pod_secrets(jt) == {"kafka-admin"},
+            f"{label}: Job kafka-setup must read the Secret kafka-admin (only) in {admin_dir}")
+    admin_cert = secrets_dir / "kafka-admin" / "tls.crt"
+    cert_verifies(f"{label} kafka-admin", admin_cert, ca, ("sslclient",))
+    key_matches(f"{label} kafka-admin", admin_cert, secrets_dir / "kafka-admin" / "tls.key")
+    R.check(kafka_principal(rules, cert_subject(admin_cert)) == "User:gomon-kafka-admin",
+            f"{label}: the kafka-admin certificate must map to User:gomon-kafka-admin")
+    files = work / "setup"
+    files.mkdir()
+    for name, text in setup.items():
+        (files / name).write_text(text)
+    calls.unlink(missing_ok=True)
+    result = run(["sh", str(files / "kafka-setup.sh")], env=dict(
+        os.environ, KAFKA_BIN=str(bin_dir), KAFKA_SETUP_DIR=str(files), KAFKA_TLS_DIR=str(secrets_dir / "kafka-admin"),
+        KAFKA_WORK_DIR=str(work / "job")))
+    if not R.check(result.returncode == 0 and calls.exists(), f"{label}: kafka-setup.sh fails: {result.stderr[-500:]}"):
+        return
+    admin = properties((work / "job" / "admin.properties").read_text())
+    R.check((secrets_dir / "kafka-admin" / "ca.crt").read_bytes() == ca.read_bytes(), f"{label}: kafka-admin ca.crt is not the Kafka CA")
+    R.check(admin.get("security.protocol") == "SSL"
+            and admin.get("ssl.truststore.location") == str(secrets_dir / "kafka-admin" / "ca.crt")
+            and (work / "job" / "keystore.pem").read_text().count("BEGIN") == 2,
+            f"{label}: kafka-setup.sh must connect over TLS with the admin certificate: {admin}")
+    acls, topics = set(), set()
+    for line in calls.read_text().splitlines():
+        tool, *argv = line.split()
+        config = argv[argv.index("--command-config") + 1] if "--command-config" in argv[:-1] else None
+        R.check(config == str(work / "job" / "admin.properties"),
+                f"{label}: kafka-setup.sh runs {tool} without the admin's TLS settings: {line}")
+        if tool == "kafka-acls.sh" and "--add" in argv:
+            add = argv[argv.index("--add") + 1:]
+            opts = dict(zip(add[::2], add[1::2]))
+            kind = next((t for t in ("topic", "group", "cluster", "transactional-id") if f"--{t}" in opts), None)
+            R.check(opts.get("--resource-pattern-type") == "literal" and "--allow-host" not in opts
+                    and not any(o.startswith("--deny") for o in opts), f"{label}: unexpected ACL form: {line}")
+            acls.add((opts.get("--allow-principal"), opts.get("--operation"), kind, opts.get(f"--{kind}")))
+        if tool == "kafka-topics.sh" and "--create" in argv:
+            create = argv[argv.index("--create") + 1:]
+            create = [a for a in create if a != "--if-not-exists"]
+            opts = dict(zip(create[::2], create[1::2]))
+            topics.add((opts.get("--topic"), int(opts.get("--partitions", 0)), int(opts.get("--replication-factor", 0))))
+            R.check("--if-not-exists" in argv, f"{label}: kafka-setup.sh must create topics idempotently: {line}")
+    R.check(acls == KAFKA_ACLS, f"{label}: kafka-setup.sh applies the ACLs {sorted(acls)}, want exactly {sorted(KAFKA_ACLS)}")
+    R.check(topics == KAFKA_TOPICS, f"{label}: kafka-setup.sh creates the topics {sorted(topics)}, want {sorted(KAFKA_TOPICS)}")
+    replicas = kafka["spec"]["replicas"]
+    R.check(all(rf <= replicas and rf > int(props.get("min.insync.replicas", 1)) for _, _, rf in topics),
+            f"{label}: topic replication must exceed min.insync.replicas and fit {replicas} brokers")
 
 
 def postgres_settings(container: dict) -> dict[str, str]:
@@ -1081,6 +1315,12 @@ def live_alerting_over_tls(args, procs: Processes, port: int, host: str, ca: Pat
             "gomon alerting must not be ready when verify-full fails")
 
 
+def kafka_tls_env(docs: list[dict], role: str, secrets_dir: Path) -> dict[str, str]:
+    """GOMON_* variables pointing ROLE's Kafka TLS files at deploy/create-secrets.sh's output (kafka_client_files)."""
+    return {f"GOMON_{role.upper()}__KAFKA__TLS__{key.upper()}": str(path)
+            for key, path in kafka_client_files(docs, role, secrets_dir).items()}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 
 def main() -> int:
@@ -1104,9 +1344,15 @@ def main() -> int:
             if rendered[label]:
                 check_objects(label, rendered[label], secrets, infra)
         check_objects("deploy/k8s/infra", infra, secrets, [])
-        print("== PostgreSQL access: the application role over verify-full", flush=True)
-        if secrets and infra:
-            check_postgres_security(args, infra, {k: rendered[k] for k in KUSTOMIZATIONS[1:]}, secrets_dir, tmp)
+        print("== Kafka and PostgreSQL access: mutual TLS, ACLs, the application role over verify-full", flush=True)
+        if secrets:
+            for label in KUSTOMIZATIONS[1:]:
+                if rendered[label]:
+                    check_kafka_security(label, rendered[label], secrets_dir, tmp)
+            R.note("Kafka checked without a broker (none with TLS and ACLs runs here): rendered broker properties, "
+                   "kafka-setup.sh run with stand-ins for Kafka's tools, certificates verified with openssl")
+            if infra:
+                check_postgres_security(args, infra, {k: rendered[k] for k in KUSTOMIZATIONS[1:]}, secrets_dir, tmp)
         local_hosts = {r["host"] for d in rendered["deploy/k8s/overlays/local"] if d["kind"] == "Ingress"
                        for r in d["spec"]["rules"]}
         R.check(local_hosts == INGRESS_HOSTS, f"local overlay: ingress hosts {sorted(local_hosts)}")
