@@ -5,7 +5,9 @@ Static checks: every kustomization renders and validates against the Kubernetes 
 together (every ConfigMap, Secret key, ServiceAccount, Service port and ingress backend they name exists); the
 programs' configuration files are accepted by `gomon` itself; Grafana's provisioning files, the dashboards, the
 vmalert rules, the scrape configuration, Filebeat/Logstash, Terraform and the ArgoCD applications parse and say
-what they must.
+what they must. Kafka's brokers require client certificates and ACLs, each client has its own certificate and
+exactly the ACLs it needs; the alerting service reaches PostgreSQL as a non-superuser role over verify-full TLS,
+proved against a PostgreSQL set up from the rendered settings (check_kafka_security, check_postgres_security).
 
 Live check: VictoriaMetrics, fed by scraping the real `gomon alerting`, `gomon agent` and (when the binary has it)
 `gomon aggregator`, which remote-writes what the agent publishes through a Kafka-protocol broker (tansu), runs
@@ -944,6 +946,11 @@ def check_kafka_security(label: str, docs: list[dict], secrets_dir: Path, tmp: P
             f"{label}: the brokers' certificate ({cert_subject(broker_cert)}) must map to a super user")
 
     # The clients: their own certificate, their principal, what their configuration needs.
+    configured = {role for role in GOMON_ROLES
+                  if "kafka" in (yaml.safe_load(configmap_file(docs, f"gomon-{role}-config", "gomon.yaml") or "{}")
+                                 or {}).get(role, {})}
+    R.check(configured == set(KAFKA_CLIENTS),
+            f"{label}: the Kafka clients are {sorted(configured)}; each needs a principal and ACLs here")
     needed, secrets_used = set(), {}
     for role, principal in KAFKA_CLIENTS.items():
         found = role_container(docs, role)
