@@ -7,7 +7,9 @@ Service port and ingress backend they name exists); every container is locked do
 exactly the architecture's flows; the production ingress lets nothing through unauthenticated; the
 programs' configuration files are accepted by `gomon` itself; Grafana's provisioning files, the dashboards, the
 vmalert rules, the scrape configuration, Filebeat/Logstash, Terraform and the ArgoCD applications parse and say
-what they must.
+what they must. Kafka's brokers require client certificates and ACLs, each client has its own certificate and
+exactly the ACLs it needs; the alerting service reaches PostgreSQL as a non-superuser role over verify-full TLS,
+proved against a PostgreSQL set up from the rendered settings (check_kafka_security, check_postgres_security).
 
 Live check: VictoriaMetrics, fed by scraping the real `gomon alerting`, `gomon agent` and (when the binary has it)
 `gomon aggregator`, which remote-writes what the agent publishes through a Kafka-protocol broker (tansu), runs
@@ -245,7 +247,7 @@ def kubernetes_validate(label: str, docs: list[dict], tmp: Path) -> None:
 
 def pod_specs(docs: list[dict]):
     for d in docs:
-        if d.get("kind") in ("Deployment", "StatefulSet", "DaemonSet"):
+        if d.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
             yield d, d["spec"]["template"]
 
 
@@ -300,7 +302,9 @@ def check_objects(label: str, docs: list[dict], secrets: dict[str, set[str]], ex
                 port = (c.get(probe, {}).get("httpGet") or c.get(probe, {}).get("tcpSocket") or {}).get("port")
                 if isinstance(port, str):
                     R.check(port in ports, f"{cname}: {probe} uses unknown port name {port}")
-            R.check("livenessProbe" in c or c in spec.get("initContainers", []), f"{cname}: no liveness probe")
+            # Init containers and Jobs run to completion (kafka-setup has a deadline instead): no liveness probe.
+            if c in spec["containers"] and workload["kind"] != "Job":
+                R.check("livenessProbe" in c, f"{cname}: no liveness probe")
             R.check("requests" in c.get("resources", {}) and "limits" in c.get("resources", {}),
                     f"{cname}: requests and limits are both needed")
             sc = c.get("securityContext", {})
@@ -423,7 +427,7 @@ def check_monitors(label: str, docs: list[dict]) -> None:
 # namespace), `kube-dns` the cluster's DNS, `outside` an address beyond the pod network (the API server, Slack),
 # `node` a pod on a node's network (the agent).
 FLOWS = {
-    *{(src, "kafka", 9092) for src in ("agent", "aggregator", "kafka")}, ("kafka", "kafka", 9093),
+    *{(src, "kafka", 9092) for src in ("agent", "aggregator", "kafka", "kafka-setup")}, ("kafka", "kafka", 9093),
     *{(src, "jaeger", 4318) for src in ("agent", "aggregator", "alerting")},
     ("aggregator", "victoria-metrics", 8428), ("vmalert", "victoria-metrics", 8428),
     ("grafana", "victoria-metrics", 8428), ("grafana", "jaeger", 16686), ("grafana", "alerting", 8080),
@@ -582,8 +586,7 @@ def secrets_from_script(tmp: Path) -> tuple[dict[str, set[str]], Path]:
         for key, value in doc.get("data", {}).items():
             (files / key).write_bytes(base64.b64decode(value))
     kubernetes_validate("create-secrets.sh output", docs, tmp)
-    key = (out / "kafka-tls" / "tls.key").read_text() if (out / "kafka-tls" / "tls.key").exists() else ""
-    R.check(key.startswith("-----BEGIN PRIVATE KEY-----"), "kafka-tls tls.key must be an unencrypted PKCS#8 PEM key")
+    # The certificates and keys: check_kafka_security and check_postgres_security.
     return secrets, out
 
 
@@ -1133,7 +1136,6 @@ def _live_check(args, procs: Processes, rendered, secrets_dir: Path, scrape: dic
                                       if (Path.home() / ".cargo/bin/tansu").exists() else None)
     dead = free_port()  # nothing listens there
     production, local = rendered["deploy/k8s/overlays/production"], rendered["deploy/k8s/overlays/local"]
-    ca = str(secrets_dir / "kafka-tls" / "ca.crt")
 
     # The configuration files of the ConfigMaps, as the pods get them.
     configs = {role: configmap_file(local, f"gomon-{role}-config", "gomon.yaml") for role in GOMON_ROLES}
@@ -1144,12 +1146,12 @@ def _live_check(args, procs: Processes, rendered, secrets_dir: Path, scrape: dic
     accepts_config(procs, gomon, "agent", configs["agent"] or "", {
         **container_env(production, "agent"), "NODE_NAME": "deploy-check", "GOMON_AGENT__PROC_ROOT": "/proc",
         "GOMON_AGENT__SYS_ROOT": "/sys", "GOMON_AGENT__ROOT_FS": "/", "GOMON_AGENT__LISTEN": f"127.0.0.1:{port}",
-        "GOMON_AGENT__KAFKA__BROKERS": f"127.0.0.1:{dead}", "GOMON_AGENT__KAFKA__TLS__CA_FILE": ca}, port)
+        "GOMON_AGENT__KAFKA__BROKERS": f"127.0.0.1:{dead}", **kafka_tls_env(production, "agent", secrets_dir)}, port)
     if has_aggregator:
         port = free_port()
         accepts_config(procs, gomon, "aggregator", configs["aggregator"] or "", {
             **container_env(production, "aggregator"), "GOMON_AGGREGATOR__LISTEN": f"127.0.0.1:{port}",
-            "GOMON_AGGREGATOR__KAFKA__BROKERS": f"127.0.0.1:{dead}", "GOMON_AGGREGATOR__KAFKA__TLS__CA_FILE": ca,
+            "GOMON_AGGREGATOR__KAFKA__BROKERS": f"127.0.0.1:{dead}", **kafka_tls_env(production, "aggregator", secrets_dir),
             "GOMON_AGGREGATOR__REMOTE_WRITE__URL": f"http://127.0.0.1:{dead}/api/v1/write"}, port)
     else:
         R.note("gomon has no aggregator role yet: its configuration and aggregator_* metrics are not checked")
@@ -1281,6 +1283,572 @@ def _live_check(args, procs: Processes, rendered, secrets_dir: Path, scrape: dic
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Kafka and PostgreSQL access: mutual TLS and least-privilege ACLs for every Kafka client; an application role
+# over verified TLS for the alerting service.
+
+# The Kafka clients (the role whose container runs them) and their principals, User:<certificate CN>.
+KAFKA_CLIENTS = {"agent": "User:gomon-agent", "aggregator": "User:gomon-aggregator"}
+KAFKA_SUPER_USERS = {"User:gomon-kafka-broker", "User:gomon-kafka-admin"}
+# Every ACL, exactly (principal, operation, resource type, literal name): what the programs do and nothing more.
+KAFKA_ACLS = {
+    ("User:gomon-agent", "Write", "topic", "gomon.metrics"),
+    ("User:gomon-aggregator", "Read", "topic", "gomon.metrics"),
+    ("User:gomon-aggregator", "Read", "group", "gomon-aggregator"),
+    ("User:gomon-aggregator", "Write", "topic", "gomon.metrics.dead-letter"),
+}
+KAFKA_TOPICS = {("gomon.metrics", 3, 3), ("gomon.metrics.dead-letter", 3, 3)}
+POSTGRES_SERVICE_NAMES = {"postgres", "postgres.monitoring.svc", "postgres.monitoring.svc.cluster.local"}
+
+
+def openssl(*args: str) -> subprocess.CompletedProcess:
+    return run(["openssl", *args])
+
+
+def cert_subject(cert: Path) -> str:
+    """The certificate's subject as an RFC 2253 string (what Kafka's principal mapping rules see)."""
+    out = openssl("x509", "-in", str(cert), "-noout", "-subject", "-nameopt", "RFC2253").stdout.strip()
+    return out.removeprefix("subject=").strip()
+
+
+def cert_verifies(label: str, cert: Path, ca: Path, purposes: tuple[str, ...]) -> None:
+    """`openssl verify` of CERT against CA alone, for each TLS purpose (sslserver, sslclient)."""
+    for purpose in purposes:
+        result = openssl("verify", "-x509_strict", "-purpose", purpose, "-CAfile", str(ca), str(cert))
+        R.check(result.returncode == 0 and result.stdout.strip().endswith(": OK"),
+                f"{label}: {cert.parent.name}/{cert.name} does not verify against {ca.parent.name}/{ca.name} "
+                f"for {purpose}: {(result.stdout + result.stderr).strip()[:300]}")
+
+
+def key_matches(label: str, cert: Path, key: Path) -> None:
+    cert_pub = openssl("x509", "-in", str(cert), "-noout", "-pubkey").stdout
+    key_pub = openssl("pkey", "-in", str(key), "-pubout").stdout
+    R.check(bool(cert_pub) and cert_pub == key_pub, f"{label}: {key.parent.name}/{key.name} is not the key of {cert.name}")
+    R.check(key.read_text().startswith("-----BEGIN PRIVATE KEY-----"),
+            f"{label}: {key.parent.name}/{key.name} must be an unencrypted PKCS#8 PEM key")
+
+
+def find_object(docs: list[dict], kind: str, name: str) -> dict | None:
+    return next((d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name), None)
+
+
+def role_container(docs: list[dict], role: str) -> tuple[dict, dict] | None:
+    """(pod template, container) of the GoMon container running ROLE."""
+    for _, template in pod_specs(docs):
+        for c in template["spec"]["containers"]:
+            if c.get("args", [None])[0] == role:
+                return template, c
+    return None
+
+
+def mounted_secret(template: dict, container: dict, path: str) -> tuple[str, str] | None:
+    """(Secret, key) whose file the container sees at PATH, or None when no Secret volume puts one there."""
+    volumes = {v["name"]: v for v in template["spec"].get("volumes", [])}
+    for m in container.get("volumeMounts", []):
+        prefix = m["mountPath"].rstrip("/") + "/"
+        secret = volumes.get(m["name"], {}).get("secret")
+        if secret is None or not path.startswith(prefix):
+            continue
+        rel = path[len(prefix):]
+        items = secret.get("items")
+        key = next((i["key"] for i in items if i["path"] == rel), None) if items else rel
+        return (secret["secretName"], key) if key else None
+    return None
+
+
+def pod_secrets(template: dict) -> set[str]:
+    return {v["secret"]["secretName"] for v in template["spec"].get("volumes", []) if "secret" in v} | {
+        e["valueFrom"]["secretKeyRef"]["name"] for c in template["spec"]["containers"] for e in c.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})}
+
+
+def kafka_client_files(docs: list[dict], role: str, secrets_dir: Path) -> dict[str, Path]:
+    """The TLS files of ROLE's Kafka client (`ca_file`, `cert_file`, `key_file` of its rendered configuration) as
+    files of deploy/create-secrets.sh's output, through the Secret volumes of its container."""
+    found = role_container(docs, role)
+    text = configmap_file(docs, f"gomon-{role}-config", "gomon.yaml")
+    if found is None or text is None:
+        return {}
+    tls = (yaml.safe_load(text)[role].get("kafka") or {}).get("tls") or {}
+    files = {}
+    for key in ("ca_file", "cert_file", "key_file"):
+        source = mounted_secret(*found, tls[key]) if tls.get(key) else None
+        if source:
+            files[key] = secrets_dir / source[0] / source[1]
+    return files
+
+
+def script_default(script: str, variable: str) -> str | None:
+    """The default of `${VARIABLE:-default}` in a shell script."""
+    m = re.search(r"\$\{" + variable + r":-([^}]+)\}", script)
+    return m.group(1) if m else None
+
+
+def stub_kafka_bin(tmp: Path) -> tuple[Path, Path]:
+    """Stand-ins for the Kafka distribution's scripts: each records its arguments (one line per call) and the
+    server start copies its properties file, so that our scripts can run without Kafka."""
+    bin_dir, calls = tmp / "kafka-bin", tmp / "kafka-calls"
+    bin_dir.mkdir(exist_ok=True)
+    for name in ("kafka-storage.sh", "kafka-server-start.sh", "kafka-broker-api-versions.sh", "kafka-topics.sh",
+                 "kafka-acls.sh"):
+        body = f'#!/bin/sh\nprintf "%s\\n" "{name} $*" >> "{calls}"\n'
+        if name == "kafka-server-start.sh":
+            body += f'cp "$1" "{tmp}/server.properties"\n'
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    return bin_dir, calls
+
+
+def properties(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+
+
+def kafka_principal(rules: str, subject: str) -> str | None:
+    """The principal Kafka's ssl.principal.mapping.rules give a certificate subject (RULE:pattern/replacement/,
+    applied in order to the whole subject; DEFAULT keeps the subject); None when no rule applies (refused)."""
+    for m in re.finditer(r"\s*(DEFAULT|RULE:((?:\\.|[^\\/])*)/((?:\\.|[^\\/])*)/([LU]?))\s*(?:,|$)", rules):
+        if m.group(1) == "DEFAULT":
+            return f"User:{subject}"
+        if re.fullmatch(m.group(2), subject):
+            name = re.sub(m.group(2), re.sub(r"\$(\d)", r"\\\1", m.group(3)), subject, count=1)
+            return "User:" + (name.lower() if m.group(4) == "L" else name.upper() if m.group(4) == "U" else name)
+    return None
+
+
+def check_kafka_security(label: str, docs: list[dict], secrets_dir: Path, tmp: Path) -> None:
+    """The brokers require client certificates and authorise with ACLs; every client of the overlay presents its
+    own certificate, signed by the Kafka CA, whose principal is the one its ACLs name; the ACLs the kafka-setup
+    Job applies are exactly KAFKA_ACLS, and exactly what the clients' configurations need."""
+    work = tmp / f"kafka-{label.replace('/', '_')}"
+    work.mkdir()
+    bin_dir, calls = stub_kafka_bin(work)
+    ca = secrets_dir / "kafka-tls" / "ca.crt"
+
+    # The brokers' properties, as kafka-start.sh writes them in kafka-0.
+    kafka = find_object(docs, "StatefulSet", "kafka")
+    script = configmap_file(docs, "kafka-config", "kafka-start.sh")
+    if not R.check(kafka is not None and script is not None, f"{label}: Kafka StatefulSet or its kafka-start.sh missing"):
+        return
+    template = kafka["spec"]["template"]
+    broker = template["spec"]["containers"][0]
+    tls_dir = script_default(script, "KAFKA_TLS_DIR") or ""
+    R.check(all(mounted_secret(template, broker, f"{tls_dir}/{k}") == ("kafka-tls", k) for k in ("ca.crt", "tls.crt", "tls.key")),
+            f"{label}: the brokers must read ca.crt, tls.crt and tls.key of the Secret kafka-tls in {tls_dir}")
+    (work / "kafka-start.sh").write_text(script)
+    result = run(["sh", str(work / "kafka-start.sh")], env=dict(
+        os.environ, HOSTNAME="kafka-0", POD_NAMESPACE="monitoring", KAFKA_CLUSTER_ID="check",
+        KAFKA_TLS_DIR=str(secrets_dir / "kafka-tls"), KAFKA_WORK_DIR=str(work / "broker"), KAFKA_BIN=str(bin_dir)))
+    rendered = work / "server.properties"
+    if not R.check(result.returncode == 0 and rendered.exists(), f"{label}: kafka-start.sh fails: {result.stderr[-500:]}"):
+        return
+    props = properties(rendered.read_text())
+    protocols = dict(p.split(":") for p in props.get("listener.security.protocol.map", "").split(","))
+    listeners = {l.split("://")[0] for l in props.get("listeners", "").split(",")}
+    R.check(bool(listeners) and all(protocols.get(l) == "SSL" for l in listeners),
+            f"{label}: every broker listener must be SSL, are {props.get('listener.security.protocol.map')}")
+    R.check(props.get("ssl.client.auth") == "required"
+            and not any(k.endswith(".ssl.client.auth") and v != "required" for k, v in props.items()),
+            f"{label}: ssl.client.auth must be required on every listener (client and controller)")
+    R.check(props.get("authorizer.class.name") == "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            f"{label}: the brokers must authorise with StandardAuthorizer")
+    R.check(props.get("allow.everyone.if.no.acl.found") == "false", f"{label}: allow.everyone.if.no.acl.found must be false")
+    R.check(props.get("auto.create.topics.enable") == "false", f"{label}: auto.create.topics.enable must be false")
+    R.check(props.get("ssl.truststore.location") == str(secrets_dir / "kafka-tls" / "ca.crt"),
+            f"{label}: the brokers must trust the CA of kafka-tls only, trust {props.get('ssl.truststore.location')}")
+    rules = props.get("ssl.principal.mapping.rules", "DEFAULT")
+    super_users = set(props.get("super.users", "").split(";"))
+    R.check(super_users == KAFKA_SUPER_USERS, f"{label}: super.users must be {sorted(KAFKA_SUPER_USERS)}, is {sorted(super_users)}")
+    R.check(kafka_principal(rules, "CN=someone,O=elsewhere") is None,
+            f"{label}: ssl.principal.mapping.rules ({rules}) must refuse a subject other than CN=<name>")
+    broker_cert = secrets_dir / "kafka-tls" / "tls.crt"
+    cert_verifies(f"{label} kafka-tls", broker_cert, ca, ("sslserver", "sslclient"))
+    key_matches(f"{label} kafka-tls", broker_cert, secrets_dir / "kafka-tls" / "tls.key")
+    R.check(kafka_principal(rules, cert_subject(broker_cert)) in super_users,
+            f"{label}: the brokers' certificate ({cert_subject(broker_cert)}) must map to a super user")
+
+    # The clients: their own certificate, their principal, what their configuration needs.
+    configured = {role for role in GOMON_ROLES
+                  if "kafka" in (yaml.safe_load(configmap_file(docs, f"gomon-{role}-config", "gomon.yaml") or "{}")
+                                 or {}).get(role, {})}
+    R.check(configured == set(KAFKA_CLIENTS),
+            f"{label}: the Kafka clients are {sorted(configured)}; each needs a principal and ACLs here")
+    needed, secrets_used = set(), {}
+    for role, principal in KAFKA_CLIENTS.items():
+        found = role_container(docs, role)
+        text = configmap_file(docs, f"gomon-{role}-config", "gomon.yaml")
+        if not R.check(found is not None and text is not None, f"{label}: no {role} container or configuration"):
+            continue
+        kafka_config = yaml.safe_load(text)[role]["kafka"]
+        tls = kafka_config.get("tls") or {}
+        name = f"{label}: {role}"
+        R.check(all(tls.get(k) for k in ("ca_file", "cert_file", "key_file")) and not kafka_config.get("sasl"),
+                f"{name}: kafka.tls must set ca_file, cert_file and key_file (mutual TLS), is {tls}")
+        sources = {mounted_secret(*found, tls[k]) for k in ("ca_file", "cert_file", "key_file") if tls.get(k)}
+        own = {s for s, _ in filter(None, sources)}
+        if not R.check(None not in sources and len(own) == 1,
+                       f"{name}: its Kafka TLS files must all come from one mounted Secret, come from {sources}"):
+            continue
+        secret = own.pop()
+        secrets_used[role] = secret
+        R.check(pod_secrets(found[0]) == {secret}, f"{name}: the pod must mount its own Secret {secret} only, "
+                f"mounts {sorted(pod_secrets(found[0]))}")
+        files = kafka_client_files(docs, role, secrets_dir)
+        if not R.check(all(f.exists() for f in files.values()) and len(files) == 3,
+                       f"{name}: deploy/create-secrets.sh does not make {sorted(str(f) for f in files.values())}"):
+            continue
+        R.check(files["ca_file"].read_bytes() == ca.read_bytes(), f"{name}: {secret} ca.crt is not the Kafka CA")
+        cert_verifies(f"{label} {secret}", files["cert_file"], ca, ("sslclient",))
+        key_matches(f"{label} {secret}", files["cert_file"], files["key_file"])
+        subject = cert_subject(files["cert_file"])
+        R.check(kafka_principal(rules, subject) == principal,
+                f"{name}: certificate {subject} maps to {kafka_principal(rules, subject)}, its ACLs name {principal}")
+        R.check(kafka_principal(rules, subject) not in super_users, f"{name}: a client must not be a super user")
+        if role == "agent":
+            R.check(kafka_config.get("create_topic") is False, f"{name}: create_topic must be false (the Job creates it)")
+            needed.add((principal, "Write", "topic", kafka_config["topic"]))
+        else:
+            R.check(kafka_config.get("create_dead_letter_topic") is False,
+                    f"{name}: create_dead_letter_topic must be false (the Job creates it)")
+            needed |= {(principal, "Read", "topic", kafka_config["topic"]),
+                       (principal, "Read", "group", kafka_config["group_id"])}
+            if kafka_config.get("dead_letter_topic"):
+                needed.add((principal, "Write", "topic", kafka_config["dead_letter_topic"]))
+    R.check(len(set(secrets_used.values())) == len(secrets_used), f"{label}: Kafka clients share a Secret: {secrets_used}")
+    R.check(needed == KAFKA_ACLS, f"{label}: the clients' configurations need the ACLs {sorted(needed)}, "
+            f"not the decided {sorted(KAFKA_ACLS)}")
+
+    # The kafka-setup Job, run with stand-ins for Kafka's tools: the topics and ACLs it creates, as whom.
+    job = find_object(docs, "Job", "kafka-setup")
+    if not R.check(job is not None, f"{label}: Job kafka-setup missing"):
+        return
+    R.check(0 < job["spec"].get("activeDeadlineSeconds", 0) <= 3600 and job["spec"].get("backoffLimit", 6) <= 10,
+            f"{label}: Job kafka-setup must give up in the end (activeDeadlineSeconds, backoffLimit)")
+    jt = job["spec"]["template"]
+    jc = jt["spec"]["containers"][0]
+    command = jc.get("command", []) + jc.get("args", [])
+    script_path = next((a for a in command if a.endswith(".sh")), "")
+    mounted = mounted_configmap(docs, jt, jc, script_path.rpartition("/")[0])
+    setup = {k: (mounted[0] if mounted else {}).get(k) for k in ("kafka-setup.sh", "kafka-topics.txt", "kafka-acls.txt")}
+    if not R.check(script_path.endswith("/kafka-setup.sh") and None not in setup.values(),
+                   f"{label}: Job kafka-setup must run kafka-setup.sh from a mounted ConfigMap with its topics and ACLs"):
+        return
+    R.check(script_default(setup["kafka-setup.sh"], "KAFKA_SETUP_DIR") == script_path.rpartition("/")[0],
+            f"{label}: kafka-setup.sh must read its files where the Job mounts them")
+    admin_dir = script_default(setup["kafka-setup.sh"], "KAFKA_TLS_DIR") or ""
+    R.check(all(mounted_secret(jt, jc, f"{admin_dir}/{k}") == ("kafka-admin", k) for k in ("ca.crt", "tls.crt", "tls.key"))
+            and pod_secrets(jt) == {"kafka-admin"},
+            f"{label}: Job kafka-setup must read the Secret kafka-admin (only) in {admin_dir}")
+    admin_cert = secrets_dir / "kafka-admin" / "tls.crt"
+    cert_verifies(f"{label} kafka-admin", admin_cert, ca, ("sslclient",))
+    key_matches(f"{label} kafka-admin", admin_cert, secrets_dir / "kafka-admin" / "tls.key")
+    R.check(kafka_principal(rules, cert_subject(admin_cert)) == "User:gomon-kafka-admin",
+            f"{label}: the kafka-admin certificate must map to User:gomon-kafka-admin")
+    files = work / "setup"
+    files.mkdir()
+    for name, text in setup.items():
+        (files / name).write_text(text)
+    calls.unlink(missing_ok=True)
+    result = run(["sh", str(files / "kafka-setup.sh")], env=dict(
+        os.environ, KAFKA_BIN=str(bin_dir), KAFKA_SETUP_DIR=str(files), KAFKA_TLS_DIR=str(secrets_dir / "kafka-admin"),
+        KAFKA_WORK_DIR=str(work / "job")))
+    if not R.check(result.returncode == 0 and calls.exists(), f"{label}: kafka-setup.sh fails: {result.stderr[-500:]}"):
+        return
+    admin = properties((work / "job" / "admin.properties").read_text())
+    R.check((secrets_dir / "kafka-admin" / "ca.crt").read_bytes() == ca.read_bytes(), f"{label}: kafka-admin ca.crt is not the Kafka CA")
+    R.check(admin.get("security.protocol") == "SSL"
+            and admin.get("ssl.truststore.location") == str(secrets_dir / "kafka-admin" / "ca.crt")
+            and (work / "job" / "keystore.pem").read_text().count("BEGIN") == 2,
+            f"{label}: kafka-setup.sh must connect over TLS with the admin certificate: {admin}")
+    acls, topics = set(), set()
+    for line in calls.read_text().splitlines():
+        tool, *argv = line.split()
+        config = argv[argv.index("--command-config") + 1] if "--command-config" in argv[:-1] else None
+        R.check(config == str(work / "job" / "admin.properties"),
+                f"{label}: kafka-setup.sh runs {tool} without the admin's TLS settings: {line}")
+        if tool == "kafka-acls.sh" and "--add" in argv:
+            add = argv[argv.index("--add") + 1:]
+            opts = dict(zip(add[::2], add[1::2]))
+            kind = next((t for t in ("topic", "group", "cluster", "transactional-id") if f"--{t}" in opts), None)
+            R.check(opts.get("--resource-pattern-type") == "literal" and "--allow-host" not in opts
+                    and not any(o.startswith("--deny") for o in opts), f"{label}: unexpected ACL form: {line}")
+            acls.add((opts.get("--allow-principal"), opts.get("--operation"), kind, opts.get(f"--{kind}")))
+        if tool == "kafka-topics.sh" and "--create" in argv:
+            create = argv[argv.index("--create") + 1:]
+            create = [a for a in create if a != "--if-not-exists"]
+            opts = dict(zip(create[::2], create[1::2]))
+            topics.add((opts.get("--topic"), int(opts.get("--partitions", 0)), int(opts.get("--replication-factor", 0))))
+            R.check("--if-not-exists" in argv, f"{label}: kafka-setup.sh must create topics idempotently: {line}")
+    R.check(acls == KAFKA_ACLS, f"{label}: kafka-setup.sh applies the ACLs {sorted(acls)}, want exactly {sorted(KAFKA_ACLS)}")
+    R.check(topics == KAFKA_TOPICS, f"{label}: kafka-setup.sh creates the topics {sorted(topics)}, want {sorted(KAFKA_TOPICS)}")
+    replicas = kafka["spec"]["replicas"]
+    R.check(all(rf <= replicas and rf > int(props.get("min.insync.replicas", 1)) for _, _, rf in topics),
+            f"{label}: topic replication must exceed min.insync.replicas and fit {replicas} brokers")
+
+
+def postgres_settings(container: dict) -> dict[str, str]:
+    """The `-c name=value` server settings of the postgres container's arguments."""
+    argv = container.get("args", [])
+    return dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv[:-1]) if a == "-c" and "=" in argv[i + 1])
+
+
+def mounted_configmap(docs: list[dict], template: dict, container: dict, directory: str) -> tuple[dict, dict] | None:
+    """(ConfigMap data, volume) of the ConfigMap the container mounts at DIRECTORY."""
+    volumes = {v["name"]: v for v in template["spec"].get("volumes", [])}
+    for m in container.get("volumeMounts", []):
+        volume = volumes.get(m["name"], {})
+        if m["mountPath"].rstrip("/") == directory.rstrip("/") and "configMap" in volume:
+            cm = find_object(docs, "ConfigMap", volume["configMap"]["name"])
+            return (cm.get("data", {}), volume) if cm else None
+    return None
+
+
+def secret_file(secrets_dir: Path, secret: str, key: str) -> str:
+    path = secrets_dir / secret / key
+    return path.read_text().strip() if path.exists() else ""
+
+
+def check_postgres_security(args, infra: list[dict], overlays: dict[str, list[dict]], secrets_dir: Path,
+                            tmp: Path) -> None:
+    """PostgreSQL's superuser is for administration only; the alerting service connects as alerting_service, which
+    owns the database alerting and nothing else, over TLS verified against the CA of postgres-tls (verify-full);
+    the server accepts TLS with SCRAM only. Then the same, live: a PostgreSQL set up as the image would be, with the
+    rendered settings, pg_hba.conf, init script and the Secrets' certificate and passwords."""
+    pg = find_object(infra, "StatefulSet", "postgres")
+    if not R.check(pg is not None, "infra: StatefulSet postgres missing"):
+        return
+    template = pg["spec"]["template"]
+    server = next((c for c in template["spec"]["containers"] if c["name"] == "postgres"), {})
+    settings = postgres_settings(server)
+    R.check(settings.get("ssl") == "on" and settings.get("password_encryption") == "scram-sha-256"
+            and all(settings.get(k) for k in ("ssl_cert_file", "ssl_key_file", "hba_file")),
+            f"infra: postgres must run with ssl=on, its certificate and key, scram-sha-256 and its hba_file: {settings}")
+    env = {e["name"]: e for e in server.get("env", [])}
+
+    def from_secret(name: str) -> tuple[str, str] | None:
+        ref = env.get(name, {}).get("valueFrom", {}).get("secretKeyRef")
+        return (ref["name"], ref["key"]) if ref else None
+
+    superuser = env.get("POSTGRES_USER", {}).get("value", "postgres")
+    R.check(superuser != "alerting_service" and "POSTGRES_DB" not in env,
+            f"infra: the image's superuser ({superuser}) must not be the application role, nor own its database")
+    R.check(from_secret("POSTGRES_PASSWORD") == ("postgres", "postgres-password")
+            and from_secret("ALERTING_SERVICE_PASSWORD") == ("postgres", "alerting-password"),
+            "infra: postgres must take the superuser's and alerting_service's passwords from their own keys of Secret postgres")
+    superuser_password = secret_file(secrets_dir, "postgres", "postgres-password")
+    app_password = secret_file(secrets_dir, "postgres", "alerting-password")
+    R.check(bool(superuser_password) and bool(app_password) and superuser_password != app_password,
+            "secret postgres: the two passwords must be set and differ")
+
+    # The key file: copied by an init container from the Secret postgres-tls, 0600, into a volume the server reads.
+    key_path, cert_path = settings.get("ssl_key_file", ""), settings.get("ssl_cert_file", "")
+    mount = next((m for m in server.get("volumeMounts", []) if key_path.startswith(m["mountPath"].rstrip("/") + "/")), {})
+    copiers = [c for c in template["spec"].get("initContainers", [])
+               if any(m["name"] == mount.get("name") and not m.get("readOnly") for m in c.get("volumeMounts", []))]
+    copier_text = " ".join(" ".join(c.get("command", []) + c.get("args", [])) for c in copiers)
+    sources = {mounted_secret(template, c, p) for c in copiers
+               for p in re.findall(r"(/\S+/tls\.(?:crt|key))", copier_text)}
+    R.check(bool(mount) and mount.get("readOnly") is True and len(copiers) == 1
+            and "-m 0600" in copier_text and key_path in copier_text and cert_path in copier_text
+            and {("postgres-tls", "tls.key"), ("postgres-tls", "tls.crt")} <= sources,
+            "infra: an init container must copy tls.key (mode 0600) and tls.crt of Secret postgres-tls to "
+            f"{key_path} and {cert_path}, read-only for the server")
+
+    # pg_hba.conf: TLS with SCRAM for the application role to its database; nothing else over the network.
+    hba_dir, _, hba_name = settings.get("hba_file", "").rpartition("/")
+    hba_cm = mounted_configmap(infra, template, server, hba_dir)
+    hba = (hba_cm[0] if hba_cm else {}).get(hba_name)
+    if R.check(hba is not None, f"infra: postgres must mount a ConfigMap with {hba_name} at {hba_dir}"):
+        rules = [line.split() for line in hba.splitlines() if line.split() and not line.lstrip().startswith("#")]
+        network = [r for r in rules if r[0] != "local"]
+        R.check(bool(network) and all(r[0] == "hostssl" and r[1:3] == ["alerting", "alerting_service"]
+                                      and r[-1] == "scram-sha-256" for r in network),
+                f"infra: pg_hba.conf must allow the network only hostssl, database alerting, user alerting_service, "
+                f"scram-sha-256: {network}")
+        R.check(all(r[-1] in ("peer", "scram-sha-256") for r in rules if r[0] == "local"),
+                "infra: pg_hba.conf must not trust local connections")
+    init_cm = mounted_configmap(infra, template, server, "/docker-entrypoint-initdb.d")
+    init = {k: v for k, v in (init_cm[0] if init_cm else {}).items() if k.endswith(".sh")}
+    R.check(bool(init) and init_cm[1]["configMap"].get("defaultMode", 0o644) & 0o111 == 0o111,
+            "infra: postgres must mount its init script, executable, at /docker-entrypoint-initdb.d")
+
+    # The server certificate and the alerting service's URL.
+    tls = secrets_dir / "postgres-tls"
+    cert_verifies("postgres-tls", tls / "tls.crt", tls / "ca.crt", ("sslserver",))
+    key_matches("postgres-tls", tls / "tls.crt", tls / "tls.key")
+    sans = set(re.findall(r"DNS:([^,\s]+)", openssl("x509", "-in", str(tls / "tls.crt"), "-noout", "-ext",
+                                                     "subjectAltName").stdout))
+    R.check(POSTGRES_SERVICE_NAMES <= sans, f"postgres-tls: the certificate must name {sorted(POSTGRES_SERVICE_NAMES)}, names {sorted(sans)}")
+    url = secret_file(secrets_dir, "gomon-alerting", "database-url")
+    u = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qs(u.query)
+    services = {d["metadata"]["name"] for d in infra if d["kind"] == "Service"}
+    R.check(u.scheme == "postgres" and u.username == "alerting_service" and u.password == app_password
+            and u.path == "/alerting" and u.hostname in sans and u.hostname.split(".")[0] in services,
+            "gomon-alerting database-url must connect as alerting_service (its password) to the database alerting "
+            f"of the postgres Service, by a name its certificate carries: {u._replace(netloc=u.hostname or '')}")
+    R.check(query.get("sslmode") == ["verify-full"] and len(query.get("sslrootcert", [])) == 1,
+            f"gomon-alerting database-url must say sslmode=verify-full and sslrootcert: {u.query}")
+    root = query.get("sslrootcert", [""])[0]
+    for label, docs in overlays.items():
+        found = role_container(docs, "alerting")
+        config = yaml.safe_load(configmap_file(docs, "gomon-alerting-config", "gomon.yaml") or "{}")
+        url_file = ((config or {}).get("alerting", {}).get("database") or {}).get("url_file", "")
+        R.check(found is not None and mounted_secret(*found, root) == ("postgres-tls", "ca.crt")
+                and mounted_secret(*found, url_file) == ("gomon-alerting", "database-url"),
+                f"{label}: the alerting container must read its database URL from gomon-alerting and find the CA of "
+                f"postgres-tls at {root}")
+    if init and hba is not None and u.hostname:
+        live_postgres(args, tmp, settings, hba, init, superuser, superuser_password, app_password, u.hostname, tls)
+
+
+def live_postgres(args, tmp: Path, settings: dict[str, str], hba: str, init: dict[str, str], superuser: str,
+                  superuser_password: str, app_password: str, host: str, tls: Path) -> None:
+    pg_bin = Path(run(["bash", "-c", f". {ROOT}/scripts/lib/postgres.sh && postgres_bin"]).stdout.strip())
+    if not R.check((pg_bin / "postgres").exists(), "live PostgreSQL: no PostgreSQL binaries (scripts/lib/postgres.sh)"):
+        return
+    root = os.geteuid() == 0
+    as_postgres = ["runuser", "-u", "postgres", "--"] if root else []
+    # Outside the check's private temporary directory: the postgres user must reach its files.
+    d = Path(tempfile.mkdtemp(prefix="gomon-pg-tls.", dir="/tmp"))
+    procs = Processes(tmp)
+    port = free_port()
+    pg_env = dict(os.environ, PGHOST=str(d), PGPORT=str(port))
+
+    def pg_ctl(*argv: str) -> subprocess.CompletedProcess:
+        return run(as_postgres + [str(pg_bin / "pg_ctl"), "-D", str(d / "data"), "-l", str(d / "server.log"), "-w",
+                                  "-t", "60", *argv], env=pg_env)
+
+    try:
+        d.chmod(0o755)
+        files = {"ssl_cert_file": d / "tls.crt", "ssl_key_file": d / "tls.key", "hba_file": d / "pg_hba.conf"}
+        shutil.copy(tls / "tls.crt", files["ssl_cert_file"])
+        shutil.copy(tls / "tls.key", files["ssl_key_file"])
+        files["ssl_key_file"].chmod(0o600)  # what the init container does
+        files["hba_file"].write_text(hba)
+        (d / "pwfile").write_text(superuser_password)
+        for name, text in init.items():
+            (d / name).write_text(text)
+        if root:
+            for p in [d, *d.iterdir()]:
+                shutil.chown(p, "postgres")
+        result = run(as_postgres + [str(pg_bin / "initdb"), "-D", str(d / "data"), "-U", superuser,
+                                    f"--pwfile={d / 'pwfile'}", "--no-sync"])
+        if not R.check(result.returncode == 0, f"live PostgreSQL: initdb failed: {result.stderr[-1000:]}"):
+            return
+        server = " ".join(f"-c {k}={files[k] if k in files else v}" for k, v in settings.items())
+        server += f" -k {d} -p {port} -c fsync=off"
+        if not root:
+            # The rendered pg_hba.conf lets the superuser in by peer only, as the OS user postgres: not us.
+            (d / "init_hba.conf").write_text("local all all trust\n")
+            R.note("live PostgreSQL: not root, so the init script runs with a trusting local pg_hba.conf")
+        init_server = server + (f" -c hba_file={d / 'init_hba.conf'}" if not root else "")
+        # As the image's entrypoint: a server on the Unix socket only runs the init scripts, then the real one.
+        result = pg_ctl("-o", init_server + " -c listen_addresses=''", "start")
+        if not R.check(result.returncode == 0, f"live PostgreSQL: the rendered settings do not start it: "
+                       f"{result.stderr[-500:]}{(d / 'server.log').read_text()[-1500:]}"):
+            return
+        for name in sorted(init):
+            result = run(as_postgres + ["sh", str(d / name)], env=dict(
+                pg_env, POSTGRES_USER=superuser, POSTGRES_PASSWORD=superuser_password, PGPASSWORD=superuser_password,
+                ALERTING_SERVICE_PASSWORD=app_password))
+            R.check(result.returncode == 0, f"live PostgreSQL: init script {name} fails: {result.stderr[-1000:]}")
+        pg_ctl("-m", "fast", "stop")
+        result = pg_ctl("-o", server + " -c listen_addresses=127.0.0.1", "start")
+        if not R.check(result.returncode == 0, f"live PostgreSQL: does not start: {(d / 'server.log').read_text()[-1500:]}"):
+            return
+
+        def psql(sql: str, user: str = "alerting_service", password: str = app_password, dbname: str = "alerting",
+                 name: str = host, sslmode: str = "verify-full") -> subprocess.CompletedProcess:
+            conninfo = (f"host={name} hostaddr=127.0.0.1 port={port} user={user} dbname={dbname} sslmode={sslmode} "
+                        f"sslrootcert={tls / 'ca.crt'} connect_timeout=5")
+            return run([str(pg_bin / "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1", conninfo, "-c", sql],
+                       env=dict(os.environ, PGPASSWORD=password))
+
+        result = psql("SELECT r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolreplication, r.rolbypassrls, s.ssl, "
+                      "(SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'alerting'), "
+                      "(SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE datallowconn "
+                      " AND (has_database_privilege(datname, 'CONNECT') OR has_database_privilege(datname, 'TEMP'))) "
+                      "FROM pg_roles r, pg_stat_ssl s WHERE r.rolname = current_user AND s.pid = pg_backend_pid()")
+        R.check(result.returncode == 0 and result.stdout.strip() == "f|f|f|f|f|t|alerting_service|alerting",
+                "live PostgreSQL: alerting_service over verify-full (host name checked against the certificate) must "
+                "be no superuser, without CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, on TLS, owner of alerting, "
+                f"and may connect to alerting only: {result.stdout.strip()}{result.stderr.strip()}")
+        result = psql("CREATE DATABASE deploy_check_forbidden")
+        R.check(result.returncode != 0 and "permission denied to create database" in result.stderr,
+                f"live PostgreSQL: alerting_service must not create databases: {result.stdout}{result.stderr}")
+        refused = {
+            "without TLS": psql("SELECT 1", sslmode="disable"),
+            "to the database postgres": psql("SELECT 1", dbname="postgres"),
+            f"as the superuser {superuser}, over TLS": psql("SELECT 1", user=superuser, password=superuser_password,
+                                                            dbname="postgres"),
+        }
+        for what, result in refused.items():
+            R.check(result.returncode != 0 and "no pg_hba.conf entry" in result.stderr,
+                    f"live PostgreSQL: a connection {what} must be refused by pg_hba.conf: {result.stdout}{result.stderr}")
+        result = psql("SELECT 1", name="localhost")
+        R.check(result.returncode != 0 and "does not match host name" in result.stderr,
+                f"live PostgreSQL: verify-full must refuse a host name the certificate lacks: {result.stderr}")
+        live_alerting_over_tls(args, procs, port, host, tls / "ca.crt", app_password, d)
+        result = psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner <> current_user")
+        R.check(result.returncode == 0 and result.stdout.strip() == "0",
+                f"live PostgreSQL: every table of alerting must belong to alerting_service: {result.stdout}{result.stderr}")
+    finally:
+        procs.stop_all()
+        if (d / "data" / "postmaster.pid").exists():
+            pg_ctl("-m", "immediate", "stop")
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def live_alerting_over_tls(args, procs: Processes, port: int, host: str, ca: Path, password: str, d: Path) -> None:
+    """`gomon alerting` migrates and serves as alerting_service over sslmode=verify-full, reaching HOST (a name of the
+    server certificate) in a mount namespace whose /etc/hosts maps it to 127.0.0.1; and refuses the server when
+    the URL names a host its certificate does not."""
+    gomon = str(Path(args.gomon).resolve())
+    hosts = d / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n127.0.0.1 {host}\n")
+    unshare = ["unshare", "-m", "--propagation", "private"] + ([] if os.geteuid() == 0 else ["-r"])
+    mapped = unshare + ["sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts)]
+    probe = run(mapped + ["getent", "hosts", host]) if shutil.which("unshare") else None
+    api_port, wrong_port = free_port(), free_port()
+
+    def start(name: str, url_host: str, listen: int, prefix: list[str]) -> None:
+        url_file = d / f"{name}-url"
+        url_file.write_text(f"postgres://alerting_service:{password}@{url_host}:{port}/alerting"
+                            f"?sslmode=verify-full&sslrootcert={ca}")
+        procs.start(name, prefix + [gomon, "alerting"], {
+            "GOMON_ALERTING__LISTEN": f"127.0.0.1:{listen}", "GOMON_ALERTING__DATABASE__URL_FILE": str(url_file),
+            "GOMON_ALERTING__KUBERNETES__ENABLED": "false"})
+
+    if probe is None or probe.returncode != 0 or not probe.stdout.startswith("127.0.0.1"):
+        R.note(f"live PostgreSQL: cannot map {host} to 127.0.0.1 in a mount namespace "
+               f"({(probe.stderr.strip() if probe else 'no unshare')[:120]}): gomon alerting was not run over "
+               "verify-full; psql proved the certificate, the host name and pg_hba.conf instead")
+    else:
+        start("alerting-tls", host, api_port, mapped)
+        api = f"http://127.0.0.1:{api_port}"
+        if wait_for("gomon alerting on PostgreSQL as alerting_service over verify-full",
+                    lambda: http_get(api + "/health/ready")[0] == 200, 60, procs, "alerting-tls"):
+            status, body = http_send("POST", api + "/api/v1/alerts", {
+                "source": "deploy-check", "severity": "P3", "title": "Over verify-full"}, "")
+            if R.check(status == 201, f"gomon alerting over verify-full: POST /api/v1/alerts answered {status}: {body[:300]}"):
+                R.note(f"gomon alerting migrated and served as alerting_service over sslmode=verify-full ({host} "
+                       "mapped to 127.0.0.1 in a mount namespace of its own)")
+    # The same URL naming localhost, which resolves without help: the certificate does not carry it.
+    start("alerting-wrong-name", "localhost", wrong_port, [])
+    log = procs.tmp / "alerting-wrong-name.log"
+    refused = wait_for("gomon alerting refusing a server certificate without the URL's host name",
+                       lambda: "certificate not valid for name" in (log.read_text() if log.exists() else ""), 20,
+                       procs, "alerting-wrong-name")
+    R.check(refused and http_get(f"http://127.0.0.1:{wrong_port}/health/ready")[0] != 200,
+            "gomon alerting must not be ready when verify-full fails")
+
+
+def kafka_tls_env(docs: list[dict], role: str, secrets_dir: Path) -> dict[str, str]:
+    """GOMON_* variables pointing ROLE's Kafka TLS files at deploy/create-secrets.sh's output (kafka_client_files)."""
+    return {f"GOMON_{role.upper()}__KAFKA__TLS__{key.upper()}": str(path)
+            for key, path in kafka_client_files(docs, role, secrets_dir).items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -1319,6 +1887,15 @@ def main() -> int:
             check_ingress_auth(label, rendered[label], secrets_dir)
         for label in KUSTOMIZATIONS[1:]:
             check_network_policies(label, rendered[label], infra)
+        print("== Kafka and PostgreSQL access: mutual TLS, ACLs, the application role over verify-full", flush=True)
+        if secrets:
+            for label in KUSTOMIZATIONS[1:]:
+                if rendered[label]:
+                    check_kafka_security(label, rendered[label], secrets_dir, tmp)
+            R.note("Kafka checked without a broker (none with TLS and ACLs runs here): rendered broker properties, "
+                   "kafka-setup.sh run with stand-ins for Kafka's tools, certificates verified with openssl")
+            if infra:
+                check_postgres_security(args, infra, {k: rendered[k] for k in KUSTOMIZATIONS[1:]}, secrets_dir, tmp)
         local_hosts = {r["host"] for d in rendered["deploy/k8s/overlays/local"] if d["kind"] == "Ingress"
                        for r in d["spec"]["rules"]}
         R.check(local_hosts == INGRESS_HOSTS, f"local overlay: ingress hosts {sorted(local_hosts)}")
