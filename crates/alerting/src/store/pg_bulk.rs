@@ -69,13 +69,15 @@ impl PgWriter {
 }
 
 /// Refreshes the open alerts of the given groups (fingerprints) from a repeat of their rule engine (see
-/// [`super::Creation::refresh`]), returning them as they are now.
+/// [`super::Creation::refresh`]), returning them as they are now. `alert_group_id = ANY($1)` bounds the scan of
+/// the open alerts by the batch, whatever the statistics say: joined to the `unnest` alone, a plan made while the
+/// table had no open alert (after a quiet night, say) walks every open alert once per row of the batch.
 const PG_BULK_REFRESH: &str = concat!(
     "UPDATE alerts_active SET title = u.new_title, description = u.new_description, \
      annotations = u.new_annotations, ends_at = u.new_ends_at, updated_at = u.new_updated_at \
      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[]) \
      AS u(new_group_id, new_title, new_description, new_annotations, new_ends_at, new_updated_at) \
-     WHERE alert_group_id = u.new_group_id AND status <> 'resolved' RETURNING ",
+     WHERE alert_group_id = ANY($1) AND alert_group_id = u.new_group_id AND status <> 'resolved' RETURNING ",
     alert_columns!()
 );
 
