@@ -1,5 +1,9 @@
--- POST /api/v2/alerts (Alertmanager API v2) with BATCH new alerts per request (unique label sets, none
--- deduplicated), as rule engines send them. Environment: BATCH (alerts per request, default 1), THREADS (wrk's -t).
+-- POST /api/v2/alerts (Alertmanager API v2) with BATCH alerts per request, as rule engines send them. Environment:
+--   BATCH      alerts per request (default 1); with BATCH_MAX, each request has a size drawn uniformly from
+--   BATCH_MAX  BATCH..BATCH_MAX
+--   REPEAT     the share of alerts (0..1, default 0) that repeat one this thread sent in an earlier request (one of
+--              its last 1,000: a rule engine resending a firing alert); the others are new label sets
+--   THREADS    wrk's -t
 package.path = debug.getinfo(1, "S").source:match("@(.*/)") .. "?.lua;" .. package.path
 local pace = require("pace")
 
@@ -7,7 +11,10 @@ local counter = 0
 local thread_id = 0
 local threads = 0
 local batch = 1
+local batch_max = 1
+local repeat_share = 0
 local ends_at
+local RECENT = 1000
 
 function setup(thread)
   threads = threads + 1
@@ -17,6 +24,9 @@ end
 function init(args)
   thread_id = id or 0
   batch = tonumber(os.getenv("BATCH") or "1")
+  batch_max = tonumber(os.getenv("BATCH_MAX") or tostring(batch))
+  repeat_share = tonumber(os.getenv("REPEAT") or "0")
+  math.randomseed(thread_id * 7919 + math.floor(pace.now_ms()))
   ends_at = os.date("!%Y-%m-%dT%H:%M:%SZ", os.time() + 3600)
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
@@ -26,13 +36,28 @@ local run = tostring(math.floor(pace.now_ms()))
 
 function request()
   local alerts = {}
-  for i = 1, batch do
-    counter = counter + 1
+  local size = batch
+  if batch_max > batch then size = math.random(batch, batch_max) end
+  -- A request names each label set once, as a rule engine's does: repeats are drawn, without repetition, from
+  -- what earlier requests sent.
+  local before = counter
+  local taken = {}
+  for i = 1, size do
+    local n
+    if before > 0 and math.random() < repeat_share then
+      n = math.random(math.max(1, before - RECENT + 1), before)
+      if taken[n] then n = nil end
+    end
+    if n == nil then
+      counter = counter + 1
+      n = counter
+    end
+    taken[n] = true
     alerts[i] = string.format(
       '{"labels":{"alertname":"BenchAlert","severity":"warning","run":"%s","thread":"%d","n":"%d"},'
         .. '"annotations":{"summary":"load test"},"endsAt":"%s",'
         .. '"generatorURL":"http://vmalert:8880/vmalert/alert?group_id=1&alert_id=2"}',
-      run, thread_id, counter, ends_at)
+      run, thread_id, n, ends_at)
   end
   return wrk.format(nil, "/api/v2/alerts", nil, "[" .. table.concat(alerts, ",") .. "]")
 end

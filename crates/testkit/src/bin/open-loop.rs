@@ -4,10 +4,11 @@
 //!
 //! ```text
 //! open-loop URL --rate N --duration SECONDS [--warmup SECONDS] [--method POST] [--body TEMPLATE]
-//!           [--header 'Name: value']...
+//!           [--header 'Name: value']... [--lines FILE]
 //! ```
 //!
-//! `{n}` in the URL or the body becomes the request's number, so that each request can carry a new alert. Prints
+//! `{n}` in the URL or the body becomes the request's number, so that each request can carry a new alert, and
+//! `{line}` the next line of FILE, in turn (alert ids to read, say). Prints
 //! one line, latencies in milliseconds over the requests due after the warm-up:
 //! `RESULT offered=.. rate=.. ok=.. errors=.. p50_ms=.. p95_ms=.. p99_ms=.. max_ms=..`.
 
@@ -26,6 +27,7 @@ struct Options {
     method: reqwest::Method,
     body: Option<String>,
     headers: Vec<(String, String)>,
+    lines: Vec<String>,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -37,6 +39,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         method: reqwest::Method::GET,
         body: None,
         headers: Vec::new(),
+        lines: Vec::new(),
     };
     let seconds = |value: Option<String>, name: &str| -> Result<Duration, String> {
         value
@@ -71,6 +74,15 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
                 options
                     .headers
                     .push((name.trim().to_owned(), value.trim().to_owned()));
+            }
+            "--lines" => {
+                let path = args.next().ok_or("--lines takes a file")?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|error| format!("--lines {path}: {error}"))?;
+                options.lines = text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect();
+                if options.lines.is_empty() {
+                    return Err(format!("--lines {path}: no line"));
+                }
             }
             url if !url.starts_with("--") && options.url.is_empty() => options.url = url.to_owned(),
             other => return Err(format!("unexpected argument {other}")),
@@ -135,13 +147,18 @@ async fn run(options: Options) -> Result<String, String> {
         );
         tasks.spawn(async move {
             let number = n.to_string();
-            let url = options.url.replace("{n}", &number);
+            let line = options
+                .lines
+                .get(usize::try_from(n).unwrap_or(0) % options.lines.len().max(1))
+                .map_or("", String::as_str);
+            let fill = |template: &str| template.replace("{n}", &number).replace("{line}", line);
+            let url = fill(&options.url);
             let mut request = client.request(options.method.clone(), url);
             for (name, value) in &options.headers {
                 request = request.header(name, value);
             }
             if let Some(body) = &options.body {
-                request = request.body(body.replace("{n}", &number));
+                request = request.body(fill(body));
             }
             let ok = match request.send().await {
                 Ok(response) => {
