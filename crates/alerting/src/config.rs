@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::AuthConfig;
 use crate::console::ConsoleConfig;
 use crate::notify::dispatcher::OutboxConfig;
+use crate::notify::policy::{NotifyConfig, Policy};
 use crate::notify::slack::SlackConfig;
 use crate::pods::KubernetesConfig;
 use crate::rule_engines::AlertmanagerConfig;
@@ -36,6 +37,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Where notifications go: Slack by incoming webhook or Web API, routed by severity, behind a circuit breaker.
     pub slack: SlackConfig,
+    /// Named receivers and the routes to them; when unset, `slack` is the one receiver.
+    pub notify: Option<NotifyConfig>,
     /// How the notification outbox is delivered and retried.
     pub outbox: OutboxConfig,
     /// The Kubernetes pod watcher (off by default).
@@ -59,6 +62,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             slack: SlackConfig::default(),
+            notify: None,
             outbox: OutboxConfig::default(),
             kubernetes: KubernetesConfig::default(),
             alertmanager: AlertmanagerConfig::default(),
@@ -120,6 +124,19 @@ impl Config {
                 ),
             ));
         }
+        let policy = self.policy()?;
+        for (index, receiver) in policy.receivers().iter().enumerate() {
+            let timeout = receiver.kind.timeout();
+            if self.outbox.lease <= timeout && self.notify.is_some() {
+                return Err(KeyError::new(
+                    "alerting.outbox.lease",
+                    format!(
+                        "must be longer than alerting.notify.receivers[{index}].timeout ({timeout:?}), not {:?}",
+                        self.outbox.lease
+                    ),
+                ));
+            }
+        }
         for (key, value) in [
             ("alerting.request_timeout", self.request_timeout),
             ("alerting.shutdown_timeout", self.shutdown_timeout),
@@ -149,6 +166,11 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The notification policy: `alerting.notify`, or what `alerting.slack` stands for when it is not set.
+    pub fn policy(&self) -> Result<Policy, KeyError> {
+        Policy::new(self.notify.as_ref(), &self.slack)
     }
 
     /// The address to listen on, following the rule documented on [`Config::listen`].
@@ -215,6 +237,29 @@ mod tests {
             config.check().expect_err("lease").key,
             "alerting.outbox.lease"
         );
+    }
+
+    #[test]
+    fn the_notification_policy_is_checked_with_the_rest() {
+        let mut config: Config = yaml_serde::from_str(
+            "notify:\n  receivers:\n    - name: hook\n      type: webhook\n      url: https://hooks.example.com/\n\
+             \x20     timeout: 90s\n  routes:\n    - receiver: hook\n    - receiver: pager\n",
+        )
+        .expect("parse");
+        assert_eq!(
+            config.check().expect_err("unknown receiver").to_string(),
+            "alerting.notify.routes[1].receiver: no receiver named \"pager\""
+        );
+        if let Some(notify) = config.notify.as_mut() {
+            notify.routes.pop();
+        }
+        assert_eq!(
+            config.check().expect_err("lease").key,
+            "alerting.outbox.lease"
+        );
+        config.outbox.lease = Duration::from_secs(120);
+        assert!(config.check().is_ok());
+        assert_eq!(config.policy().expect("policy").receivers()[0].name, "hook");
     }
 
     #[test]

@@ -574,6 +574,15 @@ parse_by_name!(
     ]
 );
 
+/// One receiver a notification goes to, and the route that chose it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The receiver's name (`alerting.notify.receivers[].name`, or `slack` for `alerting.slack`).
+    pub receiver: String,
+    /// The index of the route in `alerting.notify.routes`; `None` for the route `alerting.slack` stands for.
+    pub route: Option<i32>,
+}
+
 /// A notification to write to the outbox together with the alert change that causes it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewNotification {
