@@ -115,23 +115,28 @@ impl Config {
         self.console
             .check()
             .map_err(|error| error.within("alerting.console"))?;
-        if self.outbox.lease <= self.slack.timeout {
-            return Err(KeyError::new(
-                "alerting.outbox.lease",
-                format!(
-                    "must be longer than alerting.slack.timeout ({:?}), not {:?}",
-                    self.slack.timeout, self.outbox.lease
-                ),
-            ));
-        }
+        // The lease must outlast one request to any receiver (alerting.slack's even when it sends nothing).
         let policy = self.policy()?;
-        for (index, receiver) in policy.receivers().iter().enumerate() {
-            let timeout = receiver.kind.timeout();
-            if self.outbox.lease <= timeout && self.notify.is_some() {
+        let mut timeouts = vec![("alerting.slack.timeout".to_owned(), self.slack.timeout)];
+        if self.notify.is_some() {
+            timeouts = policy
+                .receivers()
+                .iter()
+                .enumerate()
+                .map(|(index, receiver)| {
+                    (
+                        format!("alerting.notify.receivers[{index}].timeout"),
+                        receiver.kind.timeout(),
+                    )
+                })
+                .collect();
+        }
+        for (key, timeout) in timeouts {
+            if self.outbox.lease <= timeout {
                 return Err(KeyError::new(
                     "alerting.outbox.lease",
                     format!(
-                        "must be longer than alerting.notify.receivers[{index}].timeout ({timeout:?}), not {:?}",
+                        "must be longer than {key} ({timeout:?}), not {:?}",
                         self.outbox.lease
                     ),
                 ));

@@ -152,42 +152,88 @@ pub async fn run_with(
     let mut service = AlertService::new(store.clone(), &registry)
         .with_alertmanager(config.alertmanager.clone())
         .with_counted_sources(&config.sources);
+    let policy = config
+        .policy()
+        .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
     let mut delivery = notify::DeliveryStatus::default();
-    let dispatcher = match notify::slack::SlackClient::new(&config.slack)? {
-        Some(client) => {
-            delivery = notify::DeliveryStatus::configured();
+    let dispatcher = if policy.receivers().is_empty() {
+        tracing::info!(
+            "no receiver configured (alerting.notify, or alerting.slack.webhook_url or bot_token): alert changes \
+             are only logged"
+        );
+        None
+    } else {
+        delivery = notify::DeliveryStatus::configured(
+            policy
+                .receivers()
+                .iter()
+                .map(|receiver| (receiver.name.as_str(), receiver.kind.type_name())),
+        );
+        let mut dispatchers = Vec::new();
+        let mut wakes = Vec::new();
+        let mut legacy_gauge = true;
+        for receiver in policy.receivers() {
+            let key = |index: usize| match &config.notify {
+                Some(_) => format!("alerting.notify.receivers[{index}]"),
+                None => "alerting.slack".to_owned(),
+            };
+            let index = dispatchers.len();
+            let (sender, breaker) = match &receiver.kind {
+                notify::policy::ReceiverKind::Slack(slack) => {
+                    let client = notify::slack::SlackClient::new(slack)
+                        .map_err(|error| anyhow::anyhow!("{}: {error}", key(index)))?
+                        .ok_or_else(|| anyhow::anyhow!("{}: no Slack destination", key(index)))?;
+                    tracing::info!(
+                        receiver = %receiver.name,
+                        via = if client.uses_web_api() { "web API (chat.postMessage)" } else { "incoming webhook" },
+                        "Slack receiver on"
+                    );
+                    let feeds_legacy_gauge = std::mem::replace(&mut legacy_gauge, false);
+                    (
+                        notify::dispatcher::Sender::Slack {
+                            client,
+                            config: Box::new(slack.clone()),
+                        },
+                        (slack.circuit_breaker.clone(), feeds_legacy_gauge),
+                    )
+                }
+                notify::policy::ReceiverKind::Webhook(_) => {
+                    return Err(anyhow::anyhow!(
+                        "{}: webhook receivers are not supported yet",
+                        key(index)
+                    ));
+                }
+            };
             let wake = Arc::new(tokio::sync::Notify::new());
-            let severities: Vec<model::Severity> = model::Severity::ALL
-                .into_iter()
-                .filter(|severity| config.slack.channel_for(*severity).is_some())
-                .collect();
-            tracing::info!(
-                via = if client.uses_web_api() { "web API (chat.postMessage)" } else { "incoming webhook" },
-                severities = ?severities,
-                "Slack notifications on: written to the outbox with each alert change, delivered in the background"
-            );
-            service = service.with_notifications(Notifications::new(severities, wake.clone()));
-            let dispatcher = notify::dispatcher::Dispatcher::new(
+            wakes.push(wake.clone());
+            let status = delivery
+                .receiver(&receiver.name)
+                .ok_or_else(|| anyhow::anyhow!("receiver {} has no status", receiver.name))?;
+            dispatchers.push(notify::dispatcher::Dispatcher::new(
                 store.clone(),
-                client,
-                config.slack.clone(),
+                receiver.name.clone(),
+                sender,
+                breaker.0,
                 config.outbox.clone(),
-                notify_metrics,
+                notify_metrics.clone(),
                 wake,
-                delivery.clone(),
-            );
-            // Owned by this future: if it is dropped, the dispatcher stops with it.
-            let mut tasks = tokio::task::JoinSet::new();
+                status,
+                breaker.1,
+            ));
+        }
+        tracing::info!(
+            receivers = ?policy.receivers().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            severities = ?policy.severities(),
+            "notifications on: written to the outbox with each alert change, one row per receiver its routes \
+             choose, delivered in the background"
+        );
+        service = service.with_notifications(Notifications::new(policy, wakes));
+        // Owned by this future: if it is dropped, the dispatchers stop with it.
+        let mut tasks = tokio::task::JoinSet::new();
+        for dispatcher in dispatchers {
             tasks.spawn(dispatcher.run(shutdown.clone()));
-            Some(tasks)
         }
-        None => {
-            tracing::info!(
-                "no Slack destination configured (alerting.slack.webhook_url or bot_token): alert changes are only \
-                 logged"
-            );
-            None
-        }
+        Some(tasks)
     };
     if let Err(error) = service.refresh_gauges().await {
         tracing::warn!(%error, "alerting_active_alerts not initialised");

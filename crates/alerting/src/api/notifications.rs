@@ -102,11 +102,15 @@ pub(super) struct DeliveryView {
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(super) async fn status(State(state): State<AppState>) -> Result<Json<DeliveryView>, ApiError> {
-    let mut receiver = state.delivery.get();
-    receiver.pending = state.service.pending_notifications().await?;
-    Ok(Json(DeliveryView {
-        receivers: vec![receiver],
-    }))
+    let mut receivers = state.delivery.get();
+    let pending = state.service.pending_by_receiver().await?;
+    for receiver in &mut receivers {
+        receiver.pending = pending
+            .iter()
+            .find(|(name, _)| *name == receiver.name)
+            .map_or(0, |(_, count)| *count);
+    }
+    Ok(Json(DeliveryView { receivers }))
 }
 
 #[cfg(test)]

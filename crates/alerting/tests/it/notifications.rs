@@ -21,6 +21,7 @@ on_both_stores!(
     retry_after_is_honoured,
     an_expired_lease_fences_the_old_holder_out,
     after_an_outage_the_urgent_alert_is_notified_first,
+    a_receiver_that_is_down_delays_only_its_own_rows,
 );
 
 /// A dispatcher whose lease ran out can neither renew nor record: the row belongs to whoever claimed it next.
@@ -34,8 +35,8 @@ async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
         .expect("store");
     let service = gomon_alerting::AlertService::new(store.clone(), &prometheus::Registry::new())
         .with_notifications(Notifications::new(
-            Severity::ALL.to_vec(),
-            std::sync::Arc::new(tokio::sync::Notify::new()),
+            crate::support::every_severity_to_slack(),
+            vec![std::sync::Arc::new(tokio::sync::Notify::new())],
         ));
     let new = NewAlert {
         source: "api".into(),
@@ -46,7 +47,12 @@ async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
     service.create(new, None).await.expect("create");
     let start = now();
     let first = store
-        .claim_due(start, start + chrono::Duration::milliseconds(1), 10)
+        .claim_due(
+            start,
+            start + chrono::Duration::milliseconds(1),
+            10,
+            "slack",
+        )
         .await
         .expect("claim");
     assert_eq!(first.len(), 1);
@@ -54,7 +60,7 @@ async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(10)).await;
     let later = now();
     let second = store
-        .claim_due(later, later + chrono::Duration::seconds(30), 10)
+        .claim_due(later, later + chrono::Duration::seconds(30), 10, "slack")
         .await
         .expect("claim again");
     assert_eq!(second.len(), 1, "the expired lease made the row due again");
@@ -650,4 +656,133 @@ async fn two_replicas_share_the_outbox_and_survive_a_kill() {
         accepted.len()
     );
     b.stop().await;
+}
+
+/// The status of receiver `name` in `GET /api/v1/notifications/status`.
+async fn receiver_status(server: &Server, name: &str) -> Value {
+    let (status, body) = server.get("/api/v1/notifications/status").await;
+    assert_eq!(status, 200, "{body}");
+    body["receivers"]
+        .as_array()
+        .and_then(|receivers| receivers.iter().find(|r| r["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no receiver {name} in {body}"))
+}
+
+/// Two receivers by `alerting.notify`: `team` straight to one Slack, `ops` to another behind a proxy. While the
+/// proxy is cut, `team` gets every message on time and `ops`'s breaker opens without touching `team`'s; once the
+/// proxy is back, `ops` gets every message too, in order for each alert, and nothing is lost.
+async fn a_receiver_that_is_down_delays_only_its_own_rows(backend: Backend) {
+    use gomon_alerting::notify::policy::{NotifyConfig, ReceiverConfig, ReceiverKind, RouteConfig};
+    use gomon_alerting::notify::slack::SlackConfig;
+    let database = Database::new(backend).await;
+    let team = FakeSlack::start().await;
+    let ops = FakeSlack::start().await;
+    let ops_url = reqwest::Url::parse(&ops.webhook_url).expect("URL");
+    let proxy =
+        gomon_testkit::proxy::Proxy::start(format!("127.0.0.1:{}", ops_url.port().expect("port")))
+            .await;
+    let mut via_proxy = ops_url.clone();
+    via_proxy.set_port(Some(proxy.port)).expect("port");
+    let mut config = config(&database, &team, false);
+    let slack = |url: String| {
+        let mut slack = config.slack.clone();
+        slack.webhook_url = Some(url.into());
+        ReceiverKind::Slack(slack)
+    };
+    config.notify = Some(NotifyConfig {
+        receivers: vec![
+            ReceiverConfig {
+                name: "team".into(),
+                kind: slack(team.webhook_url.clone()),
+            },
+            ReceiverConfig {
+                name: "ops".into(),
+                kind: slack(via_proxy.to_string()),
+            },
+        ],
+        routes: vec![
+            RouteConfig {
+                matchers: vec!["severity=~\"P1|P2\"".into()],
+                receiver: "team".into(),
+                continue_matching: true,
+            },
+            RouteConfig {
+                matchers: vec!["source=\"api\"".into()],
+                receiver: "ops".into(),
+                continue_matching: false,
+            },
+        ],
+    });
+    config.slack = SlackConfig::default();
+    config.check().expect("a valid configuration");
+    proxy.cut();
+    let server = Server::start_service(config).await;
+    let started = Instant::now();
+    let first = full_lifecycle(&server, "Disk full").await;
+    let second = full_lifecycle(&server, "Node down").await;
+    eventually(Duration::from_secs(5), "team's eight messages", || async {
+        team.accepted().len() == 8
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "team waited for ops: {:?}",
+        started.elapsed()
+    );
+    eventually(Duration::from_secs(10), "ops's breaker to open", || async {
+        receiver_status(&server, "ops").await["breaker"]["state"] == "open"
+    })
+    .await;
+    assert_eq!(
+        receiver_status(&server, "team").await["breaker"]["state"],
+        "closed"
+    );
+    assert_eq!(ops.requests(), 0);
+    assert_eq!(receiver_status(&server, "ops").await["pending"], 8);
+    assert_eq!(receiver_status(&server, "team").await["pending"], 0);
+    // A change made during the outage reaches team at once, and ops later.
+    let (status, third) = server
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P2", "title": "Late"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{third}");
+    eventually(Duration::from_secs(5), "team's ninth message", || async {
+        team.accepted().len() == 9
+    })
+    .await;
+    proxy.restore();
+    eventually(Duration::from_secs(15), "ops's nine messages", || async {
+        ops.accepted().len() == 9
+    })
+    .await;
+    for fake in [&team, &ops] {
+        let accepted = by_alert(&fake.accepted());
+        assert_eq!(accepted[&first], LIFECYCLE);
+        assert_eq!(accepted[&second], LIFECYCLE);
+        assert_eq!(accepted[third["id"].as_str().expect("id")], ["created"]);
+    }
+    let rows = notifications(&server, &format!("alert_id={first}")).await;
+    let mut routes: Vec<(String, Value)> = rows["notifications"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            assert_eq!(row["status"], "sent", "{row}");
+            (
+                row["receiver"].as_str().unwrap_or_default().to_owned(),
+                row["route"].clone(),
+            )
+        })
+        .collect();
+    routes.sort_by(|a, b| a.0.cmp(&b.0));
+    routes.dedup();
+    assert_eq!(
+        routes,
+        [("ops".to_owned(), json!(1)), ("team".to_owned(), json!(0))]
+    );
+    assert_eq!(total(&server, "failed").await, 0);
+    server.stop().await;
 }
