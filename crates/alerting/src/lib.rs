@@ -197,11 +197,14 @@ pub async fn run_with(
                         (slack.circuit_breaker.clone(), feeds_legacy_gauge),
                     )
                 }
-                notify::policy::ReceiverKind::Webhook(_) => {
-                    return Err(anyhow::anyhow!(
-                        "{}: webhook receivers are not supported yet",
-                        key(index)
-                    ));
+                notify::policy::ReceiverKind::Webhook(webhook) => {
+                    let client = notify::webhook::WebhookClient::new(webhook)
+                        .map_err(|error| anyhow::anyhow!("{}", error.within(&key(index))))?;
+                    tracing::info!(receiver = %receiver.name, "webhook receiver on");
+                    (
+                        notify::dispatcher::Sender::Webhook(client),
+                        (webhook.circuit_breaker.clone(), false),
+                    )
                 }
             };
             let wake = Arc::new(tokio::sync::Notify::new());

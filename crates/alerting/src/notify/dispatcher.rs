@@ -19,8 +19,10 @@ use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use super::breaker::{BreakerConfig, CircuitBreaker};
-use super::slack::{Event, SendOutcome, SlackClient, SlackConfig, render};
+use super::outcome::SendOutcome;
+use super::slack::{Event, SlackClient, SlackConfig, render};
 use super::status::ReceiverHandle;
+use super::webhook::{WebhookClient, payload};
 use crate::model::{self, Alert, Notification};
 use crate::store::{DeliveryRecord, Store};
 
@@ -220,6 +222,8 @@ pub enum Sender {
         /// The receiver's settings.
         config: Box<SlackConfig>,
     },
+    /// Alertmanager's webhook payload, version 4.
+    Webhook(WebhookClient),
 }
 
 /// Delivers one receiver's rows of the outbox until shutdown.
@@ -518,6 +522,21 @@ impl Dispatcher {
                     None => (route.to_owned(), None),
                 };
                 Ok(client.send(&message, &channel, thread_ts.as_deref()).await)
+            }
+            Sender::Webhook(client) => {
+                let change = payload::Change {
+                    event: event.as_str(),
+                    actor: payload.actor.as_deref(),
+                    note: payload.note.as_deref(),
+                };
+                let message = payload::notification(
+                    &self.receiver,
+                    alert,
+                    change,
+                    client.max_alerts(),
+                    client.external_url(),
+                );
+                Ok(client.send(&message).await)
             }
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod breaker;
 pub mod dispatcher;
+pub mod outcome;
 pub mod policy;
 pub mod slack;
 pub mod status;

@@ -22,6 +22,8 @@ on_both_stores!(
     an_expired_lease_fences_the_old_holder_out,
     after_an_outage_the_urgent_alert_is_notified_first,
     a_receiver_that_is_down_delays_only_its_own_rows,
+    a_webhook_that_is_down_delays_only_its_own_rows,
+    a_webhook_refusing_with_4xx_is_not_retried_forever,
 );
 
 /// A dispatcher whose lease ran out can neither renew nor record: the row belongs to whoever claimed it next.
@@ -784,5 +786,202 @@ async fn a_receiver_that_is_down_delays_only_its_own_rows(backend: Backend) {
         [("ops".to_owned(), json!(1)), ("team".to_owned(), json!(0))]
     );
     assert_eq!(total(&server, "failed").await, 0);
+    server.stop().await;
+}
+
+/// Slack (`team`) and an Alertmanager webhook (`hook`, behind a proxy) by `alerting.notify`. While the webhook's
+/// endpoint refuses connections, Slack gets every message on time; once it is back, the webhook gets every
+/// notification, each a valid version 4 payload, in order for each alert, none lost.
+async fn a_webhook_that_is_down_delays_only_its_own_rows(backend: Backend) {
+    use gomon_alerting::notify::policy::{NotifyConfig, ReceiverConfig, ReceiverKind, RouteConfig};
+    use gomon_alerting::notify::slack::SlackConfig;
+    use gomon_alerting::notify::webhook::WebhookConfig;
+    use gomon_testkit::webhook::WebhookReceiver;
+    let database = Database::new(backend).await;
+    let team = FakeSlack::start().await;
+    let hook = WebhookReceiver::start().await;
+    let hook_url = reqwest::Url::parse(&hook.url).expect("URL");
+    let proxy =
+        gomon_testkit::proxy::Proxy::start(format!("127.0.0.1:{}", hook_url.port().expect("port")))
+            .await;
+    let mut via_proxy = hook_url.clone();
+    via_proxy.set_port(Some(proxy.port)).expect("port");
+    let mut config = config(&database, &team, false);
+    let mut slack = config.slack.clone();
+    slack.webhook_url = Some(team.webhook_url.clone().into());
+    config.notify = Some(NotifyConfig {
+        receivers: vec![
+            ReceiverConfig {
+                name: "team".into(),
+                kind: ReceiverKind::Slack(slack),
+            },
+            ReceiverConfig {
+                name: "hook".into(),
+                kind: ReceiverKind::Webhook(WebhookConfig {
+                    url: Some(via_proxy.to_string().into()),
+                    bearer_token: Some("hook-token".into()),
+                    timeout: Duration::from_millis(500),
+                    external_url: Some("http://alerting.local".into()),
+                    circuit_breaker: config.slack.circuit_breaker.clone(),
+                    ..WebhookConfig::default()
+                }),
+            },
+        ],
+        routes: vec![
+            RouteConfig {
+                matchers: Vec::new(),
+                receiver: "team".into(),
+                continue_matching: true,
+            },
+            RouteConfig {
+                matchers: vec!["namespace!=\"dev\"".into()],
+                receiver: "hook".into(),
+                continue_matching: false,
+            },
+        ],
+    });
+    config.slack = SlackConfig::default();
+    config.check().expect("a valid configuration");
+    proxy.cut();
+    let server = Server::start_service(config).await;
+    let started = Instant::now();
+    let first = full_lifecycle(&server, "Disk full").await;
+    let second = full_lifecycle(&server, "Node down").await;
+    eventually(Duration::from_secs(5), "team's eight messages", || async {
+        team.accepted().len() == 8
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "Slack waited for the webhook: {:?}",
+        started.elapsed()
+    );
+    eventually(
+        Duration::from_secs(10),
+        "hook's breaker to open",
+        || async { receiver_status(&server, "hook").await["breaker"]["state"] == "open" },
+    )
+    .await;
+    let status = receiver_status(&server, "hook").await;
+    assert_eq!(status["type"], "webhook");
+    assert_eq!(status["pending"], 8);
+    assert!(
+        status["last_error"]["message"]
+            .as_str()
+            .is_some_and(|message| !message.contains("hook-token")),
+        "{status}"
+    );
+    assert_eq!(
+        receiver_status(&server, "team").await["breaker"]["state"],
+        "closed"
+    );
+    assert!(hook.received().is_empty());
+    proxy.restore();
+    eventually(Duration::from_secs(15), "hook's eight payloads", || async {
+        hook.accepted().len() == 8
+    })
+    .await;
+    assert!(hook.problems().is_empty(), "{:?}", hook.problems());
+    assert!(
+        hook.received()
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some("Bearer hook-token"))
+    );
+    let mut events: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for payload in hook.accepted() {
+        let alert = &payload["alerts"][0];
+        assert_eq!(payload["receiver"], "hook");
+        events
+            .entry(
+                alert["annotations"]["gomon_alert_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+            .or_default()
+            .push(
+                alert["annotations"]["gomon_event"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        let resolved = alert["annotations"]["gomon_event"] == "resolved";
+        assert_eq!(
+            alert["status"],
+            if resolved { "resolved" } else { "firing" },
+            "{payload}"
+        );
+    }
+    assert_eq!(events[&first], LIFECYCLE);
+    assert_eq!(events[&second], LIFECYCLE);
+    assert_eq!(total(&server, "failed").await, 0);
+    assert_eq!(total(&server, "pending").await, 0);
+    server.stop().await;
+}
+
+/// A webhook that answers 400 to everything: each notification is tried `max_attempts` times, then failed with
+/// the answer as its error, and the breaker stays closed (the receiver answers; the fault is ours).
+async fn a_webhook_refusing_with_4xx_is_not_retried_forever(backend: Backend) {
+    use gomon_alerting::notify::policy::{NotifyConfig, ReceiverConfig, ReceiverKind, RouteConfig};
+    use gomon_alerting::notify::slack::SlackConfig;
+    use gomon_alerting::notify::webhook::WebhookConfig;
+    use gomon_testkit::webhook::{Behaviour as HookBehaviour, WebhookReceiver};
+    let database = Database::new(backend).await;
+    let unused = FakeSlack::start().await;
+    let hook = WebhookReceiver::start().await;
+    hook.set(HookBehaviour::Status(400));
+    let mut config = config(&database, &unused, false);
+    config.notify = Some(NotifyConfig {
+        receivers: vec![ReceiverConfig {
+            name: "hook".into(),
+            kind: ReceiverKind::Webhook(WebhookConfig {
+                url: Some(hook.url.clone().into()),
+                timeout: Duration::from_millis(500),
+                ..WebhookConfig::default()
+            }),
+        }],
+        routes: vec![RouteConfig {
+            receiver: "hook".into(),
+            ..RouteConfig::default()
+        }],
+    });
+    config.slack = SlackConfig::default();
+    config.check().expect("a valid configuration");
+    let server = Server::start_service(config).await;
+    let (status, created) = server
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P3", "title": "Refused"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    eventually(
+        Duration::from_secs(10),
+        "the notification to fail",
+        || async { total(&server, "failed").await == 1 },
+    )
+    .await;
+    let rows = notifications(&server, "status=failed").await;
+    let row = &rows["notifications"][0];
+    assert_eq!(row["receiver"], "hook");
+    assert_eq!(row["route"], 0);
+    assert_eq!(row["attempts"], 3);
+    assert!(
+        row["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("HTTP 400")),
+        "{row}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        hook.received().len(),
+        3,
+        "tried max_attempts times, no more"
+    );
+    assert!(hook.problems().is_empty(), "{:?}", hook.problems());
+    assert_eq!(
+        receiver_status(&server, "hook").await["breaker"]["state"],
+        "closed"
+    );
     server.stop().await;
 }

@@ -36,6 +36,9 @@ pub struct WebhookConfig {
     /// Most alerts in one payload; 0: no limit but [`MAX_ALERTS_LIMIT`]. Alerts beyond it are counted in
     /// `truncatedAlerts`.
     pub max_alerts: u32,
+    /// Base URL under which people reach this GoMon (`https://gomon.example.com`): the payload's `externalURL`,
+    /// and each alert's `generatorURL` (`{external_url}/api/v1/alerts/{id}`). Unset: both empty.
+    pub external_url: Option<String>,
     /// When to stop sending while the receiver is failing.
     pub circuit_breaker: BreakerConfig,
 }
@@ -51,6 +54,7 @@ impl Default for WebhookConfig {
             tls: HttpTlsConfig::default(),
             timeout: Duration::from_secs(10),
             max_alerts: 0,
+            external_url: None,
             circuit_breaker: BreakerConfig::default(),
         }
     }
@@ -68,6 +72,12 @@ impl WebhookConfig {
             return Err(KeyError::new(
                 "timeout",
                 format!("must be at least 1ms, not {:?}", self.timeout),
+            ));
+        }
+        if let Some(url) = self.external_url.as_deref().filter(|url| !is_http_url(url)) {
+            return Err(KeyError::new(
+                "external_url",
+                format!("{url:?} is not an http(s) URL"),
             ));
         }
         if self.max_alerts > MAX_ALERTS_LIMIT {
