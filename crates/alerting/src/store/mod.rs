@@ -447,6 +447,8 @@ pub struct NotificationFilter {
     pub status: Option<NotificationStatus>,
     /// Only rows of this alert.
     pub alert_id: Option<Uuid>,
+    /// Only rows of this receiver.
+    pub receiver: Option<String>,
     /// Page size.
     pub limit: u32,
     /// Rows to skip.

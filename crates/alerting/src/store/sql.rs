@@ -386,6 +386,9 @@ macro_rules! sql_store {
                     if let Some(alert_id) = filter.alert_id {
                         builder.push(" AND alert_id = ").push_bind(alert_id);
                     }
+                    if let Some(receiver) = &filter.receiver {
+                        builder.push(" AND receiver = ").push_bind(receiver.clone());
+                    }
                 };
                 let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM notifications");
                 push_filter(&mut count);

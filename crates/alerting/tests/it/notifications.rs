@@ -742,6 +742,8 @@ async fn a_receiver_that_is_down_delays_only_its_own_rows(backend: Backend) {
     );
     assert_eq!(ops.requests(), 0);
     assert_eq!(receiver_status(&server, "ops").await["pending"], 8);
+    let waiting = notifications(&server, "receiver=ops&status=pending").await;
+    assert_eq!(waiting["total"], 8, "{waiting}");
     assert_eq!(receiver_status(&server, "team").await["pending"], 0);
     // A change made during the outage reaches team at once, and ops later.
     let (status, third) = server
