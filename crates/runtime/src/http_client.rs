@@ -45,14 +45,21 @@ pub enum Credentials {
 
 impl Credentials {
     /// The credentials of `basic` or of the bearer token (`bearer`, or the file `bearer_file`); `None` when neither
-    /// is set. Both set, a file that cannot be read or an empty secret is an error naming `{section}.<key>`.
+    /// is set. Both set, a file that cannot be read or an empty secret is an error naming `{section}.<key>` (or
+    /// `<key>` when `section` is empty).
     pub fn read(
         section: &str,
         basic: Option<&BasicAuth>,
         bearer: Option<&Secret>,
         bearer_file: Option<&Path>,
     ) -> Result<Option<Credentials>, KeyError> {
-        let key = |name: &str| format!("{section}.{name}");
+        let key = |name: &str| {
+            if section.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{section}.{name}")
+            }
+        };
         if let Some(basic) = basic {
             if bearer.is_some() || bearer_file.is_some() {
                 return Err(KeyError::new(

@@ -259,7 +259,7 @@ impl Dispatcher {
         let gauge = metrics
             .receiver_breaker
             .with_label_values(&[receiver.as_str()]);
-        let breaker = CircuitBreaker::new(breaker, gauge);
+        let breaker = CircuitBreaker::new(&receiver, breaker, gauge);
         if legacy_gauge {
             metrics.breaker_state.set(breaker.state().as_gauge());
         }

@@ -118,7 +118,6 @@ impl WebhookConfig {
             self.bearer_token.as_ref(),
             self.bearer_token_file.as_deref(),
         )
-        .map_err(|error| KeyError::new(error.key.trim_start_matches('.').to_owned(), error.message))
     }
 }
 
