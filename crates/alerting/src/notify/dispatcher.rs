@@ -183,13 +183,13 @@ struct Payload {
 
 /// The span of one delivery attempt: a child of the span the notification was made in (the request that changed
 /// the alert), from the `traceparent` its payload keeps. None when spans are not exported.
-fn delivery_span(row: &Notification) -> tracing::Span {
+fn delivery_span(row: &Notification, name: &'static str) -> tracing::Span {
     if !gomon_runtime::telemetry::enabled() {
         return tracing::Span::none();
     }
     let span = tracing::info_span!(
         "alerting.notify",
-        otel.name = "notification deliver",
+        otel.name = name,
         otel.kind = "client",
         notification = row.id,
         alert_id = %row.alert_id,
@@ -224,6 +224,16 @@ pub enum Sender {
     },
     /// Alertmanager's webhook payload, version 4.
     Webhook(WebhookClient),
+}
+
+impl Sender {
+    /// The name of a delivery attempt's span: `slack deliver` or `webhook deliver`.
+    fn span_name(&self) -> &'static str {
+        match self {
+            Sender::Slack { .. } => "slack deliver",
+            Sender::Webhook(_) => "webhook deliver",
+        }
+    }
 }
 
 /// Delivers one receiver's rows of the outbox until shutdown.
@@ -380,7 +390,7 @@ impl Dispatcher {
                         continue;
                     }
                 }
-                let span = delivery_span(&row);
+                let span = delivery_span(&row, self.sender.span_name());
                 let delivery = self.deliver(&row).instrument(span.clone()).await;
                 let (outcome, error) = match &delivery {
                     DeliveryRecord::Sent { .. } => ("sent", None),
