@@ -24,6 +24,7 @@ on_both_stores!(
     a_receiver_that_is_down_delays_only_its_own_rows,
     a_webhook_that_is_down_delays_only_its_own_rows,
     a_webhook_refusing_with_4xx_is_not_retried_forever,
+    rows_of_a_removed_receiver_wait_for_it,
 );
 
 /// A dispatcher whose lease ran out can neither renew nor record: the row belongs to whoever claimed it next.
@@ -986,4 +987,83 @@ async fn a_webhook_refusing_with_4xx_is_not_retried_forever(backend: Backend) {
         "closed"
     );
     server.stop().await;
+}
+
+/// Rows pending for a receiver that a restart removes from the configuration are neither lost nor sent elsewhere:
+/// the status lists them under their receiver, unconfigured, and they go out once a receiver of that name is back.
+async fn rows_of_a_removed_receiver_wait_for_it(backend: Backend) {
+    use gomon_alerting::notify::policy::{NotifyConfig, ReceiverConfig, ReceiverKind, RouteConfig};
+    use gomon_alerting::notify::slack::SlackConfig;
+    use gomon_alerting::notify::webhook::WebhookConfig;
+    use gomon_testkit::webhook::WebhookReceiver;
+    let database = Database::new(backend).await;
+    let fake = FakeSlack::start().await;
+    fake.set(Behaviour::ServerError);
+    let first = Server::start_service(config(&database, &fake, false)).await;
+    let (status, created) = first
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P1", "title": "Waits for Slack"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    eventually(Duration::from_secs(10), "a failed attempt", || async {
+        fake.requests() >= 1
+    })
+    .await;
+    first.stop().await;
+
+    let hook = WebhookReceiver::start().await;
+    let mut only_hook = config(&database, &fake, false);
+    only_hook.slack = SlackConfig::default();
+    only_hook.notify = Some(NotifyConfig {
+        receivers: vec![ReceiverConfig {
+            name: "hook".into(),
+            kind: ReceiverKind::Webhook(WebhookConfig {
+                url: Some(hook.url.clone().into()),
+                ..WebhookConfig::default()
+            }),
+        }],
+        routes: vec![RouteConfig {
+            receiver: "hook".into(),
+            ..RouteConfig::default()
+        }],
+    });
+    let second = Server::start_service(only_hook).await;
+    let (status, _) = second
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P2", "title": "Goes to the hook"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    eventually(Duration::from_secs(10), "the hook's payload", || async {
+        hook.accepted().len() == 1
+    })
+    .await;
+    let waiting = receiver_status(&second, "slack").await;
+    assert_eq!(waiting["configured"], false, "{waiting}");
+    assert_eq!(waiting["pending"], 1, "{waiting}");
+    assert_eq!(receiver_status(&second, "hook").await["pending"], 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        hook.accepted().len(),
+        1,
+        "the Slack row is not sent to the hook"
+    );
+    second.stop().await;
+
+    fake.set(Behaviour::Ok);
+    let third = Server::start_service(config(&database, &fake, false)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the waiting row delivered",
+        || async { fake.accepted().len() == 1 && total(&third, "pending").await == 0 },
+    )
+    .await;
+    assert_eq!(
+        alert_of(&fake.accepted()[0]),
+        created["id"].as_str().expect("id")
+    );
+    third.stop().await;
 }
