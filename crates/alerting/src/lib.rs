@@ -163,67 +163,15 @@ pub async fn run_with(
         );
         None
     } else {
-        delivery = notify::DeliveryStatus::configured(
-            policy
-                .receivers()
-                .iter()
-                .map(|receiver| (receiver.name.as_str(), receiver.kind.type_name())),
-        );
-        let mut dispatchers = Vec::new();
-        let mut wakes = Vec::new();
-        let mut legacy_gauge = true;
-        for receiver in policy.receivers() {
-            let key = |index: usize| match &config.notify {
-                Some(_) => format!("alerting.notify.receivers[{index}]"),
-                None => "alerting.slack".to_owned(),
-            };
-            let index = dispatchers.len();
-            let (sender, breaker) = match &receiver.kind {
-                notify::policy::ReceiverKind::Slack(slack) => {
-                    let client = notify::slack::SlackClient::new(slack)
-                        .map_err(|error| anyhow::anyhow!("{}: {error}", key(index)))?
-                        .ok_or_else(|| anyhow::anyhow!("{}: no Slack destination", key(index)))?;
-                    tracing::info!(
-                        receiver = %receiver.name,
-                        via = if client.uses_web_api() { "web API (chat.postMessage)" } else { "incoming webhook" },
-                        "Slack receiver on"
-                    );
-                    let feeds_legacy_gauge = std::mem::replace(&mut legacy_gauge, false);
-                    (
-                        notify::dispatcher::Sender::Slack {
-                            client,
-                            config: Box::new(slack.clone()),
-                        },
-                        (slack.circuit_breaker.clone(), feeds_legacy_gauge),
-                    )
-                }
-                notify::policy::ReceiverKind::Webhook(webhook) => {
-                    let client = notify::webhook::WebhookClient::new(webhook)
-                        .map_err(|error| anyhow::anyhow!("{}", error.within(&key(index))))?;
-                    tracing::info!(receiver = %receiver.name, "webhook receiver on");
-                    (
-                        notify::dispatcher::Sender::Webhook(client),
-                        (webhook.circuit_breaker.clone(), false),
-                    )
-                }
-            };
-            let wake = Arc::new(tokio::sync::Notify::new());
-            wakes.push(wake.clone());
-            let status = delivery
-                .receiver(&receiver.name)
-                .ok_or_else(|| anyhow::anyhow!("receiver {} has no status", receiver.name))?;
-            dispatchers.push(notify::dispatcher::Dispatcher::new(
-                store.clone(),
-                receiver.name.clone(),
-                sender,
-                breaker.0,
-                config.outbox.clone(),
-                notify_metrics.clone(),
-                wake,
-                status,
-                breaker.1,
-            ));
-        }
+        let started = notify::dispatcher::Dispatchers::new(
+            &policy,
+            &store,
+            &config.outbox,
+            &notify_metrics,
+            config.notify.is_some(),
+        )?;
+        delivery = started.status;
+        let (dispatchers, wakes) = (started.dispatchers, started.wakes);
         tracing::info!(
             receivers = ?policy.receivers().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
             severities = ?policy.severities(),

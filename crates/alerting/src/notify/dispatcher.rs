@@ -20,8 +20,9 @@ use tracing::Instrument as _;
 
 use super::breaker::{BreakerConfig, CircuitBreaker};
 use super::outcome::SendOutcome;
+use super::policy::{Policy, ReceiverKind};
 use super::slack::{Event, SlackClient, SlackConfig, render};
-use super::status::ReceiverHandle;
+use super::status::{DeliveryStatus, ReceiverHandle};
 use super::webhook::{WebhookClient, payload};
 use crate::model::{self, Alert, Notification};
 use crate::store::{DeliveryRecord, Store};
@@ -233,6 +234,96 @@ impl Sender {
             Sender::Slack { .. } => "slack deliver",
             Sender::Webhook(_) => "webhook deliver",
         }
+    }
+}
+
+/// One dispatcher per receiver of a policy, with the receivers' shared delivery status and the wake-ups the
+/// service signals when it writes notifications.
+pub struct Dispatchers {
+    /// The dispatchers, in the policy's receiver order.
+    pub dispatchers: Vec<Dispatcher>,
+    /// Each dispatcher's wake-up.
+    pub wakes: Vec<Arc<Notify>>,
+    /// The receivers' delivery status, written by the dispatchers.
+    pub status: DeliveryStatus,
+}
+
+impl Dispatchers {
+    /// The dispatchers of `policy`'s receivers over `store`, their clients built (files read); a receiver's error
+    /// names `alerting.notify.receivers[i]`, or `alerting.slack` when `explicit` is false (the policy is what
+    /// `alerting.slack` stands for). `alerting_circuit_breaker_state` follows the first Slack receiver.
+    pub fn new(
+        policy: &Policy,
+        store: &Store,
+        outbox: &OutboxConfig,
+        metrics: &NotifyMetrics,
+        explicit: bool,
+    ) -> anyhow::Result<Dispatchers> {
+        let status = DeliveryStatus::configured(
+            policy
+                .receivers()
+                .iter()
+                .map(|receiver| (receiver.name.as_str(), receiver.kind.type_name())),
+        );
+        let mut dispatchers = Vec::new();
+        let mut wakes = Vec::new();
+        let mut legacy_gauge = true;
+        for (index, receiver) in policy.receivers().iter().enumerate() {
+            let key = if explicit {
+                format!("alerting.notify.receivers[{index}]")
+            } else {
+                "alerting.slack".to_owned()
+            };
+            let (sender, breaker, feeds_legacy_gauge) = match &receiver.kind {
+                ReceiverKind::Slack(slack) => {
+                    let client = SlackClient::new(slack)
+                        .map_err(|error| anyhow::anyhow!("{key}: {error}"))?
+                        .ok_or_else(|| anyhow::anyhow!("{key}: no Slack destination"))?;
+                    tracing::info!(
+                        receiver = %receiver.name,
+                        via = if client.uses_web_api() { "web API (chat.postMessage)" } else { "incoming webhook" },
+                        "Slack receiver on"
+                    );
+                    let sender = Sender::Slack {
+                        client,
+                        config: Box::new(slack.clone()),
+                    };
+                    let feeds = std::mem::replace(&mut legacy_gauge, false);
+                    (sender, slack.circuit_breaker.clone(), feeds)
+                }
+                ReceiverKind::Webhook(webhook) => {
+                    let client = WebhookClient::new(webhook)
+                        .map_err(|error| anyhow::anyhow!("{}", error.within(&key)))?;
+                    tracing::info!(receiver = %receiver.name, "webhook receiver on");
+                    (
+                        Sender::Webhook(client),
+                        webhook.circuit_breaker.clone(),
+                        false,
+                    )
+                }
+            };
+            let wake = Arc::new(Notify::new());
+            wakes.push(wake.clone());
+            let handle = status
+                .receiver(&receiver.name)
+                .ok_or_else(|| anyhow::anyhow!("receiver {} has no status", receiver.name))?;
+            dispatchers.push(Dispatcher::new(
+                store.clone(),
+                receiver.name.clone(),
+                sender,
+                breaker,
+                outbox.clone(),
+                metrics.clone(),
+                wake,
+                handle,
+                feeds_legacy_gauge,
+            ));
+        }
+        Ok(Dispatchers {
+            dispatchers,
+            wakes,
+            status,
+        })
     }
 }
 
