@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use gomon_runtime::config::{KeyError, Secret};
+use gomon_runtime::http_client::{Credentials, TlsMaterial};
 use gomon_runtime::kafka::{SaslConfig, TlsConfig};
 use serde::{Deserialize, Serialize};
 
@@ -213,31 +214,7 @@ impl Default for RemoteWriteConfig {
     }
 }
 
-/// HTTP basic authentication.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    /// User name.
-    pub username: String,
-    /// Password; or `password_file`.
-    pub password: Option<Secret>,
-    /// File holding the password.
-    pub password_file: Option<PathBuf>,
-}
-
-/// TLS to an HTTP receiver (PEM files).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpTlsConfig {
-    /// CA certificate to trust besides the system's.
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate, for receivers that require one (with `key_file`).
-    pub cert_file: Option<PathBuf>,
-    /// Key of the client certificate.
-    pub key_file: Option<PathBuf>,
-    /// Accept any server certificate (testing only).
-    pub insecure_skip_verify: bool,
-}
+pub use gomon_runtime::http_client::{BasicAuth, HttpTlsConfig};
 
 /// `aggregator.federate`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -256,17 +233,6 @@ impl Default for FederateConfig {
             stale_intervals: 5,
         }
     }
-}
-
-/// The secret of `key` (inline or from `{key}_file`; see [`gomon_runtime::config::secret`]).
-pub(crate) fn secret(
-    key: &str,
-    inline: Option<&Secret>,
-    file: Option<&PathBuf>,
-) -> Result<Option<Secret>, KeyError> {
-    gomon_runtime::config::secret(key, inline.map(Secret::expose), file.map(PathBuf::as_path))
-        .map(|value| value.map(Secret::new))
-        .map_err(|error| KeyError::new(error.key, error.message))
 }
 
 impl AggregatorConfig {
@@ -396,14 +362,6 @@ impl RemoteWriteConfig {
         if self.timeout.is_zero() {
             return Err(KeyError::new(key("timeout"), "must be positive"));
         }
-        if self.basic_auth.is_some()
-            && (self.bearer_token.is_some() || self.bearer_token_file.is_some())
-        {
-            return Err(KeyError::new(
-                key("basic_auth"),
-                "set either basic_auth or a bearer token, not both",
-            ));
-        }
         self.resolve()?;
         Ok(())
     }
@@ -411,84 +369,32 @@ impl RemoteWriteConfig {
     /// Reads and checks what the settings point at: the credentials (inline or from their files) and the TLS files
     /// (parsed as PEM). The error names the key.
     pub(crate) fn resolve(&self) -> Result<ResolvedRemote, KeyError> {
-        let key = |name: &str| format!("aggregator.remote_write.{name}");
+        let section = "aggregator.remote_write";
         let url = reqwest::Url::parse(&self.url)
-            .map_err(|error| KeyError::new(key("url"), error.to_string()))?;
-        let credentials = if let Some(basic) = &self.basic_auth {
-            let password = secret(
-                &key("basic_auth.password"),
-                basic.password.as_ref(),
-                basic.password_file.as_ref(),
-            )?;
-            Some(Credentials::Basic(basic.username.clone(), password))
-        } else {
-            secret(
-                &key("bearer_token"),
-                self.bearer_token.as_ref(),
-                self.bearer_token_file.as_ref(),
-            )?
-            .map(Credentials::Bearer)
+            .map_err(|error| KeyError::new(format!("{section}.url"), error.to_string()))?;
+        let credentials = Credentials::read(
+            section,
+            self.basic_auth.as_ref(),
+            self.bearer_token.as_ref(),
+            self.bearer_token_file.as_deref(),
+        )?;
+        let tls = match &self.tls {
+            Some(tls) => tls.read(&format!("{section}.tls"))?,
+            None => TlsMaterial::default(),
         };
-        let mut resolved = ResolvedRemote {
+        Ok(ResolvedRemote {
             url,
             credentials,
-            ca: None,
-            identity: None,
-            insecure_skip_verify: false,
-        };
-        let Some(tls) = &self.tls else {
-            return Ok(resolved);
-        };
-        let read = |name: &str, path: &PathBuf| {
-            std::fs::read(path).map_err(|error| {
-                KeyError::new(
-                    key(&format!("tls.{name}")),
-                    format!("cannot read {}: {error}", path.display()),
-                )
-            })
-        };
-        if let Some(path) = &tls.ca_file {
-            let certificate = reqwest::Certificate::from_pem(&read("ca_file", path)?)
-                .map_err(|error| KeyError::new(key("tls.ca_file"), error.to_string()))?;
-            resolved.ca = Some(certificate);
-        }
-        match (&tls.cert_file, &tls.key_file) {
-            (Some(cert), Some(private)) => {
-                let mut pem = read("cert_file", cert)?;
-                pem.extend(read("key_file", private)?);
-                let identity = reqwest::Identity::from_pem(&pem)
-                    .map_err(|error| KeyError::new(key("tls.cert_file"), error.to_string()))?;
-                resolved.identity = Some(identity);
-            }
-            (None, None) => {}
-            _ => {
-                return Err(KeyError::new(
-                    key("tls.cert_file"),
-                    "cert_file and key_file go together",
-                ));
-            }
-        }
-        resolved.insecure_skip_verify = tls.insecure_skip_verify;
-        Ok(resolved)
+            tls,
+        })
     }
-}
-
-/// Credentials sent with every remote write request.
-#[derive(Clone, Debug)]
-pub(crate) enum Credentials {
-    /// HTTP basic authentication: user name and password.
-    Basic(String, Option<Secret>),
-    /// A bearer token.
-    Bearer(Secret),
 }
 
 /// The remote write settings with their files read and checked, ready for the client.
 pub(crate) struct ResolvedRemote {
     pub(crate) url: reqwest::Url,
     pub(crate) credentials: Option<Credentials>,
-    pub(crate) ca: Option<reqwest::Certificate>,
-    pub(crate) identity: Option<reqwest::Identity>,
-    pub(crate) insecure_skip_verify: bool,
+    pub(crate) tls: TlsMaterial,
 }
 
 #[cfg(test)]

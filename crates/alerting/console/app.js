@@ -716,12 +716,13 @@
     return h('table', {}, h('thead', {}, h('tr', {},
       h('th', { scope: 'col' }, 'Status'), h('th', { scope: 'col' }, 'Event'),
       withAlert ? h('th', { scope: 'col' }, 'Alert') : null,
-      h('th', { scope: 'col' }, 'Channel'), h('th', { scope: 'col' }, 'Attempts'),
+      h('th', { scope: 'col' }, 'Receiver'), h('th', { scope: 'col' }, 'Channel'), h('th', { scope: 'col' }, 'Attempts'),
       h('th', { scope: 'col' }, 'Created'), h('th', { scope: 'col' }, 'Sent / next attempt'),
       h('th', { scope: 'col' }, 'Last error'))),
     h('tbody', {}, notifications.map((n) => h('tr', { 'data-id': n.id },
       h('td', {}, state(n.status)), h('td', {}, n.event),
       withAlert ? h('td', {}, h('a', { href: '#/alerts/' + encodeURIComponent(n.alert_id) }, n.alert_id.slice(0, 8))) : null,
+      h('td', { title: n.route === null || n.route === undefined ? '' : 'alerting.notify.routes[' + n.route + ']' }, n.receiver),
       h('td', {}, n.slack_channel || ''), h('td', {}, n.attempts),
       h('td', {}, when(n.created_at)),
       h('td', {}, n.sent_at ? when(n.sent_at) : when(n.next_attempt_at)),
@@ -764,14 +765,17 @@
   }
 
   function deliveryView(delivery) {
-    return delivery.receivers.map((r) => h('div', { 'data-receiver': r.name },
-      h('h2', {}, 'Receiver: ', r.name),
+    // Ids on the first receiver's fields only: an id names one element.
+    return delivery.receivers.map((r, i) => h('div', { 'data-receiver': r.name },
+      h('h2', {}, 'Receiver: ', r.name, ' (', r.type, ')'),
       r.configured ? h('dl', { class: 'fields' },
-        h('dt', {}, 'Circuit breaker'), h('dd', { id: 'breaker' }, state(r.breaker.state), r.breaker.since ? [' since ', when(r.breaker.since)] : ''),
+        h('dt', {}, 'Circuit breaker'), h('dd', { id: i === 0 ? 'breaker' : null, 'data-field': 'breaker' }, state(r.breaker.state), r.breaker.since ? [' since ', when(r.breaker.since)] : ''),
         h('dt', {}, 'Pending'), h('dd', {}, r.pending),
         h('dt', {}, 'Last delivery'), h('dd', {}, r.last_success_at ? when(r.last_success_at) : 'none yet'),
-        h('dt', {}, 'Last error'), h('dd', { id: 'last-error' }, r.last_error ? [when(r.last_error.at), ': ', r.last_error.message] : 'none'))
-        : h('p', { class: 'muted' }, 'Not configured: notifications are stored and not sent (alerting.slack).')));
+        h('dt', {}, 'Last error'), h('dd', { id: i === 0 ? 'last-error' : null, 'data-field': 'last-error' }, r.last_error ? [when(r.last_error.at), ': ', r.last_error.message] : 'none'))
+        : h('p', { class: 'muted' }, r.pending
+          ? r.pending + ' pending: no receiver of this name is configured any more (alerting.notify.receivers); they wait until one is.'
+          : 'Not configured: notifications are stored and not sent (alerting.notify, or alerting.slack).')));
   }
 
   // ---- hosts ----

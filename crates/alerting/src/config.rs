@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::AuthConfig;
 use crate::console::ConsoleConfig;
 use crate::notify::dispatcher::OutboxConfig;
+use crate::notify::policy::{NotifyConfig, Policy};
 use crate::notify::slack::SlackConfig;
 use crate::pods::KubernetesConfig;
 use crate::rule_engines::AlertmanagerConfig;
@@ -36,6 +37,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Where notifications go: Slack by incoming webhook or Web API, routed by severity, behind a circuit breaker.
     pub slack: SlackConfig,
+    /// Named receivers and the routes to them; when unset, `slack` is the one receiver.
+    pub notify: Option<NotifyConfig>,
     /// How the notification outbox is delivered and retried.
     pub outbox: OutboxConfig,
     /// The Kubernetes pod watcher (off by default).
@@ -59,6 +62,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             slack: SlackConfig::default(),
+            notify: None,
             outbox: OutboxConfig::default(),
             kubernetes: KubernetesConfig::default(),
             alertmanager: AlertmanagerConfig::default(),
@@ -111,14 +115,32 @@ impl Config {
         self.console
             .check()
             .map_err(|error| error.within("alerting.console"))?;
-        if self.outbox.lease <= self.slack.timeout {
-            return Err(KeyError::new(
-                "alerting.outbox.lease",
-                format!(
-                    "must be longer than alerting.slack.timeout ({:?}), not {:?}",
-                    self.slack.timeout, self.outbox.lease
-                ),
-            ));
+        // The lease must outlast one request to any receiver (alerting.slack's even when it sends nothing).
+        let policy = self.policy()?;
+        let mut timeouts = vec![("alerting.slack.timeout".to_owned(), self.slack.timeout)];
+        if self.notify.is_some() {
+            timeouts = policy
+                .receivers()
+                .iter()
+                .enumerate()
+                .map(|(index, receiver)| {
+                    (
+                        format!("alerting.notify.receivers[{index}].timeout"),
+                        receiver.kind.timeout(),
+                    )
+                })
+                .collect();
+        }
+        for (key, timeout) in timeouts {
+            if self.outbox.lease <= timeout {
+                return Err(KeyError::new(
+                    "alerting.outbox.lease",
+                    format!(
+                        "must be longer than {key} ({timeout:?}), not {:?}",
+                        self.outbox.lease
+                    ),
+                ));
+            }
         }
         for (key, value) in [
             ("alerting.request_timeout", self.request_timeout),
@@ -149,6 +171,11 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The notification policy: `alerting.notify`, or what `alerting.slack` stands for when it is not set.
+    pub fn policy(&self) -> Result<Policy, KeyError> {
+        Policy::new(self.notify.as_ref(), &self.slack)
     }
 
     /// The address to listen on, following the rule documented on [`Config::listen`].
@@ -215,6 +242,29 @@ mod tests {
             config.check().expect_err("lease").key,
             "alerting.outbox.lease"
         );
+    }
+
+    #[test]
+    fn the_notification_policy_is_checked_with_the_rest() {
+        let mut config: Config = yaml_serde::from_str(
+            "notify:\n  receivers:\n    - name: hook\n      type: webhook\n      url: https://hooks.example.com/\n\
+             \x20     timeout: 90s\n  routes:\n    - receiver: hook\n    - receiver: pager\n",
+        )
+        .expect("parse");
+        assert_eq!(
+            config.check().expect_err("unknown receiver").to_string(),
+            "alerting.notify.routes[1].receiver: no receiver named \"pager\""
+        );
+        if let Some(notify) = config.notify.as_mut() {
+            notify.routes.pop();
+        }
+        assert_eq!(
+            config.check().expect_err("lease").key,
+            "alerting.outbox.lease"
+        );
+        config.outbox.lease = Duration::from_secs(120);
+        assert!(config.check().is_ok());
+        assert_eq!(config.policy().expect("policy").receivers()[0].name, "hook");
     }
 
     #[test]

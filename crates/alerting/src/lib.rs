@@ -152,42 +152,39 @@ pub async fn run_with(
     let mut service = AlertService::new(store.clone(), &registry)
         .with_alertmanager(config.alertmanager.clone())
         .with_counted_sources(&config.sources);
+    let policy = config
+        .policy()
+        .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
     let mut delivery = notify::DeliveryStatus::default();
-    let dispatcher = match notify::slack::SlackClient::new(&config.slack)? {
-        Some(client) => {
-            delivery = notify::DeliveryStatus::configured();
-            let wake = Arc::new(tokio::sync::Notify::new());
-            let severities: Vec<model::Severity> = model::Severity::ALL
-                .into_iter()
-                .filter(|severity| config.slack.channel_for(*severity).is_some())
-                .collect();
-            tracing::info!(
-                via = if client.uses_web_api() { "web API (chat.postMessage)" } else { "incoming webhook" },
-                severities = ?severities,
-                "Slack notifications on: written to the outbox with each alert change, delivered in the background"
-            );
-            service = service.with_notifications(Notifications::new(severities, wake.clone()));
-            let dispatcher = notify::dispatcher::Dispatcher::new(
-                store.clone(),
-                client,
-                config.slack.clone(),
-                config.outbox.clone(),
-                notify_metrics,
-                wake,
-                delivery.clone(),
-            );
-            // Owned by this future: if it is dropped, the dispatcher stops with it.
-            let mut tasks = tokio::task::JoinSet::new();
+    let dispatcher = if policy.receivers().is_empty() {
+        tracing::info!(
+            "no receiver configured (alerting.notify, or alerting.slack.webhook_url or bot_token): alert changes \
+             are only logged"
+        );
+        None
+    } else {
+        let started = notify::dispatcher::Dispatchers::new(
+            &policy,
+            &store,
+            &config.outbox,
+            &notify_metrics,
+            config.notify.is_some(),
+        )?;
+        delivery = started.status;
+        let (dispatchers, wakes) = (started.dispatchers, started.wakes);
+        tracing::info!(
+            receivers = ?policy.receivers().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            severities = ?policy.severities(),
+            "notifications on: written to the outbox with each alert change, one row per receiver its routes \
+             choose, delivered in the background"
+        );
+        service = service.with_notifications(Notifications::new(policy, wakes));
+        // Owned by this future: if it is dropped, the dispatchers stop with it.
+        let mut tasks = tokio::task::JoinSet::new();
+        for dispatcher in dispatchers {
             tasks.spawn(dispatcher.run(shutdown.clone()));
-            Some(tasks)
         }
-        None => {
-            tracing::info!(
-                "no Slack destination configured (alerting.slack.webhook_url or bot_token): alert changes are only \
-                 logged"
-            );
-            None
-        }
+        Some(tasks)
     };
     if let Err(error) = service.refresh_gauges().await {
         tracing::warn!(%error, "alerting_active_alerts not initialised");

@@ -574,6 +574,15 @@ parse_by_name!(
     ]
 );
 
+/// One receiver a notification goes to, and the route that chose it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The receiver's name (`alerting.notify.receivers[].name`, or `slack` for `alerting.slack`).
+    pub receiver: String,
+    /// The index of the route in `alerting.notify.routes`; `None` for the route `alerting.slack` stands for.
+    pub route: Option<i32>,
+}
+
 /// A notification to write to the outbox together with the alert change that causes it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewNotification {
@@ -585,6 +594,8 @@ pub struct NewNotification {
     pub payload: serde_json::Value,
     /// When the change happened (the delivery latency is measured from here).
     pub created_at: DateTime<Utc>,
+    /// The receivers it goes to (one outbox row each), and the routes that chose them.
+    pub targets: Vec<Target>,
 }
 
 impl NewNotification {
@@ -595,6 +606,7 @@ impl NewNotification {
         event: &'static str,
         actor: Option<&str>,
         note: Option<&str>,
+        targets: Vec<Target>,
     ) -> Self {
         let mut payload = serde_json::json!({"alert": alert, "actor": actor, "note": note});
         let trace = gomon_runtime::telemetry::inject(&tracing::Span::current());
@@ -606,6 +618,7 @@ impl NewNotification {
             event,
             payload,
             created_at: alert.updated_at,
+            targets,
         }
     }
 }
@@ -638,6 +651,11 @@ pub struct Notification {
     pub slack_channel: Option<String>,
     /// Slack's message timestamp (Web API): follow-ups are threaded under the `created` message's.
     pub slack_ts: Option<String>,
+    /// The receiver it goes to.
+    pub receiver: String,
+    /// The index of the route in `alerting.notify.routes` that chose the receiver; null for the route
+    /// `alerting.slack` stands for.
+    pub route: Option<i32>,
 }
 
 /// Which alerts a listing returns, and which page of them.

@@ -16,6 +16,7 @@ use crate::model::{
     self, Alert, AlertFilter, AlertPage, AuditEntry, Change, NewAlert, NewNotification, OpenCounts,
     Severity,
 };
+use crate::notify::policy::Policy;
 use crate::rule_engines::{AlertmanagerConfig, GrafanaAlert, PostableAlert, Rejection, RuleAlert};
 use crate::silence::{PostableSilence, Silence, SilenceAction, alert_labels};
 use crate::store::{Applied, Changed, Creation, NotificationFilter, Step, Store};
@@ -70,17 +71,22 @@ impl Metrics {
     }
 }
 
-/// Which changes are notified (by severity), and the dispatcher to wake when a notification is written.
+/// Which changes are notified and to which receivers (the policy), and the dispatchers to wake when a
+/// notification is written.
 #[derive(Clone, Debug)]
 pub struct Notifications {
-    severities: Vec<Severity>,
-    wake: Arc<Notify>,
+    policy: Arc<Policy>,
+    wakes: Arc<[Arc<Notify>]>,
 }
 
 impl Notifications {
-    /// Notify changes of alerts of `severities`; `wake` is signalled after each notification written.
-    pub fn new(severities: Vec<Severity>, wake: Arc<Notify>) -> Self {
-        Self { severities, wake }
+    /// Notify changes of alerts as `policy` routes them; each of `wakes` (one per dispatcher) is signalled after
+    /// notifications are written.
+    pub fn new(policy: Policy, wakes: Vec<Arc<Notify>>) -> Self {
+        Self {
+            policy: Arc::new(policy),
+            wakes: wakes.into(),
+        }
     }
 
     fn of(
@@ -90,9 +96,8 @@ impl Notifications {
         actor: Option<&str>,
         note: Option<&str>,
     ) -> Option<NewNotification> {
-        self.severities
-            .contains(&alert.severity)
-            .then(|| NewNotification::new(alert, event, actor, note))
+        let targets = self.policy.targets(alert);
+        (!targets.is_empty()).then(|| NewNotification::new(alert, event, actor, note, targets))
     }
 }
 
@@ -157,9 +162,9 @@ impl AlertService {
         &self.alertmanager
     }
 
-    /// The severities whose changes are notified; `None` when no Slack destination is configured.
-    pub fn notified_severities(&self) -> Option<&[Severity]> {
-        self.notifications.as_ref().map(|n| n.severities.as_slice())
+    /// The notification policy; `None` when no receiver is configured.
+    pub fn policy(&self) -> Option<&Policy> {
+        self.notifications.as_ref().map(|n| n.policy.as_ref())
     }
 
     /// The same service, writing a notification to the outbox with every change `notifications` selects.
@@ -182,7 +187,9 @@ impl AlertService {
 
     fn wake_dispatcher(&self) {
         if let Some(notifications) = &self.notifications {
-            notifications.wake.notify_one();
+            for wake in notifications.wakes.iter() {
+                wake.notify_one();
+            }
         }
     }
 
@@ -391,7 +398,7 @@ impl AlertService {
                     touched.push(alert);
                 }
                 Applied::Resolved(Some(alert)) => {
-                    wake |= self.notifies(alert.severity);
+                    wake |= self.notifies(&alert);
                     tracing::info!(alert_id = %alert.id, status = %alert.status, change = ?resolve,
                         "alert changed");
                     touched.push(alert);
@@ -457,11 +464,7 @@ impl AlertService {
             })
             .await?;
         if let Some(alert) = &resolved {
-            if self
-                .notifications
-                .as_ref()
-                .is_some_and(|n| n.severities.contains(&alert.severity))
-            {
+            if self.notifies(alert) {
                 self.wake_dispatcher();
             }
             tracing::info!(alert_id = %alert.id, "alert resolved: past its endsAt");
@@ -602,7 +605,7 @@ impl AlertService {
             .store
             .update(id, self.changer(&change, actor, &silences))
             .await?;
-        if self.notifies(alert.severity) {
+        if self.notifies(&alert) {
             self.wake_dispatcher();
         }
         tracing::info!(alert_id = %alert.id, status = %alert.status, ?change, "alert changed");
@@ -628,11 +631,11 @@ impl AlertService {
         }
     }
 
-    /// Whether alerts of `severity` are notified.
-    fn notifies(&self, severity: Severity) -> bool {
+    /// Whether some route takes `alert`'s notifications.
+    fn notifies(&self, alert: &Alert) -> bool {
         self.notifications
             .as_ref()
-            .is_some_and(|n| n.severities.contains(&severity))
+            .is_some_and(|n| !n.policy.targets(alert).is_empty())
     }
 
     /// The alerts from `source` that are not resolved, oldest first.
@@ -689,6 +692,11 @@ impl AlertService {
     /// Notifications waiting in the outbox.
     pub async fn pending_notifications(&self) -> Result<i64> {
         self.store.pending_notifications().await
+    }
+
+    /// Notifications waiting in the outbox, by receiver.
+    pub async fn pending_by_receiver(&self) -> Result<Vec<(String, i64)>> {
+        self.store.pending_by_receiver().await
     }
 
     /// How many alerts are open, by status and severity; sets `alerting_active_alerts` on the way.

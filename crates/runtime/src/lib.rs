@@ -2,13 +2,15 @@
 //!
 //! Each role (alerting, agent and aggregator) uses the same pieces: layered configuration
 //! ([`config`]), one retry schedule ([`backoff`]), JSON logs ([`logging`]), a Prometheus registry with process metrics ([`metrics`]),
-//! HTTP serving with request metrics and graceful shutdown ([`http`], [`shutdown`]), Kafka connection settings
+//! HTTP serving with request metrics and graceful shutdown ([`http`], [`shutdown`]), outgoing HTTP client
+//! authentication and TLS ([`http_client`]), Kafka connection settings
 //! ([`kafka`]), label matchers and series selectors ([`selector`]), traces exported over OTLP ([`telemetry`]) and
 //! shortened text ([`text`]).
 
 pub mod backoff;
 pub mod config;
 pub mod http;
+pub mod http_client;
 pub mod kafka;
 pub mod logging;
 pub mod metrics;

@@ -1,7 +1,8 @@
 //! Real systems for integration tests, started on free loopback ports in temporary directories and stopped when
 //! dropped: a Kafka-protocol broker ([`Broker`], tansu in memory; [`tls::TlsBroker`] behind stunnel for TLS),
 //! [`VictoriaMetrics`] and [`Prometheus`]; and a fake Slack
-//! ([`slack::FakeSlack`]) speaking Slack's webhook and Web API wire formats, and an OTLP/HTTP trace receiver
+//! ([`slack::FakeSlack`]) speaking Slack's webhook and Web API wire formats, a receiver of Alertmanager's webhook
+//! payload ([`webhook::WebhookReceiver`]) that checks it strictly, and an OTLP/HTTP trace receiver
 //! ([`otlp::OtlpReceiver`]); a TCP [`proxy::Proxy`] that cuts or freezes the way to a real server.
 //!
 //! A missing program is a test failure with the command that installs it, never a skip; `scripts/test.sh`
@@ -20,6 +21,7 @@ pub mod otlp;
 pub mod proxy;
 pub mod slack;
 pub mod tls;
+pub mod webhook;
 
 /// The value of `series` (a metric name, with its labels as rendered: `name{label="value"}`) on the Prometheus
 /// text page at `url`; `None` when the page cannot be fetched or has no such series.

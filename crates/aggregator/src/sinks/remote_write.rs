@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use gomon_proto::prometheus::{TimeSeries, WriteRequest};
 use gomon_proto::prost::Message as _;
-use gomon_runtime::config::Secret;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 
-use crate::config::{Credentials, RemoteWriteConfig};
+use crate::config::RemoteWriteConfig;
 use gomon_runtime::config::KeyError;
+use gomon_runtime::http_client::Credentials;
 
 /// How a request ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -150,17 +150,11 @@ impl RemoteWriter {
             "X-Prometheus-Remote-Write-Version",
             HeaderValue::from_static("0.1.0"),
         );
-        let mut builder = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(config.timeout)
-            .user_agent(concat!("gomon-aggregator/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(resolved.insecure_skip_verify);
-        if let Some(ca) = resolved.ca {
-            builder = builder.add_root_certificate(ca);
-        }
-        if let Some(identity) = resolved.identity {
-            builder = builder.identity(identity);
-        }
+            .user_agent(concat!("gomon-aggregator/", env!("CARGO_PKG_VERSION")));
+        let builder = resolved.tls.apply(builder);
         let client = builder
             .build()
             .map_err(|error| KeyError::new("aggregator.remote_write.tls", error.to_string()))?;
@@ -181,13 +175,9 @@ impl RemoteWriter {
     /// Sends one encoded body once.
     pub async fn send(&self, body: bytes::Bytes) -> Result<(), WriteError> {
         let mut request = self.client.post(self.url.clone()).body(body);
-        request = match &self.credentials {
-            Some(Credentials::Basic(user, password)) => {
-                request.basic_auth(user, password.as_ref().map(Secret::expose))
-            }
-            Some(Credentials::Bearer(token)) => request.bearer_auth(token.expose()),
-            None => request,
-        };
+        if let Some(credentials) = &self.credentials {
+            request = credentials.apply(request);
+        }
         let response = match request.send().await {
             Ok(response) => response,
             Err(error) => {

@@ -540,15 +540,17 @@ pub(super) fn config_yaml(service: &AlertService) -> String {
         .iter()
         .map(|(label, severity)| format!("{label}: {severity}"))
         .collect();
-    let notified = match service.notified_severities() {
-        Some(notified) => {
-            let notified: Vec<&str> = notified.iter().map(|s| s.as_str()).collect();
+    let notified = match service.policy() {
+        Some(policy) => {
+            let notified: Vec<&str> = policy.severities().iter().map(|s| s.as_str()).collect();
+            let receivers: Vec<&str> = policy.receivers().iter().map(|r| r.name.as_str()).collect();
             format!(
-                "to Slack (alerting.slack): severities {}",
+                "to receivers {} (alerting.notify, else alerting.slack): severities {}",
+                receivers.join(", "),
                 notified.join(", ")
             )
         }
-        None => "nowhere: no Slack destination configured (alerting.slack)".into(),
+        None => "nowhere: no receiver configured (alerting.notify or alerting.slack)".into(),
     };
     let source = config
         .source

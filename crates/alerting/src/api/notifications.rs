@@ -31,6 +31,8 @@ pub(super) struct NotificationParams {
     pub status: Option<NotificationStatus>,
     /// Only this alert's notifications.
     pub alert_id: Option<uuid::Uuid>,
+    /// Only this receiver's notifications.
+    pub receiver: Option<String>,
     /// Page size, default 100, at most 1000.
     pub limit: Option<u32>,
     /// Rows to skip.
@@ -45,11 +47,12 @@ impl NotificationParams {
             match name.as_str() {
                 "status" => params.status = Some(parse_param(&name, &value)?),
                 "alert_id" => params.alert_id = Some(parse_param(&name, &value)?),
+                "receiver" => params.receiver = Some(value),
                 "limit" => params.limit = Some(parse_limit(&value)?),
                 "offset" => params.offset = Some(parse_param(&name, &value)?),
                 other => {
                     return Err(ApiError::bad_request(format!(
-                        "unknown query parameter `{other}`: expected status, alert_id, limit or offset"
+                        "unknown query parameter `{other}`: expected status, alert_id, receiver, limit or offset"
                     )));
                 }
             }
@@ -62,6 +65,7 @@ impl NotificationParams {
         NotificationFilter {
             status: self.status,
             alert_id: self.alert_id,
+            receiver: self.receiver,
             limit: self.limit.unwrap_or(DEFAULT_LIMIT),
             offset: self.offset.unwrap_or_default(),
         }
@@ -102,11 +106,20 @@ pub(super) struct DeliveryView {
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(super) async fn status(State(state): State<AppState>) -> Result<Json<DeliveryView>, ApiError> {
-    let mut receiver = state.delivery.get();
-    receiver.pending = state.service.pending_notifications().await?;
-    Ok(Json(DeliveryView {
-        receivers: vec![receiver],
-    }))
+    let mut receivers = state.delivery.get();
+    for (name, count) in state.service.pending_by_receiver().await? {
+        match receivers.iter_mut().find(|receiver| receiver.name == name) {
+            Some(receiver) => receiver.pending = count,
+            // Rows of a receiver no longer configured wait for one of that name.
+            None => receivers.push(ReceiverStatus {
+                name,
+                kind: String::new(),
+                pending: count,
+                ..ReceiverStatus::default()
+            }),
+        }
+    }
+    Ok(Json(DeliveryView { receivers }))
 }
 
 #[cfg(test)]
@@ -125,5 +138,7 @@ mod tests {
         assert!(parse_filter(Some("status=lost")).is_err());
         assert!(parse_filter(Some("alert_id=nope")).is_err());
         assert!(parse_filter(Some("colour=red")).is_err());
+        let filter = parse_filter(Some("receiver=hook")).expect("valid");
+        assert_eq!(filter.receiver.as_deref(), Some("hook"));
     }
 }

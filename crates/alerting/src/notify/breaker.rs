@@ -1,5 +1,5 @@
-//! A circuit breaker in front of Slack: after repeated failures it stops sending for a while, then lets a few trial
-//! requests through to find out whether Slack has recovered.
+//! A circuit breaker in front of a receiver: after repeated failures it stops sending for a while, then lets a few
+//! trial requests through to find out whether the receiver has recovered.
 //!
 //! CLOSED (sending) -> OPEN after `failure_threshold` consecutive failures -> HALF_OPEN once `timeout_duration` has
 //! passed -> CLOSED on the first success, or OPEN again on a failure. The breaker is plain state driven by explicit
@@ -93,6 +93,8 @@ const HALF_OPEN_POLL: Duration = Duration::from_secs(1);
 /// The circuit breaker. Its state is mirrored in a gauge (see [`BreakerState::as_gauge`]).
 #[derive(Debug)]
 pub struct CircuitBreaker {
+    /// The receiver it guards, named in its log lines.
+    receiver: String,
     config: BreakerConfig,
     gauge: IntGauge,
     state: BreakerState,
@@ -102,10 +104,11 @@ pub struct CircuitBreaker {
 }
 
 impl CircuitBreaker {
-    /// A closed breaker; sets `gauge` to 0. Thresholds of 0 are treated as 1.
-    pub fn new(config: BreakerConfig, gauge: IntGauge) -> Self {
+    /// A closed breaker in front of `receiver`; sets `gauge` to 0. Thresholds of 0 are treated as 1.
+    pub fn new(receiver: &str, config: BreakerConfig, gauge: IntGauge) -> Self {
         gauge.set(BreakerState::Closed.as_gauge());
         Self {
+            receiver: receiver.to_owned(),
             config,
             gauge,
             state: BreakerState::Closed,
@@ -128,10 +131,11 @@ impl CircuitBreaker {
             }
             self.transition(BreakerState::HalfOpen);
             tracing::info!(
+                receiver = %self.receiver,
                 from = "OPEN",
                 to = "HALF_OPEN",
                 max_trials = self.max_trials(),
-                "CIRCUIT BREAKER half-open: trying Slack again"
+                "CIRCUIT BREAKER half-open: trying the receiver again"
             );
         }
         match self.state {
@@ -144,7 +148,7 @@ impl CircuitBreaker {
         }
     }
 
-    /// Records a request that succeeded (call it for any answer that does not count against Slack). CLOSED: resets
+    /// Records a request that succeeded (call it for any answer that does not count against the receiver). CLOSED: resets
     /// the consecutive failures; HALF_OPEN: closes the breaker. Ignored while OPEN (a request sent before it opened).
     pub fn on_success(&mut self, _now: Instant) {
         match self.state {
@@ -152,16 +156,17 @@ impl CircuitBreaker {
             BreakerState::HalfOpen => {
                 self.transition(BreakerState::Closed);
                 tracing::info!(
+                    receiver = %self.receiver,
                     from = "HALF_OPEN",
                     to = "CLOSED",
-                    "CIRCUIT BREAKER closed: Slack notifications resumed"
+                    "CIRCUIT BREAKER closed: notifications resumed"
                 );
             }
             BreakerState::Open => {}
         }
     }
 
-    /// Records a request that failed because of Slack. CLOSED: counts it, and opens the breaker on reaching
+    /// Records a request that failed because of the receiver. CLOSED: counts it, and opens the breaker on reaching
     /// `failure_threshold` consecutive failures; HALF_OPEN: opens it again, restarting the timer. Ignored while OPEN.
     pub fn on_failure(&mut self, now: Instant) {
         match self.state {
@@ -172,11 +177,12 @@ impl CircuitBreaker {
                     self.opened_at = now;
                     self.transition(BreakerState::Open);
                     tracing::warn!(
+                        receiver = %self.receiver,
                         from = "CLOSED",
                         to = "OPEN",
                         consecutive_failures = failures,
                         retry_in = ?self.config.timeout_duration,
-                        "CIRCUIT BREAKER opened: Slack notifications paused"
+                        "CIRCUIT BREAKER opened: notifications paused"
                     );
                 }
             }
@@ -184,10 +190,11 @@ impl CircuitBreaker {
                 self.opened_at = now;
                 self.transition(BreakerState::Open);
                 tracing::warn!(
+                    receiver = %self.receiver,
                     from = "HALF_OPEN",
                     to = "OPEN",
                     retry_in = ?self.config.timeout_duration,
-                    "CIRCUIT BREAKER reopened: Slack is still failing"
+                    "CIRCUIT BREAKER reopened: the receiver is still failing"
                 );
             }
             BreakerState::Open => {}
@@ -225,7 +232,7 @@ mod tests {
             timeout_duration: Duration::from_secs(60),
             half_open_max_requests: 2,
         };
-        (CircuitBreaker::new(config, gauge.clone()), gauge)
+        (CircuitBreaker::new("slack", config, gauge.clone()), gauge)
     }
 
     fn open(breaker: &mut CircuitBreaker, at: Instant) {

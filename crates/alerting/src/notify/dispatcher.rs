@@ -1,5 +1,6 @@
-//! The dispatcher: delivers the notification outbox to Slack, through the circuit breaker, in order for any one
-//! alert, with exponential backoff and jitter, honouring Slack's `Retry-After`.
+//! The dispatcher: delivers one receiver's rows of the notification outbox, through that receiver's circuit
+//! breaker, in order for any one alert, with exponential backoff and jitter, honouring `Retry-After`. Each receiver
+//! has its own dispatcher task, so a receiver that is down or slow delays only its own rows.
 //!
 //! Several replicas may run it on one PostgreSQL: each claims due rows with `FOR UPDATE SKIP LOCKED` and leases
 //! them (`outbox.lease`), so a row is delivered by one replica, and by another if the first dies holding it.
@@ -10,14 +11,19 @@ use std::time::{Duration, Instant};
 use gomon_runtime::config::KeyError;
 use gomon_runtime::metrics::must;
 use gomon_runtime::shutdown::Shutdown;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tracing::Instrument as _;
 
-use super::breaker::CircuitBreaker;
-use super::slack::{Event, SendOutcome, SlackClient, SlackConfig, render};
-use super::status::DeliveryStatus;
+use super::breaker::{BreakerConfig, CircuitBreaker};
+use super::outcome::SendOutcome;
+use super::policy::{Policy, ReceiverKind};
+use super::slack::{Event, SlackClient, SlackConfig, render};
+use super::status::{DeliveryStatus, ReceiverHandle};
+use super::webhook::{WebhookClient, payload};
 use crate::model::{self, Alert, Notification};
 use crate::store::{DeliveryRecord, Store};
 
@@ -96,11 +102,13 @@ impl OutboxConfig {
     }
 }
 
-/// The notification metrics. Registered whether or not Slack is configured, so dashboards always find them.
+/// The notification metrics. Registered whether or not a receiver is configured, so dashboards always find them.
 #[derive(Clone, Debug)]
 pub struct NotifyMetrics {
     breaker_state: IntGauge,
+    receiver_breaker: IntGaugeVec,
     slack: IntCounterVec,
+    attempts: IntCounterVec,
     failed: IntCounter,
     delivery: Histogram,
 }
@@ -110,7 +118,21 @@ impl NotifyMetrics {
     pub fn new(registry: &Registry) -> Self {
         let breaker_state = must(IntGauge::new(
             "alerting_circuit_breaker_state",
-            "State of the Slack circuit breaker: 0 closed, 1 open, 2 half-open.",
+            "State of the circuit breaker of the first Slack receiver: 0 closed, 1 open, 2 half-open.",
+        ));
+        let receiver_breaker = must(IntGaugeVec::new(
+            Opts::new(
+                "alerting_receiver_circuit_breaker_state",
+                "State of each receiver's circuit breaker: 0 closed, 1 open, 2 half-open.",
+            ),
+            &["receiver"],
+        ));
+        let attempts = must(IntCounterVec::new(
+            Opts::new(
+                "alerting_notification_attempts_total",
+                "Delivery attempts, by receiver and outcome (success or failure).",
+            ),
+            &["receiver", "status"],
         ));
         let slack = must(IntCounterVec::new(
             Opts::new(
@@ -133,6 +155,8 @@ impl NotifyMetrics {
             ]),
         ));
         must(registry.register(Box::new(breaker_state.clone())));
+        must(registry.register(Box::new(receiver_breaker.clone())));
+        must(registry.register(Box::new(attempts.clone())));
         must(registry.register(Box::new(slack.clone())));
         must(registry.register(Box::new(failed.clone())));
         must(registry.register(Box::new(delivery.clone())));
@@ -141,7 +165,9 @@ impl NotifyMetrics {
         }
         Self {
             breaker_state,
+            receiver_breaker,
             slack,
+            attempts,
             failed,
             delivery,
         }
@@ -158,16 +184,17 @@ struct Payload {
 
 /// The span of one delivery attempt: a child of the span the notification was made in (the request that changed
 /// the alert), from the `traceparent` its payload keeps. None when spans are not exported.
-fn delivery_span(row: &Notification) -> tracing::Span {
+fn delivery_span(row: &Notification, name: &'static str) -> tracing::Span {
     if !gomon_runtime::telemetry::enabled() {
         return tracing::Span::none();
     }
     let span = tracing::info_span!(
         "alerting.notify",
-        otel.name = "slack deliver",
+        otel.name = name,
         otel.kind = "client",
         notification = row.id,
         alert_id = %row.alert_id,
+        receiver = row.receiver.as_str(),
         event = row.event.as_str(),
         attempt = row.attempts + 1,
         outcome = tracing::field::Empty,
@@ -186,40 +213,192 @@ fn delivery_span(row: &Notification) -> tracing::Span {
     span
 }
 
-/// Delivers the outbox until shutdown.
+/// How a receiver is sent to.
+#[derive(Debug)]
+pub enum Sender {
+    /// Slack, through its client, with the receiver's settings (channels by severity, links).
+    Slack {
+        /// The HTTP client.
+        client: SlackClient,
+        /// The receiver's settings.
+        config: Box<SlackConfig>,
+    },
+    /// Alertmanager's webhook payload, version 4.
+    Webhook(WebhookClient),
+}
+
+impl Sender {
+    /// The name of a delivery attempt's span: `slack deliver` or `webhook deliver`.
+    fn span_name(&self) -> &'static str {
+        match self {
+            Sender::Slack { .. } => "slack deliver",
+            Sender::Webhook(_) => "webhook deliver",
+        }
+    }
+}
+
+/// One dispatcher per receiver of a policy, with the receivers' shared delivery status and the wake-ups the
+/// service signals when it writes notifications.
+pub struct Dispatchers {
+    /// The dispatchers, in the policy's receiver order.
+    pub dispatchers: Vec<Dispatcher>,
+    /// Each dispatcher's wake-up.
+    pub wakes: Vec<Arc<Notify>>,
+    /// The receivers' delivery status, written by the dispatchers.
+    pub status: DeliveryStatus,
+}
+
+impl Dispatchers {
+    /// The dispatchers of `policy`'s receivers over `store`, their clients built (files read); a receiver's error
+    /// names `alerting.notify.receivers[i]`, or `alerting.slack` when `explicit` is false (the policy is what
+    /// `alerting.slack` stands for). `alerting_circuit_breaker_state` follows the first Slack receiver.
+    pub fn new(
+        policy: &Policy,
+        store: &Store,
+        outbox: &OutboxConfig,
+        metrics: &NotifyMetrics,
+        explicit: bool,
+    ) -> anyhow::Result<Dispatchers> {
+        let status = DeliveryStatus::configured(
+            policy
+                .receivers()
+                .iter()
+                .map(|receiver| (receiver.name.as_str(), receiver.kind.type_name())),
+        );
+        let mut dispatchers = Vec::new();
+        let mut wakes = Vec::new();
+        let mut legacy_gauge = true;
+        for (index, receiver) in policy.receivers().iter().enumerate() {
+            let key = if explicit {
+                format!("alerting.notify.receivers[{index}]")
+            } else {
+                "alerting.slack".to_owned()
+            };
+            let (sender, breaker, feeds_legacy_gauge) = match &receiver.kind {
+                ReceiverKind::Slack(slack) => {
+                    let client = SlackClient::new(slack)
+                        .map_err(|error| anyhow::anyhow!("{key}: {error}"))?
+                        .ok_or_else(|| anyhow::anyhow!("{key}: no Slack destination"))?;
+                    tracing::info!(
+                        receiver = %receiver.name,
+                        via = if client.uses_web_api() { "web API (chat.postMessage)" } else { "incoming webhook" },
+                        "Slack receiver on"
+                    );
+                    let sender = Sender::Slack {
+                        client,
+                        config: Box::new(slack.clone()),
+                    };
+                    let feeds = std::mem::replace(&mut legacy_gauge, false);
+                    (sender, slack.circuit_breaker.clone(), feeds)
+                }
+                ReceiverKind::Webhook(webhook) => {
+                    let client = WebhookClient::new(webhook)
+                        .map_err(|error| anyhow::anyhow!("{}", error.within(&key)))?;
+                    tracing::info!(receiver = %receiver.name, "webhook receiver on");
+                    (
+                        Sender::Webhook(client),
+                        webhook.circuit_breaker.clone(),
+                        false,
+                    )
+                }
+            };
+            let wake = Arc::new(Notify::new());
+            wakes.push(wake.clone());
+            let handle = status
+                .receiver(&receiver.name)
+                .ok_or_else(|| anyhow::anyhow!("receiver {} has no status", receiver.name))?;
+            dispatchers.push(Dispatcher::new(
+                store.clone(),
+                receiver.name.clone(),
+                sender,
+                breaker,
+                outbox.clone(),
+                metrics.clone(),
+                wake,
+                handle,
+                feeds_legacy_gauge,
+            ));
+        }
+        Ok(Dispatchers {
+            dispatchers,
+            wakes,
+            status,
+        })
+    }
+}
+
+/// Delivers one receiver's rows of the outbox until shutdown.
 pub struct Dispatcher {
     store: Store,
-    client: SlackClient,
-    slack: SlackConfig,
+    receiver: String,
+    sender: Sender,
     outbox: OutboxConfig,
     breaker: CircuitBreaker,
     metrics: NotifyMetrics,
     wake: Arc<Notify>,
-    status: DeliveryStatus,
+    status: ReceiverHandle,
+    /// Mirrors the breaker in `alerting_circuit_breaker_state` (the first Slack receiver).
+    legacy_gauge: bool,
 }
 
 impl Dispatcher {
-    /// A dispatcher delivering `store`'s outbox with `client`; `wake` is signalled when a notification is written.
+    /// A dispatcher delivering `store`'s rows for `receiver` with `sender` behind a breaker configured by
+    /// `breaker`; `wake` is signalled when a notification is written. `legacy_gauge`: the breaker's state is also
+    /// `alerting_circuit_breaker_state`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
-        client: SlackClient,
-        slack: SlackConfig,
+        receiver: String,
+        sender: Sender,
+        breaker: BreakerConfig,
         outbox: OutboxConfig,
         metrics: NotifyMetrics,
         wake: Arc<Notify>,
-        status: DeliveryStatus,
+        status: ReceiverHandle,
+        legacy_gauge: bool,
     ) -> Self {
-        let breaker =
-            CircuitBreaker::new(slack.circuit_breaker.clone(), metrics.breaker_state.clone());
+        let gauge = metrics
+            .receiver_breaker
+            .with_label_values(&[receiver.as_str()]);
+        let breaker = CircuitBreaker::new(&receiver, breaker, gauge);
+        if legacy_gauge {
+            metrics.breaker_state.set(breaker.state().as_gauge());
+        }
+        for status in ["success", "failure"] {
+            metrics
+                .attempts
+                .with_label_values(&[receiver.as_str(), status]);
+        }
         Self {
             store,
-            client,
-            slack,
+            receiver,
+            sender,
             outbox,
             breaker,
             metrics,
             wake,
             status,
+            legacy_gauge,
+        }
+    }
+
+    /// Publishes the breaker's state: the delivery status, and the legacy gauge when this dispatcher feeds it.
+    fn observe_breaker(&self) {
+        let state = self.breaker.state();
+        self.status.breaker(state);
+        if self.legacy_gauge {
+            self.metrics.breaker_state.set(state.as_gauge());
+        }
+    }
+
+    /// Counts one attempt's outcome (`success` or `failure`).
+    fn count(&self, outcome: &str) {
+        self.metrics
+            .attempts
+            .with_label_values(&[self.receiver.as_str(), outcome])
+            .inc();
+        if matches!(self.sender, Sender::Slack { .. }) {
+            self.metrics.slack.with_label_values(&[outcome]).inc();
         }
     }
 
@@ -233,13 +412,18 @@ impl Dispatcher {
     }
 
     /// Delivers until `shutdown` fires; a delivery under way is finished first.
-    pub async fn run(mut self, shutdown: Shutdown) {
+    pub async fn run(self, shutdown: Shutdown) {
+        let span = tracing::info_span!("dispatcher", receiver = %self.receiver);
+        self.deliver_until(shutdown).instrument(span).await;
+    }
+
+    async fn deliver_until(mut self, shutdown: Shutdown) {
         let lease = chrono::Duration::from_std(self.outbox.lease).unwrap_or(chrono::Duration::MAX);
         while !shutdown.is_triggered() {
             let now = model::now();
             let claimed = match self
                 .store
-                .claim_due(now, now + lease, self.outbox.batch_size)
+                .claim_due(now, now + lease, self.outbox.batch_size, &self.receiver)
                 .await
             {
                 Ok(claimed) => claimed,
@@ -259,7 +443,7 @@ impl Dispatcher {
                     Some(Duration::ZERO)
                 } else {
                     let refused = self.breaker.try_acquire(Instant::now()).err();
-                    self.status.breaker(self.breaker.state());
+                    self.observe_breaker();
                     refused
                 };
                 if let Some(wait) = blocked {
@@ -297,7 +481,7 @@ impl Dispatcher {
                         continue;
                     }
                 }
-                let span = delivery_span(&row);
+                let span = delivery_span(&row, self.sender.span_name());
                 let delivery = self.deliver(&row).instrument(span.clone()).await;
                 let (outcome, error) = match &delivery {
                     DeliveryRecord::Sent { .. } => ("sent", None),
@@ -328,54 +512,22 @@ impl Dispatcher {
                 Err(_) => return self.give_up(row, format!("unknown event {:?}", row.event)),
             };
         let alert = &payload.alert;
-        let Some(route) = self.slack.channel_for(alert.severity) else {
-            return self.give_up(
-                row,
-                format!("severity {} is not routed to any channel", alert.severity),
-            );
+        let outcome = match self.send(row, &payload, event).await {
+            Ok(outcome) => outcome,
+            Err(record) => return record,
         };
-        let message = render(
-            alert,
-            event,
-            payload.actor.as_deref(),
-            payload.note.as_deref(),
-            &self.slack,
-        );
-        let thread = if self.client.uses_web_api() && event != Event::Created {
-            match self.store.thread_of(alert.id).await {
-                Ok(thread) => thread,
-                Err(error) => {
-                    // Try again later rather than post the follow-up outside its thread.
-                    let wait = self.outbox.backoff(row.attempts + 1);
-                    return DeliveryRecord::Retry {
-                        at: model::now()
-                            + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
-                        error: format!("cannot find the thread of the first message: {error}"),
-                    };
-                }
-            }
-        } else {
-            None
-        };
-        let (channel, thread_ts) = match thread {
-            Some((channel, ts)) => (channel, Some(ts)),
-            None => (route.to_owned(), None),
-        };
-        let outcome = self
-            .client
-            .send(&message, &channel, thread_ts.as_deref())
-            .await;
         let at = model::now();
         let age = (at - row.created_at).to_std().unwrap_or_default();
         let attempts = row.attempts + 1;
         match outcome {
             SendOutcome::Accepted { ts, channel } => {
                 self.breaker.on_success(Instant::now());
-                self.status.breaker(self.breaker.state());
+                self.observe_breaker();
                 self.status.delivered();
-                self.metrics.slack.with_label_values(&["success"]).inc();
+                self.count("success");
                 self.metrics.delivery.observe(age.as_secs_f64());
-                tracing::info!(alert_id = %alert.id, notification = row.id, event = %row.event, "notification sent");
+                tracing::info!(alert_id = %alert.id, notification = row.id, event = %row.event,
+                    receiver = %self.receiver, "notification sent");
                 DeliveryRecord::Sent { at, channel, ts }
             }
             SendOutcome::Transient {
@@ -383,9 +535,9 @@ impl Dispatcher {
                 retry_after,
             } => {
                 self.breaker.on_failure(Instant::now());
-                self.status.breaker(self.breaker.state());
+                self.observe_breaker();
                 self.status.failed(&reason);
-                self.metrics.slack.with_label_values(&["failure"]).inc();
+                self.count("failure");
                 if age > self.outbox.max_age {
                     return self.give_up(
                         row,
@@ -397,7 +549,7 @@ impl Dispatcher {
                     .backoff(attempts)
                     .max(retry_after.unwrap_or_default());
                 tracing::warn!(alert_id = %alert.id, notification = row.id, attempts, %reason, retry_in = ?wait,
-                    "Slack delivery failed, will retry");
+                    receiver = %self.receiver, "delivery failed, will retry");
                 DeliveryRecord::Retry {
                     at: at + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
                     error: reason,
@@ -406,15 +558,15 @@ impl Dispatcher {
             SendOutcome::Permanent { reason } => {
                 // Slack answered: it is up, and the fault is ours (configuration or message).
                 self.breaker.on_success(Instant::now());
-                self.status.breaker(self.breaker.state());
+                self.observe_breaker();
                 self.status.failed(&reason);
-                self.metrics.slack.with_label_values(&["failure"]).inc();
+                self.count("failure");
                 if attempts >= i32::try_from(self.outbox.max_attempts).unwrap_or(i32::MAX) {
                     return self.give_up(row, reason);
                 }
                 let wait = self.outbox.backoff(attempts);
                 tracing::warn!(alert_id = %alert.id, notification = row.id, attempts, %reason, retry_in = ?wait,
-                    "Slack refused the notification, will retry");
+                    receiver = %self.receiver, "the receiver refused the notification, will retry");
                 DeliveryRecord::Retry {
                     at: at + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
                     error: reason,
@@ -423,9 +575,77 @@ impl Dispatcher {
         }
     }
 
+    /// Sends `row` (its `payload` read, its `event` parsed) to the receiver: the outcome, or, when nothing could be
+    /// sent, what to record.
+    async fn send(
+        &self,
+        row: &Notification,
+        payload: &Payload,
+        event: Event,
+    ) -> Result<SendOutcome, DeliveryRecord> {
+        let alert = &payload.alert;
+        match &self.sender {
+            Sender::Slack { client, config } => {
+                let Some(route) = config.channel_for(alert.severity) else {
+                    return Err(self.give_up(
+                        row,
+                        format!("severity {} is not routed to any channel", alert.severity),
+                    ));
+                };
+                let message = render(
+                    alert,
+                    event,
+                    payload.actor.as_deref(),
+                    payload.note.as_deref(),
+                    config,
+                );
+                let thread = if client.uses_web_api() && event != Event::Created {
+                    match self.store.thread_of(alert.id, &self.receiver).await {
+                        Ok(thread) => thread,
+                        Err(error) => {
+                            // Try again later rather than post the follow-up outside its thread.
+                            let wait = self.outbox.backoff(row.attempts + 1);
+                            return Err(DeliveryRecord::Retry {
+                                at: model::now()
+                                    + chrono::Duration::from_std(wait)
+                                        .unwrap_or(chrono::Duration::MAX),
+                                error: format!(
+                                    "cannot find the thread of the first message: {error}"
+                                ),
+                            });
+                        }
+                    }
+                } else {
+                    None
+                };
+                let (channel, thread_ts) = match thread {
+                    Some((channel, ts)) => (channel, Some(ts)),
+                    None => (route.to_owned(), None),
+                };
+                Ok(client.send(&message, &channel, thread_ts.as_deref()).await)
+            }
+            Sender::Webhook(client) => {
+                let change = payload::Change {
+                    event: event.as_str(),
+                    actor: payload.actor.as_deref(),
+                    note: payload.note.as_deref(),
+                };
+                let message = payload::notification(
+                    &self.receiver,
+                    alert,
+                    change,
+                    client.max_alerts(),
+                    client.external_url(),
+                );
+                Ok(client.send(&message).await)
+            }
+        }
+    }
+
     fn give_up(&self, row: &Notification, error: String) -> DeliveryRecord {
         self.metrics.failed.inc();
-        tracing::error!(alert_id = %row.alert_id, notification = row.id, %error, "notification failed for good");
+        tracing::error!(alert_id = %row.alert_id, notification = row.id, receiver = %self.receiver, %error,
+            "notification failed for good");
         DeliveryRecord::Failed { error }
     }
 

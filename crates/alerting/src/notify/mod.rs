@@ -1,10 +1,15 @@
-//! Notifications: the Slack client and its Block Kit rendering of alerts ([`slack`]), and the circuit breaker that
-//! pauses sending while Slack is failing ([`breaker`]). The durable outbox the notifications are queued in and the
-//! dispatcher that drains it live beside them, and the delivery status they show ([`status`]).
+//! Notifications: the policy that routes an alert's notifications to named receivers ([`policy`], the
+//! `alerting.notify` section), the receivers (Slack in [`slack`], Alertmanager's webhook in [`webhook`]), and the
+//! circuit breaker that pauses sending to a receiver while it is failing ([`breaker`]). The durable outbox the
+//! notifications are queued in and the dispatcher that drains it live beside them, and the delivery status they
+//! show ([`status`]).
 
 pub mod breaker;
 pub mod dispatcher;
+pub mod outcome;
+pub mod policy;
 pub mod slack;
 pub mod status;
+pub mod webhook;
 
 pub use status::DeliveryStatus;

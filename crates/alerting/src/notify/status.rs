@@ -10,15 +10,32 @@ use utoipa::ToSchema;
 use super::breaker::BreakerState;
 use crate::model;
 
-/// The delivery status of the receivers, shared between the dispatcher and the API.
-#[derive(Clone, Debug, Default)]
-pub struct DeliveryStatus(Arc<Mutex<ReceiverStatus>>);
+/// The delivery status of the receivers, shared between the dispatchers and the API.
+#[derive(Clone, Debug)]
+pub struct DeliveryStatus(Arc<Mutex<Vec<ReceiverStatus>>>);
+
+impl Default for DeliveryStatus {
+    /// No receiver configured: one unconfigured `slack`, as the API has always shown it.
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(vec![ReceiverStatus::default()])))
+    }
+}
+
+/// One receiver's part of a [`DeliveryStatus`], written by its dispatcher.
+#[derive(Clone, Debug)]
+pub struct ReceiverHandle {
+    all: DeliveryStatus,
+    index: usize,
+}
 
 /// One receiver's state, as the API shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReceiverStatus {
-    /// The receiver: `slack`.
+    /// The receiver's name (`slack` for `alerting.slack`).
     pub name: String,
+    /// Its type: `slack` or `webhook`.
+    #[serde(rename = "type")]
+    pub kind: String,
     /// Whether it is configured; without it, notifications are stored and not sent.
     pub configured: bool,
     /// Its circuit breaker.
@@ -53,6 +70,7 @@ impl Default for ReceiverStatus {
     fn default() -> Self {
         Self {
             name: "slack".to_owned(),
+            kind: "slack".to_owned(),
             configured: false,
             breaker: BreakerStatus {
                 state: state_name(BreakerState::Closed).to_owned(),
@@ -75,18 +93,53 @@ fn state_name(state: BreakerState) -> &'static str {
 }
 
 impl DeliveryStatus {
-    /// The status of a configured receiver, its breaker closed since now.
-    pub fn configured() -> Self {
-        let status = Self::default();
-        status.update(|receiver| {
-            receiver.configured = true;
-            receiver.breaker.since = Some(model::now());
-        });
-        status
+    /// The status of configured receivers, given as (name, type), their breakers closed since now.
+    pub fn configured<'a>(receivers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let receivers = receivers
+            .into_iter()
+            .map(|(name, kind)| ReceiverStatus {
+                name: name.to_owned(),
+                kind: kind.to_owned(),
+                configured: true,
+                breaker: BreakerStatus {
+                    state: state_name(BreakerState::Closed).to_owned(),
+                    since: Some(model::now()),
+                },
+                ..ReceiverStatus::default()
+            })
+            .collect();
+        Self(Arc::new(Mutex::new(receivers)))
     }
 
+    /// The part of receiver `name`; `None` when there is no such receiver.
+    pub fn receiver(&self, name: &str) -> Option<ReceiverHandle> {
+        let index = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .position(|receiver| receiver.name == name)?;
+        Some(ReceiverHandle {
+            all: self.clone(),
+            index,
+        })
+    }
+
+    /// The receivers' status now, in configuration order.
+    pub fn get(&self) -> Vec<ReceiverStatus> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl ReceiverHandle {
     fn update(&self, change: impl FnOnce(&mut ReceiverStatus)) {
-        change(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut receivers = self.all.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(receiver) = receivers.get_mut(self.index) {
+            change(receiver);
+        }
     }
 
     /// Records the breaker's `state`, and the time when it differs from the last one recorded.
@@ -115,14 +168,6 @@ impl DeliveryStatus {
             });
         });
     }
-
-    /// The receivers' status now.
-    pub fn get(&self) -> ReceiverStatus {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
 }
 
 #[cfg(test)]
@@ -131,21 +176,32 @@ mod tests {
 
     #[test]
     fn the_breaker_keeps_the_time_it_changed() {
-        let status = DeliveryStatus::configured();
-        let started = status.get();
+        let status = DeliveryStatus::configured([("team", "slack"), ("hook", "webhook")]);
+        let hook = status.receiver("hook").expect("hook");
+        assert!(status.receiver("pager").is_none());
+        let started = status.get()[1].clone();
         assert!(started.configured);
+        assert_eq!(started.kind, "webhook");
         assert_eq!(started.breaker.state, "closed");
-        status.breaker(BreakerState::Closed);
-        assert_eq!(status.get().breaker, started.breaker);
-        status.breaker(BreakerState::Open);
-        let opened = status.get().breaker;
+        hook.breaker(BreakerState::Closed);
+        assert_eq!(status.get()[1].breaker, started.breaker);
+        hook.breaker(BreakerState::Open);
+        let opened = status.get()[1].breaker.clone();
         assert_eq!(opened.state, "open");
         assert!(opened.since >= started.breaker.since);
-        status.failed(&"x".repeat(10_000));
-        let error = status.get().last_error.expect("an error");
+        assert_eq!(
+            status.get()[0].breaker.state,
+            "closed",
+            "the other receiver's breaker"
+        );
+        hook.failed(&"x".repeat(10_000));
+        let error = status.get()[1].last_error.clone().expect("an error");
         assert!(error.message.chars().count() <= 500);
-        status.delivered();
-        assert!(status.get().last_success_at.is_some());
-        assert!(!DeliveryStatus::default().get().configured);
+        hook.delivered();
+        assert!(status.get()[1].last_success_at.is_some());
+        assert!(status.get()[0].last_success_at.is_none());
+        let unconfigured = DeliveryStatus::default().get();
+        assert_eq!(unconfigured.len(), 1);
+        assert!(!unconfigured[0].configured);
     }
 }

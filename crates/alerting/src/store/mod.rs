@@ -335,16 +335,17 @@ impl Store {
         dispatch!(self.open_counts())
     }
 
-    /// Takes up to `limit` due notifications for delivery, most urgent first (P1 to P4),
-    /// then oldest, and never one whose alert has an
-    /// earlier one pending; they are leased until `lease_until` (due again then if not finished).
+    /// Takes up to `limit` due notifications of `receiver` for delivery, most urgent first (P1 to P4), then oldest,
+    /// and never one whose alert has an earlier one pending for the same receiver; they are leased until
+    /// `lease_until` (due again then if not finished).
     pub async fn claim_due(
         &self,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        receiver: &str,
     ) -> Result<Vec<Notification>> {
-        dispatch!(self.claim_due(now, lease_until, limit))
+        dispatch!(self.claim_due(now, lease_until, limit, receiver))
     }
 
     /// Extends the lease on notification `id` to `until`, if this dispatcher still holds it (its lease still ends
@@ -369,9 +370,14 @@ impl Store {
         dispatch!(self.finish_notification(id, held, record))
     }
 
-    /// Channel and Slack timestamp of the delivered `created` notification of `alert_id`, to thread follow-ups.
-    pub async fn thread_of(&self, alert_id: Uuid) -> Result<Option<(String, String)>> {
-        dispatch!(self.thread_of(alert_id))
+    /// Channel and Slack timestamp of the delivered `created` notification of `alert_id` to `receiver`, to thread
+    /// follow-ups.
+    pub async fn thread_of(
+        &self,
+        alert_id: Uuid,
+        receiver: &str,
+    ) -> Result<Option<(String, String)>> {
+        dispatch!(self.thread_of(alert_id, receiver))
     }
 
     /// The outbox rows `filter` selects, newest first, and how many match in all.
@@ -385,6 +391,11 @@ impl Store {
     /// How many notifications wait for delivery.
     pub async fn pending_notifications(&self) -> Result<i64> {
         dispatch!(self.pending_notifications())
+    }
+
+    /// How many notifications wait for delivery, by receiver (receivers with none left out).
+    pub async fn pending_by_receiver(&self) -> Result<Vec<(String, i64)>> {
+        dispatch!(self.pending_by_receiver())
     }
 
     /// Checks the database answers.
@@ -436,6 +447,8 @@ pub struct NotificationFilter {
     pub status: Option<NotificationStatus>,
     /// Only rows of this alert.
     pub alert_id: Option<Uuid>,
+    /// Only rows of this receiver.
+    pub receiver: Option<String>,
     /// Page size.
     pub limit: u32,
     /// Rows to skip.

@@ -14,16 +14,16 @@ use super::{CreationOutcome, Item, PostgresStore};
 use crate::error::{Error, Result};
 use crate::model::Alert;
 
-/// Every alert of a batch (with its `created` audit entry: see [`crate::model::AuditEntry::created`]) and its notification in
-/// one PostgreSQL statement: the batch travels as arrays,
+/// Every alert of a batch (with its `created` audit entry: see [`crate::model::AuditEntry::created`]) and its notification
+/// (one outbox row per target receiver) in one PostgreSQL statement: the batch travels as arrays,
 /// so the statement (prepared once) is the same whatever the batch size. Returns the ids it inserted; an alert
 /// whose fingerprint already has an open alert (in the table, or earlier in the batch) is skipped.
 const PG_BULK_CREATE: &str = "WITH new AS ( \
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
          $8::text[], $9::jsonb[], $10::jsonb[], $11::text[], $12::timestamptz[], $13::text[], $14::jsonb[], \
-         $15::timestamptz[]) \
+         $15::timestamptz[], $16::jsonb[]) \
        AS t(id, alert_group_id, fingerprint, source, severity, title, description, namespace, labels, annotations, \
-         jaeger_trace_id, created_at, created_by, notification, ends_at) \
+         jaeger_trace_id, created_at, created_by, notification, ends_at, targets) \
      ), inserted AS ( \
        INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, status, title, description, \
          namespace, labels, annotations, jaeger_trace_id, created_at, updated_at, ends_at, created_by) \
@@ -32,9 +32,12 @@ const PG_BULK_CREATE: &str = "WITH new AS ( \
        ON CONFLICT (alert_group_id) WHERE status <> 'resolved' DO NOTHING \
        RETURNING id \
      ), outbox AS ( \
-       INSERT INTO notifications (alert_id, event, status, payload, attempts, next_attempt_at, created_at) \
-       SELECT new.id, 'created', 'pending', new.notification, 0, new.created_at, new.created_at \
-       FROM new JOIN inserted USING (id) WHERE new.notification IS NOT NULL \
+       INSERT INTO notifications (alert_id, event, status, payload, attempts, next_attempt_at, created_at, receiver, \
+         route) \
+       SELECT new.id, 'created', 'pending', new.notification, 0, new.created_at, new.created_at, \
+         target->>'receiver', (target->>'route')::integer \
+       FROM new JOIN inserted USING (id) CROSS JOIN LATERAL jsonb_array_elements(new.targets) AS target \
+       WHERE new.notification IS NOT NULL \
      ) \
      SELECT id FROM inserted";
 
@@ -110,6 +113,20 @@ impl PostgresStore {
                     .collect::<Vec<_>>(),
             )
             .bind(alerts().map(|a| a.ends_at).collect::<Vec<_>>())
+            .bind(
+                batch
+                    .iter()
+                    .map(|c| {
+                        let targets = c.notification.as_ref().map_or(&[][..], |n| &n.targets);
+                        Json(
+                            targets
+                                .iter()
+                                .map(|t| serde_json::json!({"receiver": t.receiver, "route": t.route}))
+                                .collect::<Vec<_>>(),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            )
             .fetch_all(connection)
             .await?
             .into_iter()

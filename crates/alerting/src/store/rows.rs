@@ -86,6 +86,8 @@ pub(super) struct NotificationRow {
     pub(super) sent_at: Option<DateTime<Utc>>,
     pub(super) slack_channel: Option<String>,
     pub(super) slack_ts: Option<String>,
+    pub(super) receiver: String,
+    pub(super) route: Option<i32>,
 }
 
 impl TryFrom<NotificationRow> for Notification {
@@ -106,6 +108,8 @@ impl TryFrom<NotificationRow> for Notification {
             sent_at: row.sent_at,
             slack_channel: row.slack_channel,
             slack_ts: row.slack_ts,
+            receiver: row.receiver,
+            route: row.route,
         })
     }
 }

@@ -42,10 +42,10 @@ const SELECT_ACTIONS: &str = "SELECT alert_id, action, actor, details, created_a
      WHERE alert_id = $1 ORDER BY created_at, id";
 
 const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (alert_id, event, status, payload, attempts, \
-     next_attempt_at, created_at) VALUES ($1, $2, 'pending', $3, 0, $4, $4)";
+     next_attempt_at, created_at, receiver, route) VALUES ($1, $2, 'pending', $3, 0, $4, $4, $5, $6)";
 
 const NOTIFICATION_COLUMNS: &str = "id, alert_id, event, status, payload, attempts, next_attempt_at, last_error, \
-     created_at, sent_at, slack_channel, slack_ts";
+     created_at, sent_at, slack_channel, slack_ts, receiver, route";
 
 const OPEN_COUNTS: &str = "SELECT status, severity, COUNT(*) FROM alerts_active WHERE status <> 'resolved' \
      GROUP BY status, severity";
@@ -250,13 +250,17 @@ macro_rules! sql_store {
                 tx: &mut sqlx::Transaction<'_, $db>,
                 notification: &NewNotification,
             ) -> Result<()> {
-                sqlx::query(INSERT_NOTIFICATION)
-                    .bind(notification.alert_id)
-                    .bind(notification.event)
-                    .bind(Json(&notification.payload))
-                    .bind($time(notification.created_at))
-                    .execute(&mut **tx)
-                    .await?;
+                for target in &notification.targets {
+                    sqlx::query(INSERT_NOTIFICATION)
+                        .bind(notification.alert_id)
+                        .bind(notification.event)
+                        .bind(Json(&notification.payload))
+                        .bind($time(notification.created_at))
+                        .bind(&target.receiver)
+                        .bind(target.route)
+                        .execute(&mut **tx)
+                        .await?;
+                }
                 Ok(())
             }
 
@@ -265,13 +269,15 @@ macro_rules! sql_store {
                 now: DateTime<Utc>,
                 lease_until: DateTime<Utc>,
                 limit: u32,
+                receiver: &str,
             ) -> Result<Vec<Notification>> {
                 let mut rows: Vec<NotificationRow> = sqlx::query_as(&format!(
                     "UPDATE notifications SET next_attempt_at = $2 WHERE id IN ( \
                        SELECT n.id FROM notifications n \
-                       WHERE n.status = 'pending' AND n.next_attempt_at <= $1 \
+                       WHERE n.status = 'pending' AND n.receiver = $4 AND n.next_attempt_at <= $1 \
                          AND NOT EXISTS (SELECT 1 FROM notifications p \
-                           WHERE p.alert_id = n.alert_id AND p.status = 'pending' AND p.id < n.id) \
+                           WHERE p.receiver = n.receiver AND p.alert_id = n.alert_id AND p.status = 'pending' \
+                             AND p.id < n.id) \
                        ORDER BY n.severity, n.id LIMIT $3{}) \
                      RETURNING {NOTIFICATION_COLUMNS}",
                     $skip_locked
@@ -279,6 +285,7 @@ macro_rules! sql_store {
                 .bind($time(now))
                 .bind($time(lease_until))
                 .bind(i64::from(limit))
+                .bind(receiver)
                 .fetch_all(&self.pool)
                 .await?;
                 // Delivered in the order claimed: most urgent first, then oldest.
@@ -350,12 +357,18 @@ macro_rules! sql_store {
                 Ok(finished == 1)
             }
 
-            pub(super) async fn thread_of(&self, alert_id: Uuid) -> Result<Option<(String, String)>> {
+            pub(super) async fn thread_of(
+                &self,
+                alert_id: Uuid,
+                receiver: &str,
+            ) -> Result<Option<(String, String)>> {
                 let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
                     "SELECT slack_channel, slack_ts FROM notifications \
-                     WHERE alert_id = $1 AND event = 'created' AND status = 'sent' ORDER BY id LIMIT 1",
+                     WHERE alert_id = $1 AND receiver = $2 AND event = 'created' AND status = 'sent' \
+                     ORDER BY id LIMIT 1",
                 )
                 .bind(alert_id)
+                .bind(receiver)
                 .fetch_optional(&self.pool)
                 .await?;
                 Ok(row.and_then(|(channel, ts)| Some((channel?, ts?))))
@@ -372,6 +385,9 @@ macro_rules! sql_store {
                     }
                     if let Some(alert_id) = filter.alert_id {
                         builder.push(" AND alert_id = ").push_bind(alert_id);
+                    }
+                    if let Some(receiver) = &filter.receiver {
+                        builder.push(" AND receiver = ").push_bind(receiver.clone());
                     }
                 };
                 let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM notifications");
@@ -395,6 +411,15 @@ macro_rules! sql_store {
                 Ok(sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE status = 'pending'")
                     .fetch_one(&self.pool)
                     .await?)
+            }
+
+            pub(super) async fn pending_by_receiver(&self) -> Result<Vec<(String, i64)>> {
+                Ok(sqlx::query_as(
+                    "SELECT receiver, COUNT(*) FROM notifications WHERE status = 'pending' \
+                     GROUP BY receiver ORDER BY receiver",
+                )
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             pub(super) async fn get(&self, id: Uuid) -> Result<Option<Alert>> {

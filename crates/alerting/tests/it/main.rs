@@ -1,5 +1,6 @@
 //! The alerting service's integration tests, in one test binary (one link of sqlx and kube instead of one per
-//! file): the API suite and the rule engines' APIs on both stores, notifications against a fake Slack, silences,
+//! file): the API suite and the rule engines' APIs on both stores, notifications against a fake Slack and a webhook
+//! receiver, silences,
 //! and the pod watcher against a fake Kubernetes API server.
 
 // First, for `on_both_stores!` in the modules after it.
@@ -13,3 +14,4 @@ mod kube_watcher;
 mod notifications;
 mod silences;
 mod slack_client;
+mod webhook_client;

@@ -21,6 +21,10 @@ on_both_stores!(
     retry_after_is_honoured,
     an_expired_lease_fences_the_old_holder_out,
     after_an_outage_the_urgent_alert_is_notified_first,
+    a_receiver_that_is_down_delays_only_its_own_rows,
+    a_webhook_that_is_down_delays_only_its_own_rows,
+    a_webhook_refusing_with_4xx_is_not_retried_forever,
+    rows_of_a_removed_receiver_wait_for_it,
 );
 
 /// A dispatcher whose lease ran out can neither renew nor record: the row belongs to whoever claimed it next.
@@ -34,8 +38,8 @@ async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
         .expect("store");
     let service = gomon_alerting::AlertService::new(store.clone(), &prometheus::Registry::new())
         .with_notifications(Notifications::new(
-            Severity::ALL.to_vec(),
-            std::sync::Arc::new(tokio::sync::Notify::new()),
+            crate::support::every_severity_to_slack(),
+            vec![std::sync::Arc::new(tokio::sync::Notify::new())],
         ));
     let new = NewAlert {
         source: "api".into(),
@@ -46,7 +50,12 @@ async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
     service.create(new, None).await.expect("create");
     let start = now();
     let first = store
-        .claim_due(start, start + chrono::Duration::milliseconds(1), 10)
+        .claim_due(
+            start,
+            start + chrono::Duration::milliseconds(1),
+            10,
+            "slack",
+        )
         .await
         .expect("claim");
     assert_eq!(first.len(), 1);
@@ -54,7 +63,7 @@ async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(10)).await;
     let later = now();
     let second = store
-        .claim_due(later, later + chrono::Duration::seconds(30), 10)
+        .claim_due(later, later + chrono::Duration::seconds(30), 10, "slack")
         .await
         .expect("claim again");
     assert_eq!(second.len(), 1, "the expired lease made the row due again");
@@ -650,4 +659,411 @@ async fn two_replicas_share_the_outbox_and_survive_a_kill() {
         accepted.len()
     );
     b.stop().await;
+}
+
+/// The status of receiver `name` in `GET /api/v1/notifications/status`.
+async fn receiver_status(server: &Server, name: &str) -> Value {
+    let (status, body) = server.get("/api/v1/notifications/status").await;
+    assert_eq!(status, 200, "{body}");
+    body["receivers"]
+        .as_array()
+        .and_then(|receivers| receivers.iter().find(|r| r["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no receiver {name} in {body}"))
+}
+
+/// Two receivers by `alerting.notify`: `team` straight to one Slack, `ops` to another behind a proxy. While the
+/// proxy is cut, `team` gets every message on time and `ops`'s breaker opens without touching `team`'s; once the
+/// proxy is back, `ops` gets every message too, in order for each alert, and nothing is lost.
+async fn a_receiver_that_is_down_delays_only_its_own_rows(backend: Backend) {
+    use gomon_alerting::notify::policy::{NotifyConfig, ReceiverConfig, ReceiverKind, RouteConfig};
+    use gomon_alerting::notify::slack::SlackConfig;
+    let database = Database::new(backend).await;
+    let team = FakeSlack::start().await;
+    let ops = FakeSlack::start().await;
+    let ops_url = reqwest::Url::parse(&ops.webhook_url).expect("URL");
+    let proxy =
+        gomon_testkit::proxy::Proxy::start(format!("127.0.0.1:{}", ops_url.port().expect("port")))
+            .await;
+    let mut via_proxy = ops_url.clone();
+    via_proxy.set_port(Some(proxy.port)).expect("port");
+    let mut config = config(&database, &team, false);
+    let slack = |url: String| {
+        let mut slack = config.slack.clone();
+        slack.webhook_url = Some(url.into());
+        ReceiverKind::Slack(slack)
+    };
+    config.notify = Some(NotifyConfig {
+        receivers: vec![
+            ReceiverConfig {
+                name: "team".into(),
+                kind: slack(team.webhook_url.clone()),
+            },
+            ReceiverConfig {
+                name: "ops".into(),
+                kind: slack(via_proxy.to_string()),
+            },
+        ],
+        routes: vec![
+            RouteConfig {
+                matchers: vec!["severity=~\"P1|P2\"".into()],
+                receiver: "team".into(),
+                continue_matching: true,
+            },
+            RouteConfig {
+                matchers: vec!["source=\"api\"".into()],
+                receiver: "ops".into(),
+                continue_matching: false,
+            },
+        ],
+    });
+    config.slack = SlackConfig::default();
+    config.check().expect("a valid configuration");
+    proxy.cut();
+    let server = Server::start_service(config).await;
+    let started = Instant::now();
+    let first = full_lifecycle(&server, "Disk full").await;
+    let second = full_lifecycle(&server, "Node down").await;
+    eventually(Duration::from_secs(5), "team's eight messages", || async {
+        team.accepted().len() == 8
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "team waited for ops: {:?}",
+        started.elapsed()
+    );
+    eventually(Duration::from_secs(10), "ops's breaker to open", || async {
+        receiver_status(&server, "ops").await["breaker"]["state"] == "open"
+    })
+    .await;
+    assert_eq!(
+        receiver_status(&server, "team").await["breaker"]["state"],
+        "closed"
+    );
+    assert_eq!(ops.requests(), 0);
+    assert_eq!(receiver_status(&server, "ops").await["pending"], 8);
+    let waiting = notifications(&server, "receiver=ops&status=pending").await;
+    assert_eq!(waiting["total"], 8, "{waiting}");
+    assert_eq!(receiver_status(&server, "team").await["pending"], 0);
+    // A change made during the outage reaches team at once, and ops later.
+    let (status, third) = server
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P2", "title": "Late"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{third}");
+    eventually(Duration::from_secs(5), "team's ninth message", || async {
+        team.accepted().len() == 9
+    })
+    .await;
+    proxy.restore();
+    eventually(Duration::from_secs(15), "ops's nine messages", || async {
+        ops.accepted().len() == 9
+    })
+    .await;
+    for fake in [&team, &ops] {
+        let accepted = by_alert(&fake.accepted());
+        assert_eq!(accepted[&first], LIFECYCLE);
+        assert_eq!(accepted[&second], LIFECYCLE);
+        assert_eq!(accepted[third["id"].as_str().expect("id")], ["created"]);
+    }
+    let rows = notifications(&server, &format!("alert_id={first}")).await;
+    let mut routes: Vec<(String, Value)> = rows["notifications"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            assert_eq!(row["status"], "sent", "{row}");
+            (
+                row["receiver"].as_str().unwrap_or_default().to_owned(),
+                row["route"].clone(),
+            )
+        })
+        .collect();
+    routes.sort_by(|a, b| a.0.cmp(&b.0));
+    routes.dedup();
+    assert_eq!(
+        routes,
+        [("ops".to_owned(), json!(1)), ("team".to_owned(), json!(0))]
+    );
+    assert_eq!(total(&server, "failed").await, 0);
+    server.stop().await;
+}
+
+/// Slack (`team`) and an Alertmanager webhook (`hook`, behind a proxy) by `alerting.notify`. While the webhook's
+/// endpoint refuses connections, Slack gets every message on time; once it is back, the webhook gets every
+/// notification, each a valid version 4 payload, in order for each alert, none lost.
+async fn a_webhook_that_is_down_delays_only_its_own_rows(backend: Backend) {
+    use gomon_alerting::notify::policy::{NotifyConfig, ReceiverConfig, ReceiverKind, RouteConfig};
+    use gomon_alerting::notify::slack::SlackConfig;
+    use gomon_alerting::notify::webhook::WebhookConfig;
+    use gomon_testkit::webhook::WebhookReceiver;
+    let database = Database::new(backend).await;
+    let team = FakeSlack::start().await;
+    let hook = WebhookReceiver::start().await;
+    let hook_url = reqwest::Url::parse(&hook.url).expect("URL");
+    let proxy =
+        gomon_testkit::proxy::Proxy::start(format!("127.0.0.1:{}", hook_url.port().expect("port")))
+            .await;
+    let mut via_proxy = hook_url.clone();
+    via_proxy.set_port(Some(proxy.port)).expect("port");
+    let mut config = config(&database, &team, false);
+    let mut slack = config.slack.clone();
+    slack.webhook_url = Some(team.webhook_url.clone().into());
+    config.notify = Some(NotifyConfig {
+        receivers: vec![
+            ReceiverConfig {
+                name: "team".into(),
+                kind: ReceiverKind::Slack(slack),
+            },
+            ReceiverConfig {
+                name: "hook".into(),
+                kind: ReceiverKind::Webhook(WebhookConfig {
+                    url: Some(via_proxy.to_string().into()),
+                    bearer_token: Some("hook-token".into()),
+                    timeout: Duration::from_millis(500),
+                    external_url: Some("http://alerting.local".into()),
+                    circuit_breaker: config.slack.circuit_breaker.clone(),
+                    ..WebhookConfig::default()
+                }),
+            },
+        ],
+        routes: vec![
+            RouteConfig {
+                matchers: Vec::new(),
+                receiver: "team".into(),
+                continue_matching: true,
+            },
+            RouteConfig {
+                matchers: vec!["namespace!=\"dev\"".into()],
+                receiver: "hook".into(),
+                continue_matching: false,
+            },
+        ],
+    });
+    config.slack = SlackConfig::default();
+    config.check().expect("a valid configuration");
+    proxy.cut();
+    let server = Server::start_service(config).await;
+    let started = Instant::now();
+    let first = full_lifecycle(&server, "Disk full").await;
+    let second = full_lifecycle(&server, "Node down").await;
+    eventually(Duration::from_secs(5), "team's eight messages", || async {
+        team.accepted().len() == 8
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "Slack waited for the webhook: {:?}",
+        started.elapsed()
+    );
+    eventually(
+        Duration::from_secs(10),
+        "hook's breaker to open",
+        || async { receiver_status(&server, "hook").await["breaker"]["state"] == "open" },
+    )
+    .await;
+    let status = receiver_status(&server, "hook").await;
+    assert_eq!(status["type"], "webhook");
+    assert_eq!(status["pending"], 8);
+    assert!(
+        status["last_error"]["message"]
+            .as_str()
+            .is_some_and(|message| !message.contains("hook-token")),
+        "{status}"
+    );
+    assert_eq!(
+        receiver_status(&server, "team").await["breaker"]["state"],
+        "closed"
+    );
+    assert!(hook.received().is_empty());
+    proxy.restore();
+    eventually(Duration::from_secs(15), "hook's eight payloads", || async {
+        hook.accepted().len() == 8
+    })
+    .await;
+    assert!(hook.problems().is_empty(), "{:?}", hook.problems());
+    assert!(
+        hook.received()
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some("Bearer hook-token"))
+    );
+    let mut events: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for payload in hook.accepted() {
+        let alert = &payload["alerts"][0];
+        assert_eq!(payload["receiver"], "hook");
+        events
+            .entry(
+                alert["annotations"]["gomon_alert_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+            .or_default()
+            .push(
+                alert["annotations"]["gomon_event"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        let resolved = alert["annotations"]["gomon_event"] == "resolved";
+        assert_eq!(
+            alert["status"],
+            if resolved { "resolved" } else { "firing" },
+            "{payload}"
+        );
+    }
+    assert_eq!(events[&first], LIFECYCLE);
+    assert_eq!(events[&second], LIFECYCLE);
+    assert_eq!(total(&server, "failed").await, 0);
+    assert_eq!(total(&server, "pending").await, 0);
+    server.stop().await;
+}
+
+/// A webhook that answers 400 to everything: each notification is tried `max_attempts` times, then failed with
+/// the answer as its error, and the breaker stays closed (the receiver answers; the fault is ours).
+async fn a_webhook_refusing_with_4xx_is_not_retried_forever(backend: Backend) {
+    use gomon_alerting::notify::policy::{NotifyConfig, ReceiverConfig, ReceiverKind, RouteConfig};
+    use gomon_alerting::notify::slack::SlackConfig;
+    use gomon_alerting::notify::webhook::WebhookConfig;
+    use gomon_testkit::webhook::{Behaviour as HookBehaviour, WebhookReceiver};
+    let database = Database::new(backend).await;
+    let unused = FakeSlack::start().await;
+    let hook = WebhookReceiver::start().await;
+    hook.set(HookBehaviour::Status(400));
+    let mut config = config(&database, &unused, false);
+    config.notify = Some(NotifyConfig {
+        receivers: vec![ReceiverConfig {
+            name: "hook".into(),
+            kind: ReceiverKind::Webhook(WebhookConfig {
+                url: Some(hook.url.clone().into()),
+                timeout: Duration::from_millis(500),
+                ..WebhookConfig::default()
+            }),
+        }],
+        routes: vec![RouteConfig {
+            receiver: "hook".into(),
+            ..RouteConfig::default()
+        }],
+    });
+    config.slack = SlackConfig::default();
+    config.check().expect("a valid configuration");
+    let server = Server::start_service(config).await;
+    let (status, created) = server
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P3", "title": "Refused"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    eventually(
+        Duration::from_secs(10),
+        "the notification to fail",
+        || async { total(&server, "failed").await == 1 },
+    )
+    .await;
+    let rows = notifications(&server, "status=failed").await;
+    let row = &rows["notifications"][0];
+    assert_eq!(row["receiver"], "hook");
+    assert_eq!(row["route"], 0);
+    assert_eq!(row["attempts"], 3);
+    assert!(
+        row["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("HTTP 400")),
+        "{row}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        hook.received().len(),
+        3,
+        "tried max_attempts times, no more"
+    );
+    assert!(hook.problems().is_empty(), "{:?}", hook.problems());
+    assert_eq!(
+        receiver_status(&server, "hook").await["breaker"]["state"],
+        "closed"
+    );
+    server.stop().await;
+}
+
+/// Rows pending for a receiver that a restart removes from the configuration are neither lost nor sent elsewhere:
+/// the status lists them under their receiver, unconfigured, and they go out once a receiver of that name is back.
+async fn rows_of_a_removed_receiver_wait_for_it(backend: Backend) {
+    use gomon_alerting::notify::policy::{NotifyConfig, ReceiverConfig, ReceiverKind, RouteConfig};
+    use gomon_alerting::notify::slack::SlackConfig;
+    use gomon_alerting::notify::webhook::WebhookConfig;
+    use gomon_testkit::webhook::WebhookReceiver;
+    let database = Database::new(backend).await;
+    let fake = FakeSlack::start().await;
+    fake.set(Behaviour::ServerError);
+    let first = Server::start_service(config(&database, &fake, false)).await;
+    let (status, created) = first
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P1", "title": "Waits for Slack"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    eventually(Duration::from_secs(10), "a failed attempt", || async {
+        fake.requests() >= 1
+    })
+    .await;
+    first.stop().await;
+
+    let hook = WebhookReceiver::start().await;
+    let mut only_hook = config(&database, &fake, false);
+    only_hook.slack = SlackConfig::default();
+    only_hook.notify = Some(NotifyConfig {
+        receivers: vec![ReceiverConfig {
+            name: "hook".into(),
+            kind: ReceiverKind::Webhook(WebhookConfig {
+                url: Some(hook.url.clone().into()),
+                ..WebhookConfig::default()
+            }),
+        }],
+        routes: vec![RouteConfig {
+            receiver: "hook".into(),
+            ..RouteConfig::default()
+        }],
+    });
+    let second = Server::start_service(only_hook).await;
+    let (status, _) = second
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P2", "title": "Goes to the hook"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    eventually(Duration::from_secs(10), "the hook's payload", || async {
+        hook.accepted().len() == 1
+    })
+    .await;
+    let waiting = receiver_status(&second, "slack").await;
+    assert_eq!(waiting["configured"], false, "{waiting}");
+    assert_eq!(waiting["pending"], 1, "{waiting}");
+    assert_eq!(receiver_status(&second, "hook").await["pending"], 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        hook.accepted().len(),
+        1,
+        "the Slack row is not sent to the hook"
+    );
+    second.stop().await;
+
+    fake.set(Behaviour::Ok);
+    let third = Server::start_service(config(&database, &fake, false)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the waiting row delivered",
+        || async { fake.accepted().len() == 1 && total(&third, "pending").await == 0 },
+    )
+    .await;
+    assert_eq!(
+        alert_of(&fake.accepted()[0]),
+        created["id"].as_str().expect("id")
+    );
+    third.stop().await;
 }

@@ -250,9 +250,11 @@ async fn a_silenced_alert_is_stored_but_not_notified(backend: Backend) {
     let db = Database::new(backend).await;
     let store = Store::open(&db.config).await.expect("store");
     let registry = gomon_runtime::metrics::registry();
-    let service = AlertService::new(store.clone(), &registry).with_notifications(
-        Notifications::new(Severity::ALL.to_vec(), Arc::new(tokio::sync::Notify::new())),
-    );
+    let service =
+        AlertService::new(store.clone(), &registry).with_notifications(Notifications::new(
+            crate::support::every_severity_to_slack(),
+            vec![Arc::new(tokio::sync::Notify::new())],
+        ));
     let now = chrono::Utc::now();
     let silence = service
         .post_silence(

@@ -158,7 +158,7 @@ async fn rate_limits_are_transient_with_retry_after() {
             panic!("expected transient, got {outcome:?}");
         };
         assert_eq!(*retry_after, Some(Duration::from_secs(2)));
-        assert!(outcome.counts_against_slack());
+        assert!(outcome.counts_against_receiver());
         reason(&outcome, &fake.webhook_url);
     }
     assert_eq!(fake.requests(), 2);
@@ -276,7 +276,7 @@ async fn web_api_errors_are_permanent_with_the_code() {
             reason: "channel_not_found".into()
         }
     );
-    assert!(!outcome.counts_against_slack());
+    assert!(!outcome.counts_against_receiver());
     let other = client.send(&message(), "#alerts", None).await;
     assert!(matches!(other, SendOutcome::Accepted { .. }), "{other:?}");
     for code in ["invalid_auth", "not_in_channel", "is_archived"] {
@@ -307,7 +307,7 @@ async fn webhook_errors_are_permanent_with_status_and_body() {
             matches!(&outcome, SendOutcome::Permanent { .. }),
             "{outcome:?}"
         );
-        assert!(!outcome.counts_against_slack());
+        assert!(!outcome.counts_against_receiver());
         let reason = reason(&outcome, &fake.webhook_url);
         assert!(
             reason.contains(&status.to_string()) && reason.contains(body),

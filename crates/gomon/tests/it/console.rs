@@ -308,6 +308,23 @@ async fn a_person_follows_and_handles_an_alert_in_the_browser() {
         before,
         "the silenced alert was not notified"
     );
+
+    // The Notifications page names each row's receiver and each receiver's breaker.
+    browser
+        .goto(&format!("{}/#/notifications", service.base))
+        .await;
+    browser
+        .wait_for_text(
+            "#delivery [data-receiver=slack] h2",
+            Duration::from_secs(10),
+            |text| text.contains("Receiver: slack (slack)"),
+        )
+        .await;
+    browser
+        .wait_for_text("table tbody tr", Duration::from_secs(10), |text| {
+            text.contains("slack")
+        })
+        .await;
     drop(browser);
     let mut process = service.process;
     process.assert_running();

@@ -1,5 +1,6 @@
 //! The Slack HTTP client: posts a message through an incoming webhook or the Web API's `chat.postMessage`, and
-//! classifies Slack's answer (accepted, try again later, or give up), with every secret removed from the reason.
+//! classifies Slack's answer (accepted, try again later, or give up: [`SendOutcome`]), with every secret removed
+//! from the reason.
 
 use std::time::Duration;
 
@@ -8,43 +9,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Message, SlackConfig};
-use crate::model::truncate;
-
-/// Longest `Retry-After` honoured; longer values are capped to it.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-
-/// What became of one attempt to send a message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SendOutcome {
-    /// Slack took it. `ts` and `channel` come from `chat.postMessage`'s answer (`None` for webhooks).
-    Accepted {
-        /// Timestamp that identifies the message (the `thread_ts` of replies to it).
-        ts: Option<String>,
-        /// Id of the channel it was posted in.
-        channel: Option<String>,
-    },
-    /// Slack's fault (5xx, 429, timeout, connection error, a transient Web API error): try again later.
-    Transient {
-        /// What went wrong, without secrets.
-        reason: String,
-        /// How long Slack asked us to wait (`Retry-After`), if it did.
-        retry_after: Option<Duration>,
-    },
-    /// Our request or configuration is wrong (another 4xx, a Web API error such as `channel_not_found`): retrying
-    /// will not help.
-    Permanent {
-        /// The HTTP status and body, or the Web API error code.
-        reason: String,
-    },
-}
-
-impl SendOutcome {
-    /// Whether this outcome says Slack is failing (feeds the circuit breaker): true only for
-    /// [`SendOutcome::Transient`].
-    pub fn counts_against_slack(&self) -> bool {
-        matches!(self, SendOutcome::Transient { .. })
-    }
-}
+use crate::notify::outcome::{
+    MAX_ANSWER_BYTES, SendOutcome, body_text, classify_status, read_limited, redact,
+    request_failed, retry_after,
+};
 
 /// Web API error codes that mean "Slack's fault, try again".
 const TRANSIENT_API_ERRORS: [&str; 5] = [
@@ -54,9 +22,6 @@ const TRANSIENT_API_ERRORS: [&str; 5] = [
     "service_unavailable",
     "request_timeout",
 ];
-
-/// Longest part of a response body kept in a reason.
-const MAX_REASON_BODY: usize = 300;
 
 /// Where messages go: an incoming webhook, or the Web API with a bot token.
 #[derive(Debug)]
@@ -139,7 +104,7 @@ impl SlackClient {
         let body = json!({"text": message.text, "blocks": message.blocks});
         let response = match self.http.post(url).json(&body).send().await {
             Ok(response) => response,
-            Err(error) => return self.request_failed(error),
+            Err(error) => return request_failed(error, self.timeout),
         };
         let status = response.status();
         if status.is_success() {
@@ -176,7 +141,7 @@ impl SlackClient {
             .body(body.to_string());
         let response = match request.send().await {
             Ok(response) => response,
-            Err(error) => return self.request_failed(error),
+            Err(error) => return request_failed(error, self.timeout),
         };
         let status = response.status();
         let retry_after = retry_after(&response);
@@ -184,9 +149,9 @@ impl SlackClient {
             let body = body_text(response).await;
             return classify_status(status, &body, retry_after);
         }
-        let bytes = match response.bytes().await {
+        let bytes = match read_limited(response, MAX_ANSWER_BYTES).await {
             Ok(bytes) => bytes,
-            Err(error) => return self.request_failed(error),
+            Err(error) => return request_failed(error, self.timeout),
         };
         match serde_json::from_slice::<ApiAnswer>(&bytes) {
             Ok(ApiAnswer {
@@ -216,31 +181,6 @@ impl SlackClient {
         }
     }
 
-    /// The outcome of a request that got no (complete) answer; the URL is left out of the reason.
-    fn request_failed(&self, error: reqwest::Error) -> SendOutcome {
-        let reason = if error.is_timeout() {
-            format!("timed out after {:?}", self.timeout)
-        } else {
-            let error = error.without_url();
-            let mut reason = if error.is_connect() {
-                "connection failed".to_owned()
-            } else {
-                "request failed".to_owned()
-            };
-            let mut source: Option<&dyn std::error::Error> = Some(&error);
-            while let Some(current) = source {
-                reason.push_str(": ");
-                reason.push_str(&current.to_string());
-                source = current.source();
-            }
-            reason
-        };
-        SendOutcome::Transient {
-            reason,
-            retry_after: None,
-        }
-    }
-
     /// Removes every secret from an outcome's reason (an answer could echo one).
     fn redact(&self, outcome: SendOutcome) -> SendOutcome {
         let mut secrets = Vec::new();
@@ -253,64 +193,7 @@ impl SlackClient {
             }
             Target::WebApi { token, .. } => secrets.push(token.expose().to_owned()),
         }
-        redact_outcome(outcome, &secrets)
-    }
-}
-
-fn redact_outcome(outcome: SendOutcome, secrets: &[String]) -> SendOutcome {
-    let clean = |mut reason: String| {
-        for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
-            reason = reason.replace(secret.as_str(), "<redacted>");
-        }
-        reason
-    };
-    match outcome {
-        SendOutcome::Transient {
-            reason,
-            retry_after,
-        } => SendOutcome::Transient {
-            reason: clean(reason),
-            retry_after,
-        },
-        SendOutcome::Permanent { reason } => SendOutcome::Permanent {
-            reason: clean(reason),
-        },
-        accepted => accepted,
-    }
-}
-
-/// `Retry-After` in seconds, capped at [`MAX_RETRY_AFTER`].
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let value = response.headers().get(reqwest::header::RETRY_AFTER)?;
-    let seconds: u64 = value.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
-}
-
-/// The start of a response body, on one line; empty when it cannot be read.
-async fn body_text(response: reqwest::Response) -> String {
-    let text = response.text().await.unwrap_or_default();
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    truncate(&line, MAX_REASON_BODY)
-}
-
-/// The outcome of a non-2xx answer.
-fn classify_status(
-    status: reqwest::StatusCode,
-    body: &str,
-    retry_after: Option<Duration>,
-) -> SendOutcome {
-    let reason = if body.is_empty() {
-        format!("HTTP {}", status.as_u16())
-    } else {
-        format!("HTTP {} {body}", status.as_u16())
-    };
-    if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        SendOutcome::Transient {
-            reason,
-            retry_after,
-        }
-    } else {
-        SendOutcome::Permanent { reason }
+        redact(outcome, &secrets)
     }
 }
 
@@ -345,20 +228,5 @@ mod tests {
                 .expect("client")
                 .is_none()
         );
-    }
-
-    #[test]
-    fn only_transient_outcomes_count_against_slack() {
-        let transient = SendOutcome::Transient {
-            reason: "HTTP 500".into(),
-            retry_after: None,
-        };
-        assert!(transient.counts_against_slack());
-        assert!(!SendOutcome::Permanent { reason: "x".into() }.counts_against_slack());
-        let accepted = SendOutcome::Accepted {
-            ts: None,
-            channel: None,
-        };
-        assert!(!accepted.counts_against_slack());
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use gomon_runtime::config::{KeyError, Secret};
+use gomon_runtime::http_client::is_http_url;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Severity;
@@ -41,7 +42,7 @@ pub struct SlackConfig {
 }
 
 /// Where alerts of some severities are posted.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// The severities this route takes.
@@ -84,6 +85,14 @@ impl SlackConfig {
             .iter()
             .find(|route| route.severities.contains(&severity))
             .map(|route| route.channel.as_str())
+    }
+
+    /// Whether a destination is set: a webhook URL or a bot token, inline or in a file.
+    pub fn has_destination(&self) -> bool {
+        self.webhook_url.is_some()
+            || self.webhook_url_file.is_some()
+            || self.bot_token.is_some()
+            || self.bot_token_file.is_some()
     }
 
     /// Checks what types alone cannot: secrets readable and set once, URLs valid, routes complete, durations in
@@ -156,11 +165,6 @@ fn load_secret(
     file: &Option<PathBuf>,
 ) -> Result<Option<String>, KeyError> {
     gomon_runtime::config::secret(key, inline.as_ref().map(Secret::expose), file.as_deref())
-}
-
-fn is_http_url(text: &str) -> bool {
-    reqwest::Url::parse(text)
-        .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod render;
 
-pub use client::{MAX_RETRY_AFTER, SendOutcome, SlackClient};
+pub use super::outcome::{MAX_RETRY_AFTER, SendOutcome};
+pub use client::SlackClient;
 pub use config::{Route, SlackConfig};
 pub use render::{Event, MAX_FIELD, MAX_HEADER, MAX_TEXT, Message, escape, render};

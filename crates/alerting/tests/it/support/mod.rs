@@ -281,3 +281,13 @@ pub(crate) async fn eventually_status(
     }
     panic!("POST {path} never answered {status}; last {last:?}");
 }
+
+/// The notification policy of a Slack webhook taking every severity (receiver `slack`), for tests that drive the
+/// service without its dispatchers.
+pub(crate) fn every_severity_to_slack() -> gomon_alerting::notify::policy::Policy {
+    let slack = gomon_alerting::notify::slack::SlackConfig {
+        webhook_url: Some("http://127.0.0.1:9/hook".into()),
+        ..Default::default()
+    };
+    gomon_alerting::notify::policy::Policy::new(None, &slack).expect("a valid policy")
+}
