@@ -79,7 +79,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
                 let path = args.next().ok_or("--lines takes a file")?;
                 let text = std::fs::read_to_string(&path)
                     .map_err(|error| format!("--lines {path}: {error}"))?;
-                options.lines = text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect();
+                options.lines = text
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect();
                 if options.lines.is_empty() {
                     return Err(format!("--lines {path}: no line"));
                 }
@@ -197,7 +201,9 @@ async fn run(options: Options) -> Result<String, String> {
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.95),
         percentile(&latencies, 0.99),
-        latencies.last().map_or(f64::NAN, |l| l.as_secs_f64() * 1000.0),
+        latencies
+            .last()
+            .map_or(f64::NAN, |l| l.as_secs_f64() * 1000.0),
     ))
 }
 
