@@ -12,6 +12,7 @@ mod filesystem;
 mod mdadm;
 mod memory;
 mod network;
+mod pressure;
 mod system;
 mod textfile;
 mod timex;
@@ -64,14 +65,17 @@ pub enum Subsystem {
     Mdadm,
     /// Text files of other programs' metrics, from `agent.textfile_directory`.
     Textfile,
+    /// Pressure stall information, from `{proc_root}/pressure`.
+    Pressure,
 }
 
 impl Subsystem {
     /// Every subsystem, in the order a cycle collects them.
-    pub const ALL: [Subsystem; 14] = [
+    pub const ALL: [Subsystem; 15] = [
         Subsystem::Cpu,
         Subsystem::Memory,
         Subsystem::System,
+        Subsystem::Pressure,
         Subsystem::Vmstat,
         Subsystem::Filefd,
         Subsystem::Conntrack,
@@ -102,6 +106,7 @@ impl Subsystem {
             Subsystem::Bonding => "bonding",
             Subsystem::Mdadm => "mdadm",
             Subsystem::Textfile => "textfile",
+            Subsystem::Pressure => "pressure",
         }
     }
 }
@@ -223,6 +228,7 @@ impl Collector {
         let stat = stat.map(|stat| system::stat(&stat, &mut out));
         self.record(Subsystem::System, stat);
         drop(span);
+        self.run(Subsystem::Pressure, &mut out, pressure::collect);
         self.run(Subsystem::Vmstat, &mut out, vmstat::collect);
         self.run(Subsystem::Filefd, &mut out, filefd::collect);
         self.run(Subsystem::Conntrack, &mut out, conntrack::collect);
@@ -335,6 +341,37 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, Error> {
             Ok(None)
         }
         Err(error) => Err(error),
+    }
+}
+
+/// The problems met in a file whose readable parts are still reported: a collector skips what it cannot parse,
+/// emits the rest, and returns [`Skipped::finish`], so that the damage is still logged and counted once per cycle.
+#[derive(Debug, Default)]
+pub(crate) struct Skipped {
+    first: Option<Error>,
+    more: usize,
+}
+
+impl Skipped {
+    /// Notes a part of `path` that was skipped; the first is kept and the others counted.
+    pub(crate) fn note(&mut self, path: &Path, message: impl Into<String>) {
+        if self.first.is_none() {
+            self.first = Some(Error::parse(path, message));
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// `Ok` when nothing was skipped, else the first problem (with how many others followed it).
+    pub(crate) fn finish(self) -> Result<(), Error> {
+        match self.first {
+            None => Ok(()),
+            Some(Error::Parse { path, message }) if self.more > 0 => Err(Error::parse(
+                path,
+                format!("{message} (and {} more skipped)", self.more),
+            )),
+            Some(error) => Err(error),
+        }
     }
 }
 
