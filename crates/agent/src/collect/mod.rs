@@ -7,6 +7,7 @@ mod bonding;
 mod conntrack;
 mod cpu;
 mod diskstats;
+mod entropy;
 mod filefd;
 mod filesystem;
 mod mdadm;
@@ -67,17 +68,20 @@ pub enum Subsystem {
     Textfile,
     /// Pressure stall information, from `{proc_root}/pressure`.
     Pressure,
+    /// The kernel's entropy pool, from `{proc_root}/sys/kernel/random`.
+    Entropy,
 }
 
 impl Subsystem {
     /// Every subsystem, in the order a cycle collects them.
-    pub const ALL: [Subsystem; 15] = [
+    pub const ALL: [Subsystem; 16] = [
         Subsystem::Cpu,
         Subsystem::Memory,
         Subsystem::System,
         Subsystem::Pressure,
         Subsystem::Vmstat,
         Subsystem::Filefd,
+        Subsystem::Entropy,
         Subsystem::Conntrack,
         Subsystem::Timex,
         Subsystem::Uname,
@@ -107,6 +111,7 @@ impl Subsystem {
             Subsystem::Mdadm => "mdadm",
             Subsystem::Textfile => "textfile",
             Subsystem::Pressure => "pressure",
+            Subsystem::Entropy => "entropy",
         }
     }
 }
@@ -231,6 +236,7 @@ impl Collector {
         self.run(Subsystem::Pressure, &mut out, pressure::collect);
         self.run(Subsystem::Vmstat, &mut out, vmstat::collect);
         self.run(Subsystem::Filefd, &mut out, filefd::collect);
+        self.run(Subsystem::Entropy, &mut out, entropy::collect);
         self.run(Subsystem::Conntrack, &mut out, conntrack::collect);
         let span = collector_span(Subsystem::Timex).entered();
         match timex::read() {
