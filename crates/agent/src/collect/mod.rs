@@ -14,6 +14,7 @@ mod mdadm;
 mod memory;
 mod network;
 mod pressure;
+mod softnet;
 mod system;
 mod textfile;
 mod timex;
@@ -70,11 +71,13 @@ pub enum Subsystem {
     Pressure,
     /// The kernel's entropy pool, from `{proc_root}/sys/kernel/random`.
     Entropy,
+    /// Packet processing per CPU, from `{proc_root}/net/softnet_stat`.
+    Softnet,
 }
 
 impl Subsystem {
     /// Every subsystem, in the order a cycle collects them.
-    pub const ALL: [Subsystem; 16] = [
+    pub const ALL: [Subsystem; 17] = [
         Subsystem::Cpu,
         Subsystem::Memory,
         Subsystem::System,
@@ -88,6 +91,7 @@ impl Subsystem {
         Subsystem::Diskstats,
         Subsystem::Mdadm,
         Subsystem::Network,
+        Subsystem::Softnet,
         Subsystem::Bonding,
         Subsystem::Textfile,
         Subsystem::Filesystem,
@@ -112,6 +116,7 @@ impl Subsystem {
             Subsystem::Textfile => "textfile",
             Subsystem::Pressure => "pressure",
             Subsystem::Entropy => "entropy",
+            Subsystem::Softnet => "softnet",
         }
     }
 }
@@ -260,6 +265,7 @@ impl Collector {
         self.run(Subsystem::Diskstats, &mut out, diskstats::collect);
         self.run(Subsystem::Mdadm, &mut out, mdadm::collect);
         self.run(Subsystem::Network, &mut out, network::collect);
+        self.run(Subsystem::Softnet, &mut out, softnet::collect);
         self.run(Subsystem::Bonding, &mut out, bonding::collect);
         let span = collector_span(Subsystem::Textfile).entered();
         textfile::collect(&self.config, &mut out);
