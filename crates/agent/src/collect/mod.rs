@@ -14,6 +14,7 @@ mod mdadm;
 mod memory;
 mod network;
 mod pressure;
+mod sockstat;
 mod softnet;
 mod system;
 mod textfile;
@@ -73,11 +74,13 @@ pub enum Subsystem {
     Entropy,
     /// Packet processing per CPU, from `{proc_root}/net/softnet_stat`.
     Softnet,
+    /// Sockets by protocol, from `{proc_root}/net/sockstat` and `sockstat6`.
+    Sockstat,
 }
 
 impl Subsystem {
     /// Every subsystem, in the order a cycle collects them.
-    pub const ALL: [Subsystem; 17] = [
+    pub const ALL: [Subsystem; 18] = [
         Subsystem::Cpu,
         Subsystem::Memory,
         Subsystem::System,
@@ -92,6 +95,7 @@ impl Subsystem {
         Subsystem::Mdadm,
         Subsystem::Network,
         Subsystem::Softnet,
+        Subsystem::Sockstat,
         Subsystem::Bonding,
         Subsystem::Textfile,
         Subsystem::Filesystem,
@@ -117,6 +121,7 @@ impl Subsystem {
             Subsystem::Pressure => "pressure",
             Subsystem::Entropy => "entropy",
             Subsystem::Softnet => "softnet",
+            Subsystem::Sockstat => "sockstat",
         }
     }
 }
@@ -266,6 +271,7 @@ impl Collector {
         self.run(Subsystem::Mdadm, &mut out, mdadm::collect);
         self.run(Subsystem::Network, &mut out, network::collect);
         self.run(Subsystem::Softnet, &mut out, softnet::collect);
+        self.run(Subsystem::Sockstat, &mut out, sockstat::collect);
         self.run(Subsystem::Bonding, &mut out, bonding::collect);
         let span = collector_span(Subsystem::Textfile).entered();
         textfile::collect(&self.config, &mut out);
