@@ -12,6 +12,7 @@ mod filefd;
 mod filesystem;
 mod mdadm;
 mod memory;
+mod netstat;
 mod network;
 mod pressure;
 mod sockstat;
@@ -76,11 +77,13 @@ pub enum Subsystem {
     Softnet,
     /// Sockets by protocol, from `{proc_root}/net/sockstat` and `sockstat6`.
     Sockstat,
+    /// Protocol statistics, from `{proc_root}/net/netstat`, `snmp` and `snmp6`.
+    Netstat,
 }
 
 impl Subsystem {
     /// Every subsystem, in the order a cycle collects them.
-    pub const ALL: [Subsystem; 18] = [
+    pub const ALL: [Subsystem; 19] = [
         Subsystem::Cpu,
         Subsystem::Memory,
         Subsystem::System,
@@ -94,6 +97,7 @@ impl Subsystem {
         Subsystem::Diskstats,
         Subsystem::Mdadm,
         Subsystem::Network,
+        Subsystem::Netstat,
         Subsystem::Softnet,
         Subsystem::Sockstat,
         Subsystem::Bonding,
@@ -122,6 +126,7 @@ impl Subsystem {
             Subsystem::Entropy => "entropy",
             Subsystem::Softnet => "softnet",
             Subsystem::Sockstat => "sockstat",
+            Subsystem::Netstat => "netstat",
         }
     }
 }
@@ -270,6 +275,7 @@ impl Collector {
         self.run(Subsystem::Diskstats, &mut out, diskstats::collect);
         self.run(Subsystem::Mdadm, &mut out, mdadm::collect);
         self.run(Subsystem::Network, &mut out, network::collect);
+        self.run(Subsystem::Netstat, &mut out, netstat::collect);
         self.run(Subsystem::Softnet, &mut out, softnet::collect);
         self.run(Subsystem::Sockstat, &mut out, sockstat::collect);
         self.run(Subsystem::Bonding, &mut out, bonding::collect);
