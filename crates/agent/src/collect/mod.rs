@@ -14,6 +14,7 @@ mod mdadm;
 mod memory;
 mod netstat;
 mod network;
+mod os_release;
 mod pressure;
 mod sockstat;
 mod softnet;
@@ -79,11 +80,13 @@ pub enum Subsystem {
     Sockstat,
     /// Protocol statistics, from `{proc_root}/net/netstat`, `snmp` and `snmp6`.
     Netstat,
+    /// The operating system, from `{root_fs}/etc/os-release` or `usr/lib/os-release`.
+    Os,
 }
 
 impl Subsystem {
     /// Every subsystem, in the order a cycle collects them.
-    pub const ALL: [Subsystem; 19] = [
+    pub const ALL: [Subsystem; 20] = [
         Subsystem::Cpu,
         Subsystem::Memory,
         Subsystem::System,
@@ -94,6 +97,7 @@ impl Subsystem {
         Subsystem::Conntrack,
         Subsystem::Timex,
         Subsystem::Uname,
+        Subsystem::Os,
         Subsystem::Diskstats,
         Subsystem::Mdadm,
         Subsystem::Network,
@@ -127,6 +131,7 @@ impl Subsystem {
             Subsystem::Softnet => "softnet",
             Subsystem::Sockstat => "sockstat",
             Subsystem::Netstat => "netstat",
+            Subsystem::Os => "os",
         }
     }
 }
@@ -272,6 +277,7 @@ impl Collector {
         let span = collector_span(Subsystem::Uname).entered();
         uname::collect(&mut out);
         drop(span);
+        self.run(Subsystem::Os, &mut out, os_release::collect);
         self.run(Subsystem::Diskstats, &mut out, diskstats::collect);
         self.run(Subsystem::Mdadm, &mut out, mdadm::collect);
         self.run(Subsystem::Network, &mut out, network::collect);
