@@ -7,11 +7,17 @@ mod bonding;
 mod conntrack;
 mod cpu;
 mod diskstats;
+mod entropy;
 mod filefd;
 mod filesystem;
 mod mdadm;
 mod memory;
+mod netstat;
 mod network;
+mod os_release;
+mod pressure;
+mod sockstat;
+mod softnet;
 mod system;
 mod textfile;
 mod timex;
@@ -64,22 +70,40 @@ pub enum Subsystem {
     Mdadm,
     /// Text files of other programs' metrics, from `agent.textfile_directory`.
     Textfile,
+    /// Pressure stall information, from `{proc_root}/pressure`.
+    Pressure,
+    /// The kernel's entropy pool, from `{proc_root}/sys/kernel/random`.
+    Entropy,
+    /// Packet processing per CPU, from `{proc_root}/net/softnet_stat`.
+    Softnet,
+    /// Sockets by protocol, from `{proc_root}/net/sockstat` and `sockstat6`.
+    Sockstat,
+    /// Protocol statistics, from `{proc_root}/net/netstat`, `snmp` and `snmp6`.
+    Netstat,
+    /// The operating system, from `{root_fs}/etc/os-release` or `usr/lib/os-release`.
+    Os,
 }
 
 impl Subsystem {
     /// Every subsystem, in the order a cycle collects them.
-    pub const ALL: [Subsystem; 14] = [
+    pub const ALL: [Subsystem; 20] = [
         Subsystem::Cpu,
         Subsystem::Memory,
         Subsystem::System,
+        Subsystem::Pressure,
         Subsystem::Vmstat,
         Subsystem::Filefd,
+        Subsystem::Entropy,
         Subsystem::Conntrack,
         Subsystem::Timex,
         Subsystem::Uname,
+        Subsystem::Os,
         Subsystem::Diskstats,
         Subsystem::Mdadm,
         Subsystem::Network,
+        Subsystem::Netstat,
+        Subsystem::Softnet,
+        Subsystem::Sockstat,
         Subsystem::Bonding,
         Subsystem::Textfile,
         Subsystem::Filesystem,
@@ -102,6 +126,12 @@ impl Subsystem {
             Subsystem::Bonding => "bonding",
             Subsystem::Mdadm => "mdadm",
             Subsystem::Textfile => "textfile",
+            Subsystem::Pressure => "pressure",
+            Subsystem::Entropy => "entropy",
+            Subsystem::Softnet => "softnet",
+            Subsystem::Sockstat => "sockstat",
+            Subsystem::Netstat => "netstat",
+            Subsystem::Os => "os",
         }
     }
 }
@@ -223,8 +253,10 @@ impl Collector {
         let stat = stat.map(|stat| system::stat(&stat, &mut out));
         self.record(Subsystem::System, stat);
         drop(span);
+        self.run(Subsystem::Pressure, &mut out, pressure::collect);
         self.run(Subsystem::Vmstat, &mut out, vmstat::collect);
         self.run(Subsystem::Filefd, &mut out, filefd::collect);
+        self.run(Subsystem::Entropy, &mut out, entropy::collect);
         self.run(Subsystem::Conntrack, &mut out, conntrack::collect);
         let span = collector_span(Subsystem::Timex).entered();
         match timex::read() {
@@ -245,9 +277,13 @@ impl Collector {
         let span = collector_span(Subsystem::Uname).entered();
         uname::collect(&mut out);
         drop(span);
+        self.run(Subsystem::Os, &mut out, os_release::collect);
         self.run(Subsystem::Diskstats, &mut out, diskstats::collect);
         self.run(Subsystem::Mdadm, &mut out, mdadm::collect);
         self.run(Subsystem::Network, &mut out, network::collect);
+        self.run(Subsystem::Netstat, &mut out, netstat::collect);
+        self.run(Subsystem::Softnet, &mut out, softnet::collect);
+        self.run(Subsystem::Sockstat, &mut out, sockstat::collect);
         self.run(Subsystem::Bonding, &mut out, bonding::collect);
         let span = collector_span(Subsystem::Textfile).entered();
         textfile::collect(&self.config, &mut out);
@@ -335,6 +371,37 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, Error> {
             Ok(None)
         }
         Err(error) => Err(error),
+    }
+}
+
+/// The problems met in a file whose readable parts are still reported: a collector skips what it cannot parse,
+/// emits the rest, and returns [`Skipped::finish`], so that the damage is still logged and counted once per cycle.
+#[derive(Debug, Default)]
+pub(crate) struct Skipped {
+    first: Option<Error>,
+    more: usize,
+}
+
+impl Skipped {
+    /// Notes a part of `path` that was skipped; the first is kept and the others counted.
+    pub(crate) fn note(&mut self, path: &Path, message: impl Into<String>) {
+        if self.first.is_none() {
+            self.first = Some(Error::parse(path, message));
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// `Ok` when nothing was skipped, else the first problem (with how many others followed it).
+    pub(crate) fn finish(self) -> Result<(), Error> {
+        match self.first {
+            None => Ok(()),
+            Some(Error::Parse { path, message }) if self.more > 0 => Err(Error::parse(
+                path,
+                format!("{message} (and {} more skipped)", self.more),
+            )),
+            Some(error) => Err(error),
+        }
     }
 }
 

@@ -636,3 +636,167 @@ async fn new_sources_missing_or_garbled_are_counted_and_never_stop_the_others() 
     assert!(snapshot.series("node_filesystem_readonly").count() > 0);
     assert_eq!(value(&snapshot, "node_textfile_scrape_error", &[]), 0.0);
 }
+
+/// A series expected from the fixtures: name, labels besides `host`, value.
+type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
+#[tokio::test]
+async fn the_node_exporter_full_families_from_fixture_files() {
+    let host = FakeHost::new();
+    let mut collector = Collector::new(host.config.clone()).expect("valid config");
+    let snapshot = collector.collect().await;
+    let page = rustix::param::page_size() as f64;
+    let counters: &[Expected] = &[
+        ("node_pressure_cpu_waiting_seconds_total", &[], 120.0),
+        ("node_pressure_io_waiting_seconds_total", &[], 45.0),
+        ("node_pressure_io_stalled_seconds_total", &[], 30.0),
+        ("node_pressure_memory_waiting_seconds_total", &[], 2.5),
+        ("node_pressure_memory_stalled_seconds_total", &[], 0.5),
+        ("node_netstat_Tcp_InSegs", &[], 30_000.0),
+        ("node_netstat_Tcp_InErrs", &[], 2.0),
+        ("node_netstat_TcpExt_ListenDrops", &[], 12.0),
+        ("node_netstat_IpExt_InOctets", &[], 5_000_000.0),
+        ("node_netstat_Udp_InErrors", &[], 1.0),
+        ("node_netstat_Ip6_InOctets", &[], 64_000.0),
+        ("node_netstat_Icmp6_OutMsgs", &[], 4.0),
+        ("node_softnet_processed_total", &[("cpu", "0")], 4096.0),
+        ("node_softnet_processed_total", &[("cpu", "1")], 8192.0),
+        ("node_softnet_dropped_total", &[("cpu", "0")], 1.0),
+        ("node_softnet_times_squeezed_total", &[("cpu", "0")], 2.0),
+        ("node_softnet_received_rps_total", &[("cpu", "0")], 4.0),
+        ("node_softnet_flow_limit_count_total", &[("cpu", "0")], 5.0),
+    ];
+    let gauges: &[Expected] = &[
+        ("node_netstat_Tcp_CurrEstab", &[], 9.0),
+        ("node_sockstat_sockets_used", &[], 200.0),
+        ("node_sockstat_TCP_tw", &[], 20.0),
+        ("node_sockstat_TCP_mem_bytes", &[], 3.0 * page),
+        ("node_sockstat_UDP_mem", &[], 4.0),
+        ("node_sockstat_TCP6_inuse", &[], 5.0),
+        ("node_sockstat_FRAG6_memory", &[], 0.0),
+        ("node_softnet_backlog_len", &[("cpu", "0")], 6.0),
+        ("node_entropy_available_bits", &[], 256.0),
+        ("node_entropy_pool_size_bits", &[], 256.0),
+        (
+            "node_os_version",
+            &[("id", "ubuntu"), ("id_like", "debian"), ("name", "Ubuntu")],
+            22.04,
+        ),
+    ];
+    for (list, kind) in [(counters, Kind::Counter), (gauges, Kind::Gauge)] {
+        for (name, labels, expected) in list {
+            let sample = snapshot
+                .find(name, labels)
+                .unwrap_or_else(|| panic!("no sample {name}{labels:?}"));
+            assert_eq!(
+                (sample.value, sample.kind),
+                (*expected, kind),
+                "{name}{labels:?}"
+            );
+        }
+    }
+    // No irq file in the fixtures (a kernel before 6.1): no series.
+    assert_eq!(
+        snapshot
+            .series("node_pressure_irq_stalled_seconds_total")
+            .count(),
+        0
+    );
+    assert_eq!(snapshot.series("node_softnet_processed_total").count(), 2);
+    let os = snapshot
+        .series("node_os_info")
+        .next()
+        .expect("node_os_info");
+    assert_eq!(os.label("pretty_name"), Some("Ubuntu 22.04.4 LTS"));
+    assert_eq!(os.label("version_codename"), Some("jammy"));
+    assert_eq!(os.label("variant"), None);
+    // node_exporter's default netstat field pattern leaves most fields out.
+    assert_eq!(snapshot.series("node_netstat_Tcp_MaxConn").count(), 0);
+    assert_eq!(snapshot.series("node_netstat_Ip_InReceives").count(), 0);
+    assert!(
+        collector.errors().values().all(|n| *n == 0),
+        "{:?}",
+        collector.errors()
+    );
+}
+
+#[tokio::test]
+async fn the_node_exporter_full_sources_missing_or_garbled() {
+    let host = FakeHost::new();
+    // A kernel without PSI, without IPv6 and a root without os-release: no series, no error.
+    for absent in [
+        "pressure/cpu",
+        "pressure/io",
+        "pressure/memory",
+        "net/snmp6",
+        "net/sockstat6",
+    ] {
+        host.remove(absent);
+    }
+    std::fs::remove_file(host.config.root_fs.join("usr/lib/os-release")).expect("remove");
+    let mut collector = Collector::new(host.config.clone()).expect("valid config");
+    let snapshot = collector.collect().await;
+    assert!(
+        collector.errors().values().all(|n| *n == 0),
+        "{:?}",
+        collector.errors()
+    );
+    for family in [
+        "node_pressure_",
+        "node_os_",
+        "node_sockstat_TCP6_",
+        "node_netstat_Ip6_",
+    ] {
+        assert!(
+            snapshot.samples.iter().all(|s| !s.name.starts_with(family)),
+            "{family}"
+        );
+    }
+    assert_eq!(value(&snapshot, "node_sockstat_TCP_inuse", &[]), 10.0);
+
+    // Garbled or cut short: what parses is reported, the rest skipped and counted once per file's subsystem.
+    let garbage = "this is not\na proc file: at all\n\u{0}\u{1}";
+    for file in [
+        "net/netstat",
+        "net/sockstat",
+        "net/softnet_stat",
+        "sys/kernel/random/entropy_avail",
+    ] {
+        std::fs::write(host.config.proc_root.join(file), garbage).expect("write");
+    }
+    std::fs::write(
+        host.config.proc_root.join("pressure/io"),
+        "some avg10=0.20 avg60=0.10 avg300=0.05 total=45000000\nfull avg10=0.1",
+    )
+    .expect("write");
+    let snapshot = collector.collect().await;
+    let errors = collector.errors();
+    for subsystem in [
+        Subsystem::Netstat,
+        Subsystem::Sockstat,
+        Subsystem::Softnet,
+        Subsystem::Entropy,
+        Subsystem::Pressure,
+    ] {
+        assert_eq!(errors[&subsystem], 1, "{subsystem}");
+    }
+    assert_eq!(
+        value(&snapshot, "node_pressure_io_waiting_seconds_total", &[]),
+        45.0
+    );
+    assert_eq!(
+        snapshot
+            .series("node_pressure_io_stalled_seconds_total")
+            .count(),
+        0
+    );
+    // snmp is intact: its fields still come through beside the garbled netstat.
+    assert_eq!(value(&snapshot, "node_netstat_Tcp_OutRsts", &[]), 70.0);
+    assert_eq!(
+        snapshot.series("node_netstat_TcpExt_ListenDrops").count(),
+        0
+    );
+    assert_eq!(value(&snapshot, "node_entropy_pool_size_bits", &[]), 256.0);
+    assert_eq!(snapshot.series("node_softnet_processed_total").count(), 0);
+    assert_eq!(snapshot.series("node_cpu_seconds_total").count(), 16);
+}

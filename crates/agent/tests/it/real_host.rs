@@ -68,6 +68,23 @@ async fn the_main_series_exist_with_plausible_values() {
     assert!(value(&snapshot, "node_context_switches_total", &[]) > 0.0);
     assert!(value(&snapshot, "node_procs_running", &[]) >= 1.0);
 
+    // The families the "Node Exporter Full" dashboard reads beyond node-mixin: every Linux host has these files
+    // (pressure and os-release may rightly be absent, which is no error either).
+    for subsystem in [
+        Subsystem::Pressure,
+        Subsystem::Entropy,
+        Subsystem::Os,
+        Subsystem::Netstat,
+        Subsystem::Softnet,
+        Subsystem::Sockstat,
+    ] {
+        assert_eq!(collector.errors()[&subsystem], 0, "{subsystem}");
+    }
+    assert!(value(&snapshot, "node_netstat_Tcp_InSegs", &[]) > 0.0);
+    assert!(value(&snapshot, "node_sockstat_sockets_used", &[]) > 0.0);
+    assert!(value(&snapshot, "node_entropy_pool_size_bits", &[]) > 0.0);
+    assert!(snapshot.series("node_softnet_processed_total").count() >= 1);
+
     // Disks, interfaces and real filesystems depend on the machine; what there is must be sane.
     assert!(
         snapshot

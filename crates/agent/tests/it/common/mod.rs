@@ -11,7 +11,8 @@ pub(crate) fn fixtures() -> PathBuf {
 }
 
 /// A fake host in a temporary directory: `proc/` copied from the fixtures (so files can be swapped), `sys/` the
-/// fixture sysfs, and `root/` a root filesystem with the directories the fixture mount table names.
+/// fixture sysfs, and `root/` a root filesystem with the directories the fixture mount table names and the fixture
+/// `os-release` in `usr/lib`.
 pub(crate) struct FakeHost {
     /// Keeps the directory alive (never read).
     _dir: TempDir,
@@ -26,9 +27,14 @@ impl FakeHost {
         let proc = dir.path().join("proc");
         copy_dir(&fixtures().join("proc"), &proc);
         let root = dir.path().join("root");
-        for path in ["data", "mnt/my disk"] {
+        for path in ["data", "mnt/my disk", "usr/lib"] {
             std::fs::create_dir_all(root.join(path)).expect("mkdir");
         }
+        std::fs::copy(
+            fixtures().join("os-release"),
+            root.join("usr/lib/os-release"),
+        )
+        .expect("copy os-release");
         let config = AgentConfig {
             proc_root: proc,
             sys_root: fixtures().join("sys"),
