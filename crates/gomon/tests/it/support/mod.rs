@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use gomon_testkit::free_port;
 
 /// A `gomon ROLE` process with its output in a log file; killed when dropped.
 pub(crate) struct Gomon {
@@ -156,7 +155,13 @@ pub(crate) fn postgres_database() -> String {
     let server = std::env::var("TEST_POSTGRES_URL").expect(
         "TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh, which starts PostgreSQL",
     );
-    let database = format!("e2e_{}_{}", std::process::id(), free_port());
+    // A counter, not a free port: two tests may be handed the same port one after the other.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let database = format!(
+        "e2e_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let created = Command::new("psql")
         .args([
             &format!("{server}/postgres"),
