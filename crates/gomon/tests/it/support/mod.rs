@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-
 /// A `gomon ROLE` process with its output in a log file; killed when dropped.
 pub(crate) struct Gomon {
     pub role: &'static str,
