@@ -44,19 +44,7 @@ mod tests {
     use crate::sample::{Kind, Sample};
 
     fn collect_files(files: &[(&str, &str)]) -> (Vec<Sample>, Result<(), Error>) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let random = dir.path().join("sys/kernel/random");
-        std::fs::create_dir_all(&random).expect("mkdir");
-        for (name, text) in files {
-            std::fs::write(random.join(name), text).expect("write");
-        }
-        let config = AgentConfig {
-            proc_root: dir.path().to_path_buf(),
-            ..AgentConfig::default()
-        };
-        let mut out = Samples::new("h");
-        let result = collect(&config, &mut out);
-        (out.into_vec(), result)
+        super::super::collect_fake_proc("sys/kernel/random", files, collect)
     }
 
     fn named(samples: &[Sample]) -> Vec<(&str, f64, Kind)> {

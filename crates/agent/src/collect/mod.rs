@@ -414,3 +414,27 @@ pub(crate) fn number<T: std::str::FromStr>(
     text.parse()
         .map_err(|_| Error::parse(path, format!("{what}: {text:?} is not a number")))
 }
+
+/// Test support: `collect` run over a fake `/proc` (also the root file system) holding `files` in its directory
+/// `dir`; its samples and result.
+#[cfg(test)]
+pub(crate) fn collect_fake_proc(
+    dir: &str,
+    files: &[(&str, &str)],
+    collect: fn(&AgentConfig, &mut Samples) -> Result<(), Error>,
+) -> (Vec<crate::sample::Sample>, Result<(), Error>) {
+    let root = tempfile::tempdir().expect("temp dir");
+    for (name, text) in files {
+        let path = root.path().join(dir).join(name);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+    let config = AgentConfig {
+        proc_root: root.path().to_path_buf(),
+        root_fs: root.path().to_path_buf(),
+        ..AgentConfig::default()
+    };
+    let mut out = Samples::new("h");
+    let result = collect(&config, &mut out);
+    (out.into_vec(), result)
+}

@@ -200,19 +200,7 @@ mod tests {
         HOME_URL=\"https://www.debian.org/\"\n";
 
     fn collect_files(files: &[(&str, &str)]) -> (Vec<Sample>, Result<(), Error>) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        for (name, text) in files {
-            let path = dir.path().join(name);
-            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
-            std::fs::write(path, text).expect("write");
-        }
-        let config = AgentConfig {
-            root_fs: dir.path().to_path_buf(),
-            ..AgentConfig::default()
-        };
-        let mut out = Samples::new("h");
-        let result = collect(&config, &mut out);
-        (out.into_vec(), result)
+        super::super::collect_fake_proc("", files, collect)
     }
 
     fn labels(sample: &Sample) -> Vec<(&str, &str)> {

@@ -106,18 +106,7 @@ mod tests {
     const SOCKSTAT6: &str = "TCP6: inuse 17\nUDP6: inuse 9\nUDPLITE6: inuse 0\nRAW6: inuse 1\nFRAG6: inuse 0 memory 0\n";
 
     fn collect_files(files: &[(&str, &str)]) -> (Vec<Sample>, Result<(), Error>) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir_all(dir.path().join("net")).expect("mkdir");
-        for (name, text) in files {
-            std::fs::write(dir.path().join("net").join(name), text).expect("write");
-        }
-        let config = AgentConfig {
-            proc_root: dir.path().to_path_buf(),
-            ..AgentConfig::default()
-        };
-        let mut out = Samples::new("h");
-        let result = collect(&config, &mut out);
-        (out.into_vec(), result)
+        super::super::collect_fake_proc("net", files, collect)
     }
 
     fn named(samples: &[Sample]) -> Vec<(&str, f64)> {
