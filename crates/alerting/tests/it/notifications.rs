@@ -661,6 +661,32 @@ async fn two_replicas_share_the_outbox_and_survive_a_kill() {
     b.stop().await;
 }
 
+/// Two alerts through their whole lifecycle while receiver `down` is cut off: Slack receiver `team` gets its eight
+/// messages within 3 s, and `down`'s breaker opens while `team`'s stays closed. The two alerts' ids.
+async fn lifecycles_while_down(server: &Server, team: &FakeSlack, down: &str) -> (String, String) {
+    let started = Instant::now();
+    let first = full_lifecycle(server, "Disk full").await;
+    let second = full_lifecycle(server, "Node down").await;
+    eventually(Duration::from_secs(5), "team's eight messages", || async {
+        team.accepted().len() == 8
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "team waited for {down}: {:?}",
+        started.elapsed()
+    );
+    eventually(Duration::from_secs(10), "the breaker to open", || async {
+        receiver_status(server, down).await["breaker"]["state"] == "open"
+    })
+    .await;
+    assert_eq!(
+        receiver_status(server, "team").await["breaker"]["state"],
+        "closed"
+    );
+    (first, second)
+}
+
 /// The status of receiver `name` in `GET /api/v1/notifications/status`.
 async fn receiver_status(server: &Server, name: &str) -> Value {
     let (status, body) = server.get("/api/v1/notifications/status").await;
@@ -721,26 +747,7 @@ async fn a_receiver_that_is_down_delays_only_its_own_rows(backend: Backend) {
     config.check().expect("a valid configuration");
     proxy.cut();
     let server = Server::start_service(config).await;
-    let started = Instant::now();
-    let first = full_lifecycle(&server, "Disk full").await;
-    let second = full_lifecycle(&server, "Node down").await;
-    eventually(Duration::from_secs(5), "team's eight messages", || async {
-        team.accepted().len() == 8
-    })
-    .await;
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "team waited for ops: {:?}",
-        started.elapsed()
-    );
-    eventually(Duration::from_secs(10), "ops's breaker to open", || async {
-        receiver_status(&server, "ops").await["breaker"]["state"] == "open"
-    })
-    .await;
-    assert_eq!(
-        receiver_status(&server, "team").await["breaker"]["state"],
-        "closed"
-    );
+    let (first, second) = lifecycles_while_down(&server, &team, "ops").await;
     assert_eq!(ops.requests(), 0);
     assert_eq!(receiver_status(&server, "ops").await["pending"], 8);
     let waiting = notifications(&server, "receiver=ops&status=pending").await;
@@ -847,24 +854,7 @@ async fn a_webhook_that_is_down_delays_only_its_own_rows(backend: Backend) {
     config.check().expect("a valid configuration");
     proxy.cut();
     let server = Server::start_service(config).await;
-    let started = Instant::now();
-    let first = full_lifecycle(&server, "Disk full").await;
-    let second = full_lifecycle(&server, "Node down").await;
-    eventually(Duration::from_secs(5), "team's eight messages", || async {
-        team.accepted().len() == 8
-    })
-    .await;
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "Slack waited for the webhook: {:?}",
-        started.elapsed()
-    );
-    eventually(
-        Duration::from_secs(10),
-        "hook's breaker to open",
-        || async { receiver_status(&server, "hook").await["breaker"]["state"] == "open" },
-    )
-    .await;
+    let (first, second) = lifecycles_while_down(&server, &team, "hook").await;
     let status = receiver_status(&server, "hook").await;
     assert_eq!(status["type"], "webhook");
     assert_eq!(status["pending"], 8);
@@ -873,10 +863,6 @@ async fn a_webhook_that_is_down_delays_only_its_own_rows(backend: Backend) {
             .as_str()
             .is_some_and(|message| !message.contains("hook-token")),
         "{status}"
-    );
-    assert_eq!(
-        receiver_status(&server, "team").await["breaker"]["state"],
-        "closed"
     );
     assert!(hook.received().is_empty());
     proxy.restore();
