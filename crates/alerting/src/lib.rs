@@ -90,6 +90,31 @@ pub async fn sweep_expired(service: AlertService, interval: Duration, shutdown: 
     }
 }
 
+/// Every `interval` until `shutdown` fires, sends the due reminders and escalation steps of firing, unacknowledged
+/// alerts (see [`AlertService::follow_up`]), claiming them for `lease`.
+pub async fn follow_ups(
+    service: AlertService,
+    interval: Duration,
+    lease: Duration,
+    shutdown: Shutdown,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.clone().wait() => return,
+        }
+        match service.follow_up(lease).await {
+            Ok(0) => {}
+            Ok(done) => tracing::debug!(done, "follow-ups of unacknowledged alerts done"),
+            Err(error) => {
+                tracing::warn!(%error, "follow-ups of unacknowledged alerts failed; trying again next interval")
+            }
+        }
+    }
+}
+
 /// Runs the alerting service until `shutdown` fires: binds its listener, opens the store (answering
 /// `/health/live` meanwhile, and 503 to everything else), serves the API, then stops accepting, finishes in-flight
 /// requests and closes the pool, within `shutdown_timeout` of `shutdown` firing.
@@ -184,6 +209,12 @@ pub async fn run_with(
         for dispatcher in dispatchers {
             tasks.spawn(dispatcher.run(shutdown.clone()));
         }
+        tasks.spawn(follow_ups(
+            service.clone(),
+            config.outbox.poll_interval,
+            config.outbox.lease,
+            shutdown.clone(),
+        ));
         Some(tasks)
     };
     if let Err(error) = service.refresh_gauges().await {

@@ -388,7 +388,8 @@ pub enum Change {
 pub struct AuditEntry {
     /// The alert concerned.
     pub alert_id: Uuid,
-    /// `created`, `acknowledged`, `resolved`, `assigned` or `deleted`.
+    /// `created`, `acknowledged`, `resolved`, `assigned` or `deleted`; by the service, `repeated` (notified
+    /// again, still unacknowledged) and `escalated` (an escalation step's receivers notified).
     pub action: String,
     /// Who did it: the API token's name (the `by` of the request when the API is served without tokens), or the
     /// service itself (`expiry`, `kubernetes`). A `by` given with a token is in `details.on_behalf_of`.
@@ -581,6 +582,31 @@ pub struct Target {
     pub receiver: String,
     /// The index of the route in `alerting.notify.routes`; `None` for the route `alerting.slack` stands for.
     pub route: Option<i32>,
+    /// When the route notifies a new alert again while it stays firing and unacknowledged; `None` when it never
+    /// does. Written with the alert's `created` notification alone.
+    pub follow_up: Option<FollowUp>,
+}
+
+/// A route's next reminder and next escalation step of one alert, while the alert fires unacknowledged: a row of
+/// `notify_followups`, due at the earlier of the two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FollowUp {
+    /// When the route's receiver is notified again (`repeat_interval`).
+    pub repeat_at: Option<DateTime<Utc>>,
+    /// When the next escalation step (index `step` of the route's `escalation`) fires.
+    pub escalate_at: Option<DateTime<Utc>>,
+    /// The index of that escalation step.
+    pub step: i32,
+}
+
+impl FollowUp {
+    /// When it is due: the earlier of the two times; `None` when nothing is left to do.
+    pub fn due_at(&self) -> Option<DateTime<Utc>> {
+        match (self.repeat_at, self.escalate_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// A notification to write to the outbox together with the alert change that causes it.
@@ -588,7 +614,7 @@ pub struct Target {
 pub struct NewNotification {
     /// The alert concerned.
     pub alert_id: Uuid,
-    /// `created`, `acknowledged`, `assigned` or `resolved`.
+    /// `created`, `acknowledged`, `assigned`, `resolved`, `repeated` or `escalated`.
     pub event: &'static str,
     /// What the message is made from: `{"alert": <the alert after the change>, "actor": ..., "note": ...}`.
     pub payload: serde_json::Value,

@@ -14,12 +14,14 @@ use crate::error::{Error, Result};
 use crate::model::Notification;
 use crate::model::{
     self, Alert, AlertFilter, AlertPage, AuditEntry, Change, NewAlert, NewNotification, OpenCounts,
-    Severity,
+    Severity, Status, Target,
 };
 use crate::notify::policy::Policy;
 use crate::rule_engines::{AlertmanagerConfig, GrafanaAlert, PostableAlert, Rejection, RuleAlert};
 use crate::silence::{PostableSilence, Silence, SilenceAction, alert_labels};
-use crate::store::{Applied, Changed, Creation, NotificationFilter, Step, Store};
+use crate::store::{
+    Applied, Changed, ClaimedFollowUp, Creation, NextFollowUp, NotificationFilter, Step, Store,
+};
 use gomon_runtime::metrics::must;
 
 /// The metrics the service keeps; their names are a contract with the dashboards and alert rules.
@@ -127,6 +129,31 @@ type SilencesRead = (Instant, Arc<Vec<Silence>>);
 
 /// How long the service reuses the silences it read before reading them again.
 const SILENCES_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// Most follow-ups claimed at once.
+const FOLLOW_UP_BATCH: u32 = 64;
+
+/// How often the follow-ups of a silenced alert are looked at again: what fell due while it was muted goes out
+/// once the silence ends.
+const MUTED_RECHECK: Duration = Duration::from_secs(30);
+
+/// The first of `at`, `at + interval`, `at + 2 interval`, … later than `now`: reminders missed while the service
+/// was down are sent once, not once each.
+fn next_after(
+    at: chrono::DateTime<chrono::Utc>,
+    interval: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let step = chrono::Duration::from_std(interval).ok()?;
+    let missed = (now - at).num_milliseconds().max(0) / step.num_milliseconds().max(1);
+    at.checked_add_signed(step.checked_mul(i32::try_from(missed + 1).ok()?)?)
+}
+
+/// `elapsed` as `1h 5m` (whole seconds), for messages and the audit trail.
+fn spoken(elapsed: Duration) -> String {
+    humantime_serde::re::humantime::format_duration(Duration::from_secs(elapsed.as_secs()))
+        .to_string()
+}
 
 impl AlertService {
     /// The service over `store`, registering its metrics in `registry`.
@@ -669,6 +696,153 @@ impl AlertService {
             return Err(Error::NotFound(id));
         }
         Ok(actions)
+    }
+
+    /// Sends what is due of the follow-ups of firing, unacknowledged alerts: each route's reminders to its
+    /// receiver every `repeat_interval`, and its escalation steps to theirs. Follow-ups are claimed for `lease`
+    /// (another replica takes them once it runs out), so each reminder and step goes out once across replicas.
+    /// Returns how many follow-ups it finished.
+    pub async fn follow_up(&self, lease: Duration) -> Result<usize> {
+        let Some(notifications) = &self.notifications else {
+            return Ok(0);
+        };
+        let policy = notifications.policy.clone();
+        let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let mut done = 0;
+        let mut notified = false;
+        loop {
+            let now = model::now();
+            let claimed = self
+                .store
+                .claim_followups(now, now + lease, FOLLOW_UP_BATCH)
+                .await?;
+            let full = claimed.len() == FOLLOW_UP_BATCH as usize;
+            if claimed.is_empty() {
+                break;
+            }
+            let silences = self.live_silences().await?;
+            for row in claimed {
+                let (next, new, entries) = self.next_follow_up(&policy, &silences, &row).await?;
+                if self
+                    .store
+                    .finish_followup(&row, next, &new, &entries)
+                    .await?
+                {
+                    done += 1;
+                    notified |= !new.is_empty();
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        if notified {
+            self.wake_dispatcher();
+        }
+        Ok(done)
+    }
+
+    /// What the claimed follow-up `row` does now: its next state, and the notifications and audit entries due.
+    async fn next_follow_up(
+        &self,
+        policy: &Policy,
+        silences: &[Silence],
+        row: &ClaimedFollowUp,
+    ) -> Result<(Option<NextFollowUp>, Vec<NewNotification>, Vec<AuditEntry>)> {
+        let now = model::now();
+        let alert = self
+            .store
+            .get(row.alert_id)
+            .await?
+            .filter(|alert| alert.status == Status::Firing);
+        let route = policy.route(row.route, &row.receiver);
+        // Acknowledged, resolved or deleted, or its route is gone from the configuration: nothing more to do.
+        let (Some(alert), Some(route)) = (alert, route) else {
+            return Ok((None, Vec::new(), Vec::new()));
+        };
+        let labels = alert_labels(&alert);
+        if silences.iter().any(|s| s.mutes(&labels, now)) {
+            let next = NextFollowUp {
+                follow_up: row.follow_up,
+                repeats: row.repeats,
+                due_at: now + chrono::Duration::from_std(MUTED_RECHECK).unwrap_or_default(),
+            };
+            return Ok((Some(next), Vec::new(), Vec::new()));
+        }
+        let unacknowledged = spoken((now - alert.created_at).to_std().unwrap_or_default());
+        let mut follow_up = row.follow_up;
+        let mut repeats = row.repeats;
+        let mut new = Vec::new();
+        let mut entries = Vec::new();
+        let entry = |action: &str, details: serde_json::Value| AuditEntry {
+            alert_id: alert.id,
+            action: action.to_owned(),
+            actor: Some("notify".to_owned()),
+            details,
+            created_at: now,
+        };
+        let notification = |event: &'static str, note: &str, receivers: &[String]| {
+            let targets = receivers
+                .iter()
+                .map(|receiver| Target {
+                    receiver: receiver.clone(),
+                    route: row.route,
+                    follow_up: None,
+                })
+                .collect();
+            let mut notification = NewNotification::new(&alert, event, None, Some(note), targets);
+            notification.created_at = now;
+            notification
+        };
+        if let Some(at) = follow_up.repeat_at.filter(|at| *at <= now) {
+            repeats += 1;
+            let note =
+                format!("Still firing, unacknowledged for {unacknowledged} (reminder {repeats})");
+            new.push(notification(
+                "repeated",
+                &note,
+                std::slice::from_ref(&row.receiver),
+            ));
+            entries.push(entry(
+                "repeated",
+                serde_json::json!({"receiver": row.receiver, "route": row.route, "repeat": repeats}),
+            ));
+            follow_up.repeat_at = route
+                .repeat_interval(alert.severity)
+                .and_then(|interval| next_after(at, interval, now));
+        }
+        if follow_up.escalate_at.is_some_and(|at| at <= now) {
+            let steps = route.escalation();
+            let index = usize::try_from(follow_up.step).unwrap_or(usize::MAX);
+            if let Some(step) = steps.get(index) {
+                let note = format!(
+                    "Escalated: unacknowledged for {unacknowledged} (step {} of {})",
+                    index + 1,
+                    steps.len()
+                );
+                new.push(notification("escalated", &note, &step.receivers));
+                entries.push(entry(
+                    "escalated",
+                    serde_json::json!({
+                        "step": index + 1,
+                        "receivers": step.receivers,
+                        "after": spoken(step.after),
+                        "route": row.route,
+                    }),
+                ));
+            }
+            follow_up.step = follow_up.step.saturating_add(1);
+            follow_up.escalate_at = steps
+                .get(index.saturating_add(1))
+                .and_then(|step| chrono::Duration::from_std(step.after).ok())
+                .and_then(|after| alert.created_at.checked_add_signed(after));
+        }
+        let next = follow_up.due_at().map(|due_at| NextFollowUp {
+            follow_up,
+            repeats,
+            due_at,
+        });
+        Ok((next, new, entries))
     }
 
     /// The outbox rows `filter` selects, newest first, and how many match.

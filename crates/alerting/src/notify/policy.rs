@@ -3,15 +3,20 @@
 //!
 //! Without `alerting.notify`, `alerting.slack` is the policy: one receiver `slack`, and one route taking the
 //! severities its channel routes list. Either way the rest of the service sees one [`Policy`].
+//!
+//! A route also says what happens while an alert it notified stays firing and unacknowledged: its receiver is
+//! notified again every `repeat_interval` (by default 2 h for P1 and P2, 4 h for P3 and P4), and the steps of its
+//! `escalation` notify more receivers once the alert has been unacknowledged for their `after`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use gomon_runtime::config::KeyError;
 use serde::{Deserialize, Serialize};
 
 use super::slack::SlackConfig;
 use super::webhook::WebhookConfig;
-use crate::model::{Alert, Severity, Target};
+use crate::model::{Alert, FollowUp, Severity, Target};
 use crate::silence::{MAX_MATCHERS, Matcher, alert_labels};
 
 /// The name of the receiver `alerting.slack` stands for when `alerting.notify` is not set.
@@ -19,6 +24,20 @@ pub const IMPLICIT_SLACK: &str = "slack";
 
 /// Longest receiver name.
 pub const MAX_NAME: usize = 64;
+
+/// Most escalation steps of a route, and most receivers of a step.
+pub const MAX_ESCALATION: usize = 16;
+
+/// Shortest `repeat_interval` and escalation `after` (other than `0s`, which turns repeats off).
+pub const MIN_FOLLOW_UP: Duration = Duration::from_secs(1);
+
+/// The repeat interval of a route that sets none: the seed's, 2 h for P1 and P2 and 4 h for P3 and P4.
+pub fn default_repeat_interval(severity: Severity) -> Duration {
+    match severity {
+        Severity::P1 | Severity::P2 => Duration::from_secs(2 * 3600),
+        Severity::P3 | Severity::P4 => Duration::from_secs(4 * 3600),
+    }
+}
 
 /// `alerting.notify`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -80,16 +99,70 @@ pub struct RouteConfig {
     /// Whether the routes after this one are tried when it matches.
     #[serde(rename = "continue")]
     pub continue_matching: bool,
+    /// How often a firing, unacknowledged alert is notified again; `0s` never. Unset: 2 h for P1 and P2, 4 h for
+    /// P3 and P4.
+    #[serde(with = "humantime_serde")]
+    pub repeat_interval: Option<Duration>,
+    /// Steps that notify more receivers while the alert stays firing and unacknowledged, by increasing `after`.
+    pub escalation: Vec<EscalationStep>,
+}
+
+/// One step of a route's escalation ladder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationStep {
+    /// How long after the alert started firing, still unacknowledged, the step fires.
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
+    /// The receivers it notifies (each once, with the event `escalated`).
+    pub receivers: Vec<String>,
 }
 
 /// A route with its matchers parsed.
 #[derive(Clone, Debug)]
-struct Route {
+pub struct Route {
     /// Its index in `alerting.notify.routes`; `None` for the route `alerting.slack` stands for.
     index: Option<i32>,
     matchers: Vec<Matcher>,
     receiver: String,
     continue_matching: bool,
+    repeat_interval: Option<Duration>,
+    escalation: Vec<EscalationStep>,
+}
+
+impl Route {
+    /// How often this route notifies `severity`'s firing, unacknowledged alerts again; `None`: never.
+    pub fn repeat_interval(&self, severity: Severity) -> Option<Duration> {
+        let interval = self
+            .repeat_interval
+            .unwrap_or_else(|| default_repeat_interval(severity));
+        (!interval.is_zero()).then_some(interval)
+    }
+
+    /// The escalation steps, by increasing `after`.
+    pub fn escalation(&self) -> &[EscalationStep] {
+        &self.escalation
+    }
+
+    /// The receiver the route notifies (and repeats to).
+    pub fn receiver(&self) -> &str {
+        &self.receiver
+    }
+
+    /// When this route's follow-ups of `alert` begin: its first repeat and its first escalation step.
+    fn follow_up(&self, alert: &Alert) -> Option<FollowUp> {
+        let later = |by: Duration| {
+            chrono::Duration::from_std(by)
+                .ok()
+                .and_then(|by| alert.created_at.checked_add_signed(by))
+        };
+        let follow_up = FollowUp {
+            repeat_at: self.repeat_interval(alert.severity).and_then(later),
+            escalate_at: self.escalation.first().and_then(|step| later(step.after)),
+            step: 0,
+        };
+        follow_up.due_at().map(|_| follow_up)
+    }
 }
 
 /// The receivers and the routes to them, checked.
@@ -141,6 +214,8 @@ impl Policy {
                 matchers: vec![Matcher::new("severity", &severities.join("|"), true, true)],
                 receiver: IMPLICIT_SLACK.to_owned(),
                 continue_matching: false,
+                repeat_interval: None,
+                escalation: Vec::new(),
             }]
         };
         Policy {
@@ -233,11 +308,23 @@ impl Policy {
                         .map_err(|error| KeyError::new(format!("{key}.matchers[{at}]"), error))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            if let Some(interval) = route.repeat_interval
+                && !interval.is_zero()
+                && interval < MIN_FOLLOW_UP
+            {
+                return Err(KeyError::new(
+                    format!("{key}.repeat_interval"),
+                    format!("must be 0s (never) or at least {MIN_FOLLOW_UP:?}, not {interval:?}"),
+                ));
+            }
+            check_escalation(notify, &route.escalation, &key)?;
             routes.push(Route {
                 index: i32::try_from(index).ok(),
                 matchers,
                 receiver: route.receiver.clone(),
                 continue_matching: route.continue_matching,
+                repeat_interval: route.repeat_interval,
+                escalation: route.escalation.clone(),
             });
         }
         Ok(Policy {
@@ -269,6 +356,7 @@ impl Policy {
                 targets.push(Target {
                     receiver: route.receiver.clone(),
                     route: route.index,
+                    follow_up: route.follow_up(alert),
                 });
             }
             if !route.continue_matching {
@@ -276,6 +364,14 @@ impl Policy {
             }
         }
         targets
+    }
+
+    /// The route a follow-up names: the route at `index` (`None`: the route of `alerting.slack`) if it still
+    /// notifies `receiver` (the configuration may have changed since the follow-up was written).
+    pub fn route(&self, index: Option<i32>, receiver: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|route| route.index == index && route.receiver == receiver)
     }
 
     /// The severities some route may take, judging by `severity` matchers alone (other matchers may still leave
@@ -296,6 +392,61 @@ impl Policy {
             })
             .collect()
     }
+}
+
+/// Checks a route's `escalation` (under `key`): steps by strictly increasing `after` of at least
+/// [`MIN_FOLLOW_UP`], each naming 1 to [`MAX_ESCALATION`] known receivers.
+fn check_escalation(
+    notify: &NotifyConfig,
+    steps: &[EscalationStep],
+    key: &str,
+) -> Result<(), KeyError> {
+    if steps.len() > MAX_ESCALATION {
+        return Err(KeyError::new(
+            format!("{key}.escalation"),
+            format!("at most {MAX_ESCALATION} steps, not {}", steps.len()),
+        ));
+    }
+    let mut previous: Option<Duration> = None;
+    for (at, step) in steps.iter().enumerate() {
+        let key = format!("{key}.escalation[{at}]");
+        if step.after < MIN_FOLLOW_UP {
+            return Err(KeyError::new(
+                format!("{key}.after"),
+                format!("must be at least {MIN_FOLLOW_UP:?}, not {:?}", step.after),
+            ));
+        }
+        if let Some(previous) = previous
+            && step.after <= previous
+        {
+            return Err(KeyError::new(
+                format!("{key}.after"),
+                format!(
+                    "{:?} is not later than the step before ({previous:?}): steps go by increasing after",
+                    step.after
+                ),
+            ));
+        }
+        previous = Some(step.after);
+        if step.receivers.is_empty() || step.receivers.len() > MAX_ESCALATION {
+            return Err(KeyError::new(
+                format!("{key}.receivers"),
+                format!(
+                    "1 to {MAX_ESCALATION} receivers, not {}",
+                    step.receivers.len()
+                ),
+            ));
+        }
+        for (index, name) in step.receivers.iter().enumerate() {
+            if !notify.receivers.iter().any(|r| &r.name == name) {
+                return Err(KeyError::new(
+                    format!("{key}.receivers[{index}]"),
+                    format!("no receiver named {name:?}"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -453,6 +604,112 @@ mod tests {
         slack.routes.pop();
         let error = Policy::new(Some(&NotifyConfig::default()), &slack).expect_err("old routes");
         assert_eq!(error.key, "alerting.slack.routes");
+    }
+
+    #[test]
+    fn routes_repeat_by_severity_unless_set_and_escalate_by_steps() {
+        let config = parse(&format!(
+            "{TWO}routes:\n\
+             - matchers: ['namespace=\"prod\"']\n  receiver: team-slack\n  repeat_interval: 30m\n  continue: true\n  \
+               escalation:\n  - after: 15m\n    receivers: [hook]\n  - after: 1h\n    receivers: [hook, team-slack]\n\
+             - matchers: ['namespace=\"dev\"']\n  receiver: hook\n  repeat_interval: 0s\n\
+             - receiver: hook\n"
+        ));
+        let policy = Policy::new(Some(&config), &SlackConfig::default()).expect("valid");
+        let prod = alert(Severity::P3, Some("prod"), &[]);
+        let targets = policy.targets(&prod);
+        let follow_up = targets[0].follow_up.expect("a follow-up");
+        let minutes = |m: i64| Some(prod.created_at + chrono::Duration::minutes(m));
+        assert_eq!(follow_up.repeat_at, minutes(30));
+        assert_eq!(follow_up.escalate_at, minutes(15));
+        assert_eq!(follow_up.due_at(), minutes(15));
+        // The route after `continue` repeats by the alert's severity: 4 h for P3.
+        assert_eq!(targets[1].receiver, "hook");
+        assert_eq!(
+            targets[1].follow_up.map(|f| (f.repeat_at, f.escalate_at)),
+            Some((Some(prod.created_at + chrono::Duration::hours(4)), None))
+        );
+        let route = policy.route(Some(0), "team-slack").expect("route 0");
+        assert_eq!(route.escalation().len(), 2);
+        assert_eq!(route.escalation()[1].receivers, ["hook", "team-slack"]);
+        assert!(
+            policy.route(Some(0), "hook").is_none(),
+            "route 0 does not notify hook"
+        );
+        // `0s`: never repeated.
+        let dev = alert(Severity::P1, Some("dev"), &[]);
+        assert_eq!(policy.targets(&dev)[0].follow_up, None);
+        // The default route repeats P1 every 2 h.
+        let other = alert(Severity::P1, None, &[]);
+        assert_eq!(
+            policy.targets(&other)[0]
+                .follow_up
+                .and_then(|f| f.repeat_at),
+            Some(other.created_at + chrono::Duration::hours(2))
+        );
+        // Without alerting.notify, the seed's defaults too.
+        let slack = SlackConfig {
+            webhook_url: Some("https://hooks.slack.com/services/T/B/x".into()),
+            ..SlackConfig::default()
+        };
+        let implicit = Policy::new(None, &slack).expect("valid");
+        let p4 = alert(Severity::P4, None, &[]);
+        assert_eq!(
+            implicit.targets(&p4)[0].follow_up.and_then(|f| f.repeat_at),
+            Some(p4.created_at + chrono::Duration::hours(4))
+        );
+    }
+
+    #[test]
+    fn follow_up_errors_name_the_key() {
+        let error_of = |routes: &str| {
+            Policy::new(
+                Some(&parse(&format!("{TWO}routes:\n{routes}"))),
+                &SlackConfig::default(),
+            )
+            .expect_err(routes)
+            .to_string()
+        };
+        let error = error_of("- receiver: hook\n  repeat_interval: 10ms\n");
+        assert!(
+            error.starts_with("alerting.notify.routes[0].repeat_interval: "),
+            "{error}"
+        );
+        let error = error_of(
+            "- receiver: hook\n  escalation: [{after: 10m, receivers: [hook]}, {after: 5m, receivers: [hook]}]\n",
+        );
+        assert!(
+            error.starts_with("alerting.notify.routes[0].escalation[1].after: "),
+            "{error}"
+        );
+        let error = error_of("- receiver: hook\n  escalation: [{after: 10m, receivers: []}]\n");
+        assert!(
+            error.starts_with("alerting.notify.routes[0].escalation[0].receivers: "),
+            "{error}"
+        );
+        let error =
+            error_of("- receiver: hook\n  escalation: [{after: 10m, receivers: [pager]}]\n");
+        assert_eq!(
+            error,
+            "alerting.notify.routes[0].escalation[0].receivers[0]: no receiver named \"pager\""
+        );
+        let error = error_of("- receiver: hook\n  escalation: [{after: 0s, receivers: [hook]}]\n");
+        assert!(
+            error.starts_with("alerting.notify.routes[0].escalation[0].after: "),
+            "{error}"
+        );
+        assert!(
+            yaml_serde::from_str::<NotifyConfig>(
+                "routes:\n- receiver: h\n  escalation: [{after: 1m, receivers: [h], colour: red}]\n"
+            )
+            .is_err()
+        );
+        assert!(
+            yaml_serde::from_str::<NotifyConfig>(
+                "routes:\n- receiver: h\n  repeat_interval: soon\n"
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -26,8 +26,8 @@ pub use config::DatabaseConfig;
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Alert, AlertFilter, AlertPage, AuditEntry, NewNotification, Notification, NotificationStatus,
-    Severity, Status,
+    Alert, AlertFilter, AlertPage, AuditEntry, FollowUp, NewNotification, Notification,
+    NotificationStatus, Severity, Status,
 };
 use crate::silence::{Silence, SilenceAction};
 use pg_bulk::PgWriter;
@@ -398,6 +398,30 @@ impl Store {
         dispatch!(self.pending_by_receiver())
     }
 
+    /// Takes up to `limit` follow-ups due at `now`, earliest first, leasing them until `lease_until` (due again
+    /// then if not finished).
+    pub async fn claim_followups(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedFollowUp>> {
+        dispatch!(self.claim_followups(now, lease_until, limit))
+    }
+
+    /// Finishes a claimed follow-up in one transaction: its next state (`None`: the row goes away), the
+    /// notifications it causes and their audit entries; all of it only if this replica still holds the row.
+    /// False: the lease ran out and another replica took it; nothing written.
+    pub async fn finish_followup(
+        &self,
+        claimed: &ClaimedFollowUp,
+        next: Option<NextFollowUp>,
+        notifications: &[NewNotification],
+        entries: &[AuditEntry],
+    ) -> Result<bool> {
+        dispatch!(self.finish_followup(claimed, next, notifications, entries))
+    }
+
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<()> {
         dispatch!(self.ping())
@@ -407,6 +431,35 @@ impl Store {
     pub async fn close(&self) {
         dispatch!(self.close())
     }
+}
+
+/// A row of `notify_followups` a replica has claimed (see [`Store::claim_followups`]): the alert's next
+/// reminder to `receiver` and the route's next escalation step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimedFollowUp {
+    /// The alert.
+    pub alert_id: Uuid,
+    /// The receiver the route notified (reminders go to it).
+    pub receiver: String,
+    /// The route (`None`: the route of `alerting.slack`).
+    pub route: Option<i32>,
+    /// Reminders sent so far.
+    pub repeats: i32,
+    /// What is next, and when.
+    pub follow_up: FollowUp,
+    /// The claim: the row's `due_at` while this replica holds it.
+    pub held: DateTime<Utc>,
+}
+
+/// What a claimed follow-up becomes (see [`Store::finish_followup`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NextFollowUp {
+    /// The next reminder and escalation step.
+    pub follow_up: FollowUp,
+    /// Reminders sent so far.
+    pub repeats: i32,
+    /// When the row is looked at again.
+    pub due_at: DateTime<Utc>,
 }
 
 /// What became of one delivery attempt, as [`Store::finish_notification`] records it on the outbox row.

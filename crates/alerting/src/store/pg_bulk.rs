@@ -38,6 +38,14 @@ const PG_BULK_CREATE: &str = "WITH new AS ( \
          target->>'receiver', (target->>'route')::integer \
        FROM new JOIN inserted USING (id) CROSS JOIN LATERAL jsonb_array_elements(new.targets) AS target \
        WHERE new.notification IS NOT NULL \
+     ), followups AS ( \
+       INSERT INTO notify_followups (alert_id, receiver, route, repeat_at, escalate_at, step, due_at) \
+       SELECT new.id, target->>'receiver', (target->>'route')::integer, (target->>'repeat_at')::timestamptz, \
+         (target->>'escalate_at')::timestamptz, 0, \
+         LEAST((target->>'repeat_at')::timestamptz, (target->>'escalate_at')::timestamptz) \
+       FROM new JOIN inserted USING (id) CROSS JOIN LATERAL jsonb_array_elements(new.targets) AS target \
+       WHERE new.notification IS NOT NULL \
+         AND (target->>'repeat_at' IS NOT NULL OR target->>'escalate_at' IS NOT NULL) \
      ) \
      SELECT id FROM inserted";
 
@@ -121,7 +129,15 @@ impl PostgresStore {
                         Json(
                             targets
                                 .iter()
-                                .map(|t| serde_json::json!({"receiver": t.receiver, "route": t.route}))
+                                .map(|t| {
+                                    let follow_up = t.follow_up.as_ref();
+                                    serde_json::json!({
+                                        "receiver": t.receiver,
+                                        "route": t.route,
+                                        "repeat_at": follow_up.and_then(|f| f.repeat_at),
+                                        "escalate_at": follow_up.and_then(|f| f.escalate_at),
+                                    })
+                                })
                                 .collect::<Vec<_>>(),
                         )
                     })

@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::model::{Alert, AuditEntry, Notification};
+use crate::model::{Alert, AuditEntry, FollowUp, Notification};
+
+use super::ClaimedFollowUp;
 use crate::silence::{Matcher, Silence, SilenceAction};
 
 /// The columns of an alert, in the order [`AlertRow`] reads them.
@@ -111,6 +113,36 @@ impl TryFrom<NotificationRow> for Notification {
             receiver: row.receiver,
             route: row.route,
         })
+    }
+}
+
+/// A row of `notify_followups`.
+#[derive(sqlx::FromRow)]
+pub(super) struct FollowUpRow {
+    pub(super) alert_id: Uuid,
+    pub(super) receiver: String,
+    pub(super) route: Option<i32>,
+    pub(super) repeat_at: Option<DateTime<Utc>>,
+    pub(super) repeats: i32,
+    pub(super) escalate_at: Option<DateTime<Utc>>,
+    pub(super) step: i32,
+    pub(super) due_at: DateTime<Utc>,
+}
+
+impl From<FollowUpRow> for ClaimedFollowUp {
+    fn from(row: FollowUpRow) -> Self {
+        ClaimedFollowUp {
+            alert_id: row.alert_id,
+            receiver: row.receiver,
+            route: row.route,
+            repeats: row.repeats,
+            follow_up: FollowUp {
+                repeat_at: row.repeat_at,
+                escalate_at: row.escalate_at,
+                step: row.step,
+            },
+            held: row.due_at,
+        }
     }
 }
 

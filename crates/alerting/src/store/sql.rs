@@ -11,8 +11,12 @@ use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
-use super::rows::{ActionRow, AlertRow, NotificationRow, SilenceActionRow, SilenceRow};
-use super::{CreationOutcome, DeliveryRecord, Item, NotificationFilter};
+use super::rows::{
+    ActionRow, AlertRow, FollowUpRow, NotificationRow, SilenceActionRow, SilenceRow,
+};
+use super::{
+    ClaimedFollowUp, CreationOutcome, DeliveryRecord, Item, NextFollowUp, NotificationFilter,
+};
 use crate::error::{Error, Result};
 use crate::model::{
     Alert, AlertFilter, AlertPage, AuditEntry, Cursor, NewNotification, Notification, Severity,
@@ -43,6 +47,12 @@ const SELECT_ACTIONS: &str = "SELECT alert_id, action, actor, details, created_a
 
 const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (alert_id, event, status, payload, attempts, \
      next_attempt_at, created_at, receiver, route) VALUES ($1, $2, 'pending', $3, 0, $4, $4, $5, $6)";
+
+const INSERT_FOLLOWUP: &str = "INSERT INTO notify_followups (alert_id, receiver, route, repeat_at, escalate_at, \
+     step, due_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+const FOLLOWUP_COLUMNS: &str =
+    "alert_id, receiver, route, repeat_at, repeats, escalate_at, step, due_at";
 
 const NOTIFICATION_COLUMNS: &str = "id, alert_id, event, status, payload, attempts, next_attempt_at, last_error, \
      created_at, sent_at, slack_channel, slack_ts, receiver, route";
@@ -260,8 +270,88 @@ macro_rules! sql_store {
                         .bind(target.route)
                         .execute(&mut **tx)
                         .await?;
+                    let follow_up = target.follow_up.filter(|_| notification.event == "created");
+                    if let Some((follow_up, due_at)) =
+                        follow_up.and_then(|f| f.due_at().map(|due_at| (f, due_at)))
+                    {
+                        sqlx::query(INSERT_FOLLOWUP)
+                            .bind(notification.alert_id)
+                            .bind(&target.receiver)
+                            .bind(target.route)
+                            .bind(follow_up.repeat_at.map($time))
+                            .bind(follow_up.escalate_at.map($time))
+                            .bind(follow_up.step)
+                            .bind($time(due_at))
+                            .execute(&mut **tx)
+                            .await?;
+                    }
                 }
                 Ok(())
+            }
+
+            pub(super) async fn claim_followups(
+                &self,
+                now: DateTime<Utc>,
+                lease_until: DateTime<Utc>,
+                limit: u32,
+            ) -> Result<Vec<ClaimedFollowUp>> {
+                let rows: Vec<FollowUpRow> = sqlx::query_as(&format!(
+                    "UPDATE notify_followups SET due_at = $2 WHERE (alert_id, receiver) IN ( \
+                       SELECT alert_id, receiver FROM notify_followups WHERE due_at <= $1 \
+                       ORDER BY due_at LIMIT $3{}) \
+                     RETURNING {FOLLOWUP_COLUMNS}",
+                    $skip_locked
+                ))
+                .bind($time(now))
+                .bind($time(lease_until))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                let mut claimed: Vec<ClaimedFollowUp> = rows.into_iter().map(ClaimedFollowUp::from).collect();
+                claimed.sort_by_key(|row| (row.follow_up.due_at(), row.alert_id));
+                Ok(claimed)
+            }
+
+            pub(super) async fn finish_followup(
+                &self,
+                claimed: &ClaimedFollowUp,
+                next: Option<NextFollowUp>,
+                notifications: &[NewNotification],
+                entries: &[AuditEntry],
+            ) -> Result<bool> {
+                let mut tx = self.pool.begin().await?;
+                let query = match next {
+                    Some(NextFollowUp { follow_up, repeats, due_at }) => sqlx::query(
+                        "UPDATE notify_followups SET repeat_at = $3, repeats = $4, escalate_at = $5, step = $6, \
+                         due_at = $7 WHERE alert_id = $1 AND receiver = $2 AND due_at = $8",
+                    )
+                    .bind(claimed.alert_id)
+                    .bind(&claimed.receiver)
+                    .bind(follow_up.repeat_at.map($time))
+                    .bind(repeats)
+                    .bind(follow_up.escalate_at.map($time))
+                    .bind(follow_up.step)
+                    .bind($time(due_at))
+                    .bind($time(claimed.held)),
+                    None => sqlx::query(
+                        "DELETE FROM notify_followups WHERE alert_id = $1 AND receiver = $2 AND due_at = $3",
+                    )
+                    .bind(claimed.alert_id)
+                    .bind(&claimed.receiver)
+                    .bind($time(claimed.held)),
+                };
+                if query.execute(&mut *tx).await?.rows_affected() != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                for notification in notifications {
+                    Self::insert_notification(&mut tx, notification).await?;
+                }
+                for entry in entries {
+                    Self::insert_action(&mut tx, entry).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
             }
 
             pub(super) async fn claim_due(

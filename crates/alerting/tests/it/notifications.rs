@@ -101,7 +101,7 @@ async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
 }
 
 /// A configuration for tests: fast retries and a breaker that opens after 3 failures for 300 ms.
-fn config(database: &Database, fake: &FakeSlack, web_api: bool) -> Config {
+pub(crate) fn config(database: &Database, fake: &FakeSlack, web_api: bool) -> Config {
     let mut config = Config::default();
     config.database = database.config.clone();
     if web_api {
@@ -129,7 +129,7 @@ fn config(database: &Database, fake: &FakeSlack, web_api: bool) -> Config {
 }
 
 /// Polls `check` until it holds, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -156,7 +156,7 @@ async fn breaker_opens(server: &Server) {
 }
 
 /// The alert id a message links to (its "View alert" button).
-fn alert_of(message: &Received) -> String {
+pub(crate) fn alert_of(message: &Received) -> String {
     let blocks = message.blocks.to_string();
     let start = blocks
         .find("/api/v1/alerts/")
@@ -168,8 +168,10 @@ fn alert_of(message: &Received) -> String {
 }
 
 /// The event a message announces.
-fn event_of(message: &Received) -> &'static str {
+pub(crate) fn event_of(message: &Received) -> &'static str {
     for (word, event) in [
+        ("STILL FIRING", "repeated"),
+        ("ESCALATED", "escalated"),
         ("FIRING", "created"),
         ("ACKNOWLEDGED", "acknowledged"),
         ("ASSIGNED", "assigned"),
@@ -735,11 +737,13 @@ async fn a_receiver_that_is_down_delays_only_its_own_rows(backend: Backend) {
                 matchers: vec!["severity=~\"P1|P2\"".into()],
                 receiver: "team".into(),
                 continue_matching: true,
+                ..RouteConfig::default()
             },
             RouteConfig {
                 matchers: vec!["source=\"api\"".into()],
                 receiver: "ops".into(),
                 continue_matching: false,
+                ..RouteConfig::default()
             },
         ],
     });
@@ -842,11 +846,13 @@ async fn a_webhook_that_is_down_delays_only_its_own_rows(backend: Backend) {
                 matchers: Vec::new(),
                 receiver: "team".into(),
                 continue_matching: true,
+                ..RouteConfig::default()
             },
             RouteConfig {
                 matchers: vec!["namespace!=\"dev\"".into()],
                 receiver: "hook".into(),
                 continue_matching: false,
+                ..RouteConfig::default()
             },
         ],
     });

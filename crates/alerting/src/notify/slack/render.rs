@@ -29,6 +29,10 @@ pub enum Event {
     Assigned,
     /// It is over.
     Resolved,
+    /// Still firing and unacknowledged: a reminder (`repeat_interval`).
+    Repeated,
+    /// Still firing and unacknowledged: a step of its route's escalation.
+    Escalated,
 }
 
 impl Event {
@@ -39,6 +43,8 @@ impl Event {
             Event::Acknowledged => "acknowledged",
             Event::Assigned => "assigned",
             Event::Resolved => "resolved",
+            Event::Repeated => "repeated",
+            Event::Escalated => "escalated",
         }
     }
 }
@@ -125,6 +131,8 @@ fn emoji(event: Event, severity: Severity) -> &'static str {
         (Event::Acknowledged, _) => ":eyes:",
         (Event::Assigned, _) => ":bust_in_silhouette:",
         (Event::Resolved, _) => ":white_check_mark:",
+        (Event::Repeated, _) => ":repeat:",
+        (Event::Escalated, _) => ":arrow_double_up:",
     }
 }
 
@@ -166,6 +174,8 @@ pub fn render(
         (Event::Assigned, ..) => "ASSIGNED".to_owned(),
         (Event::Resolved, Some(actor), _) => format!("RESOLVED by {actor}"),
         (Event::Resolved, None, _) => "RESOLVED".to_owned(),
+        (Event::Repeated, ..) => "STILL FIRING".to_owned(),
+        (Event::Escalated, ..) => "ESCALATED".to_owned(),
     };
     let line = format!(
         "{} [{severity}] {what}: {}",
