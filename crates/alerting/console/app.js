@@ -499,6 +499,12 @@
     if (details.on_behalf_of) extra.push('on behalf of ' + details.on_behalf_of);
     if (details.assigned_to) extra.push('to ' + details.assigned_to);
     if (details.note) extra.push('“' + details.note + '”');
+    if (entry.action === 'repeated' && details.receiver) {
+      extra.push('reminder ' + details.repeat + ' to ' + details.receiver);
+    }
+    if (entry.action === 'escalated' && Array.isArray(details.receivers)) {
+      extra.push('to ' + details.receivers.join(', ') + (details.after ? ', unacknowledged after ' + details.after : ''));
+    }
     return h('li', { 'data-action': entry.action },
       when(entry.created_at),
       h('strong', {}, entry.action), ' by ', h('span', { class: 'actor' }, entry.actor || 'unknown'),
