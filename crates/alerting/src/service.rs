@@ -98,7 +98,10 @@ impl Notifications {
         actor: Option<&str>,
         note: Option<&str>,
     ) -> Option<NewNotification> {
-        let targets = self.policy.targets(alert);
+        let targets = match event {
+            "created" => self.policy.targets(alert),
+            _ => self.policy.targets_of_change(alert),
+        };
         (!targets.is_empty()).then(|| NewNotification::new(alert, event, actor, note, targets))
     }
 }

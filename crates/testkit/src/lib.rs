@@ -18,6 +18,7 @@ use rdkafka::client::DefaultClientContext;
 
 pub mod browser;
 pub mod otlp;
+pub mod pagerduty;
 pub mod proxy;
 pub mod slack;
 pub mod tls;

@@ -20,6 +20,7 @@ use tracing::Instrument as _;
 
 use super::breaker::{BreakerConfig, CircuitBreaker};
 use super::outcome::SendOutcome;
+use super::pagerduty::PagerDutyClient;
 use super::policy::{Policy, ReceiverKind};
 use super::slack::{Event, SlackClient, SlackConfig, render};
 use super::status::{DeliveryStatus, ReceiverHandle};
@@ -225,6 +226,8 @@ pub enum Sender {
     },
     /// Alertmanager's webhook payload, version 4.
     Webhook(WebhookClient),
+    /// PagerDuty's Events API v2.
+    PagerDuty(PagerDutyClient),
 }
 
 impl Sender {
@@ -233,6 +236,7 @@ impl Sender {
         match self {
             Sender::Slack { .. } => "slack deliver",
             Sender::Webhook(_) => "webhook deliver",
+            Sender::PagerDuty(_) => "pagerduty deliver",
         }
     }
 }
@@ -298,6 +302,16 @@ impl Dispatchers {
                     (
                         Sender::Webhook(client),
                         webhook.circuit_breaker.clone(),
+                        false,
+                    )
+                }
+                ReceiverKind::PagerDuty(pagerduty) => {
+                    let client = PagerDutyClient::new(pagerduty)
+                        .map_err(|error| anyhow::anyhow!("{}", error.within(&key)))?;
+                    tracing::info!(receiver = %receiver.name, "PagerDuty receiver on");
+                    (
+                        Sender::PagerDuty(client),
+                        pagerduty.circuit_breaker.clone(),
                         false,
                     )
                 }
@@ -638,6 +652,21 @@ impl Dispatcher {
                     client.external_url(),
                 );
                 Ok(client.send(&message).await)
+            }
+            Sender::PagerDuty(client) => {
+                match client.event(
+                    alert,
+                    event,
+                    payload.actor.as_deref(),
+                    payload.note.as_deref(),
+                ) {
+                    Some(message) => Ok(client.send(&message).await),
+                    // No PagerDuty action for this change: nothing to send.
+                    None => Ok(SendOutcome::Accepted {
+                        ts: None,
+                        channel: None,
+                    }),
+                }
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Notifications: the policy that routes an alert's notifications to named receivers ([`policy`], the
-//! `alerting.notify` section), the receivers (Slack in [`slack`], Alertmanager's webhook in [`webhook`]), and the
+//! `alerting.notify` section), the receivers (Slack in [`slack`], Alertmanager's webhook in [`webhook`], PagerDuty's
+//! Events API v2 in [`pagerduty`]), and the
 //! circuit breaker that pauses sending to a receiver while it is failing ([`breaker`]). The durable outbox the
 //! notifications are queued in and the dispatcher that drains it live beside them, and the delivery status they
 //! show ([`status`]).
@@ -7,6 +8,7 @@
 pub mod breaker;
 pub mod dispatcher;
 pub mod outcome;
+pub mod pagerduty;
 pub mod policy;
 pub mod slack;
 pub mod status;

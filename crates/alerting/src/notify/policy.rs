@@ -14,6 +14,7 @@ use std::time::Duration;
 use gomon_runtime::config::KeyError;
 use serde::{Deserialize, Serialize};
 
+use super::pagerduty::PagerDutyConfig;
 use super::slack::SlackConfig;
 use super::webhook::WebhookConfig;
 use crate::model::{Alert, FollowUp, Severity, Target};
@@ -67,6 +68,9 @@ pub enum ReceiverKind {
     Slack(SlackConfig),
     /// Alertmanager's webhook payload (version 4) posted to a URL.
     Webhook(WebhookConfig),
+    /// PagerDuty's Events API v2.
+    #[serde(rename = "pagerduty")]
+    PagerDuty(PagerDutyConfig),
 }
 
 impl ReceiverKind {
@@ -75,6 +79,7 @@ impl ReceiverKind {
         match self {
             ReceiverKind::Slack(slack) => slack.timeout,
             ReceiverKind::Webhook(webhook) => webhook.timeout,
+            ReceiverKind::PagerDuty(pagerduty) => pagerduty.timeout,
         }
     }
 
@@ -83,6 +88,7 @@ impl ReceiverKind {
         match self {
             ReceiverKind::Slack(_) => "slack",
             ReceiverKind::Webhook(_) => "webhook",
+            ReceiverKind::PagerDuty(_) => "pagerduty",
         }
     }
 }
@@ -279,6 +285,9 @@ impl Policy {
                 ReceiverKind::Webhook(webhook) => {
                     webhook.check().map_err(|error| error.within(&key))?
                 }
+                ReceiverKind::PagerDuty(pagerduty) => {
+                    pagerduty.check().map_err(|error| error.within(&key))?
+                }
             }
         }
         let mut routes = Vec::with_capacity(notify.routes.len());
@@ -343,15 +352,27 @@ impl Policy {
         !self.routes.is_empty()
     }
 
-    /// Where `alert`'s notifications go: the receiver of each matching route, in route order, until one that
-    /// matches without `continue`; a receiver once only (with the first route that chose it).
-    pub fn targets(&self, alert: &Alert) -> Vec<Target> {
+    /// The routes that take `alert`: each matching route in order, until one that matches without `continue`.
+    fn matching(&self, alert: &Alert) -> Vec<&Route> {
         let labels = route_labels(alert);
-        let mut targets: Vec<Target> = Vec::new();
+        let mut matching = Vec::new();
         for route in &self.routes {
             if !route.matchers.iter().all(|m| m.matches(&labels)) {
                 continue;
             }
+            matching.push(route);
+            if !route.continue_matching {
+                break;
+            }
+        }
+        matching
+    }
+
+    /// Where `alert`'s notifications go: the receiver of each matching route, in route order, until one that
+    /// matches without `continue`; a receiver once only (with the first route that chose it).
+    pub fn targets(&self, alert: &Alert) -> Vec<Target> {
+        let mut targets: Vec<Target> = Vec::new();
+        for route in self.matching(alert) {
             if !targets.iter().any(|t| t.receiver == route.receiver) {
                 targets.push(Target {
                     receiver: route.receiver.clone(),
@@ -359,8 +380,29 @@ impl Policy {
                     follow_up: route.follow_up(alert),
                 });
             }
-            if !route.continue_matching {
-                break;
+        }
+        targets
+    }
+
+    /// Where the notification of a change of `alert` (acknowledged, assigned, resolved) goes: its
+    /// [`targets`](Self::targets), and the receivers of the escalation steps it reached while it fired
+    /// unacknowledged (whose `after` is not longer than from its creation to its acknowledgement, or to now when
+    /// it was never acknowledged), so that a receiver that was escalated to also hears how it ended.
+    pub fn targets_of_change(&self, alert: &Alert) -> Vec<Target> {
+        let mut targets = self.targets(alert);
+        let unacknowledged = alert.acknowledged_at.unwrap_or(alert.updated_at) - alert.created_at;
+        for route in self.matching(alert) {
+            let reached = route.escalation.iter().filter(|step| {
+                chrono::Duration::from_std(step.after).is_ok_and(|after| after <= unacknowledged)
+            });
+            for receiver in reached.flat_map(|step| &step.receivers) {
+                if !targets.iter().any(|t| &t.receiver == receiver) {
+                    targets.push(Target {
+                        receiver: receiver.clone(),
+                        route: route.index,
+                        follow_up: None,
+                    });
+                }
             }
         }
         targets
@@ -661,6 +703,37 @@ mod tests {
     }
 
     #[test]
+    fn changes_also_reach_the_escalation_steps_the_alert_reached() {
+        let config = parse(&format!(
+            "{TWO}routes:\n\
+             - receiver: team-slack\n  escalation: [{{after: 10m, receivers: [hook]}}]\n"
+        ));
+        let policy = Policy::new(Some(&config), &SlackConfig::default()).expect("valid");
+        let mut alert = alert(Severity::P1, None, &[]);
+        alert.updated_at = alert.created_at + chrono::Duration::minutes(5);
+        assert_eq!(
+            receivers(&policy.targets_of_change(&alert)),
+            [("team-slack", Some(0))]
+        );
+        alert.updated_at = alert.created_at + chrono::Duration::minutes(11);
+        assert_eq!(
+            receivers(&policy.targets_of_change(&alert)),
+            [("team-slack", Some(0)), ("hook", Some(0))]
+        );
+        // Acknowledged after 2 minutes, resolved an hour later: the step was never reached.
+        alert.acknowledged_at = Some(alert.created_at + chrono::Duration::minutes(2));
+        alert.updated_at = alert.created_at + chrono::Duration::hours(1);
+        assert_eq!(
+            receivers(&policy.targets_of_change(&alert)),
+            [("team-slack", Some(0))]
+        );
+        assert_eq!(
+            receivers(&policy.targets(&alert)),
+            [("team-slack", Some(0))]
+        );
+    }
+
+    #[test]
     fn follow_up_errors_name_the_key() {
         let error_of = |routes: &str| {
             Policy::new(
@@ -716,7 +789,8 @@ mod tests {
     fn unknown_keys_and_types_are_refused() {
         for yaml in [
             "receivers:\n- name: h\n  type: webhook\n  url: https://x.example/\n  colour: red\n",
-            "receivers:\n- name: h\n  type: pagerduty\n",
+            "receivers:\n- name: h\n  type: carrier-pigeon\n",
+            "receivers:\n- name: h\n  type: pagerduty\n  service_key: x\n",
             "receivers:\n- name: h\n  url: https://x.example/\n",
             "routes:\n- receiver: h\n  group_by: [alertname]\n",
             "receiver: h\n",

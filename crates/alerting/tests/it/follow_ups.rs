@@ -133,7 +133,7 @@ fn count(events: &[&str], event: &str) -> usize {
 
 /// Alert A stays unacknowledged: Slack gets it again every second, and the webhook receiver gets its escalation
 /// after 2 s, once. Alert B is acknowledged at once: no reminder, no escalation. Once A is acknowledged, its
-/// reminders stop. The audit trail records each reminder and the escalation, and the webhook payload of the
+/// reminders stop, and the webhook receiver hears of the acknowledgement. The audit trail records each reminder and the escalation, and the webhook payload of the
 /// escalation is valid.
 async fn unacknowledged_alerts_repeat_and_escalate_until_acknowledged(backend: Backend) {
     let database = Database::new(backend).await;
@@ -167,13 +167,20 @@ async fn unacknowledged_alerts_repeat_and_escalate_until_acknowledged(backend: B
     let repeats = count(&events_of(&team, &a), "repeated");
     // Longer than a reminder's interval and B's escalation: nothing more comes.
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The receiver A was escalated to hears of its acknowledgement too; B never reached it.
+    eventually(
+        Duration::from_secs(5),
+        "A's acknowledgement at oncall",
+        || async { hook_events_of(&oncall, &a) == ["escalated", "acknowledged"] },
+    )
+    .await;
     let events = events_of(&team, &a);
     assert_eq!(events.first(), Some(&"created"), "{events:?}");
     assert_eq!(events.last(), Some(&"acknowledged"), "{events:?}");
     assert_eq!(count(&events, "repeated"), repeats, "{events:?}");
     assert_eq!(events.len(), repeats + 2, "{events:?}");
     assert_eq!(events_of(&team, &b), ["created", "acknowledged"]);
-    assert_eq!(hook_events_of(&oncall, &a), ["escalated"]);
+    assert_eq!(hook_events_of(&oncall, &a), ["escalated", "acknowledged"]);
     assert!(hook_events_of(&oncall, &b).is_empty());
     assert!(oncall.problems().is_empty(), "{:?}", oncall.problems());
     let reminder = team
@@ -223,9 +230,11 @@ async fn unacknowledged_alerts_repeat_and_escalate_until_acknowledged(backend: B
         ))
         .await
         .1;
-    assert_eq!(rows["total"], 1, "{rows}");
-    assert_eq!(rows["notifications"][0]["event"], "escalated", "{rows}");
-    assert_eq!(rows["notifications"][0]["route"], 0, "{rows}");
+    // Newest first.
+    assert_eq!(rows["total"], 2, "{rows}");
+    assert_eq!(rows["notifications"][0]["event"], "acknowledged", "{rows}");
+    assert_eq!(rows["notifications"][1]["event"], "escalated", "{rows}");
+    assert_eq!(rows["notifications"][1]["route"], 0, "{rows}");
     server.stop().await;
 }
 
@@ -322,7 +331,12 @@ async fn two_replicas_send_each_reminder_once() {
         "{trail:?}"
     );
     assert_eq!(count(&events_of(&team, &id), "repeated"), numbers.len());
-    assert_eq!(hook_events_of(&oncall, &id), ["escalated"]);
+    eventually(
+        Duration::from_secs(5),
+        "the escalation and its end, once each",
+        || async { hook_events_of(&oncall, &id) == ["escalated", "acknowledged"] },
+    )
+    .await;
     one.stop().await;
     two.stop().await;
 }

@@ -1,6 +1,6 @@
 //! The alerting service's integration tests, in one test binary (one link of sqlx and kube instead of one per
-//! file): the API suite and the rule engines' APIs on both stores, notifications against a fake Slack and a webhook
-//! receiver, their reminders and escalations, silences,
+//! file): the API suite and the rule engines' APIs on both stores, notifications against a fake Slack, a webhook
+//! receiver and a PagerDuty stand-in, their reminders and escalations, silences,
 //! and the pod watcher against a fake Kubernetes API server.
 
 // First, for `on_both_stores!` in the modules after it.
@@ -13,6 +13,7 @@ mod follow_ups;
 mod grafana_webhook;
 mod kube_watcher;
 mod notifications;
+mod pagerduty;
 mod silences;
 mod slack_client;
 mod webhook_client;

@@ -208,7 +208,7 @@ async fn total(server: &Server, status: &str) -> u64 {
 }
 
 /// Creates an alert and walks it through acknowledge, assign and resolve; returns its id.
-async fn full_lifecycle(server: &Server, title: &str) -> String {
+pub(crate) async fn full_lifecycle(server: &Server, title: &str) -> String {
     let (status, created) = server
         .post(
             "/api/v1/alerts",
