@@ -100,6 +100,8 @@ pub struct CircuitBreaker {
     state: BreakerState,
     consecutive_failures: u32,
     opened_at: Instant,
+    /// When it last left CLOSED: the receiver has failed since then.
+    failing_since: Option<Instant>,
     trials: u32,
 }
 
@@ -114,8 +116,16 @@ impl CircuitBreaker {
             state: BreakerState::Closed,
             consecutive_failures: 0,
             opened_at: Instant::now(),
+            failing_since: None,
             trials: 0,
         }
+    }
+
+    /// How long the breaker has been away from CLOSED (open, or half-open with its trials failing) at `now`;
+    /// `None` while it is closed.
+    pub fn failing_for(&self, now: Instant) -> Option<Duration> {
+        self.failing_since
+            .map(|since| now.saturating_duration_since(since))
     }
 
     /// May a request be sent now? `Ok(())` reserves it (in HALF_OPEN it counts as a trial, at most
@@ -155,6 +165,7 @@ impl CircuitBreaker {
             BreakerState::Closed => self.consecutive_failures = 0,
             BreakerState::HalfOpen => {
                 self.transition(BreakerState::Closed);
+                self.failing_since = None;
                 tracing::info!(
                     receiver = %self.receiver,
                     from = "HALF_OPEN",
@@ -175,6 +186,7 @@ impl CircuitBreaker {
                 let failures = self.consecutive_failures;
                 if failures >= self.config.failure_threshold.max(1) {
                     self.opened_at = now;
+                    self.failing_since = Some(now);
                     self.transition(BreakerState::Open);
                     tracing::warn!(
                         receiver = %self.receiver,
@@ -240,6 +252,28 @@ mod tests {
             breaker.on_failure(at);
         }
         assert_eq!(breaker.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn failing_for_counts_from_leaving_closed_through_failed_trials() {
+        let (mut breaker, _) = breaker();
+        let start = Instant::now();
+        assert_eq!(breaker.failing_for(start), None);
+        open(&mut breaker, start);
+        let later = start + Duration::from_secs(61);
+        assert_eq!(breaker.try_acquire(later), Ok(()));
+        breaker.on_failure(later);
+        assert_eq!(breaker.state(), BreakerState::Open);
+        // Reopened by a failed trial: still failing since the first opening.
+        assert_eq!(
+            breaker.failing_for(later + Duration::from_secs(1)),
+            Some(Duration::from_secs(62))
+        );
+        let again = later + Duration::from_secs(61);
+        assert_eq!(breaker.try_acquire(again), Ok(()));
+        breaker.on_success(again);
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        assert_eq!(breaker.failing_for(again), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tracing::Instrument as _;
 use super::breaker::{BreakerConfig, CircuitBreaker};
 use super::outcome::SendOutcome;
 use super::pagerduty::PagerDutyClient;
-use super::policy::{Policy, ReceiverKind};
+use super::policy::{Fallback, Policy, ReceiverKind};
 use super::slack::{Event, SlackClient, SlackConfig, render};
 use super::status::{DeliveryStatus, ReceiverHandle};
 use super::webhook::{WebhookClient, payload};
@@ -321,17 +321,20 @@ impl Dispatchers {
             let handle = status
                 .receiver(&receiver.name)
                 .ok_or_else(|| anyhow::anyhow!("receiver {} has no status", receiver.name))?;
-            dispatchers.push(Dispatcher::new(
-                store.clone(),
-                receiver.name.clone(),
-                sender,
-                breaker,
-                outbox.clone(),
-                metrics.clone(),
-                wake,
-                handle,
-                feeds_legacy_gauge,
-            ));
+            dispatchers.push(
+                Dispatcher::new(
+                    store.clone(),
+                    receiver.name.clone(),
+                    sender,
+                    breaker,
+                    outbox.clone(),
+                    metrics.clone(),
+                    wake,
+                    handle,
+                    feeds_legacy_gauge,
+                )
+                .with_fallbacks(policy.fallbacks_of(&receiver.name)),
+            );
         }
         Ok(Dispatchers {
             dispatchers,
@@ -353,6 +356,8 @@ pub struct Dispatcher {
     status: ReceiverHandle,
     /// Mirrors the breaker in `alerting_circuit_breaker_state` (the first Slack receiver).
     legacy_gauge: bool,
+    /// The fallbacks of the routes to this receiver.
+    fallbacks: Vec<Fallback>,
 }
 
 impl Dispatcher {
@@ -393,6 +398,40 @@ impl Dispatcher {
             wake,
             status,
             legacy_gauge,
+            fallbacks: Vec::new(),
+        }
+    }
+
+    /// The same dispatcher, handing the rows of routes with a fallback over to it while this receiver fails.
+    pub fn with_fallbacks(mut self, fallbacks: Vec<Fallback>) -> Self {
+        self.fallbacks = fallbacks;
+        self
+    }
+
+    /// Hands the pending rows of every route whose fallback is due (this receiver failing for its `after`) over
+    /// to the fallback receiver, once each; wakes nobody (the fallback's dispatcher polls).
+    async fn hand_over(&self) {
+        let Some(failing) = self.breaker.failing_for(Instant::now()) else {
+            return;
+        };
+        for fallback in self.fallbacks.iter().filter(|f| failing >= f.config.after) {
+            match self
+                .store
+                .hand_over(&self.receiver, fallback, model::now())
+                .await
+            {
+                Ok(0) => {}
+                Ok(moved) => tracing::warn!(
+                    moved,
+                    route = fallback.route,
+                    fallback = %fallback.config.receiver,
+                    failing_for = ?failing,
+                    "receiver failing: notifications handed over to the route's fallback"
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot hand notifications over to the fallback")
+                }
+            }
         }
     }
 
@@ -466,6 +505,7 @@ impl Dispatcher {
                         self.finish(&unsent, DeliveryRecord::Released { at: model::now() })
                             .await;
                     }
+                    self.hand_over().await;
                     if !shutdown.is_triggered() {
                         tokio::select! {
                             () = tokio::time::sleep(wait.min(self.outbox.max_backoff)) => {}

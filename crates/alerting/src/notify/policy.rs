@@ -111,6 +111,41 @@ pub struct RouteConfig {
     pub repeat_interval: Option<Duration>,
     /// Steps that notify more receivers while the alert stays firing and unacknowledged, by increasing `after`.
     pub escalation: Vec<EscalationStep>,
+    /// Where this route's notifications go while its receiver has been failing for longer than a bound.
+    pub fallback: Option<FallbackConfig>,
+}
+
+/// A route's fallback: when its receiver's circuit breaker has been away from closed for `after`, the route's
+/// notifications waiting for that receiver (and those made meanwhile) are also sent to `receiver`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackConfig {
+    /// The receiver that takes over (not the route's own).
+    pub receiver: String,
+    /// How long the route's receiver must have been failing first.
+    #[serde(with = "humantime_serde", default = "default_fallback_after")]
+    pub after: Duration,
+    /// Whether the route's receiver still gets them once it is back (default); false: they are marked failed
+    /// there, delivered by the fallback alone.
+    #[serde(default = "deliver_late_default")]
+    pub deliver_late: bool,
+}
+
+fn default_fallback_after() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn deliver_late_default() -> bool {
+    true
+}
+
+/// The fallback of one route, as the dispatcher of the route's receiver applies it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fallback {
+    /// The route's index in `alerting.notify.routes`.
+    pub route: i32,
+    /// Its settings.
+    pub config: FallbackConfig,
 }
 
 /// One step of a route's escalation ladder.
@@ -134,6 +169,7 @@ pub struct Route {
     continue_matching: bool,
     repeat_interval: Option<Duration>,
     escalation: Vec<EscalationStep>,
+    fallback: Option<FallbackConfig>,
 }
 
 impl Route {
@@ -222,6 +258,7 @@ impl Policy {
                 continue_matching: false,
                 repeat_interval: None,
                 escalation: Vec::new(),
+                fallback: None,
             }]
         };
         Policy {
@@ -327,6 +364,9 @@ impl Policy {
                 ));
             }
             check_escalation(notify, &route.escalation, &key)?;
+            if let Some(fallback) = &route.fallback {
+                check_fallback(notify, fallback, &route.receiver, &key)?;
+            }
             routes.push(Route {
                 index: i32::try_from(index).ok(),
                 matchers,
@@ -334,6 +374,7 @@ impl Policy {
                 continue_matching: route.continue_matching,
                 repeat_interval: route.repeat_interval,
                 escalation: route.escalation.clone(),
+                fallback: route.fallback.clone(),
             });
         }
         Ok(Policy {
@@ -416,6 +457,20 @@ impl Policy {
             .find(|route| route.index == index && route.receiver == receiver)
     }
 
+    /// The fallbacks of the routes whose receiver is `receiver`.
+    pub fn fallbacks_of(&self, receiver: &str) -> Vec<Fallback> {
+        self.routes
+            .iter()
+            .filter(|route| route.receiver == receiver)
+            .filter_map(|route| {
+                Some(Fallback {
+                    route: route.index?,
+                    config: route.fallback.clone()?,
+                })
+            })
+            .collect()
+    }
+
     /// The severities some route may take, judging by `severity` matchers alone (other matchers may still leave
     /// an alert unrouted); for the start-up log and Alertmanager's configuration view.
     pub fn severities(&self) -> Vec<Severity> {
@@ -434,6 +489,39 @@ impl Policy {
             })
             .collect()
     }
+}
+
+/// Checks a route's `fallback` (under `key`): a known receiver other than the route's own, `after` at least
+/// [`MIN_FOLLOW_UP`].
+fn check_fallback(
+    notify: &NotifyConfig,
+    fallback: &FallbackConfig,
+    receiver: &str,
+    key: &str,
+) -> Result<(), KeyError> {
+    let key = format!("{key}.fallback");
+    if !notify.receivers.iter().any(|r| r.name == fallback.receiver) {
+        return Err(KeyError::new(
+            format!("{key}.receiver"),
+            format!("no receiver named {:?}", fallback.receiver),
+        ));
+    }
+    if fallback.receiver == receiver {
+        return Err(KeyError::new(
+            format!("{key}.receiver"),
+            "must be another receiver than the route's own",
+        ));
+    }
+    if fallback.after < MIN_FOLLOW_UP {
+        return Err(KeyError::new(
+            format!("{key}.after"),
+            format!(
+                "must be at least {MIN_FOLLOW_UP:?}, not {:?}",
+                fallback.after
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a route's `escalation` (under `key`): steps by strictly increasing `after` of at least
@@ -766,6 +854,31 @@ mod tests {
             error,
             "alerting.notify.routes[0].escalation[0].receivers[0]: no receiver named \"pager\""
         );
+        let error = error_of("- receiver: hook\n  fallback: {receiver: hook}\n");
+        assert_eq!(
+            error,
+            "alerting.notify.routes[0].fallback.receiver: must be another receiver than the route's own"
+        );
+        let error = error_of("- receiver: hook\n  fallback: {receiver: pager}\n");
+        assert!(
+            error.starts_with("alerting.notify.routes[0].fallback.receiver: no receiver"),
+            "{error}"
+        );
+        let error = error_of("- receiver: hook\n  fallback: {receiver: team-slack, after: 0s}\n");
+        assert!(
+            error.starts_with("alerting.notify.routes[0].fallback.after: "),
+            "{error}"
+        );
+        let fallback = parse(&format!(
+            "{TWO}routes:\n- receiver: hook\n  fallback: {{receiver: team-slack}}\n- receiver: team-slack\n"
+        ));
+        let policy = Policy::new(Some(&fallback), &SlackConfig::default()).expect("valid");
+        let fallbacks = policy.fallbacks_of("hook");
+        assert_eq!(fallbacks.len(), 1);
+        assert_eq!(fallbacks[0].route, 0);
+        assert_eq!(fallbacks[0].config.after, Duration::from_secs(300));
+        assert!(fallbacks[0].config.deliver_late);
+        assert!(policy.fallbacks_of("team-slack").is_empty());
         let error = error_of("- receiver: hook\n  escalation: [{after: 0s, receivers: [hook]}]\n");
         assert!(
             error.starts_with("alerting.notify.routes[0].escalation[0].after: "),

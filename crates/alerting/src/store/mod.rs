@@ -29,6 +29,7 @@ use crate::model::{
     Alert, AlertFilter, AlertPage, AuditEntry, FollowUp, NewNotification, Notification,
     NotificationStatus, Severity, Status,
 };
+use crate::notify::policy::Fallback;
 use crate::silence::{Silence, SilenceAction};
 use pg_bulk::PgWriter;
 pub use sql::{PostgresStore, SqliteStore};
@@ -420,6 +421,18 @@ impl Store {
         entries: &[AuditEntry],
     ) -> Result<bool> {
         dispatch!(self.finish_followup(claimed, next, notifications, entries))
+    }
+
+    /// Hands the pending rows of `receiver` chosen by `fallback`'s route, not handed over yet, over to the
+    /// fallback receiver: a copy of each, due at `now`, and the row marked (and failed, when the fallback does not
+    /// `deliver_late`). At most 1000 rows at once. Returns how many it handed over.
+    pub async fn hand_over(
+        &self,
+        receiver: &str,
+        fallback: &Fallback,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        dispatch!(self.hand_over(receiver, fallback, now))
     }
 
     /// Checks the database answers.

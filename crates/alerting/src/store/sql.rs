@@ -22,6 +22,7 @@ use crate::model::{
     Alert, AlertFilter, AlertPage, AuditEntry, Cursor, NewNotification, Notification, Severity,
     Status,
 };
+use crate::notify::policy::Fallback;
 use crate::silence::{Silence, SilenceAction};
 
 pub(super) const SELECT_ALERT: &str = concat!("SELECT ", alert_columns!(), " FROM alerts_active");
@@ -287,6 +288,53 @@ macro_rules! sql_store {
                     }
                 }
                 Ok(())
+            }
+
+            pub(super) async fn hand_over(
+                &self,
+                receiver: &str,
+                fallback: &Fallback,
+                now: DateTime<Utc>,
+            ) -> Result<u64> {
+                let mut tx = self.pool.begin().await?;
+                let ids: Vec<i64> = sqlx::query_scalar(&format!(
+                    "SELECT id FROM notifications WHERE receiver = $1 AND route = $2 AND status = 'pending' \
+                     AND fallback_at IS NULL ORDER BY id LIMIT 1000{}",
+                    $lock
+                ))
+                .bind(receiver)
+                .bind(fallback.route)
+                .fetch_all(&mut *tx)
+                .await?;
+                let target = &fallback.config.receiver;
+                for id in &ids {
+                    sqlx::query(
+                        "INSERT INTO notifications (alert_id, event, status, payload, attempts, next_attempt_at, \
+                         created_at, receiver, route) SELECT alert_id, event, 'pending', payload, 0, $2, created_at, \
+                         $3, route FROM notifications WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind($time(now))
+                    .bind(target)
+                    .execute(&mut *tx)
+                    .await?;
+                    let mark = if fallback.config.deliver_late {
+                        sqlx::query("UPDATE notifications SET fallback_at = $2 WHERE id = $1")
+                            .bind(id)
+                            .bind($time(now))
+                    } else {
+                        sqlx::query(
+                            "UPDATE notifications SET fallback_at = $2, status = 'failed', last_error = $3 \
+                             WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind($time(now))
+                        .bind(format!("handed over to the fallback receiver {target}"))
+                    };
+                    mark.execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(ids.len() as u64)
             }
 
             pub(super) async fn claim_followups(

@@ -25,6 +25,8 @@ on_both_stores!(
     a_webhook_that_is_down_delays_only_its_own_rows,
     a_webhook_refusing_with_4xx_is_not_retried_forever,
     rows_of_a_removed_receiver_wait_for_it,
+    a_route_falls_back_while_its_receiver_is_down_and_delivers_late,
+    a_route_falls_back_and_need_not_deliver_late,
 );
 
 /// A dispatcher whose lease ran out can neither renew nor record: the row belongs to whoever claimed it next.
@@ -1058,4 +1060,143 @@ async fn rows_of_a_removed_receiver_wait_for_it(backend: Backend) {
         created["id"].as_str().expect("id")
     );
     third.stop().await;
+}
+
+/// `team` (Slack, behind a proxy that is cut) takes P1 alerts with a fallback to the webhook `hook` after 1 s of
+/// failing. Both alerts made during the outage (one before the fallback is due, one after) reach `hook`, each once;
+/// P3 alerts of another route do not. Once the proxy is back, `team` gets them too when `deliver_late`, and
+/// otherwise never: their rows there are failed, naming the fallback.
+async fn falls_back(backend: Backend, deliver_late: bool) {
+    use gomon_alerting::notify::policy::{
+        FallbackConfig, NotifyConfig, ReceiverConfig, ReceiverKind, RouteConfig,
+    };
+    use gomon_alerting::notify::slack::SlackConfig;
+    use gomon_alerting::notify::webhook::WebhookConfig;
+    use gomon_testkit::webhook::WebhookReceiver;
+    let database = Database::new(backend).await;
+    let team = FakeSlack::start().await;
+    let hook = WebhookReceiver::start().await;
+    let team_url = reqwest::Url::parse(&team.webhook_url).expect("URL");
+    let proxy =
+        gomon_testkit::proxy::Proxy::start(format!("127.0.0.1:{}", team_url.port().expect("port")))
+            .await;
+    let mut via_proxy = team_url.clone();
+    via_proxy.set_port(Some(proxy.port)).expect("port");
+    let mut config = config(&database, &team, false);
+    let mut slack = config.slack.clone();
+    slack.webhook_url = Some(via_proxy.to_string().into());
+    config.notify = Some(NotifyConfig {
+        receivers: vec![
+            ReceiverConfig {
+                name: "team".into(),
+                kind: ReceiverKind::Slack(slack),
+            },
+            ReceiverConfig {
+                name: "hook".into(),
+                kind: ReceiverKind::Webhook(WebhookConfig {
+                    url: Some(hook.url.clone().into()),
+                    timeout: Duration::from_millis(500),
+                    ..WebhookConfig::default()
+                }),
+            },
+        ],
+        routes: vec![
+            RouteConfig {
+                matchers: vec!["severity=\"P1\"".into()],
+                receiver: "team".into(),
+                fallback: Some(FallbackConfig {
+                    receiver: "hook".into(),
+                    after: Duration::from_secs(1),
+                    deliver_late,
+                }),
+                ..RouteConfig::default()
+            },
+            RouteConfig {
+                receiver: "team".into(),
+                ..RouteConfig::default()
+            },
+        ],
+    });
+    config.slack = SlackConfig::default();
+    config.check().expect("a valid configuration");
+    proxy.cut();
+    let server = Server::start_service(config).await;
+    let post = |severity: &'static str, title: &'static str| {
+        let server = &server;
+        async move {
+            let (status, body) = server
+                .post(
+                    "/api/v1/alerts",
+                    json!({"source": "api", "severity": severity, "title": title}),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+            body["id"].as_str().expect("id").to_owned()
+        }
+    };
+    let first = post("P1", "Disk full").await;
+    let minor = post("P3", "Disk filling").await;
+    breaker_opens(&server).await;
+    eventually(
+        Duration::from_secs(10),
+        "the first alert at the fallback",
+        || async { hook.accepted().len() == 1 },
+    )
+    .await;
+    let second = post("P1", "Node down").await;
+    eventually(
+        Duration::from_secs(10),
+        "the second alert at the fallback",
+        || async { hook.accepted().len() == 2 },
+    )
+    .await;
+    let ids: Vec<String> = hook
+        .accepted()
+        .iter()
+        .map(|payload| {
+            payload["alerts"][0]["annotations"]["gomon_alert_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids, [first.clone(), second.clone()]);
+    assert!(hook.problems().is_empty(), "{:?}", hook.problems());
+    proxy.restore();
+    let expected = if deliver_late { 3 } else { 1 };
+    eventually(Duration::from_secs(15), "team's messages", || async {
+        team.accepted().len() == expected
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut reached: Vec<String> = team.accepted().iter().map(alert_of).collect();
+    reached.sort();
+    let mut wanted = if deliver_late {
+        vec![first.clone(), second.clone(), minor.clone()]
+    } else {
+        vec![minor.clone()]
+    };
+    wanted.sort();
+    assert_eq!(reached, wanted);
+    assert_eq!(hook.accepted().len(), 2, "each alert once at the fallback");
+    let rows = notifications(&server, &format!("alert_id={first}&receiver=team")).await;
+    let row = &rows["notifications"][0];
+    if deliver_late {
+        assert_eq!(row["status"], "sent", "{row}");
+    } else {
+        assert_eq!(row["status"], "failed", "{row}");
+        assert_eq!(
+            row["last_error"], "handed over to the fallback receiver hook",
+            "{row}"
+        );
+    }
+    server.stop().await;
+}
+
+async fn a_route_falls_back_while_its_receiver_is_down_and_delivers_late(backend: Backend) {
+    falls_back(backend, true).await;
+}
+
+async fn a_route_falls_back_and_need_not_deliver_late(backend: Backend) {
+    falls_back(backend, false).await;
 }
