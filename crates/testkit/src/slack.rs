@@ -1,7 +1,8 @@
 //! A fake Slack on a free local port, speaking Slack's wire formats: incoming webhooks
 //! (`POST /services/T.../B.../...`, answering `ok` or an error code as text) and the Web API's `chat.postMessage`
-//! (`POST /api/chat.postMessage`, answering `{"ok": ...}`). Its behaviour is set per test, and it records every
-//! request it receives. It runs on the calling test's tokio runtime.
+//! (`POST /api/chat.postMessage`, answering `{"ok": ...}`) and `chat.update` (`POST /api/chat.update`, which edits a
+//! message it posted, or answers `message_not_found`). Its behaviour is set per test, and it records every request
+//! it receives, and what each message it posted says now. It runs on the calling test's tokio runtime.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -74,6 +75,10 @@ struct Inner {
     per_channel: HashMap<String, Behaviour>,
     received: Vec<Received>,
     messages: u64,
+    /// Every `chat.update` accepted, in arrival order.
+    updates: Vec<Received>,
+    /// What each message posted through the Web API says now, by `ts` (after its updates).
+    current: HashMap<String, Received>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -107,6 +112,7 @@ impl FakeSlack {
         let router = Router::new()
             .route("/services/{*path}", post(webhook))
             .route("/api/chat.postMessage", post(post_message))
+            .route("/api/chat.update", post(update_message))
             .with_state(shared.clone());
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -154,6 +160,63 @@ impl FakeSlack {
     pub fn requests(&self) -> usize {
         lock(&self.shared).received.len()
     }
+
+    /// Every `chat.update` accepted, in arrival order (`ts`: the message it edited).
+    pub fn updates(&self) -> Vec<Received> {
+        lock(&self.shared).updates.clone()
+    }
+
+    /// What the message posted with `ts` says now, after its updates.
+    pub fn message(&self, ts: &str) -> Option<Received> {
+        lock(&self.shared).current.get(ts).cloned()
+    }
+}
+
+async fn update_message(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let payload = serde_json::from_slice::<Value>(&body).ok();
+    let Some(payload) = payload.filter(|_| {
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/json"))
+    }) else {
+        return api_error("invalid_form_data");
+    };
+    if authorization(&headers)
+        .as_deref()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_none_or(|token| token.trim().is_empty())
+    {
+        return api_error("not_authed");
+    }
+    if !has_content(&payload) {
+        return api_error("no_text");
+    }
+    let (Some(channel), Some(ts)) = (payload["channel"].as_str(), payload["ts"].as_str()) else {
+        return api_error("invalid_arguments");
+    };
+    let mut inner = lock(&shared);
+    let Some(current) = inner.current.get_mut(ts) else {
+        return api_error("message_not_found");
+    };
+    if channel != CHANNEL_ID {
+        return api_error("channel_not_found");
+    }
+    current.text = payload["text"].as_str().unwrap_or_default().to_owned();
+    current.blocks = payload["blocks"].clone();
+    let updated = Received {
+        via: "update",
+        channel: Some(channel.to_owned()),
+        thread_ts: None,
+        text: current.text.clone(),
+        blocks: current.blocks.clone(),
+        authorization: authorization(&headers),
+        ts: Some(ts.to_owned()),
+        accepted: true,
+    };
+    inner.updates.push(updated);
+    axum::Json(json!({"ok": true, "channel": channel, "ts": ts, "text": payload["text"]}))
+        .into_response()
 }
 
 fn text_response(status: u16, body: &'static str) -> Response {
@@ -304,6 +367,12 @@ async fn post_message(State(shared): State<Shared>, headers: HeaderMap, body: By
     }
     let ts = next_ts(&shared);
     accept(&shared, index, Some(ts.clone()));
+    {
+        let mut inner = lock(&shared);
+        if let Some(posted) = inner.received.get(index).cloned() {
+            inner.current.insert(ts.clone(), posted);
+        }
+    }
     let mut message = json!({
         "type": "message",
         "subtype": "bot_message",

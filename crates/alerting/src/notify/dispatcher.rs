@@ -672,6 +672,26 @@ impl Dispatcher {
                 } else {
                     None
                 };
+                // The first message shows the alert's state: edited before the reply is posted, so that a retry
+                // (the edit failed for now) posts nothing twice; an edit Slack refuses for good is logged and the
+                // reply still goes.
+                let changes_state = matches!(
+                    event,
+                    Event::Acknowledged | Event::Assigned | Event::Resolved
+                );
+                if let Some((channel, ts)) = thread
+                    .as_ref()
+                    .filter(|_| changes_state && config.update_in_place)
+                {
+                    match client.update(&message, channel, ts).await {
+                        SendOutcome::Accepted { .. } => {}
+                        transient @ SendOutcome::Transient { .. } => return Ok(transient),
+                        SendOutcome::Permanent { reason } => tracing::warn!(
+                            alert_id = %alert.id, notification = row.id, %reason,
+                            "cannot edit the alert's first Slack message; replying in its thread only"
+                        ),
+                    }
+                }
                 let (channel, thread_ts) = match thread {
                     Some((channel, ts)) => (channel, Some(ts)),
                     None => (route.to_owned(), None),

@@ -352,6 +352,17 @@ async fn web_api_threads_follow_ups_under_the_first_message(backend: Backend) {
         lifecycle[0].authorization.as_deref(),
         Some("Bearer xoxb-test-token")
     );
+    // The first message was edited at each change (chat.update), and now shows the end: resolved.
+    let updates = fake.updates();
+    let edits: Vec<&str> = updates
+        .iter()
+        .filter(|u| u.ts.as_deref() == Some(first_ts.as_str()))
+        .map(event_of)
+        .collect();
+    assert_eq!(edits, ["acknowledged", "assigned", "resolved"]);
+    let now_shows = fake.message(&first_ts).expect("the first message");
+    assert_eq!(event_of(&now_shows), "resolved", "{}", now_shows.text);
+    assert!(now_shows.blocks.to_string().contains("resolved"));
     let p3_message = accepted
         .iter()
         .find(|m| alert_of(m) == p3["id"].as_str().expect("id"))

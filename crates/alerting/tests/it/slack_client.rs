@@ -78,6 +78,40 @@ async fn webhook_accepts_the_message() {
     assert_eq!(received[0].authorization, None);
 }
 
+/// `chat.update` edits a message the client posted; a message Slack does not know, or an edit through an
+/// incoming webhook, is refused for good.
+#[tokio::test]
+async fn web_api_edits_a_posted_message_and_refuses_unknown_ones() {
+    let fake = FakeSlack::start().await;
+    let client = web_api(&fake);
+    let SendOutcome::Accepted { ts: Some(ts), .. } = client.send(&message(), "#alerts", None).await
+    else {
+        panic!("not posted");
+    };
+    let mut edited = message();
+    edited.text = "edited".into();
+    assert_eq!(
+        client.update(&edited, CHANNEL_ID, &ts).await,
+        SendOutcome::Accepted {
+            ts: Some(ts.clone()),
+            channel: Some(CHANNEL_ID.into())
+        }
+    );
+    assert_eq!(fake.message(&ts).expect("posted").text, "edited");
+    assert_eq!(fake.updates().len(), 1);
+    assert_eq!(
+        client.update(&edited, CHANNEL_ID, "1.000001").await,
+        SendOutcome::Permanent {
+            reason: "message_not_found".into()
+        }
+    );
+    assert!(matches!(
+        webhook(&fake).update(&edited, CHANNEL_ID, &ts).await,
+        SendOutcome::Permanent { .. }
+    ));
+    assert_eq!(fake.updates().len(), 1);
+}
+
 #[tokio::test]
 async fn web_api_accepts_with_ts_and_sends_the_token_as_bearer() {
     let fake = FakeSlack::start().await;

@@ -1,5 +1,5 @@
-//! The Slack HTTP client: posts a message through an incoming webhook or the Web API's `chat.postMessage`, and
-//! classifies Slack's answer (accepted, try again later, or give up: [`SendOutcome`]), with every secret removed
+//! The Slack HTTP client: posts a message through an incoming webhook or the Web API's `chat.postMessage`, edits
+//! one with `chat.update`, and classifies Slack's answer (accepted, try again later, or give up: [`SendOutcome`]), with every secret removed
 //! from the reason.
 
 use std::time::Duration;
@@ -27,7 +27,7 @@ const TRANSIENT_API_ERRORS: [&str; 5] = [
 #[derive(Debug)]
 enum Target {
     Webhook { url: Secret },
-    WebApi { endpoint: String, token: Secret },
+    WebApi { api_url: String, token: Secret },
 }
 
 /// Sends messages to Slack through the Web API (bot token) or an incoming webhook.
@@ -52,9 +52,8 @@ impl SlackClient {
     pub fn new(config: &SlackConfig) -> anyhow::Result<Option<SlackClient>> {
         let within = |error: KeyError| error.within("alerting.slack");
         let target = if let Some(token) = config.bot_token().map_err(within)? {
-            let endpoint = format!("{}/chat.postMessage", config.api_url.trim_end_matches('/'));
             Target::WebApi {
-                endpoint,
+                api_url: config.api_url.trim_end_matches('/').to_owned(),
                 token: token.into(),
             }
         } else if let Some(url) = config.webhook_url().map_err(within)? {
@@ -92,9 +91,30 @@ impl SlackClient {
     ) -> SendOutcome {
         let outcome = match &self.target {
             Target::Webhook { url } => self.send_webhook(url.expose(), message).await,
-            Target::WebApi { endpoint, token } => {
-                self.send_api(endpoint, token.expose(), message, channel, thread_ts)
-                    .await
+            Target::WebApi { api_url, token } => {
+                let mut body =
+                    json!({"channel": channel, "text": message.text, "blocks": message.blocks});
+                if let (Some(thread_ts), Some(object)) = (thread_ts, body.as_object_mut()) {
+                    object.insert("thread_ts".to_owned(), Value::from(thread_ts));
+                }
+                let endpoint = format!("{api_url}/chat.postMessage");
+                self.call_api(&endpoint, token.expose(), &body).await
+            }
+        };
+        self.redact(outcome)
+    }
+
+    /// Replaces the message `ts` in `channel` (a channel id) with `message` (Web API `chat.update`). Through an
+    /// incoming webhook, which cannot edit, it is refused as permanent.
+    pub async fn update(&self, message: &Message, channel: &str, ts: &str) -> SendOutcome {
+        let outcome = match &self.target {
+            Target::Webhook { .. } => SendOutcome::Permanent {
+                reason: "an incoming webhook cannot edit a message".to_owned(),
+            },
+            Target::WebApi { api_url, token } => {
+                let body = json!({"channel": channel, "ts": ts, "text": message.text, "blocks": message.blocks});
+                let endpoint = format!("{api_url}/chat.update");
+                self.call_api(&endpoint, token.expose(), &body).await
             }
         };
         self.redact(outcome)
@@ -118,18 +138,8 @@ impl SlackClient {
         classify_status(status, &body, retry_after)
     }
 
-    async fn send_api(
-        &self,
-        endpoint: &str,
-        token: &str,
-        message: &Message,
-        channel: &str,
-        thread_ts: Option<&str>,
-    ) -> SendOutcome {
-        let mut body = json!({"channel": channel, "text": message.text, "blocks": message.blocks});
-        if let (Some(thread_ts), Some(object)) = (thread_ts, body.as_object_mut()) {
-            object.insert("thread_ts".to_owned(), Value::from(thread_ts));
-        }
+    /// Posts `body` to the Web API method at `endpoint` and classifies the answer.
+    async fn call_api(&self, endpoint: &str, token: &str, body: &Value) -> SendOutcome {
         let request = self
             .http
             .post(endpoint)

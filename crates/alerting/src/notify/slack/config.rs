@@ -25,6 +25,9 @@ pub struct SlackConfig {
     pub bot_token_file: Option<PathBuf>,
     /// Base URL of the Web API.
     pub api_url: String,
+    /// With a bot token: when an alert is acknowledged, assigned or resolved, its first message is edited
+    /// (`chat.update`) to show its state, besides the reply in its thread.
+    pub update_in_place: bool,
     /// Longest time one HTTP request to Slack may take.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -59,6 +62,7 @@ impl Default for SlackConfig {
             bot_token: None,
             bot_token_file: None,
             api_url: "https://slack.com/api".to_owned(),
+            update_in_place: true,
             timeout: Duration::from_secs(10),
             routes: vec![
                 Route {
