@@ -18,6 +18,7 @@ command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v stunnel >/dev/null || missing+=(stunnel4)   # TLS in front of tansu in the Kafka TLS tests
 [ -x /usr/bin/chromium ] || missing+=(chromium)           # the console's tests drive a real browser
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+dpkg -s python3-aiosmtpd >/dev/null 2>&1 || missing+=(python3-aiosmtpd)   # the real SMTP server of the email tests
 . scripts/lib/install.sh
 install_packages test.sh "${missing[@]}"
 # The Debian package may start a cluster of its own; the tests use their own server and leave it alone.

@@ -21,6 +21,7 @@ pub mod otlp;
 pub mod pagerduty;
 pub mod proxy;
 pub mod slack;
+pub mod smtp;
 pub mod tls;
 pub mod webhook;
 

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use super::breaker::{BreakerConfig, CircuitBreaker};
+use super::email::EmailClient;
 use super::outcome::SendOutcome;
 use super::pagerduty::PagerDutyClient;
 use super::policy::{Fallback, Policy, ReceiverKind};
@@ -228,6 +229,8 @@ pub enum Sender {
     Webhook(WebhookClient),
     /// PagerDuty's Events API v2.
     PagerDuty(PagerDutyClient),
+    /// Email through an SMTP smarthost.
+    Email(EmailClient),
 }
 
 impl Sender {
@@ -237,6 +240,7 @@ impl Sender {
             Sender::Slack { .. } => "slack deliver",
             Sender::Webhook(_) => "webhook deliver",
             Sender::PagerDuty(_) => "pagerduty deliver",
+            Sender::Email(_) => "email deliver",
         }
     }
 }
@@ -314,6 +318,12 @@ impl Dispatchers {
                         pagerduty.circuit_breaker.clone(),
                         false,
                     )
+                }
+                ReceiverKind::Email(email) => {
+                    let client = EmailClient::new(email)
+                        .map_err(|error| anyhow::anyhow!("{}", error.within(&key)))?;
+                    tracing::info!(receiver = %receiver.name, smarthost = %email.smarthost, "email receiver on");
+                    (Sender::Email(client), email.circuit_breaker.clone(), false)
                 }
             };
             let wake = Arc::new(Notify::new());
@@ -728,6 +738,15 @@ impl Dispatcher {
                     }),
                 }
             }
+            Sender::Email(client) => Ok(client
+                .send(
+                    row.id,
+                    alert,
+                    event,
+                    payload.actor.as_deref(),
+                    payload.note.as_deref(),
+                )
+                .await),
         }
     }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use gomon_runtime::config::KeyError;
 use serde::{Deserialize, Serialize};
 
+use super::email::EmailConfig;
 use super::pagerduty::PagerDutyConfig;
 use super::slack::SlackConfig;
 use super::webhook::WebhookConfig;
@@ -71,6 +72,8 @@ pub enum ReceiverKind {
     /// PagerDuty's Events API v2.
     #[serde(rename = "pagerduty")]
     PagerDuty(PagerDutyConfig),
+    /// Email through an SMTP smarthost.
+    Email(EmailConfig),
 }
 
 impl ReceiverKind {
@@ -80,6 +83,7 @@ impl ReceiverKind {
             ReceiverKind::Slack(slack) => slack.timeout,
             ReceiverKind::Webhook(webhook) => webhook.timeout,
             ReceiverKind::PagerDuty(pagerduty) => pagerduty.timeout,
+            ReceiverKind::Email(email) => email.timeout,
         }
     }
 
@@ -89,6 +93,7 @@ impl ReceiverKind {
             ReceiverKind::Slack(_) => "slack",
             ReceiverKind::Webhook(_) => "webhook",
             ReceiverKind::PagerDuty(_) => "pagerduty",
+            ReceiverKind::Email(_) => "email",
         }
     }
 }
@@ -325,6 +330,7 @@ impl Policy {
                 ReceiverKind::PagerDuty(pagerduty) => {
                     pagerduty.check().map_err(|error| error.within(&key))?
                 }
+                ReceiverKind::Email(email) => email.check().map_err(|error| error.within(&key))?,
             }
         }
         let mut routes = Vec::with_capacity(notify.routes.len());

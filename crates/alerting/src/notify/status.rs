@@ -33,7 +33,7 @@ pub struct ReceiverHandle {
 pub struct ReceiverStatus {
     /// The receiver's name (`slack` for `alerting.slack`).
     pub name: String,
-    /// Its type: `slack`, `webhook` or `pagerduty`.
+    /// Its type: `slack`, `webhook`, `pagerduty` or `email`.
     #[serde(rename = "type")]
     pub kind: String,
     /// Whether it is configured; without it, notifications are stored and not sent.

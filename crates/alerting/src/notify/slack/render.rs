@@ -151,22 +151,20 @@ fn button(text: &str, action_id: &str, url: String) -> Value {
     })
 }
 
-/// Renders `event` on `alert` as a Slack message. `actor` is who caused the event, `note` an optional comment.
-pub fn render(
-    alert: &Alert,
-    event: Event,
-    actor: Option<&str>,
-    note: Option<&str>,
-    config: &SlackConfig,
-) -> Message {
-    let severity = alert.severity.as_str();
+/// Who caused `event` on `alert`: `actor`, or for an acknowledgement without one, who acknowledged it.
+pub fn event_actor<'a>(alert: &'a Alert, event: Event, actor: Option<&'a str>) -> Option<&'a str> {
     let actor = non_empty(actor);
-    let actor = match event {
+    match event {
         Event::Acknowledged => actor.or(non_empty(alert.acknowledged_by.as_deref())),
         _ => actor,
-    };
+    }
+}
+
+/// What `event` says of `alert`, for a message's first line: `FIRING`, `ACKNOWLEDGED by alice`, `ASSIGNED to bob`,
+/// `RESOLVED`, `STILL FIRING` or `ESCALATED`; `actor` as [`event_actor`] gives it.
+pub fn headline(alert: &Alert, event: Event, actor: Option<&str>) -> String {
     let assigned_to = non_empty(alert.assigned_to.as_deref());
-    let what = match (event, actor, assigned_to) {
+    match (event, actor, assigned_to) {
         (Event::Created, ..) => "FIRING".to_owned(),
         (Event::Acknowledged, Some(actor), _) => format!("ACKNOWLEDGED by {actor}"),
         (Event::Acknowledged, None, _) => "ACKNOWLEDGED".to_owned(),
@@ -176,7 +174,21 @@ pub fn render(
         (Event::Resolved, None, _) => "RESOLVED".to_owned(),
         (Event::Repeated, ..) => "STILL FIRING".to_owned(),
         (Event::Escalated, ..) => "ESCALATED".to_owned(),
-    };
+    }
+}
+
+/// Renders `event` on `alert` as a Slack message. `actor` is who caused the event, `note` an optional comment.
+pub fn render(
+    alert: &Alert,
+    event: Event,
+    actor: Option<&str>,
+    note: Option<&str>,
+    config: &SlackConfig,
+) -> Message {
+    let severity = alert.severity.as_str();
+    let actor = event_actor(alert, event, actor);
+    let assigned_to = non_empty(alert.assigned_to.as_deref());
+    let what = headline(alert, event, actor);
     let line = format!(
         "{} [{severity}] {what}: {}",
         emoji(event, alert.severity),
