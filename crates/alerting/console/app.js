@@ -722,17 +722,28 @@
     return h('table', {}, h('thead', {}, h('tr', {},
       h('th', { scope: 'col' }, 'Status'), h('th', { scope: 'col' }, 'Event'),
       withAlert ? h('th', { scope: 'col' }, 'Alert') : null,
-      h('th', { scope: 'col' }, 'Receiver'), h('th', { scope: 'col' }, 'Channel'), h('th', { scope: 'col' }, 'Attempts'),
+      h('th', { scope: 'col' }, 'Receiver'), h('th', { scope: 'col' }, 'Route'), h('th', { scope: 'col' }, 'Channel'),
+      h('th', { scope: 'col' }, 'Attempts'),
       h('th', { scope: 'col' }, 'Created'), h('th', { scope: 'col' }, 'Sent / next attempt'),
       h('th', { scope: 'col' }, 'Last error'))),
     h('tbody', {}, notifications.map((n) => h('tr', { 'data-id': n.id },
       h('td', {}, state(n.status)), h('td', {}, n.event),
       withAlert ? h('td', {}, h('a', { href: '#/alerts/' + encodeURIComponent(n.alert_id) }, n.alert_id.slice(0, 8))) : null,
-      h('td', { title: n.route === null || n.route === undefined ? '' : 'alerting.notify.routes[' + n.route + ']' }, n.receiver),
+      h('td', {}, n.receiver),
+      h('td', {}, routeText(n)),
       h('td', {}, n.slack_channel || ''), h('td', {}, n.attempts),
       h('td', {}, when(n.created_at)),
       h('td', {}, n.sent_at ? when(n.sent_at) : when(n.next_attempt_at)),
       h('td', {}, n.last_error || '')))));
+  }
+
+  // The route that chose a notification's receiver, with the reminder or escalation step it is.
+  function routeText(n) {
+    const payload = n.payload || {};
+    const route = n.route === null || n.route === undefined ? 'alerting.slack' : 'routes[' + n.route + ']';
+    if (payload.escalation_step) return route + ', escalation step ' + payload.escalation_step;
+    if (payload.repeat) return route + ', reminder ' + payload.repeat;
+    return route;
   }
 
   async function notificationsPage(params) {
@@ -742,6 +753,7 @@
     const select = h('select', { id: 'n-status', name: 'status' }, h('option', { value: '' }, 'any'),
       ['pending', 'sent', 'failed'].map((s) => h('option', { value: s, selected: params.get('status') === s }, s)));
     const alert = h('input', { id: 'n-alert', name: 'alert_id', value: params.get('alert_id') || '', placeholder: 'alert id', maxlength: 36 });
+    const receiver = h('input', { id: 'n-receiver', name: 'receiver', value: params.get('receiver') || '', placeholder: 'receiver', maxlength: 64 });
     const form = h('form', {
       class: 'filters',
       onsubmit: (event) => {
@@ -749,15 +761,18 @@
         const next = new URLSearchParams();
         if (select.value) next.set('status', select.value);
         if (alert.value.trim()) next.set('alert_id', alert.value.trim());
+        if (receiver.value.trim()) next.set('receiver', receiver.value.trim());
         go('/notifications', next);
       },
     }, h('label', { for: 'n-status' }, 'Status', select), h('label', { for: 'n-alert' }, 'Alert', alert),
+    h('label', { for: 'n-receiver' }, 'Receiver', receiver),
     h('button', { type: 'submit', class: 'primary' }, 'Filter'));
     replace(main(), h('h1', {}, 'Notifications'), status, form, summary, list);
     const refresh = async () => {
       const query = new URLSearchParams({ limit: '100' });
       if (params.get('status')) query.set('status', params.get('status'));
       if (params.get('alert_id')) query.set('alert_id', params.get('alert_id'));
+      if (params.get('receiver')) query.set('receiver', params.get('receiver'));
       const [delivery, page] = await Promise.all([
         api('GET', '/api/v1/notifications/status'),
         api('GET', '/api/v1/notifications?' + query),

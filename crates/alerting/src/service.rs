@@ -801,11 +801,9 @@ impl AlertService {
             repeats += 1;
             let note =
                 format!("Still firing, unacknowledged for {unacknowledged} (reminder {repeats})");
-            new.push(notification(
-                "repeated",
-                &note,
-                std::slice::from_ref(&row.receiver),
-            ));
+            let mut reminder = notification("repeated", &note, std::slice::from_ref(&row.receiver));
+            reminder.payload["repeat"] = serde_json::json!(repeats);
+            new.push(reminder);
             entries.push(entry(
                 "repeated",
                 serde_json::json!({"receiver": row.receiver, "route": row.route, "repeat": repeats}),
@@ -823,7 +821,9 @@ impl AlertService {
                     index + 1,
                     steps.len()
                 );
-                new.push(notification("escalated", &note, &step.receivers));
+                let mut escalation = notification("escalated", &note, &step.receivers);
+                escalation.payload["escalation_step"] = serde_json::json!(index + 1);
+                new.push(escalation);
                 entries.push(entry(
                     "escalated",
                     serde_json::json!({

@@ -235,6 +235,22 @@ async fn unacknowledged_alerts_repeat_and_escalate_until_acknowledged(backend: B
     assert_eq!(rows["notifications"][0]["event"], "acknowledged", "{rows}");
     assert_eq!(rows["notifications"][1]["event"], "escalated", "{rows}");
     assert_eq!(rows["notifications"][1]["route"], 0, "{rows}");
+    assert_eq!(
+        rows["notifications"][1]["payload"]["escalation_step"], 1,
+        "{rows}"
+    );
+    let (_, reminders) = server
+        .get(&format!("/api/v1/notifications?alert_id={a}&receiver=team"))
+        .await;
+    let numbers: Vec<&Value> = reminders["notifications"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|row| row["event"] == "repeated")
+        .map(|row| &row["payload"]["repeat"])
+        .collect();
+    assert_eq!(numbers.len(), repeats, "{reminders}");
+    assert!(numbers.contains(&&json!(1)), "{reminders}");
     server.stop().await;
 }
 
