@@ -656,7 +656,7 @@ pub struct Notification {
     pub id: i64,
     /// The alert concerned.
     pub alert_id: Uuid,
-    /// `created`, `acknowledged`, `assigned` or `resolved`.
+    /// `created`, `acknowledged`, `assigned`, `resolved`; `repeated` (a reminder) or `escalated` (an escalation step).
     pub event: String,
     /// pending, sent or failed.
     pub status: NotificationStatus,
