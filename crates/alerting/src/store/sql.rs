@@ -52,6 +52,9 @@ const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (alert_id, event, s
 const INSERT_FOLLOWUP: &str = "INSERT INTO notify_followups (alert_id, receiver, route, repeat_at, escalate_at, \
      step, due_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
+/// An alert's follow-ups, removed once it is acknowledged, resolved or deleted: nothing is left to remind of.
+const DELETE_FOLLOWUPS: &str = "DELETE FROM notify_followups WHERE alert_id = $1";
+
 const FOLLOWUP_COLUMNS: &str =
     "alert_id, receiver, route, repeat_at, repeats, escalate_at, step, due_at";
 
@@ -698,11 +701,18 @@ macro_rules! sql_store {
                 Ok(Some(changed.0))
             }
 
-            /// Writes a change of an alert locked in `tx`: the alert's row, its audit entry, its notification.
+            /// Writes a change of an alert locked in `tx`: the alert's row, its audit entry, its notification; an
+            /// alert no longer firing loses its follow-ups.
             async fn write_change(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 (alert, entry, notification): &super::Changed,
             ) -> Result<()> {
+                if alert.status != Status::Firing {
+                    sqlx::query(DELETE_FOLLOWUPS)
+                        .bind(alert.id)
+                        .execute(&mut **tx)
+                        .await?;
+                }
                 sqlx::query(UPDATE_ALERT)
                     .bind(alert.id)
                     .bind(alert.status.as_str())
@@ -780,6 +790,7 @@ macro_rules! sql_store {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query(DELETE_FOLLOWUPS).bind(id).execute(&mut *tx).await?;
                 Self::insert_action(&mut tx, &AuditEntry::created(&alert, created_by)).await?;
                 Self::insert_action(&mut tx, &entry(&alert)).await?;
                 tx.commit().await?;

@@ -21,7 +21,61 @@ use serde_json::{Value, json};
 on_both_stores!(
     unacknowledged_alerts_repeat_and_escalate_until_acknowledged,
     follow_ups_survive_a_restart_and_are_not_repeated_for_the_downtime,
+    an_alert_that_stops_firing_leaves_no_follow_up_behind,
 );
+
+/// Acknowledging, resolving or deleting an alert removes its follow-ups in the same transaction, so that a storm of
+/// alerts resolved at once leaves no rows to be looked at hours later; a firing alert keeps its own.
+async fn an_alert_that_stops_firing_leaves_no_follow_up_behind(backend: Backend) {
+    use gomon_alerting::model::{Change, NewAlert, Severity, now};
+    use gomon_alerting::service::Notifications;
+    let database = Database::new(backend).await;
+    let store = gomon_alerting::Store::open(&database.config)
+        .await
+        .expect("store");
+    let service = gomon_alerting::AlertService::new(store.clone(), &prometheus::Registry::new())
+        .with_notifications(Notifications::new(
+            crate::support::every_severity_to_slack(),
+            vec![std::sync::Arc::new(tokio::sync::Notify::new())],
+        ));
+    let mut ids = Vec::new();
+    for title in ["firing", "acknowledged", "resolved", "deleted"] {
+        let new = NewAlert {
+            source: "api".into(),
+            severity: Severity::P1,
+            title: title.into(),
+            ..NewAlert::default()
+        };
+        ids.push(service.create(new, None).await.expect("create").0.id);
+    }
+    service
+        .change(ids[1], Change::Acknowledge { by: None }, None)
+        .await
+        .expect("acknowledge");
+    service
+        .change(
+            ids[2],
+            Change::Resolve {
+                by: None,
+                note: None,
+            },
+            None,
+        )
+        .await
+        .expect("resolve");
+    service.delete(ids[3], None).await.expect("delete");
+    // A day later every reminder is due: only the firing alert has one.
+    let later = now() + chrono::Duration::days(1);
+    let due = store
+        .claim_followups(later, later + chrono::Duration::minutes(1), 100)
+        .await
+        .expect("claim");
+    let alerts: Vec<_> = due.iter().map(|row| row.alert_id).collect();
+    assert_eq!(alerts, [ids[0]]);
+    assert_eq!(due[0].receiver, "slack");
+    assert_eq!(due[0].route, None);
+    store.close().await;
+}
 
 /// Slack receiver `team` for every alert, reminding every `repeat`, and one escalation step to the webhook
 /// receiver `oncall` after `escalate`.
