@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use gomon_runtime::config::{KeyError, Secret};
-use gomon_runtime::http_client::is_http_url;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
@@ -109,18 +108,6 @@ impl EmailConfig {
                 "none would send the password in clear: use starttls or tls with credentials",
             ));
         }
-        if self.timeout < Duration::from_millis(1) {
-            return Err(KeyError::new(
-                "timeout",
-                format!("must be at least 1ms, not {:?}", self.timeout),
-            ));
-        }
-        if let Some(url) = self.external_url.as_deref().filter(|url| !is_http_url(url)) {
-            return Err(KeyError::new(
-                "external_url",
-                format!("{url:?} is not an http(s) URL"),
-            ));
-        }
         if let Some(hello) = &self.hello
             && (hello.is_empty()
                 || !hello
@@ -132,9 +119,11 @@ impl EmailConfig {
                 format!("{hello:?} is not a host name"),
             ));
         }
-        self.circuit_breaker
-            .check()
-            .map_err(|error| error.within("circuit_breaker"))
+        super::check_common(
+            self.timeout,
+            self.external_url.as_deref(),
+            &self.circuit_breaker,
+        )
     }
 
     /// `smarthost` as host and port.

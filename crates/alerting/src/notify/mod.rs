@@ -16,3 +16,32 @@ pub mod status;
 pub mod webhook;
 
 pub use status::DeliveryStatus;
+
+use std::time::Duration;
+
+use gomon_runtime::config::KeyError;
+use gomon_runtime::http_client::is_http_url;
+
+/// The checks the webhook, PagerDuty and email receivers' settings share: a `timeout` of at least 1 ms, an
+/// `external_url` that is an http(s) URL, and their `circuit_breaker`. The error names the key within the receiver.
+pub(crate) fn check_common(
+    timeout: Duration,
+    external_url: Option<&str>,
+    circuit_breaker: &breaker::BreakerConfig,
+) -> Result<(), KeyError> {
+    if timeout < Duration::from_millis(1) {
+        return Err(KeyError::new(
+            "timeout",
+            format!("must be at least 1ms, not {timeout:?}"),
+        ));
+    }
+    if let Some(url) = external_url.filter(|url| !is_http_url(url)) {
+        return Err(KeyError::new(
+            "external_url",
+            format!("{url:?} is not an http(s) URL"),
+        ));
+    }
+    circuit_breaker
+        .check()
+        .map_err(|error| error.within("circuit_breaker"))
+}

@@ -78,6 +78,25 @@ pub(crate) async fn body_text(response: reqwest::Response) -> String {
     crate::model::truncate(&line, MAX_REASON_BODY)
 }
 
+/// Sends `request` (a POST, with its body and credentials) and says what came of it: any 2xx accepted (its body
+/// not read); a network error or a timeout (`timeout`) transient; any other status as [`classify_status`] says, with
+/// the start of the answer as the reason.
+pub(crate) async fn post(request: reqwest::RequestBuilder, timeout: Duration) -> SendOutcome {
+    match request.send().await {
+        Err(error) => request_failed(error, timeout),
+        Ok(response) if response.status().is_success() => SendOutcome::Accepted {
+            ts: None,
+            channel: None,
+        },
+        Ok(response) => {
+            let status = response.status();
+            let retry_after = retry_after(&response);
+            let body = body_text(response).await;
+            classify_status(status, &body, retry_after)
+        }
+    }
+}
+
 /// The outcome of a non-2xx answer: transient when retrying may help (see
 /// [`gomon_runtime::backoff::retryable`]), else permanent.
 pub(crate) fn classify_status(

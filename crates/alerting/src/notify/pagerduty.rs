@@ -13,9 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::breaker::BreakerConfig;
-use super::outcome::{
-    SendOutcome, body_text, classify_status, redact, request_failed, retry_after,
-};
+use super::outcome::{SendOutcome, post, redact};
 use super::slack::Event;
 use crate::model::{Alert, Severity, truncate};
 
@@ -80,21 +78,11 @@ impl PagerDutyConfig {
             ));
         }
         self.tls.read("tls").map(|_| ())?;
-        if self.timeout < Duration::from_millis(1) {
-            return Err(KeyError::new(
-                "timeout",
-                format!("must be at least 1ms, not {:?}", self.timeout),
-            ));
-        }
-        if let Some(url) = self.external_url.as_deref().filter(|url| !is_http_url(url)) {
-            return Err(KeyError::new(
-                "external_url",
-                format!("{url:?} is not an http(s) URL"),
-            ));
-        }
-        self.circuit_breaker
-            .check()
-            .map_err(|error| error.within("circuit_breaker"))
+        super::check_common(
+            self.timeout,
+            self.external_url.as_deref(),
+            &self.circuit_breaker,
+        )
     }
 
     /// The routing key from `routing_key` or `routing_key_file`, trimmed and checked.
@@ -278,19 +266,8 @@ impl PagerDutyClient {
     /// transient; 400 (an event PagerDuty finds invalid) and other statuses permanent. No reason holds the
     /// routing key.
     pub async fn send(&self, event: &Value) -> SendOutcome {
-        let outcome = match self.http.post(self.url.clone()).json(event).send().await {
-            Err(error) => request_failed(error, self.timeout),
-            Ok(response) if response.status().is_success() => SendOutcome::Accepted {
-                ts: None,
-                channel: None,
-            },
-            Ok(response) => {
-                let status = response.status();
-                let retry_after = retry_after(&response);
-                let body = body_text(response).await;
-                classify_status(status, &body, retry_after)
-            }
-        };
+        let request = self.http.post(self.url.clone()).json(event);
+        let outcome = post(request, self.timeout).await;
         redact(outcome, std::slice::from_ref(&self.routing_key))
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{Message, SlackConfig};
 use crate::notify::outcome::{
-    MAX_ANSWER_BYTES, SendOutcome, body_text, classify_status, read_limited, redact,
+    MAX_ANSWER_BYTES, SendOutcome, body_text, classify_status, post, read_limited, redact,
     request_failed, retry_after,
 };
 
@@ -122,20 +122,7 @@ impl SlackClient {
 
     async fn send_webhook(&self, url: &str, message: &Message) -> SendOutcome {
         let body = json!({"text": message.text, "blocks": message.blocks});
-        let response = match self.http.post(url).json(&body).send().await {
-            Ok(response) => response,
-            Err(error) => return request_failed(error, self.timeout),
-        };
-        let status = response.status();
-        if status.is_success() {
-            return SendOutcome::Accepted {
-                ts: None,
-                channel: None,
-            };
-        }
-        let retry_after = retry_after(&response);
-        let body = body_text(response).await;
-        classify_status(status, &body, retry_after)
+        post(self.http.post(url).json(&body), self.timeout).await
     }
 
     /// Posts `body` to the Web API method at `endpoint` and classifies the answer.

@@ -10,9 +10,7 @@ use gomon_runtime::http_client::Credentials;
 
 use super::WebhookConfig;
 use super::payload::WebhookMessage;
-use crate::notify::outcome::{
-    SendOutcome, body_text, classify_status, redact, request_failed, retry_after,
-};
+use crate::notify::outcome::{SendOutcome, post, redact};
 
 /// Posts Alertmanager webhook payloads to one URL.
 pub struct WebhookClient {
@@ -90,19 +88,6 @@ impl WebhookClient {
         if let Some(credentials) = &self.credentials {
             request = credentials.apply(request);
         }
-        let outcome = match request.send().await {
-            Err(error) => request_failed(error, self.timeout),
-            Ok(response) if response.status().is_success() => SendOutcome::Accepted {
-                ts: None,
-                channel: None,
-            },
-            Ok(response) => {
-                let status = response.status();
-                let retry_after = retry_after(&response);
-                let body = body_text(response).await;
-                classify_status(status, &body, retry_after)
-            }
-        };
-        redact(outcome, &self.secrets)
+        redact(post(request, self.timeout).await, &self.secrets)
     }
 }

@@ -68,27 +68,17 @@ impl WebhookConfig {
         self.url()?;
         self.credentials()?;
         self.tls.read("tls").map(|_| ())?;
-        if self.timeout < Duration::from_millis(1) {
-            return Err(KeyError::new(
-                "timeout",
-                format!("must be at least 1ms, not {:?}", self.timeout),
-            ));
-        }
-        if let Some(url) = self.external_url.as_deref().filter(|url| !is_http_url(url)) {
-            return Err(KeyError::new(
-                "external_url",
-                format!("{url:?} is not an http(s) URL"),
-            ));
-        }
         if self.max_alerts > MAX_ALERTS_LIMIT {
             return Err(KeyError::new(
                 "max_alerts",
                 format!("at most {MAX_ALERTS_LIMIT}, not {}", self.max_alerts),
             ));
         }
-        self.circuit_breaker
-            .check()
-            .map_err(|error| error.within("circuit_breaker"))
+        crate::notify::check_common(
+            self.timeout,
+            self.external_url.as_deref(),
+            &self.circuit_breaker,
+        )
     }
 
     /// The URL from `url` or `url_file`, trimmed and checked; the error names the key and not the value.
