@@ -749,7 +749,7 @@
   async function notificationsPage(params) {
     const status = h('div', { class: 'panel', id: 'delivery' });
     const list = h('div');
-    const summary = h('p', { class: 'muted' });
+    const summary = h('p', { class: 'muted', id: 'n-summary' });
     const select = h('select', { id: 'n-status', name: 'status' }, h('option', { value: '' }, 'any'),
       ['pending', 'sent', 'failed'].map((s) => h('option', { value: s, selected: params.get('status') === s }, s)));
     const alert = h('input', { id: 'n-alert', name: 'alert_id', value: params.get('alert_id') || '', placeholder: 'alert id', maxlength: 36 });

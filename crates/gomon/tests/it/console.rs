@@ -325,6 +325,38 @@ async fn a_person_follows_and_handles_an_alert_in_the_browser() {
             text.contains("slack")
         })
         .await;
+    // Each row names the route that chose its receiver (here the one alerting.slack stands for).
+    browser
+        .wait_for_text("table thead", Duration::from_secs(10), |text| {
+            text.contains("Route")
+        })
+        .await;
+    browser
+        .wait_for_text("table tbody tr", Duration::from_secs(10), |text| {
+            text.contains("alerting.slack")
+        })
+        .await;
+    // Filtered by a receiver that has none, the outbox is empty; by slack, it is not.
+    browser
+        .goto(&format!("{}/#/notifications?receiver=pager", service.base))
+        .await;
+    browser
+        .wait_for_text("#n-summary", Duration::from_secs(10), |text| {
+            text.starts_with("0 notifications")
+        })
+        .await;
+    let field = browser
+        .wait_for("#n-receiver", Duration::from_secs(5))
+        .await;
+    assert_eq!(browser.value(&field).await, "pager");
+    browser
+        .goto(&format!("{}/#/notifications?receiver=slack", service.base))
+        .await;
+    browser
+        .wait_for_text("#n-summary", Duration::from_secs(10), |text| {
+            !text.starts_with("0 ")
+        })
+        .await;
     drop(browser);
     let mut process = service.process;
     process.assert_running();
