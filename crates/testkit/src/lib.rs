@@ -34,6 +34,26 @@ pub async fn metric(url: &str, series: &str) -> Option<f64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
+/// Serves `router` on a free loopback port on the calling test's runtime: its address, and the task (abort it to
+/// stop). `what` names the server in the message printed if it stops with an error.
+pub async fn serve_local(
+    router: axum::Router,
+    what: &'static str,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|error| panic!("bind the {what}: {error}"));
+    let address = listener
+        .local_addr()
+        .unwrap_or_else(|error| panic!("the {what}'s address: {error}"));
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            eprintln!("{what} stopped: {error}");
+        }
+    });
+    (address, task)
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -15,7 +15,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use prost::Message as _;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// One span as the receiver got it.
@@ -74,15 +73,7 @@ impl OtlpReceiver {
         let router = Router::new()
             .route("/v1/traces", post(traces))
             .with_state(received.clone());
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the OTLP receiver");
-        let address = listener.local_addr().expect("OTLP receiver address");
-        let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
-                eprintln!("OTLP receiver stopped: {error}");
-            }
-        });
+        let (address, task) = crate::serve_local(router, "OTLP receiver").await;
         OtlpReceiver {
             endpoint: format!("http://{address}"),
             received,

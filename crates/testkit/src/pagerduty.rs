@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// Path the stand-in serves, as PagerDuty's.
@@ -81,15 +80,7 @@ impl FakePagerDuty {
         let router = Router::new()
             .route(PATH, post(receive))
             .with_state(shared.clone());
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the PagerDuty stand-in");
-        let address = listener.local_addr().expect("PagerDuty stand-in address");
-        let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
-                eprintln!("PagerDuty stand-in stopped: {error}");
-            }
-        });
+        let (address, task) = crate::serve_local(router, "PagerDuty stand-in").await;
         FakePagerDuty {
             url: format!("http://{address}{PATH}"),
             shared,

@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// Path of the fake's incoming webhook.
@@ -114,15 +113,7 @@ impl FakeSlack {
             .route("/api/chat.postMessage", post(post_message))
             .route("/api/chat.update", post(update_message))
             .with_state(shared.clone());
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake Slack");
-        let address = listener.local_addr().expect("fake Slack address");
-        let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
-                eprintln!("fake Slack stopped: {error}");
-            }
-        });
+        let (address, task) = crate::serve_local(router, "fake Slack").await;
         FakeSlack {
             webhook_url: format!("http://{address}{WEBHOOK_PATH}"),
             api_url: format!("http://{address}/api"),

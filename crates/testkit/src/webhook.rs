@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Map, Value};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// Path the stand-in serves.
@@ -78,15 +77,7 @@ impl WebhookReceiver {
         let router = Router::new()
             .route(PATH, post(receive))
             .with_state(shared.clone());
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the webhook receiver");
-        let address = listener.local_addr().expect("webhook receiver address");
-        let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
-                eprintln!("webhook receiver stopped: {error}");
-            }
-        });
+        let (address, task) = crate::serve_local(router, "webhook receiver").await;
         WebhookReceiver {
             url: format!("http://{address}{PATH}"),
             shared,

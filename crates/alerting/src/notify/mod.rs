@@ -20,7 +20,23 @@ pub use status::DeliveryStatus;
 use std::time::Duration;
 
 use gomon_runtime::config::KeyError;
-use gomon_runtime::http_client::is_http_url;
+use gomon_runtime::http_client::{HttpTlsConfig, is_http_url};
+
+/// The HTTP client of a receiver with `tls` settings (under the key `tls`) and `timeout`: redirects not followed,
+/// GoMon's user agent. The error names the key within the receiver.
+pub(crate) fn http_client(
+    tls: &HttpTlsConfig,
+    timeout: Duration,
+) -> Result<reqwest::Client, KeyError> {
+    let tls = tls.read("tls")?;
+    let builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("gomon-alerting/", env!("CARGO_PKG_VERSION")));
+    tls.apply(builder)
+        .build()
+        .map_err(|error| KeyError::new("tls", format!("cannot build the HTTP client: {error}")))
+}
 
 /// The checks the webhook, PagerDuty and email receivers' settings share: a `timeout` of at least 1 ms, an
 /// `external_url` that is an http(s) URL, and their `circuit_breaker`. The error names the key within the receiver.

@@ -227,14 +227,7 @@ impl PagerDutyClient {
         config.check()?;
         let url = reqwest::Url::parse(&config.url)
             .map_err(|_| KeyError::new("url", "not an http(s) URL with a host"))?;
-        let tls = config.tls.read("tls")?;
-        let builder = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("gomon-alerting/", env!("CARGO_PKG_VERSION")));
-        let http = tls.apply(builder).build().map_err(|error| {
-            KeyError::new("tls", format!("cannot build the HTTP client: {error}"))
-        })?;
+        let http = super::http_client(&config.tls, config.timeout)?;
         Ok(PagerDutyClient {
             http,
             url,

@@ -42,14 +42,7 @@ impl WebhookClient {
         config.check()?;
         let url = config.url()?;
         let credentials = config.credentials()?;
-        let tls = config.tls.read("tls")?;
-        let builder = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("gomon-alerting/", env!("CARGO_PKG_VERSION")));
-        let http = tls.apply(builder).build().map_err(|error| {
-            KeyError::new("tls", format!("cannot build the HTTP client: {error}"))
-        })?;
+        let http = crate::notify::http_client(&config.tls, config.timeout)?;
         let mut secrets = vec![url.to_string()];
         let path_and_query = match url.query() {
             Some(query) => format!("{}?{query}", url.path()),
