@@ -7,10 +7,14 @@ import os
 import signal
 import ssl
 import sys
+import logging
 import threading
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+# aiosmtpd itself sets the deprecated Session.login_data on each login, and logs a warning each time.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 host, port, cert, key, user, password, out = sys.argv[1:8]
 lock = threading.Lock()
@@ -22,7 +26,7 @@ class Handler:
         with lock:
             count[0] += 1
             base = os.path.join(out, "%06d" % count[0])
-        login = session.login_data
+        login = getattr(session.auth_data, "login", None)
         meta = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,

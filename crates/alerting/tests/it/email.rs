@@ -159,3 +159,46 @@ async fn a_refused_login_fails_the_email_without_leaking_the_password(backend: B
     assert!(smtp.mails().is_empty());
     server.stop().await;
 }
+
+/// A smarthost that accepts the connection and never says a word: the attempt ends as transient (retried later,
+/// counted by the breaker) within the receiver's timeout, and holds nothing open after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smtp_server_that_never_answers_costs_one_timeout() {
+    use gomon_alerting::model::{NewAlert, Severity, now};
+    use gomon_alerting::notify::email::EmailClient;
+    use gomon_alerting::notify::slack::{Event, SendOutcome};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let client = EmailClient::new(&EmailConfig {
+        smarthost: address.to_string(),
+        from: "gomon@example.com".into(),
+        to: vec!["oncall@example.com".into()],
+        timeout: Duration::from_millis(300),
+        ..EmailConfig::default()
+    })
+    .expect("client");
+    let alert = NewAlert {
+        source: "api".into(),
+        severity: Severity::P1,
+        title: "Disk full".into(),
+        ..NewAlert::default()
+    }
+    .into_alert(now());
+    let started = std::time::Instant::now();
+    let outcome = client.send(1, &alert, Event::Created, None, None).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(outcome, SendOutcome::Transient { .. }),
+        "{outcome:?}"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    held.abort();
+}
