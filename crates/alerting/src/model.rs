@@ -583,7 +583,8 @@ pub struct Target {
     /// The index of the route in `alerting.notify.routes`; `None` for the route `alerting.slack` stands for.
     pub route: Option<i32>,
     /// When the route notifies a new alert again while it stays firing and unacknowledged; `None` when it never
-    /// does. Written with the alert's `created` notification alone.
+    /// does. Set on the targets of an alert's `created` notification alone (`Policy::targets`); the store writes
+    /// it beside that notification's row.
     pub follow_up: Option<FollowUp>,
 }
 

@@ -22,6 +22,7 @@ pub mod pagerduty;
 pub mod proxy;
 pub mod slack;
 pub mod smtp;
+pub mod stand_in;
 pub mod tls;
 pub mod webhook;
 

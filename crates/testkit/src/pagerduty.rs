@@ -6,8 +6,6 @@
 //! `400 {"status": "invalid event", "message": "Event object is invalid", "errors": [...]}` as PagerDuty does,
 //! records every request, and can be told to fail. It runs on the calling test's tokio runtime.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,7 +13,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
+
+use crate::stand_in::{self, Request, StandIn, lock};
 
 /// Path the stand-in serves, as PagerDuty's.
 pub const PATH: &str = "/v2/enqueue";
@@ -23,14 +22,7 @@ pub const PATH: &str = "/v2/enqueue";
 /// Largest event PagerDuty takes.
 pub const MAX_EVENT_BYTES: usize = 512 * 1024;
 
-/// How the stand-in answers a valid event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Behaviour {
-    /// 202, as PagerDuty.
-    Accept,
-    /// This HTTP status (429 as PagerDuty's rate limit, 5xx as an outage), with a short text body.
-    Status(u16),
-}
+pub use crate::stand_in::Behaviour;
 
 /// One request received.
 #[derive(Clone, Debug)]
@@ -43,76 +35,31 @@ pub struct Received {
     pub accepted: bool,
 }
 
-struct Inner {
-    behaviour: Behaviour,
-    received: Vec<Received>,
-}
-
-type Shared = Arc<Mutex<Inner>>;
-
-fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {
-    shared
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The running stand-in; stops when dropped.
-pub struct FakePagerDuty {
-    /// The Events API URL: `http://127.0.0.1:PORT/v2/enqueue`.
-    pub url: String,
-    shared: Shared,
-    task: JoinHandle<()>,
-}
-
-impl Drop for FakePagerDuty {
-    fn drop(&mut self) {
-        self.task.abort();
+impl Request for Received {
+    fn body(&self) -> &Value {
+        &self.event
+    }
+    fn problems(&self) -> &[String] {
+        &self.problems
+    }
+    fn accepted(&self) -> bool {
+        self.accepted
     }
 }
 
-impl FakePagerDuty {
+type Shared = stand_in::Shared<Received>;
+
+/// The running stand-in (its `url`, the Events API's: `http://127.0.0.1:PORT/v2/enqueue`); stops when dropped.
+pub type FakePagerDuty = StandIn<Received>;
+
+impl StandIn<Received> {
     /// Starts a stand-in that accepts every valid event.
     pub async fn start() -> FakePagerDuty {
-        let shared = Arc::new(Mutex::new(Inner {
-            behaviour: Behaviour::Accept,
-            received: Vec::new(),
-        }));
+        let shared = stand_in::shared();
         let router = Router::new()
             .route(PATH, post(receive))
             .with_state(shared.clone());
-        let (address, task) = crate::serve_local(router, "PagerDuty stand-in").await;
-        FakePagerDuty {
-            url: format!("http://{address}{PATH}"),
-            shared,
-            task,
-        }
-    }
-
-    /// How valid events are answered from now on.
-    pub fn set(&self, behaviour: Behaviour) {
-        lock(&self.shared).behaviour = behaviour;
-    }
-
-    /// Every request received, in arrival order.
-    pub fn received(&self) -> Vec<Received> {
-        lock(&self.shared).received.clone()
-    }
-
-    /// The events answered with 2xx, in arrival order.
-    pub fn accepted(&self) -> Vec<Value> {
-        self.received()
-            .into_iter()
-            .filter(|received| received.accepted)
-            .map(|received| received.event)
-            .collect()
-    }
-
-    /// The problems of every invalid request received.
-    pub fn problems(&self) -> Vec<String> {
-        self.received()
-            .into_iter()
-            .flat_map(|received| received.problems)
-            .collect()
+        StandIn::serve(router, shared, PATH, "PagerDuty stand-in").await
     }
 }
 

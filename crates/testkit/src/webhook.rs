@@ -2,8 +2,6 @@
 //! request strictly against the format (every field present, of its type, nothing else), answers 400 to one that
 //! is not, records every request, and can be told to fail. It runs on the calling test's tokio runtime.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -11,19 +9,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Map, Value};
-use tokio::task::JoinHandle;
+
+use crate::stand_in::{self, Request, StandIn, lock};
 
 /// Path the stand-in serves.
 pub const PATH: &str = "/hooks/gomon";
 
-/// How the stand-in answers a valid request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Behaviour {
-    /// 200.
-    Accept,
-    /// This HTTP status, with a short text body.
-    Status(u16),
-}
+pub use crate::stand_in::Behaviour;
 
 /// One request received.
 #[derive(Clone, Debug)]
@@ -40,76 +32,31 @@ pub struct Received {
     pub accepted: bool,
 }
 
-struct Inner {
-    behaviour: Behaviour,
-    received: Vec<Received>,
-}
-
-type Shared = Arc<Mutex<Inner>>;
-
-fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {
-    shared
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The running stand-in; stops when dropped.
-pub struct WebhookReceiver {
-    /// Where to post: `http://127.0.0.1:PORT/hooks/gomon`.
-    pub url: String,
-    shared: Shared,
-    task: JoinHandle<()>,
-}
-
-impl Drop for WebhookReceiver {
-    fn drop(&mut self) {
-        self.task.abort();
+impl Request for Received {
+    fn body(&self) -> &Value {
+        &self.payload
+    }
+    fn problems(&self) -> &[String] {
+        &self.problems
+    }
+    fn accepted(&self) -> bool {
+        self.accepted
     }
 }
 
-impl WebhookReceiver {
+type Shared = stand_in::Shared<Received>;
+
+/// The running stand-in (its `url`: `http://127.0.0.1:PORT/hooks/gomon`); stops when dropped.
+pub type WebhookReceiver = StandIn<Received>;
+
+impl StandIn<Received> {
     /// Starts a stand-in that accepts every valid payload.
     pub async fn start() -> WebhookReceiver {
-        let shared = Arc::new(Mutex::new(Inner {
-            behaviour: Behaviour::Accept,
-            received: Vec::new(),
-        }));
+        let shared = stand_in::shared();
         let router = Router::new()
             .route(PATH, post(receive))
             .with_state(shared.clone());
-        let (address, task) = crate::serve_local(router, "webhook receiver").await;
-        WebhookReceiver {
-            url: format!("http://{address}{PATH}"),
-            shared,
-            task,
-        }
-    }
-
-    /// How valid requests are answered from now on.
-    pub fn set(&self, behaviour: Behaviour) {
-        lock(&self.shared).behaviour = behaviour;
-    }
-
-    /// Every request received, in arrival order.
-    pub fn received(&self) -> Vec<Received> {
-        lock(&self.shared).received.clone()
-    }
-
-    /// The payloads answered with 2xx, in arrival order.
-    pub fn accepted(&self) -> Vec<Value> {
-        self.received()
-            .into_iter()
-            .filter(|received| received.accepted)
-            .map(|received| received.payload)
-            .collect()
-    }
-
-    /// The problems of every invalid request received.
-    pub fn problems(&self) -> Vec<String> {
-        self.received()
-            .into_iter()
-            .flat_map(|received| received.problems)
-            .collect()
+        StandIn::serve(router, shared, PATH, "webhook receiver").await
     }
 }
 

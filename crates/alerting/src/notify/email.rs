@@ -186,7 +186,8 @@ impl EmailConfig {
         })
     }
 
-    fn credentials(&self) -> Result<Option<Credentials>, KeyError> {
+    /// The user name and password (read from its file), when set.
+    fn credentials(&self) -> Result<Option<(String, String)>, KeyError> {
         let password = gomon_runtime::config::secret(
             "password",
             self.password.as_ref().map(Secret::expose),
@@ -194,7 +195,7 @@ impl EmailConfig {
         )?;
         match (&self.username, password) {
             (None, None) => Ok(None),
-            (Some(user), Some(password)) => Ok(Some(Credentials::new(user.clone(), password))),
+            (Some(user), Some(password)) => Ok(Some((user.clone(), password))),
             (Some(_), None) => Err(KeyError::new(
                 "password",
                 "username is set: set password or password_file too",
@@ -325,15 +326,9 @@ impl EmailClient {
             builder = builder.tls(Tls::None);
         }
         let mut secrets = Vec::new();
-        if let Some(credentials) = config.credentials()? {
-            builder = builder.credentials(credentials);
-            if let Ok(Some(password)) = gomon_runtime::config::secret(
-                "password",
-                config.password.as_ref().map(Secret::expose),
-                config.password_file.as_deref(),
-            ) {
-                secrets.push(password);
-            }
+        if let Some((user, password)) = config.credentials()? {
+            secrets.push(password.clone());
+            builder = builder.credentials(Credentials::new(user, password));
         }
         if let Some(hello) = &config.hello {
             builder = builder.hello_name(ClientId::Domain(hello.clone()));

@@ -191,11 +191,6 @@ impl Route {
         &self.escalation
     }
 
-    /// The receiver the route notifies (and repeats to).
-    pub fn receiver(&self) -> &str {
-        &self.receiver
-    }
-
     /// When this route's follow-ups of `alert` begin: its first repeat and its first escalation step.
     fn follow_up(&self, alert: &Alert) -> Option<FollowUp> {
         let later = |by: Duration| {
@@ -436,7 +431,15 @@ impl Policy {
     /// unacknowledged (whose `after` is not longer than from its creation to its acknowledgement, or to now when
     /// it was never acknowledged), so that a receiver that was escalated to also hears how it ended.
     pub fn targets_of_change(&self, alert: &Alert) -> Vec<Target> {
-        let mut targets = self.targets(alert);
+        // A change starts no follow-ups: only the `created` notification does.
+        let mut targets: Vec<Target> = self
+            .targets(alert)
+            .into_iter()
+            .map(|target| Target {
+                follow_up: None,
+                ..target
+            })
+            .collect();
         let unacknowledged = alert.acknowledged_at.unwrap_or(alert.updated_at) - alert.created_at;
         for route in self.matching(alert) {
             let reached = route.escalation.iter().filter(|step| {

@@ -274,9 +274,9 @@ macro_rules! sql_store {
                         .bind(target.route)
                         .execute(&mut **tx)
                         .await?;
-                    let follow_up = target.follow_up.filter(|_| notification.event == "created");
-                    if let Some((follow_up, due_at)) =
-                        follow_up.and_then(|f| f.due_at().map(|due_at| (f, due_at)))
+                    if let Some((follow_up, due_at)) = target
+                        .follow_up
+                        .and_then(|f| f.due_at().map(|due_at| (f, due_at)))
                     {
                         sqlx::query(INSERT_FOLLOWUP)
                             .bind(notification.alert_id)

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::notifications::{config, eventually, full_lifecycle};
-use crate::support::{Backend, Database, Server};
+use crate::support::{Backend, Database, Server, post_alert};
 use gomon_alerting::Config;
 use gomon_alerting::notify::email::EmailConfig;
 use gomon_alerting::notify::policy::{NotifyConfig, ReceiverConfig, ReceiverKind, RouteConfig};
@@ -127,14 +127,7 @@ async fn a_refused_login_fails_the_email_without_leaking_the_password(backend: B
     let smtp = SmtpServer::start(&pki);
     let wrong = "wrong-password-hunter2";
     let server = Server::start_service(policy(&database, &slack, &pki, &smtp, wrong)).await;
-    let (status, created) = server
-        .post(
-            "/api/v1/alerts",
-            serde_json::json!({"source": "api", "severity": "P1", "title": "Disk full"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_str().expect("id").to_owned();
+    let id = post_alert(&server, "P1", "Disk full").await;
     eventually(
         Duration::from_secs(15),
         "the notification failed",

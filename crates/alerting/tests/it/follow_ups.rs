@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::notifications::{alert_of, config, event_of, eventually};
-use crate::support::{Backend, Database, Server};
+use crate::support::{Backend, Database, Server, post_alert};
 use gomon_alerting::Config;
 use gomon_alerting::notify::policy::{
     EscalationStep, NotifyConfig, ReceiverConfig, ReceiverKind, RouteConfig,
@@ -119,17 +119,6 @@ fn policy(
     config
 }
 
-async fn post(server: &Server, title: &str) -> String {
-    let (status, body) = server
-        .post(
-            "/api/v1/alerts",
-            json!({"source": "api", "severity": "P1", "title": title}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    body["id"].as_str().expect("id").to_owned()
-}
-
 async fn acknowledge(server: &Server, id: &str) {
     let (status, body) = server
         .put(
@@ -201,8 +190,8 @@ async fn unacknowledged_alerts_repeat_and_escalate_until_acknowledged(backend: B
         Duration::from_secs(2),
     );
     let server = Server::start_service(config).await;
-    let a = post(&server, "Disk full").await;
-    let b = post(&server, "Node down").await;
+    let a = post_alert(&server, "P1", "Disk full").await;
+    let b = post_alert(&server, "P1", "Node down").await;
     acknowledge(&server, &b).await;
     eventually(
         Duration::from_secs(10),
@@ -325,7 +314,7 @@ async fn follow_ups_survive_a_restart_and_are_not_repeated_for_the_downtime(back
         )
     };
     let first = Server::start_service(config()).await;
-    let id = post(&first, "Disk full").await;
+    let id = post_alert(&first, "P1", "Disk full").await;
     eventually(Duration::from_secs(5), "the first message", || async {
         events_of(&team, &id) == ["created"]
     })
@@ -381,7 +370,7 @@ async fn two_replicas_send_each_reminder_once() {
     };
     let one = Server::start_service(config()).await;
     let two = Server::start_service(config()).await;
-    let id = post(&one, "Disk full").await;
+    let id = post_alert(&one, "P1", "Disk full").await;
     tokio::time::sleep(Duration::from_millis(5300)).await;
     acknowledge(&two, &id).await;
     eventually(Duration::from_secs(5), "the acknowledgement", || async {

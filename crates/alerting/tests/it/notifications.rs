@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::support::{Backend, Database, Server, alert};
+use crate::support::{Backend, Database, Server, alert, post_alert};
 use gomon_alerting::Config;
 use gomon_alerting::notify::breaker::BreakerConfig;
 use gomon_alerting::notify::dispatcher::OutboxConfig;
@@ -1132,21 +1132,8 @@ async fn falls_back(backend: Backend, deliver_late: bool) {
     config.check().expect("a valid configuration");
     proxy.cut();
     let server = Server::start_service(config).await;
-    let post = |severity: &'static str, title: &'static str| {
-        let server = &server;
-        async move {
-            let (status, body) = server
-                .post(
-                    "/api/v1/alerts",
-                    json!({"source": "api", "severity": severity, "title": title}),
-                )
-                .await;
-            assert_eq!(status, 201, "{body}");
-            body["id"].as_str().expect("id").to_owned()
-        }
-    };
-    let first = post("P1", "Disk full").await;
-    let minor = post("P3", "Disk filling").await;
+    let first = post_alert(&server, "P1", "Disk full").await;
+    let minor = post_alert(&server, "P3", "Disk filling").await;
     breaker_opens(&server).await;
     eventually(
         Duration::from_secs(10),
@@ -1154,7 +1141,7 @@ async fn falls_back(backend: Backend, deliver_late: bool) {
         || async { hook.accepted().len() == 1 },
     )
     .await;
-    let second = post("P1", "Node down").await;
+    let second = post_alert(&server, "P1", "Node down").await;
     eventually(
         Duration::from_secs(10),
         "the second alert at the fallback",

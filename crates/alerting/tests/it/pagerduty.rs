@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::notifications::{config, eventually, full_lifecycle};
-use crate::support::{Backend, Database, Server};
+use crate::support::{Backend, Database, Server, post_alert};
 use gomon_alerting::Config;
 use gomon_alerting::notify::pagerduty::PagerDutyConfig;
 use gomon_alerting::notify::policy::{
@@ -161,21 +161,8 @@ async fn an_escalation_to_pagerduty_hears_how_the_alert_ended(backend: Backend) 
         ..RouteConfig::default()
     }];
     let server = Server::start_service(policy(&database, &team, &pager, routes)).await;
-    let post = |title: &'static str| {
-        let server = &server;
-        async move {
-            let (status, body) = server
-                .post(
-                    "/api/v1/alerts",
-                    json!({"source": "api", "severity": "P2", "title": title}),
-                )
-                .await;
-            assert_eq!(status, 201, "{body}");
-            body["id"].as_str().expect("id").to_owned()
-        }
-    };
-    let a = post("Disk full").await;
-    let b = post("Node down").await;
+    let a = post_alert(&server, "P2", "Disk full").await;
+    let b = post_alert(&server, "P2", "Node down").await;
     let change = |id: String, action: &'static str| {
         let server = &server;
         async move {

@@ -257,6 +257,18 @@ pub(crate) async fn read(response: reqwest::Response) -> (u16, serde_json::Value
     (status, body)
 }
 
+/// Posts a new alert from source `api` to `/api/v1/alerts` (201 expected); its id.
+pub(crate) async fn post_alert(server: &Server, severity: &str, title: &str) -> String {
+    let (status, body) = server
+        .post(
+            "/api/v1/alerts",
+            serde_json::json!({"source": "api", "severity": severity, "title": title}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().expect("id").to_owned()
+}
+
 /// A minimal alert body.
 pub(crate) fn alert(title: &str) -> serde_json::Value {
     serde_json::json!({"source": "api", "severity": "P2", "title": title})
