@@ -28,16 +28,11 @@ on_both_stores!(
 /// alerts resolved at once leaves no rows to be looked at hours later; a firing alert keeps its own.
 async fn an_alert_that_stops_firing_leaves_no_follow_up_behind(backend: Backend) {
     use gomon_alerting::model::{Change, NewAlert, Severity, now};
-    use gomon_alerting::service::Notifications;
     let database = Database::new(backend).await;
     let store = gomon_alerting::Store::open(&database.config)
         .await
         .expect("store");
-    let service = gomon_alerting::AlertService::new(store.clone(), &prometheus::Registry::new())
-        .with_notifications(Notifications::new(
-            crate::support::every_severity_to_slack(),
-            vec![std::sync::Arc::new(tokio::sync::Notify::new())],
-        ));
+    let service = crate::support::notifying_to_slack(&store);
     let mut ids = Vec::new();
     for title in ["firing", "acknowledged", "resolved", "deleted"] {
         let new = NewAlert {

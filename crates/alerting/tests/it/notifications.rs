@@ -32,17 +32,12 @@ on_both_stores!(
 /// A dispatcher whose lease ran out can neither renew nor record: the row belongs to whoever claimed it next.
 async fn an_expired_lease_fences_the_old_holder_out(backend: Backend) {
     use gomon_alerting::model::{NewAlert, Severity, now};
-    use gomon_alerting::service::Notifications;
     use gomon_alerting::store::DeliveryRecord;
     let database = Database::new(backend).await;
     let store = gomon_alerting::Store::open(&database.config)
         .await
         .expect("store");
-    let service = gomon_alerting::AlertService::new(store.clone(), &prometheus::Registry::new())
-        .with_notifications(Notifications::new(
-            crate::support::every_severity_to_slack(),
-            vec![std::sync::Arc::new(tokio::sync::Notify::new())],
-        ));
+    let service = crate::support::notifying_to_slack(&store);
     let new = NewAlert {
         source: "api".into(),
         severity: Severity::P1,

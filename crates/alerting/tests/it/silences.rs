@@ -2,11 +2,9 @@
 //! silences API.
 
 use std::process::Command;
-use std::sync::Arc;
 
 use crate::support::{Backend, Database, Server};
 use gomon_alerting::model::{Change, NewAlert, Severity};
-use gomon_alerting::service::Notifications;
 use gomon_alerting::silence::{Matcher, PostableSilence};
 use gomon_alerting::store::NotificationFilter;
 use gomon_alerting::{AlertService, Store};
@@ -249,12 +247,7 @@ async fn notified(service: &AlertService, alert_id: uuid::Uuid) -> Vec<String> {
 async fn a_silenced_alert_is_stored_but_not_notified(backend: Backend) {
     let db = Database::new(backend).await;
     let store = Store::open(&db.config).await.expect("store");
-    let registry = gomon_runtime::metrics::registry();
-    let service =
-        AlertService::new(store.clone(), &registry).with_notifications(Notifications::new(
-            crate::support::every_severity_to_slack(),
-            vec![Arc::new(tokio::sync::Notify::new())],
-        ));
+    let service = crate::support::notifying_to_slack(&store);
     let now = chrono::Utc::now();
     let silence = service
         .post_silence(

@@ -294,12 +294,17 @@ pub(crate) async fn eventually_status(
     panic!("POST {path} never answered {status}; last {last:?}");
 }
 
-/// The notification policy of a Slack webhook taking every severity (receiver `slack`), for tests that drive the
-/// service without its dispatchers.
-pub(crate) fn every_severity_to_slack() -> gomon_alerting::notify::policy::Policy {
+/// The service over `store` with the notification policy of a Slack webhook taking every severity (receiver
+/// `slack`), for tests that drive the service without its dispatchers.
+pub(crate) fn notifying_to_slack(store: &gomon_alerting::Store) -> gomon_alerting::AlertService {
     let slack = gomon_alerting::notify::slack::SlackConfig {
         webhook_url: Some("http://127.0.0.1:9/hook".into()),
         ..Default::default()
     };
-    gomon_alerting::notify::policy::Policy::new(None, &slack).expect("a valid policy")
+    let policy = gomon_alerting::notify::policy::Policy::new(None, &slack).expect("a valid policy");
+    gomon_alerting::AlertService::new(store.clone(), &gomon_runtime::metrics::registry())
+        .with_notifications(gomon_alerting::service::Notifications::new(
+            policy,
+            vec![std::sync::Arc::new(tokio::sync::Notify::new())],
+        ))
 }
