@@ -142,6 +142,19 @@ impl Config {
                 ));
             }
         }
+        // A group's rows are claimed together when its first is due: the others, due within the wait, must not be
+        // mistaken for rows another replica holds (due a lease after their claim).
+        for (key, wait) in policy.group_waits() {
+            if wait.saturating_mul(2) >= self.outbox.lease {
+                return Err(KeyError::new(
+                    "alerting.outbox.lease",
+                    format!(
+                        "must be longer than twice {key} ({wait:?}), not {:?}",
+                        self.outbox.lease
+                    ),
+                ));
+            }
+        }
         for (key, value) in [
             ("alerting.request_timeout", self.request_timeout),
             ("alerting.shutdown_timeout", self.shutdown_timeout),

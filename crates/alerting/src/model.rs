@@ -306,14 +306,7 @@ impl NewAlert {
         };
         // Strings and string maps always serialize, and the hash never fails to take bytes.
         debug_assert!(written.is_ok());
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let digest = hasher.0.finalize();
-        let mut hex = String::with_capacity(2 * digest.len());
-        for byte in digest {
-            hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
-            hex.push(char::from(DIGITS[usize::from(byte & 0xf)]));
-        }
-        hex
+        to_hex(&hasher.0.finalize())
     }
 
     /// The alert this submission becomes, firing, created at `at`.
@@ -347,6 +340,17 @@ impl NewAlert {
 
 /// Feeds what is written into a SHA-256.
 struct HashWriter(Sha256);
+
+/// `bytes` in lowercase hexadecimal.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(2 * bytes.len());
+    for byte in bytes {
+        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    hex
+}
 
 impl std::io::Write for HashWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -586,6 +590,29 @@ pub struct Target {
     /// does. Set on the targets of an alert's `created` notification alone (`Policy::targets`); the store writes
     /// it beside that notification's row.
     pub follow_up: Option<FollowUp>,
+    /// The group the route puts the notification in; `None`: it goes alone, at once.
+    pub group: Option<Group>,
+}
+
+/// The group of a notification: the notifications of one receiver with the same key go out together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    /// The route and the values of its `group_by` labels, as `route:{namespace="payments"}`.
+    pub key: String,
+    /// How long the notification waits for others of its group (`group_wait`).
+    pub wait: std::time::Duration,
+}
+
+impl Target {
+    /// When the notification of a change at `at` to this target is due: once its group has waited.
+    pub fn due_at(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let wait = self
+            .group
+            .as_ref()
+            .and_then(|group| chrono::Duration::from_std(group.wait).ok())
+            .unwrap_or_default();
+        at.checked_add_signed(wait).unwrap_or(at)
+    }
 }
 
 /// A route's next reminder and next escalation step of one alert, while the alert fires unacknowledged: a row of
@@ -683,6 +710,8 @@ pub struct Notification {
     /// The index of the route in `alerting.notify.routes` that chose the receiver; null for the route
     /// `alerting.slack` stands for.
     pub route: Option<i32>,
+    /// The group it is sent with (the route and the values of its `group_by` labels); null when it goes alone.
+    pub group_key: Option<String>,
 }
 
 /// Which alerts a listing returns, and which page of them.

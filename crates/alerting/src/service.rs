@@ -100,7 +100,8 @@ impl Notifications {
     ) -> Option<NewNotification> {
         let targets = match event {
             "created" => self.policy.targets(alert),
-            _ => self.policy.targets_of_change(alert),
+            "resolved" => self.policy.targets_of_change(alert, true),
+            _ => self.policy.targets_of_change(alert, false),
         };
         (!targets.is_empty()).then(|| NewNotification::new(alert, event, actor, note, targets))
     }
@@ -791,6 +792,7 @@ impl AlertService {
                     receiver: receiver.clone(),
                     route: row.route,
                     follow_up: None,
+                    group: policy.group(route, receiver, &alert),
                 })
                 .collect();
             let mut notification = NewNotification::new(&alert, event, None, Some(note), targets);

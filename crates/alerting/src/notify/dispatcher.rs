@@ -14,6 +14,7 @@ use gomon_runtime::shutdown::Shutdown;
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tracing::Instrument as _;
@@ -22,11 +23,12 @@ use super::breaker::{BreakerConfig, CircuitBreaker};
 use super::email::EmailClient;
 use super::outcome::SendOutcome;
 use super::pagerduty::PagerDutyClient;
-use super::policy::{Fallback, Policy, ReceiverKind};
-use super::slack::{Event, SlackClient, SlackConfig, render};
+use super::group::{Batch, Item};
+use super::policy::{DEFAULT_GROUP_INTERVAL, Fallback, Policy, ReceiverKind};
+use super::slack::{Event, Message, SlackClient, SlackConfig, render, render_group};
 use super::status::{DeliveryStatus, ReceiverHandle};
 use super::webhook::{WebhookClient, payload};
-use crate::model::{self, Alert, Notification};
+use crate::model::{self, Notification};
 use crate::store::{DeliveryRecord, Store};
 
 /// How the outbox is delivered and retried (`alerting.outbox`).
@@ -176,14 +178,6 @@ impl NotifyMetrics {
     }
 }
 
-/// What a notification's payload holds (see [`crate::model::NewNotification::new`]).
-#[derive(Deserialize)]
-struct Payload {
-    alert: Alert,
-    actor: Option<String>,
-    note: Option<String>,
-}
-
 /// The span of one delivery attempt: a child of the span the notification was made in (the request that changed
 /// the alert), from the `traceparent` its payload keeps. None when spans are not exported.
 fn delivery_span(row: &Notification, name: &'static str) -> tracing::Span {
@@ -215,6 +209,45 @@ fn delivery_span(row: &Notification, name: &'static str) -> tracing::Span {
     span
 }
 
+/// The span of one message of a group's notifications `rows` (group `key`): a child of the span the first was
+/// made in. None when spans are not exported.
+fn group_span(key: &str, rows: &[Notification], name: &'static str) -> tracing::Span {
+    let Some(first) = rows.first() else {
+        return tracing::Span::none();
+    };
+    if !gomon_runtime::telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "alerting.notify",
+        otel.name = name,
+        otel.kind = "client",
+        group = key,
+        notifications = rows.len(),
+        receiver = first.receiver.as_str(),
+        attempt = first.attempts + 1,
+        outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    if let Some(traceparent) = first
+        .payload
+        .get("traceparent")
+        .and_then(|value| value.as_str())
+    {
+        let fields =
+            std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+        gomon_runtime::telemetry::set_parent(&span, &fields);
+    }
+    span
+}
+
+/// Most alerts a group's first Slack message may name for it to be edited when one of them changes.
+pub const MAX_EDITED: usize = 100;
+
+/// Most notifications of one group sent as one message; the rest go with the group's next.
+pub const MAX_GROUP_ROWS: u32 = 1000;
+
 /// How a receiver is sent to.
 #[derive(Debug)]
 pub enum Sender {
@@ -234,6 +267,11 @@ pub enum Sender {
 }
 
 impl Sender {
+    /// Whether a group's notifications go as one message (not to PagerDuty, which takes each alert alone).
+    fn groups(&self) -> bool {
+        !matches!(self, Sender::PagerDuty(_))
+    }
+
     /// The name of a delivery attempt's span: `slack deliver` or `webhook deliver`.
     fn span_name(&self) -> &'static str {
         match self {
@@ -273,6 +311,7 @@ impl Dispatchers {
                 .iter()
                 .map(|receiver| (receiver.name.as_str(), receiver.kind.type_name())),
         );
+        let shared = Arc::new(policy.clone());
         let mut dispatchers = Vec::new();
         let mut wakes = Vec::new();
         let mut legacy_gauge = true;
@@ -343,7 +382,7 @@ impl Dispatchers {
                     handle,
                     feeds_legacy_gauge,
                 )
-                .with_fallbacks(policy.fallbacks_of(&receiver.name)),
+                .with_policy(shared.clone()),
             );
         }
         Ok(Dispatchers {
@@ -368,6 +407,8 @@ pub struct Dispatcher {
     legacy_gauge: bool,
     /// The fallbacks of the routes to this receiver.
     fallbacks: Vec<Fallback>,
+    /// The policy: the routes' grouping.
+    policy: Arc<Policy>,
 }
 
 impl Dispatcher {
@@ -409,12 +450,15 @@ impl Dispatcher {
             status,
             legacy_gauge,
             fallbacks: Vec::new(),
+            policy: Arc::new(Policy::default()),
         }
     }
 
-    /// The same dispatcher, handing the rows of routes with a fallback over to it while this receiver fails.
-    pub fn with_fallbacks(mut self, fallbacks: Vec<Fallback>) -> Self {
-        self.fallbacks = fallbacks;
+    /// The same dispatcher under `policy`: grouping as its routes say, and handing the rows of routes with a
+    /// fallback over to it while this receiver fails.
+    pub fn with_policy(mut self, policy: Arc<Policy>) -> Self {
+        self.fallbacks = policy.fallbacks_of(&self.receiver);
+        self.policy = policy;
         self
     }
 
@@ -481,12 +525,11 @@ impl Dispatcher {
     }
 
     async fn deliver_until(mut self, shutdown: Shutdown) {
-        let lease = chrono::Duration::from_std(self.outbox.lease).unwrap_or(chrono::Duration::MAX);
         while !shutdown.is_triggered() {
             let now = model::now();
             let claimed = match self
                 .store
-                .claim_due(now, now + lease, self.outbox.batch_size, &self.receiver)
+                .claim_due(now, now + self.lease(), self.outbox.batch_size, &self.receiver)
                 .await
             {
                 Ok(claimed) => claimed,
@@ -496,93 +539,266 @@ impl Dispatcher {
                     continue;
                 }
             };
-            if claimed.is_empty() {
+            let groups = match self
+                .store
+                .due_groups(&self.receiver, now, self.outbox.batch_size)
+                .await
+            {
+                Ok(groups) => groups,
+                Err(error) => {
+                    tracing::warn!(%error, "outbox: cannot find the groups due");
+                    Vec::new()
+                }
+            };
+            if claimed.is_empty() && groups.is_empty() {
                 self.idle(self.outbox.poll_interval, &shutdown).await;
                 continue;
             }
-            let mut rows = claimed.into_iter();
-            while let Some(mut row) = rows.next() {
-                let blocked = if shutdown.is_triggered() {
-                    Some(Duration::ZERO)
-                } else {
-                    let refused = self.breaker.try_acquire(Instant::now()).err();
-                    self.observe_breaker();
-                    refused
-                };
-                if let Some(wait) = blocked {
-                    // Not attempted: give this row and the rest back, due at once, no attempt counted.
-                    for unsent in std::iter::once(row).chain(rows.by_ref()) {
-                        self.finish(&unsent, DeliveryRecord::Released { at: model::now() })
-                            .await;
-                    }
-                    self.hand_over().await;
-                    if !shutdown.is_triggered() {
-                        tokio::select! {
-                            () = tokio::time::sleep(wait.min(self.outbox.max_backoff)) => {}
-                            () = shutdown.clone().wait() => {}
-                        }
-                    }
+            if !self.deliver_alone(claimed, &shutdown).await {
+                continue;
+            }
+            for key in groups {
+                if !self.deliver_group(&key, &shutdown).await {
                     break;
                 }
-                // Renew the lease right before sending: a batch may outlast the lease of its claim, and a row
-                // whose lease ran out may have been taken by another dispatcher.
-                let until = model::now() + lease;
-                match self
-                    .store
-                    .renew_lease(row.id, row.next_attempt_at, until)
-                    .await
-                {
-                    Ok(true) => row.next_attempt_at = until,
-                    Ok(false) => {
-                        tracing::warn!(
-                            notification = row.id,
-                            "outbox: lease lost, another dispatcher has the row"
-                        );
-                        continue;
-                    }
-                    Err(error) => {
-                        tracing::warn!(notification = row.id, %error, "outbox: cannot renew the lease");
-                        continue;
-                    }
-                }
-                let span = delivery_span(&row, self.sender.span_name());
-                let delivery = self.deliver(&row).instrument(span.clone()).await;
-                let (outcome, error) = match &delivery {
-                    DeliveryRecord::Sent { .. } => ("sent", None),
-                    DeliveryRecord::Retry { error, .. } => ("retry", Some(error.as_str())),
-                    DeliveryRecord::Failed { error } => ("failed", Some(error.as_str())),
-                    DeliveryRecord::Released { .. } => ("released", None),
-                };
-                span.record("outcome", outcome);
-                if let Some(error) = error {
-                    span.record("otel.status_code", "ERROR");
-                    span.record("error", error);
-                }
-                self.finish(&row, delivery).instrument(span).await;
             }
         }
         tracing::info!("outbox dispatcher stopped");
     }
 
+    /// How long a claim holds a row.
+    fn lease(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.outbox.lease).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// Whether nothing may be sent now (shutdown, or the breaker open): how long to wait.
+    fn blocked(&mut self, shutdown: &Shutdown) -> Option<Duration> {
+        if shutdown.is_triggered() {
+            return Some(Duration::ZERO);
+        }
+        let refused = self.breaker.try_acquire(Instant::now()).err();
+        self.observe_breaker();
+        refused
+    }
+
+    /// Gives `rows` back unsent (due at once, no attempt counted), hands what is due over to fallbacks, and waits
+    /// `wait` (at most `max_backoff`) or for shutdown.
+    async fn back_off(&self, rows: &[Notification], wait: Duration, shutdown: &Shutdown) {
+        let held: Vec<(i64, DateTime<Utc>)> =
+            rows.iter().map(|row| (row.id, row.next_attempt_at)).collect();
+        self.finish_all(&held, DeliveryRecord::Released { at: model::now() })
+            .await;
+        self.hand_over().await;
+        if !shutdown.is_triggered() {
+            tokio::select! {
+                () = tokio::time::sleep(wait.min(self.outbox.max_backoff)) => {}
+                () = shutdown.clone().wait() => {}
+            }
+        }
+    }
+
+    /// Delivers `claimed` rows one message each, in order. False when it stopped early (shutdown, or the breaker
+    /// open), the rest given back.
+    async fn deliver_alone(&mut self, claimed: Vec<Notification>, shutdown: &Shutdown) -> bool {
+        let lease = self.lease();
+        let mut rows = claimed.into_iter();
+        while let Some(mut row) = rows.next() {
+            if let Some(wait) = self.blocked(shutdown) {
+                let rest: Vec<Notification> = std::iter::once(row).chain(rows).collect();
+                self.back_off(&rest, wait, shutdown).await;
+                return false;
+            }
+            // Renew the lease right before sending: a batch may outlast the lease of its claim, and a row whose
+            // lease ran out may have been taken by another dispatcher.
+            let until = model::now() + lease;
+            match self
+                .store
+                .renew_lease(row.id, row.next_attempt_at, until)
+                .await
+            {
+                Ok(true) => row.next_attempt_at = until,
+                Ok(false) => {
+                    tracing::warn!(
+                        notification = row.id,
+                        "outbox: lease lost, another dispatcher has the row"
+                    );
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(notification = row.id, %error, "outbox: cannot renew the lease");
+                    continue;
+                }
+            }
+            let span = delivery_span(&row, self.sender.span_name());
+            let delivery = self.deliver(&row).instrument(span.clone()).await;
+            record_on_span(&span, &delivery);
+            self.finish(&row, delivery).instrument(span).await;
+        }
+        true
+    }
+
+    /// Delivers the due notifications of group `key`: as one message once the group's `group_interval` has passed
+    /// since its last message, else later. False when it stopped early (shutdown, or the breaker open).
+    async fn deliver_group(&mut self, key: &str, shutdown: &Shutdown) -> bool {
+        let now = model::now();
+        let lease = self.lease();
+        // Rows that joined the group within its wait are due by now plus the wait, which is shorter than half the
+        // lease (configuration check): rows another dispatcher holds are due later still.
+        let horizon = now + lease / 2;
+        let rows = match self
+            .store
+            .claim_group(&self.receiver, key, horizon, now + lease, MAX_GROUP_ROWS)
+            .await
+        {
+            Ok(rows) if rows.is_empty() => return true,
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::warn!(group = key, %error, "outbox: cannot claim the group's notifications");
+                return true;
+            }
+        };
+        let held: Vec<(i64, DateTime<Utc>)> =
+            rows.iter().map(|row| (row.id, row.next_attempt_at)).collect();
+        let policy = self.policy.clone();
+        let route = policy.route_at(rows[0].route);
+        let interval = route.map_or(DEFAULT_GROUP_INTERVAL, |route| route.group_interval());
+        let next = match self.store.group_sent_at(&self.receiver, key).await {
+            Ok(last) => last.and_then(|last| {
+                chrono::Duration::from_std(interval)
+                    .ok()
+                    .and_then(|interval| last.checked_add_signed(interval))
+            }),
+            Err(error) => {
+                tracing::warn!(group = key, %error, "outbox: cannot find the group's last message");
+                Some(now + chrono::Duration::from_std(self.outbox.poll_interval).unwrap_or_default())
+            }
+        };
+        if let Some(next) = next.filter(|next| *next > now) {
+            // Batched by group_interval: these go with the group's next message.
+            self.finish_all(&held, DeliveryRecord::Released { at: next })
+                .await;
+            return true;
+        }
+        if rows.len() == 1 || !self.sender.groups() {
+            return self.deliver_alone(rows, shutdown).await;
+        }
+        if let Some(wait) = self.blocked(shutdown) {
+            self.back_off(&rows, wait, shutdown).await;
+            return false;
+        }
+        let mut items = Vec::with_capacity(rows.len());
+        let mut sent = Vec::with_capacity(rows.len());
+        for (row, held) in rows.iter().zip(&held) {
+            match Item::of(row) {
+                Ok(item) => {
+                    items.push(item);
+                    sent.push(*held);
+                }
+                Err(error) => {
+                    let record = self.give_up(row, error);
+                    self.finish(row, record).await;
+                }
+            }
+        }
+        let Some(first) = items.first() else {
+            return true;
+        };
+        let labels = route.map(|route| route.group_labels(&first.alert)).unwrap_or_default();
+        let batch = Batch::new(key.to_owned(), labels, items);
+        let span = group_span(key, &rows, self.sender.span_name());
+        let attempts = rows.iter().map(|row| row.attempts).max().unwrap_or_default();
+        let created_at = rows.iter().map(|row| row.created_at).min().unwrap_or(now);
+        let outcome = self.send_group(&batch).instrument(span.clone()).await;
+        let delivery = match outcome {
+            Ok(outcome) => self.record(outcome, attempts, created_at, &batch.key),
+            Err(record) => record,
+        };
+        record_on_span(&span, &delivery);
+        if let DeliveryRecord::Sent { .. } = delivery {
+            tracing::info!(group = key, alerts = batch.items.len(), notifications = sent.len(),
+                receiver = %self.receiver, "group notification sent");
+        }
+        self.finish_all(&sent, delivery).instrument(span).await;
+        true
+    }
+
+    /// Sends a group's notifications as one message: the outcome, or, when nothing could be sent, what to record.
+    async fn send_group(&self, batch: &Batch) -> Result<SendOutcome, DeliveryRecord> {
+        match &self.sender {
+            Sender::Slack { client, config } => {
+                let severity = batch.severity();
+                let Some(route) = config.channel_for(severity) else {
+                    self.metrics.failed.inc();
+                    return Err(DeliveryRecord::Failed {
+                        error: format!("severity {severity} is not routed to any channel"),
+                    });
+                };
+                let message = render_group(batch, config);
+                // A group's first message opens a conversation; later ones (resolutions, reminders) continue the
+                // first alert's.
+                let thread = match batch.items.first() {
+                    Some(first) if client.uses_web_api() && !batch.announces() => {
+                        match self.store.thread_of(first.alert.id, &self.receiver).await {
+                            Ok(thread) => thread,
+                            Err(error) => {
+                                return Err(self.retry_later(
+                                    0,
+                                    format!("cannot find the thread of the first message: {error}"),
+                                ));
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                let (channel, thread_ts) = match thread {
+                    Some((channel, ts)) => (channel, Some(ts)),
+                    None => (route.to_owned(), None),
+                };
+                Ok(client.send(&message, &channel, thread_ts.as_deref()).await)
+            }
+            Sender::Webhook(client) => {
+                let message = payload::group(
+                    &self.receiver,
+                    batch,
+                    client.max_alerts(),
+                    client.external_url(),
+                );
+                Ok(client.send(&message).await)
+            }
+            Sender::Email(client) => Ok(client.send_group(batch).await),
+            // Never grouped (see `Sender::groups`).
+            Sender::PagerDuty(_) => Err(DeliveryRecord::Failed {
+                error: "PagerDuty takes no group".to_owned(),
+            }),
+        }
+    }
+
     /// Sends one notification and says what became of it.
     async fn deliver(&mut self, row: &Notification) -> DeliveryRecord {
-        let payload: Payload = match serde_json::from_value(row.payload.clone()) {
-            Ok(payload) => payload,
-            Err(error) => return self.give_up(row, format!("unreadable payload: {error}")),
+        let item = match Item::of(row) {
+            Ok(item) => item,
+            Err(error) => return self.give_up(row, error),
         };
-        let event: Event =
-            match serde_json::from_value(serde_json::Value::String(row.event.clone())) {
-                Ok(event) => event,
-                Err(_) => return self.give_up(row, format!("unknown event {:?}", row.event)),
-            };
-        let alert = &payload.alert;
-        let outcome = match self.send(row, &payload, event).await {
+        let outcome = match self.send(row, &item).await {
             Ok(outcome) => outcome,
             Err(record) => return record,
         };
+        let what = format!("notification {} of alert {}", row.id, item.alert.id);
+        self.record(outcome, row.attempts, row.created_at, &what)
+    }
+
+    /// What to record of a message's `outcome` (its notifications tried `attempts` times before, the oldest made
+    /// at `created_at`; `what` names it in logs), counting it in the breaker, the status and the metrics.
+    fn record(
+        &mut self,
+        outcome: SendOutcome,
+        attempts: i32,
+        created_at: DateTime<Utc>,
+        what: &str,
+    ) -> DeliveryRecord {
         let at = model::now();
-        let age = (at - row.created_at).to_std().unwrap_or_default();
-        let attempts = row.attempts + 1;
+        let age = (at - created_at).to_std().unwrap_or_default();
+        let attempts = attempts + 1;
         match outcome {
             SendOutcome::Accepted { ts, channel } => {
                 self.breaker.on_success(Instant::now());
@@ -590,8 +806,7 @@ impl Dispatcher {
                 self.status.delivered();
                 self.count("success");
                 self.metrics.delivery.observe(age.as_secs_f64());
-                tracing::info!(alert_id = %alert.id, notification = row.id, event = %row.event,
-                    receiver = %self.receiver, "notification sent");
+                tracing::info!(what, receiver = %self.receiver, "notification sent");
                 DeliveryRecord::Sent { at, channel, ts }
             }
             SendOutcome::Transient {
@@ -603,8 +818,8 @@ impl Dispatcher {
                 self.status.failed(&reason);
                 self.count("failure");
                 if age > self.outbox.max_age {
-                    return self.give_up(
-                        row,
+                    return self.give_up_on(
+                        what,
                         format!("{reason} (undelivered after {:?})", self.outbox.max_age),
                     );
                 }
@@ -612,7 +827,7 @@ impl Dispatcher {
                     .outbox
                     .backoff(attempts)
                     .max(retry_after.unwrap_or_default());
-                tracing::warn!(alert_id = %alert.id, notification = row.id, attempts, %reason, retry_in = ?wait,
+                tracing::warn!(what, attempts, %reason, retry_in = ?wait,
                     receiver = %self.receiver, "delivery failed, will retry");
                 DeliveryRecord::Retry {
                     at: at + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
@@ -620,16 +835,16 @@ impl Dispatcher {
                 }
             }
             SendOutcome::Permanent { reason } => {
-                // Slack answered: it is up, and the fault is ours (configuration or message).
+                // The receiver answered: it is up, and the fault is ours (configuration or message).
                 self.breaker.on_success(Instant::now());
                 self.observe_breaker();
                 self.status.failed(&reason);
                 self.count("failure");
                 if attempts >= i32::try_from(self.outbox.max_attempts).unwrap_or(i32::MAX) {
-                    return self.give_up(row, reason);
+                    return self.give_up_on(what, reason);
                 }
                 let wait = self.outbox.backoff(attempts);
-                tracing::warn!(alert_id = %alert.id, notification = row.id, attempts, %reason, retry_in = ?wait,
+                tracing::warn!(what, attempts, %reason, retry_in = ?wait,
                     receiver = %self.receiver, "the receiver refused the notification, will retry");
                 DeliveryRecord::Retry {
                     at: at + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
@@ -639,15 +854,19 @@ impl Dispatcher {
         }
     }
 
-    /// Sends `row` (its `payload` read, its `event` parsed) to the receiver: the outcome, or, when nothing could be
-    /// sent, what to record.
-    async fn send(
-        &self,
-        row: &Notification,
-        payload: &Payload,
-        event: Event,
-    ) -> Result<SendOutcome, DeliveryRecord> {
-        let alert = &payload.alert;
+    /// A try later, after the backoff of a row tried `attempts` times, for `error`.
+    fn retry_later(&self, attempts: i32, error: String) -> DeliveryRecord {
+        let wait = self.outbox.backoff(attempts + 1);
+        DeliveryRecord::Retry {
+            at: model::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
+            error,
+        }
+    }
+
+    /// Sends `row` (read as `item`) to the receiver: the outcome, or, when nothing could be sent, what to record.
+    async fn send(&self, row: &Notification, item: &Item) -> Result<SendOutcome, DeliveryRecord> {
+        let alert = &item.alert;
+        let event = item.event;
         match &self.sender {
             Sender::Slack { client, config } => {
                 let Some(route) = config.channel_for(alert.severity) else {
@@ -659,24 +878,19 @@ impl Dispatcher {
                 let message = render(
                     alert,
                     event,
-                    payload.actor.as_deref(),
-                    payload.note.as_deref(),
+                    item.actor.as_deref(),
+                    item.note.as_deref(),
                     config,
                 );
                 let thread = if client.uses_web_api() && event != Event::Created {
                     match self.store.thread_of(alert.id, &self.receiver).await {
                         Ok(thread) => thread,
+                        // Try again later rather than post the follow-up outside its thread.
                         Err(error) => {
-                            // Try again later rather than post the follow-up outside its thread.
-                            let wait = self.outbox.backoff(row.attempts + 1);
-                            return Err(DeliveryRecord::Retry {
-                                at: model::now()
-                                    + chrono::Duration::from_std(wait)
-                                        .unwrap_or(chrono::Duration::MAX),
-                                error: format!(
-                                    "cannot find the thread of the first message: {error}"
-                                ),
-                            });
+                            return Err(self.retry_later(
+                                row.attempts,
+                                format!("cannot find the thread of the first message: {error}"),
+                            ));
                         }
                     }
                 } else {
@@ -693,7 +907,7 @@ impl Dispatcher {
                     .as_ref()
                     .filter(|_| changes_state && config.update_in_place)
                 {
-                    match client.update(&message, channel, ts).await {
+                    match self.edit_first(client, config, &message, channel, ts).await {
                         SendOutcome::Accepted { .. } => {}
                         transient @ SendOutcome::Transient { .. } => return Ok(transient),
                         SendOutcome::Permanent { reason } => tracing::warn!(
@@ -711,8 +925,8 @@ impl Dispatcher {
             Sender::Webhook(client) => {
                 let change = payload::Change {
                     event: event.as_str(),
-                    actor: payload.actor.as_deref(),
-                    note: payload.note.as_deref(),
+                    actor: item.actor.as_deref(),
+                    note: item.note.as_deref(),
                 };
                 let message = payload::notification(
                     &self.receiver,
@@ -724,12 +938,7 @@ impl Dispatcher {
                 Ok(client.send(&message).await)
             }
             Sender::PagerDuty(client) => {
-                match client.event(
-                    alert,
-                    event,
-                    payload.actor.as_deref(),
-                    payload.note.as_deref(),
-                ) {
+                match client.event(alert, event, item.actor.as_deref(), item.note.as_deref()) {
                     Some(message) => Ok(client.send(&message).await),
                     // No PagerDuty action for this change: nothing to send.
                     None => Ok(SendOutcome::Accepted {
@@ -743,42 +952,126 @@ impl Dispatcher {
                     row.id,
                     alert,
                     event,
-                    payload.actor.as_deref(),
-                    payload.note.as_deref(),
+                    item.actor.as_deref(),
+                    item.note.as_deref(),
                 )
                 .await),
         }
     }
 
+    /// Edits the first message `ts` in `channel` of an alert to show its state: as `message` (the alert's own
+    /// message), or, when it was a group's message, the group's again with each alert's current state.
+    async fn edit_first(
+        &self,
+        client: &SlackClient,
+        config: &SlackConfig,
+        message: &Message,
+        channel: &str,
+        ts: &str,
+    ) -> SendOutcome {
+        let alerts = match self.store.message_alerts(&self.receiver, ts).await {
+            Ok(alerts) => alerts,
+            Err(error) => {
+                return SendOutcome::Transient {
+                    reason: format!("cannot find the alerts of the first message: {error}"),
+                    retry_after: None,
+                };
+            }
+        };
+        let route = alerts.first().and_then(|(_, route)| *route);
+        if alerts.len() <= 1 {
+            return client.update(message, channel, ts).await;
+        }
+        if alerts.len() > MAX_EDITED {
+            // Too many alerts to read again for each change: the thread tells.
+            return SendOutcome::Accepted {
+                ts: None,
+                channel: None,
+            };
+        }
+        let mut items = Vec::with_capacity(alerts.len());
+        for (id, _) in alerts {
+            match self.store.get(id).await {
+                Ok(Some(alert)) => items.push(Item::current(alert)),
+                // Deleted since: no longer listed.
+                Ok(None) => {}
+                Err(error) => {
+                    return SendOutcome::Transient {
+                        reason: format!("cannot read the alerts of the first message: {error}"),
+                        retry_after: None,
+                    };
+                }
+            }
+        }
+        let Some(first) = items.first() else {
+            return SendOutcome::Accepted {
+                ts: None,
+                channel: None,
+            };
+        };
+        let labels = self
+            .policy
+            .route_at(route)
+            .map(|route| route.group_labels(&first.alert))
+            .unwrap_or_default();
+        let batch = Batch::new(String::new(), labels, items);
+        client.update(&render_group(&batch, config), channel, ts).await
+    }
+
     fn give_up(&self, row: &Notification, error: String) -> DeliveryRecord {
+        self.give_up_on(
+            &format!("notification {} of alert {}", row.id, row.alert_id),
+            error,
+        )
+    }
+
+    fn give_up_on(&self, what: &str, error: String) -> DeliveryRecord {
         self.metrics.failed.inc();
-        tracing::error!(alert_id = %row.alert_id, notification = row.id, receiver = %self.receiver, %error,
-            "notification failed for good");
+        tracing::error!(what, receiver = %self.receiver, %error, "notification failed for good");
         DeliveryRecord::Failed { error }
     }
 
     /// Records `delivery`, retrying a few times: a sent row that stays pending would be sent again.
     async fn finish(&self, row: &Notification, delivery: DeliveryRecord) {
+        self.finish_all(&[(row.id, row.next_attempt_at)], delivery)
+            .await;
+    }
+
+    /// Records `delivery` for the rows `held` (id, end of this dispatcher's lease) in one transaction, retrying a
+    /// few times: a sent row that stays pending would be sent again.
+    async fn finish_all(&self, held: &[(i64, DateTime<Utc>)], delivery: DeliveryRecord) {
         for attempt in 1..=5 {
-            match self
-                .store
-                .finish_notification(row.id, row.next_attempt_at, &delivery)
-                .await
-            {
-                Ok(true) => return,
-                Ok(false) => {
-                    tracing::warn!(
-                        notification = row.id,
-                        "outbox: lease lost before the delivery was recorded"
-                    );
+            match self.store.finish_notifications(held, &delivery).await {
+                Ok(finished) => {
+                    if finished < held.len() as u64 {
+                        tracing::warn!(
+                            lost = held.len() as u64 - finished,
+                            "outbox: lease lost before the delivery was recorded"
+                        );
+                    }
                     return;
                 }
                 Err(error) => {
-                    tracing::warn!(notification = row.id, attempt, %error, "outbox: cannot record delivery");
+                    tracing::warn!(notifications = held.len(), attempt, %error, "outbox: cannot record delivery");
                     tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                 }
             }
         }
+    }
+}
+
+/// Records a delivery's outcome on its span.
+fn record_on_span(span: &tracing::Span, delivery: &DeliveryRecord) {
+    let (outcome, error) = match delivery {
+        DeliveryRecord::Sent { .. } => ("sent", None),
+        DeliveryRecord::Retry { error, .. } => ("retry", Some(error.as_str())),
+        DeliveryRecord::Failed { error } => ("failed", Some(error.as_str())),
+        DeliveryRecord::Released { .. } => ("released", None),
+    };
+    span.record("outcome", outcome);
+    if let Some(error) = error {
+        span.record("otel.status_code", "ERROR");
+        span.record("error", error);
     }
 }
 

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::breaker::BreakerConfig;
 use super::outcome::SendOutcome;
+use super::group::{Batch, MAX_LISTED};
 use super::slack::{Event, event_actor, headline};
 use crate::model::{Alert, truncate};
 
@@ -279,6 +280,37 @@ pub fn render(
     (subject, body)
 }
 
+/// The subject and plain-text body of a group's notifications (`batch`): its title, and a line per alert for the
+/// first [`MAX_LISTED`], with the count of the others.
+pub fn render_group(batch: &Batch, external_url: &str) -> (String, String) {
+    let plain = |text: &str| -> String {
+        text.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    };
+    let subject = truncate(&plain(&batch.title()), MAX_SUBJECT);
+    let mut body = format!("{subject}\n\n");
+    let base = external_url.trim_end_matches('/');
+    for item in batch.items.iter().take(MAX_LISTED) {
+        let alert = &item.alert;
+        body.push_str(&format!(
+            "- [{}] {}: {}\n",
+            alert.severity.as_str(),
+            item.headline(),
+            truncate(&plain(&alert.title), MAX_FIELD_TEXT)
+        ));
+        if base.is_empty() {
+            body.push_str(&format!("  Alert id: {}\n", alert.id));
+        } else {
+            body.push_str(&format!("  {base}/api/v1/alerts/{}\n", alert.id));
+        }
+    }
+    if let Some(more) = batch.more(MAX_LISTED) {
+        body.push_str(&format!("{more}\n"));
+    }
+    (subject, body)
+}
+
 /// Sends notifications by email through one smarthost.
 pub struct EmailClient {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -359,10 +391,31 @@ impl EmailClient {
     ) -> SendOutcome {
         let (subject, body) = render(alert, event, actor, note, &self.external_url);
         let thread = format!("<alert-{}@{}>", alert.id, self.domain);
-        let id = match event {
-            Event::Created => thread.clone(),
-            _ => format!("<alert-{}.{notification}@{}>", alert.id, self.domain),
-        };
+        match event {
+            Event::Created => self.post(subject, body, thread, None).await,
+            _ => {
+                let id = format!("<alert-{}.{notification}@{}>", alert.id, self.domain);
+                self.post(subject, body, id, Some(thread)).await
+            }
+        }
+    }
+
+    /// Sends the notifications of a group (`batch`) as one message, as [`send`](Self::send) does one.
+    pub async fn send_group(&self, batch: &Batch) -> SendOutcome {
+        let (subject, body) = render_group(batch, &self.external_url);
+        let first = batch.items.iter().map(|item| item.id).min().unwrap_or_default();
+        let id = format!("<group-{first}@{}>", self.domain);
+        self.post(subject, body, id, None).await
+    }
+
+    /// Sends one message, with Message-ID `id`, in reply to `thread` when given.
+    async fn post(
+        &self,
+        subject: String,
+        body: String,
+        id: String,
+        thread: Option<String>,
+    ) -> SendOutcome {
         let mut message = Message::builder()
             .from(self.from.clone())
             .subject(subject)
@@ -371,7 +424,7 @@ impl EmailClient {
         for to in &self.to {
             message = message.to(to.clone());
         }
-        if event != Event::Created {
+        if let Some(thread) = thread {
             message = message.in_reply_to(thread.clone()).references(thread);
         }
         let message = match message.body(body) {

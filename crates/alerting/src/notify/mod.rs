@@ -8,6 +8,7 @@
 pub mod breaker;
 pub mod dispatcher;
 pub mod email;
+pub mod group;
 pub mod outcome;
 pub mod pagerduty;
 pub mod policy;

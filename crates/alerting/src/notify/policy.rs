@@ -7,6 +7,11 @@
 //! A route also says what happens while an alert it notified stays firing and unacknowledged: its receiver is
 //! notified again every `repeat_interval` (by default 2 h for P1 and P2, 4 h for P3 and P4), and the steps of its
 //! `escalation` notify more receivers once the alert has been unacknowledged for their `after`.
+//!
+//! A route groups what it notifies: the notifications of alerts with the same values of its `group_by` labels
+//! (by default `namespace`) go to a receiver together, as one message, once the group has waited `group_wait` (by
+//! default 5 s for P1 and P2, 10 s for P3 and P4); the group's later changes wait until `group_interval` (5 m) after
+//! its last message. Acknowledgements and assignments, which a person makes, go alone and at once.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,7 +23,9 @@ use super::email::EmailConfig;
 use super::pagerduty::PagerDutyConfig;
 use super::slack::SlackConfig;
 use super::webhook::WebhookConfig;
-use crate::model::{Alert, FollowUp, Severity, Target};
+use sha2::Digest as _;
+
+use crate::model::{Alert, FollowUp, Group, Severity, Target, to_hex, truncate};
 use crate::silence::{MAX_MATCHERS, Matcher, alert_labels};
 
 /// The name of the receiver `alerting.slack` stands for when `alerting.notify` is not set.
@@ -32,6 +39,26 @@ pub const MAX_ESCALATION: usize = 16;
 
 /// Shortest `repeat_interval` and escalation `after` (other than `0s`, which turns repeats off).
 pub const MIN_FOLLOW_UP: Duration = Duration::from_secs(1);
+
+/// The labels a route groups by when it sets no `group_by`, as kube-prometheus-stack's default route does.
+pub const DEFAULT_GROUP_BY: &str = "namespace";
+
+/// `group_by: ['...']`: by every label, so each alert is its own group; its notifications go alone, at once.
+pub const EVERY_LABEL: &str = "...";
+
+/// The group interval of a route that sets none, Alertmanager's.
+pub const DEFAULT_GROUP_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Longest group key kept as it reads; a longer one is cut and ends in a hash of the whole.
+pub const MAX_GROUP_KEY: usize = 200;
+
+/// The group wait of a route that sets none: the seed's, 5 s for P1 and P2 and 10 s for P3 and P4.
+pub fn default_group_wait(severity: Severity) -> Duration {
+    match severity {
+        Severity::P1 | Severity::P2 => Duration::from_secs(5),
+        Severity::P3 | Severity::P4 => Duration::from_secs(10),
+    }
+}
 
 /// The repeat interval of a route that sets none: the seed's, 2 h for P1 and P2 and 4 h for P3 and P4.
 pub fn default_repeat_interval(severity: Severity) -> Duration {
@@ -87,6 +114,12 @@ impl ReceiverKind {
         }
     }
 
+    /// Whether notifications of a group go to it as one message. PagerDuty takes each alert as its own event (it
+    /// groups incidents itself), at once.
+    pub fn groups(&self) -> bool {
+        !matches!(self, ReceiverKind::PagerDuty(_))
+    }
+
     /// The type's name, as `type:` spells it.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -118,6 +151,16 @@ pub struct RouteConfig {
     pub escalation: Vec<EscalationStep>,
     /// Where this route's notifications go while its receiver has been failing for longer than a bound.
     pub fallback: Option<FallbackConfig>,
+    /// The labels (or fields `severity`, `source`, `namespace`) whose values make an alert's group; `[]` puts every
+    /// alert of the route in one group, `['...']` each alert in its own (sent alone, at once). Unset: `[namespace]`.
+    pub group_by: Option<Vec<String>>,
+    /// How long a new group waits for more alerts before its first message. Unset: 5 s for P1 and P2, 10 s for P3
+    /// and P4 (the group's first alert's severity).
+    #[serde(with = "humantime_serde")]
+    pub group_wait: Option<Duration>,
+    /// How long after a group's message its next one may go. Unset: 5 m.
+    #[serde(with = "humantime_serde")]
+    pub group_interval: Option<Duration>,
 }
 
 /// A route's fallback: when its receiver's circuit breaker has been away from closed for `after`, the route's
@@ -175,9 +218,54 @@ pub struct Route {
     repeat_interval: Option<Duration>,
     escalation: Vec<EscalationStep>,
     fallback: Option<FallbackConfig>,
+    /// The labels it groups by; `None`: it does not group.
+    group_by: Option<Vec<String>>,
+    group_wait: Option<Duration>,
+    group_interval: Duration,
 }
 
 impl Route {
+    /// The group this route puts `alert` in: the route and its `group_by` labels' values (those the alert has),
+    /// and how long the group waits; `None` when the route does not group.
+    pub fn group(&self, alert: &Alert) -> Option<Group> {
+        self.group_by.as_ref()?;
+        let values: Vec<String> = self
+            .group_labels(alert)
+            .iter()
+            .map(|(name, value)| format!("{name}={value:?}"))
+            .collect();
+        let route = self
+            .index
+            .map_or_else(|| IMPLICIT_SLACK.to_owned(), |index| index.to_string());
+        let mut key = format!("{route}:{{{}}}", values.join(","));
+        if key.len() > MAX_GROUP_KEY {
+            let digest = to_hex(&sha2::Sha256::digest(key.as_bytes()));
+            key = format!("{}…#{digest}", truncate(&key, MAX_GROUP_KEY / 2));
+        }
+        Some(Group {
+            key,
+            wait: self
+                .group_wait
+                .unwrap_or_else(|| default_group_wait(alert.severity)),
+        })
+    }
+
+    /// The labels `alert`'s group is made by: those of its `group_by` it has, with their values (see
+    /// [`route_labels`]); empty when the route does not group.
+    pub fn group_labels(&self, alert: &Alert) -> BTreeMap<String, String> {
+        let Some(by) = &self.group_by else {
+            return BTreeMap::new();
+        };
+        let mut labels = route_labels(alert);
+        labels.retain(|name, _| by.contains(name));
+        labels
+    }
+
+    /// How long after a group's message its next one may go.
+    pub fn group_interval(&self) -> Duration {
+        self.group_interval
+    }
+
     /// How often this route notifies `severity`'s firing, unacknowledged alerts again; `None`: never.
     pub fn repeat_interval(&self, severity: Severity) -> Option<Duration> {
         let interval = self
@@ -259,6 +347,9 @@ impl Policy {
                 repeat_interval: None,
                 escalation: Vec::new(),
                 fallback: None,
+                group_by: None,
+                group_wait: None,
+                group_interval: DEFAULT_GROUP_INTERVAL,
             }]
         };
         Policy {
@@ -368,6 +459,7 @@ impl Policy {
             if let Some(fallback) = &route.fallback {
                 check_fallback(notify, fallback, &route.receiver, &key)?;
             }
+            let group_by = check_group_by(route.group_by.as_deref(), &key)?;
             routes.push(Route {
                 index: i32::try_from(index).ok(),
                 matchers,
@@ -376,6 +468,9 @@ impl Policy {
                 repeat_interval: route.repeat_interval,
                 escalation: route.escalation.clone(),
                 fallback: route.fallback.clone(),
+                group_by,
+                group_wait: route.group_wait,
+                group_interval: route.group_interval.unwrap_or(DEFAULT_GROUP_INTERVAL),
             });
         }
         Ok(Policy {
@@ -420,23 +515,43 @@ impl Policy {
                     receiver: route.receiver.clone(),
                     route: route.index,
                     follow_up: route.follow_up(alert),
+                    group: self.group(route, &route.receiver, alert),
                 });
             }
         }
         targets
     }
 
+    /// The group `route` puts `alert`'s notifications to `receiver` in; `None` when the route does not group or the
+    /// receiver takes each alert alone.
+    pub fn group(&self, route: &Route, receiver: &str, alert: &Alert) -> Option<Group> {
+        let groups = self
+            .receivers
+            .iter()
+            .any(|r| r.name == receiver && r.kind.groups());
+        route.group(alert).filter(|_| groups)
+    }
+
+    /// The route at `index` in `alerting.notify.routes` (`None`: the route of `alerting.slack`), whatever its
+    /// receiver.
+    pub fn route_at(&self, index: Option<i32>) -> Option<&Route> {
+        self.routes.iter().find(|route| route.index == index)
+    }
+
     /// Where the notification of a change of `alert` (acknowledged, assigned, resolved) goes: its
     /// [`targets`](Self::targets), and the receivers of the escalation steps it reached while it fired
     /// unacknowledged (whose `after` is not longer than from its creation to its acknowledgement, or to now when
-    /// it was never acknowledged), so that a receiver that was escalated to also hears how it ended.
-    pub fn targets_of_change(&self, alert: &Alert) -> Vec<Target> {
+    /// it was never acknowledged), so that a receiver that was escalated to also hears how it ended. `grouped`: the
+    /// change goes with its group (a resolution); otherwise alone and at once (an acknowledgement or an assignment,
+    /// which a person makes).
+    pub fn targets_of_change(&self, alert: &Alert, grouped: bool) -> Vec<Target> {
         // A change starts no follow-ups: only the `created` notification does.
         let mut targets: Vec<Target> = self
             .targets(alert)
             .into_iter()
             .map(|target| Target {
                 follow_up: None,
+                group: target.group.filter(|_| grouped),
                 ..target
             })
             .collect();
@@ -451,6 +566,7 @@ impl Policy {
                         receiver: receiver.clone(),
                         route: route.index,
                         follow_up: None,
+                        group: self.group(route, receiver, alert).filter(|_| grouped),
                     });
                 }
             }
@@ -464,6 +580,26 @@ impl Policy {
         self.routes
             .iter()
             .find(|route| route.index == index && route.receiver == receiver)
+    }
+
+    /// The longest `group_wait` of each route that groups, under its key (`alerting.notify.routes[0].group_wait`).
+    pub fn group_waits(&self) -> Vec<(String, Duration)> {
+        self.routes
+            .iter()
+            .filter(|route| route.group_by.is_some())
+            .map(|route| {
+                let key = route.index.map_or_else(
+                    || "alerting.slack".to_owned(),
+                    |index| format!("alerting.notify.routes[{index}].group_wait"),
+                );
+                let longest = Severity::ALL
+                    .into_iter()
+                    .map(default_group_wait)
+                    .max()
+                    .unwrap_or_default();
+                (key, route.group_wait.unwrap_or(longest))
+            })
+            .collect()
     }
 
     /// The fallbacks of the routes whose receiver is `receiver`.
@@ -498,6 +634,49 @@ impl Policy {
             })
             .collect()
     }
+}
+
+/// Most labels a route's `group_by` names.
+pub const MAX_GROUP_BY: usize = 16;
+
+/// Checks a route's `group_by` (under `key`) and says what it groups by: `None` for `['...']`, the names otherwise
+/// (unset: [`DEFAULT_GROUP_BY`]).
+fn check_group_by(group_by: Option<&[String]>, key: &str) -> Result<Option<Vec<String>>, KeyError> {
+    let Some(names) = group_by else {
+        return Ok(Some(vec![DEFAULT_GROUP_BY.to_owned()]));
+    };
+    let key = format!("{key}.group_by");
+    if names.iter().any(|name| name == EVERY_LABEL) {
+        if names.len() > 1 {
+            return Err(KeyError::new(
+                key,
+                format!("'{EVERY_LABEL}' (every label) stands alone"),
+            ));
+        }
+        return Ok(None);
+    }
+    if names.len() > MAX_GROUP_BY {
+        return Err(KeyError::new(
+            key,
+            format!("at most {MAX_GROUP_BY} labels, not {}", names.len()),
+        ));
+    }
+    for (at, name) in names.iter().enumerate() {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_NAME
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(KeyError::new(
+                format!("{key}[{at}]"),
+                format!("{name:?} is not a label name (letters, digits and '_', at most {MAX_NAME})"),
+            ));
+        }
+        if names[..at].contains(name) {
+            return Err(KeyError::new(format!("{key}[{at}]"), format!("{name:?} is named twice")));
+        }
+    }
+    Ok(Some(names.to_vec()))
 }
 
 /// Checks a route's `fallback` (under `key`): a known receiver other than the route's own, `after` at least
@@ -809,19 +988,19 @@ mod tests {
         let mut alert = alert(Severity::P1, None, &[]);
         alert.updated_at = alert.created_at + chrono::Duration::minutes(5);
         assert_eq!(
-            receivers(&policy.targets_of_change(&alert)),
+            receivers(&policy.targets_of_change(&alert, true)),
             [("team-slack", Some(0))]
         );
         alert.updated_at = alert.created_at + chrono::Duration::minutes(11);
         assert_eq!(
-            receivers(&policy.targets_of_change(&alert)),
+            receivers(&policy.targets_of_change(&alert, true)),
             [("team-slack", Some(0)), ("hook", Some(0))]
         );
         // Acknowledged after 2 minutes, resolved an hour later: the step was never reached.
         alert.acknowledged_at = Some(alert.created_at + chrono::Duration::minutes(2));
         alert.updated_at = alert.created_at + chrono::Duration::hours(1);
         assert_eq!(
-            receivers(&policy.targets_of_change(&alert)),
+            receivers(&policy.targets_of_change(&alert, true)),
             [("team-slack", Some(0))]
         );
         assert_eq!(

@@ -336,8 +336,8 @@ impl Store {
         dispatch!(self.open_counts())
     }
 
-    /// Takes up to `limit` due notifications of `receiver` for delivery, most urgent first (P1 to P4), then oldest,
-    /// and never one whose alert has an earlier one pending for the same receiver; they are leased until
+    /// Takes up to `limit` due notifications of `receiver` that belong to no group for delivery, most urgent first
+    /// (P1 to P4), then oldest, and never one whose alert has an earlier one pending for the same receiver; they are leased until
     /// `lease_until` (due again then if not finished).
     pub async fn claim_due(
         &self,
@@ -368,7 +368,72 @@ impl Store {
         held: DateTime<Utc>,
         record: &DeliveryRecord,
     ) -> Result<bool> {
-        dispatch!(self.finish_notification(id, held, record))
+        Ok(self.finish_notifications(&[(id, held)], record).await? == 1)
+    }
+
+    /// Records what became of the notifications `rows` (id, end of the lease this dispatcher holds) sent as one
+    /// message, in one transaction: how many were still held.
+    pub async fn finish_notifications(
+        &self,
+        rows: &[(i64, DateTime<Utc>)],
+        record: &DeliveryRecord,
+    ) -> Result<u64> {
+        dispatch!(self.finish_notifications(rows, record))
+    }
+
+    /// The groups of `receiver` with a notification due at `now` (at most `limit`).
+    pub async fn due_groups(
+        &self,
+        receiver: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        dispatch!(self.due_groups(receiver, now, limit))
+    }
+
+    /// When the last message of group `group_key` went to `receiver`.
+    pub async fn group_sent_at(
+        &self,
+        receiver: &str,
+        group_key: &str,
+    ) -> Result<Option<DateTime<Utc>>> {
+        dispatch!(self.group_sent_at(receiver, group_key))
+    }
+
+    /// Moves the notifications of group `group_key` to `receiver` due at `now` to `until` (its `group_interval`
+    /// after its last message): how many.
+    pub async fn defer_group(
+        &self,
+        receiver: &str,
+        group_key: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<u64> {
+        dispatch!(self.defer_group(receiver, group_key, now, until))
+    }
+
+    /// Takes up to `limit` pending notifications of group `group_key` to `receiver` due by `horizon` (those that
+    /// joined the group within its wait), oldest first, and never one whose alert has an earlier one pending for
+    /// the receiver outside this claim; they are leased until `lease_until`.
+    pub async fn claim_group(
+        &self,
+        receiver: &str,
+        group_key: &str,
+        horizon: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Notification>> {
+        dispatch!(self.claim_group(receiver, group_key, horizon, lease_until, limit))
+    }
+
+    /// The alerts (and the routes that chose the receiver) whose `created` notification to `receiver` went out in
+    /// the Slack message `ts` (a group's message names several), oldest first, at most 1,000.
+    pub async fn message_alerts(
+        &self,
+        receiver: &str,
+        ts: &str,
+    ) -> Result<Vec<(Uuid, Option<i32>)>> {
+        dispatch!(self.message_alerts(receiver, ts))
     }
 
     /// Channel and Slack timestamp of the delivered `created` notification of `alert_id` to `receiver`, to thread

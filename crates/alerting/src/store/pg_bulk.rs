@@ -33,9 +33,9 @@ const PG_BULK_CREATE: &str = "WITH new AS ( \
        RETURNING id \
      ), outbox AS ( \
        INSERT INTO notifications (alert_id, event, status, payload, attempts, next_attempt_at, created_at, receiver, \
-         route) \
-       SELECT new.id, 'created', 'pending', new.notification, 0, new.created_at, new.created_at, \
-         target->>'receiver', (target->>'route')::integer \
+         route, group_key) \
+       SELECT new.id, 'created', 'pending', new.notification, 0, (target->>'due_at')::timestamptz, new.created_at, \
+         target->>'receiver', (target->>'route')::integer, target->>'group_key' \
        FROM new JOIN inserted USING (id) CROSS JOIN LATERAL jsonb_array_elements(new.targets) AS target \
        WHERE new.notification IS NOT NULL \
      ), followups AS ( \
@@ -134,6 +134,8 @@ impl PostgresStore {
                                     serde_json::json!({
                                         "receiver": t.receiver,
                                         "route": t.route,
+                                        "due_at": t.due_at(c.alert.created_at),
+                                        "group_key": t.group.as_ref().map(|g| &g.key),
                                         "repeat_at": follow_up.and_then(|f| f.repeat_at),
                                         "escalate_at": follow_up.and_then(|f| f.escalate_at),
                                     })

@@ -90,6 +90,7 @@ pub(super) struct NotificationRow {
     pub(super) slack_ts: Option<String>,
     pub(super) receiver: String,
     pub(super) route: Option<i32>,
+    pub(super) group_key: Option<String>,
 }
 
 impl TryFrom<NotificationRow> for Notification {
@@ -112,6 +113,7 @@ impl TryFrom<NotificationRow> for Notification {
             slack_ts: row.slack_ts,
             receiver: row.receiver,
             route: row.route,
+            group_key: row.group_key,
         })
     }
 }

@@ -47,7 +47,7 @@ const SELECT_ACTIONS: &str = "SELECT alert_id, action, actor, details, created_a
      WHERE alert_id = $1 ORDER BY created_at, id";
 
 const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (alert_id, event, status, payload, attempts, \
-     next_attempt_at, created_at, receiver, route) VALUES ($1, $2, 'pending', $3, 0, $4, $4, $5, $6)";
+     next_attempt_at, created_at, receiver, route, group_key) VALUES ($1, $2, 'pending', $3, 0, $7, $4, $5, $6, $8)";
 
 const INSERT_FOLLOWUP: &str = "INSERT INTO notify_followups (alert_id, receiver, route, repeat_at, escalate_at, \
      step, due_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
@@ -59,7 +59,7 @@ const FOLLOWUP_COLUMNS: &str =
     "alert_id, receiver, route, repeat_at, repeats, escalate_at, step, due_at";
 
 const NOTIFICATION_COLUMNS: &str = "id, alert_id, event, status, payload, attempts, next_attempt_at, last_error, \
-     created_at, sent_at, slack_channel, slack_ts, receiver, route";
+     created_at, sent_at, slack_channel, slack_ts, receiver, route, group_key";
 
 const OPEN_COUNTS: &str = "SELECT status, severity, COUNT(*) FROM alerts_active WHERE status <> 'resolved' \
      GROUP BY status, severity";
@@ -272,6 +272,8 @@ macro_rules! sql_store {
                         .bind($time(notification.created_at))
                         .bind(&target.receiver)
                         .bind(target.route)
+                        .bind($time(target.due_at(notification.created_at)))
+                        .bind(target.group.as_ref().map(|group| group.key.as_str()))
                         .execute(&mut **tx)
                         .await?;
                     if let Some((follow_up, due_at)) = target
@@ -313,8 +315,8 @@ macro_rules! sql_store {
                 for id in &ids {
                     sqlx::query(
                         "INSERT INTO notifications (alert_id, event, status, payload, attempts, next_attempt_at, \
-                         created_at, receiver, route) SELECT alert_id, event, 'pending', payload, 0, $2, created_at, \
-                         $3, route FROM notifications WHERE id = $1",
+                         created_at, receiver, route, group_key) SELECT alert_id, event, 'pending', payload, 0, $2, \
+                         created_at, $3, route, group_key FROM notifications WHERE id = $1",
                     )
                     .bind(id)
                     .bind($time(now))
@@ -416,6 +418,7 @@ macro_rules! sql_store {
                     "UPDATE notifications SET next_attempt_at = $2 WHERE id IN ( \
                        SELECT n.id FROM notifications n \
                        WHERE n.status = 'pending' AND n.receiver = $4 AND n.next_attempt_at <= $1 \
+                         AND n.group_key IS NULL \
                          AND NOT EXISTS (SELECT 1 FROM notifications p \
                            WHERE p.receiver = n.receiver AND p.alert_id = n.alert_id AND p.status = 'pending' \
                              AND p.id < n.id) \
@@ -458,44 +461,150 @@ macro_rules! sql_store {
                 Ok(renewed == 1)
             }
 
-            pub(super) async fn finish_notification(
+            pub(super) async fn finish_notifications(
                 &self,
-                id: i64,
-                held: DateTime<Utc>,
+                rows: &[(i64, DateTime<Utc>)],
                 record: &DeliveryRecord,
-            ) -> Result<bool> {
-                let query = match record {
-                    DeliveryRecord::Sent { at, channel, ts } => sqlx::query(
-                        "UPDATE notifications SET status = 'sent', attempts = attempts + 1, sent_at = $2, \
-                         slack_channel = $3, slack_ts = $4, last_error = NULL \
-                         WHERE id = $1 AND status = 'pending' AND next_attempt_at = $5",
-                    )
-                    .bind(id)
-                    .bind($time(*at))
-                    .bind(channel.clone())
-                    .bind(ts.clone()),
-                    DeliveryRecord::Retry { at, error } => sqlx::query(
-                        "UPDATE notifications SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 \
-                         WHERE id = $1 AND status = 'pending' AND next_attempt_at = $4",
-                    )
-                    .bind(id)
-                    .bind($time(*at))
-                    .bind(error.clone()),
-                    DeliveryRecord::Failed { error } => sqlx::query(
-                        "UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = $2 \
-                         WHERE id = $1 AND status = 'pending' AND next_attempt_at = $3",
-                    )
-                    .bind(id)
-                    .bind(error.clone()),
-                    DeliveryRecord::Released { at } => sqlx::query(
-                        "UPDATE notifications SET next_attempt_at = $2 \
-                         WHERE id = $1 AND status = 'pending' AND next_attempt_at = $3",
-                    )
-                    .bind(id)
-                    .bind($time(*at)),
-                };
-                let finished = query.bind($time(held)).execute(&self.pool).await?.rows_affected();
-                Ok(finished == 1)
+            ) -> Result<u64> {
+                let mut tx = self.pool.begin().await?;
+                let mut finished = 0;
+                for &(id, held) in rows {
+                    let query = match record {
+                        DeliveryRecord::Sent { at, channel, ts } => sqlx::query(
+                            "UPDATE notifications SET status = 'sent', attempts = attempts + 1, sent_at = $2, \
+                             slack_channel = $3, slack_ts = $4, last_error = NULL \
+                             WHERE id = $1 AND status = 'pending' AND next_attempt_at = $5",
+                        )
+                        .bind(id)
+                        .bind($time(*at))
+                        .bind(channel.clone())
+                        .bind(ts.clone()),
+                        DeliveryRecord::Retry { at, error } => sqlx::query(
+                            "UPDATE notifications SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 \
+                             WHERE id = $1 AND status = 'pending' AND next_attempt_at = $4",
+                        )
+                        .bind(id)
+                        .bind($time(*at))
+                        .bind(error.clone()),
+                        DeliveryRecord::Failed { error } => sqlx::query(
+                            "UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = $2 \
+                             WHERE id = $1 AND status = 'pending' AND next_attempt_at = $3",
+                        )
+                        .bind(id)
+                        .bind(error.clone()),
+                        DeliveryRecord::Released { at } => sqlx::query(
+                            "UPDATE notifications SET next_attempt_at = $2 \
+                             WHERE id = $1 AND status = 'pending' AND next_attempt_at = $3",
+                        )
+                        .bind(id)
+                        .bind($time(*at)),
+                    };
+                    finished += query.bind($time(held)).execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(finished)
+            }
+
+            pub(super) async fn due_groups(
+                &self,
+                receiver: &str,
+                now: DateTime<Utc>,
+                limit: u32,
+            ) -> Result<Vec<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT DISTINCT group_key FROM notifications \
+                     WHERE status = 'pending' AND receiver = $1 AND group_key IS NOT NULL AND next_attempt_at <= $2 \
+                     LIMIT $3",
+                )
+                .bind(receiver)
+                .bind($time(now))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            pub(super) async fn group_sent_at(
+                &self,
+                receiver: &str,
+                group_key: &str,
+            ) -> Result<Option<DateTime<Utc>>> {
+                let last: Option<DateTime<Utc>> = sqlx::query_scalar(
+                    "SELECT sent_at FROM notifications \
+                     WHERE status = 'sent' AND receiver = $1 AND group_key = $2 AND sent_at IS NOT NULL \
+                     ORDER BY sent_at DESC LIMIT 1",
+                )
+                .bind(receiver)
+                .bind(group_key)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(last)
+            }
+
+            pub(super) async fn defer_group(
+                &self,
+                receiver: &str,
+                group_key: &str,
+                now: DateTime<Utc>,
+                until: DateTime<Utc>,
+            ) -> Result<u64> {
+                Ok(sqlx::query(
+                    "UPDATE notifications SET next_attempt_at = $4 \
+                     WHERE status = 'pending' AND receiver = $1 AND group_key = $2 AND next_attempt_at <= $3",
+                )
+                .bind(receiver)
+                .bind(group_key)
+                .bind($time(now))
+                .bind($time(until))
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
+            }
+
+            pub(super) async fn claim_group(
+                &self,
+                receiver: &str,
+                group_key: &str,
+                horizon: DateTime<Utc>,
+                lease_until: DateTime<Utc>,
+                limit: u32,
+            ) -> Result<Vec<Notification>> {
+                let mut rows: Vec<NotificationRow> = sqlx::query_as(&format!(
+                    "UPDATE notifications SET next_attempt_at = $4 WHERE id IN ( \
+                       SELECT n.id FROM notifications n \
+                       WHERE n.status = 'pending' AND n.receiver = $1 AND n.group_key = $2 \
+                         AND n.next_attempt_at <= $3 \
+                         AND NOT EXISTS (SELECT 1 FROM notifications p \
+                           WHERE p.receiver = n.receiver AND p.alert_id = n.alert_id AND p.status = 'pending' \
+                             AND p.id < n.id \
+                             AND NOT (COALESCE(p.group_key, '') = n.group_key AND p.next_attempt_at <= $3)) \
+                       ORDER BY n.id LIMIT $5{}) \
+                     RETURNING {NOTIFICATION_COLUMNS}",
+                    $skip_locked
+                ))
+                .bind(receiver)
+                .bind(group_key)
+                .bind($time(horizon))
+                .bind($time(lease_until))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.sort_by_key(|row| row.id);
+                rows.into_iter().map(Notification::try_from).collect()
+            }
+
+            pub(super) async fn message_alerts(
+                &self,
+                receiver: &str,
+                ts: &str,
+            ) -> Result<Vec<(Uuid, Option<i32>)>> {
+                Ok(sqlx::query_as(
+                    "SELECT alert_id, route FROM notifications \
+                     WHERE receiver = $1 AND slack_ts = $2 AND event = 'created' ORDER BY id LIMIT 1000",
+                )
+                .bind(receiver)
+                .bind(ts)
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             pub(super) async fn thread_of(

@@ -46,6 +46,7 @@ fn policy(
         routes: vec![RouteConfig {
             matchers: vec!["severity=\"P1\"".into()],
             receiver: "mail".into(),
+            group_by: Some(vec!["...".into()]),
             ..RouteConfig::default()
         }],
     });

@@ -106,6 +106,7 @@ fn policy(
                 after: escalate,
                 receivers: vec!["oncall".into()],
             }],
+            group_by: Some(vec!["...".into()]),
             ..RouteConfig::default()
         }],
     });

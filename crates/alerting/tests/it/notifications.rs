@@ -745,12 +745,14 @@ async fn a_receiver_that_is_down_delays_only_its_own_rows(backend: Backend) {
                 matchers: vec!["severity=~\"P1|P2\"".into()],
                 receiver: "team".into(),
                 continue_matching: true,
+                group_by: Some(vec!["...".into()]),
                 ..RouteConfig::default()
             },
             RouteConfig {
                 matchers: vec!["source=\"api\"".into()],
                 receiver: "ops".into(),
                 continue_matching: false,
+                group_by: Some(vec!["...".into()]),
                 ..RouteConfig::default()
             },
         ],
@@ -854,12 +856,14 @@ async fn a_webhook_that_is_down_delays_only_its_own_rows(backend: Backend) {
                 matchers: Vec::new(),
                 receiver: "team".into(),
                 continue_matching: true,
+                group_by: Some(vec!["...".into()]),
                 ..RouteConfig::default()
             },
             RouteConfig {
                 matchers: vec!["namespace!=\"dev\"".into()],
                 receiver: "hook".into(),
                 continue_matching: false,
+                group_by: Some(vec!["...".into()]),
                 ..RouteConfig::default()
             },
         ],
@@ -945,6 +949,7 @@ async fn a_webhook_refusing_with_4xx_is_not_retried_forever(backend: Backend) {
         }],
         routes: vec![RouteConfig {
             receiver: "hook".into(),
+            group_by: Some(vec!["...".into()]),
             ..RouteConfig::default()
         }],
     });
@@ -1026,6 +1031,7 @@ async fn rows_of_a_removed_receiver_wait_for_it(backend: Backend) {
         }],
         routes: vec![RouteConfig {
             receiver: "hook".into(),
+            group_by: Some(vec!["...".into()]),
             ..RouteConfig::default()
         }],
     });
@@ -1115,10 +1121,12 @@ async fn falls_back(backend: Backend, deliver_late: bool) {
                     after: Duration::from_secs(1),
                     deliver_late,
                 }),
+                group_by: Some(vec!["...".into()]),
                 ..RouteConfig::default()
             },
             RouteConfig {
                 receiver: "team".into(),
+                group_by: Some(vec!["...".into()]),
                 ..RouteConfig::default()
             },
         ],

@@ -90,6 +90,7 @@ async fn an_alert_is_one_pagerduty_incident_triggered_acknowledged_and_resolved(
     let routes = vec![RouteConfig {
         matchers: vec!["severity=\"P1\"".into()],
         receiver: "pager".into(),
+        group_by: Some(vec!["...".into()]),
         ..RouteConfig::default()
     }];
     let server = Server::start_service(policy(&database, &team, &pager, routes)).await;
@@ -158,6 +159,7 @@ async fn an_escalation_to_pagerduty_hears_how_the_alert_ended(backend: Backend) 
             after: Duration::from_secs(1),
             receivers: vec!["pager".into()],
         }],
+        group_by: Some(vec!["...".into()]),
         ..RouteConfig::default()
     }];
     let server = Server::start_service(policy(&database, &team, &pager, routes)).await;

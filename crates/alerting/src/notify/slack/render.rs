@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::SlackConfig;
+use crate::notify::group::{Batch, MAX_LISTED};
 use crate::model::{Alert, Severity, truncate};
 
 /// Slack's limit on a header block's text, in characters.
@@ -268,6 +269,64 @@ pub fn render(
         blocks.push(json!({"type": "actions", "elements": buttons}));
     }
 
+    Message {
+        text: escape(&line),
+        blocks: Value::Array(blocks),
+    }
+}
+
+/// Renders the notifications of a group (`batch`) as one Slack message: its title with the counts of firing and
+/// resolved alerts, a line per alert for the first [`MAX_LISTED`] (within Slack's limit on a section), and how
+/// many more there are.
+pub fn render_group(batch: &Batch, config: &SlackConfig) -> Message {
+    let severity = batch.severity();
+    let (firing, _) = batch.counts();
+    let event = if firing == 0 {
+        Event::Resolved
+    } else {
+        Event::Created
+    };
+    let line = format!("{} {}", emoji(event, severity), batch.title());
+    let base = non_empty(config.public_url.as_deref()).map(|base| base.trim_end_matches('/'));
+    let mut list = String::new();
+    let mut listed = 0;
+    // Room for the count of the alerts not listed.
+    let budget = MAX_TEXT - 100;
+    for item in batch.items.iter().take(MAX_LISTED) {
+        let alert = &item.alert;
+        let title = escape_truncated(&alert.title, 200);
+        let title = match base {
+            Some(base) => format!("<{base}/api/v1/alerts/{}|{title}>", alert.id),
+            None => format!("*{title}*"),
+        };
+        let mut entry = format!(
+            "• [{}] {title}: {}",
+            alert.severity.as_str(),
+            escape_truncated(&item.headline(), 100)
+        );
+        if let Some(owner) = non_empty(alert.assigned_to.as_deref()) {
+            entry.push_str(&format!(" (assigned to {})", escape_truncated(owner, 100)));
+        }
+        entry.push('\n');
+        if list.chars().count() + entry.chars().count() > budget {
+            break;
+        }
+        list.push_str(&entry);
+        listed += 1;
+    }
+    if let Some(more) = batch.more(listed) {
+        list.push_str(&format!("_{}_", escape(&more)));
+    }
+    let mut blocks = vec![
+        json!({
+            "type": "header",
+            "text": {"type": "plain_text", "text": truncate(&line, MAX_HEADER), "emoji": true},
+        }),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": list}}),
+    ];
+    if let Some(url) = non_empty(config.grafana_url.as_deref()) {
+        blocks.push(json!({"type": "actions", "elements": [button("Grafana", "grafana", url.to_owned())]}));
+    }
     Message {
         text: escape(&line),
         blocks: Value::Array(blocks),

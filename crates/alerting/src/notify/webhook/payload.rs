@@ -3,7 +3,8 @@
 //! `alerts`) and each alert (`status`, `labels`, `annotations`, `startsAt`, `endsAt`, `generatorURL`,
 //! `fingerprint`), with the field names and formats Alertmanager's webhook notifier sends.
 //!
-//! Until routes group alerts, a payload carries one alert: its group is the alert, `groupLabels` is empty and
+//! A group's notifications go as one payload ([`group`]): `groupKey` is the group's, `groupLabels` the labels it is
+//! made by. A notification that goes alone carries one alert: its group is the alert, `groupLabels` is empty and
 //! `groupKey` names the receiver and the alert, so a receiver can tell notifications of one alert from another's.
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::model::{Alert, Status};
+use crate::notify::group::Batch;
 use crate::silence::alert_labels;
 
 /// What a Go zero `time.Time` reads as in JSON: Alertmanager's `endsAt` of an alert with no known end.
@@ -139,10 +141,12 @@ pub fn webhook_alert(alert: &Alert, change: Change<'_>, external_url: &str) -> W
     }
 }
 
-/// The message of `alerts` to `receiver`, at most `max_alerts` of them (0: all), in group `group_key`.
+/// The message of `alerts` to `receiver`, at most `max_alerts` of them (0: all), in group `group_key` made by
+/// `group_labels`.
 pub fn message(
     receiver: &str,
     group_key: String,
+    group_labels: BTreeMap<String, String>,
     mut alerts: Vec<WebhookAlert>,
     max_alerts: u32,
     external_url: &str,
@@ -173,7 +177,7 @@ pub fn message(
         truncated_alerts,
         status,
         receiver: receiver.to_owned(),
-        group_labels: BTreeMap::new(),
+        group_labels,
         common_labels,
         common_annotations,
         external_url: external_url.to_owned(),
@@ -196,7 +200,37 @@ pub fn notification(
     message(
         receiver,
         group_key,
+        BTreeMap::new(),
         vec![webhook_alert(alert, change, external_url)],
+        max_alerts,
+        external_url,
+    )
+}
+
+/// The message of a group's notifications (`batch`) to `receiver`: each alert in its latest state.
+pub fn group(
+    receiver: &str,
+    batch: &Batch,
+    max_alerts: u32,
+    external_url: &str,
+) -> WebhookMessage {
+    let alerts = batch
+        .items
+        .iter()
+        .map(|item| {
+            let change = Change {
+                event: item.event.as_str(),
+                actor: item.actor.as_deref(),
+                note: item.note.as_deref(),
+            };
+            webhook_alert(&item.alert, change, external_url)
+        })
+        .collect();
+    message(
+        receiver,
+        batch.key.clone(),
+        batch.labels.clone(),
+        alerts,
         max_alerts,
         external_url,
     )
@@ -273,7 +307,7 @@ mod tests {
             webhook_alert(&alert("B", &[("team", "db"), ("zone", "b")]), CREATED, ""),
             webhook_alert(&alert("C", &[("team", "db")]), CREATED, ""),
         ];
-        let message = message("hook", "k".into(), alerts, 2, "");
+        let message = message("hook", "k".into(), BTreeMap::new(), alerts, 2, "");
         assert_eq!(message.truncated_alerts, 1);
         assert_eq!(message.alerts.len(), 2);
         assert_eq!(
