@@ -278,6 +278,18 @@ mod tests {
         config.outbox.lease = Duration::from_secs(120);
         assert!(config.check().is_ok());
         assert_eq!(config.policy().expect("policy").receivers()[0].name, "hook");
+        // A group's wait must be well within the lease, so that its rows are told from rows another replica holds.
+        if let Some(route) = config
+            .notify
+            .as_mut()
+            .and_then(|notify| notify.routes.first_mut())
+        {
+            route.group_wait = Some(Duration::from_secs(60));
+        }
+        assert_eq!(
+            config.check().expect_err("group wait").to_string(),
+            "alerting.outbox.lease: must be longer than twice alerting.notify.routes[0].group_wait (60s), not 120s"
+        );
     }
 
     #[test]

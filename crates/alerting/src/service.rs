@@ -614,6 +614,11 @@ impl AlertService {
         self.store.get(id).await?.ok_or(Error::NotFound(id))
     }
 
+    /// The alerts of `ids` that exist, oldest first (see [`Store::get_many`]).
+    pub async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Alert>> {
+        self.store.get_many(ids).await
+    }
+
     /// Up to `limit` open alerts created after `after`, oldest first (see [`Store::open_page`]).
     pub async fn open_page(
         &self,

@@ -20,7 +20,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use crate::error::Error;
-use crate::model::Alert;
+use crate::model::{Alert, Status};
 use crate::rule_engines::{GENERATOR_URL, PostableAlert, Rejection, RuleAlert};
 use crate::service::AlertService;
 use crate::silence::{MAX_MATCHERS, Matcher, Silence, alert_labels};
@@ -289,25 +289,27 @@ pub(super) async fn get_alerts(
     State(service): State<AlertService>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    open_alerts(service, query, false).await
+    open_alerts(service, query).await
 }
 
 /// The alerts of one group: Alertmanager's dispatcher groups alerts by the route's `group_by` labels.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(super) struct AlertGroup {
-    /// The group's labels: none, as GoMon's route groups by nothing.
+    /// The group's labels: the values of its route's `group_by` labels.
     pub labels: BTreeMap<String, String>,
-    /// `{"name": "gomon"}`.
+    /// The route's receiver; `gomon` for alerts no route takes.
     pub receiver: Receiver,
     /// The group's alerts, as `GET /api/v2/alerts` lists them.
     pub alerts: Vec<GettableAlert>,
 }
 
 /// List open alerts in groups (Alertmanager API v2), as dashboards such as Grafana's Alertmanager data source read
-/// them: one group holding every alert that the query parameters keep (those of `GET /api/v2/alerts`), or none.
+/// them: the alerts the query parameters keep (those of `GET /api/v2/alerts`), in a group per route that takes
+/// them, its receiver and the values of its `group_by` labels; alerts no route takes in one group of receiver
+/// `gomon`.
 #[utoipa::path(get, path = "/api/v2/alerts/groups", tag = "alertmanager", params(AlertsParams),
     responses(
-        (status = 200, description = "The open alerts, in one group", body = Vec<AlertGroup>),
+        (status = 200, description = "The open alerts, in groups", body = Vec<AlertGroup>),
         (status = 400, description = "Invalid query parameter", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
@@ -315,7 +317,152 @@ pub(super) async fn get_alert_groups(
     State(service): State<AlertService>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    open_alerts(service, query, true).await
+    let selection = Arc::new(Selection::new(AlertsParams::from_query(query.as_deref())?));
+    let silences = service.live_silences().await?;
+    let now = crate::model::now();
+    let groups = grouped_ids(&service, &selection, &silences, now).await?;
+    let listing = GroupListing {
+        service,
+        selection,
+        silences,
+        now,
+        groups: groups.into_iter(),
+        current: None,
+        groups_written: 0,
+        done: false,
+    };
+    let body = Body::from_stream(futures::stream::unfold(listing, GroupListing::chunk));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// A group of `GET /api/v2/alerts/groups`: its labels and its receiver's name.
+type GroupKey = (BTreeMap<String, String>, String);
+
+/// The ids of the open alerts `selection` keeps, by group (see [`crate::notify::policy::Policy::api_groups`]). One
+/// pass over the open alerts, a page at a time: what it keeps is ids alone, so memory stays small whatever the
+/// alerts hold.
+async fn grouped_ids(
+    service: &AlertService,
+    selection: &Arc<Selection>,
+    silences: &Arc<Vec<Silence>>,
+    now: DateTime<Utc>,
+) -> Result<BTreeMap<GroupKey, Vec<uuid::Uuid>>, ApiError> {
+    let policy = service.policy().cloned().map(Arc::new);
+    let mut groups: BTreeMap<GroupKey, Vec<uuid::Uuid>> = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = service.open_page(after, PAGE).await?;
+        let last_page = page.len() < PAGE as usize;
+        after = page.last().map(|alert| (alert.created_at, alert.id));
+        let (selection, silences, policy) = (selection.clone(), silences.clone(), policy.clone());
+        // Matching costs CPU in proportion to alerts times matchers and routes: it runs on a blocking thread.
+        let placed = tokio::task::spawn_blocking(move || {
+            let mut placed = Vec::new();
+            for alert in page {
+                if selection.keeps(&alert, &silences, now).is_none() {
+                    continue;
+                }
+                let mut groups = policy
+                    .as_ref()
+                    .map(|policy| policy.api_groups(&alert))
+                    .unwrap_or_default();
+                if groups.is_empty() {
+                    groups.push((Receiver::gomon().name, BTreeMap::new()));
+                }
+                for (receiver, labels) in groups {
+                    placed.push(((labels, receiver), alert.id));
+                }
+            }
+            placed
+        })
+        .await
+        .map_err(|_| ApiError::from(Error::Internal("grouping alerts failed".into())))?;
+        for (key, id) in placed {
+            groups.entry(key).or_default().push(id);
+        }
+        if last_page {
+            return Ok(groups);
+        }
+    }
+}
+
+/// Where the streamed grouped listing is: the groups left, and the ids of the current group left to write.
+struct GroupListing {
+    service: AlertService,
+    selection: Arc<Selection>,
+    silences: Arc<Vec<Silence>>,
+    now: DateTime<Utc>,
+    groups: std::collections::btree_map::IntoIter<GroupKey, Vec<uuid::Uuid>>,
+    /// The ids of the group being written not yet written, and how many of its alerts were.
+    current: Option<(std::vec::IntoIter<uuid::Uuid>, usize)>,
+    groups_written: usize,
+    done: bool,
+}
+
+impl GroupListing {
+    /// The next chunk of the answer: a group's opening, a page of its alerts (read again, in their state now), or
+    /// the end. A database failure part way cuts the answer, as for `GET /api/v2/alerts`.
+    async fn chunk(mut self) -> Option<(std::io::Result<Bytes>, GroupListing)> {
+        if self.done {
+            return None;
+        }
+        let mut out = Vec::new();
+        let Some((ids, written)) = self.current.as_mut() else {
+            match self.groups.next() {
+                Some(((labels, receiver), ids)) => {
+                    out.push(if self.groups_written == 0 { b'[' } else { b',' });
+                    let opening =
+                        serde_json::json!({"labels": labels, "receiver": {"name": receiver}});
+                    let opening = opening.to_string();
+                    // `{"labels":…,"receiver":…}` opened for its alerts.
+                    out.extend_from_slice(&opening.as_bytes()[..opening.len() - 1]);
+                    out.extend_from_slice(br#","alerts":["#);
+                    self.groups_written += 1;
+                    self.current = Some((ids.into_iter(), 0));
+                }
+                None => {
+                    out.extend_from_slice(if self.groups_written == 0 {
+                        b"[]"
+                    } else {
+                        b"]"
+                    });
+                    self.done = true;
+                }
+            }
+            return Some((Ok(Bytes::from(out)), self));
+        };
+        let page: Vec<uuid::Uuid> = ids.by_ref().take(PAGE as usize).collect();
+        if page.is_empty() {
+            self.current = None;
+            return Some((Ok(Bytes::from_static(b"]}")), self));
+        }
+        let alerts = match self.service.get_many(&page).await {
+            Ok(alerts) => alerts,
+            Err(error) => {
+                tracing::warn!(%error, "listing alert groups failed part way; the answer is cut");
+                self.done = true;
+                return Some((Err(std::io::Error::other(error.to_string())), self));
+            }
+        };
+        let (selection, silences, now, before) = (
+            self.selection.clone(),
+            self.silences.clone(),
+            self.now,
+            *written,
+        );
+        let Ok((items, now_written)) = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let written = selection.write(alerts, &silences, now, before, &mut out);
+            (out, written)
+        })
+        .await
+        else {
+            self.done = true;
+            return Some((Err(std::io::Error::other("matching alerts failed")), self));
+        };
+        *written = now_written;
+        Some((Ok(Bytes::from(items)), self))
+    }
 }
 
 /// List the receivers (Alertmanager API v2): GoMon is the only one.
@@ -346,6 +493,30 @@ impl Selection {
         }
     }
 
+    /// Whether this selection keeps `alert` (open, matching, muted or not as wanted): the ids of the silences that
+    /// mute it.
+    fn keeps(
+        &self,
+        alert: &Alert,
+        silences: &[Silence],
+        now: DateTime<Utc>,
+    ) -> Option<Vec<String>> {
+        if alert.status == Status::Resolved {
+            return None;
+        }
+        let labels = alert_labels(alert);
+        if !self.matchers.iter().all(|m| m.matches(&labels)) {
+            return None;
+        }
+        let silenced_by: Vec<String> = silences
+            .iter()
+            .filter(|silence| silence.mutes(&labels, now))
+            .map(|silence| silence.id.to_string())
+            .collect();
+        let muted = !silenced_by.is_empty();
+        ((muted && self.silenced) || (!muted && self.active)).then_some(silenced_by)
+    }
+
     /// Writes the alerts of `page` this selection keeps to `out` as JSON array elements, each preceded by a comma
     /// unless it is the first of the whole answer (`written` counts those written before). Returns the new count.
     fn write(
@@ -357,19 +528,9 @@ impl Selection {
         out: &mut Vec<u8>,
     ) -> usize {
         for alert in page {
-            let labels = alert_labels(&alert);
-            if !self.matchers.iter().all(|m| m.matches(&labels)) {
+            let Some(silenced_by) = self.keeps(&alert, silences, now) else {
                 continue;
-            }
-            let silenced_by: Vec<String> = silences
-                .iter()
-                .filter(|silence| silence.mutes(&labels, now))
-                .map(|silence| silence.id.to_string())
-                .collect();
-            let muted = !silenced_by.is_empty();
-            if (muted && !self.silenced) || (!muted && !self.active) {
-                continue;
-            }
+            };
             if written > 0 {
                 out.push(b',');
             }
@@ -392,16 +553,12 @@ struct Listing {
     /// is a 503 rather than a cut answer).
     next: Option<Vec<Alert>>,
     written: usize,
-    grouped: bool,
     /// Whether the first chunk went out.
     opened: bool,
     done: bool,
     /// The last alert written or skipped: the next page starts after it.
     cursor: Option<(DateTime<Utc>, uuid::Uuid)>,
 }
-
-/// The opening of a grouped answer: one group, GoMon's route grouping by nothing.
-const GROUP_OPEN: &[u8] = br#"[{"labels":{},"receiver":{"name":"gomon"},"alerts":["#;
 
 impl Listing {
     /// The next chunk of the answer, or `None` once it is complete. A database failure after the answer started
@@ -440,10 +597,8 @@ impl Listing {
             self.done = true;
             return Some((Err(std::io::Error::other("matching alerts failed")), self));
         };
-        let mut chunk = Vec::with_capacity(items.len() + GROUP_OPEN.len() + 3);
-        if self.grouped && before == 0 && written > 0 {
-            chunk.extend_from_slice(GROUP_OPEN);
-        } else if !self.grouped && !self.opened {
+        let mut chunk = Vec::with_capacity(items.len() + 2);
+        if !self.opened {
             chunk.push(b'[');
         }
         self.opened = true;
@@ -452,11 +607,7 @@ impl Listing {
         self.cursor = cursor.or(self.cursor);
         if last_page {
             self.done = true;
-            chunk.extend_from_slice(match (self.grouped, written) {
-                (true, 0) => b"[]",
-                (true, _) => b"]}]",
-                (false, _) => b"]",
-            });
+            chunk.push(b']');
         }
         Some((Ok(Bytes::from(chunk)), self))
     }
@@ -466,15 +617,10 @@ impl Listing {
     }
 }
 
-/// Answers the open alerts the query of `GET /api/v2/alerts` keeps, oldest first, as a JSON array, or (`grouped`)
-/// in one group of `GET /api/v2/alerts/groups`. The answer is streamed a page of alerts at a time, so its memory
+/// Answers the open alerts the query of `GET /api/v2/alerts` keeps, oldest first, as a JSON array. The answer is streamed a page of alerts at a time, so its memory
 /// is bounded whatever the number of open alerts; matching runs on a blocking thread, so that a heavy filter never
 /// holds an async worker.
-async fn open_alerts(
-    service: AlertService,
-    query: Option<String>,
-    grouped: bool,
-) -> Result<Response, ApiError> {
+async fn open_alerts(service: AlertService, query: Option<String>) -> Result<Response, ApiError> {
     let selection = Arc::new(Selection::new(AlertsParams::from_query(query.as_deref())?));
     let silences = service.live_silences().await?;
     let first = service.open_page(None, PAGE).await?;
@@ -485,7 +631,6 @@ async fn open_alerts(
         now: crate::model::now(),
         next: Some(first),
         written: 0,
-        grouped,
         opened: false,
         done: false,
         cursor: None,

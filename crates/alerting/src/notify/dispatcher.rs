@@ -8,24 +8,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use gomon_runtime::config::KeyError;
 use gomon_runtime::metrics::must;
 use gomon_runtime::shutdown::Shutdown;
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use super::breaker::{BreakerConfig, CircuitBreaker};
 use super::email::EmailClient;
+use super::group::{Batch, Item};
 use super::outcome::SendOutcome;
 use super::pagerduty::PagerDutyClient;
-use super::group::{Batch, Item};
 use super::policy::{DEFAULT_GROUP_INTERVAL, Fallback, Policy, ReceiverKind};
-use super::slack::{Event, Message, SlackClient, SlackConfig, render, render_group};
+use super::slack::{Event, SlackClient, SlackConfig, render, render_group};
 use super::status::{DeliveryStatus, ReceiverHandle};
 use super::webhook::{WebhookClient, payload};
 use crate::model::{self, Notification};
@@ -529,7 +529,12 @@ impl Dispatcher {
             let now = model::now();
             let claimed = match self
                 .store
-                .claim_due(now, now + self.lease(), self.outbox.batch_size, &self.receiver)
+                .claim_due(
+                    now,
+                    now + self.lease(),
+                    self.outbox.batch_size,
+                    &self.receiver,
+                )
                 .await
             {
                 Ok(claimed) => claimed,
@@ -584,8 +589,10 @@ impl Dispatcher {
     /// Gives `rows` back unsent (due at once, no attempt counted), hands what is due over to fallbacks, and waits
     /// `wait` (at most `max_backoff`) or for shutdown.
     async fn back_off(&self, rows: &[Notification], wait: Duration, shutdown: &Shutdown) {
-        let held: Vec<(i64, DateTime<Utc>)> =
-            rows.iter().map(|row| (row.id, row.next_attempt_at)).collect();
+        let held: Vec<(i64, DateTime<Utc>)> = rows
+            .iter()
+            .map(|row| (row.id, row.next_attempt_at))
+            .collect();
         self.finish_all(&held, DeliveryRecord::Released { at: model::now() })
             .await;
         self.hand_over().await;
@@ -657,8 +664,10 @@ impl Dispatcher {
                 return true;
             }
         };
-        let held: Vec<(i64, DateTime<Utc>)> =
-            rows.iter().map(|row| (row.id, row.next_attempt_at)).collect();
+        let held: Vec<(i64, DateTime<Utc>)> = rows
+            .iter()
+            .map(|row| (row.id, row.next_attempt_at))
+            .collect();
         let policy = self.policy.clone();
         let route = policy.route_at(rows[0].route);
         let interval = route.map_or(DEFAULT_GROUP_INTERVAL, |route| route.group_interval());
@@ -670,7 +679,9 @@ impl Dispatcher {
             }),
             Err(error) => {
                 tracing::warn!(group = key, %error, "outbox: cannot find the group's last message");
-                Some(now + chrono::Duration::from_std(self.outbox.poll_interval).unwrap_or_default())
+                Some(
+                    now + chrono::Duration::from_std(self.outbox.poll_interval).unwrap_or_default(),
+                )
             }
         };
         if let Some(next) = next.filter(|next| *next > now) {
@@ -703,10 +714,16 @@ impl Dispatcher {
         let Some(first) = items.first() else {
             return true;
         };
-        let labels = route.map(|route| route.group_labels(&first.alert)).unwrap_or_default();
+        let labels = route
+            .map(|route| route.group_labels(&first.alert))
+            .unwrap_or_default();
         let batch = Batch::new(key.to_owned(), labels, items);
         let span = group_span(key, &rows, self.sender.span_name());
-        let attempts = rows.iter().map(|row| row.attempts).max().unwrap_or_default();
+        let attempts = rows
+            .iter()
+            .map(|row| row.attempts)
+            .max()
+            .unwrap_or_default();
         let created_at = rows.iter().map(|row| row.created_at).min().unwrap_or(now);
         let outcome = self.send_group(&batch).instrument(span.clone()).await;
         let delivery = match outcome {
@@ -750,6 +767,21 @@ impl Dispatcher {
                     }
                     _ => None,
                 };
+                // As for one alert: the first message is edited before the reply is posted.
+                let changes_state = batch.items.iter().any(|item| item.event == Event::Resolved);
+                if let (Some((channel, ts)), Some(first)) = (&thread, batch.items.first())
+                    && config.update_in_place
+                    && changes_state
+                {
+                    match self.edit_first(client, config, first, channel, ts).await {
+                        SendOutcome::Accepted { .. } => {}
+                        transient @ SendOutcome::Transient { .. } => return Ok(transient),
+                        SendOutcome::Permanent { reason } => tracing::warn!(
+                            group = %batch.key, %reason,
+                            "cannot edit the group's first Slack message; replying in its thread only"
+                        ),
+                    }
+                }
                 let (channel, thread_ts) = match thread {
                     Some((channel, ts)) => (channel, Some(ts)),
                     None => (route.to_owned(), None),
@@ -907,7 +939,7 @@ impl Dispatcher {
                     .as_ref()
                     .filter(|_| changes_state && config.update_in_place)
                 {
-                    match self.edit_first(client, config, &message, channel, ts).await {
+                    match self.edit_first(client, config, item, channel, ts).await {
                         SendOutcome::Accepted { .. } => {}
                         transient @ SendOutcome::Transient { .. } => return Ok(transient),
                         SendOutcome::Permanent { reason } => tracing::warn!(
@@ -959,13 +991,13 @@ impl Dispatcher {
         }
     }
 
-    /// Edits the first message `ts` in `channel` of an alert to show its state: as `message` (the alert's own
-    /// message), or, when it was a group's message, the group's again with each alert's current state.
+    /// Edits the first message `ts` in `channel` of `item`'s alert to show its state: the alert's own message as
+    /// `item` tells it, or, when it was a group's message, the group's again with each alert's current state.
     async fn edit_first(
         &self,
         client: &SlackClient,
         config: &SlackConfig,
-        message: &Message,
+        item: &Item,
         channel: &str,
         ts: &str,
     ) -> SendOutcome {
@@ -980,7 +1012,14 @@ impl Dispatcher {
         };
         let route = alerts.first().and_then(|(_, route)| *route);
         if alerts.len() <= 1 {
-            return client.update(message, channel, ts).await;
+            let message = render(
+                &item.alert,
+                item.event,
+                item.actor.as_deref(),
+                item.note.as_deref(),
+                config,
+            );
+            return client.update(&message, channel, ts).await;
         }
         if alerts.len() > MAX_EDITED {
             // Too many alerts to read again for each change: the thread tells.
@@ -1015,7 +1054,9 @@ impl Dispatcher {
             .map(|route| route.group_labels(&first.alert))
             .unwrap_or_default();
         let batch = Batch::new(String::new(), labels, items);
-        client.update(&render_group(&batch, config), channel, ts).await
+        client
+            .update(&render_group(&batch, config), channel, ts)
+            .await
     }
 
     fn give_up(&self, row: &Notification, error: String) -> DeliveryRecord {

@@ -16,8 +16,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
 use super::breaker::BreakerConfig;
-use super::outcome::SendOutcome;
 use super::group::{Batch, MAX_LISTED};
+use super::outcome::SendOutcome;
 use super::slack::{Event, event_actor, headline};
 use crate::model::{Alert, truncate};
 
@@ -403,7 +403,12 @@ impl EmailClient {
     /// Sends the notifications of a group (`batch`) as one message, as [`send`](Self::send) does one.
     pub async fn send_group(&self, batch: &Batch) -> SendOutcome {
         let (subject, body) = render_group(batch, &self.external_url);
-        let first = batch.items.iter().map(|item| item.id).min().unwrap_or_default();
+        let first = batch
+            .items
+            .iter()
+            .map(|item| item.id)
+            .min()
+            .unwrap_or_default();
         let id = format!("<group-{first}@{}>", self.domain);
         self.post(subject, body, id, None).await
     }

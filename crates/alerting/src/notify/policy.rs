@@ -532,6 +532,23 @@ impl Policy {
         route.group(alert).filter(|_| groups)
     }
 
+    /// The groups `alert` is in as Alertmanager's API shows them: for each route that takes it, the route's
+    /// receiver and the labels of its group (every label for `group_by: ['...']`; none for the route of
+    /// `alerting.slack`).
+    pub fn api_groups(&self, alert: &Alert) -> Vec<(String, BTreeMap<String, String>)> {
+        self.matching(alert)
+            .into_iter()
+            .map(|route| {
+                let labels = match (&route.group_by, route.index) {
+                    (Some(_), _) => route.group_labels(alert),
+                    (None, Some(_)) => route_labels(alert),
+                    (None, None) => BTreeMap::new(),
+                };
+                (route.receiver.clone(), labels)
+            })
+            .collect()
+    }
+
     /// The route at `index` in `alerting.notify.routes` (`None`: the route of `alerting.slack`), whatever its
     /// receiver.
     pub fn route_at(&self, index: Option<i32>) -> Option<&Route> {
@@ -669,11 +686,16 @@ fn check_group_by(group_by: Option<&[String]>, key: &str) -> Result<Option<Vec<S
         if !valid {
             return Err(KeyError::new(
                 format!("{key}[{at}]"),
-                format!("{name:?} is not a label name (letters, digits and '_', at most {MAX_NAME})"),
+                format!(
+                    "{name:?} is not a label name (letters, digits and '_', at most {MAX_NAME})"
+                ),
             ));
         }
         if names[..at].contains(name) {
-            return Err(KeyError::new(format!("{key}[{at}]"), format!("{name:?} is named twice")));
+            return Err(KeyError::new(
+                format!("{key}[{at}]"),
+                format!("{name:?} is named twice"),
+            ));
         }
     }
     Ok(Some(names.to_vec()))
@@ -1087,13 +1109,104 @@ mod tests {
     }
 
     #[test]
+    fn routes_group_by_namespace_unless_told_otherwise() {
+        let config = parse(&format!(
+            "{TWO}routes:\n\
+             - matchers: ['severity=\"P1\"']\n  receiver: team-slack\n  continue: true\n\
+             - matchers: ['severity=\"P1\"']\n  receiver: hook\n  group_by: ['...']\n  continue: true\n\
+             - receiver: hook\n  group_by: [alertname, pod]\n  group_wait: 30s\n  group_interval: 1m\n"
+        ));
+        let policy = Policy::new(Some(&config), &SlackConfig::default()).expect("valid");
+        let p1 = alert(Severity::P1, Some("prod"), &[("pod", "db-0")]);
+        let targets = policy.targets(&p1);
+        let group = targets[0].group.as_ref().expect("grouped by default");
+        assert_eq!(group.key, "0:{namespace=\"prod\"}");
+        assert_eq!(group.wait, Duration::from_secs(5));
+        assert_eq!(targets[1].group, None, "'...': each alert alone, at once");
+        let p3 = alert(Severity::P3, None, &[("pod", "db-0")]);
+        let group = policy.targets(&p3)[0].group.clone().expect("grouped");
+        assert_eq!(group.key, "2:{alertname=\"PodCrashLooping\",pod=\"db-0\"}");
+        assert_eq!(group.wait, Duration::from_secs(30));
+        assert_eq!(
+            policy.route_at(Some(2)).map(Route::group_interval),
+            Some(Duration::from_secs(60))
+        );
+        // A resolution goes with its group; an acknowledgement alone.
+        assert!(policy.targets_of_change(&p3, true)[0].group.is_some());
+        assert!(policy.targets_of_change(&p3, false)[0].group.is_none());
+        // A label value of any length makes a key of bounded length, distinct from its neighbours'.
+        let long = alert(Severity::P3, None, &[("pod", &"x".repeat(10_000))]);
+        let longer = alert(Severity::P3, None, &[("pod", &"x".repeat(10_001))]);
+        let key = |alert: &Alert| policy.targets(alert)[0].group.clone().expect("grouped").key;
+        assert!(key(&long).len() < MAX_GROUP_KEY + 80, "{}", key(&long));
+        assert_ne!(key(&long), key(&longer));
+        // The default waits are the seed's; the longest is checked against the lease.
+        assert_eq!(
+            policy.group_waits(),
+            [
+                (
+                    "alerting.notify.routes[0].group_wait".to_owned(),
+                    Duration::from_secs(10)
+                ),
+                (
+                    "alerting.notify.routes[2].group_wait".to_owned(),
+                    Duration::from_secs(30)
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn pagerduty_and_the_implicit_slack_route_do_not_group() {
+        let config = parse(
+            "receivers:\n- name: pager\n  type: pagerduty\n  routing_key: 0123456789abcdef0123456789abcdef\n\
+             routes:\n- receiver: pager\n",
+        );
+        let policy = Policy::new(Some(&config), &SlackConfig::default()).expect("valid");
+        let p1 = alert(Severity::P1, Some("prod"), &[]);
+        assert_eq!(policy.targets(&p1)[0].group, None);
+        let slack = SlackConfig {
+            webhook_url: Some("https://hooks.slack.com/services/T/B/x".into()),
+            ..SlackConfig::default()
+        };
+        let policy = Policy::new(None, &slack).expect("valid");
+        assert_eq!(policy.targets(&p1)[0].group, None);
+        assert!(policy.group_waits().is_empty());
+    }
+
+    #[test]
+    fn group_by_is_checked() {
+        let error_of = |group_by: &str| {
+            Policy::new(
+                Some(&parse(&format!(
+                    "{TWO}routes:\n- receiver: hook\n  group_by: {group_by}\n"
+                ))),
+                &SlackConfig::default(),
+            )
+            .expect_err(group_by)
+            .to_string()
+        };
+        assert_eq!(
+            error_of("['...', namespace]"),
+            "alerting.notify.routes[0].group_by: '...' (every label) stands alone"
+        );
+        assert!(
+            error_of("['a b']")
+                .starts_with("alerting.notify.routes[0].group_by[0]: \"a b\" is not a label name")
+        );
+        assert!(error_of("[pod, pod]").ends_with("\"pod\" is named twice"));
+        let many: Vec<String> = (0..17).map(|i| format!("l{i}")).collect();
+        assert!(error_of(&format!("[{}]", many.join(", "))).contains("at most 16 labels"));
+    }
+
+    #[test]
     fn unknown_keys_and_types_are_refused() {
         for yaml in [
             "receivers:\n- name: h\n  type: webhook\n  url: https://x.example/\n  colour: red\n",
             "receivers:\n- name: h\n  type: carrier-pigeon\n",
             "receivers:\n- name: h\n  type: pagerduty\n  service_key: x\n",
             "receivers:\n- name: h\n  url: https://x.example/\n",
-            "routes:\n- receiver: h\n  group_by: [alertname]\n",
+            "routes:\n- receiver: h\n  mute_time_intervals: [weekends]\n",
             "receiver: h\n",
         ] {
             assert!(

@@ -245,6 +245,11 @@ impl Store {
         dispatch!(self.get(id))
     }
 
+    /// The alerts of `ids` that exist, oldest first (at most a few thousand ids at once).
+    pub async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Alert>> {
+        dispatch!(self.get_many(ids))
+    }
+
     /// The page of alerts `filter` selects, and how many match in all.
     pub async fn list(&self, filter: &AlertFilter) -> Result<AlertPage> {
         dispatch!(self.list(filter))

@@ -681,6 +681,20 @@ macro_rules! sql_store {
                     .transpose()
             }
 
+            pub(super) async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Alert>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut query = QueryBuilder::<$db>::new(format!("{SELECT_ALERT} WHERE id IN ("));
+                let mut separated = query.separated(", ");
+                for id in ids {
+                    separated.push_bind(*id);
+                }
+                query.push(") ORDER BY created_at, id");
+                let rows: Vec<AlertRow> = query.build_query_as().fetch_all(&self.pool).await?;
+                rows.into_iter().map(Alert::try_from).collect()
+            }
+
             fn push_filter(builder: &mut QueryBuilder<'_, $db>, filter: &AlertFilter) {
                 builder.push(" WHERE 1 = 1");
                 if let Some(status) = filter.status {

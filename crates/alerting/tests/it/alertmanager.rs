@@ -20,6 +20,7 @@ on_both_stores!(
     long_values_are_stored_whole_and_cut_in_their_columns,
     get_alerts_filters_and_status_answers,
     alert_groups_and_receivers_answer_as_alertmanager_does,
+    alert_groups_follow_the_routes_group_by_as_alertmanagers_do,
     expiry_spares_an_alert_sent_again_meanwhile,
     a_batch_of_64_and_repeats_within_one_post,
     vmalert_alert_fires_and_resolves,
@@ -534,21 +535,20 @@ fn groups_shown(groups: &Value) -> Vec<(Value, Value, Vec<String>)> {
     shown
 }
 
-/// `GET /api/v2/alerts/groups` and `GET /api/v2/receivers`, which dashboards read (Grafana's Alertmanager data
-/// source, karma), answer what a real Alertmanager with GoMon's route (one receiver, no grouping) answers for the
-/// same alerts, with and without a filter.
-async fn alert_groups_and_receivers_answer_as_alertmanager_does(backend: Backend) {
-    let db = Database::new(backend).await;
-    let server = Server::start(&db.config, vec![]).await;
+/// A real Alertmanager with configuration `yaml`, and a client of its API: `get(path)` answers its JSON, or
+/// `None` while it is not ready or the request fails. Stops when the first element is dropped.
+async fn alertmanager(
+    yaml: &str,
+) -> (
+    (Running, tempfile::TempDir),
+    impl Fn(&str) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Value>> + Send>>,
+    String,
+) {
     let work = tempfile::tempdir().expect("temporary directory");
     let config = work.path().join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        "route:\n  receiver: gomon\nreceivers:\n  - name: gomon\n",
-    )
-    .expect("Alertmanager configuration");
+    std::fs::write(&config, yaml).expect("Alertmanager configuration");
     let port = free_port();
-    let _alertmanager = spawn(
+    let running = spawn(
         "prometheus-alertmanager",
         &[
             format!("--config.file={}", config.display()),
@@ -558,43 +558,47 @@ async fn alert_groups_and_receivers_answer_as_alertmanager_does(backend: Backend
         ],
         &work.path().join("alertmanager.log"),
     );
-    let alertmanager = format!("http://127.0.0.1:{port}");
+    let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let get = |path: &str| {
-        let (client, url) = (client.clone(), format!("{alertmanager}{path}"));
-        async move {
+    let root = base.clone();
+    let get = move |path: &str| {
+        let (client, url) = (client.clone(), format!("{root}{path}"));
+        Box::pin(async move {
             let response = client.get(url).send().await.ok()?;
             response.error_for_status().ok()?.json::<Value>().await.ok()
-        }
+        }) as std::pin::Pin<Box<dyn std::future::Future<Output = Option<Value>> + Send>>
     };
     eventually(Duration::from_secs(30), "Alertmanager ready", || {
         get("/api/v2/status")
     })
     .await;
+    ((running, work), get, base)
+}
 
-    let disk =
-        json!({"labels": {"alertname": "DiskFull", "severity": "warning"}, "endsAt": rfc3339(300)});
-    let alerts = json!([high_cpu("CPU at 91%", 300), disk]);
+/// Posts `alerts` to GoMon (`server`) and to a real Alertmanager configured by `yaml`, then checks that
+/// `GET /api/v2/alerts/groups` answers the same groups (labels, receiver, alerts) on both for each of `queries`
+/// (a query string, empty or `?filter=…`), and how many groups GoMon shows for each.
+async fn assert_groups_as_alertmanagers(
+    server: &Server,
+    yaml: &str,
+    alerts: &Value,
+    queries: &[(&str, usize)],
+) {
+    let (_running, get, base) = alertmanager(yaml).await;
     let (status, body) = server.post("/api/v2/alerts", alerts.clone()).await;
     assert_eq!(status, 200, "{body}");
-    client
-        .post(format!("{alertmanager}/api/v2/alerts"))
-        .json(&alerts)
+    reqwest::Client::new()
+        .post(format!("{base}/api/v2/alerts"))
+        .json(alerts)
         .send()
         .await
         .expect("POST to Alertmanager")
         .error_for_status()
         .expect("Alertmanager took the alerts");
-
-    for query in [
-        "",
-        "?filter=alertname%3D%22DiskFull%22",
-        "?filter=alertname%3D%22None%22",
-    ] {
+    for (query, want) in queries {
         let path = format!("/api/v2/alerts/groups{query}");
         let (status, ours) = server.get(&path).await;
         assert_eq!(status, 200, "{ours}");
-        let want = if query.contains("None") { 0 } else { 1 };
         // Alertmanager's dispatcher files alerts into groups shortly after it takes them.
         let theirs = eventually(Duration::from_secs(30), "Alertmanager's groups", || async {
             let groups = get(&path).await?;
@@ -605,8 +609,30 @@ async fn alert_groups_and_receivers_answer_as_alertmanager_does(backend: Backend
         })
         .await;
         assert_eq!(groups_shown(&ours), groups_shown(&theirs), "{path}");
-        assert_eq!(groups_shown(&ours).len(), want, "{path}: {ours}");
+        assert_eq!(groups_shown(&ours).len(), *want, "{path}: {ours}");
     }
+}
+
+/// `GET /api/v2/alerts/groups` and `GET /api/v2/receivers`, which dashboards read (Grafana's Alertmanager data
+/// source, karma), answer what a real Alertmanager with GoMon's route (one receiver, no grouping) answers for the
+/// same alerts, with and without a filter.
+async fn alert_groups_and_receivers_answer_as_alertmanager_does(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let disk =
+        json!({"labels": {"alertname": "DiskFull", "severity": "warning"}, "endsAt": rfc3339(300)});
+    let alerts = json!([high_cpu("CPU at 91%", 300), disk]);
+    assert_groups_as_alertmanagers(
+        &server,
+        "route:\n  receiver: gomon\nreceivers:\n  - name: gomon\n",
+        &alerts,
+        &[
+            ("", 1),
+            ("?filter=alertname%3D%22DiskFull%22", 1),
+            ("?filter=alertname%3D%22None%22", 0),
+        ],
+    )
+    .await;
     let (_, ours) = server.get("/api/v2/alerts/groups").await;
     assert_eq!(
         ours[0]["alerts"].as_array().expect("alerts").len(),
@@ -618,6 +644,8 @@ async fn alert_groups_and_receivers_answer_as_alertmanager_does(backend: Backend
         "{ours}"
     );
 
+    let (_running, get, _) =
+        alertmanager("route:\n  receiver: gomon\nreceivers:\n  - name: gomon\n").await;
     let (status, ours) = server.get("/api/v2/receivers").await;
     assert_eq!(status, 200, "{ours}");
     let theirs = get("/api/v2/receivers")
@@ -625,6 +653,50 @@ async fn alert_groups_and_receivers_answer_as_alertmanager_does(backend: Backend
         .expect("Alertmanager's receivers");
     assert_eq!(ours, theirs);
     assert_eq!(ours, json!([{"name": "gomon"}]));
+    server.stop().await;
+}
+
+/// With routes that group, `GET /api/v2/alerts/groups` groups as a real Alertmanager with the same route does: by
+/// the route's `group_by` (here its default, `namespace`), under the route's receiver.
+async fn alert_groups_follow_the_routes_group_by_as_alertmanagers_do(backend: Backend) {
+    use gomon_alerting::notify::policy::{NotifyConfig, ReceiverConfig, ReceiverKind, RouteConfig};
+    use gomon_alerting::notify::webhook::WebhookConfig;
+    let db = Database::new(backend).await;
+    let hook = gomon_testkit::webhook::WebhookReceiver::start().await;
+    let mut config = gomon_alerting::Config::default();
+    config.database = db.config.clone();
+    config.notify = Some(NotifyConfig {
+        receivers: vec![ReceiverConfig {
+            name: "team".into(),
+            kind: ReceiverKind::Webhook(WebhookConfig {
+                url: Some(hook.url.clone().into()),
+                ..WebhookConfig::default()
+            }),
+        }],
+        routes: vec![RouteConfig {
+            receiver: "team".into(),
+            ..RouteConfig::default()
+        }],
+    });
+    config.check().expect("a valid configuration");
+    let server = Server::start_service(config).await;
+    let pod = |namespace: &str, pod: &str| {
+        json!({"labels": {"alertname": "KubePodCrashLooping", "namespace": namespace, "pod": pod},
+               "endsAt": rfc3339(300)})
+    };
+    let alerts = json!([
+        pod("payments", "api-0"),
+        pod("payments", "api-1"),
+        pod("orders", "worker-0"),
+        {"labels": {"alertname": "NodeDown", "instance": "node-1"}, "endsAt": rfc3339(300)},
+    ]);
+    assert_groups_as_alertmanagers(
+        &server,
+        "route:\n  receiver: team\n  group_by: [namespace]\nreceivers:\n  - name: team\n",
+        &alerts,
+        &[("", 3), ("?filter=namespace%3D%22payments%22", 1)],
+    )
+    .await;
     server.stop().await;
 }
 

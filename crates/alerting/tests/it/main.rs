@@ -12,6 +12,7 @@ mod api;
 mod email;
 mod follow_ups;
 mod grafana_webhook;
+mod grouping;
 mod kube_watcher;
 mod notifications;
 mod pagerduty;

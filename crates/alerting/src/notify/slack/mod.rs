@@ -10,5 +10,6 @@ pub use super::outcome::{MAX_RETRY_AFTER, SendOutcome};
 pub use client::SlackClient;
 pub use config::{Route, SlackConfig};
 pub use render::{
-    Event, MAX_FIELD, MAX_HEADER, MAX_TEXT, Message, escape, event_actor, headline, render, render_group,
+    Event, MAX_FIELD, MAX_HEADER, MAX_TEXT, Message, escape, event_actor, headline, render,
+    render_group,
 };

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::SlackConfig;
-use crate::notify::group::{Batch, MAX_LISTED};
 use crate::model::{Alert, Severity, truncate};
+use crate::notify::group::{Batch, MAX_LISTED};
 
 /// Slack's limit on a header block's text, in characters.
 pub const MAX_HEADER: usize = 150;
@@ -325,7 +325,9 @@ pub fn render_group(batch: &Batch, config: &SlackConfig) -> Message {
         json!({"type": "section", "text": {"type": "mrkdwn", "text": list}}),
     ];
     if let Some(url) = non_empty(config.grafana_url.as_deref()) {
-        blocks.push(json!({"type": "actions", "elements": [button("Grafana", "grafana", url.to_owned())]}));
+        blocks.push(
+            json!({"type": "actions", "elements": [button("Grafana", "grafana", url.to_owned())]}),
+        );
     }
     Message {
         text: escape(&line),

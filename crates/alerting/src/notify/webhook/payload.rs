@@ -208,12 +208,7 @@ pub fn notification(
 }
 
 /// The message of a group's notifications (`batch`) to `receiver`: each alert in its latest state.
-pub fn group(
-    receiver: &str,
-    batch: &Batch,
-    max_alerts: u32,
-    external_url: &str,
-) -> WebhookMessage {
+pub fn group(receiver: &str, batch: &Batch, max_alerts: u32, external_url: &str) -> WebhookMessage {
     let alerts = batch
         .items
         .iter()
