@@ -722,7 +722,8 @@
     return h('table', {}, h('thead', {}, h('tr', {},
       h('th', { scope: 'col' }, 'Status'), h('th', { scope: 'col' }, 'Event'),
       withAlert ? h('th', { scope: 'col' }, 'Alert') : null,
-      h('th', { scope: 'col' }, 'Receiver'), h('th', { scope: 'col' }, 'Route'), h('th', { scope: 'col' }, 'Channel'),
+      h('th', { scope: 'col' }, 'Receiver'), h('th', { scope: 'col' }, 'Route'), h('th', { scope: 'col' }, 'Group'),
+      h('th', { scope: 'col' }, 'Channel'),
       h('th', { scope: 'col' }, 'Attempts'),
       h('th', { scope: 'col' }, 'Created'), h('th', { scope: 'col' }, 'Sent / next attempt'),
       h('th', { scope: 'col' }, 'Last error'))),
@@ -731,6 +732,7 @@
       withAlert ? h('td', {}, h('a', { href: '#/alerts/' + encodeURIComponent(n.alert_id) }, n.alert_id.slice(0, 8))) : null,
       h('td', {}, n.receiver),
       h('td', {}, routeText(n)),
+      h('td', {}, groupText(n)),
       h('td', {}, n.slack_channel || ''), h('td', {}, n.attempts),
       h('td', {}, when(n.created_at)),
       h('td', {}, n.sent_at ? when(n.sent_at) : when(n.next_attempt_at)),
@@ -744,6 +746,13 @@
     if (payload.escalation_step) return route + ', escalation step ' + payload.escalation_step;
     if (payload.repeat) return route + ', reminder ' + payload.repeat;
     return route;
+  }
+
+  // The group a notification was sent with: its labels (the key without its route), or that it went alone.
+  function groupText(n) {
+    if (!n.group_key) return 'alone';
+    const at = n.group_key.indexOf(':');
+    return at < 0 ? n.group_key : n.group_key.slice(at + 1);
   }
 
   async function notificationsPage(params) {

@@ -706,8 +706,9 @@ pub(super) fn config_yaml(service: &AlertService) -> String {
          # severity label -> GoMon severity: {{{}}}; otherwise {}.\n\
          # Source of the alerts: {source}. Alerts past their endsAt are resolved every {}.\n\
          # Notified: {notified}; a silenced alert is stored but not notified.\n\
-         # Not applicable: inhibit_rules (no alert inhibits another), grouping and repeat intervals (every alert is\n\
-         # stored on its own and each change notified once), receivers other than GoMon itself, templates.\n\
+         # Grouping, repeats and escalation are set per route in alerting.notify.routes (group_by, group_wait,\n\
+         # group_interval, repeat_interval, escalation); GET /api/v2/alerts/groups groups by each route's group_by.\n\
+         # Not applicable: inhibit_rules (no alert inhibits another), receivers other than GoMon itself, templates.\n\
          global:\n  resolve_timeout: {}\n\
          route:\n  receiver: gomon\n\
          receivers:\n  - name: gomon\n",

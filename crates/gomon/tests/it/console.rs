@@ -325,15 +325,16 @@ async fn a_person_follows_and_handles_an_alert_in_the_browser() {
             text.contains("slack")
         })
         .await;
-    // Each row names the route that chose its receiver (here the one alerting.slack stands for).
+    // Each row names the route that chose its receiver (here the one alerting.slack stands for) and its group
+    // (none: alerting.slack sends each change alone).
     browser
         .wait_for_text("table thead", Duration::from_secs(10), |text| {
-            text.contains("Route")
+            text.contains("Route") && text.contains("Group")
         })
         .await;
     browser
         .wait_for_text("table tbody tr", Duration::from_secs(10), |text| {
-            text.contains("alerting.slack")
+            text.contains("alerting.slack") && text.contains("alone")
         })
         .await;
     // Filtered by a receiver that has none, the outbox is empty; by slack, it is not.
