@@ -575,4 +575,21 @@ mod tests {
             alert.id
         )));
     }
+
+    #[test]
+    fn a_group_is_one_message_listing_its_alerts() {
+        let batch = crate::notify::group::sample_batch(25, 0, "Disk\r\nBcc: evil@example.com");
+        let (subject, body) = render_group(&batch, "https://gomon.example.com/");
+        assert_eq!(subject, "[FIRING:25] namespace=\"payments\"");
+        assert_eq!(body.matches("\n- [P").count(), 20, "{body}");
+        assert!(!body.contains("\nBcc:"), "{body}");
+        assert!(
+            body.contains("https://gomon.example.com/api/v1/alerts/"),
+            "{body}"
+        );
+        assert!(
+            body.contains("\u{2026}and 5 more (5 firing, 0 resolved)"),
+            "{body}"
+        );
+    }
 }

@@ -176,6 +176,44 @@ impl Batch {
     }
 }
 
+/// A batch of `firing` new alerts titled `title` in namespace `payments` and, after them, `resolved` resolved ones,
+/// for the renderers' tests.
+#[cfg(test)]
+pub(crate) fn sample_batch(firing: usize, resolved: usize, title: &str) -> Batch {
+    let items = (0..firing + resolved)
+        .map(|index| {
+            let mut alert = crate::model::NewAlert {
+                source: "kubernetes".into(),
+                severity: if index % 2 == 0 {
+                    Severity::P1
+                } else {
+                    Severity::P3
+                },
+                title: title.into(),
+                namespace: Some("payments".into()),
+                labels: BTreeMap::from([("pod".to_owned(), format!("worker-{index}"))]),
+                ..crate::model::NewAlert::default()
+            }
+            .into_alert(crate::model::now());
+            let event = if index < firing {
+                Event::Created
+            } else {
+                alert.status = Status::Resolved;
+                Event::Resolved
+            };
+            Item {
+                id: i64::try_from(index).unwrap_or_default() + 1,
+                alert,
+                event,
+                actor: None,
+                note: None,
+            }
+        })
+        .collect();
+    let labels = BTreeMap::from([("namespace".to_owned(), "payments".to_owned())]);
+    Batch::new("0:{namespace=\"payments\"}".into(), labels, items)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

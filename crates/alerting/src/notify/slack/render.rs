@@ -629,4 +629,34 @@ mod tests {
             "\"created\""
         );
     }
+
+    #[test]
+    fn a_group_lists_twenty_alerts_and_counts_the_rest_within_slacks_limits() {
+        let batch = crate::notify::group::sample_batch(990, 10, "Disk <full> & more");
+        let message = render_group(&batch, &linked_config());
+        assert!(
+            message
+                .text
+                .contains("[FIRING:990, RESOLVED:10] namespace=\"payments\"")
+        );
+        let list = message.blocks[1]["text"]["text"].as_str().expect("list");
+        assert_eq!(list.matches("\u{2022} [").count(), 20, "{list}");
+        assert!(list.contains("Disk &lt;full&gt; &amp; more"), "{list}");
+        assert!(
+            list.contains("<https://gomon.example.com/api/v1/alerts/"),
+            "{list}"
+        );
+        assert!(
+            list.ends_with("_\u{2026}and 980 more (970 firing, 10 resolved)_"),
+            "{list}"
+        );
+        // Titles of any length: the list stays within a section's limit, the count says what is left out.
+        let long = crate::notify::group::sample_batch(30, 0, &"x".repeat(10_000));
+        let message = render_group(&long, &SlackConfig::default());
+        let list = message.blocks[1]["text"]["text"].as_str().expect("list");
+        assert!(list.chars().count() <= MAX_TEXT, "{}", list.chars().count());
+        assert!(list.contains("more ("));
+        let header = message.blocks[0]["text"]["text"].as_str().expect("header");
+        assert!(header.chars().count() <= MAX_HEADER);
+    }
 }

@@ -312,4 +312,21 @@ mod tests {
         assert!(!message.common_labels.contains_key("zone"));
         assert!(!message.common_labels.contains_key("alertname"));
     }
+
+    #[test]
+    fn a_group_is_one_version_4_message_with_its_labels() {
+        let batch = crate::notify::group::sample_batch(3, 2, "PodCrashLooping");
+        let message = group("team", &batch, 0, "https://gomon.example.com");
+        let value = serde_json::to_value(&message).expect("JSON");
+        assert_eq!(gomon_testkit::webhook::check(&value), Vec::<String>::new());
+        assert_eq!(message.group_key, "0:{namespace=\"payments\"}");
+        assert_eq!(message.group_labels["namespace"], "payments");
+        assert_eq!(message.common_labels["namespace"], "payments");
+        assert_eq!(message.status, "firing");
+        assert_eq!(message.alerts.len(), 5);
+        assert_eq!(message.alerts[4].status, "resolved");
+        let truncated = group("team", &batch, 2, "");
+        assert_eq!(truncated.alerts.len(), 2);
+        assert_eq!(truncated.truncated_alerts, 3);
+    }
 }
