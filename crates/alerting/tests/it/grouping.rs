@@ -8,7 +8,9 @@ use crate::notifications::{config, eventually};
 use crate::support::{Backend, Database, Server};
 use gomon_alerting::Config;
 use gomon_alerting::notify::dispatcher::OutboxConfig;
-use gomon_alerting::notify::policy::{NotifyConfig, ReceiverConfig, ReceiverKind, RouteConfig};
+use gomon_alerting::notify::policy::{
+    EscalationStep, NotifyConfig, ReceiverConfig, ReceiverKind, RouteConfig,
+};
 use gomon_alerting::notify::slack::SlackConfig;
 use gomon_alerting::notify::webhook::WebhookConfig;
 use gomon_testkit::slack::FakeSlack;
@@ -20,6 +22,7 @@ on_both_stores!(
     a_restart_during_group_wait_loses_nothing,
     slack_lists_a_group_and_edits_it_in_place,
     acknowledgements_go_alone_and_at_once,
+    reminders_and_escalations_of_a_group_go_together,
 );
 
 /// A configuration whose one route sends everything to `receiver` (a webhook to `hook`, or Slack's Web API on
@@ -105,12 +108,14 @@ async fn a_storm_is_a_handful_of_messages_per_group_naming_every_alert(backend: 
         Duration::from_secs(3),
     );
     let server = Server::start_service(config).await;
+    // 20 requests of 50 alerts, 400 ms apart: the storm lasts 8 s.
     for start in (0..500).step_by(50) {
         for namespace in ["payments", "orders"] {
             let (status, body) = server
                 .post("/api/v2/alerts", pods(namespace, start..start + 50))
                 .await;
             assert_eq!(status, 200, "{body}");
+            tokio::time::sleep(Duration::from_millis(400)).await;
         }
     }
     eventually(Duration::from_secs(60), "every alert notified", || async {
@@ -126,6 +131,11 @@ async fn a_storm_is_a_handful_of_messages_per_group_naming_every_alert(backend: 
         per_group.entry(key).or_default().push(payload);
     }
     assert_eq!(per_group.len(), 2, "one group per namespace: {per_group:?}");
+    let sizes: Vec<(&String, Vec<usize>)> = per_group
+        .iter()
+        .map(|(key, payloads)| (key, payloads.iter().map(|p| named(p).len()).collect()))
+        .collect();
+    eprintln!("1,000 alerts in 8 s: alerts per message, by group: {sizes:?}");
     let mut named_twice = 0;
     let mut seen = BTreeSet::new();
     for (key, payloads) in &per_group {
@@ -331,5 +341,70 @@ async fn acknowledgements_go_alone_and_at_once(backend: Backend) {
     assert_eq!(hook.accepted().len(), 2, "held by group_interval");
     let (_, rows) = server.get("/api/v1/notifications?status=pending").await;
     assert_eq!(rows["total"], 1, "{rows}");
+    server.stop().await;
+}
+
+/// Alerts of one group that stay unacknowledged are reminded, and escalated, together: one payload per group for
+/// each round, naming them all.
+async fn reminders_and_escalations_of_a_group_go_together(backend: Backend) {
+    let database = Database::new(backend).await;
+    let slack = FakeSlack::start().await;
+    let team = WebhookReceiver::start().await;
+    let oncall = WebhookReceiver::start().await;
+    let mut config = grouping(
+        &database,
+        &slack,
+        Some(&team),
+        Duration::from_millis(300),
+        Duration::from_secs(1),
+    );
+    let notify = config.notify.as_mut().expect("notify");
+    notify.receivers.push(ReceiverConfig {
+        name: "oncall".into(),
+        kind: ReceiverKind::Webhook(WebhookConfig {
+            url: Some(oncall.url.clone().into()),
+            timeout: Duration::from_secs(2),
+            ..WebhookConfig::default()
+        }),
+    });
+    notify.routes[0].repeat_interval = Some(Duration::from_secs(2));
+    notify.routes[0].escalation = vec![EscalationStep {
+        after: Duration::from_secs(1),
+        receivers: vec!["oncall".into()],
+    }];
+    config.check().expect("a valid configuration");
+    let server = Server::start_service(config).await;
+    let (status, body) = server.post("/api/v2/alerts", pods("payments", 0..3)).await;
+    assert_eq!(status, 200, "{body}");
+    let events = |payload: &Value| -> Vec<String> {
+        payload["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|alert| alert["annotations"]["gomon_event"].as_str())
+            .map(str::to_owned)
+            .collect()
+    };
+    eventually(Duration::from_secs(15), "the group's reminder", || async {
+        team.accepted()
+            .iter()
+            .any(|payload| events(payload) == ["repeated"; 3])
+    })
+    .await;
+    eventually(
+        Duration::from_secs(15),
+        "the group's escalation",
+        || async { !oncall.accepted().is_empty() },
+    )
+    .await;
+    let escalated = &oncall.accepted()[0];
+    assert_eq!(events(escalated), ["escalated"; 3], "{escalated}");
+    assert_eq!(escalated["groupLabels"], json!({"namespace": "payments"}));
+    assert!(team.problems().is_empty() && oncall.problems().is_empty());
+    assert_eq!(
+        oncall.accepted().len(),
+        1,
+        "one escalation message for three alerts"
+    );
     server.stop().await;
 }
