@@ -197,6 +197,12 @@ fn delivery_span(row: &Notification, name: &'static str) -> tracing::Span {
         otel.status_code = tracing::field::Empty,
         error = tracing::field::Empty,
     );
+    continue_trace(&span, row);
+    span
+}
+
+/// Makes `span` a child of the span `row` was made in, from the `traceparent` its payload keeps.
+fn continue_trace(span: &tracing::Span, row: &Notification) {
     if let Some(traceparent) = row
         .payload
         .get("traceparent")
@@ -204,9 +210,8 @@ fn delivery_span(row: &Notification, name: &'static str) -> tracing::Span {
     {
         let fields =
             std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
-        gomon_runtime::telemetry::set_parent(&span, &fields);
+        gomon_runtime::telemetry::set_parent(span, &fields);
     }
-    span
 }
 
 /// The span of one message of a group's notifications `rows` (group `key`): a child of the span the first was
@@ -230,15 +235,7 @@ fn group_span(key: &str, rows: &[Notification], name: &'static str) -> tracing::
         otel.status_code = tracing::field::Empty,
         error = tracing::field::Empty,
     );
-    if let Some(traceparent) = first
-        .payload
-        .get("traceparent")
-        .and_then(|value| value.as_str())
-    {
-        let fields =
-            std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
-        gomon_runtime::telemetry::set_parent(&span, &fields);
-    }
+    continue_trace(&span, first);
     span
 }
 

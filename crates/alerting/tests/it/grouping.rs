@@ -64,6 +64,19 @@ fn grouping(
     config
 }
 
+/// A database of `backend`, the Slack and webhook stand-ins, and the configuration of [`grouping`] to the webhook.
+async fn to_webhook(
+    backend: Backend,
+    wait: Duration,
+    interval: Duration,
+) -> (Database, FakeSlack, WebhookReceiver, Config) {
+    let database = Database::new(backend).await;
+    let slack = FakeSlack::start().await;
+    let hook = WebhookReceiver::start().await;
+    let config = grouping(&database, &slack, Some(&hook), wait, interval);
+    (database, slack, hook, config)
+}
+
 /// Alertmanager API alerts `first..last` of `namespace`, crash-looping pods.
 fn pods(namespace: &str, range: std::ops::Range<usize>) -> Value {
     Value::Array(
@@ -97,16 +110,8 @@ fn named(payload: &Value) -> Vec<String> {
 /// 1,000 alerts posted within 10 s in two namespaces: each namespace's alerts go out in a handful of payloads, and
 /// every alert is in one of them, once.
 async fn a_storm_is_a_handful_of_messages_per_group_naming_every_alert(backend: Backend) {
-    let database = Database::new(backend).await;
-    let slack = FakeSlack::start().await;
-    let hook = WebhookReceiver::start().await;
-    let config = grouping(
-        &database,
-        &slack,
-        Some(&hook),
-        Duration::from_secs(2),
-        Duration::from_secs(3),
-    );
+    let (_database, _slack, hook, config) =
+        to_webhook(backend, Duration::from_secs(2), Duration::from_secs(3)).await;
     let server = Server::start_service(config).await;
     // 20 requests of 50 alerts, 400 ms apart: the storm lasts 8 s.
     for start in (0..500).step_by(50) {
@@ -171,16 +176,8 @@ async fn a_storm_is_a_handful_of_messages_per_group_naming_every_alert(backend: 
 
 /// The service stops while a group waits: the next one sends the group, whole, once.
 async fn a_restart_during_group_wait_loses_nothing(backend: Backend) {
-    let database = Database::new(backend).await;
-    let slack = FakeSlack::start().await;
-    let hook = WebhookReceiver::start().await;
-    let config = grouping(
-        &database,
-        &slack,
-        Some(&hook),
-        Duration::from_secs(3),
-        Duration::from_secs(60),
-    );
+    let (_database, _slack, hook, config) =
+        to_webhook(backend, Duration::from_secs(3), Duration::from_secs(60)).await;
     let first = Server::start_service(config.clone()).await;
     let (status, body) = first.post("/api/v2/alerts", pods("payments", 0..40)).await;
     assert_eq!(status, 200, "{body}");
@@ -299,16 +296,12 @@ async fn slack_lists_a_group_and_edits_it_in_place(backend: Backend) {
 
 /// What a person does is not held by the group: an acknowledgement goes at once, even within `group_interval`.
 async fn acknowledgements_go_alone_and_at_once(backend: Backend) {
-    let database = Database::new(backend).await;
-    let slack = FakeSlack::start().await;
-    let hook = WebhookReceiver::start().await;
-    let config = grouping(
-        &database,
-        &slack,
-        Some(&hook),
+    let (_database, _slack, hook, config) = to_webhook(
+        backend,
         Duration::from_millis(500),
         Duration::from_secs(3600),
-    );
+    )
+    .await;
     let server = Server::start_service(config).await;
     let (status, body) = server.post("/api/v2/alerts", pods("payments", 0..2)).await;
     assert_eq!(status, 200, "{body}");
@@ -347,17 +340,9 @@ async fn acknowledgements_go_alone_and_at_once(backend: Backend) {
 /// Alerts of one group that stay unacknowledged are reminded, and escalated, together: one payload per group for
 /// each round, naming them all.
 async fn reminders_and_escalations_of_a_group_go_together(backend: Backend) {
-    let database = Database::new(backend).await;
-    let slack = FakeSlack::start().await;
-    let team = WebhookReceiver::start().await;
+    let (_database, _slack, team, mut config) =
+        to_webhook(backend, Duration::from_millis(300), Duration::from_secs(1)).await;
     let oncall = WebhookReceiver::start().await;
-    let mut config = grouping(
-        &database,
-        &slack,
-        Some(&team),
-        Duration::from_millis(300),
-        Duration::from_secs(1),
-    );
     let notify = config.notify.as_mut().expect("notify");
     notify.receivers.push(ReceiverConfig {
         name: "oncall".into(),
