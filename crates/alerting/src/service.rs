@@ -20,7 +20,8 @@ use crate::notify::policy::Policy;
 use crate::rule_engines::{AlertmanagerConfig, GrafanaAlert, PostableAlert, Rejection, RuleAlert};
 use crate::silence::{PostableSilence, Silence, SilenceAction, alert_labels};
 use crate::store::{
-    Applied, Changed, ClaimedFollowUp, Creation, NextFollowUp, NotificationFilter, Step, Store,
+    Applied, Changed, ClaimedFollowUp, Creation, Durability, NextFollowUp, NotificationFilter,
+    Step, Store,
 };
 use gomon_runtime::metrics::must;
 
@@ -233,7 +234,7 @@ impl AlertService {
     pub async fn create(&self, new: NewAlert, actor: Option<String>) -> Result<(Alert, bool)> {
         let silences = self.silences_if_notifying().await?;
         let creation = self.creation(new, None, actor, false, &silences)?;
-        self.store_creations(vec![creation])
+        self.store_creations(vec![creation], Durability::Flushed)
             .await?
             .pop()
             .ok_or_else(|| Error::Internal("no result for a creation".into()))
@@ -275,9 +276,13 @@ impl AlertService {
 
     /// Stores `creations` all together or none (see [`Store::create_all`]), then counts and logs the alerts
     /// created and wakes the dispatcher if they are notified.
-    async fn store_creations(&self, creations: Vec<Creation>) -> Result<Vec<(Alert, bool)>> {
+    async fn store_creations(
+        &self,
+        creations: Vec<Creation>,
+        durability: Durability,
+    ) -> Result<Vec<(Alert, bool)>> {
         let notified: Vec<bool> = creations.iter().map(|c| c.notification.is_some()).collect();
-        let stored = self.store.create_all(creations).await?;
+        let stored = self.store.create_all(creations, durability).await?;
         let mut wake = false;
         for ((alert, created), notify) in stored.iter().zip(notified) {
             if *created {
@@ -353,11 +358,13 @@ impl AlertService {
     /// description, annotations), and it is resolved at its end time (if any) unless sent again before. The whole
     /// request is stored in one transaction, or none of it is: alerts all to create or update go to the writers
     /// (batched with other requests); a request that also resolves alerts, or names one label set twice, is
-    /// applied step by step in a transaction of its own ([`Store::apply_in_order`]). Returns the alerts touched.
+    /// applied step by step in a transaction of its own ([`Store::apply_in_order`]). Committed as `durability`
+    /// says. Returns the alerts touched.
     pub async fn receive(
         &self,
         alerts: Vec<RuleAlert>,
         actor: Option<String>,
+        durability: Durability,
     ) -> Result<Vec<Alert>> {
         let now = model::now();
         let silences = self.silences_if_notifying().await?;
@@ -377,7 +384,9 @@ impl AlertService {
             steps.iter().map(step_fingerprint).collect();
         let all_creations = steps.iter().all(|step| matches!(step, Step::Create(_)));
         if !all_creations || fingerprints.len() < steps.len() {
-            return self.apply_in_order(steps, actor, &silences).await;
+            return self
+                .apply_in_order(steps, actor, &silences, durability)
+                .await;
         }
         let creations = steps
             .into_iter()
@@ -387,7 +396,7 @@ impl AlertService {
             })
             .collect();
         Ok(self
-            .store_creations(creations)
+            .store_creations(creations, durability)
             .await?
             .into_iter()
             .map(|(alert, _)| alert)
@@ -403,6 +412,7 @@ impl AlertService {
         mut steps: Vec<Step>,
         actor: Option<String>,
         silences: &[Silence],
+        durability: Durability,
     ) -> Result<Vec<Alert>> {
         steps.sort_by(|a, b| step_fingerprint(a).cmp(step_fingerprint(b)));
         let notified: Vec<bool> = steps
@@ -415,7 +425,7 @@ impl AlertService {
         };
         let applied = self
             .store
-            .apply_in_order(steps, self.changer(&resolve, actor, silences))
+            .apply_in_order(steps, self.changer(&resolve, actor, silences), durability)
             .await?;
         let mut wake = false;
         let mut touched = Vec::with_capacity(applied.len());

@@ -19,6 +19,7 @@ use rdkafka::client::DefaultClientContext;
 pub mod browser;
 pub mod otlp;
 pub mod pagerduty;
+pub mod postgres;
 pub mod proxy;
 pub mod slack;
 pub mod smtp;

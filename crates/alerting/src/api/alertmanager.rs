@@ -24,6 +24,7 @@ use crate::model::{Alert, Status};
 use crate::rule_engines::{GENERATOR_URL, PostableAlert, Rejection, RuleAlert};
 use crate::service::AlertService;
 use crate::silence::{MAX_MATCHERS, Matcher, Silence, alert_labels};
+use crate::store::Durability;
 
 /// Receive alerts from Prometheus, vmalert or amtool (Alertmanager API v2). Every valid alert is stored (all of
 /// them together, or none when the database fails); invalid ones are listed in a 400 answer, as Alertmanager does,
@@ -50,7 +51,9 @@ pub(super) async fn post_alerts(
             )
         })?;
     let (alerts, rejected) = service.map_rule_alerts(parse_elements(items));
-    receive_valid(&service, alerts, rejected, caller).await
+    // A rule engine sends every firing alert again each resend delay: what a crash of the database loses of
+    // this request, the next resend restores.
+    receive_valid(&service, alerts, rejected, caller, Durability::Resent).await
 }
 
 /// Parses each element of a posted `alerts` array as `T`; one that does not parse is rejected as `malformed`,
@@ -88,16 +91,18 @@ pub(super) struct InvalidAlert {
 }
 
 /// Stores `alerts` (the valid alerts of a request) and answers: 200 when none was `rejected`, else 400 listing the
-/// rejected ones in `details.invalid`, with how many were stored in `details.stored`.
+/// rejected ones in `details.invalid`, with how many were stored in `details.stored`. Committed as `durability`
+/// says.
 pub(super) async fn receive_valid(
     service: &AlertService,
     alerts: Vec<RuleAlert>,
     rejected: Vec<(usize, Rejection)>,
     caller: Option<String>,
+    durability: Durability,
 ) -> Result<StatusCode, ApiError> {
     let stored = alerts.len();
     if !alerts.is_empty() {
-        service.receive(alerts, caller).await?;
+        service.receive(alerts, caller, durability).await?;
     }
     if rejected.is_empty() {
         return Ok(StatusCode::OK);

@@ -9,6 +9,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use crate::rule_engines::GrafanaWebhook;
 use crate::service::AlertService;
+use crate::store::Durability;
 
 /// Receive a Grafana webhook notification: firing alerts open or update an alert (identity: the label set),
 /// resolved ones resolve it. Every valid alert is stored; invalid ones are listed in a 400 answer, as on
@@ -33,5 +34,6 @@ pub(super) async fn grafana(
         ))
     })?;
     let (alerts, rejected) = service.map_grafana_alerts(parse_elements(webhook.alerts));
-    receive_valid(&service, alerts, rejected, caller).await
+    // Grafana notifies a firing alert again only after its repeat interval (hours): committed in full.
+    receive_valid(&service, alerts, rejected, caller, Durability::Flushed).await
 }

@@ -56,6 +56,18 @@ enum Database {
     Sqlite(SqliteStore),
 }
 
+/// What a crash of PostgreSQL may lose of a write once it is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Nothing: the commit waits until the write-ahead log is on disk (the server's `synchronous_commit`). For what
+    /// a person or a script sends once.
+    Flushed,
+    /// The last few hundred milliseconds: the commit returns once the write-ahead log is written, before it is on
+    /// disk (`synchronous_commit = off` for that transaction alone). For what a rule engine sends again every
+    /// resend delay, so that its next resend restores what a crash lost. SQLite commits as it always does.
+    Resent,
+}
+
 /// One alert to create, who creates it, and the notification to write with it.
 #[derive(Debug)]
 pub struct Creation {
@@ -213,16 +225,26 @@ impl Store {
     /// Applies `steps` in order in one transaction, or none of them: each later step sees what the earlier ones
     /// wrote. `resolve` makes the change of each open alert a [`Step::Resolve`] finds (under its row lock). Used
     /// for the requests the writers do not take: those that resolve alerts, or name one alert twice.
-    pub async fn apply_in_order<F>(&self, steps: Vec<Step>, resolve: F) -> Result<Vec<Applied>>
+    pub async fn apply_in_order<F>(
+        &self,
+        steps: Vec<Step>,
+        resolve: F,
+        durability: Durability,
+    ) -> Result<Vec<Applied>>
     where
         F: Fn(Alert) -> Result<Changed> + Send + Sync,
     {
-        dispatch!(self.apply_in_order(steps, &resolve))
+        dispatch!(self.apply_in_order(steps, &resolve, durability))
     }
 
     /// Stores every creation (see [`Creation`]) in one transaction, or none: per creation, in order, the stored,
-    /// existing or refreshed alert, and whether it was created.
-    pub async fn create_all(&self, creations: Vec<Creation>) -> Result<Vec<(Alert, bool)>> {
+    /// existing or refreshed alert, and whether it was created. A writer's transaction commits as `durability`
+    /// says only when every request in it says so too.
+    pub async fn create_all(
+        &self,
+        creations: Vec<Creation>,
+        durability: Durability,
+    ) -> Result<Vec<(Alert, bool)>> {
         if creations.is_empty() {
             return Ok(Vec::new());
         }
@@ -230,7 +252,11 @@ impl Store {
         let stopped = || Error::Unavailable("the store is shutting down".into());
         let stored = async {
             self.creations
-                .send(Request { creations, reply })
+                .send(Request {
+                    creations,
+                    reply,
+                    durability,
+                })
                 .await
                 .map_err(|_| stopped())?;
             result.await.map_err(|_| stopped())?

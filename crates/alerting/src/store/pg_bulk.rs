@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::rows::AlertRow;
 use super::sql::SELECT_ALERT;
-use super::{CreationOutcome, Item, PostgresStore};
+use super::{CreationOutcome, Durability, Item, PostgresStore};
 use crate::error::{Error, Result};
 use crate::model::Alert;
 
@@ -54,6 +54,8 @@ pub(super) struct PgWriter {
     options: PgConnectOptions,
     connect_timeout: Duration,
     connection: Option<PgConnection>,
+    /// Whether the connection's session commits with `synchronous_commit = off` (see [`Durability::Resent`]).
+    resent: bool,
 }
 
 impl PgWriter {
@@ -62,7 +64,30 @@ impl PgWriter {
             options,
             connect_timeout,
             connection: None,
+            resent: false,
         }
+    }
+
+    /// The connection, its session committing as `durability` says: `synchronous_commit` is set only when it
+    /// changes, so a run of batches alike costs no round trip for it.
+    async fn connection_for(&mut self, durability: Durability) -> Result<&mut PgConnection> {
+        let resent = durability == Durability::Resent;
+        if self.connection.is_none() {
+            // A new session commits as the server is configured.
+            self.resent = false;
+        }
+        if self.resent != resent {
+            let set = if resent {
+                "SET synchronous_commit = off"
+            } else {
+                "RESET synchronous_commit"
+            };
+            sqlx::query(set)
+                .execute(&mut *self.connection().await?)
+                .await?;
+            self.resent = resent;
+        }
+        self.connection().await
     }
 
     async fn connection(&mut self) -> Result<&mut PgConnection> {
@@ -160,9 +185,12 @@ impl PostgresStore {
         writer: &mut PgWriter,
         batch: &[Item<'_>],
         whole: bool,
+        durability: Durability,
     ) -> Result<Vec<Result<CreationOutcome>>> {
-        let connection = writer.connection().await?;
-        let result = Self::bulk_in(connection, batch, whole).await;
+        let result = match writer.connection_for(durability).await {
+            Ok(connection) => Self::bulk_in(connection, batch, whole).await,
+            Err(error) => Err(error),
+        };
         if result.is_err() {
             writer.connection = None;
         }

@@ -135,7 +135,7 @@ fn sqlite_label_filter(builder: &mut QueryBuilder<'_, Sqlite>, key: &str, value:
 
 macro_rules! sql_store {
     ($(#[$doc:meta])* $name:ident, $db:ty, time: $time:path, label_filter: $label_filter:path, lock: $lock:expr,
-     skip_locked: $skip_locked:expr) => {
+     skip_locked: $skip_locked:expr, commit_resent: $commit_resent:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug)]
         pub struct $name {
@@ -859,12 +859,17 @@ macro_rules! sql_store {
                 &self,
                 steps: Vec<super::Step>,
                 resolve: &F,
+                durability: super::Durability,
             ) -> Result<Vec<super::Applied>>
             where
                 F: Fn(Alert) -> Result<super::Changed> + Send + Sync,
             {
                 use super::{Applied, Step};
                 let mut tx = self.pool.begin().await?;
+                let commit_resent: &str = $commit_resent;
+                if durability == super::Durability::Resent && !commit_resent.is_empty() {
+                    sqlx::query(commit_resent).execute(&mut *tx).await?;
+                }
                 let mut applied = Vec::with_capacity(steps.len());
                 for step in steps {
                     match step {
@@ -1097,10 +1102,10 @@ macro_rules! sql_store {
 sql_store!(
     /// The store on PostgreSQL.
     PostgresStore, Postgres, time: pg_time, label_filter: pg_label_filter, lock: " FOR UPDATE",
-    skip_locked: " FOR UPDATE SKIP LOCKED"
+    skip_locked: " FOR UPDATE SKIP LOCKED", commit_resent: "SET LOCAL synchronous_commit = off"
 );
 sql_store!(
     /// The store on embedded SQLite.
     SqliteStore, Sqlite, time: sqlite_time, label_filter: sqlite_label_filter, lock: "",
-    skip_locked: ""
+    skip_locked: "", commit_resent: ""
 );

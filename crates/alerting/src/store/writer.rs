@@ -4,7 +4,7 @@
 use tokio::sync::{mpsc, oneshot};
 
 use super::pg_bulk::PgWriter;
-use super::{Creation, CreationOutcome, Item, PostgresStore, SqliteStore};
+use super::{Creation, CreationOutcome, Durability, Item, PostgresStore, SqliteStore};
 use crate::error::{Error, Result};
 use crate::model::Alert;
 
@@ -22,6 +22,8 @@ pub(super) const PG_WRITERS: usize = 3;
 pub(super) struct Request {
     pub(super) creations: Vec<Creation>,
     pub(super) reply: oneshot::Sender<Result<Vec<(Alert, bool)>>>,
+    /// How its transaction must commit.
+    pub(super) durability: Durability,
 }
 
 /// Starts `writers`, sharing one queue; the sender of that queue (the writers stop when it is dropped).
@@ -54,10 +56,13 @@ impl Writer {
         &mut self,
         batch: &[Item<'_>],
         whole: bool,
+        durability: Durability,
     ) -> Result<Vec<Result<CreationOutcome>>> {
         match self {
             Writer::Postgres(store, connection) => {
-                store.create_batch_bulk(connection, batch, whole).await
+                store
+                    .create_batch_bulk(connection, batch, whole, durability)
+                    .await
             }
             Writer::Sqlite(store) => store.create_batch(batch).await,
         }
@@ -82,7 +87,15 @@ impl Writer {
             .map(|&(r, c)| &requests[r].creations[c])
             .collect();
         let whole = requests.iter().any(|request| request.creations.len() > 1);
-        let results = self.create_batch(&items, whole).await?;
+        let durability = if requests
+            .iter()
+            .all(|request| request.durability == Durability::Resent)
+        {
+            Durability::Resent
+        } else {
+            Durability::Flushed
+        };
+        let results = self.create_batch(&items, whole, durability).await?;
         // Back to each request, in its own order.
         let mut results: Vec<_> = order
             .into_iter()

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::support::{Backend, Database, Server};
 use chrono::Utc;
+use gomon_alerting::store::Durability;
 use gomon_testkit::{VictoriaMetrics, eventually, free_port};
 use serde_json::{Value, json};
 
@@ -716,13 +717,19 @@ async fn expiry_spares_an_alert_sent_again_meanwhile(backend: Backend) {
         assert!(rejected.is_empty(), "{rejected:?}");
         mapped
     };
-    let touched = service.receive(post(1), None).await.expect("receive");
+    let touched = service
+        .receive(post(1), None, Durability::Resent)
+        .await
+        .expect("receive");
     let id = touched[0].id;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let now = gomon_alerting::model::now();
     assert_eq!(store.expired(now, 10).await.expect("expired"), [id]);
     // Sent again before the sweep gets to it: its end time moves on.
-    service.receive(post(300), None).await.expect("receive");
+    service
+        .receive(post(300), None, Durability::Resent)
+        .await
+        .expect("receive");
     let untouched = store
         .update_if_expired(id, now, |_| panic!("must not be called: no longer expired"))
         .await
@@ -945,5 +952,68 @@ async fn prometheus_alert_fires_and_resolves(backend: Backend) {
     let resolved = alert_in(&server, "prometheus", "resolved", &log).await;
     assert_eq!(resolved["id"], id);
     assert_eq!(from_source(&server, "prometheus").await.len(), 1);
+    server.stop().await;
+}
+
+/// `POST /api/v2/alerts` commits without waiting for the disk (`synchronous_commit = off` for its transactions):
+/// after PostgreSQL crashes, an alert created through `POST /api/v1/alerts` (committed in full) is there, and the
+/// rule engine's alert, whether the crash lost it or not, is there once the rule engine sends it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_database_crash_the_api_keeps_its_alerts_and_a_resend_restores_a_rule_engines() {
+    let postgres = tokio::task::spawn_blocking(gomon_testkit::postgres::DurablePostgres::start)
+        .await
+        .expect("PostgreSQL started");
+    let work = tempfile::tempdir().expect("temporary directory");
+    let mut config = gomon_alerting::Config::default();
+    config.database.url = Some(format!("{}/postgres", postgres.url).into());
+    config.database.data_dir = work.path().to_path_buf();
+    config.database.acquire_timeout = Duration::from_secs(2);
+    let server = Server::start_service(config).await;
+    let rule_alert = json!([{"labels": {"alertname": "QueueBacklog", "queue": "orders"},
+                             "endsAt": rfc3339(300)}]);
+    for round in 0..20 {
+        let (status, body) = server
+            .post(
+                "/api/v1/alerts",
+                json!({"source": "api", "severity": "P2", "title": format!("Disk full {round}")}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let (status, body) = server.post("/api/v2/alerts", rule_alert.clone()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, page) = server.get("/api/v1/alerts?source=api&limit=100").await;
+    assert_eq!(page["total"], 20, "{page}");
+    let pg = &postgres;
+    tokio::task::block_in_place(|| {
+        pg.crash();
+        pg.restart();
+    });
+    // Every alert the API answered 201 for is there after recovery (the pool reconnects).
+    let (api, resent) = (&server, &rule_alert);
+    eventually(
+        Duration::from_secs(30),
+        "the alerts of the API",
+        || async move {
+            let (status, page) = api.get("/api/v1/alerts?source=api&limit=100").await;
+            (status == 200 && page["total"] == 20).then_some(())
+        },
+    )
+    .await;
+    // The rule engine sends its alert again: it is there, once.
+    eventually(
+        Duration::from_secs(30),
+        "the resent alert stored",
+        || async move {
+            let (status, _) = api.post("/api/v2/alerts", resent.clone()).await;
+            (status == 200).then_some(())
+        },
+    )
+    .await;
+    let (status, alerts) = server
+        .get("/api/v2/alerts?filter=alertname%3D%22QueueBacklog%22")
+        .await;
+    assert_eq!(status, 200, "{alerts}");
+    assert_eq!(alerts.as_array().map(Vec::len), Some(1), "{alerts}");
     server.stop().await;
 }
