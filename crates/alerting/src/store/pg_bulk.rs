@@ -197,9 +197,9 @@ impl PostgresStore {
         result
     }
 
-    /// [`Self::create_batch_bulk`] on `connection`. `whole` false (every request of the batch has one alert):
-    /// the insert runs on its own, one round trip, and only what it skipped is done in a transaction after it;
-    /// a request of one alert is still stored whole, as the insert and the rest never both write its alert.
+    /// [`Self::create_batch_bulk`] on `connection`. `whole` false (every request of the batch has one alert): no
+    /// transaction, the insert and the refresh of what it skipped each commit on their own; a request of one
+    /// alert is still stored whole, as no two statements write its alert.
     async fn bulk_in(
         connection: &mut PgConnection,
         batch: &[Item<'_>],
@@ -222,29 +222,36 @@ impl PostgresStore {
             tx.commit().await?;
             return Ok(results);
         }
-        let alone = if whole {
-            None
-        } else {
-            let inserted = Self::bulk_insert(connection, batch).await?;
-            if inserted.len() == batch.len() {
-                return Ok(batch.iter().map(|_| Ok(CreationOutcome::Created)).collect());
-            }
-            Some(inserted)
-        };
-        let mut tx = connection.begin().await?;
-        let inserted = match alone {
-            Some(inserted) => inserted,
-            None => Self::bulk_insert(&mut tx, batch).await?,
-        };
+        if whole {
+            let mut tx = connection.begin().await?;
+            let inserted = Self::bulk_insert(&mut tx, batch).await?;
+            let results = Self::after_insert(&mut tx, batch, &inserted).await?;
+            tx.commit().await?;
+            return Ok(results);
+        }
+        // Every request has one alert: each statement stores whole requests, so none needs a transaction of its
+        // own, and the insert and the refresh of the repeats it skipped each commit on their own.
+        let inserted = Self::bulk_insert(connection, batch).await?;
+        Self::after_insert(connection, batch, &inserted).await
+    }
+
+    /// The outcome of each creation of `batch` once [`PG_BULK_CREATE`] inserted `inserted`: the repeats it skipped
+    /// refreshed with one statement (see [`PG_BULK_REFRESH`]) or looked up, and the rare one whose duplicate was
+    /// resolved in between stored through the general path. `connection` is in the batch's transaction when some
+    /// request has several alerts; otherwise (one alert per request) each statement commits on its own.
+    async fn after_insert(
+        connection: &mut PgConnection,
+        batch: &[Item<'_>],
+        inserted: &std::collections::HashSet<Uuid>,
+    ) -> Result<Vec<Result<CreationOutcome>>> {
+        if inserted.len() == batch.len() {
+            return Ok(batch.iter().map(|_| Ok(CreationOutcome::Created)).collect());
+        }
         let skipped: Vec<Item<'_>> = batch
             .iter()
             .copied()
             .filter(|c| !inserted.contains(&c.alert.id))
             .collect();
-        if skipped.is_empty() {
-            tx.commit().await?;
-            return Ok(batch.iter().map(|_| Ok(CreationOutcome::Created)).collect());
-        }
         // Repeats to refresh: the last of each fingerprint (the batch is in fingerprint order, each request's
         // own order kept), so that the last word stands.
         let mut refresh: Vec<Item<'_>> = Vec::new();
@@ -271,7 +278,7 @@ impl PostgresStore {
                 .bind(alerts().map(|a| Json(&a.annotations)).collect::<Vec<_>>())
                 .bind(alerts().map(|a| a.ends_at).collect::<Vec<_>>())
                 .bind(alerts().map(|a| a.updated_at).collect::<Vec<_>>())
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut *connection)
                 .await?
                 .into_iter()
                 .map(Alert::try_from)
@@ -287,7 +294,7 @@ impl PostgresStore {
                 "{SELECT_ALERT} WHERE alert_group_id = ANY($1) AND status <> 'resolved'"
             ))
             .bind(&unknown)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *connection)
             .await?;
             for row in rows {
                 open.push(Alert::try_from(row)?);
@@ -302,13 +309,15 @@ impl PostgresStore {
             {
                 results.push(Ok(CreationOutcome::Existing(Box::new(existing.clone()))));
             } else {
+                // A savepoint within the batch's transaction, or a transaction of its own.
+                let mut tx = connection.begin().await?;
                 let mut one = Self::create_in(&mut tx, std::slice::from_ref(creation)).await?;
+                tx.commit().await?;
                 results.push(one.pop().unwrap_or_else(|| {
                     Err(Error::Internal("empty result for a one-alert batch".into()))
                 }));
             }
         }
-        tx.commit().await?;
         Ok(results)
     }
 }
