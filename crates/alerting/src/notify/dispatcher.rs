@@ -25,7 +25,7 @@ use super::group::{Batch, Item};
 use super::outcome::SendOutcome;
 use super::pagerduty::PagerDutyClient;
 use super::policy::{DEFAULT_GROUP_INTERVAL, Fallback, Policy, ReceiverKind};
-use super::slack::{Event, SlackClient, SlackConfig, render, render_group};
+use super::slack::{Event, Message, SlackClient, SlackConfig, render, render_group};
 use super::status::{DeliveryStatus, ReceiverHandle};
 use super::webhook::{WebhookClient, payload};
 use crate::model::{self, Notification};
@@ -766,24 +766,13 @@ impl Dispatcher {
                 };
                 // As for one alert: the first message is edited before the reply is posted.
                 let changes_state = batch.items.iter().any(|item| item.event == Event::Resolved);
-                if let (Some((channel, ts)), Some(first)) = (&thread, batch.items.first())
-                    && config.update_in_place
-                    && changes_state
-                {
-                    match self.edit_first(client, config, first, channel, ts).await {
-                        SendOutcome::Accepted { .. } => {}
-                        transient @ SendOutcome::Transient { .. } => return Ok(transient),
-                        SendOutcome::Permanent { reason } => tracing::warn!(
-                            group = %batch.key, %reason,
-                            "cannot edit the group's first Slack message; replying in its thread only"
-                        ),
-                    }
-                }
-                let (channel, thread_ts) = match thread {
-                    Some((channel, ts)) => (channel, Some(ts)),
-                    None => (route.to_owned(), None),
-                };
-                Ok(client.send(&message, &channel, thread_ts.as_deref()).await)
+                let edit = batch
+                    .items
+                    .first()
+                    .filter(|_| changes_state && config.update_in_place);
+                Ok(self
+                    .post_to_slack(client, config, &message, route, thread, edit)
+                    .await)
             }
             Sender::Webhook(client) => {
                 let message = payload::group(
@@ -925,31 +914,15 @@ impl Dispatcher {
                 } else {
                     None
                 };
-                // The first message shows the alert's state: edited before the reply is posted, so that a retry
-                // (the edit failed for now) posts nothing twice; an edit Slack refuses for good is logged and the
-                // reply still goes.
+                // The first message shows the alert's state.
                 let changes_state = matches!(
                     event,
                     Event::Acknowledged | Event::Assigned | Event::Resolved
                 );
-                if let Some((channel, ts)) = thread
-                    .as_ref()
-                    .filter(|_| changes_state && config.update_in_place)
-                {
-                    match self.edit_first(client, config, item, channel, ts).await {
-                        SendOutcome::Accepted { .. } => {}
-                        transient @ SendOutcome::Transient { .. } => return Ok(transient),
-                        SendOutcome::Permanent { reason } => tracing::warn!(
-                            alert_id = %alert.id, notification = row.id, %reason,
-                            "cannot edit the alert's first Slack message; replying in its thread only"
-                        ),
-                    }
-                }
-                let (channel, thread_ts) = match thread {
-                    Some((channel, ts)) => (channel, Some(ts)),
-                    None => (route.to_owned(), None),
-                };
-                Ok(client.send(&message, &channel, thread_ts.as_deref()).await)
+                let edit = Some(item).filter(|_| changes_state && config.update_in_place);
+                Ok(self
+                    .post_to_slack(client, config, &message, route, thread, edit)
+                    .await)
             }
             Sender::Webhook(client) => {
                 let change = payload::Change {
@@ -986,6 +959,39 @@ impl Dispatcher {
                 )
                 .await),
         }
+    }
+
+    /// Posts `message` to Slack: in `thread` (the channel and timestamp of the first message of its alert or group)
+    /// when there is one, else to `channel`. With `edit`, that first message is edited first to show the state of
+    /// `edit`'s alert: before the post, so that a retry (the edit failed for now) posts nothing twice; an edit
+    /// Slack refuses for good is logged, and the message still goes.
+    async fn post_to_slack(
+        &self,
+        client: &SlackClient,
+        config: &SlackConfig,
+        message: &Message,
+        channel: &str,
+        thread: Option<(String, String)>,
+        edit: Option<&Item>,
+    ) -> SendOutcome {
+        if let (Some((thread_channel, ts)), Some(item)) = (&thread, edit) {
+            match self
+                .edit_first(client, config, item, thread_channel, ts)
+                .await
+            {
+                SendOutcome::Accepted { .. } => {}
+                transient @ SendOutcome::Transient { .. } => return transient,
+                SendOutcome::Permanent { reason } => tracing::warn!(
+                    alert_id = %item.alert.id, %reason,
+                    "cannot edit the first Slack message; replying in its thread only"
+                ),
+            }
+        }
+        let (channel, thread_ts) = match thread {
+            Some((channel, ts)) => (channel, Some(ts)),
+            None => (channel.to_owned(), None),
+        };
+        client.send(message, &channel, thread_ts.as_deref()).await
     }
 
     /// Edits the first message `ts` in `channel` of `item`'s alert to show its state: the alert's own message as

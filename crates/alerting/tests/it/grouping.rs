@@ -96,18 +96,23 @@ fn pods(namespace: &str, range: std::ops::Range<usize>) -> Value {
     )
 }
 
-/// The alert ids a webhook payload names.
-fn named(payload: &Value) -> Vec<String> {
+/// Annotation `name` of each alert of a webhook payload.
+fn annotations(payload: &Value, name: &str) -> Vec<String> {
     payload["alerts"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|alert| alert["annotations"]["gomon_alert_id"].as_str())
+        .filter_map(|alert| alert["annotations"][name].as_str())
         .map(str::to_owned)
         .collect()
 }
 
-/// 1,000 alerts posted within 10 s in two namespaces: each namespace's alerts go out in a handful of payloads, and
+/// The alert ids a webhook payload names.
+fn named(payload: &Value) -> Vec<String> {
+    annotations(payload, "gomon_alert_id")
+}
+
+/// 1,000 alerts posted over 8 s in two namespaces: each namespace's alerts go out in a handful of payloads, and
 /// every alert is in one of them, once.
 async fn a_storm_is_a_handful_of_messages_per_group_naming_every_alert(backend: Backend) {
     let (_database, _slack, hook, config) =
@@ -361,15 +366,7 @@ async fn reminders_and_escalations_of_a_group_go_together(backend: Backend) {
     let server = Server::start_service(config).await;
     let (status, body) = server.post("/api/v2/alerts", pods("payments", 0..3)).await;
     assert_eq!(status, 200, "{body}");
-    let events = |payload: &Value| -> Vec<String> {
-        payload["alerts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|alert| alert["annotations"]["gomon_event"].as_str())
-            .map(str::to_owned)
-            .collect()
-    };
+    let events = |payload: &Value| annotations(payload, "gomon_event");
     eventually(Duration::from_secs(15), "the group's reminder", || async {
         team.accepted()
             .iter()
