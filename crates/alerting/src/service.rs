@@ -195,8 +195,8 @@ impl AlertService {
     }
 
     /// The notification policy; `None` when no receiver is configured.
-    pub fn policy(&self) -> Option<&Policy> {
-        self.notifications.as_ref().map(|n| n.policy.as_ref())
+    pub fn policy(&self) -> Option<Arc<Policy>> {
+        self.notifications.as_ref().map(|n| n.policy.clone())
     }
 
     /// The same service, writing a notification to the outbox with every change `notifications` selects.

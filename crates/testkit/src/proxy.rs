@@ -28,6 +28,16 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// Starts a proxy in front of the local HTTP server of `url` (`http://127.0.0.1:PORT/...`): the proxy, and
+    /// `url` through it.
+    pub async fn in_front_of(url: &str) -> (Proxy, String) {
+        let mut url = reqwest::Url::parse(url).expect("URL");
+        let upstream = format!("127.0.0.1:{}", url.port().expect("port"));
+        let proxy = Proxy::start(upstream).await;
+        url.set_port(Some(proxy.port)).expect("port");
+        (proxy, url.to_string())
+    }
+
     /// Starts a proxy to `upstream` (`host:port`), open.
     pub async fn start(upstream: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");

@@ -352,7 +352,7 @@ async fn grouped_ids(
     silences: &Arc<Vec<Silence>>,
     now: DateTime<Utc>,
 ) -> Result<BTreeMap<GroupKey, Vec<uuid::Uuid>>, ApiError> {
-    let policy = service.policy().cloned().map(Arc::new);
+    let policy = service.policy();
     let mut groups: BTreeMap<GroupKey, Vec<uuid::Uuid>> = BTreeMap::new();
     let mut after = None;
     loop {

@@ -431,18 +431,6 @@ impl Store {
         dispatch!(self.group_sent_at(receiver, group_key))
     }
 
-    /// Moves the notifications of group `group_key` to `receiver` due at `now` to `until` (its `group_interval`
-    /// after its last message): how many.
-    pub async fn defer_group(
-        &self,
-        receiver: &str,
-        group_key: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<u64> {
-        dispatch!(self.defer_group(receiver, group_key, now, until))
-    }
-
     /// Takes up to `limit` pending notifications of group `group_key` to `receiver` due by `horizon` (those that
     /// joined the group within its wait), oldest first, and never one whose alert has an earlier one pending for
     /// the receiver outside this claim; they are leased until `lease_until`.

@@ -540,26 +540,6 @@ macro_rules! sql_store {
                 Ok(last)
             }
 
-            pub(super) async fn defer_group(
-                &self,
-                receiver: &str,
-                group_key: &str,
-                now: DateTime<Utc>,
-                until: DateTime<Utc>,
-            ) -> Result<u64> {
-                Ok(sqlx::query(
-                    "UPDATE notifications SET next_attempt_at = $4 \
-                     WHERE status = 'pending' AND receiver = $1 AND group_key = $2 AND next_attempt_at <= $3",
-                )
-                .bind(receiver)
-                .bind(group_key)
-                .bind($time(now))
-                .bind($time(until))
-                .execute(&self.pool)
-                .await?
-                .rows_affected())
-            }
-
             pub(super) async fn claim_group(
                 &self,
                 receiver: &str,

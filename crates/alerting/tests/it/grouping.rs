@@ -23,6 +23,7 @@ on_both_stores!(
     slack_lists_a_group_and_edits_it_in_place,
     acknowledgements_go_alone_and_at_once,
     reminders_and_escalations_of_a_group_go_together,
+    a_group_refused_during_an_outage_is_retried_whole,
 );
 
 /// A configuration whose one route sends everything to `receiver` (a webhook to `hook`, or Slack's Web API on
@@ -388,5 +389,46 @@ async fn reminders_and_escalations_of_a_group_go_together(backend: Backend) {
         1,
         "one escalation message for three alerts"
     );
+    server.stop().await;
+}
+
+/// The webhook answers 503 while a group is due: the group's message is retried, its rows together, and once the
+/// webhook is back every alert of the group arrives, in one message, none lost.
+async fn a_group_refused_during_an_outage_is_retried_whole(backend: Backend) {
+    use gomon_testkit::webhook::Behaviour;
+    let (_database, _slack, hook, config) =
+        to_webhook(backend, Duration::from_millis(300), Duration::from_secs(1)).await;
+    hook.set(Behaviour::Status(503));
+    let server = Server::start_service(config).await;
+    let (status, body) = server.post("/api/v2/alerts", pods("payments", 0..30)).await;
+    assert_eq!(status, 200, "{body}");
+    eventually(Duration::from_secs(10), "refused attempts", || async {
+        hook.received().len() >= 2
+    })
+    .await;
+    let (_, rows) = server.get("/api/v1/notifications?status=pending").await;
+    assert_eq!(rows["total"], 30, "every row still pending: {rows}");
+    assert!(
+        rows["notifications"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .all(|row| row["last_error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("HTTP 503"))),
+        "{rows}"
+    );
+    hook.set(Behaviour::Accept);
+    eventually(Duration::from_secs(20), "the group delivered", || async {
+        !hook.accepted().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let accepted = hook.accepted();
+    assert_eq!(accepted.len(), 1, "one message for the group");
+    let ids: BTreeSet<String> = named(&accepted[0]).into_iter().collect();
+    assert_eq!(ids.len(), 30);
+    let (_, rows) = server.get("/api/v1/notifications?status=sent").await;
+    assert_eq!(rows["total"], 30, "{rows}");
     server.stop().await;
 }

@@ -717,12 +717,7 @@ async fn a_receiver_that_is_down_delays_only_its_own_rows(backend: Backend) {
     let database = Database::new(backend).await;
     let team = FakeSlack::start().await;
     let ops = FakeSlack::start().await;
-    let ops_url = reqwest::Url::parse(&ops.webhook_url).expect("URL");
-    let proxy =
-        gomon_testkit::proxy::Proxy::start(format!("127.0.0.1:{}", ops_url.port().expect("port")))
-            .await;
-    let mut via_proxy = ops_url.clone();
-    via_proxy.set_port(Some(proxy.port)).expect("port");
+    let (proxy, via_proxy) = gomon_testkit::proxy::Proxy::in_front_of(&ops.webhook_url).await;
     let mut config = config(&database, &team, false);
     let slack = |url: String| {
         let mut slack = config.slack.clone();
@@ -737,7 +732,7 @@ async fn a_receiver_that_is_down_delays_only_its_own_rows(backend: Backend) {
             },
             ReceiverConfig {
                 name: "ops".into(),
-                kind: slack(via_proxy.to_string()),
+                kind: slack(via_proxy.clone()),
             },
         ],
         routes: vec![
@@ -824,12 +819,7 @@ async fn a_webhook_that_is_down_delays_only_its_own_rows(backend: Backend) {
     let database = Database::new(backend).await;
     let team = FakeSlack::start().await;
     let hook = WebhookReceiver::start().await;
-    let hook_url = reqwest::Url::parse(&hook.url).expect("URL");
-    let proxy =
-        gomon_testkit::proxy::Proxy::start(format!("127.0.0.1:{}", hook_url.port().expect("port")))
-            .await;
-    let mut via_proxy = hook_url.clone();
-    via_proxy.set_port(Some(proxy.port)).expect("port");
+    let (proxy, via_proxy) = gomon_testkit::proxy::Proxy::in_front_of(&hook.url).await;
     let mut config = config(&database, &team, false);
     let mut slack = config.slack.clone();
     slack.webhook_url = Some(team.webhook_url.clone().into());
@@ -842,7 +832,7 @@ async fn a_webhook_that_is_down_delays_only_its_own_rows(backend: Backend) {
             ReceiverConfig {
                 name: "hook".into(),
                 kind: ReceiverKind::Webhook(WebhookConfig {
-                    url: Some(via_proxy.to_string().into()),
+                    url: Some(via_proxy.clone().into()),
                     bearer_token: Some("hook-token".into()),
                     timeout: Duration::from_millis(500),
                     external_url: Some("http://alerting.local".into()),
@@ -1088,15 +1078,10 @@ async fn falls_back(backend: Backend, deliver_late: bool) {
     let database = Database::new(backend).await;
     let team = FakeSlack::start().await;
     let hook = WebhookReceiver::start().await;
-    let team_url = reqwest::Url::parse(&team.webhook_url).expect("URL");
-    let proxy =
-        gomon_testkit::proxy::Proxy::start(format!("127.0.0.1:{}", team_url.port().expect("port")))
-            .await;
-    let mut via_proxy = team_url.clone();
-    via_proxy.set_port(Some(proxy.port)).expect("port");
+    let (proxy, via_proxy) = gomon_testkit::proxy::Proxy::in_front_of(&team.webhook_url).await;
     let mut config = config(&database, &team, false);
     let mut slack = config.slack.clone();
-    slack.webhook_url = Some(via_proxy.to_string().into());
+    slack.webhook_url = Some(via_proxy.clone().into());
     config.notify = Some(NotifyConfig {
         receivers: vec![
             ReceiverConfig {
