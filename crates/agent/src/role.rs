@@ -394,8 +394,23 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let publisher = Outlet::Kafka(Box::new(Publisher::new(&config.kafka)?));
-    run_with(config, registry, shutdown, publisher, true).await
+    // The agent runs on every node, where its resident set is its cost: once start-up is over (the first cycles
+    // collected, the broker connected), the pages only start-up used are given back.
+    let settle = config.interval.saturating_mul(SETTLE_CYCLES);
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(settle).await;
+        match gomon_runtime::memory::release_startup_pages() {
+            Ok(released_kb) => tracing::debug!(released_kb, "start-up pages given back"),
+            Err(error) => tracing::warn!(%error, "cannot give back start-up pages"),
+        }
+    });
+    let result = run_with(config, registry, shutdown, publisher, true).await;
+    release.abort();
+    result
 }
+
+/// Cycles after which the agent process gives back the pages only start-up used.
+const SETTLE_CYCLES: u32 = 3;
 
 /// Runs the agent until `shutdown` fires, sending its batches to `publisher`; it serves `agent.listen` only when
 /// `serve` is set (`gomon up` serves everything on one listener of its own).
