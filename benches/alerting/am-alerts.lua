@@ -4,6 +4,8 @@
 --   REPEAT     the share of alerts (0..1, default 0) that repeat one this thread sent in an earlier request (one of
 --              its last 1,000: a rule engine resending a firing alert); the others are new label sets
 --   THREADS    wrk's -t
+-- Every alert ends 4 minutes after its request (`endsAt`, milliseconds), as Prometheus sets it (4 x its resend delay):
+-- a repeat moves the end of its alert.
 package.path = debug.getinfo(1, "S").source:match("@(.*/)") .. "?.lua;" .. package.path
 local pace = require("pace")
 
@@ -13,7 +15,6 @@ local threads = 0
 local batch = 1
 local batch_max = 1
 local repeat_share = 0
-local ends_at
 local RECENT = 1000
 
 function setup(thread)
@@ -27,7 +28,6 @@ function init(args)
   batch_max = tonumber(os.getenv("BATCH_MAX") or tostring(batch))
   repeat_share = tonumber(os.getenv("REPEAT") or "0")
   math.randomseed(thread_id * 7919 + math.floor(pace.now_ms()))
-  ends_at = os.date("!%Y-%m-%dT%H:%M:%SZ", os.time() + 3600)
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
 end
@@ -42,6 +42,7 @@ function request()
   -- what earlier requests sent.
   local before = counter
   local taken = {}
+  local ends_at = pace.rfc3339(240000)
   for i = 1, size do
     local n
     if before > 0 and math.random() < repeat_share then

@@ -13,6 +13,13 @@ function pace.now_ms()
   return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
 end
 
+-- The time of day as RFC 3339 with milliseconds, offset_ms from now.
+function pace.rfc3339(offset_ms)
+  ffi.C.clock_gettime(0, ts) -- CLOCK_REALTIME
+  local ms = tonumber(ts.tv_sec) * 1000 + math.floor(tonumber(ts.tv_nsec) / 1e6) + offset_ms
+  return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(ms / 1000)) .. string.format(".%03dZ", ms % 1000)
+end
+
 -- interval_ms: time between two requests of this thread; 0 means no pacing.
 function pace.new(interval_ms)
   local next_slot = nil
