@@ -629,13 +629,15 @@ impl AlertService {
         self.store.get_many(ids).await
     }
 
-    /// Up to `limit` open alerts created after `after`, oldest first (see [`Store::open_page`]).
+    /// Up to `limit` open alerts created after `after` whose labels hold `labels`, oldest first (see
+    /// [`Store::open_page`]).
     pub async fn open_page(
         &self,
         after: Option<(chrono::DateTime<chrono::Utc>, Uuid)>,
+        labels: &std::collections::BTreeMap<String, String>,
         limit: u32,
     ) -> Result<Vec<Alert>> {
-        self.store.open_page(after, limit).await
+        self.store.open_page(after, labels, limit).await
     }
 
     /// The alerts `filter` selects.

@@ -356,7 +356,7 @@ async fn grouped_ids(
     let mut groups: BTreeMap<GroupKey, Vec<uuid::Uuid>> = BTreeMap::new();
     let mut after = None;
     loop {
-        let page = service.open_page(after, PAGE).await?;
+        let page = service.open_page(after, &selection.stored, PAGE).await?;
         let last_page = page.len() < PAGE as usize;
         after = page.last().map(|alert| (alert.created_at, alert.id));
         let (selection, silences, policy) = (selection.clone(), silences.clone(), policy.clone());
@@ -484,6 +484,9 @@ const PAGE: u32 = 1000;
 /// are wanted.
 struct Selection {
     matchers: Vec<Matcher>,
+    /// Labels every kept alert stores (its equality matchers), which the database selects by: the listing then
+    /// reads only the alerts that may match, not every open alert.
+    stored: BTreeMap<String, String>,
     active: bool,
     silenced: bool,
 }
@@ -491,7 +494,17 @@ struct Selection {
 impl Selection {
     /// What `params` keep: alerts matching every `filter`, muted or not as `active` and `silenced` say.
     fn new(params: AlertsParams) -> Selection {
+        // `name="value"` keeps exactly the alerts whose stored labels hold it: but for `alertname`, which an
+        // alert without one takes from its title (see `alert_labels`), and for an empty value, which an alert
+        // without the label matches too.
+        let stored = params
+            .filter
+            .iter()
+            .filter(|m| m.is_equal && !m.is_regex && !m.value.is_empty() && m.name != "alertname")
+            .map(|m| (m.name.clone(), m.value.clone()))
+            .collect();
         Selection {
+            stored,
             matchers: params.filter,
             active: params.active.unwrap_or(true),
             silenced: params.silenced.unwrap_or(true),
@@ -574,7 +587,11 @@ impl Listing {
         }
         let page = match self.next.take() {
             Some(page) => page,
-            None => match self.service.open_page(self.after(), PAGE).await {
+            None => match self
+                .service
+                .open_page(self.after(), &self.selection.stored, PAGE)
+                .await
+            {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(%error, "listing open alerts failed part way; the answer is cut");
@@ -628,7 +645,7 @@ impl Listing {
 async fn open_alerts(service: AlertService, query: Option<String>) -> Result<Response, ApiError> {
     let selection = Arc::new(Selection::new(AlertsParams::from_query(query.as_deref())?));
     let silences = service.live_silences().await?;
-    let first = service.open_page(None, PAGE).await?;
+    let first = service.open_page(None, &selection.stored, PAGE).await?;
     let listing = Listing {
         service,
         selection,

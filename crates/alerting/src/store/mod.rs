@@ -322,14 +322,16 @@ impl Store {
         dispatch!(self.open_from(source))
     }
 
-    /// Up to `limit` open alerts created after `after` (an alert's `created_at` and `id`; `None`: from the first),
-    /// oldest first: one page of a listing of every open alert.
+    /// Up to `limit` open alerts created after `after` (an alert's `created_at` and `id`; `None`: from the first)
+    /// whose stored labels hold every one of `labels` (none: every open alert), oldest first: one page of a
+    /// listing of the open alerts.
     pub async fn open_page(
         &self,
         after: Option<(DateTime<Utc>, Uuid)>,
+        labels: &std::collections::BTreeMap<String, String>,
         limit: u32,
     ) -> Result<Vec<Alert>> {
-        dispatch!(self.open_page(after, limit))
+        dispatch!(self.open_page(after, labels, limit))
     }
 
     /// Up to `limit` open alerts whose end time is before `now`.

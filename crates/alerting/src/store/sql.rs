@@ -946,25 +946,24 @@ macro_rules! sql_store {
             pub(super) async fn open_page(
                 &self,
                 after: Option<(DateTime<Utc>, Uuid)>,
+                labels: &BTreeMap<String, String>,
                 limit: u32,
             ) -> Result<Vec<Alert>> {
-                let rows: Vec<AlertRow> = match after {
-                    Some((created_at, id)) => sqlx::query_as(&format!(
-                        "{SELECT_ALERT} WHERE status <> 'resolved' AND (created_at, id) > ($1, $2) \
-                         ORDER BY created_at, id LIMIT $3"
-                    ))
-                    .bind($time(created_at))
-                    .bind(id)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?,
-                    None => sqlx::query_as(&format!(
-                        "{SELECT_ALERT} WHERE status <> 'resolved' ORDER BY created_at, id LIMIT $1"
-                    ))
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?,
-                };
+                let mut page = QueryBuilder::<$db>::new(SELECT_ALERT);
+                page.push(" WHERE status <> 'resolved'");
+                if let Some((created_at, id)) = after {
+                    page.push(" AND (created_at, id) > (")
+                        .push_bind($time(created_at))
+                        .push(", ")
+                        .push_bind(id)
+                        .push(")");
+                }
+                for (key, value) in labels {
+                    $label_filter(&mut page, key, value);
+                }
+                page.push(" ORDER BY created_at, id LIMIT ")
+                    .push_bind(i64::from(limit));
+                let rows: Vec<AlertRow> = page.build_query_as().fetch_all(&self.pool).await?;
                 rows.into_iter().map(Alert::try_from).collect()
             }
 

@@ -497,6 +497,55 @@ async fn get_alerts_filters_and_status_answers(backend: Backend) {
     );
     let (status, body) = server.get("/api/v2/alerts?filter=garbage").await;
     assert_eq!(status, 400, "{body}");
+
+    // Equality matchers select in the database; what they cannot say there still holds: `alertname` taken from
+    // the title of an alert without one, and `label=""` kept by an alert without the label.
+    let (status, _) = server
+        .post(
+            "/api/v2/alerts",
+            json!([
+                {"labels": {"alertname": "Team", "team": "x"}, "endsAt": rfc3339(300)},
+                {"labels": {"alertname": "Team", "team": "y"}, "endsAt": rfc3339(300)},
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = server
+        .post(
+            "/api/v1/alerts",
+            json!({"source": "api", "severity": "P3", "title": "Titled", "labels": {"team": "x"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let names = |answer: &Value| -> Vec<String> {
+        let mut names: Vec<String> = answer
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|a| {
+                a["labels"]["alertname"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    for (query, expected) in [
+        ("filter=team%3D%22x%22", vec!["Team", "Titled"]),
+        (
+            "filter=team%3D%22x%22&filter=alertname%3D%22Team%22",
+            vec!["Team"],
+        ),
+        ("filter=alertname%3D%22Titled%22", vec!["Titled"]),
+        ("filter=team%3D%22%22", vec!["DiskFull", "HighCPU"]),
+        ("filter=team%3D%22z%22", vec![]),
+    ] {
+        let (status, answer) = server.get(&format!("/api/v2/alerts?{query}")).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(names(&answer), expected, "{query}: {answer}");
+    }
     let (status, status_body) = server.get("/api/v2/status").await;
     assert_eq!(status, 200);
     assert_eq!(status_body["cluster"]["status"], "disabled");
