@@ -541,10 +541,20 @@ async fn get_alerts_filters_and_status_answers(backend: Backend) {
         ("filter=alertname%3D%22Titled%22", vec!["Titled"]),
         ("filter=team%3D%22%22", vec!["DiskFull", "HighCPU"]),
         ("filter=team%3D%22z%22", vec![]),
+        // As long as a matcher may be, and held by no alert.
+        (&format!("filter=team%3D%22{}%22", "v".repeat(1000)), vec![]),
     ] {
         let (status, answer) = server.get(&format!("/api/v2/alerts?{query}")).await;
         assert_eq!(status, 200, "{answer}");
         assert_eq!(names(&answer), expected, "{query}: {answer}");
+    }
+    // Neither a NUL byte (PostgreSQL's JSON has no place for it) nor an oversized value reaches the database.
+    for query in [
+        "filter=team%3D%22a%00b%22".to_owned(),
+        format!("filter=team%3D%22{}%22", "v".repeat(10_000)),
+    ] {
+        let (status, body) = server.get(&format!("/api/v2/alerts?{query}")).await;
+        assert_eq!(status, 400, "{body}");
     }
     let (status, status_body) = server.get("/api/v2/status").await;
     assert_eq!(status, 200);
