@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -30,6 +30,7 @@ use gomon_runtime::metrics::must;
 struct Metrics {
     created: IntCounterVec,
     invalid: IntCounterVec,
+    not_stored: IntCounter,
     active: IntGaugeVec,
     outbox_pending: IntGauge,
 }
@@ -50,6 +51,11 @@ impl Metrics {
             ),
             &["reason"],
         ));
+        let not_stored = must(IntCounter::new(
+            "alerting_alerts_queued_not_stored_total",
+            "Alerts of rule engines answered once queued that were then not stored (refused by the database, or \
+             still waiting for it at shutdown); the rule engine's next resend brings them again.",
+        ));
         let active = must(IntGaugeVec::new(
             Opts::new(
                 "alerting_active_alerts",
@@ -63,11 +69,13 @@ impl Metrics {
         ));
         must(registry.register(Box::new(created.clone())));
         must(registry.register(Box::new(invalid.clone())));
+        must(registry.register(Box::new(not_stored.clone())));
         must(registry.register(Box::new(active.clone())));
         must(registry.register(Box::new(outbox_pending.clone())));
         Self {
             created,
             invalid,
+            not_stored,
             active,
             outbox_pending,
         }
@@ -283,6 +291,36 @@ impl AlertService {
     ) -> Result<Vec<(Alert, bool)>> {
         let notified: Vec<bool> = creations.iter().map(|c| c.notification.is_some()).collect();
         let stored = self.store.create_all(creations, durability).await?;
+        self.after_stored(&stored, &notified);
+        Ok(stored)
+    }
+
+    /// Queues `creations` to be stored all together or none (see [`Store::queue_all`]) and returns; once they are
+    /// stored, counts and logs the alerts created and wakes the dispatcher if they are notified. Alerts the store
+    /// gives up on are counted in `alerting_alerts_queued_not_stored_total` and logged.
+    async fn queue_creations(
+        &self,
+        creations: Vec<Creation>,
+        durability: Durability,
+    ) -> Result<()> {
+        let notified: Vec<bool> = creations.iter().map(|c| c.notification.is_some()).collect();
+        let service = self.clone();
+        let count = creations.len();
+        self.store
+            .queue_all(creations, durability, move |stored| match stored {
+                Ok(stored) => service.after_stored(&stored, &notified),
+                Err(error) => {
+                    service.metrics.not_stored.inc_by(count as u64);
+                    tracing::error!(alerts = count, %error,
+                        "alerts of a rule engine answered once queued were not stored; its next resend brings them again");
+                }
+            })
+            .await
+    }
+
+    /// Counts and logs the alerts of `stored` that were created, and wakes the dispatcher if one of them is
+    /// `notified` (one flag per alert).
+    fn after_stored(&self, stored: &[(Alert, bool)], notified: &[bool]) {
         let mut wake = false;
         for ((alert, created), notify) in stored.iter().zip(notified) {
             if *created {
@@ -293,7 +331,6 @@ impl AlertService {
         if wake {
             self.wake_dispatcher();
         }
-        Ok(stored)
     }
 
     /// Counts and logs an alert just created.
@@ -359,13 +396,14 @@ impl AlertService {
     /// request is stored in one transaction, or none of it is: alerts all to create or update go to the writers
     /// (batched with other requests); a request that also resolves alerts, or names one label set twice, is
     /// applied step by step in a transaction of its own ([`Store::apply_in_order`]). Committed as `durability`
-    /// says. Returns the alerts touched.
+    /// says; with [`Durability::Resent`], alerts all to create or update are answered once queued (see
+    /// [`Store::queue_all`]).
     pub async fn receive(
         &self,
         alerts: Vec<RuleAlert>,
         actor: Option<String>,
         durability: Durability,
-    ) -> Result<Vec<Alert>> {
+    ) -> Result<()> {
         let now = model::now();
         let silences = self.silences_if_notifying().await?;
         let steps = alerts
@@ -384,9 +422,9 @@ impl AlertService {
             steps.iter().map(step_fingerprint).collect();
         let all_creations = steps.iter().all(|step| matches!(step, Step::Create(_)));
         if !all_creations || fingerprints.len() < steps.len() {
-            return self
-                .apply_in_order(steps, actor, &silences, durability)
-                .await;
+            self.apply_in_order(steps, actor, &silences, durability)
+                .await?;
+            return Ok(());
         }
         let creations = steps
             .into_iter()
@@ -395,25 +433,26 @@ impl AlertService {
                 Step::Resolve(_) => None,
             })
             .collect();
-        Ok(self
-            .store_creations(creations, durability)
-            .await?
-            .into_iter()
-            .map(|(alert, _)| alert)
-            .collect())
+        match durability {
+            Durability::Resent => self.queue_creations(creations, durability).await,
+            Durability::Flushed => self
+                .store_creations(creations, durability)
+                .await
+                .map(|_| ()),
+        }
     }
 
     /// Applies `steps` of a rule engine in one transaction (see [`Store::apply_in_order`]): resolutions as
     /// [`Change::Resolve`] by `actor`, with the note "resolved by its rule engine". The steps of one label set keep
     /// their order; across label sets they go in fingerprint order, the order in which the writers lock rows, so
-    /// that this transaction and a writer's never wait on each other in a cycle. Returns the alerts touched.
+    /// that this transaction and a writer's never wait on each other in a cycle.
     async fn apply_in_order(
         &self,
         mut steps: Vec<Step>,
         actor: Option<String>,
         silences: &[Silence],
         durability: Durability,
-    ) -> Result<Vec<Alert>> {
+    ) -> Result<()> {
         steps.sort_by(|a, b| step_fingerprint(a).cmp(step_fingerprint(b)));
         let notified: Vec<bool> = steps
             .iter()
@@ -428,7 +467,6 @@ impl AlertService {
             .apply_in_order(steps, self.changer(&resolve, actor, silences), durability)
             .await?;
         let mut wake = false;
-        let mut touched = Vec::with_capacity(applied.len());
         for (applied, notify) in applied.into_iter().zip(notified) {
             match applied {
                 Applied::Created(alert, created) => {
@@ -436,13 +474,11 @@ impl AlertService {
                         wake |= notify;
                         self.count_created(&alert);
                     }
-                    touched.push(alert);
                 }
                 Applied::Resolved(Some(alert)) => {
                     wake |= self.notifies(&alert);
                     tracing::info!(alert_id = %alert.id, status = %alert.status, change = ?resolve,
                         "alert changed");
-                    touched.push(alert);
                 }
                 Applied::Resolved(None) => {}
             }
@@ -450,7 +486,7 @@ impl AlertService {
         if wake {
             self.wake_dispatcher();
         }
-        Ok(touched)
+        Ok(())
     }
 
     /// Deletes the silences that expired longer than `alerting.alertmanager.silence_retention` ago; returns how

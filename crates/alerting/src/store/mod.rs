@@ -18,13 +18,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
 pub use config::DatabaseConfig;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{
     Alert, AlertFilter, AlertPage, AuditEntry, FollowUp, NewNotification, Notification,
     NotificationStatus, Severity, Status,
@@ -33,7 +32,7 @@ use crate::notify::policy::Fallback;
 use crate::silence::{Silence, SilenceAction};
 use pg_bulk::PgWriter;
 pub use sql::{PostgresStore, SqliteStore};
-use writer::{PG_WRITERS, Request, Writer};
+use writer::{Creations, PG_WRITERS, Writer};
 
 /// The alert store, on one of the two databases.
 ///
@@ -45,8 +44,12 @@ use writer::{PG_WRITERS, Request, Writer};
 #[derive(Clone, Debug)]
 pub struct Store {
     database: Database,
-    creations: mpsc::Sender<Request>,
+    creations: Creations,
 }
+
+/// Longest a read waits for the requests queued before it (see [`Store::queue_all`]) to be stored: reached only
+/// while the database cannot take them, when the read answers without them.
+const SETTLE_LIMIT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 enum Database {
@@ -234,6 +237,8 @@ impl Store {
     where
         F: Fn(Alert) -> Result<Changed> + Send + Sync,
     {
+        // After the creations queued before it: a resolution follows the creation it resolves.
+        self.creations.settled(SETTLE_LIMIT).await;
         dispatch!(self.apply_in_order(steps, &resolve, durability))
     }
 
@@ -248,36 +253,49 @@ impl Store {
         if creations.is_empty() {
             return Ok(Vec::new());
         }
-        let (reply, result) = oneshot::channel();
-        let stopped = || Error::Unavailable("the store is shutting down".into());
-        let stored = async {
-            self.creations
-                .send(Request {
-                    creations,
-                    reply,
-                    durability,
-                })
-                .await
-                .map_err(|_| stopped())?;
-            result.await.map_err(|_| stopped())?
-        };
-        stored
+        self.creations
+            .create(creations, durability)
             .instrument(store_span(self.describe(), "create_all"))
+            .await
+    }
+
+    /// Queues `creations` (one request) for the writers, as [`Store::create_all`] stores them, and returns before
+    /// they are stored: `done` is told the outcome. For what a rule engine sends again every resend delay. A
+    /// request the database cannot take is queued again after a pause (doubling from one second up to 30), until
+    /// it is stored or the store shuts down; `done` then has the error. When the queue is full, or the last batch
+    /// found the database unavailable, the creations are stored before this returns (its error, if any, is
+    /// returned, not told to `done`). Reads ([`Store::get`], [`Store::list`], the first [`Store::open_page`],
+    /// [`Store::apply_in_order`]) first wait until what was queued before them is stored.
+    pub async fn queue_all(
+        &self,
+        creations: Vec<Creation>,
+        durability: Durability,
+        done: impl FnOnce(Result<Vec<(Alert, bool)>>) + Send + Sync + 'static,
+    ) -> Result<()> {
+        if creations.is_empty() {
+            done(Ok(Vec::new()));
+            return Ok(());
+        }
+        self.creations
+            .queue(creations, durability, Box::new(done))
             .await
     }
 
     /// The alert with `id`, if any.
     pub async fn get(&self, id: Uuid) -> Result<Option<Alert>> {
+        self.creations.settled(SETTLE_LIMIT).await;
         dispatch!(self.get(id))
     }
 
     /// The alerts of `ids` that exist, oldest first (at most a few thousand ids at once).
     pub async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Alert>> {
+        self.creations.settled(SETTLE_LIMIT).await;
         dispatch!(self.get_many(ids))
     }
 
     /// The page of alerts `filter` selects, and how many match in all.
     pub async fn list(&self, filter: &AlertFilter) -> Result<AlertPage> {
+        self.creations.settled(SETTLE_LIMIT).await;
         dispatch!(self.list(filter))
     }
 
@@ -301,6 +319,8 @@ impl Store {
     where
         F: FnOnce(Alert) -> Result<Changed> + Send,
     {
+        // After the repeats queued before it, which may have moved the end time.
+        self.creations.settled(SETTLE_LIMIT).await;
         dispatch!(self.update_if_expired(id, now, change))
     }
 
@@ -331,6 +351,9 @@ impl Store {
         labels: &std::collections::BTreeMap<String, String>,
         limit: u32,
     ) -> Result<Vec<Alert>> {
+        if after.is_none() {
+            self.creations.settled(SETTLE_LIMIT).await;
+        }
         dispatch!(self.open_page(after, labels, limit))
     }
 
@@ -526,8 +549,10 @@ impl Store {
         dispatch!(self.ping())
     }
 
-    /// Waits for the connections in use to be returned, then closes them all.
+    /// Waits for the requests queued for the writers to be stored (see [`Store::queue_all`]; the caller bounds the
+    /// wait by its shutdown timeout) and the connections in use to be returned, then closes them all.
     pub async fn close(&self) {
+        self.creations.settled(Duration::MAX).await;
         dispatch!(self.close())
     }
 }

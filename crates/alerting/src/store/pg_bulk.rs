@@ -106,6 +106,8 @@ impl PgWriter {
 
 /// Refreshes the open alerts of the given groups (fingerprints) from a repeat of their rule engine (see
 /// [`super::Creation::refresh`]), returning them as they are now: a few at a time ([`SMALL_REFRESH`] or fewer).
+/// An alert changed later than the repeat was received (a later repeat another writer stored first) is left as
+/// it is, and read back by the lookup of the alerts not refreshed.
 /// `alert_group_id = ANY($1)` bounds the scan of the open alerts by the batch, whatever the statistics say: joined
 /// to the `unnest` alone, a plan made while the table had no open alert (after a quiet night, say) walks every
 /// open alert once per row of the batch. The generic plan PostgreSQL settles on after five runs of the prepared
@@ -115,7 +117,8 @@ const PG_BULK_REFRESH_SMALL: &str = concat!(
      annotations = u.new_annotations, ends_at = u.new_ends_at, updated_at = u.new_updated_at \
      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[]) \
      AS u(new_group_id, new_title, new_description, new_annotations, new_ends_at, new_updated_at) \
-     WHERE alert_group_id = ANY($1) AND alert_group_id = u.new_group_id AND status <> 'resolved' RETURNING ",
+     WHERE alert_group_id = ANY($1) AND alert_group_id = u.new_group_id AND status <> 'resolved' \
+       AND updated_at <= u.new_updated_at RETURNING ",
     alert_columns!()
 );
 
@@ -140,6 +143,7 @@ const PG_BULK_REFRESH: &str = concat!(
      UPDATE alerts_active SET title = t.new_title, description = t.new_description, \
        annotations = t.new_annotations, ends_at = t.new_ends_at, updated_at = t.new_updated_at \
      FROM target AS t WHERE id = t.open_id AND status IS DISTINCT FROM 'resolved' \
+       AND updated_at <= t.new_updated_at \
      RETURNING ",
     alert_columns!()
 );

@@ -64,9 +64,10 @@ const NOTIFICATION_COLUMNS: &str = "id, alert_id, event, status, payload, attemp
 const OPEN_COUNTS: &str = "SELECT status, severity, COUNT(*) FROM alerts_active WHERE status <> 'resolved' \
      GROUP BY status, severity";
 
-/// A repeat of an open alert from a rule engine: what may change while it stays the same alert, and its end time.
+/// A repeat of an open alert from a rule engine: what may change while it stays the same alert, and its end time;
+/// not over a later change (a repeat received later, stored first by another writer, keeps the last word).
 const REFRESH_OPEN: &str = "UPDATE alerts_active SET title = $2, description = $3, annotations = $4, ends_at = $5, \
-     updated_at = $6 WHERE id = $1 AND status <> 'resolved'";
+     updated_at = $6 WHERE id = $1 AND status <> 'resolved' AND updated_at <= $6";
 
 /// Open alerts whose end time has passed, oldest end first.
 const EXPIRED: &str = "SELECT id FROM alerts_active WHERE status <> 'resolved' AND ends_at IS NOT NULL \
@@ -222,7 +223,7 @@ macro_rules! sql_store {
                             Ok(open) => open,
                             Err(error) => return Ok(Err(error)),
                         };
-                        if !creation.refresh {
+                        if !creation.refresh || open.updated_at > alert.updated_at {
                             return Ok(Ok(CreationOutcome::Existing(Box::new(open))));
                         }
                         let open = refreshed(open, alert);

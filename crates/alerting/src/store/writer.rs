@@ -1,7 +1,17 @@
 //! The group-commit writer: creations queue up, and a writer task stores every request waiting (up to
 //! [`MAX_BATCH`] alerts) in one transaction, so that under load one commit serves many requests.
+//!
+//! A requester either waits for its answer ([`Creations::create`]) or is answered once its request is queued
+//! ([`Creations::queue`]: the alerts of rule engines, which send them again). A queued request the database could
+//! not take is queued again after a pause, until it is stored or the store shuts down; reads wait until the
+//! requests queued before them are stored ([`Creations::settled`]), so that what was answered is what is read.
 
-use tokio::sync::{mpsc, oneshot};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::pg_bulk::PgWriter;
 use super::{Creation, CreationOutcome, Durability, Item, PostgresStore, SqliteStore};
@@ -18,29 +28,181 @@ const MIN_SHARED_BATCH: usize = 64;
 /// Writer tasks on PostgreSQL, each with a connection of its own.
 pub(super) const PG_WRITERS: usize = 3;
 
+/// Requests the queue holds; a requester that would be answered once queued waits for its answer instead when the
+/// queue is full.
+const QUEUE_CAPACITY: usize = 1024;
+
+/// The longest pause before a queued request the database could not take is queued again (the pause doubles from
+/// one second at each attempt).
+const MAX_REQUEUE_PAUSE: Duration = Duration::from_secs(30);
+
+/// What a requester answered once its request was queued is told of the outcome: the stored, existing or
+/// refreshed alerts, or why they were not stored.
+pub(super) type Done = Box<dyn FnOnce(Result<Vec<(Alert, bool)>>) + Send + Sync>;
+
+/// Where the answer to a request goes.
+pub(super) enum Reply {
+    /// To its requester, who waits for it.
+    Waiting(oneshot::Sender<Result<Vec<(Alert, bool)>>>),
+    /// Its requester was answered when it was queued (see [`Creations::queue`]).
+    Queued {
+        /// Its place among the queued requests (see [`Pending`]).
+        ticket: u64,
+        /// Times the database could not take it.
+        failures: u32,
+        /// Told the outcome.
+        done: Done,
+    },
+}
+
 /// The creations of one request, and where their result goes.
 pub(super) struct Request {
     pub(super) creations: Vec<Creation>,
-    pub(super) reply: oneshot::Sender<Result<Vec<(Alert, bool)>>>,
+    pub(super) reply: Reply,
     /// How its transaction must commit.
     pub(super) durability: Durability,
 }
 
-/// Starts `writers`, sharing one queue; the sender of that queue (the writers stop when it is dropped).
-pub(super) fn spawn(writers: Vec<Writer>) -> mpsc::Sender<Request> {
-    let (creations, requests) = mpsc::channel(1024);
-    let shared = std::sync::Arc::new(Writers {
+/// The queued requests not stored yet, by ticket, and the lowest ticket still pending (every ticket below it is
+/// stored), published to the readers waiting for it.
+struct Pending {
+    state: Mutex<PendingState>,
+    lowest: watch::Sender<u64>,
+}
+
+struct PendingState {
+    next: u64,
+    tickets: BTreeSet<u64>,
+}
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingState> {
+        // The state stays consistent whatever panicked while holding it: each change is one insert or remove.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn issue(&self) -> u64 {
+        let mut state = self.lock();
+        let ticket = state.next;
+        state.next += 1;
+        state.tickets.insert(ticket);
+        ticket
+    }
+
+    fn release(&self, ticket: u64) {
+        let mut state = self.lock();
+        state.tickets.remove(&ticket);
+        let lowest = state.tickets.first().copied().unwrap_or(state.next);
+        self.lowest.send_replace(lowest);
+    }
+}
+
+/// The queue of the writers: what the store sends creations through.
+#[derive(Clone)]
+pub(super) struct Creations {
+    sender: mpsc::Sender<Request>,
+    shared: Arc<Writers>,
+}
+
+impl std::fmt::Debug for Creations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Creations")
+            .field("queued", &(QUEUE_CAPACITY - self.sender.capacity()))
+            .finish()
+    }
+}
+
+impl Creations {
+    /// Stores `creations` (one request) and waits for the outcome.
+    pub(super) async fn create(
+        &self,
+        creations: Vec<Creation>,
+        durability: Durability,
+    ) -> Result<Vec<(Alert, bool)>> {
+        let (reply, result) = oneshot::channel();
+        self.sender
+            .send(Request {
+                creations,
+                reply: Reply::Waiting(reply),
+                durability,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        result.await.map_err(|_| stopped())?
+    }
+
+    /// Queues `creations` (one request) and returns: `done` is told the outcome once they are stored. A request
+    /// the database cannot take is queued again after a pause, until it is stored or the store shuts down. When
+    /// the queue is full, or the last batch found the database unavailable, it is stored as [`Creations::create`]
+    /// does instead, and returns once stored (with the error, if any, which `done` is not told).
+    pub(super) async fn queue(
+        &self,
+        creations: Vec<Creation>,
+        durability: Durability,
+        done: Done,
+    ) -> Result<()> {
+        if !self.shared.unavailable.load(Ordering::Acquire)
+            && let Ok(permit) = self.sender.try_reserve()
+        {
+            permit.send(Request {
+                creations,
+                reply: Reply::Queued {
+                    ticket: self.shared.pending.issue(),
+                    failures: 0,
+                    done,
+                },
+                durability,
+            });
+            return Ok(());
+        }
+        let stored = self.create(creations, durability).await?;
+        done(Ok(stored));
+        Ok(())
+    }
+
+    /// Waits until every request queued before this call is stored (or given up at shutdown), for `limit` at most.
+    pub(super) async fn settled(&self, limit: Duration) {
+        let (target, mut lowest) = {
+            let state = self.shared.pending.lock();
+            if state.tickets.first().is_none() {
+                return;
+            }
+            (state.next, self.shared.pending.lowest.subscribe())
+        };
+        let _ = tokio::time::timeout(limit, lowest.wait_for(|lowest| *lowest >= target)).await;
+    }
+}
+
+fn stopped() -> Error {
+    Error::Unavailable("the store is shutting down".into())
+}
+
+/// Starts `writers`, sharing one queue; the queue (the writers stop when its last sender is dropped).
+pub(super) fn spawn(writers: Vec<Writer>) -> Creations {
+    let (sender, requests) = mpsc::channel(QUEUE_CAPACITY);
+    let shared = Arc::new(Writers {
         queue: tokio::sync::Mutex::new(Queue {
             requests,
             held: None,
         }),
-        storing: std::sync::atomic::AtomicUsize::new(0),
+        storing: AtomicUsize::new(0),
         finished: tokio::sync::Notify::new(),
+        unavailable: AtomicBool::new(false),
+        pending: Pending {
+            state: Mutex::new(PendingState {
+                next: 0,
+                tickets: BTreeSet::new(),
+            }),
+            lowest: watch::Sender::new(0),
+        },
+        requeue: sender.downgrade(),
     });
     for writer in writers {
         tokio::spawn(write_creations(writer, shared.clone()));
     }
-    creations
+    Creations { sender, shared }
 }
 
 /// What a creation writer stores batches with. On PostgreSQL each writer keeps a connection of its own (outside
@@ -124,11 +286,15 @@ struct Queue {
 }
 
 /// The writers' shared state: the queue (one writer gathers from it at a time), how many writers are storing a
-/// batch, and a signal each time one finishes.
+/// batch, a signal each time one finishes, whether the last batch found the database unavailable, the queued
+/// requests not stored yet, and a sender that does not keep the queue open, to queue a request again.
 struct Writers {
     queue: tokio::sync::Mutex<Queue>,
-    storing: std::sync::atomic::AtomicUsize,
+    storing: AtomicUsize,
     finished: tokio::sync::Notify,
+    unavailable: AtomicBool,
+    pending: Pending,
+    requeue: mpsc::WeakSender<Request>,
 }
 
 impl Writers {
@@ -137,7 +303,6 @@ impl Writers {
     /// writer to finish: small batches one after another (alerts posted one by one) cost the database less than
     /// the same alerts in more, smaller, concurrent batches. Empty: the queue is closed.
     async fn take(&self, batch: &mut Vec<Request>) {
-        use std::sync::atomic::Ordering;
         let mut queue = self.queue.lock().await;
         let first = match queue.held.take() {
             Some(request) => request,
@@ -184,8 +349,7 @@ impl Writers {
 
 /// A writer task: takes the requests waiting (see [`Writers::take`]) and stores them together, until the queue
 /// closes. Writers share the queue; one gathers while others store.
-async fn write_creations(mut writer: Writer, writers: std::sync::Arc<Writers>) {
-    use std::sync::atomic::Ordering;
+async fn write_creations(mut writer: Writer, writers: Arc<Writers>) {
     let mut batch = Vec::new();
     loop {
         writers.take(&mut batch).await;
@@ -212,10 +376,27 @@ async fn write_creations(mut writer: Writer, writers: std::sync::Arc<Writers>) {
         };
         writers.storing.fetch_sub(1, Ordering::AcqRel);
         writers.finished.notify_waiters();
+        let unavailable = results
+            .iter()
+            .any(|result| matches!(result, Err(Error::Unavailable(_))));
+        writers.unavailable.store(unavailable, Ordering::Release);
         for (request, result) in batch.drain(..).zip(results) {
-            let answer = result.map(|outcomes| {
-                request
-                    .creations
+            writers.answer(request, result);
+        }
+    }
+}
+
+impl Writers {
+    /// Gives `request` its outcome: a queued request the database could not take is queued again after a pause.
+    fn answer(self: &Arc<Self>, request: Request, result: Result<Vec<CreationOutcome>>) {
+        let Request {
+            creations,
+            reply,
+            durability,
+        } = request;
+        let answer = |creations: Vec<Creation>, result: Result<Vec<CreationOutcome>>| {
+            result.map(|outcomes| {
+                creations
                     .into_iter()
                     .zip(outcomes)
                     .map(|(creation, outcome)| match outcome {
@@ -223,9 +404,60 @@ async fn write_creations(mut writer: Writer, writers: std::sync::Arc<Writers>) {
                         CreationOutcome::Existing(alert) => (*alert, false),
                     })
                     .collect()
-            });
+            })
+        };
+        match reply {
             // A requester that went away no longer needs its answer; the alerts are stored all the same.
-            let _ = request.reply.send(answer);
+            Reply::Waiting(reply) => {
+                let _ = reply.send(answer(creations, result));
+            }
+            Reply::Queued {
+                ticket,
+                failures,
+                done,
+            } => match result {
+                Err(Error::Unavailable(reason)) => {
+                    let request = Request {
+                        creations,
+                        reply: Reply::Queued {
+                            ticket,
+                            failures: failures + 1,
+                            done,
+                        },
+                        durability,
+                    };
+                    tokio::spawn(self.clone().queue_again(request, reason));
+                }
+                result => {
+                    done(answer(creations, result));
+                    self.pending.release(ticket);
+                }
+            },
+        }
+    }
+
+    /// Queues `request` (queued before, which the database could not take) again after a pause; at shutdown, tells
+    /// it why it was not stored.
+    async fn queue_again(self: Arc<Self>, request: Request, reason: String) {
+        let Reply::Queued { failures, .. } = &request.reply else {
+            return;
+        };
+        let pause = Duration::from_secs(1)
+            .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
+            .min(MAX_REQUEUE_PAUSE);
+        tokio::time::sleep(pause).await;
+        let refused = match self.requeue.upgrade() {
+            Some(sender) => match sender.send(request).await {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(request)) => request,
+            },
+            None => request,
+        };
+        if let Reply::Queued { ticket, done, .. } = refused.reply {
+            done(Err(Error::Unavailable(format!(
+                "the store shut down before the database took them: {reason}"
+            ))));
+            self.pending.release(ticket);
         }
     }
 }

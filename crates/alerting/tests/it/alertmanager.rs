@@ -28,11 +28,12 @@ on_both_stores!(
     prometheus_alert_fires_and_resolves,
 );
 
-/// A POST whose alerts PostgreSQL fails to store part way (the statement storing them waits on a row lock for one
-/// of its last alerts, and its connection is terminated meanwhile) stores none of them and answers 503; sent again,
-/// it stores them all. 200 alerts: more than one writer batch held before requests became the unit of a batch.
+/// A POST is answered once its alerts are queued; when PostgreSQL fails to store them part way (the statement
+/// storing them waits on a row lock for one of its last alerts, and its connection is terminated meanwhile), none
+/// of them is stored, and the request is queued again and stored whole once the database takes it, with no resend.
+/// 200 alerts: more than one writer batch held before requests became the unit of a batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_post_that_fails_in_the_database_stores_nothing() {
+async fn a_post_that_fails_in_the_database_is_stored_whole_later() {
     use sqlx::Connection;
     let db = Database::new(Backend::Postgres).await;
     let url = db
@@ -68,14 +69,10 @@ async fn a_post_that_fails_in_the_database_stores_nothing() {
     let post = post_in_background(&server, Value::Array(batch.clone()));
     // The storing statement waits on the lock: the database fails it by terminating its connection.
     let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let (status, body) = post.await.expect("POST task");
+    assert_eq!(status, 200, "answered once queued: {body}");
     let waiting = waiting_on_a_lock(&mut admin, "WITH new AS%").await;
     terminate(&mut admin, waiting).await;
-    let (status, body) = post.await.expect("POST task");
-    assert_eq!(status, 503, "{body}");
-    sqlx::query("ROLLBACK")
-        .execute(&mut holder)
-        .await
-        .expect("rollback");
     let counts = || async {
         let mut check = sqlx::PgConnection::connect(&url).await.expect("connect");
         let alerts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alerts_active")
@@ -91,14 +88,29 @@ async fn a_post_that_fails_in_the_database_stores_nothing() {
     assert_eq!(
         counts().await,
         (0, 0),
-        "nothing of the failed POST is stored"
+        "nothing of the failed statement is stored"
     );
-
-    // The rule engine sends it again: everything is stored.
-    let (status, body) = server.post("/api/v2/alerts", Value::Array(batch)).await;
-    assert_eq!(status, 200, "{body}");
-    // Each alert's `created` entry is kept in its own row: no audit row yet.
-    assert_eq!(counts().await, (200, 0));
+    // Queued again, the request waits on the lock once more (on a new connection) until the other transaction
+    // ends.
+    let terminated = waiting;
+    loop {
+        if waiting_on_a_lock(&mut admin, "WITH new AS%").await != terminated {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(counts().await, (0, 0), "nothing stored while it waits");
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("rollback");
+    // Everything is stored. Each alert's `created` entry is kept in its own row: no audit row yet.
+    eventually(
+        Duration::from_secs(10),
+        "the queued request stored",
+        || async { (counts().await == (200, 0)).then_some(()) },
+    )
+    .await;
     let (_, page) = server
         .get("/api/v1/alerts?source=alertmanager&limit=1000")
         .await;
@@ -109,6 +121,14 @@ async fn a_post_that_fails_in_the_database_stores_nothing() {
     assert_eq!(
         trail["actions"][0]["details"]["source"], "alertmanager",
         "{trail}"
+    );
+    assert_eq!(
+        gomon_testkit::metric(
+            &server.url("/metrics"),
+            "alerting_alerts_queued_not_stored_total"
+        )
+        .await,
+        Some(0.0)
     );
     server.stop().await;
 }
@@ -181,6 +201,9 @@ async fn a_post_that_creates_and_resolves_is_all_or_nothing() {
         .post("/api/v2/alerts", json!([firing("Old", 300)]))
         .await;
     assert_eq!(status, 200, "{body}");
+    // Answered once queued: a read through the API waits until it is stored.
+    let (status, body) = server.get("/api/v2/alerts").await;
+    assert_eq!(body.as_array().map(Vec::len), Some(1), "{status} {body}");
     // The request is applied in fingerprint order: pick a new alert that comes before the one it resolves, so that
     // it is written before the failure.
     let old = fingerprint_of(&firing("Old", 300));
@@ -776,11 +799,16 @@ async fn expiry_spares_an_alert_sent_again_meanwhile(backend: Backend) {
         assert!(rejected.is_empty(), "{rejected:?}");
         mapped
     };
-    let touched = service
+    service
         .receive(post(1), None, Durability::Resent)
         .await
         .expect("receive");
-    let id = touched[0].id;
+    // A read waits for what was queued before it.
+    let open = store
+        .open_page(None, &std::collections::BTreeMap::new(), 10)
+        .await
+        .expect("open alerts");
+    let id = open[0].id;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let now = gomon_alerting::model::now();
     assert_eq!(store.expired(now, 10).await.expect("expired"), [id]);
