@@ -28,9 +28,12 @@ const MIN_SHARED_BATCH: usize = 64;
 /// Writer tasks on PostgreSQL, each with a connection of its own.
 pub(super) const PG_WRITERS: usize = 3;
 
-/// Requests the queue holds; a requester that would be answered once queued waits for its answer instead when the
-/// queue is full.
+/// Requests the queue holds.
 const QUEUE_CAPACITY: usize = 1024;
+
+/// Most alerts answered once queued and not stored yet: beyond them a requester waits for its answer instead, so
+/// that the queue ahead of any request is a few batches (tens of milliseconds), and its memory bounded.
+const MAX_QUEUED_ALERTS: usize = 4 * MAX_BATCH;
 
 /// The longest pause before a queued request the database could not take is queued again (the pause doubles from
 /// one second at each attempt).
@@ -68,6 +71,8 @@ pub(super) struct Request {
 struct Pending {
     state: Mutex<PendingState>,
     lowest: watch::Sender<u64>,
+    /// Alerts of the queued requests, up to [`MAX_QUEUED_ALERTS`].
+    alerts: AtomicUsize,
 }
 
 struct PendingState {
@@ -81,6 +86,20 @@ impl Pending {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts `count` more queued alerts, if they stay within [`MAX_QUEUED_ALERTS`].
+    fn admit(&self, count: usize) -> bool {
+        self.alerts
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued + count <= MAX_QUEUED_ALERTS).then_some(queued + count)
+            })
+            .is_ok()
+    }
+
+    /// Counts `count` queued alerts fewer: stored, given up, or not queued after all.
+    fn forget(&self, count: usize) {
+        self.alerts.fetch_sub(count, Ordering::AcqRel);
     }
 
     fn issue(&self) -> u64 {
@@ -135,16 +154,20 @@ impl Creations {
 
     /// Queues `creations` (one request) and returns: `done` is told the outcome once they are stored. A request
     /// the database cannot take is queued again after a pause, until it is stored or the store shuts down. When
-    /// the queue is full, or the last batch found the database unavailable, it is stored as [`Creations::create`]
-    /// does instead, and returns once stored (with the error, if any, which `done` is not told).
+    /// the queue already holds [`MAX_QUEUED_ALERTS`] alerts answered once queued, or is full, or the last batch
+    /// found the database unavailable, it is stored as [`Creations::create`] does instead, and returns once stored (with the error, if any, which `done` is not told).
     pub(super) async fn queue(
         &self,
         creations: Vec<Creation>,
         durability: Durability,
         done: Done,
     ) -> Result<()> {
+        let count = creations.len();
         if !self.shared.unavailable.load(Ordering::Acquire)
-            && let Ok(permit) = self.sender.try_reserve()
+            && self.shared.pending.admit(count)
+            && let Ok(permit) = self.sender.try_reserve().map_err(|_| {
+                self.shared.pending.forget(count);
+            })
         {
             permit.send(Request {
                 creations,
@@ -196,6 +219,7 @@ pub(super) fn spawn(writers: Vec<Writer>) -> Creations {
                 tickets: BTreeSet::new(),
             }),
             lowest: watch::Sender::new(0),
+            alerts: AtomicUsize::new(0),
         },
         requeue: sender.downgrade(),
     });
@@ -429,8 +453,10 @@ impl Writers {
                     tokio::spawn(self.clone().queue_again(request, reason));
                 }
                 result => {
+                    let count = creations.len();
                     done(answer(creations, result));
                     self.pending.release(ticket);
+                    self.pending.forget(count);
                 }
             },
         }
@@ -458,6 +484,7 @@ impl Writers {
                 "the store shut down before the database took them: {reason}"
             ))));
             self.pending.release(ticket);
+            self.pending.forget(refused.creations.len());
         }
     }
 }
