@@ -308,7 +308,8 @@ pub async fn run_with(
             tracing::warn!(
                 shutdown_timeout = ?config.shutdown_timeout,
                 "alerting service stopped at its shutdown timeout: requests still waiting for the database were \
-                 cut off, and notifications not yet delivered stay in the outbox for the next start"
+                 cut off, alerts of rule engines still queued are left to their next resend, and notifications not \
+                 yet delivered stay in the outbox for the next start"
             );
             Ok(())
         }

@@ -181,6 +181,84 @@ fn fingerprint_of(alert: &Value) -> String {
         .fingerprint()
 }
 
+/// PostgreSQL going away while rule engines post: what was answered 200 (queued) waits and is stored once the
+/// database is back, with no resend; once the writers have found the database unavailable, a POST waits for its
+/// answer and gets the 503 itself; nothing is counted as not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_alerts_wait_out_an_outage() {
+    let db = Database::new(Backend::Postgres).await;
+    let real_url = db
+        .config
+        .url
+        .clone()
+        .expect("PostgreSQL URL")
+        .expose()
+        .to_owned();
+    let address = real_url
+        .trim_start_matches("postgres://")
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("host:port")
+        .to_owned();
+    let proxy = gomon_testkit::proxy::Proxy::start(address.clone()).await;
+    let mut config = db.config.clone();
+    config.url = Some(
+        real_url
+            .replace(&address, &format!("127.0.0.1:{}", proxy.port))
+            .into(),
+    );
+    config.acquire_timeout = Duration::from_secs(1);
+    let server = Server::start(&config, vec![]).await;
+    let firing = |name: &str| json!([{"labels": {"alertname": name}, "endsAt": rfc3339(300)}]);
+    assert_eq!(server.post("/api/v2/alerts", firing("Before")).await.0, 200);
+    let (_, listed) = server.get("/api/v2/alerts").await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+
+    proxy.cut();
+    let mut answered = vec!["Before".to_owned()];
+    let mut refused = 0;
+    for i in 0..8 {
+        let name = format!("During{i}");
+        let (status, body) = server.post("/api/v2/alerts", firing(&name)).await;
+        match status {
+            200 => answered.push(name),
+            503 => refused += 1,
+            _ => panic!("{status} {body}"),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(answered.len() > 1, "the first POST of the outage is queued");
+    assert!(refused > 0, "later POSTs wait and get the 503");
+
+    proxy.restore();
+    let wanted: std::collections::BTreeSet<String> = answered.into_iter().collect();
+    let (api, wanted) = (&server, &wanted);
+    eventually(
+        Duration::from_secs(30),
+        "every alert answered 200 stored",
+        || async move {
+            let (status, listed) = api.get("/api/v2/alerts").await;
+            let names: std::collections::BTreeSet<String> = listed
+                .as_array()?
+                .iter()
+                .filter_map(|alert| alert["labels"]["alertname"].as_str().map(str::to_owned))
+                .collect();
+            (status == 200 && wanted.is_subset(&names)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        gomon_testkit::metric(
+            &server.url("/metrics"),
+            "alerting_alerts_queued_not_stored_total"
+        )
+        .await,
+        Some(0.0)
+    );
+    server.stop().await;
+}
+
 /// A POST that creates one alert and resolves another is one transaction: when PostgreSQL fails it after the
 /// creation (the resolution waits on a row lock held elsewhere, and its connection is terminated), neither the
 /// creation nor the resolution is kept; sent again, both are.
