@@ -23,6 +23,9 @@ pub enum Error {
     /// The database cannot be reached or did not answer in time.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The service sheds this request: too many of its kind run at once (answered 429, to be retried shortly).
+    #[error("{0}")]
+    Busy(String),
     /// Anything else: a bug or a corrupt row.
     #[error("internal error: {0}")]
     Internal(String),

@@ -208,6 +208,7 @@ pub(super) async fn create(
     responses(
         (status = 200, description = "A page of alerts", body = AlertPage),
         (status = 400, description = "Invalid query parameter", body = ErrorBody),
+        (status = 429, description = "Too many title searches (`q`) at once: retry after `Retry-After`", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(super) async fn list(

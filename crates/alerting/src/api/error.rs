@@ -88,6 +88,7 @@ impl From<Error> for ApiError {
                 tracing::warn!(%error, "request failed: database unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
             }
+            Error::Busy(message) => Self::new(StatusCode::TOO_MANY_REQUESTS, message),
             Error::Internal(_) => {
                 tracing::error!(%error, "request failed");
                 Self::new(
@@ -111,6 +112,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

@@ -488,3 +488,81 @@ impl Writers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read waits for the requests queued before it, not for those queued after it.
+    #[tokio::test]
+    async fn a_read_waits_for_what_was_queued_before_it() {
+        let creations = spawn(Vec::new());
+        let pending = &creations.shared.pending;
+        let limit = Duration::from_secs(5);
+        // Nothing queued: at once.
+        tokio::time::timeout(Duration::from_millis(100), creations.settled(limit))
+            .await
+            .expect("nothing to wait for");
+        let first = pending.issue();
+        let second = pending.issue();
+        let read = tokio::spawn({
+            let creations = creations.clone();
+            async move { creations.settled(limit).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let later = pending.issue();
+        pending.release(second);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!read.is_finished(), "the first request is not stored yet");
+        pending.release(first);
+        tokio::time::timeout(Duration::from_secs(1), read)
+            .await
+            .expect("released once both are stored, whatever was queued later")
+            .expect("read task");
+        // The one queued later holds a new read.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), creations.settled(limit))
+                .await
+                .is_err()
+        );
+        pending.release(later);
+        tokio::time::timeout(Duration::from_millis(100), creations.settled(limit))
+            .await
+            .expect("all stored");
+    }
+
+    /// A read waits for `limit` at most: a database that never takes the queue does not hold reads forever.
+    #[tokio::test]
+    async fn a_read_waits_no_longer_than_its_limit() {
+        let creations = spawn(Vec::new());
+        let _stuck = creations.shared.pending.issue();
+        let started = std::time::Instant::now();
+        creations.settled(Duration::from_millis(100)).await;
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
+        assert!(waited < Duration::from_secs(2), "{waited:?}");
+    }
+
+    /// The queue admits at most [`MAX_QUEUED_ALERTS`] alerts answered once queued; stored ones make room again.
+    #[test]
+    fn queued_alerts_are_bounded() {
+        let pending = Pending {
+            state: Mutex::new(PendingState {
+                next: 0,
+                tickets: BTreeSet::new(),
+            }),
+            lowest: watch::Sender::new(0),
+            alerts: AtomicUsize::new(0),
+        };
+        assert!(
+            !pending.admit(MAX_QUEUED_ALERTS + 1),
+            "one request too large"
+        );
+        assert!(pending.admit(MAX_QUEUED_ALERTS - 1));
+        assert!(pending.admit(1));
+        assert!(!pending.admit(1), "full");
+        pending.forget(64);
+        assert!(pending.admit(64));
+        assert!(!pending.admit(1));
+    }
+}

@@ -1183,6 +1183,84 @@ async fn upgrade_keeps_open_alerts_deduplicated() {
     server.stop().await;
 }
 
+/// Title searches read every alert they could match: while two run (held here by a table lock), a third is
+/// answered 429 with `Retry-After` at once instead of taking another connection; the two then answer 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_title_search_at_once_is_shed_with_429() {
+    use sqlx::Connection;
+    let database = Database::new(Backend::Postgres).await;
+    let server = Server::start(&database.config, Vec::new()).await;
+    assert_eq!(
+        server.post("/api/v1/alerts", alert("Disk full")).await.0,
+        201
+    );
+    let url = database
+        .config
+        .url
+        .clone()
+        .expect("postgres url")
+        .expose()
+        .to_owned();
+    let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .expect("begin");
+    sqlx::query("LOCK TABLE alerts_active IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .expect("lock");
+    let search = |text: &str| {
+        let (client, url) = (
+            server.client.clone(),
+            server.url(&format!("/api/v1/alerts?q={text}")),
+        );
+        tokio::spawn(async move { support::read(client.get(url).send().await.expect("GET")).await })
+    };
+    let running = [search("disk"), search("full")];
+    let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
+    for _ in 0..100 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%LIKE%'",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .expect("pg_stat_activity");
+        if waiting == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = server
+        .client
+        .get(server.url("/api/v1/alerts?q=disk"))
+        .send()
+        .await
+        .expect("GET");
+    let retry_after = response.headers().get("retry-after").cloned();
+    let (status, body) = support::read(response).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(
+        retry_after.as_ref().and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("retry")),
+        "{body}"
+    );
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("rollback");
+    for search in running {
+        let (status, body) = search.await.expect("search");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["total"], 1, "{body}");
+    }
+    assert_eq!(server.get("/api/v1/alerts?q=disk").await.0, 200);
+    server.stop().await;
+}
+
 /// PostgreSQL going away: the API answers 503 with a clear error, and recovers by itself when it returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_is_503_then_recovers() {
