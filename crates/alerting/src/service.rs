@@ -673,15 +673,15 @@ impl AlertService {
         self.store.get_many(ids).await
     }
 
-    /// Up to `limit` open alerts created after `after` whose labels hold `labels`, oldest first (see
+    /// Up to `limit` open alerts created after `after` that `selection` reads, oldest first (see
     /// [`Store::open_page`]).
     pub async fn open_page(
         &self,
         after: Option<(chrono::DateTime<chrono::Utc>, Uuid)>,
-        labels: &std::collections::BTreeMap<String, String>,
+        selection: &crate::store::OpenSelection,
         limit: u32,
     ) -> Result<Vec<Alert>> {
-        self.store.open_page(after, labels, limit).await
+        self.store.open_page(after, selection, limit).await
     }
 
     /// The alerts `filter` selects. A title search while [`TITLE_SEARCHES`] run is refused ([`Error::Busy`]).

@@ -24,7 +24,7 @@ use crate::model::{Alert, Status};
 use crate::rule_engines::{GENERATOR_URL, PostableAlert, Rejection, RuleAlert};
 use crate::service::AlertService;
 use crate::silence::{MAX_MATCHERS, Matcher, Silence, alert_labels};
-use crate::store::Durability;
+use crate::store::{Durability, OpenSelection};
 
 /// Receive alerts from Prometheus, vmalert or amtool (Alertmanager API v2). Every valid alert is stored (all of
 /// them together, or none when the database fails); invalid ones are listed in a 400 answer, as Alertmanager does,
@@ -484,9 +484,9 @@ const PAGE: u32 = 1000;
 /// are wanted.
 struct Selection {
     matchers: Vec<Matcher>,
-    /// Labels every kept alert stores (its equality matchers), which the database selects by: the listing then
+    /// What every kept alert stores (its equality matchers), which the database selects by: the listing then
     /// reads only the alerts that may match, not every open alert.
-    stored: BTreeMap<String, String>,
+    stored: OpenSelection,
     active: bool,
     silenced: bool,
 }
@@ -497,12 +497,21 @@ impl Selection {
         // `name="value"` keeps exactly the alerts whose stored labels hold it: but for `alertname`, which an
         // alert without one takes from its title (see `alert_labels`), and for an empty value, which an alert
         // without the label matches too.
-        let stored = params
-            .filter
-            .iter()
-            .filter(|m| m.is_equal && !m.is_regex && !m.value.is_empty() && m.name != "alertname")
-            .map(|m| (m.name.clone(), m.value.clone()))
-            .collect();
+        let equal = || {
+            params
+                .filter
+                .iter()
+                .filter(|m| m.is_equal && !m.is_regex && !m.value.is_empty())
+        };
+        let stored = OpenSelection {
+            labels: equal()
+                .filter(|m| m.name != "alertname")
+                .map(|m| (m.name.clone(), m.value.clone()))
+                .collect(),
+            alertname: equal()
+                .find(|m| m.name == "alertname")
+                .map(|m| m.value.clone()),
+        };
         Selection {
             stored,
             matchers: params.filter,

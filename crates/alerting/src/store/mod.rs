@@ -86,6 +86,17 @@ pub struct Creation {
     pub refresh: bool,
 }
 
+/// Which open alerts a listing reads ([`Store::open_page`]); the default reads every one. It only narrows: the
+/// caller still matches what it reads.
+#[derive(Clone, Debug, Default)]
+pub struct OpenSelection {
+    /// Labels every alert read stores.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// An `alertname` every alert read stores, unless it stores none (an alert without one takes its title as its
+    /// alertname, which only the caller can compare).
+    pub alertname: Option<String>,
+}
+
 /// One alert to create, as the store's SQL takes it.
 type Item<'a> = &'a Creation;
 
@@ -343,18 +354,17 @@ impl Store {
     }
 
     /// Up to `limit` open alerts created after `after` (an alert's `created_at` and `id`; `None`: from the first)
-    /// whose stored labels hold every one of `labels` (none: every open alert), oldest first: one page of a
-    /// listing of the open alerts.
+    /// that `selection` reads, oldest first: one page of a listing of the open alerts.
     pub async fn open_page(
         &self,
         after: Option<(DateTime<Utc>, Uuid)>,
-        labels: &std::collections::BTreeMap<String, String>,
+        selection: &OpenSelection,
         limit: u32,
     ) -> Result<Vec<Alert>> {
         if after.is_none() {
             self.creations.settled(SETTLE_LIMIT).await;
         }
-        dispatch!(self.open_page(after, labels, limit))
+        dispatch!(self.open_page(after, selection, limit))
     }
 
     /// Up to `limit` open alerts whose end time is before `now`.

@@ -947,7 +947,7 @@ macro_rules! sql_store {
             pub(super) async fn open_page(
                 &self,
                 after: Option<(DateTime<Utc>, Uuid)>,
-                labels: &BTreeMap<String, String>,
+                selection: &super::OpenSelection,
                 limit: u32,
             ) -> Result<Vec<Alert>> {
                 let mut page = QueryBuilder::<$db>::new(SELECT_ALERT);
@@ -959,8 +959,14 @@ macro_rules! sql_store {
                         .push_bind(id)
                         .push(")");
                 }
-                for (key, value) in labels {
+                for (key, value) in &selection.labels {
                     $label_filter(&mut page, key, value);
+                }
+                if let Some(alertname) = &selection.alertname {
+                    // `->>` reads a key alike on both databases; a label's value is never JSON null.
+                    page.push(" AND (TRUE");
+                    $label_filter(&mut page, "alertname", alertname);
+                    page.push(" OR labels ->> 'alertname' IS NULL)");
                 }
                 page.push(" ORDER BY created_at, id LIMIT ")
                     .push_bind(i64::from(limit));

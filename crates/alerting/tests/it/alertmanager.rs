@@ -599,8 +599,9 @@ async fn get_alerts_filters_and_status_answers(backend: Backend) {
     let (status, body) = server.get("/api/v2/alerts?filter=garbage").await;
     assert_eq!(status, 400, "{body}");
 
-    // Equality matchers select in the database; what they cannot say there still holds: `alertname` taken from
-    // the title of an alert without one, and `label=""` kept by an alert without the label.
+    // Equality matchers select in the database (`alertname` as the alerts storing it or storing none); what they
+    // cannot say there still holds: `alertname` taken from the title of an alert without one, and `label=""` kept
+    // by an alert without the label.
     let (status, _) = server
         .post(
             "/api/v2/alerts",
@@ -883,7 +884,7 @@ async fn expiry_spares_an_alert_sent_again_meanwhile(backend: Backend) {
         .expect("receive");
     // A read waits for what was queued before it.
     let open = store
-        .open_page(None, &std::collections::BTreeMap::new(), 10)
+        .open_page(None, &gomon_alerting::store::OpenSelection::default(), 10)
         .await
         .expect("open alerts");
     let id = open[0].id;
