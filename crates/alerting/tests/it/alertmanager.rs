@@ -36,13 +36,7 @@ on_both_stores!(
 async fn a_post_that_fails_in_the_database_is_stored_whole_later() {
     use sqlx::Connection;
     let db = Database::new(Backend::Postgres).await;
-    let url = db
-        .config
-        .url
-        .clone()
-        .expect("PostgreSQL URL")
-        .expose()
-        .to_owned();
+    let url = db.postgres_url();
     let server = Server::start(&db.config, vec![]).await;
     let batch: Vec<Value> = (0..200)
         .map(|i| json!({"labels": {"alertname": "AllOrNothing", "pod": format!("p-{i}")}, "endsAt": rfc3339(300)}))
@@ -187,28 +181,7 @@ fn fingerprint_of(alert: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_alerts_wait_out_an_outage() {
     let db = Database::new(Backend::Postgres).await;
-    let real_url = db
-        .config
-        .url
-        .clone()
-        .expect("PostgreSQL URL")
-        .expose()
-        .to_owned();
-    let address = real_url
-        .trim_start_matches("postgres://")
-        .split('@')
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("host:port")
-        .to_owned();
-    let proxy = gomon_testkit::proxy::Proxy::start(address.clone()).await;
-    let mut config = db.config.clone();
-    config.url = Some(
-        real_url
-            .replace(&address, &format!("127.0.0.1:{}", proxy.port))
-            .into(),
-    );
-    config.acquire_timeout = Duration::from_secs(1);
+    let (proxy, config) = db.behind_proxy().await;
     let server = Server::start(&config, vec![]).await;
     let firing = |name: &str| json!([{"labels": {"alertname": name}, "endsAt": rfc3339(300)}]);
     assert_eq!(server.post("/api/v2/alerts", firing("Before")).await.0, 200);
@@ -266,13 +239,7 @@ async fn queued_alerts_wait_out_an_outage() {
 async fn a_post_that_creates_and_resolves_is_all_or_nothing() {
     use sqlx::Connection;
     let db = Database::new(Backend::Postgres).await;
-    let url = db
-        .config
-        .url
-        .clone()
-        .expect("PostgreSQL URL")
-        .expose()
-        .to_owned();
+    let url = db.postgres_url();
     let server = Server::start(&db.config, vec![]).await;
     let firing = |name: &str, ends_in: i64| json!({"labels": {"alertname": name}, "endsAt": rfc3339(ends_in)});
     let (status, body) = server

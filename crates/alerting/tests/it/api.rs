@@ -1083,13 +1083,7 @@ async fn health_endpoints_answer(backend: Backend) {
 /// A pool on `database` (PostgreSQL), its schema migrated up to, not including, migration `version`: the schema
 /// of an older GoMon, for upgrade tests.
 async fn migrated_before(database: &Database, version: i64) -> sqlx::PgPool {
-    let url = database
-        .config
-        .url
-        .clone()
-        .expect("postgres url")
-        .expose()
-        .to_owned();
+    let url = database.postgres_url();
     let pool = sqlx::PgPool::connect(&url).await.expect("connect");
     let mut before = sqlx::migrate!("migrations/postgres");
     before.migrations = before
@@ -1194,13 +1188,7 @@ async fn a_third_title_search_at_once_is_shed_with_429() {
         server.post("/api/v1/alerts", alert("Disk full")).await.0,
         201
     );
-    let url = database
-        .config
-        .url
-        .clone()
-        .expect("postgres url")
-        .expose()
-        .to_owned();
+    let url = database.postgres_url();
     let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
     sqlx::query("BEGIN")
         .execute(&mut holder)
@@ -1265,28 +1253,7 @@ async fn a_third_title_search_at_once_is_shed_with_429() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_is_503_then_recovers() {
     let database = Database::new(Backend::Postgres).await;
-    let real_url = database
-        .config
-        .url
-        .clone()
-        .expect("postgres url")
-        .expose()
-        .to_owned();
-    let address = real_url
-        .trim_start_matches("postgres://")
-        .split('@')
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("host:port")
-        .to_owned();
-    let proxy = gomon_testkit::proxy::Proxy::start(address.clone()).await;
-    let mut config = database.config.clone();
-    config.url = Some(
-        real_url
-            .replace(&address, &format!("127.0.0.1:{}", proxy.port))
-            .into(),
-    );
-    config.acquire_timeout = Duration::from_secs(1);
+    let (proxy, config) = database.behind_proxy().await;
     let server = Server::start(&config, Vec::new()).await;
     assert_eq!(server.post("/api/v1/alerts", alert("before")).await.0, 201);
 
@@ -1395,13 +1362,7 @@ async fn postgres_admin(sql: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_postgres_answers_503_with_retry_after() {
     let database = Database::new(Backend::Postgres).await;
-    let url = database
-        .config
-        .url
-        .clone()
-        .expect("PostgreSQL URL")
-        .expose()
-        .to_owned();
+    let url = database.postgres_url();
     let name = url.rsplit('/').next().expect("database name").to_owned();
     let server = Server::start(&database.config, Vec::new()).await;
     assert_eq!(server.post("/api/v1/alerts", alert("before")).await.0, 201);

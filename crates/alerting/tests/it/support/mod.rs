@@ -72,6 +72,37 @@ impl Database {
         }
         Database { config, _dir: dir }
     }
+
+    /// The URL of this PostgreSQL database (panics on SQLite).
+    pub(crate) fn postgres_url(&self) -> String {
+        self.config
+            .url
+            .clone()
+            .expect("a PostgreSQL database")
+            .expose()
+            .to_owned()
+    }
+
+    /// A proxy in front of this PostgreSQL database, and a configuration reaching it through the proxy, waiting 1 s
+    /// for a connection: `proxy.cut()` makes an outage.
+    pub(crate) async fn behind_proxy(&self) -> (gomon_testkit::proxy::Proxy, DatabaseConfig) {
+        let url = self.postgres_url();
+        let address = url
+            .trim_start_matches("postgres://")
+            .split('@')
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .expect("host:port")
+            .to_owned();
+        let proxy = gomon_testkit::proxy::Proxy::start(address.clone()).await;
+        let mut config = self.config.clone();
+        config.url = Some(
+            url.replace(&address, &format!("127.0.0.1:{}", proxy.port))
+                .into(),
+        );
+        config.acquire_timeout = Duration::from_secs(1);
+        (proxy, config)
+    }
 }
 
 /// A running alerting API.
