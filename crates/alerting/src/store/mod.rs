@@ -274,9 +274,10 @@ impl Store {
     /// they are stored: `done` is told the outcome. For what a rule engine sends again every resend delay. A
     /// request the database cannot take is queued again after a pause (doubling from one second up to 30), until
     /// it is stored or the store shuts down; `done` then has the error. When 2,048 alerts answered once queued
-    /// are still waiting, or the last batch found the database unavailable, the creations are stored before this returns (its error, if any, is
-    /// returned, not told to `done`). Reads ([`Store::get`], [`Store::list`], the first [`Store::open_page`],
-    /// [`Store::apply_in_order`]) first wait until what was queued before them is stored.
+    /// are still waiting, or the last batch found the database unavailable, the creations are stored before this
+    /// returns (its error, if any, is returned, not told to `done`). Reads ([`Store::get`], [`Store::get_many`],
+    /// [`Store::list`], the first [`Store::open_page`], [`Store::update_if_expired`], [`Store::apply_in_order`])
+    /// first wait until what was queued before them is stored.
     pub async fn queue_all(
         &self,
         creations: Vec<Creation>,

@@ -155,7 +155,8 @@ impl Creations {
     /// Queues `creations` (one request) and returns: `done` is told the outcome once they are stored. A request
     /// the database cannot take is queued again after a pause, until it is stored or the store shuts down. When
     /// the queue already holds [`MAX_QUEUED_ALERTS`] alerts answered once queued, or is full, or the last batch
-    /// found the database unavailable, it is stored as [`Creations::create`] does instead, and returns once stored (with the error, if any, which `done` is not told).
+    /// found the database unavailable, it is stored as [`Creations::create`] does instead, and returns once
+    /// stored (with the error, if any, which `done` is not told).
     pub(super) async fn queue(
         &self,
         creations: Vec<Creation>,
@@ -163,22 +164,22 @@ impl Creations {
         done: Done,
     ) -> Result<()> {
         let count = creations.len();
-        if !self.shared.unavailable.load(Ordering::Acquire)
-            && self.shared.pending.admit(count)
-            && let Ok(permit) = self.sender.try_reserve().map_err(|_| {
-                self.shared.pending.forget(count);
-            })
-        {
-            permit.send(Request {
-                creations,
-                reply: Reply::Queued {
-                    ticket: self.shared.pending.issue(),
-                    failures: 0,
-                    done,
-                },
-                durability,
-            });
-            return Ok(());
+        if !self.shared.unavailable.load(Ordering::Acquire) && self.shared.pending.admit(count) {
+            match self.sender.try_reserve() {
+                Ok(permit) => {
+                    permit.send(Request {
+                        creations,
+                        reply: Reply::Queued {
+                            ticket: self.shared.pending.issue(),
+                            failures: 0,
+                            done,
+                        },
+                        durability,
+                    });
+                    return Ok(());
+                }
+                Err(_) => self.shared.pending.forget(count),
+            }
         }
         let stored = self.create(creations, durability).await?;
         done(Ok(stored));

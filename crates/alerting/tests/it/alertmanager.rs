@@ -268,6 +268,47 @@ async fn queued_alerts_wait_out_an_outage() {
     server.stop().await;
 }
 
+/// SIGTERM while alerts answered once queued wait for a database that is away: the service still stops within its
+/// shutdown timeout (they are left to the rule engine's next resend), and what was stored before the outage is
+/// still there afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_the_service_while_queued_alerts_wait_for_the_database() {
+    let db = Database::new(Backend::Postgres).await;
+    let (proxy, database) = db.behind_proxy().await;
+    let work = tempfile::tempdir().expect("temporary directory");
+    let config = gomon_alerting::Config {
+        database: gomon_alerting::store::DatabaseConfig {
+            data_dir: work.path().to_path_buf(),
+            ..database
+        },
+        shutdown_timeout: Duration::from_secs(2),
+        ..gomon_alerting::Config::default()
+    };
+    let server = Server::start_service(config).await;
+    let firing = |name: &str| json!([{"labels": {"alertname": name}, "endsAt": rfc3339(300)}]);
+    assert_eq!(server.post("/api/v2/alerts", firing("Before")).await.0, 200);
+    let (_, listed) = server.get("/api/v2/alerts").await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    proxy.cut();
+    let (status, body) = server.post("/api/v2/alerts", firing("During")).await;
+    assert_eq!(status, 200, "queued: {body}");
+    let started = std::time::Instant::now();
+    server.stop().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(6), "stopped after {took:?}");
+    proxy.restore();
+    let check = sqlx::PgPool::connect(&db.postgres_url())
+        .await
+        .expect("connect");
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT title FROM alerts_active WHERE status <> 'resolved'")
+            .fetch_all(&check)
+            .await
+            .expect("open alerts");
+    assert!(names.contains(&"Before".to_owned()), "{names:?}");
+    check.close().await;
+}
+
 /// A POST that creates one alert and resolves another is one transaction: when PostgreSQL fails it after the
 /// creation (the resolution waits on a row lock held elsewhere, and its connection is terminated), neither the
 /// creation nor the resolution is kept; sent again, both are.
