@@ -3,6 +3,7 @@
 //! Every way an alert arrives (the REST API, the Alertmanager API of rule engines, the Kubernetes pod watcher) goes
 //! through here.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,8 +21,8 @@ use crate::notify::policy::Policy;
 use crate::rule_engines::{AlertmanagerConfig, GrafanaAlert, PostableAlert, Rejection, RuleAlert};
 use crate::silence::{PostableSilence, Silence, SilenceAction, alert_labels};
 use crate::store::{
-    Applied, Changed, ClaimedFollowUp, Creation, Durability, NextFollowUp, NotificationFilter,
-    Step, Store,
+    Applied, Changed, ClaimedFollowUp, Creation, Durability, NextFollowUp, NotStored,
+    NotificationFilter, Step, Store,
 };
 use gomon_runtime::metrics::must;
 
@@ -297,29 +298,28 @@ impl AlertService {
         creations: Vec<Creation>,
         durability: Durability,
     ) -> Result<Vec<(Alert, bool)>> {
-        let notified: Vec<bool> = creations.iter().map(|c| c.notification.is_some()).collect();
+        let notified = notified(&creations);
         let stored = self.store.create_all(creations, durability).await?;
         self.after_stored(&stored, &notified);
         Ok(stored)
     }
 
-    /// Queues `creations` to be stored all together or none (see [`Store::queue_all`]) and returns; once they are
-    /// stored, counts and logs the alerts created and wakes the dispatcher if they are notified. Alerts the store
-    /// gives up on are counted in `alerting_alerts_queued_not_stored_total` and logged.
+    /// Queues `creations` to be stored (see [`Store::queue_all`]) and returns; as they are stored, counts and logs
+    /// the alerts created and wakes the dispatcher if they are notified. Alerts the store gives up on are counted
+    /// in `alerting_alerts_queued_not_stored_total` and logged.
     async fn queue_creations(
         &self,
         creations: Vec<Creation>,
         durability: Durability,
     ) -> Result<()> {
-        let notified: Vec<bool> = creations.iter().map(|c| c.notification.is_some()).collect();
+        let notified = notified(&creations);
         let service = self.clone();
-        let count = creations.len();
         self.store
             .queue_all(creations, durability, move |stored| match stored {
                 Ok(stored) => service.after_stored(&stored, &notified),
-                Err(error) => {
-                    service.metrics.not_stored.inc_by(count as u64);
-                    tracing::error!(alerts = count, %error,
+                Err(NotStored { alerts, error }) => {
+                    service.metrics.not_stored.inc_by(alerts as u64);
+                    tracing::error!(alerts, %error,
                         "alerts of a rule engine answered once queued were not stored; its next resend brings them again");
                 }
             })
@@ -327,12 +327,12 @@ impl AlertService {
     }
 
     /// Counts and logs the alerts of `stored` that were created, and wakes the dispatcher if one of them is
-    /// `notified` (one flag per alert).
-    fn after_stored(&self, stored: &[(Alert, bool)], notified: &[bool]) {
+    /// `notified`.
+    fn after_stored(&self, stored: &[(Alert, bool)], notified: &HashSet<Uuid>) {
         let mut wake = false;
-        for ((alert, created), notify) in stored.iter().zip(notified) {
+        for (alert, created) in stored {
             if *created {
-                wake |= notify;
+                wake |= notified.contains(&alert.id);
                 self.count_created(alert);
             }
         }
@@ -426,8 +426,7 @@ impl AlertService {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        let fingerprints: std::collections::HashSet<&str> =
-            steps.iter().map(step_fingerprint).collect();
+        let fingerprints: HashSet<&str> = steps.iter().map(step_fingerprint).collect();
         let all_creations = steps.iter().all(|step| matches!(step, Step::Create(_)));
         if !all_creations || fingerprints.len() < steps.len() {
             self.apply_in_order(steps, actor, &silences, durability)
@@ -973,6 +972,15 @@ impl AlertService {
             .filter(|silence| silence.matchers.iter().all(|m| m.matches(&labels)))
             .collect())
     }
+}
+
+/// The ids of the alerts of `creations` that are notified when created.
+fn notified(creations: &[Creation]) -> HashSet<Uuid> {
+    creations
+        .iter()
+        .filter(|c| c.notification.is_some())
+        .map(|c| c.alert.id)
+        .collect()
 }
 
 /// The fingerprint of the alert a step creates or resolves.

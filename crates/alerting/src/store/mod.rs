@@ -32,15 +32,17 @@ use crate::notify::policy::Fallback;
 use crate::silence::{Silence, SilenceAction};
 use pg_bulk::PgWriter;
 pub use sql::{PostgresStore, SqliteStore};
+pub use writer::NotStored;
 use writer::{Creations, PG_WRITERS, Writer};
 
 /// The alert store, on one of the two databases.
 ///
-/// Creations go through a queue to the writer tasks. A writer takes every request waiting (up to
-/// [`MAX_BATCH`](writer::MAX_BATCH) alerts) and stores them in one transaction: under load one commit serves many
-/// requests; alone, a request waits for nobody. The alerts of one request are never split between transactions, so a request is stored whole or
-/// not at all. PostgreSQL has [`PG_WRITERS`] writers, so that one gathers and executes its batch while another
-/// waits for its commit; SQLite has one.
+/// Creations go through queues to the writer tasks, one queue each: the alerts of one group always go to the
+/// same writer, so writers never wait on each other's rows. A writer takes every request waiting in its queue (up
+/// to [`MAX_BATCH`](writer::MAX_BATCH) alerts) and stores them in one transaction: under load one commit serves
+/// many requests; alone, a request waits for nobody. A request answered once stored ([`Store::create_all`]) is
+/// stored in one transaction, whole or not at all; one answered once queued ([`Store::queue_all`]) in one part
+/// per writer, each whole. PostgreSQL has [`PG_WRITERS`] writers, each with its own connection; SQLite has one.
 #[derive(Clone, Debug)]
 pub struct Store {
     database: Database,
@@ -127,6 +129,21 @@ enum CreationOutcome {
     Created,
     /// An open alert had its fingerprint: that alert (refreshed, if the creation asked for it).
     Existing(Box<Alert>),
+    /// An open alert had its fingerprint (and was refreshed, if the creation asked for it); not read back, as no
+    /// requester waits for it.
+    ExistingUnread,
+}
+
+impl CreationOutcome {
+    /// The alert of a creation that had this outcome, where `sent` is the alert it created: the alert and whether
+    /// it was created (an existing alert not read back is given as sent).
+    fn into_alert(self, sent: Alert) -> (Alert, bool) {
+        match self {
+            CreationOutcome::Created => (sent, true),
+            CreationOutcome::Existing(open) => (*open, false),
+            CreationOutcome::ExistingUnread => (sent, false),
+        }
+    }
 }
 
 /// Calls the same method on whichever database the store uses, in a span of its own (see [`store_span`]).
@@ -270,26 +287,27 @@ impl Store {
             .await
     }
 
-    /// Queues `creations` (one request) for the writers, as [`Store::create_all`] stores them, and returns before
-    /// they are stored: `done` is told the outcome. For what a rule engine sends again every resend delay. A
-    /// request the database cannot take is queued again after a pause (doubling from one second up to 30), until
-    /// it is stored or the store shuts down; `done` then has the error. When 2,048 alerts answered once queued
-    /// are still waiting, or the last batch found the database unavailable, the creations are stored before this
-    /// returns (its error, if any, is returned, not told to `done`). Reads ([`Store::get`], [`Store::get_many`],
-    /// [`Store::list`], the first [`Store::open_page`], [`Store::update_if_expired`], [`Store::apply_in_order`])
-    /// first wait until what was queued before them is stored.
+    /// Queues `creations` (one request) for the writers and returns before they are stored. For what a rule
+    /// engine sends again every resend delay. The alerts of one group always go to the same writer, so the request
+    /// is stored in one part per writer it needs (each part in one transaction), and a group's requests in the
+    /// order they were queued; `done` is told the outcome of each part. A part the database cannot take is queued
+    /// again after a pause (doubling from one second up to 30), until it is stored or the store shuts down; `done`
+    /// then has the error. When 2,048 alerts answered once queued are still waiting, or the last batch found the
+    /// database unavailable, this returns once every part is stored instead (`done` is told of those stored; the
+    /// error of one that was not is returned). Reads ([`Store::get`], [`Store::get_many`], [`Store::list`], the first
+    /// [`Store::open_page`], [`Store::update_if_expired`], [`Store::apply_in_order`]) first wait until what was
+    /// queued before them is stored.
     pub async fn queue_all(
         &self,
         creations: Vec<Creation>,
         durability: Durability,
-        done: impl FnOnce(Result<Vec<(Alert, bool)>>) + Send + Sync + 'static,
+        done: impl Fn(std::result::Result<Vec<(Alert, bool)>, NotStored>) + Send + Sync + 'static,
     ) -> Result<()> {
         if creations.is_empty() {
-            done(Ok(Vec::new()));
             return Ok(());
         }
         self.creations
-            .queue(creations, durability, Box::new(done))
+            .queue(creations, durability, std::sync::Arc::new(done))
             .await
     }
 

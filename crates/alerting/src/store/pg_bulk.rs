@@ -1,11 +1,12 @@
 //! The creation writers' path on PostgreSQL: each writer's own connection, and a batch of new alerts stored with
 //! one statement (the batch travels as arrays) instead of one insert per alert.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use sqlx::Connection;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::types::Json;
+use sqlx::{Connection, FromRow as _, Row as _};
 use uuid::Uuid;
 
 use super::rows::AlertRow;
@@ -112,27 +113,30 @@ impl PgWriter {
 /// to the `unnest` alone, a plan made while the table had no open alert (after a quiet night, say) walks every
 /// open alert once per row of the batch. The generic plan PostgreSQL settles on after five runs of the prepared
 /// statement still compares every alert found with every row of the batch, which is cheap only for a few.
-const PG_BULK_REFRESH_SMALL: &str = concat!(
+macro_rules! pg_bulk_refresh_small {
+    ($($returning:tt)*) => { concat!(
     "UPDATE alerts_active SET title = u.new_title, description = u.new_description, \
      annotations = u.new_annotations, ends_at = u.new_ends_at, updated_at = u.new_updated_at \
      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[]) \
      AS u(new_group_id, new_title, new_description, new_annotations, new_ends_at, new_updated_at) \
      WHERE alert_group_id = ANY($1) AND alert_group_id = u.new_group_id AND status <> 'resolved' \
        AND updated_at <= u.new_updated_at RETURNING ",
-    alert_columns!()
-);
+    $($returning)*
+    ) };
+}
 
-/// Most repeats refreshed with [`PG_BULK_REFRESH_SMALL`]; more take [`PG_BULK_REFRESH`], whose plan costs more
+/// Most repeats refreshed with `pg_bulk_refresh_small`; more take `pg_bulk_refresh`, whose plan costs more
 /// to start and less per row.
 const SMALL_REFRESH: usize = 16;
 
-/// [`PG_BULK_REFRESH_SMALL`] for many repeats: each row of the batch finds its open alert through a `LATERAL`
+/// `pg_bulk_refresh_small` for many repeats: each row of the batch finds its open alert through a `LATERAL`
 /// lookup of the unique index on open groups, then the alert is updated by its key, two index lookups per row
 /// whatever the statistics say (3 ms for 256 repeats, where the generic plan of the small form takes 23 ms). The
 /// updated row's own check that it is still open is written `IS DISTINCT FROM`, which the partial indexes on open
 /// alerts do not match: with `<>`, a plan made while the table had no open alert scans every open alert instead
 /// of looking each one up.
-const PG_BULK_REFRESH: &str = concat!(
+macro_rules! pg_bulk_refresh {
+    ($($returning:tt)*) => { concat!(
     "WITH target AS ( \
        SELECT found.open_id, u.* \
        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[]) \
@@ -145,8 +149,22 @@ const PG_BULK_REFRESH: &str = concat!(
      FROM target AS t WHERE id = t.open_id AND status IS DISTINCT FROM 'resolved' \
        AND updated_at <= t.new_updated_at \
      RETURNING ",
-    alert_columns!()
-);
+    $($returning)*
+    ) };
+}
+
+/// The statements refreshing repeats (see `pg_bulk_refresh_small` and `pg_bulk_refresh`), by how many they
+/// refresh and whether they read the alerts back or return their groups alone.
+const PG_BULK_REFRESHES: [[&str; 2]; 2] = [
+    [
+        pg_bulk_refresh_small!("alert_group_id"),
+        pg_bulk_refresh_small!(alert_columns!()),
+    ],
+    [
+        pg_bulk_refresh!("alert_group_id"),
+        pg_bulk_refresh!(alert_columns!()),
+    ],
+];
 
 impl PostgresStore {
     /// Runs [`PG_BULK_CREATE`] for `batch` on `connection`; the ids it inserted.
@@ -208,18 +226,21 @@ impl PostgresStore {
     }
 
     /// Stores a batch of creations in one transaction on the writer's connection: new alerts with one statement
-    /// (see [`PG_BULK_CREATE`]); the repeats it skipped refreshed with one more (see [`PG_BULK_REFRESH`]) or looked
+    /// (see [`PG_BULK_CREATE`]); the repeats it skipped refreshed with one more (see `pg_bulk_refresh`) or looked
     /// up; the rare one whose duplicate was resolved in between through the general path, in the same transaction.
-    /// After any error the connection is dropped, and the next batch opens a new one.
+    /// `read_back` false: no requester waits for the alerts that existed, which are not read back
+    /// ([`CreationOutcome::ExistingUnread`]). After any error the connection is dropped, and the next batch opens a
+    /// new one.
     pub(super) async fn create_batch_bulk(
         &self,
         writer: &mut PgWriter,
         batch: &[Item<'_>],
         whole: bool,
         durability: Durability,
+        read_back: bool,
     ) -> Result<Vec<Result<CreationOutcome>>> {
         let result = match writer.connection_for(durability).await {
-            Ok(connection) => Self::bulk_in(connection, batch, whole).await,
+            Ok(connection) => Self::bulk_in(connection, batch, whole, read_back).await,
             Err(error) => Err(error),
         };
         if result.is_err() {
@@ -235,6 +256,7 @@ impl PostgresStore {
         connection: &mut PgConnection,
         batch: &[Item<'_>],
         whole: bool,
+        read_back: bool,
     ) -> Result<Vec<Result<CreationOutcome>>> {
         // The statement writes what a new alert has; anything else takes the general path.
         let fresh = batch.iter().all(|c| {
@@ -256,24 +278,43 @@ impl PostgresStore {
         if whole {
             let mut tx = connection.begin().await?;
             let inserted = Self::bulk_insert(&mut tx, batch).await?;
-            let results = Self::after_insert(&mut tx, batch, &inserted).await?;
+            let results = Self::after_insert(&mut tx, batch, &inserted, read_back).await?;
             tx.commit().await?;
             return Ok(results);
         }
         // Every request has one alert: each statement stores whole requests, so none needs a transaction of its
         // own, and the insert and the refresh of the repeats it skipped each commit on their own.
         let inserted = Self::bulk_insert(connection, batch).await?;
-        Self::after_insert(connection, batch, &inserted).await
+        Self::after_insert(connection, batch, &inserted, read_back).await
+    }
+
+    /// Adds the open alerts of `rows` to `open`, by group: read back from their columns, or (`read_back` false)
+    /// their groups alone.
+    fn read_open(
+        rows: Vec<PgRow>,
+        read_back: bool,
+        open: &mut HashMap<Uuid, Option<Alert>>,
+    ) -> Result<()> {
+        for row in rows {
+            if read_back {
+                let alert = Alert::try_from(AlertRow::from_row(&row)?)?;
+                open.insert(alert.alert_group_id, Some(alert));
+            } else {
+                open.insert(row.try_get("alert_group_id")?, None);
+            }
+        }
+        Ok(())
     }
 
     /// The outcome of each creation of `batch` once [`PG_BULK_CREATE`] inserted `inserted`: the repeats it skipped
-    /// refreshed with one statement (see [`PG_BULK_REFRESH`]) or looked up, and the rare one whose duplicate was
+    /// refreshed with one statement (see `pg_bulk_refresh`) or looked up, and the rare one whose duplicate was
     /// resolved in between stored through the general path. `connection` is in the batch's transaction when some
     /// request has several alerts; otherwise (one alert per request) each statement commits on its own.
     async fn after_insert(
         connection: &mut PgConnection,
         batch: &[Item<'_>],
         inserted: &std::collections::HashSet<Uuid>,
+        read_back: bool,
     ) -> Result<Vec<Result<CreationOutcome>>> {
         if inserted.len() == batch.len() {
             return Ok(batch.iter().map(|_| Ok(CreationOutcome::Created)).collect());
@@ -294,16 +335,13 @@ impl PostgresStore {
                 _ => refresh.push(creation),
             }
         }
-        let mut open: Vec<Alert> = if refresh.is_empty() {
-            Vec::new()
-        } else {
+        // The open alert of each group skipped: read back, or known by its group alone.
+        let mut open: HashMap<Uuid, Option<Alert>> = HashMap::new();
+        if !refresh.is_empty() {
             let alerts = || refresh.iter().map(|c| &c.alert);
-            let statement = if refresh.len() > SMALL_REFRESH {
-                PG_BULK_REFRESH
-            } else {
-                PG_BULK_REFRESH_SMALL
-            };
-            sqlx::query_as::<_, AlertRow>(statement)
+            let statement = PG_BULK_REFRESHES[usize::from(refresh.len() > SMALL_REFRESH)]
+                [usize::from(read_back)];
+            let query = sqlx::query(statement)
                 .bind(alerts().map(|a| a.alert_group_id).collect::<Vec<_>>())
                 .bind(alerts().map(|a| a.title.as_str()).collect::<Vec<_>>())
                 .bind(
@@ -313,37 +351,42 @@ impl PostgresStore {
                 )
                 .bind(alerts().map(|a| Json(&a.annotations)).collect::<Vec<_>>())
                 .bind(alerts().map(|a| a.ends_at).collect::<Vec<_>>())
-                .bind(alerts().map(|a| a.updated_at).collect::<Vec<_>>())
-                .fetch_all(&mut *connection)
-                .await?
-                .into_iter()
-                .map(Alert::try_from)
-                .collect::<Result<_>>()?
-        };
+                .bind(alerts().map(|a| a.updated_at).collect::<Vec<_>>());
+            Self::read_open(
+                query.fetch_all(&mut *connection).await?,
+                read_back,
+                &mut open,
+            )?;
+        }
         let unknown: Vec<Uuid> = skipped
             .iter()
             .map(|c| c.alert.alert_group_id)
-            .filter(|group| !open.iter().any(|o| o.alert_group_id == *group))
+            .filter(|group| !open.contains_key(group))
             .collect();
         if !unknown.is_empty() {
-            let rows = sqlx::query_as::<_, AlertRow>(&format!(
-                "{SELECT_ALERT} WHERE alert_group_id = ANY($1) AND status <> 'resolved'"
-            ))
-            .bind(&unknown)
-            .fetch_all(&mut *connection)
-            .await?;
-            for row in rows {
-                open.push(Alert::try_from(row)?);
-            }
+            let statement = if read_back {
+                format!("{SELECT_ALERT} WHERE alert_group_id = ANY($1) AND status <> 'resolved'")
+            } else {
+                "SELECT alert_group_id FROM alerts_active WHERE alert_group_id = ANY($1) \
+                 AND status <> 'resolved'"
+                    .to_owned()
+            };
+            let rows = sqlx::query(&statement)
+                .bind(&unknown)
+                .fetch_all(&mut *connection)
+                .await?;
+            Self::read_open(rows, read_back, &mut open)?;
         }
         let mut results = Vec::with_capacity(batch.len());
         for creation in batch {
             let alert = &creation.alert;
             if inserted.contains(&alert.id) {
                 results.push(Ok(CreationOutcome::Created));
-            } else if let Some(existing) = open.iter().find(|o| o.fingerprint == alert.fingerprint)
-            {
-                results.push(Ok(CreationOutcome::Existing(Box::new(existing.clone()))));
+            } else if let Some(existing) = open.get(&alert.alert_group_id) {
+                results.push(Ok(match existing {
+                    Some(existing) => CreationOutcome::Existing(Box::new(existing.clone())),
+                    None => CreationOutcome::ExistingUnread,
+                }));
             } else {
                 // A savepoint within the batch's transaction, or a transaction of its own.
                 let mut tx = connection.begin().await?;

@@ -855,10 +855,9 @@ macro_rules! sql_store {
                 for step in steps {
                     match step {
                         Step::Create(creation) => {
-                            applied.push(match Self::insert_or_get_open(&mut tx, &creation).await?? {
-                                CreationOutcome::Created => Applied::Created(creation.alert, true),
-                                CreationOutcome::Existing(open) => Applied::Created(*open, false),
-                            });
+                            let outcome = Self::insert_or_get_open(&mut tx, &creation).await??;
+                            let (alert, created) = outcome.into_alert(creation.alert);
+                            applied.push(Applied::Created(alert, created));
                         }
                         Step::Resolve(fingerprint) => {
                             let open = sqlx::query_as::<_, AlertRow>(&format!(

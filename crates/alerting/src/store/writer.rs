@@ -22,7 +22,7 @@ use crate::model::Alert;
 pub(super) const MAX_BATCH: usize = 512;
 
 /// A writer gathering fewer alerts than this waits for more while another writer is storing (see
-/// [`Writers::take`]).
+/// [`Queue::take`]).
 const MIN_SHARED_BATCH: usize = 64;
 
 /// Writer tasks on PostgreSQL, each with a connection of its own.
@@ -39,9 +39,19 @@ const MAX_QUEUED_ALERTS: usize = 4 * MAX_BATCH;
 /// one second at each attempt).
 const MAX_REQUEUE_PAUSE: Duration = Duration::from_secs(30);
 
-/// What a requester answered once its request was queued is told of the outcome: the stored, existing or
-/// refreshed alerts, or why they were not stored.
-pub(super) type Done = Box<dyn FnOnce(Result<Vec<(Alert, bool)>>) + Send + Sync>;
+/// What became of the alerts of a request answered once queued: told once per part of it (see
+/// [`Creations::queue`]), with that part's stored, existing or refreshed alerts, or why they were not stored.
+pub(super) type Done =
+    Arc<dyn Fn(std::result::Result<Vec<(Alert, bool)>, NotStored>) + Send + Sync>;
+
+/// Alerts answered once queued that were not stored (see [`Store::queue_all`](super::Store::queue_all)).
+#[derive(Debug)]
+pub struct NotStored {
+    /// How many.
+    pub alerts: usize,
+    /// Why.
+    pub error: Error,
+}
 
 /// Where the answer to a request goes.
 pub(super) enum Reply {
@@ -49,8 +59,8 @@ pub(super) enum Reply {
     Waiting(oneshot::Sender<Result<Vec<(Alert, bool)>>>),
     /// Its requester was answered when it was queued (see [`Creations::queue`]).
     Queued {
-        /// Its place among the queued requests (see [`Pending`]).
-        ticket: u64,
+        /// Its place among the queued requests, shared by its parts (see [`Pending`]).
+        ticket: Arc<Ticket>,
         /// Times the database could not take it.
         failures: u32,
         /// Told the outcome.
@@ -58,7 +68,7 @@ pub(super) enum Reply {
     },
 }
 
-/// The creations of one request, and where their result goes.
+/// The creations of one request (or of the part of it one writer stores), and where their result goes.
 pub(super) struct Request {
     pub(super) creations: Vec<Creation>,
     pub(super) reply: Reply,
@@ -80,7 +90,30 @@ struct PendingState {
     tickets: BTreeSet<u64>,
 }
 
+/// A queued request's place in [`Pending`], released when the last of its parts is stored or given up (dropped).
+pub(super) struct Ticket {
+    number: u64,
+    pending: Arc<Pending>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.pending.release(self.number);
+    }
+}
+
 impl Pending {
+    fn new() -> Self {
+        Pending {
+            state: Mutex::new(PendingState {
+                next: 0,
+                tickets: BTreeSet::new(),
+            }),
+            lowest: watch::Sender::new(0),
+            alerts: AtomicUsize::new(0),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, PendingState> {
         // The state stays consistent whatever panicked while holding it: each change is one insert or remove.
         self.state
@@ -102,12 +135,15 @@ impl Pending {
         self.alerts.fetch_sub(count, Ordering::AcqRel);
     }
 
-    fn issue(&self) -> u64 {
+    fn issue(self: &Arc<Self>) -> Ticket {
         let mut state = self.lock();
-        let ticket = state.next;
+        let number = state.next;
         state.next += 1;
-        state.tickets.insert(ticket);
-        ticket
+        state.tickets.insert(number);
+        Ticket {
+            number,
+            pending: self.clone(),
+        }
     }
 
     fn release(&self, ticket: u64) {
@@ -118,30 +154,46 @@ impl Pending {
     }
 }
 
-/// The queue of the writers: what the store sends creations through.
+/// The writer, among `writers`, that stores the alerts of `group`: the alerts of one group always go to the same
+/// writer, so that writers never wait on each other's rows, and a group's requests are stored in the order queued.
+fn writer_of(group: &uuid::Uuid, writers: usize) -> usize {
+    (group.as_u128() % writers.max(1) as u128) as usize
+}
+
+/// The queues of the writers (one each): what the store sends creations through.
 #[derive(Clone)]
 pub(super) struct Creations {
-    sender: mpsc::Sender<Request>,
+    senders: Vec<mpsc::Sender<Request>>,
     shared: Arc<Writers>,
 }
 
 impl std::fmt::Debug for Creations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let queued: usize = self
+            .senders
+            .iter()
+            .map(|sender| QUEUE_CAPACITY - sender.capacity())
+            .sum();
         f.debug_struct("Creations")
-            .field("queued", &(QUEUE_CAPACITY - self.sender.capacity()))
+            .field("queued", &queued)
             .finish()
     }
 }
 
 impl Creations {
-    /// Stores `creations` (one request) and waits for the outcome.
+    /// Stores `creations` (one request) in one transaction and waits for the outcome. It goes to the writer of its
+    /// first alert's group (see [`writer_of`]).
     pub(super) async fn create(
         &self,
         creations: Vec<Creation>,
         durability: Durability,
     ) -> Result<Vec<(Alert, bool)>> {
+        let writer = creations.first().map_or(0, |c| {
+            writer_of(&c.alert.alert_group_id, self.senders.len())
+        });
+        let sender = self.senders.get(writer).ok_or_else(stopped)?;
         let (reply, result) = oneshot::channel();
-        self.sender
+        sender
             .send(Request {
                 creations,
                 reply: Reply::Waiting(reply),
@@ -152,11 +204,12 @@ impl Creations {
         result.await.map_err(|_| stopped())?
     }
 
-    /// Queues `creations` (one request) and returns: `done` is told the outcome once they are stored. A request
-    /// the database cannot take is queued again after a pause, until it is stored or the store shuts down. When
-    /// the queue already holds [`MAX_QUEUED_ALERTS`] alerts answered once queued, or is full, or the last batch
-    /// found the database unavailable, it is stored as [`Creations::create`] does instead, and returns once
-    /// stored (with the error, if any, which `done` is not told).
+    /// Queues `creations` (one request) and returns. Each alert goes to the writer of its group (see
+    /// [`writer_of`]): the request is stored in one part per writer it needs, each part whole, and `done` is told
+    /// the outcome of each. A part the database cannot take is queued again after a pause, until it is stored or
+    /// the store shuts down. When the queues already hold [`MAX_QUEUED_ALERTS`] alerts answered once queued, or
+    /// one is full, or the last batch found the database unavailable, this returns once every part is stored
+    /// instead: `done` is told of each part stored, and the error of a part that was not is returned.
     pub(super) async fn queue(
         &self,
         creations: Vec<Creation>,
@@ -164,26 +217,75 @@ impl Creations {
         done: Done,
     ) -> Result<()> {
         let count = creations.len();
+        let parts = self.parts(creations);
         if !self.shared.unavailable.load(Ordering::Acquire) && self.shared.pending.admit(count) {
-            match self.sender.try_reserve() {
-                Ok(permit) => {
+            // A place in every queue the request needs, or it is not queued at all.
+            let permits: Option<Vec<_>> = parts
+                .iter()
+                .map(|(writer, _)| {
+                    self.senders
+                        .get(*writer)
+                        .and_then(|sender| sender.try_reserve().ok())
+                })
+                .collect();
+            if let Some(permits) = permits {
+                let ticket = Arc::new(self.shared.pending.issue());
+                for (permit, (_, creations)) in permits.into_iter().zip(parts) {
                     permit.send(Request {
                         creations,
                         reply: Reply::Queued {
-                            ticket: self.shared.pending.issue(),
+                            ticket: ticket.clone(),
                             failures: 0,
-                            done,
+                            done: done.clone(),
                         },
                         durability,
                     });
-                    return Ok(());
                 }
-                Err(_) => self.shared.pending.forget(count),
+                return Ok(());
+            }
+            self.shared.pending.forget(count);
+        }
+        // Stored before the answer: every part is sent, then waited for.
+        let mut answers = Vec::with_capacity(parts.len());
+        for (writer, creations) in parts {
+            let sender = self.senders.get(writer).ok_or_else(stopped)?;
+            let (reply, answer) = oneshot::channel();
+            sender
+                .send(Request {
+                    creations,
+                    reply: Reply::Waiting(reply),
+                    durability,
+                })
+                .await
+                .map_err(|_| stopped())?;
+            answers.push(answer);
+        }
+        let mut failed = None;
+        for answer in answers {
+            match answer
+                .await
+                .map_err(|_| stopped())
+                .and_then(|stored| stored)
+            {
+                Ok(stored) => done(Ok(stored)),
+                Err(error) => failed = Some(error),
             }
         }
-        let stored = self.create(creations, durability).await?;
-        done(Ok(stored));
-        Ok(())
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// `creations` split by the writer of their group (see [`writer_of`]), in the order of the writers, each part
+    /// in the request's order.
+    fn parts(&self, creations: Vec<Creation>) -> Vec<(usize, Vec<Creation>)> {
+        let mut parts: Vec<(usize, Vec<Creation>)> = Vec::new();
+        for creation in creations {
+            let writer = writer_of(&creation.alert.alert_group_id, self.senders.len());
+            match parts.binary_search_by_key(&writer, |(w, _)| *w) {
+                Ok(part) => parts[part].1.push(creation),
+                Err(at) => parts.insert(at, (writer, vec![creation])),
+            }
+        }
+        parts
     }
 
     /// Waits until every request queued before this call is stored (or given up at shutdown), for `limit` at most.
@@ -203,31 +305,33 @@ fn stopped() -> Error {
     Error::Unavailable("the store is shutting down".into())
 }
 
-/// Starts `writers`, sharing one queue; the queue (the writers stop when its last sender is dropped).
+/// Starts `writers`, each with a queue of its own; the queues (a writer stops when the last sender of its queue
+/// is dropped).
 pub(super) fn spawn(writers: Vec<Writer>) -> Creations {
-    let (sender, requests) = mpsc::channel(QUEUE_CAPACITY);
+    let (senders, queues): (Vec<_>, Vec<_>) = writers
+        .iter()
+        .map(|_| {
+            let (sender, requests) = mpsc::channel(QUEUE_CAPACITY);
+            (
+                sender,
+                Queue {
+                    requests,
+                    held: None,
+                },
+            )
+        })
+        .unzip();
     let shared = Arc::new(Writers {
-        queue: tokio::sync::Mutex::new(Queue {
-            requests,
-            held: None,
-        }),
         storing: AtomicUsize::new(0),
         finished: tokio::sync::Notify::new(),
         unavailable: AtomicBool::new(false),
-        pending: Pending {
-            state: Mutex::new(PendingState {
-                next: 0,
-                tickets: BTreeSet::new(),
-            }),
-            lowest: watch::Sender::new(0),
-            alerts: AtomicUsize::new(0),
-        },
-        requeue: sender.downgrade(),
+        pending: Arc::new(Pending::new()),
+        requeue: senders.iter().map(mpsc::Sender::downgrade).collect(),
     });
-    for writer in writers {
-        tokio::spawn(write_creations(writer, shared.clone()));
+    for (writer, queue) in writers.into_iter().zip(queues) {
+        tokio::spawn(write_creations(writer, queue, shared.clone()));
     }
-    Creations { sender, shared }
+    Creations { senders, shared }
 }
 
 /// What a creation writer stores batches with. On PostgreSQL each writer keeps a connection of its own (outside
@@ -238,17 +342,19 @@ pub(super) enum Writer {
 }
 
 impl Writer {
-    /// Stores `batch` (see [`PostgresStore::create_batch_bulk`]); `whole`: some request has several alerts.
+    /// Stores `batch` (see [`PostgresStore::create_batch_bulk`]); `whole`: some request has several alerts;
+    /// `read_back`: some requester waits for the alerts that existed.
     async fn create_batch(
         &mut self,
         batch: &[Item<'_>],
         whole: bool,
         durability: Durability,
+        read_back: bool,
     ) -> Result<Vec<Result<CreationOutcome>>> {
         match self {
             Writer::Postgres(store, connection) => {
                 store
-                    .create_batch_bulk(connection, batch, whole, durability)
+                    .create_batch_bulk(connection, batch, whole, durability, read_back)
                     .await
             }
             Writer::Sqlite(store) => store.create_batch(batch).await,
@@ -282,7 +388,12 @@ impl Writer {
         } else {
             Durability::Flushed
         };
-        let results = self.create_batch(&items, whole, durability).await?;
+        let read_back = requests
+            .iter()
+            .any(|request| matches!(request.reply, Reply::Waiting(_)));
+        let results = self
+            .create_batch(&items, whole, durability, read_back)
+            .await?;
         // Back to each request, in its own order.
         let mut results: Vec<_> = order
             .into_iter()
@@ -304,34 +415,21 @@ impl Writer {
     }
 }
 
-/// The requests waiting for a writer, and the one a writer took but left for the next batch (it did not fit).
+/// A writer's queue, and the request it took but left for its next batch (it did not fit).
 struct Queue {
     requests: mpsc::Receiver<Request>,
     held: Option<Request>,
 }
 
-/// The writers' shared state: the queue (one writer gathers from it at a time), how many writers are storing a
-/// batch, a signal each time one finishes, whether the last batch found the database unavailable, the queued
-/// requests not stored yet, and a sender that does not keep the queue open, to queue a request again.
-struct Writers {
-    queue: tokio::sync::Mutex<Queue>,
-    storing: AtomicUsize,
-    finished: tokio::sync::Notify,
-    unavailable: AtomicBool,
-    pending: Pending,
-    requeue: mpsc::WeakSender<Request>,
-}
-
-impl Writers {
+impl Queue {
     /// Takes the requests waiting, at least one (waiting for it), up to [`MAX_BATCH`] alerts in all. While they
     /// make fewer than [`MIN_SHARED_BATCH`] alerts and another writer is storing, it waits for more, or for that
     /// writer to finish: small batches one after another (alerts posted one by one) cost the database less than
     /// the same alerts in more, smaller, concurrent batches. Empty: the queue is closed.
-    async fn take(&self, batch: &mut Vec<Request>) {
-        let mut queue = self.queue.lock().await;
-        let first = match queue.held.take() {
+    async fn take(&mut self, writers: &Writers, batch: &mut Vec<Request>) {
+        let first = match self.held.take() {
             Some(request) => request,
-            None => match queue.requests.recv().await {
+            None => match self.requests.recv().await {
                 Some(request) => request,
                 None => return,
             },
@@ -340,24 +438,24 @@ impl Writers {
         batch.push(first);
         loop {
             while size < MAX_BATCH {
-                let Ok(request) = queue.requests.try_recv() else {
+                let Ok(request) = self.requests.try_recv() else {
                     break;
                 };
                 if size + request.creations.len() > MAX_BATCH {
-                    queue.held = Some(request);
+                    self.held = Some(request);
                     return;
                 }
                 size += request.creations.len();
                 batch.push(request);
             }
-            let finished = self.finished.notified();
-            if size >= MIN_SHARED_BATCH || self.storing.load(Ordering::Acquire) == 0 {
+            let finished = writers.finished.notified();
+            if size >= MIN_SHARED_BATCH || writers.storing.load(Ordering::Acquire) == 0 {
                 return;
             }
             tokio::select! {
-                request = queue.requests.recv() => match request {
+                request = self.requests.recv() => match request {
                     Some(request) if size + request.creations.len() > MAX_BATCH => {
-                        queue.held = Some(request);
+                        self.held = Some(request);
                         return;
                     }
                     Some(request) => {
@@ -372,12 +470,23 @@ impl Writers {
     }
 }
 
-/// A writer task: takes the requests waiting (see [`Writers::take`]) and stores them together, until the queue
-/// closes. Writers share the queue; one gathers while others store.
-async fn write_creations(mut writer: Writer, writers: Arc<Writers>) {
+/// The writers' shared state: how many writers are storing a batch, a signal each time one finishes, whether the
+/// last batch found the database unavailable, the queued requests not stored yet, and senders that do not keep
+/// the queues open, to queue a request again.
+struct Writers {
+    storing: AtomicUsize,
+    finished: tokio::sync::Notify,
+    unavailable: AtomicBool,
+    pending: Arc<Pending>,
+    requeue: Vec<mpsc::WeakSender<Request>>,
+}
+
+/// A writer task: takes the requests waiting in its queue (see [`Queue::take`]) and stores them together, until
+/// the queue closes.
+async fn write_creations(mut writer: Writer, mut queue: Queue, writers: Arc<Writers>) {
     let mut batch = Vec::new();
     loop {
-        writers.take(&mut batch).await;
+        queue.take(&writers, &mut batch).await;
         if batch.is_empty() {
             return;
         }
@@ -424,10 +533,7 @@ impl Writers {
                 creations
                     .into_iter()
                     .zip(outcomes)
-                    .map(|(creation, outcome)| match outcome {
-                        CreationOutcome::Created => (creation.alert, true),
-                        CreationOutcome::Existing(alert) => (*alert, false),
-                    })
+                    .map(|(creation, outcome)| outcome.into_alert(creation.alert))
                     .collect()
             })
         };
@@ -454,17 +560,18 @@ impl Writers {
                     tokio::spawn(self.clone().queue_again(request, reason));
                 }
                 result => {
-                    let count = creations.len();
-                    done(answer(creations, result));
-                    self.pending.release(ticket);
-                    self.pending.forget(count);
+                    let alerts = creations.len();
+                    done(answer(creations, result).map_err(|error| NotStored { alerts, error }));
+                    self.pending.forget(alerts);
+                    // The ticket is released with its last part.
+                    drop(ticket);
                 }
             },
         }
     }
 
-    /// Queues `request` (queued before, which the database could not take) again after a pause; at shutdown, tells
-    /// it why it was not stored.
+    /// Queues `request` (queued before, which the database could not take) again after a pause, on the queue of
+    /// the writer of its alerts; at shutdown, tells it why it was not stored.
     async fn queue_again(self: Arc<Self>, request: Request, reason: String) {
         let Reply::Queued { failures, .. } = &request.reply else {
             return;
@@ -473,7 +580,10 @@ impl Writers {
             .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
             .min(MAX_REQUEUE_PAUSE);
         tokio::time::sleep(pause).await;
-        let refused = match self.requeue.upgrade() {
+        let writer = request.creations.first().map_or(0, |c| {
+            writer_of(&c.alert.alert_group_id, self.requeue.len())
+        });
+        let refused = match self.requeue.get(writer).and_then(mpsc::WeakSender::upgrade) {
             Some(sender) => match sender.send(request).await {
                 Ok(()) => return,
                 Err(mpsc::error::SendError(request)) => request,
@@ -481,11 +591,15 @@ impl Writers {
             None => request,
         };
         if let Reply::Queued { ticket, done, .. } = refused.reply {
-            done(Err(Error::Unavailable(format!(
-                "the store shut down before the database took them: {reason}"
-            ))));
-            self.pending.release(ticket);
-            self.pending.forget(refused.creations.len());
+            let alerts = refused.creations.len();
+            done(Err(NotStored {
+                alerts,
+                error: Error::Unavailable(format!(
+                    "the store shut down before the database took them: {reason}"
+                )),
+            }));
+            self.pending.forget(alerts);
+            drop(ticket);
         }
     }
 }
@@ -512,10 +626,10 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         let later = pending.issue();
-        pending.release(second);
+        drop(second);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!read.is_finished(), "the first request is not stored yet");
-        pending.release(first);
+        drop(first);
         tokio::time::timeout(Duration::from_secs(1), read)
             .await
             .expect("released once both are stored, whatever was queued later")
@@ -526,7 +640,7 @@ mod tests {
                 .await
                 .is_err()
         );
-        pending.release(later);
+        drop(later);
         tokio::time::timeout(Duration::from_millis(100), creations.settled(limit))
             .await
             .expect("all stored");
@@ -547,14 +661,7 @@ mod tests {
     /// The queue admits at most [`MAX_QUEUED_ALERTS`] alerts answered once queued; stored ones make room again.
     #[test]
     fn queued_alerts_are_bounded() {
-        let pending = Pending {
-            state: Mutex::new(PendingState {
-                next: 0,
-                tickets: BTreeSet::new(),
-            }),
-            lowest: watch::Sender::new(0),
-            alerts: AtomicUsize::new(0),
-        };
+        let pending = Pending::new();
         assert!(
             !pending.admit(MAX_QUEUED_ALERTS + 1),
             "one request too large"
