@@ -1,7 +1,7 @@
 //! The creation writers' path on PostgreSQL: each writer's own connection, and a batch of new alerts stored with
 //! one statement (the batch travels as arrays) instead of one insert per alert.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
@@ -57,7 +57,15 @@ pub(super) struct PgWriter {
     connection: Option<PgConnection>,
     /// Whether the connection's session commits with `synchronous_commit = off` (see [`Durability::Resent`]).
     resent: bool,
+    /// Groups whose alert this writer last found open (created, refreshed or found): a repeat of one is refreshed
+    /// first, without trying to insert it. Only a hint: an alert resolved since (by a person, its rule engine or
+    /// its end time) is not refreshed, and the repeat is then stored as any other creation. At most
+    /// [`MAX_KNOWN_OPEN`] groups; cleared beyond.
+    known_open: HashSet<Uuid>,
 }
+
+/// Most groups a writer remembers open (see [`PgWriter::known_open`]): about 3 MB.
+const MAX_KNOWN_OPEN: usize = 65_536;
 
 impl PgWriter {
     pub(super) fn new(options: PgConnectOptions, connect_timeout: Duration) -> Self {
@@ -66,6 +74,7 @@ impl PgWriter {
             connect_timeout,
             connection: None,
             resent: false,
+            known_open: HashSet::new(),
         }
     }
 
@@ -171,7 +180,7 @@ impl PostgresStore {
     async fn bulk_insert(
         connection: &mut PgConnection,
         batch: &[Item<'_>],
-    ) -> Result<std::collections::HashSet<Uuid>> {
+    ) -> Result<HashSet<Uuid>> {
         let alerts = || batch.iter().map(|c| &c.alert);
         let text = |f: fn(&Alert) -> Option<&str>| alerts().map(f).collect::<Vec<_>>();
         Ok(sqlx::query_scalar::<_, Uuid>(PG_BULK_CREATE)
@@ -239,12 +248,27 @@ impl PostgresStore {
         durability: Durability,
         read_back: bool,
     ) -> Result<Vec<Result<CreationOutcome>>> {
+        let known_open = std::mem::take(&mut writer.known_open);
         let result = match writer.connection_for(durability).await {
-            Ok(connection) => Self::bulk_in(connection, batch, whole, read_back).await,
+            Ok(connection) => Self::bulk_in(connection, batch, whole, read_back, &known_open).await,
             Err(error) => Err(error),
         };
-        if result.is_err() {
-            writer.connection = None;
+        writer.known_open = known_open;
+        match &result {
+            Ok(outcomes) => {
+                if writer.known_open.len() + batch.len() > MAX_KNOWN_OPEN {
+                    writer.known_open.clear();
+                }
+                for (creation, outcome) in batch.iter().zip(outcomes) {
+                    let group = creation.alert.alert_group_id;
+                    if outcome.is_ok() {
+                        writer.known_open.insert(group);
+                    } else {
+                        writer.known_open.remove(&group);
+                    }
+                }
+            }
+            Err(_) => writer.connection = None,
         }
         result
     }
@@ -257,6 +281,7 @@ impl PostgresStore {
         batch: &[Item<'_>],
         whole: bool,
         read_back: bool,
+        known_open: &HashSet<Uuid>,
     ) -> Result<Vec<Result<CreationOutcome>>> {
         // The statement writes what a new alert has; anything else takes the general path.
         let fresh = batch.iter().all(|c| {
@@ -277,15 +302,80 @@ impl PostgresStore {
         }
         if whole {
             let mut tx = connection.begin().await?;
-            let inserted = Self::bulk_insert(&mut tx, batch).await?;
-            let results = Self::after_insert(&mut tx, batch, &inserted, read_back).await?;
+            let results = Self::bulk_store(&mut tx, batch, read_back, known_open).await?;
             tx.commit().await?;
             return Ok(results);
         }
         // Every request has one alert: each statement stores whole requests, so none needs a transaction of its
-        // own, and the insert and the refresh of the repeats it skipped each commit on their own.
-        let inserted = Self::bulk_insert(connection, batch).await?;
-        Self::after_insert(connection, batch, &inserted, read_back).await
+        // own, and each commits on its own.
+        Self::bulk_store(connection, batch, read_back, known_open).await
+    }
+
+    /// Stores a batch of fresh creations: the repeats of groups known open refreshed first (see
+    /// [`PgWriter::known_open`]), then the rest inserted with [`PG_BULK_CREATE`], and what it skipped refreshed or
+    /// looked up (see [`Self::after_insert`]).
+    async fn bulk_store(
+        connection: &mut PgConnection,
+        batch: &[Item<'_>],
+        read_back: bool,
+        known_open: &HashSet<Uuid>,
+    ) -> Result<Vec<Result<CreationOutcome>>> {
+        let known: Vec<Item<'_>> = batch
+            .iter()
+            .copied()
+            .filter(|c| c.refresh && known_open.contains(&c.alert.alert_group_id))
+            .collect();
+        let mut open = HashMap::new();
+        Self::refresh(connection, &known, read_back, &mut open).await?;
+        let rest: Vec<Item<'_>> = batch
+            .iter()
+            .copied()
+            .filter(|c| !open.contains_key(&c.alert.alert_group_id))
+            .collect();
+        let inserted = if rest.is_empty() {
+            HashSet::new()
+        } else {
+            Self::bulk_insert(connection, &rest).await?
+        };
+        Self::after_insert(connection, batch, &inserted, read_back, open).await
+    }
+
+    /// Refreshes the open alerts of the repeats of `items` (the last of each fingerprint: `items` is in
+    /// fingerprint order, each request's own order kept, so that the last word stands) with one statement (see
+    /// `pg_bulk_refresh`), and adds those it refreshed to `open` (see [`Self::read_open`]).
+    async fn refresh(
+        connection: &mut PgConnection,
+        items: &[Item<'_>],
+        read_back: bool,
+        open: &mut HashMap<Uuid, Option<Alert>>,
+    ) -> Result<()> {
+        let mut refresh: Vec<Item<'_>> = Vec::new();
+        for creation in items.iter().filter(|c| c.refresh) {
+            match refresh.last_mut() {
+                Some(last) if last.alert.fingerprint == creation.alert.fingerprint => {
+                    *last = creation
+                }
+                _ => refresh.push(creation),
+            }
+        }
+        if refresh.is_empty() {
+            return Ok(());
+        }
+        let alerts = || refresh.iter().map(|c| &c.alert);
+        let statement =
+            PG_BULK_REFRESHES[usize::from(refresh.len() > SMALL_REFRESH)][usize::from(read_back)];
+        let query = sqlx::query(statement)
+            .bind(alerts().map(|a| a.alert_group_id).collect::<Vec<_>>())
+            .bind(alerts().map(|a| a.title.as_str()).collect::<Vec<_>>())
+            .bind(
+                alerts()
+                    .map(|a| a.description.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(alerts().map(|a| Json(&a.annotations)).collect::<Vec<_>>())
+            .bind(alerts().map(|a| a.ends_at).collect::<Vec<_>>())
+            .bind(alerts().map(|a| a.updated_at).collect::<Vec<_>>());
+        Self::read_open(query.fetch_all(&mut *connection).await?, read_back, open)
     }
 
     /// Adds the open alerts of `rows` to `open`, by group: read back from their columns, or (`read_back` false)
@@ -313,8 +403,9 @@ impl PostgresStore {
     async fn after_insert(
         connection: &mut PgConnection,
         batch: &[Item<'_>],
-        inserted: &std::collections::HashSet<Uuid>,
+        inserted: &HashSet<Uuid>,
         read_back: bool,
+        mut open: HashMap<Uuid, Option<Alert>>,
     ) -> Result<Vec<Result<CreationOutcome>>> {
         if inserted.len() == batch.len() {
             return Ok(batch.iter().map(|_| Ok(CreationOutcome::Created)).collect());
@@ -322,42 +413,11 @@ impl PostgresStore {
         let skipped: Vec<Item<'_>> = batch
             .iter()
             .copied()
-            .filter(|c| !inserted.contains(&c.alert.id))
+            .filter(|c| {
+                !inserted.contains(&c.alert.id) && !open.contains_key(&c.alert.alert_group_id)
+            })
             .collect();
-        // Repeats to refresh: the last of each fingerprint (the batch is in fingerprint order, each request's
-        // own order kept), so that the last word stands.
-        let mut refresh: Vec<Item<'_>> = Vec::new();
-        for creation in skipped.iter().filter(|c| c.refresh) {
-            match refresh.last_mut() {
-                Some(last) if last.alert.fingerprint == creation.alert.fingerprint => {
-                    *last = creation
-                }
-                _ => refresh.push(creation),
-            }
-        }
-        // The open alert of each group skipped: read back, or known by its group alone.
-        let mut open: HashMap<Uuid, Option<Alert>> = HashMap::new();
-        if !refresh.is_empty() {
-            let alerts = || refresh.iter().map(|c| &c.alert);
-            let statement = PG_BULK_REFRESHES[usize::from(refresh.len() > SMALL_REFRESH)]
-                [usize::from(read_back)];
-            let query = sqlx::query(statement)
-                .bind(alerts().map(|a| a.alert_group_id).collect::<Vec<_>>())
-                .bind(alerts().map(|a| a.title.as_str()).collect::<Vec<_>>())
-                .bind(
-                    alerts()
-                        .map(|a| a.description.as_deref())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(alerts().map(|a| Json(&a.annotations)).collect::<Vec<_>>())
-                .bind(alerts().map(|a| a.ends_at).collect::<Vec<_>>())
-                .bind(alerts().map(|a| a.updated_at).collect::<Vec<_>>());
-            Self::read_open(
-                query.fetch_all(&mut *connection).await?,
-                read_back,
-                &mut open,
-            )?;
-        }
+        Self::refresh(connection, &skipped, read_back, &mut open).await?;
         let unknown: Vec<Uuid> = skipped
             .iter()
             .map(|c| c.alert.alert_group_id)
