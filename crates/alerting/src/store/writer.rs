@@ -191,8 +191,19 @@ impl Creations {
         let writer = creations.first().map_or(0, |c| {
             writer_of(&c.alert.alert_group_id, self.senders.len())
         });
+        let answer = self.send_waiting(writer, creations, durability).await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Sends `creations` to `writer`'s queue (waiting for room), for a requester who waits for the answer.
+    async fn send_waiting(
+        &self,
+        writer: usize,
+        creations: Vec<Creation>,
+        durability: Durability,
+    ) -> Result<oneshot::Receiver<Result<Vec<(Alert, bool)>>>> {
         let sender = self.senders.get(writer).ok_or_else(stopped)?;
-        let (reply, result) = oneshot::channel();
+        let (reply, answer) = oneshot::channel();
         sender
             .send(Request {
                 creations,
@@ -201,7 +212,7 @@ impl Creations {
             })
             .await
             .map_err(|_| stopped())?;
-        result.await.map_err(|_| stopped())?
+        Ok(answer)
     }
 
     /// Queues `creations` (one request) and returns. Each alert goes to the writer of its group (see
@@ -248,17 +259,7 @@ impl Creations {
         // Stored before the answer: every part is sent, then waited for.
         let mut answers = Vec::with_capacity(parts.len());
         for (writer, creations) in parts {
-            let sender = self.senders.get(writer).ok_or_else(stopped)?;
-            let (reply, answer) = oneshot::channel();
-            sender
-                .send(Request {
-                    creations,
-                    reply: Reply::Waiting(reply),
-                    durability,
-                })
-                .await
-                .map_err(|_| stopped())?;
-            answers.push(answer);
+            answers.push(self.send_waiting(writer, creations, durability).await?);
         }
         let mut failed = None;
         for answer in answers {
