@@ -1,5 +1,6 @@
-//! The group-commit writer: creations queue up, and a writer task stores every request waiting (up to
-//! [`MAX_BATCH`] alerts) in one transaction, so that under load one commit serves many requests.
+//! The group-commit writers: creations queue up, and a writer task stores every request waiting in its queue (up
+//! to [`MAX_BATCH`] alerts) in one transaction, so that under load one commit serves many requests. Each writer
+//! has a queue of its own, and the alerts of one group always go to the same writer ([`writer_of`]).
 //!
 //! A requester either waits for its answer ([`Creations::create`]) or is answered once its request is queued
 //! ([`Creations::queue`]: the alerts of rule engines, which send them again). A queued request the database could
@@ -28,7 +29,7 @@ const MIN_SHARED_BATCH: usize = 64;
 /// Writer tasks on PostgreSQL, each with a connection of its own.
 pub(super) const PG_WRITERS: usize = 3;
 
-/// Requests the queue holds.
+/// Requests each writer's queue holds.
 const QUEUE_CAPACITY: usize = 1024;
 
 /// Most alerts answered once queued and not stored yet: beyond them a requester waits for its answer instead, so
