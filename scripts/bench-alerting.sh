@@ -103,9 +103,14 @@ echo "create, unpaced (wrk):      $create_max"
 rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$GOMON_PID/status")
 echo "gomon peak resident memory: $((rss_kb / 1024)) MiB"
 
-pgbench_tps() { # script file -> transactions per second
-  "$PGBENCH" -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -f "$1" "$DB_URL" 2>/dev/null \
-    | awk '/^tps =/ {print $3}'
+pgbench_tps() { # script file -> transactions per second; pgbench's own words and a failure if it ran nothing
+  local out
+  out=$("$PGBENCH" -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -f "$1" "$DB_URL" 2>&1) || {
+    echo "pgbench failed on $1:" >&2
+    echo "$out" >&2
+    return 1
+  }
+  echo "$out" | awk '/^tps =/ {print $3}'
 }
 tps_alert=$(pgbench_tps benches/alerting/pgbench-alert.sql)
 tps_audit=$(pgbench_tps benches/alerting/pgbench-alert-and-audit.sql)

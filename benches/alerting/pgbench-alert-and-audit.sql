@@ -5,7 +5,7 @@ WITH alert AS (
     VALUES (gen_random_uuid(), gen_random_uuid(), md5(random()::text || :client_id), 'bench', 'P3', 'firing',
         'Bench alert ' || md5(random()::text), 'load test', 'bench', '{"app": "bench", "run": "pgbench"}', '{}',
         now(), now())
-    ON CONFLICT (fingerprint) WHERE status <> 'resolved' DO NOTHING
+    ON CONFLICT (alert_group_id) WHERE status <> 'resolved' DO NOTHING
     RETURNING id, created_at
 )
 INSERT INTO alert_actions (alert_id, action, actor, details, created_at)
