@@ -29,6 +29,14 @@ const MIN_SHARED_BATCH: usize = 64;
 /// Writer tasks on PostgreSQL, each with a connection of its own.
 pub(super) const PG_WRITERS: usize = 3;
 
+/// The writer of every request whose requester waits for its commit ([`Creations::create`]: alerts posted by people
+/// and scripts). Their requesters post again only once answered, so one commit for all of those waiting serves
+/// them best: spread by group over the writers, each commit held a third of them, and the writers took turns (see
+/// [`Queue::take`]) or flushed three times as often, at half the rate. Such a request may hold a group another
+/// writer stores queued requests of: it then waits for that writer's row lock, and a refresh applies only over an
+/// older one (`updated_at <=`), as for any two paths.
+const WAITING_WRITER: usize = 0;
+
 /// Requests each writer's queue holds.
 const QUEUE_CAPACITY: usize = 1024;
 
@@ -182,17 +190,16 @@ impl std::fmt::Debug for Creations {
 }
 
 impl Creations {
-    /// Stores `creations` (one request) in one transaction and waits for the outcome. It goes to the writer of its
-    /// first alert's group (see [`writer_of`]).
+    /// Stores `creations` (one request) in one transaction and waits for the outcome. Every such request goes to
+    /// the same writer ([`WAITING_WRITER`]).
     pub(super) async fn create(
         &self,
         creations: Vec<Creation>,
         durability: Durability,
     ) -> Result<Vec<(Alert, bool)>> {
-        let writer = creations.first().map_or(0, |c| {
-            writer_of(&c.alert.alert_group_id, self.senders.len())
-        });
-        let answer = self.send_waiting(writer, creations, durability).await?;
+        let answer = self
+            .send_waiting(WAITING_WRITER, creations, durability)
+            .await?;
         answer.await.map_err(|_| stopped())?
     }
 
