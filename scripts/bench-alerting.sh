@@ -3,7 +3,8 @@
 #   1. latency at a fixed offered load (RATE, default 1000 requests/s) from an open-loop generator
 #      (crates/testkit/src/bin/open-loop.rs: requests leave on schedule whatever the answers, and each latency runs
 #      from when the request was due): creating alerts (POST /api/v1/alerts) and reading one by id, against the
-#      seed's figures (p50 2 ms, p95 5 ms, p99 8 ms);
+#      seed's figures (p50 2 ms, p95 5 ms, p99 8 ms), after the same load on GET /health/live, which does no work:
+#      the floor the machine and the generator put under every figure;
 #   2. the read side at OPEN open alerts (default 100,000): filtered lists of GET /api/v1/alerts and
 #      GET /api/v2/alerts at READ_RATE (default 100/s), and the whole of GET /api/v2/alerts at 1/s;
 #   3. creation throughput at a fixed concurrency (CONNECTIONS, wrk), against pgbench inserting the same row into
@@ -64,6 +65,8 @@ verdict() { # RESULT line -> against the seed's p50 2 ms, p95 5 ms, p99 8 ms
 
 echo "gomon alerting $(target/release/gomon --version | awk '{print $2}') on PostgreSQL (stock settings), $(nproc) cores;" \
   "open-loop phases ${DURATION}s after 2s of warm-up; $CONNECTIONS connections, $THREADS wrk threads for throughput"
+floor=$(open_loop "$RATE" 5 "$BASE/health/live")
+echo "the generator's floor, GET /health/live at ${RATE}/s (no work behind it): $floor"
 create_body='{"source":"api","severity":"P3","title":"Open-loop alert {n}","namespace":"bench"}'
 open_loop "$RATE" 3 "$BASE/api/v1/alerts" --method POST --header 'Content-Type: application/json' \
   --body "$create_body" >/dev/null # warm-up

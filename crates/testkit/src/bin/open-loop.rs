@@ -13,6 +13,7 @@
 //! `RESULT offered=.. rate=.. ok=.. errors=.. p50_ms=.. p95_ms=.. p99_ms=.. max_ms=..`.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -117,6 +118,43 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
+/// Sends request `n`, due at `due`, and records its answer.
+async fn send(
+    client: reqwest::Client,
+    options: Arc<Options>,
+    n: u64,
+    due: Instant,
+    answers: Arc<Mutex<Vec<Answer>>>,
+    in_flight: Arc<AtomicUsize>,
+) {
+    let number = n.to_string();
+    let line = options
+        .lines
+        .get(usize::try_from(n).unwrap_or(0) % options.lines.len().max(1))
+        .map_or("", String::as_str);
+    let fill = |template: &str| template.replace("{n}", &number).replace("{line}", line);
+    let mut request = client.request(options.method.clone(), fill(&options.url));
+    for (name, value) in &options.headers {
+        request = request.header(name, value);
+    }
+    if let Some(body) = &options.body {
+        request = request.body(fill(body));
+    }
+    let ok = match request.send().await {
+        Ok(response) => {
+            let success = response.status().is_success();
+            // The whole answer counts: read the body.
+            response.bytes().await.is_ok() && success
+        }
+        Err(_) => false,
+    };
+    let latency = due.elapsed();
+    if let Ok(mut answers) = answers.lock() {
+        answers.push(Answer { due, latency, ok });
+    }
+    in_flight.fetch_sub(1, Ordering::AcqRel);
+}
+
 async fn run(options: Options) -> Result<String, String> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -125,63 +163,50 @@ async fn run(options: Options) -> Result<String, String> {
         .map_err(|error| format!("HTTP client: {error}"))?;
     let options = Arc::new(options);
     let answers = Arc::new(Mutex::new(Vec::<Answer>::new()));
-    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let in_flight = Arc::new(AtomicUsize::new(0));
     let interval = Duration::from_secs_f64(1.0 / options.rate);
     let total = ((options.warmup + options.duration).as_secs_f64() * options.rate).round() as u64;
     let start = Instant::now() + Duration::from_millis(50);
-    let mut tasks = tokio::task::JoinSet::new();
-    for n in 0..total {
-        let due = start + interval.mul_f64(n as f64);
-        tokio::time::sleep_until(due.into()).await;
-        if in_flight.load(std::sync::atomic::Ordering::Relaxed) >= MAX_IN_FLIGHT {
-            let mut answers = answers.lock().map_err(|_| "poisoned")?;
-            answers.push(Answer {
-                due,
-                latency: Duration::ZERO,
-                ok: false,
-            });
-            continue;
-        }
-        in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (client, options, answers, in_flight) = (
-            client.clone(),
-            options.clone(),
-            answers.clone(),
-            in_flight.clone(),
-        );
-        tasks.spawn(async move {
-            let number = n.to_string();
-            let line = options
-                .lines
-                .get(usize::try_from(n).unwrap_or(0) % options.lines.len().max(1))
-                .map_or("", String::as_str);
-            let fill = |template: &str| template.replace("{n}", &number).replace("{line}", line);
-            let url = fill(&options.url);
-            let mut request = client.request(options.method.clone(), url);
-            for (name, value) in &options.headers {
-                request = request.header(name, value);
-            }
-            if let Some(body) = &options.body {
-                request = request.body(fill(body));
-            }
-            let ok = match request.send().await {
-                Ok(response) => {
-                    let success = response.status().is_success();
-                    // The whole answer counts: read the body.
-                    response.bytes().await.is_ok() && success
+    // Paced by a thread of its own: the runtime's timer fires on millisecond ticks, rounded up, which would send
+    // each request up to a millisecond after it was due and count that against the server.
+    let runtime = tokio::runtime::Handle::current();
+    let pacer = {
+        let (answers, in_flight) = (answers.clone(), in_flight.clone());
+        let options = options.clone();
+        std::thread::spawn(move || {
+            for n in 0..total {
+                let due = start + interval.mul_f64(n as f64);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                if in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_IN_FLIGHT {
+                    in_flight.fetch_sub(1, Ordering::AcqRel);
+                    if let Ok(mut answers) = answers.lock() {
+                        answers.push(Answer {
+                            due,
+                            latency: Duration::ZERO,
+                            ok: false,
+                        });
+                    }
+                    continue;
                 }
-                Err(_) => false,
-            };
-            let latency = due.elapsed();
-            in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            if let Ok(mut answers) = answers.lock() {
-                answers.push(Answer { due, latency, ok });
+                runtime.spawn(send(
+                    client.clone(),
+                    options.clone(),
+                    n,
+                    due,
+                    answers.clone(),
+                    in_flight.clone(),
+                ));
             }
-        });
-        // Reap finished tasks as we go, so the set stays small.
-        while tasks.try_join_next().is_some() {}
+        })
+    };
+    tokio::task::spawn_blocking(move || pacer.join())
+        .await
+        .map_err(|_| "pacer")?
+        .map_err(|_| "pacer panicked")?;
+    // The client's timeout bounds the wait for the last answers.
+    while in_flight.load(Ordering::Acquire) > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    while tasks.join_next().await.is_some() {}
     let answers = answers.lock().map_err(|_| "poisoned")?;
     let measured_from = start + options.warmup;
     let measured: Vec<&Answer> = answers.iter().filter(|a| a.due >= measured_from).collect();
