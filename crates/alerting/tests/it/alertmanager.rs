@@ -325,6 +325,93 @@ async fn sigterm_ends_the_service_while_queued_alerts_wait_for_the_database() {
     check.close().await;
 }
 
+/// PostgreSQL going away while `GET /api/v2/alerts` or `GET /api/v2/alerts/groups` streams its answer: the answer
+/// is cut (the client's read of the body fails), never ended early as valid JSON that would read as fewer alerts;
+/// once the database is back, the whole answer comes again. The answer (4,000 alerts of 8 KB, 32 MB) is larger
+/// than the sockets between server and client hold, so the server reads its later pages only as the client reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_answer_that_loses_the_database_is_cut_not_short() {
+    const ALERTS: usize = 4000;
+    let db = Database::new(Backend::Postgres).await;
+    let (proxy, config) = db.behind_proxy().await;
+    let server = Server::start(&config, vec![]).await;
+    let pool = sqlx::PgPool::connect(&db.postgres_url())
+        .await
+        .expect("connect");
+    sqlx::query(
+        "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, status, title, labels, \
+         annotations, created_at, updated_at, created_by) \
+         SELECT gen_random_uuid(), gen_random_uuid(), md5(i::text), 'prometheus', 'P3', 'firing', 'Big ' || i, \
+         jsonb_build_object('alertname', 'Big', 'n', i::text), jsonb_build_object('detail', repeat('x', 8000)), \
+         now(), now(), 'prometheus' FROM generate_series(1, $1) AS i",
+    )
+    .bind(i32::try_from(ALERTS).expect("count"))
+    .execute(&pool)
+    .await
+    .expect("insert");
+    pool.close().await;
+    let count = |path: &str, body: &Value| -> Option<usize> {
+        let items = body.as_array()?;
+        if path.ends_with("/groups") {
+            items
+                .iter()
+                .map(|group| group["alerts"].as_array().map(Vec::len))
+                .sum()
+        } else {
+            Some(items.len())
+        }
+    };
+    for path in ["/api/v2/alerts", "/api/v2/alerts/groups"] {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(count(path, &body), Some(ALERTS), "{path}: whole");
+
+        let mut response = server
+            .client
+            .get(server.url(path))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status(), 200, "{path}");
+        let first = response
+            .chunk()
+            .await
+            .expect("first chunk")
+            .expect("a chunk");
+        assert!(first.starts_with(b"["), "{path}");
+        proxy.cut();
+        let mut read = first.len();
+        let outcome = loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => read += chunk.len(),
+                Ok(None) => break Ok(read),
+                Err(error) => break Err(error),
+            }
+        };
+        assert!(
+            outcome.is_err(),
+            "{path}: the answer ended normally after {read} bytes while the database was away"
+        );
+        assert!(
+            read < ALERTS * 8000,
+            "{path}: {read} bytes read before the cut"
+        );
+
+        proxy.restore();
+        let (api, count) = (&server, &count);
+        eventually(
+            Duration::from_secs(30),
+            "the whole answer once the database is back",
+            || async move {
+                let (status, body) = api.get(path).await;
+                (status == 200 && count(path, &body) == Some(ALERTS)).then_some(())
+            },
+        )
+        .await;
+    }
+    server.stop().await;
+}
+
 /// A POST that creates one alert and resolves another is one transaction: when PostgreSQL fails it after the
 /// creation (the resolution waits on a row lock held elsewhere, and its connection is terminated), neither the
 /// creation nor the resolution is kept; sent again, both are.
