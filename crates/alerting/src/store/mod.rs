@@ -94,8 +94,8 @@ pub struct Creation {
 pub struct OpenSelection {
     /// Labels every alert read stores.
     pub labels: std::collections::BTreeMap<String, String>,
-    /// An `alertname` every alert read stores, unless it stores none (an alert without one takes its title as its
-    /// alertname, which only the caller can compare).
+    /// An `alertname` every alert read stores, or, for an alert that stores none, its title (which it takes as its
+    /// alertname).
     pub alertname: Option<String>,
 }
 

@@ -120,22 +120,45 @@ fn sqlite_time(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-fn pg_label_filter(builder: &mut QueryBuilder<'_, Postgres>, key: &str, value: &str) {
-    let wanted = BTreeMap::from([(key.to_owned(), value.to_owned())]);
-    builder.push(" AND labels @> ").push_bind(Json(wanted));
+/// `AND` the alert's labels hold every pair of `labels`, in one containment the GIN index answers (a key given
+/// twice with two values holds for no alert).
+fn pg_labels_filter<'a>(
+    builder: &mut QueryBuilder<'_, Postgres>,
+    labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+) {
+    let mut wanted = BTreeMap::new();
+    for (key, value) in labels {
+        if wanted
+            .insert(key.clone(), value.clone())
+            .is_some_and(|before| before != *value)
+        {
+            builder.push(" AND FALSE");
+        }
+    }
+    if !wanted.is_empty() {
+        builder.push(" AND labels @> ").push_bind(Json(wanted));
+    }
 }
 
-fn sqlite_label_filter(builder: &mut QueryBuilder<'_, Sqlite>, key: &str, value: &str) {
-    builder
-        .push(" AND EXISTS (SELECT 1 FROM json_each(alerts_active.labels) WHERE json_each.key = ")
-        .push_bind(key.to_owned())
-        .push(" AND json_each.value = ")
-        .push_bind(value.to_owned())
-        .push(")");
+/// `AND` the alert's labels hold every pair of `labels`.
+fn sqlite_labels_filter<'a>(
+    builder: &mut QueryBuilder<'_, Sqlite>,
+    labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+) {
+    for (key, value) in labels {
+        builder
+            .push(
+                " AND EXISTS (SELECT 1 FROM json_each(alerts_active.labels) WHERE json_each.key = ",
+            )
+            .push_bind(key.clone())
+            .push(" AND json_each.value = ")
+            .push_bind(value.clone())
+            .push(")");
+    }
 }
 
 macro_rules! sql_store {
-    ($(#[$doc:meta])* $name:ident, $db:ty, time: $time:path, label_filter: $label_filter:path, lock: $lock:expr,
+    ($(#[$doc:meta])* $name:ident, $db:ty, time: $time:path, labels_filter: $labels_filter:path, lock: $lock:expr,
      skip_locked: $skip_locked:expr, commit_resent: $commit_resent:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug)]
@@ -690,9 +713,7 @@ macro_rules! sql_store {
                 if let Some(source) = &filter.source {
                     builder.push(" AND source = ").push_bind(source.clone());
                 }
-                for (key, value) in &filter.labels {
-                    $label_filter(builder, key, value);
-                }
+                $labels_filter(builder, filter.labels.iter().map(|(key, value)| (key, value)));
                 if let Some(text) = &filter.title_contains {
                     builder
                         .push(" AND LOWER(title) LIKE ")
@@ -958,14 +979,21 @@ macro_rules! sql_store {
                         .push_bind(id)
                         .push(")");
                 }
-                for (key, value) in &selection.labels {
-                    $label_filter(&mut page, key, value);
-                }
-                if let Some(alertname) = &selection.alertname {
-                    // `->>` reads a key alike on both databases; a label's value is never JSON null.
-                    page.push(" AND (TRUE");
-                    $label_filter(&mut page, "alertname", alertname);
-                    page.push(" OR labels ->> 'alertname' IS NULL)");
+                match &selection.alertname {
+                    None => $labels_filter(&mut page, &selection.labels),
+                    Some(alertname) => {
+                        // Either the alert stores it with the other labels (one containment), or it stores no
+                        // `alertname` and takes its title as one (see `alert_labels`): the open alerts without
+                        // one have an index of their own on PostgreSQL (migration 0016). `->>` reads a key alike on both
+                        // databases; a label's value is never JSON null.
+                        let name = "alertname".to_owned();
+                        page.push(" AND ((TRUE");
+                        $labels_filter(&mut page, selection.labels.iter().chain([(&name, alertname)]));
+                        page.push(") OR (labels ->> 'alertname' IS NULL AND title = ")
+                            .push_bind(alertname.clone());
+                        $labels_filter(&mut page, &selection.labels);
+                        page.push("))");
+                    }
                 }
                 page.push(" ORDER BY created_at, id LIMIT ")
                     .push_bind(i64::from(limit));
@@ -1086,11 +1114,11 @@ macro_rules! sql_store {
 
 sql_store!(
     /// The store on PostgreSQL.
-    PostgresStore, Postgres, time: pg_time, label_filter: pg_label_filter, lock: " FOR UPDATE",
+    PostgresStore, Postgres, time: pg_time, labels_filter: pg_labels_filter, lock: " FOR UPDATE",
     skip_locked: " FOR UPDATE SKIP LOCKED", commit_resent: "SET LOCAL synchronous_commit = off"
 );
 sql_store!(
     /// The store on embedded SQLite.
-    SqliteStore, Sqlite, time: sqlite_time, label_filter: sqlite_label_filter, lock: "",
+    SqliteStore, Sqlite, time: sqlite_time, labels_filter: sqlite_labels_filter, lock: "",
     skip_locked: "", commit_resent: ""
 );

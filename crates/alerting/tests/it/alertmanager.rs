@@ -746,9 +746,8 @@ async fn get_alerts_filters_and_status_answers(backend: Backend) {
     let (status, body) = server.get("/api/v2/alerts?filter=garbage").await;
     assert_eq!(status, 400, "{body}");
 
-    // Equality matchers select in the database (`alertname` as the alerts storing it or storing none); what they
-    // cannot say there still holds: `alertname` taken from the title of an alert without one, and `label=""` kept
-    // by an alert without the label.
+    // Equality matchers select in the database (`alertname` as the alerts storing it, or storing none and titled
+    // so); what they cannot say there still holds: `label=""` kept by an alert without the label.
     let (status, _) = server
         .post(
             "/api/v2/alerts",
@@ -788,6 +787,15 @@ async fn get_alerts_filters_and_status_answers(backend: Backend) {
             vec!["Team"],
         ),
         ("filter=alertname%3D%22Titled%22", vec!["Titled"]),
+        // An alert storing no `alertname` matches by its title, and by its other labels too.
+        (
+            "filter=team%3D%22x%22&filter=alertname%3D%22Titled%22",
+            vec!["Titled"],
+        ),
+        (
+            "filter=team%3D%22y%22&filter=alertname%3D%22Titled%22",
+            vec![],
+        ),
         ("filter=team%3D%22%22", vec!["DiskFull", "HighCPU"]),
         ("filter=team%3D%22z%22", vec![]),
         // As long as a matcher may be, and held by no alert.
