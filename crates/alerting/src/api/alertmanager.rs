@@ -325,7 +325,7 @@ pub(super) async fn get_alert_groups(
     let selection = Arc::new(Selection::new(AlertsParams::from_query(query.as_deref())?));
     let silences = service.live_silences().await?;
     let now = crate::model::now();
-    let groups = grouped_ids(&service, &selection, &silences, now).await?;
+    let groups = grouped(&service, &selection, &silences, now).await?;
     let listing = GroupListing {
         service,
         selection,
@@ -343,30 +343,40 @@ pub(super) async fn get_alert_groups(
 /// A group of `GET /api/v2/alerts/groups`: its labels and its receiver's name.
 type GroupKey = (BTreeMap<String, String>, String);
 
-/// The ids of the open alerts `selection` keeps, by group (see [`crate::notify::policy::Policy::api_groups`]). One
-/// pass over the open alerts, a page at a time: what it keeps is ids alone, so memory stays small whatever the
-/// alerts hold.
-async fn grouped_ids(
+/// Most bytes of alerts' JSON the grouped listing holds from its grouping pass to write them; beyond them it holds
+/// ids alone and reads the alerts again as it writes them, so that memory stays bounded whatever the alerts hold.
+const HELD_ANSWER: usize = 4 << 20;
+
+/// An alert of a group: its id, and its JSON while the answer's alerts fit in [`HELD_ANSWER`] (an alert in several
+/// groups shares one copy).
+type Member = (uuid::Uuid, Option<Bytes>);
+
+/// The open alerts `selection` keeps, by group (see [`crate::notify::policy::Policy::api_groups`]). One pass over
+/// the open alerts, a page at a time; each kept alert is written as JSON then, and read again later only when the
+/// answer outgrows [`HELD_ANSWER`].
+async fn grouped(
     service: &AlertService,
     selection: &Arc<Selection>,
     silences: &Arc<Vec<Silence>>,
     now: DateTime<Utc>,
-) -> Result<BTreeMap<GroupKey, Vec<uuid::Uuid>>, ApiError> {
+) -> Result<BTreeMap<GroupKey, Vec<Member>>, ApiError> {
     let policy = service.policy();
-    let mut groups: BTreeMap<GroupKey, Vec<uuid::Uuid>> = BTreeMap::new();
+    let mut groups: BTreeMap<GroupKey, Vec<Member>> = BTreeMap::new();
+    let mut held = Some(0usize);
     let mut after = None;
     loop {
         let page = service.open_page(after, &selection.stored, PAGE).await?;
         let last_page = page.len() < PAGE as usize;
         after = page.last().map(|alert| (alert.created_at, alert.id));
         let (selection, silences, policy) = (selection.clone(), silences.clone(), policy.clone());
+        let write = held.is_some();
         // Matching costs CPU in proportion to alerts times matchers and routes: it runs on a blocking thread.
         let placed = tokio::task::spawn_blocking(move || {
             let mut placed = Vec::new();
             for alert in page {
-                if selection.keeps(&alert, &silences, now).is_none() {
+                let Some(silenced_by) = selection.keeps(&alert, &silences, now) else {
                     continue;
-                }
+                };
                 let mut groups = policy
                     .as_ref()
                     .map(|policy| policy.api_groups(&alert))
@@ -374,16 +384,31 @@ async fn grouped_ids(
                 if groups.is_empty() {
                     groups.push((Receiver::gomon().name, BTreeMap::new()));
                 }
+                let id = alert.id;
+                // A GettableAlert is strings and string maps: it always serializes.
+                let json = write
+                    .then(|| serde_json::to_vec(&GettableAlert::new(alert, silenced_by)).ok())
+                    .flatten()
+                    .map(Bytes::from);
                 for (receiver, labels) in groups {
-                    placed.push(((labels, receiver), alert.id));
+                    placed.push(((labels, receiver), (id, json.clone())));
                 }
             }
             placed
         })
         .await
         .map_err(|_| ApiError::from(Error::Internal("grouping alerts failed".into())))?;
-        for (key, id) in placed {
-            groups.entry(key).or_default().push(id);
+        for (key, member) in placed {
+            if let (Some(bytes), Some(json)) = (held.as_mut(), &member.1) {
+                *bytes += json.len();
+            }
+            groups.entry(key).or_default().push(member);
+        }
+        if held.is_some_and(|bytes| bytes > HELD_ANSWER) {
+            held = None;
+            for member in groups.values_mut().flatten() {
+                member.1 = None;
+            }
         }
         if last_page {
             return Ok(groups);
@@ -391,30 +416,31 @@ async fn grouped_ids(
     }
 }
 
-/// Where the streamed grouped listing is: the groups left, and the ids of the current group left to write.
+/// Where the streamed grouped listing is: the groups left, and the alerts of the current group left to write.
 struct GroupListing {
     service: AlertService,
     selection: Arc<Selection>,
     silences: Arc<Vec<Silence>>,
     now: DateTime<Utc>,
-    groups: std::collections::btree_map::IntoIter<GroupKey, Vec<uuid::Uuid>>,
-    /// The ids of the group being written not yet written, and how many of its alerts were.
-    current: Option<(std::vec::IntoIter<uuid::Uuid>, usize)>,
+    groups: std::collections::btree_map::IntoIter<GroupKey, Vec<Member>>,
+    /// The alerts of the group being written not yet written, and how many of its alerts were.
+    current: Option<(std::vec::IntoIter<Member>, usize)>,
     groups_written: usize,
     done: bool,
 }
 
 impl GroupListing {
-    /// The next chunk of the answer: a group's opening, a page of its alerts (read again, in their state now), or
-    /// the end. A database failure part way cuts the answer, as for `GET /api/v2/alerts`.
+    /// The next chunk of the answer: a group's opening, a page of its alerts (as the grouping pass wrote them, or
+    /// read again, in their state now, when the answer was too large to hold), or the end. A database failure part
+    /// way cuts the answer, as for `GET /api/v2/alerts`.
     async fn chunk(mut self) -> Option<(std::io::Result<Bytes>, GroupListing)> {
         if self.done {
             return None;
         }
         let mut out = Vec::new();
-        let Some((ids, written)) = self.current.as_mut() else {
+        let Some((members, written)) = self.current.as_mut() else {
             match self.groups.next() {
-                Some(((labels, receiver), ids)) => {
+                Some(((labels, receiver), members)) => {
                     out.push(if self.groups_written == 0 { b'[' } else { b',' });
                     let opening =
                         serde_json::json!({"labels": labels, "receiver": {"name": receiver}});
@@ -423,7 +449,7 @@ impl GroupListing {
                     out.extend_from_slice(&opening.as_bytes()[..opening.len() - 1]);
                     out.extend_from_slice(br#","alerts":["#);
                     self.groups_written += 1;
-                    self.current = Some((ids.into_iter(), 0));
+                    self.current = Some((members.into_iter(), 0));
                 }
                 None => {
                     out.extend_from_slice(if self.groups_written == 0 {
@@ -436,12 +462,28 @@ impl GroupListing {
             }
             return Some((Ok(Bytes::from(out)), self));
         };
-        let page: Vec<uuid::Uuid> = ids.by_ref().take(PAGE as usize).collect();
+        let page: Vec<Member> = members.by_ref().take(PAGE as usize).collect();
         if page.is_empty() {
             self.current = None;
             return Some((Ok(Bytes::from_static(b"]}")), self));
         }
-        let alerts = match self.service.get_many(&page).await {
+        let mut ids = Vec::new();
+        for (id, json) in page {
+            match json {
+                Some(json) => {
+                    if *written > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(&json);
+                    *written += 1;
+                }
+                None => ids.push(id),
+            }
+        }
+        if ids.is_empty() {
+            return Some((Ok(Bytes::from(out)), self));
+        }
+        let alerts = match self.service.get_many(&ids).await {
             Ok(alerts) => alerts,
             Err(error) => {
                 tracing::warn!(%error, "listing alert groups failed part way; the answer is cut");
@@ -456,7 +498,6 @@ impl GroupListing {
             *written,
         );
         let Ok((items, now_written)) = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
             let written = selection.write(alerts, &silences, now, before, &mut out);
             (out, written)
         })
