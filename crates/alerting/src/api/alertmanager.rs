@@ -325,8 +325,9 @@ pub(super) async fn get_alert_groups(
     let selection = Arc::new(Selection::new(AlertsParams::from_query(query.as_deref())?));
     let silences = service.live_silences().await?;
     let now = crate::model::now();
-    let groups = grouped(&service, &selection, &silences, now).await?;
+    let (groups, held) = grouped(&service, &selection, &silences, now).await?;
     let listing = GroupListing {
+        _held: held,
         service,
         selection,
         silences,
@@ -343,35 +344,71 @@ pub(super) async fn get_alert_groups(
 /// A group of `GET /api/v2/alerts/groups`: its labels and its receiver's name.
 type GroupKey = (BTreeMap<String, String>, String);
 
-/// Most bytes of alerts' JSON the grouped listing holds from its grouping pass to write them; beyond them it holds
-/// ids alone and reads the alerts again as it writes them, so that memory stays bounded whatever the alerts hold.
+/// Most bytes of alerts' JSON one grouped listing holds from its grouping pass to write them; beyond them (or
+/// beyond [`HELD_ANSWERS`]) it holds ids alone and reads the alerts again as it writes them, so that memory stays
+/// bounded whatever the alerts hold and however many listings overlap.
 const HELD_ANSWER: usize = 4 << 20;
 
-/// An alert of a group: its id, and its JSON while the answer's alerts fit in [`HELD_ANSWER`] (an alert in several
-/// groups shares one copy).
+/// Most bytes of alerts' JSON all grouped listings hold at once (see [`HELD_ANSWER`]).
+const HELD_ANSWERS: usize = 32 << 20;
+
+/// Bytes of alerts' JSON grouped listings hold now, up to [`HELD_ANSWERS`].
+static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The bytes of [`HELD`] one grouped listing holds, given back when it ends or its client goes away (dropped).
+#[derive(Default)]
+struct Held(usize);
+
+impl Held {
+    /// Holds `bytes` more, if this listing stays within [`HELD_ANSWER`] and all within [`HELD_ANSWERS`].
+    fn take(&mut self, bytes: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        let taken = self.0 + bytes <= HELD_ANSWER
+            && HELD
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                    (held + bytes <= HELD_ANSWERS).then_some(held + bytes)
+                })
+                .is_ok();
+        if taken {
+            self.0 += bytes;
+        }
+        taken
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.fetch_sub(self.0, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// An alert of a group: its id, and its JSON while the answer's alerts fit in [`Held`] (an alert in several groups
+/// shares one copy).
 type Member = (uuid::Uuid, Option<Bytes>);
 
 /// The open alerts `selection` keeps, by group (see [`crate::notify::policy::Policy::api_groups`]). One pass over
 /// the open alerts, a page at a time; each kept alert is written as JSON then, and read again later only when the
-/// answer outgrows [`HELD_ANSWER`].
+/// JSON outgrows what [`Held`] may hold.
 async fn grouped(
     service: &AlertService,
     selection: &Arc<Selection>,
     silences: &Arc<Vec<Silence>>,
     now: DateTime<Utc>,
-) -> Result<BTreeMap<GroupKey, Vec<Member>>, ApiError> {
+) -> Result<(BTreeMap<GroupKey, Vec<Member>>, Held), ApiError> {
     let policy = service.policy();
     let mut groups: BTreeMap<GroupKey, Vec<Member>> = BTreeMap::new();
-    let mut held = Some(0usize);
+    let mut held = Some(Held::default());
     let mut after = None;
     loop {
         let page = service.open_page(after, &selection.stored, PAGE).await?;
         let last_page = page.len() < PAGE as usize;
         after = page.last().map(|alert| (alert.created_at, alert.id));
         let (selection, silences, policy) = (selection.clone(), silences.clone(), policy.clone());
-        let write = held.is_some();
+        let holding = held.is_some();
         // Matching costs CPU in proportion to alerts times matchers and routes: it runs on a blocking thread.
-        let placed = tokio::task::spawn_blocking(move || {
+        let (placed, still_held) = tokio::task::spawn_blocking(move || {
+            // The page's kept alerts in one buffer, each member a slice of it: no allocation per alert.
+            let mut buffer = Vec::new();
             let mut placed = Vec::new();
             for alert in page {
                 let Some(silenced_by) = selection.keeps(&alert, &silences, now) else {
@@ -385,39 +422,53 @@ async fn grouped(
                     groups.push((Receiver::gomon().name, BTreeMap::new()));
                 }
                 let id = alert.id;
-                // A GettableAlert is strings and string maps: it always serializes.
-                let json = write
-                    .then(|| serde_json::to_vec(&GettableAlert::new(alert, silenced_by)).ok())
-                    .flatten()
-                    .map(Bytes::from);
+                let mut json = None;
+                if let Some(bytes) = held.as_mut() {
+                    let start = buffer.len();
+                    // A GettableAlert is strings and string maps: it always serializes.
+                    let written =
+                        serde_json::to_writer(&mut buffer, &GettableAlert::new(alert, silenced_by))
+                            .is_ok();
+                    if written && bytes.take(buffer.len() - start) {
+                        json = Some(start..buffer.len());
+                    } else {
+                        buffer.truncate(start);
+                        held = None;
+                    }
+                }
                 for (receiver, labels) in groups {
                     placed.push(((labels, receiver), (id, json.clone())));
                 }
             }
-            placed
+            let buffer = Bytes::from(buffer);
+            let placed: Vec<(GroupKey, Member)> = placed
+                .into_iter()
+                .map(|(key, (id, json))| (key, (id, json.map(|range| buffer.slice(range)))))
+                .collect();
+            (placed, held)
         })
         .await
         .map_err(|_| ApiError::from(Error::Internal("grouping alerts failed".into())))?;
+        held = still_held;
         for (key, member) in placed {
-            if let (Some(bytes), Some(json)) = (held.as_mut(), &member.1) {
-                *bytes += json.len();
-            }
             groups.entry(key).or_default().push(member);
         }
-        if held.is_some_and(|bytes| bytes > HELD_ANSWER) {
-            held = None;
+        if holding && held.is_none() {
+            // Over the bound: ids alone from here on.
             for member in groups.values_mut().flatten() {
                 member.1 = None;
             }
         }
         if last_page {
-            return Ok(groups);
+            return Ok((groups, held.unwrap_or_default()));
         }
     }
 }
 
 /// Where the streamed grouped listing is: the groups left, and the alerts of the current group left to write.
 struct GroupListing {
+    /// What the alerts' JSON held counts against [`HELD_ANSWERS`], until the answer ends.
+    _held: Held,
     service: AlertService,
     selection: Arc<Selection>,
     silences: Arc<Vec<Silence>>,
@@ -839,4 +890,29 @@ pub(super) async fn status(State(state): State<AppState>) -> Json<AlertmanagerSt
         },
         uptime: state.started,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One listing holds at most [`HELD_ANSWER`], all of them at most [`HELD_ANSWERS`], and what a listing held is
+    /// given back when it ends. (No other test of this binary holds any.)
+    #[test]
+    fn held_answers_are_bounded_per_listing_and_in_all() {
+        let mut one = Held::default();
+        assert!(one.take(HELD_ANSWER - 1));
+        assert!(one.take(1));
+        assert!(!one.take(1), "over one listing's bound");
+        let mut others: Vec<Held> = Vec::new();
+        while others.len() * HELD_ANSWER + HELD_ANSWER < HELD_ANSWERS {
+            let mut held = Held::default();
+            assert!(held.take(HELD_ANSWER));
+            others.push(held);
+        }
+        let mut last = Held::default();
+        assert!(!last.take(1), "over the bound of all listings");
+        drop(one);
+        assert!(last.take(HELD_ANSWER), "given back when a listing ends");
+    }
 }
