@@ -425,11 +425,9 @@ async fn grouped(
                 let mut json = None;
                 if let Some(bytes) = held.as_mut() {
                     let start = buffer.len();
-                    // A GettableAlert is strings and string maps: it always serializes.
-                    let written =
-                        serde_json::to_writer(&mut buffer, &GettableAlert::new(alert, silenced_by))
-                            .is_ok();
-                    if written && bytes.take(buffer.len() - start) {
+                    if write_alert(alert, silenced_by, &mut buffer)
+                        && bytes.take(buffer.len() - start)
+                    {
                         json = Some(start..buffer.len());
                     } else {
                         buffer.truncate(start);
@@ -653,13 +651,18 @@ impl Selection {
             if written > 0 {
                 out.push(b',');
             }
-            // A GettableAlert is strings and string maps: it always serializes.
-            if serde_json::to_writer(&mut *out, &GettableAlert::new(alert, silenced_by)).is_ok() {
+            if write_alert(alert, silenced_by, out) {
                 written += 1;
             }
         }
         written
     }
+}
+
+/// Appends `alert` to `out` as `GET /api/v2/alerts` lists it; whether it was written (a GettableAlert is strings
+/// and string maps: it always serializes).
+fn write_alert(alert: Alert, silenced_by: Vec<String>, out: &mut Vec<u8>) -> bool {
+    serde_json::to_writer(out, &GettableAlert::new(alert, silenced_by)).is_ok()
 }
 
 /// Where the streamed listing is.

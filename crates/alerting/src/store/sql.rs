@@ -984,8 +984,8 @@ macro_rules! sql_store {
                     Some(alertname) => {
                         // Either the alert stores it with the other labels (one containment), or it stores no
                         // `alertname` and takes its title as one (see `alert_labels`): the open alerts without
-                        // one have an index of their own on PostgreSQL (migration 0016). `->>` reads a key alike on both
-                        // databases; a label's value is never JSON null.
+                        // one have an index of their own on PostgreSQL (migration 0016). `->>` reads a key alike
+                        // on both databases; a label's value is never JSON null.
                         let name = "alertname".to_owned();
                         page.push(" AND ((TRUE");
                         $labels_filter(&mut page, selection.labels.iter().chain([(&name, alertname)]));

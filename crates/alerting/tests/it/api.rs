@@ -207,6 +207,12 @@ async fn listing_filters_and_counts(backend: Backend) {
         ("namespace=monitoring", vec!["alert 1", "alert 0"]),
         ("label=app=kafka", vec!["alert 2", "alert 0"]),
         ("label=app=kafka&label=tier=db", vec!["alert 2"]),
+        // One label cannot hold two values: no alert.
+        ("label=app=kafka&label=app=web", vec![]),
+        (
+            "label=app=kafka&label=app=kafka",
+            vec!["alert 2", "alert 0"],
+        ),
         ("label=app=nothing", vec![]),
     ] {
         let (status, body) = server.get(&format!("/api/v1/alerts?{query}")).await;
