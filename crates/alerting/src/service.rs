@@ -251,7 +251,7 @@ impl AlertService {
     pub async fn create(&self, new: NewAlert, actor: Option<String>) -> Result<(Alert, bool)> {
         let silences = self.silences_if_notifying().await?;
         let creation = self.creation(new, None, actor, false, &silences)?;
-        self.store_creations(vec![creation], Durability::Flushed)
+        self.store_creations(vec![creation], Durability::Flushed, true)
             .await?
             .pop()
             .ok_or_else(|| Error::Internal("no result for a creation".into()))
@@ -291,15 +291,19 @@ impl AlertService {
         })
     }
 
-    /// Stores `creations` all together or none (see [`Store::create_all`]), then counts and logs the alerts
-    /// created and wakes the dispatcher if they are notified.
+    /// Stores `creations` all together or none (see [`Store::create_all`]; `read_back`: the existing alerts as
+    /// stored), then counts and logs the alerts created and wakes the dispatcher if they are notified.
     async fn store_creations(
         &self,
         creations: Vec<Creation>,
         durability: Durability,
+        read_back: bool,
     ) -> Result<Vec<(Alert, bool)>> {
         let notified = notified(&creations);
-        let stored = self.store.create_all(creations, durability).await?;
+        let stored = self
+            .store
+            .create_all(creations, durability, read_back)
+            .await?;
         self.after_stored(&stored, &notified);
         Ok(stored)
     }
@@ -443,7 +447,7 @@ impl AlertService {
         match durability {
             Durability::Resent => self.queue_creations(creations, durability).await,
             Durability::Flushed => self
-                .store_creations(creations, durability)
+                .store_creations(creations, durability, false)
                 .await
                 .map(|_| ()),
         }

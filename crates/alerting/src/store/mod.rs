@@ -84,8 +84,33 @@ pub struct Creation {
     pub notification: Option<NewNotification>,
     /// When an open alert has its fingerprint: false leaves that alert as it is; true (an alert of a rule engine
     /// sent again) sets its title, description, annotations and end time from `alert`, and its `updated_at` to
-    /// `alert.updated_at`.
+    /// `alert.updated_at`, unless the repeat changes too little to be written (see [`repeat_writes`]).
     pub refresh: bool,
+}
+
+/// The share of a repeat's window (its end time less the time it was received) by which it may move the stored end
+/// time of its alert without being written: an eighth (see [`repeat_writes`]). The same rule is written in SQL in
+/// `pg_bulk`'s refresh statements.
+const REPEAT_END_SLACK: i32 = 8;
+
+/// Whether repeat `from` of a rule engine changes its open alert `open` enough to be written: its title,
+/// description or annotations differ, it or the alert has no end time, or its end time is an eighth of its window
+/// ([`REPEAT_END_SLACK`]) or more away from the stored one. A repeat that only moves the end a little (the other
+/// replica of a highly available rule engine sending the same alert seconds later) leaves the alert as it is, its
+/// `updated_at` too: the stored end is then at most an eighth of the window earlier than the last one sent
+/// (30 s of Prometheus's 4 minutes), and a single rule engine's resends, which move the end by a quarter of the
+/// window (Prometheus: one minute of four), are all written.
+pub(crate) fn repeat_writes(open: &Alert, from: &Alert) -> bool {
+    let moved_little = match (open.ends_at, from.ends_at) {
+        (Some(stored), Some(sent)) => {
+            (sent - stored).abs() < (sent - from.updated_at) / REPEAT_END_SLACK
+        }
+        _ => false,
+    };
+    !(moved_little
+        && open.title == from.title
+        && open.description == from.description
+        && open.annotations == from.annotations)
 }
 
 /// Which open alerts a listing reads ([`Store::open_page`]); the default reads every one. It only narrows: the
@@ -271,18 +296,20 @@ impl Store {
     }
 
     /// Stores every creation (see [`Creation`]) in one transaction, or none: per creation, in order, the stored,
-    /// existing or refreshed alert, and whether it was created. A writer's transaction commits as `durability`
-    /// says only when every request in it says so too.
+    /// existing or refreshed alert, and whether it was created. `read_back` false: an existing alert is given as
+    /// sent, not read from the database (for a caller that uses only what was created). A writer's transaction
+    /// commits as `durability` says only when every request in it says so too.
     pub async fn create_all(
         &self,
         creations: Vec<Creation>,
         durability: Durability,
+        read_back: bool,
     ) -> Result<Vec<(Alert, bool)>> {
         if creations.is_empty() {
             return Ok(Vec::new());
         }
         self.creations
-            .create(creations, durability)
+            .create(creations, durability, read_back)
             .instrument(store_span(self.describe(), "create_all"))
             .await
     }

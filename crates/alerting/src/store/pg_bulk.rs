@@ -114,64 +114,98 @@ impl PgWriter {
     }
 }
 
+/// Whether the repeat `u` changes too little to write the open alert `a` (see [`super::repeat_writes`], the same
+/// rule in Rust: the same title, description and annotations, and an end time less than an eighth of the repeat's
+/// window away from the stored one).
+macro_rules! repeat_unchanged {
+    () => {
+        "COALESCE(a.title = u.new_title AND a.description IS NOT DISTINCT FROM u.new_description \
+         AND a.annotations = u.new_annotations \
+         AND a.ends_at > u.new_ends_at - (u.new_ends_at - u.new_updated_at) / 8 \
+         AND a.ends_at < u.new_ends_at + (u.new_ends_at - u.new_updated_at) / 8, false)"
+    };
+}
+
 /// Refreshes the open alerts of the given groups (fingerprints) from a repeat of their rule engine (see
-/// [`super::Creation::refresh`]), returning them as they are now: a few at a time ([`SMALL_REFRESH`] or fewer).
-/// An alert changed later than the repeat was received (a later repeat another writer stored first) is left as
-/// it is, and read back by the lookup of the alerts not refreshed.
-/// `alert_group_id = ANY($1)` bounds the scan of the open alerts by the batch, whatever the statistics say: joined
-/// to the `unnest` alone, a plan made while the table had no open alert (after a quiet night, say) walks every
-/// open alert once per row of the batch. The generic plan PostgreSQL settles on after five runs of the prepared
-/// statement still compares every alert found with every row of the batch, which is cheap only for a few.
-macro_rules! pg_bulk_refresh_small {
-    ($($returning:tt)*) => { concat!(
-    "UPDATE alerts_active SET title = u.new_title, description = u.new_description, \
-     annotations = u.new_annotations, ends_at = u.new_ends_at, updated_at = u.new_updated_at \
-     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[]) \
-     AS u(new_group_id, new_title, new_description, new_annotations, new_ends_at, new_updated_at) \
-     WHERE alert_group_id = ANY($1) AND alert_group_id = u.new_group_id AND status <> 'resolved' \
-       AND updated_at <= u.new_updated_at RETURNING ",
-    $($returning)*
+/// [`super::Creation::refresh`]), returning those it found open: refreshed, or left as they are when the repeat
+/// changes too little (`repeat_unchanged`). `$lookup` finds each repeat's open alert (`target`: the alert's id as
+/// `open_id`, whether it is left as it is as `unchanged`, and the repeat's columns), then each one to write is
+/// updated by its key. An alert changed later than the repeat was received (a later repeat another writer stored
+/// first) is left as it is, and read back by the lookup of the alerts not refreshed. `$returning` is what each
+/// alert found is returned as, in both of its forms (refreshed, and as stored).
+macro_rules! pg_bulk_refresh {
+    ($lookup:expr, $returning:expr) => { concat!(
+    "WITH target AS (", $lookup, "), \
+     refreshed AS ( \
+       UPDATE alerts_active SET title = t.new_title, description = t.new_description, \
+         annotations = t.new_annotations, ends_at = t.new_ends_at, updated_at = t.new_updated_at \
+       FROM target AS t WHERE id = t.open_id AND NOT t.unchanged AND status IS DISTINCT FROM 'resolved' \
+         AND updated_at <= t.new_updated_at \
+       RETURNING ", $returning, " \
+     ) \
+     SELECT ", $returning, " FROM refreshed \
+     UNION ALL SELECT ", $returning, " FROM alerts_active WHERE id IN (SELECT open_id FROM target WHERE unchanged)"
     ) };
 }
 
-/// Most repeats refreshed with `pg_bulk_refresh_small`; more take `pg_bulk_refresh`, whose plan costs more
-/// to start and less per row.
+/// The batch of repeats, as `u`.
+macro_rules! repeats {
+    () => {
+        "unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[]) \
+         AS u(new_group_id, new_title, new_description, new_annotations, new_ends_at, new_updated_at)"
+    };
+}
+
+/// `pg_bulk_refresh`'s lookup for a few repeats: `alert_group_id = ANY($1)` bounds the scan of the open alerts by
+/// the batch, whatever the statistics say: joined to the `unnest` alone, a plan made while the table had no open
+/// alert (after a quiet night, say) walks every open alert once per row of the batch. The generic plan PostgreSQL
+/// settles on after five runs of the prepared statement still compares every alert found with every row of the
+/// batch, which is cheap only for a few.
+macro_rules! lookup_small {
+    () => {
+        concat!(
+            "SELECT a.id AS open_id, ",
+            repeat_unchanged!(),
+            " AS unchanged, u.* FROM ",
+            repeats!(),
+            " JOIN alerts_active AS a ON a.alert_group_id = u.new_group_id \
+             WHERE a.alert_group_id = ANY($1) AND a.status <> 'resolved'"
+        )
+    };
+}
+
+/// Most repeats refreshed with `lookup_small`; more take `lookup_many`, whose plan costs more to start and less
+/// per row.
 const SMALL_REFRESH: usize = 16;
 
-/// `pg_bulk_refresh_small` for many repeats: each row of the batch finds its open alert through a `LATERAL`
-/// lookup of the unique index on open groups, then the alert is updated by its key, two index lookups per row
-/// whatever the statistics say (3 ms for 256 repeats, where the generic plan of the small form takes 23 ms). The
-/// updated row's own check that it is still open is written `IS DISTINCT FROM`, which the partial indexes on open
-/// alerts do not match: with `<>`, a plan made while the table had no open alert scans every open alert instead
-/// of looking each one up.
-macro_rules! pg_bulk_refresh {
-    ($($returning:tt)*) => { concat!(
-    "WITH target AS ( \
-       SELECT found.open_id, u.* \
-       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[]) \
-         AS u(new_group_id, new_title, new_description, new_annotations, new_ends_at, new_updated_at) \
-       CROSS JOIN LATERAL (SELECT id AS open_id FROM alerts_active \
-         WHERE alert_group_id = u.new_group_id AND status <> 'resolved' LIMIT 1) AS found \
-     ) \
-     UPDATE alerts_active SET title = t.new_title, description = t.new_description, \
-       annotations = t.new_annotations, ends_at = t.new_ends_at, updated_at = t.new_updated_at \
-     FROM target AS t WHERE id = t.open_id AND status IS DISTINCT FROM 'resolved' \
-       AND updated_at <= t.new_updated_at \
-     RETURNING ",
-    $($returning)*
-    ) };
+/// `pg_bulk_refresh`'s lookup for many repeats: each row of the batch finds its open alert through a `LATERAL`
+/// lookup of the unique index on open groups, two index lookups per row with the update whatever the statistics
+/// say (3 ms for 256 repeats, where the generic plan of the small form takes 23 ms). The update's own check that
+/// the alert is still open is written `IS DISTINCT FROM`, which the partial indexes on open alerts do not match:
+/// with `<>`, a plan made while the table had no open alert scans every open alert instead of looking each one up.
+macro_rules! lookup_many {
+    () => {
+        concat!(
+            "SELECT found.open_id, found.unchanged, u.* FROM ",
+            repeats!(),
+            " CROSS JOIN LATERAL (SELECT a.id AS open_id, ",
+            repeat_unchanged!(),
+            " AS unchanged FROM alerts_active AS a \
+             WHERE a.alert_group_id = u.new_group_id AND a.status <> 'resolved' LIMIT 1) AS found"
+        )
+    };
 }
 
-/// The statements refreshing repeats (see `pg_bulk_refresh_small` and `pg_bulk_refresh`), by how many they
-/// refresh and whether they read the alerts back or return their groups alone.
+/// The statements refreshing repeats (see `pg_bulk_refresh`), by how many they refresh and whether they read the
+/// alerts back or return their groups alone.
 const PG_BULK_REFRESHES: [[&str; 2]; 2] = [
     [
-        pg_bulk_refresh_small!("alert_group_id"),
-        pg_bulk_refresh_small!(alert_columns!()),
+        pg_bulk_refresh!(lookup_small!(), "alert_group_id"),
+        pg_bulk_refresh!(lookup_small!(), alert_columns!()),
     ],
     [
-        pg_bulk_refresh!("alert_group_id"),
-        pg_bulk_refresh!(alert_columns!()),
+        pg_bulk_refresh!(lookup_many!(), "alert_group_id"),
+        pg_bulk_refresh!(lookup_many!(), alert_columns!()),
     ],
 ];
 

@@ -246,7 +246,10 @@ macro_rules! sql_store {
                             Ok(open) => open,
                             Err(error) => return Ok(Err(error)),
                         };
-                        if !creation.refresh || open.updated_at > alert.updated_at {
+                        if !creation.refresh
+                            || open.updated_at > alert.updated_at
+                            || !super::repeat_writes(&open, alert)
+                        {
                             return Ok(Ok(CreationOutcome::Existing(Box::new(open))));
                         }
                         let open = refreshed(open, alert);

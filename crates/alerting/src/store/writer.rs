@@ -83,6 +83,9 @@ pub(super) struct Request {
     pub(super) reply: Reply,
     /// How its transaction must commit.
     pub(super) durability: Durability,
+    /// Whether its requester is given the open alerts its creations found as they are stored (read back), rather
+    /// than as sent.
+    pub(super) read_back: bool,
 }
 
 /// The queued requests not stored yet, by ticket, and the lowest ticket still pending (every ticket below it is
@@ -190,15 +193,17 @@ impl std::fmt::Debug for Creations {
 }
 
 impl Creations {
-    /// Stores `creations` (one request) in one transaction and waits for the outcome. Every such request goes to
-    /// the same writer ([`WAITING_WRITER`]).
+    /// Stores `creations` (one request) in one transaction and waits for the outcome; `read_back`: the open
+    /// alerts found are read back (see [`Request::read_back`]). Every such request goes to the same writer
+    /// ([`WAITING_WRITER`]).
     pub(super) async fn create(
         &self,
         creations: Vec<Creation>,
         durability: Durability,
+        read_back: bool,
     ) -> Result<Vec<(Alert, bool)>> {
         let answer = self
-            .send_waiting(WAITING_WRITER, creations, durability)
+            .send_waiting(WAITING_WRITER, creations, durability, read_back)
             .await?;
         answer.await.map_err(|_| stopped())?
     }
@@ -209,6 +214,7 @@ impl Creations {
         writer: usize,
         creations: Vec<Creation>,
         durability: Durability,
+        read_back: bool,
     ) -> Result<oneshot::Receiver<Result<Vec<(Alert, bool)>>>> {
         let sender = self.senders.get(writer).ok_or_else(stopped)?;
         let (reply, answer) = oneshot::channel();
@@ -217,6 +223,7 @@ impl Creations {
                 creations,
                 reply: Reply::Waiting(reply),
                 durability,
+                read_back,
             })
             .await
             .map_err(|_| stopped())?;
@@ -258,16 +265,20 @@ impl Creations {
                             done: done.clone(),
                         },
                         durability,
+                        read_back: false,
                     });
                 }
                 return Ok(());
             }
             self.shared.pending.forget(count);
         }
-        // Stored before the answer: every part is sent, then waited for.
+        // Stored before the answer: every part is sent, then waited for. `done` is told only what was created.
         let mut answers = Vec::with_capacity(parts.len());
         for (writer, creations) in parts {
-            answers.push(self.send_waiting(writer, creations, durability).await?);
+            answers.push(
+                self.send_waiting(writer, creations, durability, false)
+                    .await?,
+            );
         }
         let mut failed = None;
         for answer in answers {
@@ -397,9 +408,7 @@ impl Writer {
         } else {
             Durability::Flushed
         };
-        let read_back = requests
-            .iter()
-            .any(|request| matches!(request.reply, Reply::Waiting(_)));
+        let read_back = requests.iter().any(|request| request.read_back);
         let results = self
             .create_batch(&items, whole, durability, read_back)
             .await?;
@@ -536,6 +545,7 @@ impl Writers {
             creations,
             reply,
             durability,
+            read_back,
         } = request;
         let answer = |creations: Vec<Creation>, result: Result<Vec<CreationOutcome>>| {
             result.map(|outcomes| {
@@ -565,6 +575,7 @@ impl Writers {
                             done,
                         },
                         durability,
+                        read_back,
                     };
                     tokio::spawn(self.clone().queue_again(request, reason));
                 }

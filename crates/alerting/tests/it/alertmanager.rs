@@ -24,6 +24,7 @@ on_both_stores!(
     alert_groups_follow_the_routes_group_by_as_alertmanagers_do,
     expiry_spares_an_alert_sent_again_meanwhile,
     a_batch_of_64_and_repeats_within_one_post,
+    a_repeat_that_moves_only_its_end_a_little_is_not_written,
     vmalert_alert_fires_and_resolves,
     prometheus_alert_fires_and_resolves,
 );
@@ -575,6 +576,80 @@ async fn repeats_update_one_alert_and_ends_at_resolves(backend: Backend) {
     assert_eq!(alerts.len(), 2);
     assert_eq!(alerts[0]["status"], "firing");
     assert_eq!(alerts[0]["alert_group_id"], alerts[1]["alert_group_id"]);
+    server.stop().await;
+}
+
+/// A repeat that changes nothing but moves its end by less than an eighth of its window (the other replica of a
+/// highly available rule engine, seconds later) is not written: the alert keeps its end and `updated_at`. A repeat
+/// that moves the end by more, or changes an annotation, is written. One alert (PostgreSQL's statement for a few
+/// repeats) and 20 (its statement for many).
+async fn a_repeat_that_moves_only_its_end_a_little_is_not_written(backend: Backend) {
+    let db = Database::new(backend).await;
+    let server = Server::start(&db.config, vec![]).await;
+    let alerts = |count: usize, ends_in: i64, summary: &str| -> Value {
+        (0..count)
+            .map(|i| {
+                json!({"labels": {"alertname": "Replicated", "batch": count.to_string(), "pod": format!("p-{i}")},
+                       "annotations": {"summary": summary}, "endsAt": rfc3339(ends_in)})
+            })
+            .collect()
+    };
+    /// Each alert of the batch of `count` as stored: pod, summary, end time, `updated_at`.
+    async fn stored(server: &Server, count: usize) -> std::collections::BTreeSet<[String; 4]> {
+        let (status, page) = server
+            .get(&format!("/api/v1/alerts?label=batch={count}&limit=100"))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let alerts = page["alerts"].as_array().cloned().unwrap_or_default();
+        assert_eq!(alerts.len(), count, "{page}");
+        let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+        alerts
+            .iter()
+            .map(|alert| {
+                [
+                    text(&alert["labels"]["pod"]),
+                    text(&alert["annotations"]["summary"]),
+                    text(&alert["ends_at"]),
+                    text(&alert["updated_at"]),
+                ]
+            })
+            .collect()
+    }
+    async fn post(server: &Server, body: Value) {
+        let (status, answer) = server.post("/api/v2/alerts", body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let time = |text: &str| chrono::DateTime::parse_from_rfc3339(text).expect("time");
+    for count in [1, 20] {
+        post(&server, alerts(count, 240, "first")).await;
+        let first = stored(&server, count).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // 5 s later, and 5 s earlier, of a 240 s window (an eighth: 30 s): nothing written.
+        post(&server, alerts(count, 245, "first")).await;
+        assert_eq!(stored(&server, count).await, first, "a later end by 5 s");
+        post(&server, alerts(count, 235, "first")).await;
+        assert_eq!(stored(&server, count).await, first, "an earlier end by 5 s");
+        // A minute later: written, end and updated_at.
+        post(&server, alerts(count, 300, "first")).await;
+        let moved = stored(&server, count).await;
+        for ([_, _, ends_before, updated_before], [_, summary, ends_at, updated_at]) in
+            first.iter().zip(&moved)
+        {
+            assert_eq!(summary, "first");
+            assert!(
+                time(ends_at) - time(ends_before) >= chrono::Duration::seconds(55),
+                "{moved:?}"
+            );
+            assert!(time(updated_at) > time(updated_before), "{moved:?}");
+        }
+        // The same end, another summary: written.
+        post(&server, alerts(count, 300, "second")).await;
+        let changed = stored(&server, count).await;
+        assert!(
+            changed.iter().all(|[_, summary, _, _]| summary == "second"),
+            "{changed:?}"
+        );
+    }
     server.stop().await;
 }
 
