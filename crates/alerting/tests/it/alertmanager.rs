@@ -873,8 +873,13 @@ async fn get_alerts_filters_and_status_answers(backend: Backend) {
         ),
         ("filter=team%3D%22%22", vec!["DiskFull", "HighCPU"]),
         ("filter=team%3D%22z%22", vec![]),
-        // As long as a matcher may be, and held by no alert.
+        // As long as a matcher may be, and held by no alert: as a label, and as an `alertname` (which an alert
+        // storing none matches by its title).
         (&format!("filter=team%3D%22{}%22", "v".repeat(1000)), vec![]),
+        (
+            &format!("filter=alertname%3D%22{}%22", "v".repeat(1000)),
+            vec![],
+        ),
     ] {
         let (status, answer) = server.get(&format!("/api/v2/alerts?{query}")).await;
         assert_eq!(status, 200, "{answer}");
@@ -884,6 +889,8 @@ async fn get_alerts_filters_and_status_answers(backend: Backend) {
     for query in [
         "filter=team%3D%22a%00b%22".to_owned(),
         format!("filter=team%3D%22{}%22", "v".repeat(10_000)),
+        "filter=alertname%3D%22a%00b%22".to_owned(),
+        format!("filter=alertname%3D%22{}%22", "v".repeat(10_000)),
     ] {
         let (status, body) = server.get(&format!("/api/v2/alerts?{query}")).await;
         assert_eq!(status, 400, "{body}");
