@@ -271,7 +271,7 @@ impl PostgresStore {
     /// Stores a batch of creations in one transaction on the writer's connection: new alerts with one statement
     /// (see [`PG_BULK_CREATE`]); the repeats it skipped refreshed with one more (see `pg_bulk_refresh`) or looked
     /// up; the rare one whose duplicate was resolved in between through the general path, in the same transaction.
-    /// `read_back` false: no requester waits for the alerts that existed, which are not read back
+    /// `read_back` false: no requester asks for the alerts that existed, which are not read back
     /// ([`CreationOutcome::ExistingUnread`]). After any error the connection is dropped, and the next batch opens a
     /// new one.
     pub(super) async fn create_batch_bulk(
@@ -376,7 +376,8 @@ impl PostgresStore {
 
     /// Refreshes the open alerts of the repeats of `items` (the last of each fingerprint: `items` is in
     /// fingerprint order, each request's own order kept, so that the last word stands) with one statement (see
-    /// `pg_bulk_refresh`), and adds those it refreshed to `open` (see [`Self::read_open`]).
+    /// `pg_bulk_refresh`), and adds those it found open (refreshed, or left as they are when a repeat changes too
+    /// little) to `open` (see [`Self::read_open`]).
     async fn refresh(
         connection: &mut PgConnection,
         items: &[Item<'_>],

@@ -363,7 +363,7 @@ pub(super) enum Writer {
 
 impl Writer {
     /// Stores `batch` (see [`PostgresStore::create_batch_bulk`]); `whole`: some request has several alerts;
-    /// `read_back`: some requester waits for the alerts that existed.
+    /// `read_back`: some requester asks for the alerts that existed (see [`Request::read_back`]).
     async fn create_batch(
         &mut self,
         batch: &[Item<'_>],
