@@ -101,9 +101,12 @@ async fn an_alert_is_one_pagerduty_incident_triggered_acknowledged_and_resolved(
     })
     .await;
     pager.set(Behaviour::Accept);
-    eventually(Duration::from_secs(15), "three events", || async {
-        events_of(&pager, &id).len() == 3
-    })
+    let sent = format!("/api/v1/notifications?alert_id={id}&status=sent");
+    eventually(
+        Duration::from_secs(15),
+        "three events, four rows sent",
+        || async { events_of(&pager, &id).len() == 3 && server.get(&sent).await.1["total"] == 4 },
+    )
     .await;
     let events = events_of(&pager, &id);
     let actions: Vec<&str> = events.iter().map(|(action, _)| action.as_str()).collect();
