@@ -67,9 +67,12 @@ async fn each_change_is_one_email_over_starttls_threaded_by_alert(backend: Backe
     let smtp = SmtpServer::start(&pki);
     let server = Server::start_service(policy(&database, &slack, &pki, &smtp, PASSWORD)).await;
     let id = full_lifecycle(&server, "Disk full").await;
-    eventually(Duration::from_secs(30), "four emails", || async {
-        smtp.mails().len() == 4
-    })
+    let sent = format!("/api/v1/notifications?alert_id={id}&status=sent");
+    eventually(
+        Duration::from_secs(30),
+        "four emails, marked sent",
+        || async { smtp.mails().len() == 4 && server.get(&sent).await.1["total"] == 4 },
+    )
     .await;
     let mails = smtp.mails();
     let subjects: Vec<String> = mails
