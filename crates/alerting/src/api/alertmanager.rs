@@ -199,9 +199,12 @@ pub(super) struct GettableAlert {
 }
 
 impl GettableAlert {
-    /// `alert` in Alertmanager's form; `silenced_by` the ids of the silences that mute it.
-    fn new(alert: Alert, silenced_by: Vec<String>) -> Self {
-        let labels = alert_labels(&alert);
+    /// `alert` in Alertmanager's form, as `kept` found it (its labels, and the silences that mute it).
+    fn new(alert: Alert, kept: Kept) -> Self {
+        let Kept {
+            labels,
+            silenced_by,
+        } = kept;
         let mut annotations = alert.annotations;
         let generator_url = annotations.remove(GENERATOR_URL).unwrap_or_default();
         let state = if silenced_by.is_empty() {
@@ -400,9 +403,9 @@ async fn grouped(
     let mut held = Some(Held::default());
     let mut after = None;
     loop {
-        let page = service.open_page(after, &selection.stored, PAGE).await?;
-        let last_page = page.len() < PAGE as usize;
-        after = page.last().map(|alert| (alert.created_at, alert.id));
+        let read = Page::read(service, after, &selection.stored).await?;
+        after = read.cursor();
+        let (page, last_page) = (read.alerts, read.last);
         let (selection, silences, policy) = (selection.clone(), silences.clone(), policy.clone());
         let holding = held.is_some();
         // Matching costs CPU in proportion to alerts times matchers and routes: it runs on a blocking thread.
@@ -411,7 +414,7 @@ async fn grouped(
             let mut buffer = Vec::new();
             let mut placed = Vec::new();
             for alert in page {
-                let Some(silenced_by) = selection.keeps(&alert, &silences, now) else {
+                let Some(kept) = selection.keeps(&alert, &silences, now) else {
                     continue;
                 };
                 let mut groups = policy
@@ -425,9 +428,7 @@ async fn grouped(
                 let mut json = None;
                 if let Some(bytes) = held.as_mut() {
                     let start = buffer.len();
-                    if write_alert(alert, silenced_by, &mut buffer)
-                        && bytes.take(buffer.len() - start)
-                    {
+                    if write_alert(alert, kept, &mut buffer) && bytes.take(buffer.len() - start) {
                         json = Some(start..buffer.len());
                     } else {
                         buffer.truncate(start);
@@ -570,6 +571,33 @@ pub(super) async fn receivers() -> Json<Vec<Receiver>> {
 /// Open alerts read from the store per page of a listing: memory stays bounded however many alerts are open.
 const PAGE: u32 = 1000;
 
+/// A page of a listing of the open alerts: up to [`PAGE`] of them, and whether it is the last.
+struct Page {
+    alerts: Vec<Alert>,
+    last: bool,
+}
+
+impl Page {
+    /// The page of the open alerts `selection` reads after `after`. One alert more than the page is asked for and
+    /// dropped, so that a full page says whether any follow: a listing whose alerts fill its last page exactly is
+    /// not read again to find nothing (each page of a filtered listing reads every alert the filter selects).
+    async fn read(
+        service: &AlertService,
+        after: Option<(DateTime<Utc>, uuid::Uuid)>,
+        selection: &OpenSelection,
+    ) -> crate::error::Result<Page> {
+        let mut alerts = service.open_page(after, selection, PAGE + 1).await?;
+        let last = alerts.len() <= PAGE as usize;
+        alerts.truncate(PAGE as usize);
+        Ok(Page { alerts, last })
+    }
+
+    /// The cursor after this page's last alert.
+    fn cursor(&self) -> Option<(DateTime<Utc>, uuid::Uuid)> {
+        self.alerts.last().map(|alert| (alert.created_at, alert.id))
+    }
+}
+
 /// What `GET /api/v2/alerts` (and its groups) keeps: the `filter` matchers, and whether muted and unmuted alerts
 /// are wanted.
 struct Selection {
@@ -610,14 +638,9 @@ impl Selection {
         }
     }
 
-    /// Whether this selection keeps `alert` (open, matching, muted or not as wanted): the ids of the silences that
-    /// mute it.
-    fn keeps(
-        &self,
-        alert: &Alert,
-        silences: &[Silence],
-        now: DateTime<Utc>,
-    ) -> Option<Vec<String>> {
+    /// Whether this selection keeps `alert` (open, matching, muted or not as wanted): its labels and the ids of the
+    /// silences that mute it.
+    fn keeps(&self, alert: &Alert, silences: &[Silence], now: DateTime<Utc>) -> Option<Kept> {
         if alert.status == Status::Resolved {
             return None;
         }
@@ -631,7 +654,10 @@ impl Selection {
             .map(|silence| silence.id.to_string())
             .collect();
         let muted = !silenced_by.is_empty();
-        ((muted && self.silenced) || (!muted && self.active)).then_some(silenced_by)
+        ((muted && self.silenced) || (!muted && self.active)).then_some(Kept {
+            labels,
+            silenced_by,
+        })
     }
 
     /// Writes the alerts of `page` this selection keeps to `out` as JSON array elements, each preceded by a comma
@@ -645,13 +671,13 @@ impl Selection {
         out: &mut Vec<u8>,
     ) -> usize {
         for alert in page {
-            let Some(silenced_by) = self.keeps(&alert, silences, now) else {
+            let Some(kept) = self.keeps(&alert, silences, now) else {
                 continue;
             };
             if written > 0 {
                 out.push(b',');
             }
-            if write_alert(alert, silenced_by, out) {
+            if write_alert(alert, kept, out) {
                 written += 1;
             }
         }
@@ -659,10 +685,16 @@ impl Selection {
     }
 }
 
+/// What a listing found of an alert it keeps: the labels its matchers saw, and the silences that mute it.
+struct Kept {
+    labels: BTreeMap<String, String>,
+    silenced_by: Vec<String>,
+}
+
 /// Appends `alert` to `out` as `GET /api/v2/alerts` lists it; whether it was written (a GettableAlert is strings
 /// and string maps: it always serializes).
-fn write_alert(alert: Alert, silenced_by: Vec<String>, out: &mut Vec<u8>) -> bool {
-    serde_json::to_writer(out, &GettableAlert::new(alert, silenced_by)).is_ok()
+fn write_alert(alert: Alert, kept: Kept, out: &mut Vec<u8>) -> bool {
+    serde_json::to_writer(out, &GettableAlert::new(alert, kept)).is_ok()
 }
 
 /// Where the streamed listing is.
@@ -673,7 +705,7 @@ struct Listing {
     now: DateTime<Utc>,
     /// The page read but not yet written (the first is read before the answer starts, so that a database outage
     /// is a 503 rather than a cut answer).
-    next: Option<Vec<Alert>>,
+    next: Option<Page>,
     written: usize,
     /// Whether the first chunk went out.
     opened: bool,
@@ -691,11 +723,7 @@ impl Listing {
         }
         let page = match self.next.take() {
             Some(page) => page,
-            None => match self
-                .service
-                .open_page(self.after(), &self.selection.stored, PAGE)
-                .await
-            {
+            None => match Page::read(&self.service, self.after(), &self.selection.stored).await {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(%error, "listing open alerts failed part way; the answer is cut");
@@ -704,8 +732,8 @@ impl Listing {
                 }
             },
         };
-        let last_page = page.len() < PAGE as usize;
-        let cursor = page.last().map(|alert| (alert.created_at, alert.id));
+        let (cursor, last_page) = (page.cursor(), page.last);
+        let page = page.alerts;
         let (selection, silences, now, before) = (
             self.selection.clone(),
             self.silences.clone(),
@@ -749,7 +777,7 @@ impl Listing {
 async fn open_alerts(service: AlertService, query: Option<String>) -> Result<Response, ApiError> {
     let selection = Arc::new(Selection::new(AlertsParams::from_query(query.as_deref())?));
     let silences = service.live_silences().await?;
-    let first = service.open_page(None, &selection.stored, PAGE).await?;
+    let first = Page::read(&service, None, &selection.stored).await?;
     let listing = Listing {
         service,
         selection,
