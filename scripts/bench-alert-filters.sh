@@ -6,6 +6,8 @@
 #      100 ms; /health/live under 50 ms meanwhile.
 #   2. `GET /api/v2/alerts` (everything) at LISTING (default 100000) open alerts: time, and how much the peak
 #      resident memory of each server grew while answering (VmHWM before and after).
+#   3. `GET /api/v2/alerts?filter=alertname="Many"&filter=team="team-7"` at LISTING open alerts (2% of them, 2,000 of
+#      100,000): time, and CPU time per request of each server (GoMon's with PostgreSQL's).
 # Environment: OPEN, LISTING, RUNS (timed requests per measure, default 20), BUSY seconds of load (default 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,7 +58,8 @@ ends=$(date -u -d '+2 hour' +%Y-%m-%dT%H:%M:%SZ)
 post_alerts() {
   for start in $(seq "$1" 500 $(($2 - 1))); do
     jq -nc --argjson from "$start" --argjson to "$((start + 500 < $2 ? start + 500 : $2))" --arg ends "$ends" \
-      '[range($from; $to) | {labels: {alertname: "Many", instance: ("node-\(.)" + ".example:9100")}, endsAt: $ends}]' \
+      '[range($from; $to) | {labels: {alertname: "Many", instance: ("node-\(.)" + ".example:9100"),
+        team: ("team-\(. % 50)")}, endsAt: $ends}]' \
       >"$WORK/batch.json"
     for base in "$GOMON" "$AM"; do
       curl -sf -X POST -H 'Content-Type: application/json' --data-binary @"$WORK/batch.json" "$base/api/v2/alerts" >/dev/null
@@ -104,3 +107,29 @@ list_all() { # name base pid
 echo "GET /api/v2/alerts at $LISTING open alerts:"
 list_all "  GoMon       " "$GOMON" "$GOMON_PID"
 list_all "  Alertmanager" "$AM" "$AM_PID"
+
+# 3. A filtered listing at LISTING open alerts: CPU time per request of each server (GoMon's counted with PostgreSQL's,
+# the postmaster and its backends), from /proc, over RUNS requests one after another.
+cpu_ticks() { # pid... -> utime + stime of each and of its children processes, in clock ticks
+  local total=0 pid
+  for pid in "$@" $(for parent in "$@"; do pgrep -P "$parent"; done); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+SELECTIVE='filter=alertname%3D%22Many%22&filter=team%3D%22team-7%22'
+PG_PID=$(head -n 1 "$PG_DIR/data/postmaster.pid")
+filtered() { # name base pids...
+  local name=$1 base=$2 before after count
+  shift 2
+  count=$(curl -s "$base/api/v2/alerts?$SELECTIVE" | jq length)
+  before=$(cpu_ticks "$@")
+  read -r med max < <(median_ms "$base/api/v2/alerts?$SELECTIVE")
+  after=$(cpu_ticks "$@")
+  awk -v n="$name" -v c="$count" -v m="$med" -v x="$max" -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+    -v r="$RUNS" 'BEGIN { printf "%s: %d alerts, median %.1f ms (max %.1f), CPU %.1f ms per request\n", n, c, m, x,
+      1000 * t / hz / r }'
+}
+echo "GET /api/v2/alerts?filter=alertname=\"Many\"&filter=team=\"team-7\" at $LISTING open alerts:"
+filtered "  GoMon (with PostgreSQL)" "$GOMON" "$GOMON_PID" "$PG_PID"
+filtered "  Alertmanager           " "$AM" "$AM_PID"
