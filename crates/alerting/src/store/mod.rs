@@ -5,6 +5,14 @@
 //! group-commit writer (`writer`), which on PostgreSQL stores new alerts in bulk (`pg_bulk`); rows are mapped
 //! onto the model's types in `rows`.
 
+/// The divisor of a repeat's window that gives how far it may move its alert's end time without being written
+/// (see [`REPEAT_END_SLACK`]): a literal, so that `pg_bulk`'s SQL and the Rust rule read the same one.
+macro_rules! repeat_end_slack {
+    () => {
+        8
+    };
+}
+
 #[macro_use]
 mod rows;
 mod config;
@@ -90,8 +98,8 @@ pub struct Creation {
 
 /// The share of a repeat's window (its end time less the time it was received) by which it may move the stored end
 /// time of its alert without being written: an eighth (see [`repeat_writes`]). The same rule is written in SQL in
-/// `pg_bulk`'s refresh statements.
-const REPEAT_END_SLACK: i32 = 8;
+/// `pg_bulk`'s refresh statements, with the same divisor.
+const REPEAT_END_SLACK: i32 = repeat_end_slack!();
 
 /// Whether repeat `from` of a rule engine changes its open alert `open` enough to be written: its title,
 /// description or annotations differ, it or the alert has no end time, or its end time is an eighth of its window

@@ -119,10 +119,15 @@ impl PgWriter {
 /// window away from the stored one).
 macro_rules! repeat_unchanged {
     () => {
-        "COALESCE(a.title = u.new_title AND a.description IS NOT DISTINCT FROM u.new_description \
-         AND a.annotations = u.new_annotations \
-         AND a.ends_at > u.new_ends_at - (u.new_ends_at - u.new_updated_at) / 8 \
-         AND a.ends_at < u.new_ends_at + (u.new_ends_at - u.new_updated_at) / 8, false)"
+        concat!(
+            "COALESCE(a.title = u.new_title AND a.description IS NOT DISTINCT FROM u.new_description \
+             AND a.annotations = u.new_annotations \
+             AND a.ends_at > u.new_ends_at - (u.new_ends_at - u.new_updated_at) / ",
+            repeat_end_slack!(),
+            " AND a.ends_at < u.new_ends_at + (u.new_ends_at - u.new_updated_at) / ",
+            repeat_end_slack!(),
+            ", false)"
+        )
     };
 }
 
