@@ -17,6 +17,7 @@ macro_rules! repeat_end_slack {
 mod rows;
 mod config;
 mod pg_bulk;
+mod pg_copy;
 mod sql;
 mod writer;
 

@@ -62,11 +62,12 @@ async fn a_post_that_fails_in_the_database_is_stored_later() {
     .expect("insert the lock holder");
 
     let post = post_in_background(&server, Value::Array(batch.clone()));
-    // The storing statement waits on the lock: the database fails it by terminating its connection.
+    // The storing statement (a copy: the writer knows none of these groups open) waits on the lock: the database
+    // fails it by terminating its connection.
     let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
     let (status, body) = post.await.expect("POST task");
     assert_eq!(status, 200, "answered once queued: {body}");
-    let waiting = waiting_on_a_lock(&mut admin, "WITH new AS%").await;
+    let waiting = waiting_on_a_lock(&mut admin, "COPY alerts_active%").await;
     terminate(&mut admin, waiting).await;
     let counts = || async {
         let mut check = sqlx::PgConnection::connect(&url).await.expect("connect");
@@ -101,7 +102,7 @@ async fn a_post_that_fails_in_the_database_is_stored_later() {
     // Queued again, the part waits on the lock once more (on a new connection) until the other transaction ends.
     let terminated = waiting;
     loop {
-        if waiting_on_a_lock(&mut admin, "WITH new AS%").await != terminated {
+        if waiting_on_a_lock(&mut admin, "COPY alerts_active%").await != terminated {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -150,6 +151,107 @@ fn post_in_background(server: &Server, alerts: Value) -> tokio::task::JoinHandle
     tokio::spawn(async move {
         support::read(client.post(url).json(&alerts).send().await.expect("POST")).await
     })
+}
+
+/// Two replicas on one PostgreSQL. A writer copies the new alerts of a batch without looking for open alerts of
+/// their groups (`pg_bulk`), so a group the other replica opened makes the copy fail: the batch is then stored by
+/// insert, which finds what is open. Whether the batch is a request of many alerts (copied in its transaction)
+/// or a request of one (copied with its notification in a transaction of its own, or alone), each group ends
+/// with one open alert and each alert with one `created` notification; an alert found open keeps its id and is
+/// refreshed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stores_by_insert_what_the_other_opened() {
+    use gomon_alerting::model::Status;
+    use gomon_alerting::rule_engines::{PostableAlert, RuleAlert};
+    let db = Database::new(Backend::Postgres).await;
+    let url = db.postgres_url();
+    let open = || async {
+        gomon_alerting::Store::open(&db.config)
+            .await
+            .expect("store")
+    };
+    let rule = |pod: usize, summary: &str| -> RuleAlert {
+        let alert = json!({"labels": {"alertname": "Replicated", "pod": format!("p-{pod}")},
+                           "annotations": {"summary": summary}, "endsAt": rfc3339(600)});
+        serde_json::from_value::<PostableAlert>(alert)
+            .expect("alert")
+            .map(&Default::default(), Utc::now())
+            .expect("maps")
+    };
+    let rules = |pods: std::ops::Range<usize>, summary: &str| -> Vec<RuleAlert> {
+        pods.map(|pod| rule(pod, summary)).collect()
+    };
+    // The first replica opens pods 0 to 19 in one request, and pod 100 alone; it knows them open.
+    let (first_store, second_store) = (open().await, open().await);
+    let first = support::notifying_to_slack(&first_store);
+    first
+        .receive(rules(0..20, "first"), None, Durability::Flushed)
+        .await
+        .expect("first replica");
+    let (pod_100, created) = first
+        .create(rule(100, "first").alert, None)
+        .await
+        .expect("pod 100");
+    assert!(created);
+
+    // The second copies pods 20 to 39, new to both, in one request (the copy succeeds); then pods 0 to 39, half
+    // of them opened by the first (the copy fails, the insert finds them open, the second now knows all 40).
+    let second = support::notifying_to_slack(&second_store);
+    second
+        .receive(rules(20..40, "second"), None, Durability::Flushed)
+        .await
+        .expect("new alerts");
+    second
+        .receive(rules(0..40, "again"), None, Durability::Flushed)
+        .await
+        .expect("a request of many");
+    // Pod 100 alone, by a replica that notifies (its copy has a transaction of its own) and one that does not
+    // (its copy is its only statement): each finds the open alert.
+    for notifies in [true, false] {
+        let store = open().await;
+        let service = if notifies {
+            support::notifying_to_slack(&store)
+        } else {
+            gomon_alerting::AlertService::new(store.clone(), &gomon_runtime::metrics::registry())
+        };
+        let (found, created) = service
+            .create(rule(100, "again").alert, None)
+            .await
+            .expect("pod 100 again");
+        assert!(!created, "found open, not created");
+        assert_eq!(found.id, pod_100.id);
+        assert_eq!(found.status, Status::Firing);
+        store.close().await;
+    }
+    let mut check = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&url).await.expect("connect")
+    };
+    let per_group: Vec<(String, i64, i64, Option<String>)> = sqlx::query_as(
+        "SELECT a.labels->>'pod', COUNT(*), \
+           (SELECT COUNT(*) FROM notifications AS n WHERE n.alert_id = MIN(a.id::text)::uuid \
+              AND n.event = 'created'), \
+           MIN(a.annotations->>'summary') \
+         FROM alerts_active AS a WHERE a.status <> 'resolved' GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&mut check)
+    .await
+    .expect("open alerts");
+    assert_eq!(per_group.len(), 41, "{per_group:?}");
+    for (pod, alerts, notifications, summary) in &per_group {
+        assert_eq!((*alerts, *notifications), (1, 1), "{pod}: {per_group:?}");
+        // Pods 0 to 39 were refreshed by the request of 40 (pod 100 by a creation of the API, which leaves it).
+        let expected = if pod == "p-100" { "first" } else { "again" };
+        assert_eq!(summary.as_deref(), Some(expected), "{pod}");
+    }
+    let all: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alerts_active")
+        .fetch_one(&mut check)
+        .await
+        .expect("count");
+    assert_eq!(all, 41, "no alert stored twice, resolved or not");
+    for store in [first_store, second_store] {
+        store.close().await;
+    }
 }
 
 /// The backend whose statement (`LIKE` pattern `query`) waits on a lock, waiting up to 10 s for one.
