@@ -1,8 +1,8 @@
 //! Silences (Alertmanager API v2): label matchers that mute the notifications of the alerts they match for a
 //! while. Pure data and pure functions, no I/O.
 
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -120,7 +120,7 @@ impl Matcher {
             return Ok(None);
         }
         let compiled = self.compiled.get_or_init(|| {
-            gomon_runtime::selector::anchored_regex(&self.value).map_err(|error| {
+            compile(&self.value).map_err(|error| {
                 format!(
                     "matcher {:.40}: invalid regular expression: {error}",
                     self.name
@@ -140,6 +140,34 @@ impl Matcher {
         };
         found == self.is_equal
     }
+}
+
+/// Most expressions [`compile`] keeps.
+const MAX_COMPILED: usize = 16;
+
+/// The expressions [`compile`] keeps, by pattern.
+static COMPILED: OnceLock<Mutex<HashMap<String, regex::Regex>>> = OnceLock::new();
+
+/// `pattern` anchored at both ends and compiled (see [`gomon_runtime::selector::anchored_regex`]), or a copy of
+/// the one compiled last time it was asked for: a dashboard sends the same few `filter` expressions on every
+/// refresh, and compiling one can cost more than matching it against thousands of alerts. At most
+/// [`MAX_COMPILED`] are kept (all forgotten when full: an expression each time costs what it did without them);
+/// a copy shares the compiled program, not the memory its searches use.
+fn compile(pattern: &str) -> std::result::Result<regex::Regex, regex::Error> {
+    let compiled = COMPILED.get_or_init(Default::default);
+    if let Ok(kept) = compiled.lock()
+        && let Some(regex) = kept.get(pattern)
+    {
+        return Ok(regex.clone());
+    }
+    let regex = gomon_runtime::selector::anchored_regex(pattern)?;
+    if let Ok(mut kept) = compiled.lock() {
+        if kept.len() >= MAX_COMPILED {
+            kept.clear();
+        }
+        kept.insert(pattern.to_owned(), regex.clone());
+    }
+    Ok(regex)
 }
 
 /// The labels silences and `filter` matchers see for `alert`: its labels, with `alertname` set to the title when it
@@ -293,6 +321,21 @@ impl PostableSilence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compiled_expressions_are_kept_and_bounded() {
+        for round in 0..2 {
+            for i in 0..(MAX_COMPILED * 2) {
+                let regex = compile(&format!("kept-{i}|.*-{i}")).expect("compiles");
+                assert!(regex.is_match(&format!("x-{i}")), "round {round}, {i}");
+                assert!(!regex.is_match(&format!("x-{i}y")), "anchored");
+            }
+        }
+        assert!(compile("(").is_err());
+        let kept = COMPILED.get().expect("kept").lock().expect("lock");
+        assert!(kept.len() <= MAX_COMPILED, "{}", kept.len());
+        assert!(!kept.contains_key("("), "an error is not kept");
+    }
 
     fn labels() -> BTreeMap<String, String> {
         BTreeMap::from([
