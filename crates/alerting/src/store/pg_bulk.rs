@@ -46,6 +46,15 @@ macro_rules! notify_new {
     };
 }
 
+/// The columns a new alert is written with, by [`PG_BULK_CREATE`] and [`PG_COPY_ALERTS`] alike (in this order:
+/// [`copy_rows`] writes its fields so, [`COPY_ALERT_FIELDS`] of them).
+macro_rules! new_alert_columns {
+    () => {
+        "id, alert_group_id, fingerprint, source, severity, status, title, description, namespace, labels, \
+         annotations, jaeger_trace_id, created_at, updated_at, ends_at, created_by"
+    };
+}
+
 /// Every alert of a batch (with its `created` audit entry: see [`crate::model::AuditEntry::created`]) and its notification
 /// (one outbox row per target receiver) in one PostgreSQL statement: the batch travels as arrays,
 /// so the statement (prepared once) is the same whatever the batch size. Returns the ids it inserted; an alert
@@ -58,8 +67,9 @@ const PG_BULK_CREATE: &str = concat!(
        AS t(id, alert_group_id, fingerprint, source, severity, title, description, namespace, labels, annotations, \
          jaeger_trace_id, created_at, created_by, notification, ends_at, targets) \
      ), inserted AS ( \
-       INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, status, title, description, \
-         namespace, labels, annotations, jaeger_trace_id, created_at, updated_at, ends_at, created_by) \
+       INSERT INTO alerts_active (",
+    new_alert_columns!(),
+    ") \
        SELECT id, alert_group_id, fingerprint, source, severity, 'firing', title, description, namespace, labels, \
          annotations, jaeger_trace_id, created_at, created_at, ends_at, created_by FROM new \
        ON CONFLICT (alert_group_id) WHERE status <> 'resolved' DO NOTHING \
@@ -74,11 +84,13 @@ const PG_BULK_CREATE: &str = concat!(
 /// of its CPU than the `INSERT` with its `ON CONFLICT` probe of the open groups and the batch's arrays. An alert
 /// whose group is open after all fails the whole copy (the unique index on open groups), which is then rolled back
 /// and the batch stored with [`PG_BULK_CREATE`].
-const PG_COPY_ALERTS: &str = "COPY alerts_active (id, alert_group_id, fingerprint, source, severity, status, title, \
-     description, namespace, labels, annotations, jaeger_trace_id, created_at, updated_at, ends_at, created_by) \
-     FROM STDIN (FORMAT binary)";
+const PG_COPY_ALERTS: &str = concat!(
+    "COPY alerts_active (",
+    new_alert_columns!(),
+    ") FROM STDIN (FORMAT binary)"
+);
 
-/// Fields of each row of [`PG_COPY_ALERTS`].
+/// Fields of each row of [`PG_COPY_ALERTS`]: the columns of `new_alert_columns`.
 const COPY_ALERT_FIELDS: i16 = 16;
 
 /// The notifications of alerts stored by [`PG_COPY_ALERTS`], as [`PG_BULK_CREATE`] writes them.
@@ -287,7 +299,7 @@ fn targets(creation: Item<'_>) -> Json<Vec<serde_json::Value>> {
     )
 }
 
-/// The rows of [`PG_COPY_ALERTS`] for `batch`.
+/// The rows of [`PG_COPY_ALERTS`] for `batch`, their fields in the order of `new_alert_columns`.
 fn copy_rows(batch: &[Item<'_>]) -> Result<Vec<u8>> {
     let mut rows = CopyRows::new();
     for creation in batch {
