@@ -516,6 +516,22 @@ impl PostgresStore {
             return Ok((results, true));
         }
         if whole {
+            // A batch copied whole with nothing to notify is one statement, stored whole without a transaction
+            // around it; when the copy finds an open group, the batch is inserted in one as any other.
+            let alone = copy.len() == batch.len() && copy.iter().all(|c| c.notification.is_none());
+            if alone {
+                let copied = Self::copy_new(connection, copy).await?;
+                if copied.is_some() {
+                    return Ok((
+                        batch.iter().map(|_| Ok(CreationOutcome::Created)).collect(),
+                        true,
+                    ));
+                }
+                let mut tx = connection.begin().await?;
+                let results = Self::bulk_store(&mut tx, batch, read_back, known_open, None).await?;
+                tx.commit().await?;
+                return Ok((results, false));
+            }
             // The copy comes first, so that when it fails the transaction has nothing else to lose.
             let mut tx = connection.begin().await?;
             let mut copied = Some(HashSet::new());

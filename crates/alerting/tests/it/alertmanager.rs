@@ -153,12 +153,12 @@ fn post_in_background(server: &Server, alerts: Value) -> tokio::task::JoinHandle
     })
 }
 
-/// Two replicas on one PostgreSQL. A writer copies the new alerts of a batch without looking for open alerts of
-/// their groups (`pg_bulk`), so a group the other replica opened makes the copy fail: the batch is then stored by
-/// insert, which finds what is open. Whether the batch is a request of many alerts (copied in its transaction)
-/// or a request of one (copied with its notification in a transaction of its own, or alone), each group ends
-/// with one open alert and each alert with one `created` notification; an alert found open keeps its id and is
-/// refreshed.
+/// Replicas on one PostgreSQL. A writer copies the new alerts of a batch without looking for open alerts of
+/// their groups (`pg_bulk`), so a group another replica opened makes the copy fail: the batch is then stored by
+/// insert, which finds what is open. Whether the batch is a request of many alerts (copied in its transaction,
+/// or alone when nothing is notified) or a request of one (copied with its notification in a transaction of its
+/// own, or alone), each group ends with one open alert and each notified alert with one `created` notification;
+/// an alert found open keeps its id and is refreshed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_stores_by_insert_what_the_other_opened() {
     use gomon_alerting::model::Status;
@@ -223,6 +223,21 @@ async fn a_replica_stores_by_insert_what_the_other_opened() {
         assert_eq!(found.status, Status::Firing);
         store.close().await;
     }
+    // A replica that notifies nothing copies a request of many with no transaction around it (the copy is its
+    // only statement): pods 200 to 209, new to all (the copy succeeds); then pods 0 to 19, opened by the first
+    // (the copy fails, and the request is inserted in a transaction, which finds and refreshes them).
+    let third_store = open().await;
+    let third =
+        gomon_alerting::AlertService::new(third_store.clone(), &gomon_runtime::metrics::registry());
+    third
+        .receive(rules(200..210, "third"), None, Durability::Flushed)
+        .await
+        .expect("new alerts, copied alone");
+    third
+        .receive(rules(0..20, "third"), None, Durability::Flushed)
+        .await
+        .expect("alerts opened elsewhere");
+    third_store.close().await;
     let mut check = {
         use sqlx::Connection;
         sqlx::PgConnection::connect(&url).await.expect("connect")
@@ -237,18 +252,30 @@ async fn a_replica_stores_by_insert_what_the_other_opened() {
     .fetch_all(&mut check)
     .await
     .expect("open alerts");
-    assert_eq!(per_group.len(), 41, "{per_group:?}");
+    assert_eq!(per_group.len(), 51, "{per_group:?}");
     for (pod, alerts, notifications, summary) in &per_group {
-        assert_eq!((*alerts, *notifications), (1, 1), "{pod}: {per_group:?}");
-        // Pods 0 to 39 were refreshed by the request of 40 (pod 100 by a creation of the API, which leaves it).
-        let expected = if pod == "p-100" { "first" } else { "again" };
+        let n: usize = pod.trim_start_matches("p-").parse().expect("pod number");
+        // Pods 200 to 209 were opened by the replica that notifies nothing.
+        let notified = i64::from(n < 200);
+        assert_eq!(
+            (*alerts, *notifications),
+            (1, notified),
+            "{pod}: {per_group:?}"
+        );
+        // Pods 0 to 19 were refreshed last by the third replica, 20 to 39 by the request of 40 (pod 100 by a
+        // creation of the API, which leaves it).
+        let expected = match n {
+            100 => "first",
+            0..20 | 200.. => "third",
+            _ => "again",
+        };
         assert_eq!(summary.as_deref(), Some(expected), "{pod}");
     }
     let all: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alerts_active")
         .fetch_one(&mut check)
         .await
         .expect("count");
-    assert_eq!(all, 41, "no alert stored twice, resolved or not");
+    assert_eq!(all, 51, "no alert stored twice, resolved or not");
     for store in [first_store, second_store] {
         store.close().await;
     }
