@@ -140,6 +140,7 @@ pub async fn run_with(
     shutdown: Shutdown,
     extra: Neighbours,
 ) -> anyhow::Result<()> {
+    gomon_runtime::memory::without_fast_bins();
     let auth = api::Auth::new(
         config
             .auth
