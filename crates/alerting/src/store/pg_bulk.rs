@@ -116,16 +116,45 @@ pub(super) struct PgWriter {
     resent: bool,
     /// Groups whose alert this writer last found open (created, refreshed or found): a repeat of one is refreshed
     /// first, without trying to insert it. Only a hint: an alert resolved since (by a person, its rule engine or
-    /// its end time) is not refreshed, and the repeat is then stored as any other creation. At most
-    /// [`MAX_KNOWN_OPEN`] groups; cleared beyond. The new alerts of a batch whose groups are not in it are
-    /// copied ([`PG_COPY_ALERTS`]).
-    known_open: HashSet<Uuid>,
+    /// its end time) is not refreshed, and the repeat is then stored as any other creation. The new alerts of a
+    /// batch whose groups are not in it are copied ([`PG_COPY_ALERTS`]).
+    known_open: KnownOpen,
     /// Batches left to store without trying a copy (see [`COPY_PAUSE`]).
     copy_pause: u32,
 }
 
-/// Most groups a writer remembers open (see [`PgWriter::known_open`]): about 3 MB.
-const MAX_KNOWN_OPEN: usize = 65_536;
+/// Groups in each of the two generations of [`KnownOpen`]: about 2 MB each.
+const KNOWN_OPEN_GENERATION: usize = 65_536;
+
+/// The groups a writer last found open (see [`PgWriter::known_open`]), in two generations of at most
+/// [`KNOWN_OPEN_GENERATION`] groups: when the newer is full it becomes the older, and the older is dropped. A group
+/// stored within the last generation stays known, whatever number of groups came before it: when the whole set
+/// was cleared at its bound instead, each clear made the repeats of the groups just forgotten look new, their
+/// copy failed on the open group, and the writer inserted its next [`COPY_PAUSE`] batches.
+#[derive(Default)]
+struct KnownOpen {
+    newer: HashSet<Uuid>,
+    older: HashSet<Uuid>,
+}
+
+impl KnownOpen {
+    fn contains(&self, group: &Uuid) -> bool {
+        self.newer.contains(group) || self.older.contains(group)
+    }
+
+    fn insert(&mut self, group: Uuid) {
+        if self.newer.len() >= KNOWN_OPEN_GENERATION {
+            std::mem::swap(&mut self.newer, &mut self.older);
+            self.newer.clear();
+        }
+        self.newer.insert(group);
+    }
+
+    fn remove(&mut self, group: &Uuid) {
+        self.newer.remove(group);
+        self.older.remove(group);
+    }
+}
 
 impl PgWriter {
     pub(super) fn new(options: PgConnectOptions, connect_timeout: Duration) -> Self {
@@ -134,7 +163,7 @@ impl PgWriter {
             connect_timeout,
             connection: None,
             resent: false,
-            known_open: HashSet::new(),
+            known_open: KnownOpen::default(),
             copy_pause: 0,
         }
     }
@@ -328,7 +357,7 @@ fn copy_rows(batch: &[Item<'_>]) -> Result<Vec<u8>> {
 /// The creations of `batch` whose groups are not known open (see [`PgWriter::known_open`]), to be copied
 /// ([`PG_COPY_ALERTS`]), but for those whose group is twice in the batch: only the insert's `ON CONFLICT`
 /// resolves those.
-fn new_groups<'a>(batch: &[Item<'a>], known_open: &HashSet<Uuid>) -> Vec<Item<'a>> {
+fn new_groups<'a>(batch: &[Item<'a>], known_open: &KnownOpen) -> Vec<Item<'a>> {
     let mut seen: HashMap<Uuid, usize> = HashMap::with_capacity(batch.len());
     for creation in batch {
         *seen.entry(creation.alert.alert_group_id).or_default() += 1;
@@ -468,9 +497,6 @@ impl PostgresStore {
         writer.copy_pause = copy_pause;
         match &result {
             Ok(outcomes) => {
-                if writer.known_open.len() + batch.len() > MAX_KNOWN_OPEN {
-                    writer.known_open.clear();
-                }
                 for (creation, outcome) in batch.iter().zip(outcomes) {
                     let group = creation.alert.alert_group_id;
                     if outcome.is_ok() {
@@ -495,7 +521,7 @@ impl PostgresStore {
         batch: &[Item<'_>],
         whole: bool,
         read_back: bool,
-        known_open: &HashSet<Uuid>,
+        known_open: &KnownOpen,
         copy: &[Item<'_>],
     ) -> Result<(Vec<Result<CreationOutcome>>, bool)> {
         // The statement writes what a new alert has; anything else takes the general path.
@@ -573,7 +599,7 @@ impl PostgresStore {
         connection: &mut PgConnection,
         batch: &[Item<'_>],
         read_back: bool,
-        known_open: &HashSet<Uuid>,
+        known_open: &KnownOpen,
         copied: Option<&HashSet<Uuid>>,
     ) -> Result<Vec<Result<CreationOutcome>>> {
         let is_copied = |c: &Item<'_>| copied.is_some_and(|ids| ids.contains(&c.alert.id));
@@ -717,5 +743,33 @@ impl PostgresStore {
             }
         }
         Ok(results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_open_groups_keep_the_last_generation_and_are_bounded() {
+        const G: usize = KNOWN_OPEN_GENERATION;
+        let groups: Vec<Uuid> = (0..=2 * G).map(|_| Uuid::new_v4()).collect();
+        let mut known = KnownOpen::default();
+        for group in &groups[..=G] {
+            known.insert(*group);
+        }
+        // The first generation was full when the next group came: it is the older one now, still known.
+        assert!(groups[..=G].iter().all(|g| known.contains(g)));
+        for group in &groups[G + 1..] {
+            known.insert(*group);
+        }
+        // A second rotation dropped the first generation, and only it.
+        assert!(groups[..G].iter().all(|g| !known.contains(g)));
+        assert!(groups[G..].iter().all(|g| known.contains(g)));
+        assert!(known.newer.len() + known.older.len() <= 2 * G);
+        // A group found resolved is forgotten from either generation.
+        known.remove(&groups[G]);
+        known.remove(&groups[2 * G]);
+        assert!(!known.contains(&groups[G]) && !known.contains(&groups[2 * G]));
     }
 }
