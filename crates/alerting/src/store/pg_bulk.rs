@@ -456,9 +456,10 @@ impl PostgresStore {
             .collect())
     }
 
-    /// Stores a batch of creations in one transaction on the writer's connection: new alerts with one statement
-    /// (see [`PG_BULK_CREATE`]); the repeats it skipped refreshed with one more (see `pg_bulk_refresh`) or looked
-    /// up; the rare one whose duplicate was resolved in between through the general path, in the same transaction.
+    /// Stores a batch of creations on the writer's connection, each request whole (see [`Self::bulk_in`] for when
+    /// that takes a transaction): new alerts copied ([`PG_COPY_ALERTS`]) or inserted with one statement (see
+    /// [`PG_BULK_CREATE`]); the repeats it skipped refreshed with one more (see `pg_bulk_refresh`) or looked up;
+    /// the rare one whose duplicate was resolved in between through the general path.
     /// `read_back` false: no requester asks for the alerts that existed, which are not read back
     /// ([`CreationOutcome::ExistingUnread`]). After any error the connection is dropped, and the next batch opens a
     /// new one.
@@ -513,9 +514,10 @@ impl PostgresStore {
 
     /// [`Self::create_batch_bulk`] on `connection`, copying `copy` (creations of `batch`; see [`new_groups`])
     /// first; false with the outcomes when that copy found an open group and the batch was stored without it.
-    /// `whole` false (every request of the batch has one alert): no transaction, the copy (with its
-    /// notifications), the insert and the refresh of what it skipped each commit on their own; a request of one
-    /// alert is still stored whole, as no two statements write its alert.
+    /// `whole` (some request has several alerts): one transaction, but for a batch copied whole with nothing to
+    /// notify, whose copy alone stores it. `whole` false (every request of the batch has one alert): no
+    /// transaction, the copy (with its notifications), the insert and the refresh of what it skipped each commit
+    /// on their own; a request of one alert is still stored whole, as no two statements write its alert.
     async fn bulk_in(
         connection: &mut PgConnection,
         batch: &[Item<'_>],
