@@ -66,7 +66,8 @@ fn is_unreachable(error: &anyhow::Error) -> bool {
 }
 
 /// Every `interval` until `shutdown` fires, resolves the open alerts whose end time has passed (alerts of rule
-/// engines that stopped re-sending them) and deletes the silences past their retention.
+/// engines that stopped re-sending them) when one may have (see [`AlertService::resolve_expired_if_due`]), and
+/// deletes the silences past their retention.
 pub async fn sweep_expired(service: AlertService, interval: Duration, shutdown: Shutdown) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -75,9 +76,9 @@ pub async fn sweep_expired(service: AlertService, interval: Duration, shutdown: 
             _ = ticks.tick() => {}
             () = shutdown.clone().wait() => return,
         }
-        match service.resolve_expired().await {
-            Ok(0) => {}
-            Ok(resolved) => tracing::info!(resolved, "resolved alerts past their endsAt"),
+        match service.resolve_expired_if_due().await {
+            Ok(None | Some(0)) => {}
+            Ok(Some(resolved)) => tracing::info!(resolved, "resolved alerts past their endsAt"),
             Err(error) => tracing::warn!(%error, "expiry sweep failed; trying again next interval"),
         }
         match service.delete_old_silences().await {

@@ -26,9 +26,14 @@ pub struct AlertmanagerConfig {
     #[serde(with = "humantime_serde")]
     pub resolve_timeout: Duration,
     /// How often open alerts whose end time has passed without a re-send are resolved (and silences past their
-    /// retention deleted).
+    /// retention deleted). The open alerts are read then only when an end time this replica stored or last read
+    /// has passed, or `full_sweep_interval` has.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
+    /// How often the sweep reads the open alerts whatever end times this replica knows of: for the alerts last
+    /// stored by a replica that stopped before their end time.
+    #[serde(with = "humantime_serde")]
+    pub full_sweep_interval: Duration,
     /// How long an expired silence is kept (listed by `GET /api/v2/silences`) before it is deleted.
     #[serde(with = "humantime_serde")]
     pub silence_retention: Duration,
@@ -48,6 +53,7 @@ impl Default for AlertmanagerConfig {
             source: None,
             resolve_timeout: Duration::from_secs(300),
             sweep_interval: Duration::from_secs(10),
+            full_sweep_interval: Duration::from_secs(60),
             silence_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
@@ -67,6 +73,7 @@ impl AlertmanagerConfig {
         for (key, value) in [
             ("resolve_timeout", self.resolve_timeout),
             ("sweep_interval", self.sweep_interval),
+            ("full_sweep_interval", self.full_sweep_interval),
             ("silence_retention", self.silence_retention),
         ] {
             if value < Duration::from_millis(1) {

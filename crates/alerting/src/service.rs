@@ -128,7 +128,40 @@ pub struct AlertService {
     counted_sources: Arc<std::collections::BTreeSet<String>>,
     /// Permits for title searches running at once (see [`TITLE_SEARCHES`]).
     searches: Arc<tokio::sync::Semaphore>,
+    /// When an open alert may next pass its end time, as far as this replica knows.
+    expiry: Arc<Mutex<ExpiryWatch>>,
 }
+
+/// What a replica knows of when an open alert may next pass its end time, so that its expiry sweep reads the open
+/// alerts only when one may have (see [`AlertService::resolve_expired_if_due`]). Each replica watches the end times
+/// it stores itself: another replica's are that replica's to watch, and those of a replica that stopped are found
+/// by the full sweep every `alerting.alertmanager.full_sweep_interval`.
+#[derive(Debug, Default)]
+struct ExpiryWatch {
+    /// The earliest end time among the open alerts the last sweep read and those this replica stored since that
+    /// sweep began; `None` when there were none.
+    next: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the last sweep began; `None` before the first.
+    swept: Option<Instant>,
+}
+
+impl ExpiryWatch {
+    /// Whether a sweep is due at `now` (`at` on the monotonic clock): before the first, once an end time it knows
+    /// of has passed, or `full` after the last.
+    fn due(&self, now: chrono::DateTime<chrono::Utc>, at: Instant, full: Duration) -> bool {
+        self.swept
+            .is_none_or(|swept| at.saturating_duration_since(swept) >= full)
+            || self.next.is_some_and(|next| next <= now)
+    }
+
+    /// Takes `ends_at` into account: the next end time is at the latest `ends_at`.
+    fn lower(&mut self, ends_at: chrono::DateTime<chrono::Utc>) {
+        self.next = Some(self.next.map_or(ends_at, |next| next.min(ends_at)));
+    }
+}
+
+/// Open alerts the expiry sweep reads at once, earliest end first.
+const EXPIRY_PAGE: u32 = 1000;
 
 /// Title searches (`GET /api/v1/alerts?q=`) run at once; more are answered 429. A search reads every alert it
 /// could match (no index serves a substring): 250 to 400 ms of the database's CPU at 1,100,000 alerts, so that a
@@ -187,6 +220,7 @@ impl AlertService {
             silences: Arc::default(),
             counted_sources: Arc::new(KNOWN_SOURCES.iter().map(|s| (*s).to_owned()).collect()),
             searches: Arc::new(tokio::sync::Semaphore::new(TITLE_SEARCHES)),
+            expiry: Arc::default(),
         }
     }
 
@@ -333,6 +367,7 @@ impl AlertService {
     /// Counts and logs the alerts of `stored` that were created, and wakes the dispatcher if one of them is
     /// `notified`.
     fn after_stored(&self, stored: &[(Alert, bool)], notified: &HashSet<Uuid>) {
+        self.watch_ends(stored.iter().map(|(alert, _)| alert.ends_at));
         let mut wake = false;
         for (alert, created) in stored {
             if *created {
@@ -477,6 +512,10 @@ impl AlertService {
             .store
             .apply_in_order(steps, self.changer(&resolve, actor, silences), durability)
             .await?;
+        self.watch_ends(applied.iter().map(|applied| match applied {
+            Applied::Created(alert, _) => alert.ends_at,
+            Applied::Resolved(_) => None,
+        }));
         let mut wake = false;
         for (applied, notify) in applied.into_iter().zip(notified) {
             match applied {
@@ -515,19 +554,81 @@ impl AlertService {
         Ok(deleted)
     }
 
-    /// Resolves every open alert whose end time has passed (rule engine alerts no longer re-sent). Returns how
-    /// many it resolved.
+    /// The expiry watch, whatever a panic while holding it left (each of its states is valid).
+    fn expiry(&self) -> std::sync::MutexGuard<'_, ExpiryWatch> {
+        self.expiry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Notes end times this replica just stored (committed), so that its sweep reads the open alerts when the
+    /// earliest has passed.
+    fn watch_ends(&self, ends: impl Iterator<Item = Option<chrono::DateTime<chrono::Utc>>>) {
+        if let Some(earliest) = ends.flatten().min() {
+            self.expiry().lower(earliest);
+        }
+    }
+
+    /// [`Self::resolve_expired`] when it may find something: an end time this replica stored, or read in its last
+    /// sweep, has passed, or `alerting.alertmanager.full_sweep_interval` has since that sweep. `None` when it did
+    /// not read the open alerts.
+    pub async fn resolve_expired_if_due(&self) -> Result<Option<usize>> {
+        let due = self.expiry().due(
+            model::now(),
+            Instant::now(),
+            self.alertmanager.full_sweep_interval,
+        );
+        if !due {
+            return Ok(None);
+        }
+        self.resolve_expired().await.map(Some)
+    }
+
+    /// Resolves every open alert whose end time has passed (rule engine alerts no longer re-sent), reading the open
+    /// alerts earliest end first, [`EXPIRY_PAGE`] at a time, up to the first that has not ended: its end time is
+    /// when the next sweep is due (see [`Self::resolve_expired_if_due`]). Returns how many it resolved.
     pub async fn resolve_expired(&self) -> Result<usize> {
+        {
+            // End times stored from now on may be committed after the reads below began: they are noted anew.
+            let mut watch = self.expiry();
+            watch.swept = Some(Instant::now());
+            watch.next = None;
+        }
+        let swept = self.resolve_ended().await;
+        let mut watch = self.expiry();
+        match &swept {
+            Ok((_, Some(next))) => watch.lower(*next),
+            Ok((_, None)) => {}
+            // Read again at the next tick.
+            Err(_) => watch.lower(model::now()),
+        }
+        swept.map(|(resolved, _)| resolved)
+    }
+
+    /// The pages of [`Self::resolve_expired`]: how many alerts it resolved, and the end time of the first open
+    /// alert that has not ended (or `now` when a page of ended alerts resolved none: each was sent again meanwhile,
+    /// and is looked at again at the next tick).
+    async fn resolve_ended(&self) -> Result<(usize, Option<chrono::DateTime<chrono::Utc>>)> {
         let mut resolved = 0;
         loop {
-            let expired = self.store.expired(model::now(), 100).await?;
-            if expired.is_empty() {
-                return Ok(resolved);
-            }
-            for id in expired {
-                if self.resolve_if_expired(id).await?.is_some() {
-                    resolved += 1;
+            let now = model::now();
+            let page = self.store.ending_first(EXPIRY_PAGE).await?;
+            let full = page.len() == EXPIRY_PAGE as usize;
+            let mut resolved_now = 0;
+            for (id, ends_at) in page {
+                if ends_at >= now {
+                    return Ok((resolved + resolved_now, Some(ends_at)));
                 }
+                if self.resolve_if_expired(id).await?.is_some() {
+                    resolved_now += 1;
+                }
+            }
+            resolved += resolved_now;
+            if !full {
+                return Ok((resolved, None));
+            }
+            if resolved_now == 0 {
+                return Ok((resolved, Some(now)));
             }
         }
     }
@@ -992,5 +1093,27 @@ fn step_fingerprint(step: &Step) -> &str {
     match step {
         Step::Create(creation) => &creation.alert.fingerprint,
         Step::Resolve(fingerprint) => fingerprint,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweep_is_due_first_when_an_end_passes_and_after_the_full_interval() {
+        let full = Duration::from_secs(60);
+        let (now, at) = (model::now(), Instant::now());
+        let mut watch = ExpiryWatch::default();
+        assert!(watch.due(now, at, full), "before the first sweep");
+        watch.swept = Some(at);
+        assert!(!watch.due(now, at, full), "nothing known to end");
+        watch.lower(now + chrono::Duration::seconds(30));
+        watch.lower(now + chrono::Duration::seconds(90));
+        assert_eq!(watch.next, Some(now + chrono::Duration::seconds(30)));
+        assert!(!watch.due(now + chrono::Duration::seconds(29), at, full));
+        assert!(watch.due(now + chrono::Duration::seconds(30), at, full));
+        assert!(!watch.due(now, at + Duration::from_secs(59), full));
+        assert!(watch.due(now, at + Duration::from_secs(60), full));
     }
 }

@@ -422,9 +422,9 @@ impl Store {
         dispatch!(self.open_page(after, selection, limit))
     }
 
-    /// Up to `limit` open alerts whose end time is before `now`.
-    pub async fn expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Uuid>> {
-        dispatch!(self.expired(now, limit))
+    /// Up to `limit` open alerts with an end time, earliest end first: their ids and end times.
+    pub async fn ending_first(&self, limit: u32) -> Result<Vec<(Uuid, DateTime<Utc>)>> {
+        dispatch!(self.ending_first(limit))
     }
 
     /// Creates `silence`, or replaces the one with its id, and writes `action` to its audit trail, together.

@@ -70,8 +70,8 @@ const REFRESH_OPEN: &str = "UPDATE alerts_active SET title = $2, description = $
      updated_at = $6 WHERE id = $1 AND status <> 'resolved' AND updated_at <= $6";
 
 /// Open alerts whose end time has passed, oldest end first.
-const EXPIRED: &str = "SELECT id FROM alerts_active WHERE status <> 'resolved' AND ends_at IS NOT NULL \
-     AND ends_at < $1 ORDER BY ends_at LIMIT $2";
+const ENDING_FIRST: &str = "SELECT id, ends_at FROM alerts_active WHERE status <> 'resolved' \
+     AND ends_at IS NOT NULL ORDER BY ends_at LIMIT $1";
 
 /// The `LIKE` pattern of titles containing `text`, case-insensitively (as `LOWER(title)` lowers ASCII on both
 /// databases): `%`, `_` and `\` in `text` are matched as themselves.
@@ -1010,9 +1010,8 @@ macro_rules! sql_store {
                 rows.into_iter().map(Alert::try_from).collect()
             }
 
-            pub(super) async fn expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Uuid>> {
-                Ok(sqlx::query_scalar::<_, Uuid>(EXPIRED)
-                    .bind($time(now))
+            pub(super) async fn ending_first(&self, limit: u32) -> Result<Vec<(Uuid, DateTime<Utc>)>> {
+                Ok(sqlx::query_as::<_, (Uuid, DateTime<Utc>)>(ENDING_FIRST)
                     .bind(i64::from(limit))
                     .fetch_all(&self.pool)
                     .await?)

@@ -23,6 +23,7 @@ on_both_stores!(
     alert_groups_and_receivers_answer_as_alertmanager_does,
     alert_groups_follow_the_routes_group_by_as_alertmanagers_do,
     expiry_spares_an_alert_sent_again_meanwhile,
+    each_replica_sweeps_when_an_end_time_it_knows_passes,
     a_batch_of_64_and_repeats_within_one_post,
     a_repeat_that_moves_only_its_end_a_little_is_not_written,
     vmalert_alert_fires_and_resolves,
@@ -1256,7 +1257,9 @@ async fn expiry_spares_an_alert_sent_again_meanwhile(backend: Backend) {
     let id = open[0].id;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let now = gomon_alerting::model::now();
-    assert_eq!(store.expired(now, 10).await.expect("expired"), [id]);
+    let ending = store.ending_first(10).await.expect("ending first");
+    assert_eq!(ending.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [id]);
+    assert!(ending[0].1 < now, "{ending:?}");
     // Sent again before the sweep gets to it: its end time moves on.
     service
         .receive(post(300), None, Durability::Resent)
@@ -1272,6 +1275,89 @@ async fn expiry_spares_an_alert_sent_again_meanwhile(backend: Backend) {
         service.get(id).await.expect("alert").status.as_str(),
         "firing"
     );
+    store.close().await;
+}
+
+/// A replica reads the open alerts only when an end time it stored, or read in its last sweep, has passed, or its
+/// full sweep interval has: then it also finds the alerts another replica stored and, having stopped, never
+/// resolved.
+async fn each_replica_sweeps_when_an_end_time_it_knows_passes(backend: Backend) {
+    let db = Database::new(backend).await;
+    let store = gomon_alerting::Store::open(&db.config)
+        .await
+        .expect("store");
+    let replica = |full_sweep_interval: Duration| {
+        gomon_alerting::AlertService::new(store.clone(), &gomon_runtime::metrics::registry())
+            .with_alertmanager(gomon_alerting::rule_engines::AlertmanagerConfig {
+                full_sweep_interval,
+                ..Default::default()
+            })
+    };
+    let post = |service: &gomon_alerting::AlertService, name: &str, ends_in: i64| {
+        let alert: gomon_alerting::rule_engines::PostableAlert = serde_json::from_value(
+            json!({"labels": {"alertname": name}, "endsAt": rfc3339(ends_in)}),
+        )
+        .expect("alert");
+        let (mapped, rejected) = service.map_rule_alerts(vec![Ok(alert)]);
+        assert!(rejected.is_empty(), "{rejected:?}");
+        mapped
+    };
+    let status = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            let open = store
+                .open_page(None, &gomon_alerting::store::OpenSelection::default(), 10)
+                .await
+                .expect("open alerts");
+            if open.iter().any(|alert| alert.title == name) {
+                "open"
+            } else {
+                "resolved"
+            }
+        }
+    };
+    let a = replica(Duration::from_secs(4));
+    let b = replica(Duration::from_secs(3600));
+    // The first sweep of each reads, whatever it knows.
+    assert_eq!(a.resolve_expired_if_due().await.expect("sweep"), Some(0));
+    assert_eq!(b.resolve_expired_if_due().await.expect("sweep"), Some(0));
+    a.receive(post(&a, "LongLived", 300), None, Durability::Flushed)
+        .await
+        .expect("receive");
+    a.receive(post(&a, "OwnShort", 1), None, Durability::Resent)
+        .await
+        .expect("receive");
+    b.receive(post(&b, "OtherShort", 1), None, Durability::Flushed)
+        .await
+        .expect("receive");
+    // Nothing has ended: neither reads.
+    assert_eq!(a.resolve_expired_if_due().await.expect("sweep"), None);
+    assert_eq!(b.resolve_expired_if_due().await.expect("sweep"), None);
+    // A queued alert counts once it is stored: a read waits for it.
+    assert_eq!(status("OwnShort").await, "open");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // `a` resolves what ended, its own and `b`'s, as its sweep reads every open alert; then it knows the earliest
+    // end left (LongLived, in 300 s) and reads no more.
+    assert_eq!(a.resolve_expired_if_due().await.expect("sweep"), Some(2));
+    assert_eq!(status("OwnShort").await, "resolved");
+    assert_eq!(status("OtherShort").await, "resolved");
+    assert_eq!(a.resolve_expired_if_due().await.expect("sweep"), None);
+    // `b` knew of an end that passed: it reads, and finds it resolved already.
+    assert_eq!(b.resolve_expired_if_due().await.expect("sweep"), Some(0));
+
+    // `b` stores an alert that ends in a second, then stops: `a` does not know of it, and finds it at its full
+    // sweep, four seconds after its last.
+    b.receive(post(&b, "Orphan", 1), None, Durability::Flushed)
+        .await
+        .expect("receive");
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(a.resolve_expired_if_due().await.expect("sweep"), None);
+    assert_eq!(status("Orphan").await, "open");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(a.resolve_expired_if_due().await.expect("sweep"), Some(1));
+    assert_eq!(status("Orphan").await, "resolved");
+    assert_eq!(status("LongLived").await, "open");
     store.close().await;
 }
 
