@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 on_both_stores!(
     a_storm_is_a_handful_of_messages_per_group_naming_every_alert,
     a_restart_during_group_wait_loses_nothing,
+    a_group_claimed_by_a_replica_that_died_goes_out_when_its_lease_ends,
     slack_lists_a_group_and_edits_it_in_place,
     acknowledgements_go_alone_and_at_once,
     reminders_and_escalations_of_a_group_go_together,
@@ -195,6 +196,57 @@ async fn a_restart_during_group_wait_loses_nothing(backend: Backend) {
         !hook.accepted().is_empty()
     })
     .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let payloads = hook.accepted();
+    assert_eq!(payloads.len(), 1, "one message: {payloads:?}");
+    let ids: BTreeSet<String> = named(&payloads[0]).into_iter().collect();
+    assert_eq!(ids.len(), 40);
+    second.stop().await;
+}
+
+/// A replica claims a group's notifications (leasing them, as its dispatcher does before sending) and dies before
+/// sending: another replica sends the group once the lease ends, not before, every alert in one message.
+async fn a_group_claimed_by_a_replica_that_died_goes_out_when_its_lease_ends(backend: Backend) {
+    let (database, _slack, hook, config) =
+        to_webhook(backend, Duration::from_secs(1), Duration::from_secs(60)).await;
+    let first = Server::start_service(config.clone()).await;
+    let (status, body) = first.post("/api/v2/alerts", pods("payments", 0..40)).await;
+    assert_eq!(status, 200, "{body}");
+    first.kill();
+    // What the dead replica's dispatcher did last: it claimed the group, for three seconds.
+    let store = gomon_alerting::Store::open(&database.config)
+        .await
+        .expect("store");
+    // The POST was answered once queued; the writers, tasks of their own, go on storing it after the kill.
+    eventually(
+        Duration::from_secs(10),
+        "40 notifications pending",
+        || async { store.pending_notifications().await.expect("pending") == 40 },
+    )
+    .await;
+    let horizon = gomon_alerting::model::now() + chrono::Duration::seconds(2);
+    let groups = store.due_groups("team", horizon, 10).await.expect("groups");
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    let claimed_at = std::time::Instant::now();
+    let lease_until = gomon_alerting::model::now() + chrono::Duration::seconds(3);
+    let claimed = store
+        .claim_group("team", &groups[0], horizon, lease_until, 100)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 40);
+    store.close().await;
+
+    let second = Server::start_service(config).await;
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(claimed_at.elapsed())).await;
+    assert!(
+        hook.received().is_empty(),
+        "nothing sent while the lease holds"
+    );
+    eventually(Duration::from_secs(20), "the group's message", || async {
+        !hook.accepted().is_empty()
+    })
+    .await;
+    assert!(claimed_at.elapsed() >= Duration::from_secs(3));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let payloads = hook.accepted();
     assert_eq!(payloads.len(), 1, "one message: {payloads:?}");
