@@ -456,6 +456,108 @@ async fn sigterm_ends_the_service_while_queued_alerts_wait_for_the_database() {
     check.close().await;
 }
 
+/// SIGTERM while a writer's copy waits in PostgreSQL (on the row lock of another transaction): the service stops
+/// within its shutdown timeout; PostgreSQL then completes the copy whole or drops it whole, never part of it (here,
+/// with nothing to notify, the copy is its own transaction and completes once the lock is released); and the rule
+/// engine's next resend, to a new server, leaves every alert of the request open exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_copy_leaves_it_whole_and_the_resend_completes_the_request() {
+    use sqlx::Connection;
+    let db = Database::new(Backend::Postgres).await;
+    let url = db.postgres_url();
+    let work = tempfile::tempdir().expect("temporary directory");
+    let config = gomon_alerting::Config {
+        database: gomon_alerting::store::DatabaseConfig {
+            data_dir: work.path().to_path_buf(),
+            ..db.config.clone()
+        },
+        shutdown_timeout: Duration::from_secs(2),
+        ..gomon_alerting::Config::default()
+    };
+    let batch: Vec<Value> = (0..200)
+        .map(|i| json!({"labels": {"alertname": "StopMidCopy", "pod": format!("p-{i}")}, "endsAt": rfc3339(300)}))
+        .collect();
+    let fingerprint = fingerprint_of(&batch[150]);
+    let server = Server::start_service(config.clone()).await;
+    // Another transaction holds an open alert of alerts[150]'s group, not committed: the copy of its part waits.
+    let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .expect("begin");
+    sqlx::query(
+        "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, title) \
+         VALUES (gen_random_uuid(), $1, $2, 'test', 'P3', 'holds the row lock')",
+    )
+    .bind(gomon_alerting::model::group_id(&fingerprint))
+    .bind(&fingerprint)
+    .execute(&mut holder)
+    .await
+    .expect("insert the lock holder");
+    let (status, body) = server
+        .post("/api/v2/alerts", Value::Array(batch.clone()))
+        .await;
+    assert_eq!(status, 200, "answered once queued: {body}");
+    let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
+    waiting_on_a_lock(&mut admin, "COPY alerts_active%").await;
+    let started = std::time::Instant::now();
+    server.stop().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(6), "stopped after {took:?}");
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("rollback");
+    // The stopped writer's copy ends in PostgreSQL, one way or the other.
+    for attempt in 0.. {
+        let copying: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND query LIKE 'COPY alerts_active%' AND state = 'active'",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .expect("pg_stat_activity");
+        if copying == 0 {
+            break;
+        }
+        assert!(
+            attempt < 100,
+            "a copy still runs 10 s after the lock was released"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let counts = || async {
+        let mut check = sqlx::PgConnection::connect(&url).await.expect("connect");
+        let counts: (i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COUNT(DISTINCT fingerprint), COUNT(*) FILTER (WHERE fingerprint = $1) \
+             FROM alerts_active WHERE title = 'StopMidCopy' AND status <> 'resolved'",
+        )
+        .bind(&fingerprint)
+        .fetch_one(&mut check)
+        .await
+        .expect("count");
+        counts
+    };
+    let (stored, distinct, blocked) = counts().await;
+    assert_eq!(stored, distinct, "no group open twice");
+    // The part with alerts[150] is there whole (with every other part) or not at all.
+    assert!(
+        (blocked == 1 && stored == 200) || (blocked == 0 && stored < 200),
+        "stored {stored}, alerts[150] {blocked}"
+    );
+
+    // The rule engine sends the request again, to a new server: every alert open, once.
+    let server = Server::start_service(config).await;
+    let (status, body) = server.post("/api/v2/alerts", Value::Array(batch)).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, page) = server
+        .get("/api/v1/alerts?source=alertmanager&limit=1000")
+        .await;
+    assert_eq!(page["total"], 200, "{page}");
+    assert_eq!(counts().await, (200, 200, 1));
+    server.stop().await;
+}
+
 /// PostgreSQL going away while `GET /api/v2/alerts` or `GET /api/v2/alerts/groups` streams its answer: the answer
 /// is cut (the client's read of the body fails), never ended early as valid JSON that would read as fewer alerts;
 /// once the database is back, the whole answer comes again. The answer (4,000 alerts of 8 KB, 32 MB) is larger
