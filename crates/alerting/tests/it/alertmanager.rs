@@ -47,20 +47,7 @@ async fn a_post_that_fails_in_the_database_is_stored_later() {
 
     // Another transaction holds an open alert with the fingerprint of alerts[150], not yet committed: storing
     // alerts[150] waits for it.
-    let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
-    sqlx::query("BEGIN")
-        .execute(&mut holder)
-        .await
-        .expect("begin");
-    sqlx::query(
-        "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, title) \
-         VALUES (gen_random_uuid(), $1, $2, 'test', 'P3', 'holds the row lock')",
-    )
-    .bind(gomon_alerting::model::group_id(&fingerprint))
-    .bind(&fingerprint)
-    .execute(&mut holder)
-    .await
-    .expect("insert the lock holder");
+    let mut holder = hold_open_group(&url, &fingerprint).await;
 
     let post = post_in_background(&server, Value::Array(batch.clone()));
     // The storing statement (a copy: the writer knows none of these groups open) waits on the lock: the database
@@ -144,6 +131,27 @@ async fn a_post_that_fails_in_the_database_is_stored_later() {
         Some(0.0)
     );
     server.stop().await;
+}
+
+/// A connection to `url` in a transaction that opened an alert of `fingerprint`'s group and has not committed: a
+/// statement that stores an alert of that group waits on its row lock until the transaction ends.
+async fn hold_open_group(url: &str, fingerprint: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut holder = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .expect("begin");
+    sqlx::query(
+        "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, title) \
+         VALUES (gen_random_uuid(), $1, $2, 'test', 'P3', 'holds the row lock')",
+    )
+    .bind(gomon_alerting::model::group_id(fingerprint))
+    .bind(fingerprint)
+    .execute(&mut holder)
+    .await
+    .expect("insert the lock holder");
+    holder
 }
 
 /// POSTs `alerts` to `server`'s Alertmanager API in a task of its own; the task answers the status and body.
@@ -480,20 +488,7 @@ async fn sigterm_during_a_copy_leaves_it_whole_and_the_resend_completes_the_requ
     let fingerprint = fingerprint_of(&batch[150]);
     let server = Server::start_service(config.clone()).await;
     // Another transaction holds an open alert of alerts[150]'s group, not committed: the copy of its part waits.
-    let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
-    sqlx::query("BEGIN")
-        .execute(&mut holder)
-        .await
-        .expect("begin");
-    sqlx::query(
-        "INSERT INTO alerts_active (id, alert_group_id, fingerprint, source, severity, title) \
-         VALUES (gen_random_uuid(), $1, $2, 'test', 'P3', 'holds the row lock')",
-    )
-    .bind(gomon_alerting::model::group_id(&fingerprint))
-    .bind(&fingerprint)
-    .execute(&mut holder)
-    .await
-    .expect("insert the lock holder");
+    let mut holder = hold_open_group(&url, &fingerprint).await;
     let (status, body) = server
         .post("/api/v2/alerts", Value::Array(batch.clone()))
         .await;
