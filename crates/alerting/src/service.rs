@@ -154,7 +154,7 @@ impl ExpiryWatch {
             || self.next.is_some_and(|next| next <= now)
     }
 
-    /// Takes `ends_at` into account: the next end time is at the latest `ends_at`.
+    /// Takes `ends_at` into account: the next end time is then no later than `ends_at`.
     fn lower(&mut self, ends_at: chrono::DateTime<chrono::Utc>) {
         self.next = Some(self.next.map_or(ends_at, |next| next.min(ends_at)));
     }

@@ -69,7 +69,7 @@ const OPEN_COUNTS: &str = "SELECT status, severity, COUNT(*) FROM alerts_active 
 const REFRESH_OPEN: &str = "UPDATE alerts_active SET title = $2, description = $3, annotations = $4, ends_at = $5, \
      updated_at = $6 WHERE id = $1 AND status <> 'resolved' AND updated_at <= $6";
 
-/// Open alerts whose end time has passed, oldest end first.
+/// Open alerts with an end time, earliest end first (the expiry sweep reads up to the first not ended).
 const ENDING_FIRST: &str = "SELECT id, ends_at FROM alerts_active WHERE status <> 'resolved' \
      AND ends_at IS NOT NULL ORDER BY ends_at LIMIT $1";
 
