@@ -553,6 +553,54 @@ async fn sigterm_during_a_copy_leaves_it_whole_and_the_resend_completes_the_requ
     server.stop().await;
 }
 
+/// An expiry sweep that fails (PostgreSQL away) is tried again at the next tick, not a full sweep interval later:
+/// the alert that ended meanwhile is resolved as soon as the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_sweep_that_fails_reads_again_at_the_next_tick() {
+    let db = Database::new(Backend::Postgres).await;
+    let (proxy, database) = db.behind_proxy().await;
+    let store = gomon_alerting::Store::open(&database).await.expect("store");
+    let service =
+        gomon_alerting::AlertService::new(store.clone(), &gomon_runtime::metrics::registry())
+            .with_alertmanager(gomon_alerting::rule_engines::AlertmanagerConfig {
+                full_sweep_interval: Duration::from_secs(3600),
+                ..Default::default()
+            });
+    let alert: gomon_alerting::rule_engines::PostableAlert = serde_json::from_value(
+        json!({"labels": {"alertname": "EndsDuringOutage"}, "endsAt": rfc3339(1)}),
+    )
+    .expect("alert");
+    let (mapped, rejected) = service.map_rule_alerts(vec![Ok(alert)]);
+    assert!(rejected.is_empty(), "{rejected:?}");
+    service
+        .receive(mapped, None, Durability::Flushed)
+        .await
+        .expect("receive");
+    // The first sweep reads, and learns the alert's end time.
+    assert_eq!(
+        service.resolve_expired_if_due().await.expect("sweep"),
+        Some(0)
+    );
+    assert_eq!(service.resolve_expired_if_due().await.expect("sweep"), None);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    proxy.cut();
+    assert!(
+        service.resolve_expired_if_due().await.is_err(),
+        "the database is away"
+    );
+    proxy.restore();
+    assert_eq!(
+        service.resolve_expired_if_due().await.expect("sweep"),
+        Some(1)
+    );
+    let open = store
+        .open_page(None, &gomon_alerting::store::OpenSelection::default(), 10)
+        .await
+        .expect("open alerts");
+    assert!(open.is_empty(), "{open:?}");
+    store.close().await;
+}
+
 /// PostgreSQL going away while `GET /api/v2/alerts` or `GET /api/v2/alerts/groups` streams its answer: the answer
 /// is cut (the client's read of the body fails), never ended early as valid JSON that would read as fewer alerts;
 /// once the database is back, the whole answer comes again. The answer (4,000 alerts of 8 KB, 32 MB) is larger
